@@ -1,0 +1,94 @@
+"""Logging in, refreshing, and what the API answers to missing, bad and expired credentials."""
+from datetime import datetime, timedelta, timezone
+
+import jwt
+
+from ufdl_pyramid.testing import TEST_SETTINGS
+
+
+def test_obtain_and_use_a_token(users, anonymous):
+    users.create("carol", password="s3cret-pass")
+    tokens = anonymous.post("/v1/auth/obtain", {"username": "carol", "password": "s3cret-pass"}).json
+    assert set(tokens) == {"access", "refresh"}
+    anonymous.token = tokens["access"]
+    assert anonymous.post("/v1/job-types/list").json == []
+
+
+def test_wrong_password_and_unknown_user_are_401(users, anonymous):
+    users.create("carol", password="s3cret-pass")
+    for body in ({"username": "carol", "password": "wrong-pass"}, {"username": "nobody", "password": "x"}):
+        response = anonymous.post("/v1/auth/obtain", body, status=401)
+        assert response.json == {"detail": "No active account found with the given credentials"}
+
+
+def test_obtain_needs_both_fields(anonymous):
+    response = anonymous.post("/v1/auth/obtain", {"username": "carol"}, status=400)
+    assert "password" in response.json["detail"]
+
+
+def test_no_credentials_is_401_with_bearer_challenge(anonymous):
+    response = anonymous.post("/v1/job-types/list", status=401)
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.json == {"detail": "Authentication credentials were not provided."}
+
+
+def test_malformed_authorization_header_is_401(anonymous):
+    for header in ("Token abc", "Bearer", "Basic dXNlcjpwYXNz"):
+        response = anonymous.post("/v1/job-types/list", headers={"Authorization": header}, status=401)
+        assert "Bearer" in response.json["detail"]
+
+
+def test_forged_token_is_401(alice):
+    forged = jwt.encode({"sub": str(alice.user_id), "exp": datetime.now(timezone.utc) + timedelta(minutes=5),
+                         "type": "access"}, "another-secret-of-thirty-two-bytes-or-more", algorithm="HS256")
+    alice.token = forged
+    assert alice.post("/v1/job-types/list", status=401).json == {"detail": "Token is invalid"}
+
+
+def test_expired_token_is_401_and_refresh_gives_a_working_one(alice, anonymous):
+    past = datetime.now(timezone.utc) - timedelta(hours=1)
+    alice.token = jwt.encode({"sub": str(alice.user_id), "iat": past, "exp": past + timedelta(minutes=5),
+                              "type": "access"}, TEST_SETTINGS["ufdl.auth.secret"], algorithm="HS256")
+    assert alice.post("/v1/job-types/list", status=401).json == {"detail": "Token has expired"}
+
+    fresh = anonymous.post("/v1/auth/refresh", {"refresh": alice.refresh_token}).json
+    assert set(fresh) == {"access"}
+    alice.token = fresh["access"]
+    alice.post("/v1/job-types/list", status=200)
+
+
+def test_bad_refresh_token_is_401(anonymous):
+    response = anonymous.post("/v1/auth/refresh", {"refresh": "not-a-token"}, status=401)
+    assert response.json == {"detail": "Token is invalid or expired"}
+
+
+def test_an_access_token_is_not_a_refresh_token(alice, anonymous):
+    anonymous.post("/v1/auth/refresh", {"refresh": alice.token}, status=401)
+
+
+def test_deactivating_a_user_ends_its_tokens(alice, anonymous, engine):
+    from sqlalchemy import update
+
+    from ufdl_pyramid.models import User
+
+    with engine.begin() as connection:
+        connection.execute(update(User).where(User.id == alice.user_id).values(is_active=False))
+    assert alice.post("/v1/job-types/list", status=401).json == {"detail": "User is inactive or no longer exists"}
+    anonymous.post("/v1/auth/refresh", {"refresh": alice.refresh_token}, status=401)
+    anonymous.post("/v1/auth/obtain", {"username": "alice", "password": "password123"}, status=401)
+
+
+def test_the_cli_deactivation_revokes_refresh_tokens(alice, anonymous, engine):
+    import transaction
+    from sqlalchemy import select
+
+    from ufdl_pyramid.models import User, get_session_factory, get_tm_session
+    from ufdl_pyramid.services.auth import AuthService
+    from ufdl_pyramid.testing import UserFactory
+
+    config = UserFactory(engine, anonymous.app).config
+    manager = transaction.TransactionManager(explicit=True)
+    with manager:
+        db = get_tm_session(get_session_factory(engine), manager)
+        AuthService(db, config).deactivate(db.scalar(select(User).where(User.username == "alice")))
+    anonymous.post("/v1/auth/refresh", {"refresh": alice.refresh_token}, status=401)

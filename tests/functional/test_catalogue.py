@@ -1,0 +1,62 @@
+"""Licences and domains: seeded, read by users, managed by admins, soft-deleted and reinstated."""
+
+
+def test_seeded_domains_and_licences(alice):
+    domains = {row["name"]: row["description"] for row in alice.post("/v1/domains/list").json}
+    assert domains == {"ic": "Image Classification", "od": "Object Detection", "is": "Image Segmentation",
+                       "sp": "Speech", "tc": "Text Classification"}
+    licences = [row["name"] for row in alice.post("/v1/licences/list").json]
+    assert "Apache-2.0" in licences and "MIT" in licences
+
+
+def test_users_cannot_change_the_catalogue(alice):
+    alice.post("/v1/licences/create", {"name": "WTFPL", "url": ""}, status=403)
+    alice.delete("/v1/domains/1", status=403)
+    alice.delete("/v1/domains/1/hard", status=403)
+    alice.delete("/v1/domains/1/reinstate", status=403)
+
+
+def test_soft_delete_hides_from_lists_until_reinstated(admin, alice):
+    licence = admin.post("/v1/licences/create", {"name": "WTFPL", "url": "http://www.wtfpl.net/"}, status=201).json
+    assert licence["creator"] == admin.user_id and licence["deletion_time"] is None
+    pk = licence["pk"]
+    deleted = admin.delete(f"/v1/licences/{pk}").json
+    assert deleted["deletion_time"] is not None
+
+    def listed(**body):
+        return [row["name"] for row in alice.post("/v1/licences/list", body).json]
+
+    assert "WTFPL" not in listed()
+    assert "WTFPL" in listed(include_inactive=True)
+    # Still retrievable by pk, showing when it was deleted (so that it can be reinstated).
+    assert alice.get(f"/v1/licences/{pk}").json["deletion_time"] == deleted["deletion_time"]
+    assert admin.delete(f"/v1/licences/{pk}/reinstate").json["deletion_time"] is None
+    assert "WTFPL" in listed()
+
+
+def test_filter_on_deletion_time(admin, alice):
+    admin.delete("/v1/domains/2")
+    body = {"include_inactive": True, "expressions": [{"type": "isnull", "field": "deletion_time", "invert": True}]}
+    assert [row["name"] for row in alice.post("/v1/domains/list", body).json] == ["od"]
+    body = {"include_inactive": True, "expressions": [
+        {"type": "compare", "field": "deletion_time", "operator": ">", "value": "2000-01-01T00:00:00Z"}]}
+    assert [row["name"] for row in alice.post("/v1/domains/list", body).json] == ["od"]
+    body["expressions"][0]["value"] = "yesterday"
+    alice.post("/v1/domains/list", body, status=400)
+
+
+def test_hard_delete(admin):
+    domain = admin.post("/v1/domains/create", {"name": "xx", "description": "Example"}, status=201).json
+    assert admin.delete(f"/v1/domains/{domain['pk']}/hard").json["name"] == "xx"
+    admin.get(f"/v1/domains/{domain['pk']}", status=404)
+
+
+def test_job_types_have_no_soft_delete_actions(admin):
+    pk = admin.post("/v1/job-types/create", {"name": "s", "pkg": "builtins", "cls": "str"}, status=201).json["pk"]
+    admin.delete(f"/v1/job-types/{pk}/reinstate", status=404)
+    admin.delete(f"/v1/job-types/{pk}/hard", status=404)
+
+
+def test_duplicate_domain_is_409_and_bad_code_is_400(admin):
+    admin.post("/v1/domains/create", {"name": "ic", "description": "again"}, status=409)
+    admin.post("/v1/domains/create", {"name": "Image", "description": "too long"}, status=400)

@@ -1,0 +1,190 @@
+"""The v1 job-types API (seed 000): every action, its permissions, filters, paging and bad input."""
+import pytest
+
+STR = {"name": "str", "pkg": "builtins", "cls": "str"}
+ORDERED = {"name": "OrderedDict", "pkg": "collections", "cls": "collections.OrderedDict"}
+
+
+@pytest.fixture
+def job_type(admin):
+    return admin.post("/v1/job-types/create", STR, status=201).json
+
+
+def test_admin_creates_and_retrieves(admin, job_type):
+    assert job_type == {"pk": job_type["pk"], **STR}
+    assert admin.get(f"/v1/job-types/{job_type['pk']}").json == job_type
+
+
+def test_create_answers_201_with_location(admin):
+    response = admin.post("/v1/job-types/create", ORDERED, status=201)
+    assert response.headers["Location"].endswith(f"/v1/job-types/{response.json['pk']}")
+
+
+def test_anonymous_is_401_everywhere(anonymous, job_type):
+    pk = job_type["pk"]
+    anonymous.post("/v1/job-types/list", status=401)
+    anonymous.post("/v1/job-types/create", STR, status=401)
+    anonymous.get(f"/v1/job-types/{pk}", status=401)
+    anonymous.put(f"/v1/job-types/{pk}", STR, status=401)
+    anonymous.patch(f"/v1/job-types/{pk}", {"name": "x"}, status=401)
+    anonymous.delete(f"/v1/job-types/{pk}", status=401)
+    anonymous.get("/v1/job-types/get-all-values/Domain", status=401)
+
+
+def test_users_read_but_do_not_write(alice, job_type):
+    pk = job_type["pk"]
+    assert alice.post("/v1/job-types/list").json == [job_type]
+    assert alice.get(f"/v1/job-types/{pk}").json == job_type
+    for call in (lambda: alice.post("/v1/job-types/create", ORDERED, status=403),
+                 lambda: alice.put(f"/v1/job-types/{pk}", ORDERED, status=403),
+                 lambda: alice.patch(f"/v1/job-types/{pk}", {"name": "s"}, status=403),
+                 lambda: alice.delete(f"/v1/job-types/{pk}", status=403)):
+        assert call().json == {"detail": "You do not have permission to perform this action."}
+    assert alice.get(f"/v1/job-types/{pk}").json == job_type
+
+
+def test_update_and_partial_update(admin, job_type):
+    pk = job_type["pk"]
+    assert admin.put(f"/v1/job-types/{pk}", ORDERED).json == {"pk": pk, **ORDERED}
+    assert admin.patch(f"/v1/job-types/{pk}", {"name": "odict"}).json == {"pk": pk, **ORDERED, "name": "odict"}
+    # PUT needs every field; PATCH needs at least one.
+    assert "pkg" in admin.put(f"/v1/job-types/{pk}", {"name": "x", "cls": "str"}, status=400).json["detail"]
+    admin.patch(f"/v1/job-types/{pk}", {}, status=400)
+
+
+def test_destroy(admin, job_type):
+    pk = job_type["pk"]
+    assert admin.delete(f"/v1/job-types/{pk}").json == job_type
+    admin.get(f"/v1/job-types/{pk}", status=404)
+
+
+def test_a_class_that_cannot_be_imported_is_400_naming_it(admin, job_type):
+    detail = admin.post("/v1/job-types/create", {**STR, "name": "x", "pkg": "no_such_package"}, status=400)
+    assert "Cannot import package 'no_such_package'" in detail.json["detail"]
+    detail = admin.post("/v1/job-types/create", {**STR, "name": "x", "cls": "NoSuchClass"}, status=400)
+    assert "has no attribute 'NoSuchClass'" in detail.json["detail"]
+    detail = admin.post("/v1/job-types/create", {"name": "x", "pkg": "os", "cls": "sep"}, status=400)
+    assert "is not a class" in detail.json["detail"]
+    detail = admin.patch(f"/v1/job-types/{job_type['pk']}", {"cls": "../../etc"}, status=400)
+    assert "not a dotted Python name" in detail.json["detail"]
+
+
+def test_bad_bodies_are_400(admin):
+    for body, needle in (({"name": "x"}, "pkg"), ({**STR, "extra": 1}, "extra"), ({**STR, "name": 5}, "name"),
+                         ([STR], "object"), ({**STR, "name": "has space"}, "name")):
+        assert needle in admin.post("/v1/job-types/create", body, status=400).json["detail"]
+
+
+def test_malformed_json_is_400(admin):
+    response = admin.request("POST", "/v1/job-types/create", body=b"{not json", content_type="application/json",
+                             status=400)
+    assert response.json["detail"].startswith("Malformed JSON body")
+
+
+def test_duplicate_name_is_409(admin, job_type):
+    response = admin.post("/v1/job-types/create", STR, status=409)
+    assert response.json == {"detail": "A job type with name 'str' already exists"}
+    other = admin.post("/v1/job-types/create", ORDERED, status=201).json
+    admin.patch(f"/v1/job-types/{other['pk']}", {"name": "str"}, status=409)
+
+
+def test_unknown_and_malformed_pks_are_404(admin):
+    for path in ("/v1/job-types/999", "/v1/job-types/abc", "/v1/job-types/-1", "/v1/job-types/0",
+                 "/v1/job-types/99999999999999999999999"):
+        assert admin.get(path, status=404).json == {"detail": "Not found."}
+
+
+def test_wrong_method_is_405(admin, job_type):
+    admin.get("/v1/job-types/list", status=405)
+    admin.delete("/v1/job-types/create", status=405)
+    assert admin.post(f"/v1/job-types/{job_type['pk']}", status=405).json == {
+        "detail": 'Method "POST" not allowed.'}
+
+
+def test_body_too_large_is_413(admin):
+    huge = {"name": "x" * (2 << 20), "pkg": "builtins", "cls": "str"}
+    response = admin.post("/v1/job-types/create", huge, status=413)
+    assert "larger than the limit" in response.json["detail"]
+
+
+def test_get_all_values_is_400_until_the_type_system_exists(alice):
+    response = alice.get("/v1/job-types/get-all-values/Domain", status=400)
+    assert "Domain" in response.json["detail"]
+
+
+@pytest.fixture
+def many(admin):
+    for name, pkg, cls in (("a_str", "builtins", "str"), ("b_int", "builtins", "int"),
+                           ("c_dict", "collections", "OrderedDict"), ("d_counter", "collections", "Counter"),
+                           ("E_deque", "collections", "deque")):
+        admin.post("/v1/job-types/create", {"name": name, "pkg": pkg, "cls": cls}, status=201)
+
+
+def names(response):
+    return [row["name"] for row in response.json]
+
+
+def test_list_filters(alice, many):
+    def listed(*expressions, **extra):
+        return names(alice.post("/v1/job-types/list", {"expressions": list(expressions), **extra}))
+
+    assert listed({"type": "exact", "field": "pkg", "value": "builtins"}) == ["a_str", "b_int"]
+    assert listed({"type": "exact", "field": "pkg", "value": "builtins", "invert": True}) == [
+        "c_dict", "d_counter", "E_deque"]
+    assert listed({"type": "exact", "field": "name", "value": "e_DEQUE", "case_insensitive": True}) == ["E_deque"]
+    assert listed({"type": "contains", "field": "name", "sub_string": "_d"}) == ["c_dict", "E_deque"]
+    # Case-sensitive unless asked otherwise, on SQLite as on PostgreSQL.
+    assert listed({"type": "contains", "field": "name", "sub_string": "E"}) == ["E_deque"]
+    assert listed({"type": "contains", "field": "name", "sub_string": "E", "case_insensitive": True}) == [
+        "d_counter", "E_deque"]
+    assert listed({"type": "contains", "field": "name", "sub_string": "%"}) == []
+    assert listed({"type": "isnull", "field": "cls"}) == []
+    assert listed({"type": "compare", "field": "name", "operator": ">=", "value": "c"}) == ["c_dict", "d_counter"]
+    assert listed({"type": "or", "sub_expressions": [{"type": "exact", "field": "cls", "value": "int"},
+                                                     {"type": "exact", "field": "cls", "value": "deque"}]}) == [
+        "b_int", "E_deque"]
+    assert listed({"type": "and", "sub_expressions": [{"type": "exact", "field": "pkg", "value": "collections"},
+                                                      {"type": "contains", "field": "cls", "sub_string": "ou"}]},
+                  {"type": "compare", "field": "pk", "operator": "<", "value": 5}) == ["d_counter"]
+
+
+def test_list_order_by(alice, many):
+    body = {"order_by": [{"field": "pkg", "ascending": False}, {"field": "name"}]}
+    assert names(alice.post("/v1/job-types/list", body)) == ["E_deque", "c_dict", "d_counter", "a_str", "b_int"]
+
+
+def test_list_paging_in_body_and_query(alice, many):
+    first = alice.post("/v1/job-types/list", {"page": 1, "page_size": 2})
+    assert names(first) == ["a_str", "b_int"]
+    assert first.headers["X-Total-Count"] == "5"
+    assert 'page=2&page_size=2>; rel="next"' in first.headers["Link"]
+    assert 'page=3&page_size=2>; rel="last"' in first.headers["Link"]
+    third = alice.post("/v1/job-types/list?page=3&page_size=2")
+    assert names(third) == ["E_deque"] and "rel=\"next\"" not in third.headers["Link"]
+    assert alice.post("/v1/job-types/list", {"page": 4, "page_size": 2}, status=404).json == {
+        "detail": "Invalid page."}
+    unpaged = alice.post("/v1/job-types/list")
+    assert len(unpaged.json) == 5 and unpaged.headers["X-Total-Count"] == "5" and "Link" not in unpaged.headers
+
+
+def test_list_bad_filters_are_400(alice, many):
+    bad = [
+        {"expressions": [{"type": "exact", "field": "nope", "value": 1}]},
+        {"expressions": [{"type": "exact", "field": "pk", "value": "one"}]},
+        {"expressions": [{"type": "exact", "field": "pk", "value": True}]},
+        {"expressions": [{"type": "contains", "field": "pk", "sub_string": "1"}]},
+        {"expressions": [{"type": "compare", "field": "name", "operator": "!=", "value": "a"}]},
+        {"expressions": [{"type": "regex", "field": "name"}]},
+        {"expressions": [{"type": "exact", "field": "name", "value": "a", "bogus": 1}]},
+        {"expressions": [{"type": "and", "sub_expressions": "x"}]},
+        {"order_by": [{"field": "nope"}]},
+        {"unknown": 1},
+        {"page": 0},
+        {"page_size": 5000},
+        {"expressions": [{"type": "exact", "field": "owner.name", "value": 1}]},
+        [],
+    ]
+    for body in bad:
+        response = alice.post("/v1/job-types/list", body, status=400)
+        assert response.json["detail"], body
+    alice.post("/v1/job-types/list?page=x", status=400)

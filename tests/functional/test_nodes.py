@@ -1,0 +1,91 @@
+"""Nodes: registration, ownership, and acting as a node with the Node-Id header."""
+import pytest
+
+NODE = {"ip": "192.168.0.10", "index": 0, "driver_version": "535.104", "hardware_generation": "Ampere",
+        "gpu_mem": 24576, "cpu_mem": 65536}
+
+
+@pytest.fixture
+def node(alice):
+    return alice.post("/v1/nodes/create", NODE, status=201).json
+
+
+def test_a_user_registers_a_node(alice, node):
+    assert node == {"pk": node["pk"], **NODE, "last_seen": None, "current_job": None, "owner": alice.user_id}
+    assert alice.get(f"/v1/nodes/{node['pk']}").json == node
+    assert alice.post("/v1/nodes/list").json == [node]
+
+
+def test_minimal_node_and_ipv6(alice):
+    node = alice.post("/v1/nodes/create", {"ip": "::1", "index": 2}, status=201).json
+    assert node["ip"] == "::1" and node["gpu_mem"] is None
+
+
+def test_ip_and_index_are_unique_together(alice, bob, node):
+    response = bob.post("/v1/nodes/create", {"ip": NODE["ip"], "index": 0}, status=409)
+    assert response.json == {"detail": "A node with ip '192.168.0.10' and index 0 already exists"}
+    other = bob.post("/v1/nodes/create", {"ip": NODE["ip"], "index": 1}, status=201).json
+    bob.patch(f"/v1/nodes/{other['pk']}", {"index": 0}, status=409)
+
+
+def test_bad_node_bodies_are_400(alice):
+    for body, needle in (({"ip": "not-an-ip", "index": 0}, "IPv4"), ({"ip": "10.0.0.1"}, "index"),
+                         ({"ip": "10.0.0.1", "index": -1}, "index"), ({**NODE, "gpu_mem": "lots"}, "gpu_mem"),
+                         ({**NODE, "owner": 1}, "owner")):
+        assert needle in alice.post("/v1/nodes/create", body, status=400).json["detail"]
+
+
+def test_only_the_owner_or_an_admin_changes_a_node(alice, bob, admin, node):
+    pk = node["pk"]
+    bob.patch(f"/v1/nodes/{pk}", {"gpu_mem": 1}, status=403)
+    bob.delete(f"/v1/nodes/{pk}", status=403)
+    assert alice.patch(f"/v1/nodes/{pk}", {"gpu_mem": 1}).json["gpu_mem"] == 1
+    assert admin.patch(f"/v1/nodes/{pk}", {"gpu_mem": 2}).json["gpu_mem"] == 2
+    assert bob.get(f"/v1/nodes/{pk}").json["gpu_mem"] == 2  # everyone may see nodes
+    alice.delete(f"/v1/nodes/{pk}")
+    alice.get(f"/v1/nodes/{pk}", status=404)
+
+
+def test_acting_as_your_node_updates_last_seen(alice, node):
+    as_node = alice.as_node(node["pk"])
+    as_node.post("/v1/job-types/list")
+    seen = alice.get(f"/v1/nodes/{node['pk']}").json["last_seen"]
+    assert seen is not None and seen.endswith("Z")
+    as_node.get(f"/v1/nodes/{node['pk']}")
+    assert alice.get(f"/v1/nodes/{node['pk']}").json["last_seen"] > seen
+
+
+def test_another_users_node_id_is_403_on_every_call(bob, node):
+    as_node = bob.as_node(node["pk"])
+    assert as_node.post("/v1/job-types/list", status=403).json == {
+        "detail": f"Node {node['pk']} belongs to another user"}
+    as_node.get(f"/v1/nodes/{node['pk']}", status=403)
+
+
+def test_an_admin_may_act_as_any_node(admin, node):
+    admin.as_node(node["pk"]).post("/v1/job-types/list", status=200)
+
+
+def test_unknown_and_malformed_node_ids(alice, node):
+    assert alice.as_node(9999).post("/v1/job-types/list", status=403).json == {"detail": "Node 9999 does not exist"}
+    response = alice.request("POST", "/v1/job-types/list", headers={"Node-Id": "abc"}, status=400)
+    assert "Node-Id" in response.json["detail"]
+
+
+def test_node_id_without_credentials_is_still_401(anonymous, node):
+    anonymous.as_node(node["pk"]).post("/v1/job-types/list", status=401)
+
+
+def test_list_filters_on_owner_and_memory(alice, bob, node):
+    bob.post("/v1/nodes/create", {"ip": "10.0.0.2", "index": 0, "gpu_mem": 8192}, status=201)
+    mine = alice.post("/v1/nodes/list", {"expressions": [{"type": "exact", "field": "owner", "value": alice.user_id}]})
+    assert [row["pk"] for row in mine.json] == [node["pk"]]
+    big = alice.post("/v1/nodes/list", {"expressions": [{"type": "compare", "field": "gpu_mem", "operator": ">",
+                                                         "value": 10000}]})
+    assert [row["ip"] for row in big.json] == [NODE["ip"]]
+    followed = alice.post("/v1/nodes/list", {"expressions": [{"type": "exact", "field": "owner.username",
+                                                              "value": "bob"}]})
+    assert [row["ip"] for row in followed.json] == ["10.0.0.2"]
+    # Private columns cannot be reached, not even through a relation.
+    alice.post("/v1/nodes/list", {"expressions": [{"type": "contains", "field": "owner.password_hash",
+                                                   "sub_string": "$"}]}, status=400)

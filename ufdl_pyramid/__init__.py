@@ -1,0 +1,28 @@
+"""ufdl-pyramid: a job-management server implementing the UFDL v1 API."""
+from datetime import datetime
+
+from pyramid.config import Configurator
+from pyramid.renderers import JSON
+
+from .settings import load_settings
+
+
+def json_renderer() -> JSON:
+    renderer = JSON()
+    renderer.add_adapter(datetime, lambda value, request: value.isoformat().replace("+00:00", "Z"))
+    return renderer
+
+
+def make_config(settings: dict) -> Configurator:
+    """The configured application; ``main`` and the tests build the WSGI app from it."""
+    config = Configurator(settings=load_settings(settings), root_factory="ufdl_pyramid.resources.root_factory")
+    config.add_renderer("json", json_renderer())
+    config.include(".models")  # the database session, bound to the request's transaction
+    config.include(".security")  # tokens, Node-Id, ACLs
+    config.include(".views")  # the API, area by area
+    return config
+
+
+def main(global_config, **settings):
+    """The WSGI application factory named in the INI files."""
+    return make_config(settings).make_wsgi_app()

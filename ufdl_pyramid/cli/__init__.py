@@ -1,0 +1,37 @@
+"""The ``ufdl`` command: ``ufdl [-c INI] AREA ACTION ...``. Each area lives in its own module."""
+import argparse
+import sys
+
+from ..errors import ServiceError
+from ..settings import SettingsError
+from . import db, serve, users
+from .environment import CliEnvironment
+
+AREAS = (db, users, serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ufdl", description="Manage and run a ufdl-pyramid server.")
+    parser.add_argument("-c", "--config", default="development.ini", metavar="INI",
+                        help="the PasteDeploy INI file (default: development.ini)")
+    areas = parser.add_subparsers(dest="area", metavar="AREA", required=True)
+    for area in AREAS:
+        area.register(areas)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    environment = CliEnvironment(args.config)
+    try:
+        return args.handler(args, environment) or 0
+    except (SettingsError, ServiceError) as error:
+        print(f"ufdl: {getattr(error, 'detail', error)}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as error:
+        print(f"ufdl: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

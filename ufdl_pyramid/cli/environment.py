@@ -1,0 +1,33 @@
+"""What the commands share: the INI's settings, an engine, and a transaction scope."""
+import os
+from contextlib import contextmanager
+from functools import cached_property
+
+import transaction
+from pyramid.paster import get_appsettings, setup_logging
+
+from ..models import get_engine, get_session_factory, get_tm_session
+from ..settings import load_settings
+
+
+class CliEnvironment:
+    def __init__(self, config_path: str):
+        self.config_path = config_path
+
+    @cached_property
+    def settings(self) -> dict:
+        if not os.path.exists(self.config_path):
+            raise FileNotFoundError(f"no configuration file {self.config_path!r} (give one with -c)")
+        setup_logging(self.config_path)
+        return load_settings(get_appsettings(self.config_path))
+
+    @cached_property
+    def engine(self):
+        return get_engine(self.settings)
+
+    @contextmanager
+    def session(self):
+        """A session whose work is committed at the end of the block, or rolled back on error."""
+        manager = transaction.TransactionManager(explicit=True)
+        with manager:
+            yield get_tm_session(get_session_factory(self.engine), manager)

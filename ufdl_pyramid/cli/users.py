@@ -1,0 +1,100 @@
+"""``ufdl users ...``: create users, set passwords, deactivate, and make the first admin."""
+import os
+import secrets
+import sys
+
+from sqlalchemy import select
+
+from ..errors import InvalidInput, NotFound
+from ..models import User
+from ..services.auth import AuthConfig, AuthService
+
+
+def register(areas) -> None:
+    area = areas.add_parser("users", help="user accounts")
+    actions = area.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    create = actions.add_parser("create", help="create a user (password from --password or UFDL_PASSWORD)")
+    create.add_argument("name")
+    create.add_argument("--admin", action="store_true", help="make the user an administrator")
+    create.add_argument("--password", help="the password (default: the UFDL_PASSWORD environment variable)")
+    create.add_argument("--email", default="")
+    create.set_defaults(handler=run_create)
+
+    password = actions.add_parser("password", help="set a user's password (--password or UFDL_PASSWORD)")
+    password.add_argument("name")
+    password.add_argument("--password")
+    password.set_defaults(handler=run_password)
+
+    deactivate = actions.add_parser("deactivate", help="deactivate a user and end all its tokens")
+    deactivate.add_argument("name")
+    deactivate.set_defaults(handler=run_deactivate)
+
+    listing = actions.add_parser("list", help="list users")
+    listing.set_defaults(handler=run_list)
+
+    bootstrap = actions.add_parser("bootstrap", help="create 'admin' with a random password if no admin exists")
+    bootstrap.set_defaults(handler=run_bootstrap)
+
+
+def _password(args) -> str:
+    password = args.password or os.environ.get("UFDL_PASSWORD")
+    if not password:
+        raise InvalidInput("give the password with --password or the UFDL_PASSWORD environment variable")
+    return password
+
+
+def _service(environment, db) -> AuthService:
+    return AuthService(db, AuthConfig.from_settings(environment.settings))
+
+
+def _user(db, name: str) -> User:
+    user = db.scalar(select(User).where(User.username == name))
+    if user is None:
+        raise NotFound(f"no user {name!r}")
+    return user
+
+
+def run_create(args, environment) -> int:
+    with environment.session() as db:
+        user = _service(environment, db).create_user(args.name, _password(args), is_admin=args.admin,
+                                                     email=args.email)
+        print(f"created {'admin' if user.is_admin else 'user'} {user.username!r} (pk {user.id})")
+    return 0
+
+
+def run_password(args, environment) -> int:
+    with environment.session() as db:
+        _service(environment, db).set_password(_user(db, args.name), _password(args))
+    print(f"password of {args.name!r} changed")
+    return 0
+
+
+def run_deactivate(args, environment) -> int:
+    with environment.session() as db:
+        _service(environment, db).deactivate(_user(db, args.name))
+    print(f"{args.name!r} deactivated; its tokens no longer work")
+    return 0
+
+
+def run_list(args, environment) -> int:
+    with environment.session() as db:
+        for user in db.scalars(select(User).order_by(User.id)):
+            role = "admin" if user.is_admin else "user"
+            state = "active" if user.is_active else "inactive"
+            print(f"{user.id}\t{user.username}\t{role}\t{state}")
+    return 0
+
+
+def run_bootstrap(args, environment) -> int:
+    with environment.session() as db:
+        if db.scalar(select(User.id).where(User.is_admin.is_(True)).limit(1)) is not None:
+            return 0
+        if db.scalar(select(User.id).where(User.username == "admin")) is not None:
+            print("a user 'admin' exists but is not an administrator: nothing created", file=sys.stderr)
+            return 0
+        password = secrets.token_urlsafe(12)
+        _service(environment, db).create_user("admin", password, is_admin=True)
+    print(f"created the administrator 'admin' with the password: {password}\n"
+          "(shown once: note it now, or change it with 'ufdl users password admin')")
+    return 0

@@ -1,0 +1,43 @@
+"""The errors the services raise; views/errors.py turns each into a JSON answer with its status code.
+
+Services know nothing of HTTP, but each error class carries the status it stands for so that the mapping lives
+in one place and cannot drift.
+"""
+
+
+class ServiceError(Exception):
+    status = 400
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidInput(ServiceError):
+    status = 400
+
+
+class NotAuthenticated(ServiceError):
+    status = 401
+
+
+class Forbidden(ServiceError):
+    status = 403
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class WrongState(ServiceError):
+    """The action is not possible in the object's current state (upstream answers 406 for these)."""
+
+    status = 406
+
+
+class Conflict(ServiceError):
+    status = 409
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413

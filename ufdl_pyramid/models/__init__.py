@@ -1,0 +1,87 @@
+"""Database access: the engine, the session factory and the request-scoped session bound to pyramid_tm."""
+import os
+
+from sqlalchemy import engine_from_config, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, configure_mappers, sessionmaker
+import zope.sqlalchemy
+
+from .meta import Base
+from .users import RefreshToken, User
+from .nodes import Node
+from .catalogue import DataDomain, Licence
+from .job_types import JobType
+
+__all__ = ["Base", "User", "RefreshToken", "Node", "Licence", "DataDomain", "JobType",
+           "get_engine", "get_session_factory", "get_tm_session"]
+
+configure_mappers()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL for concurrent readers, foreign keys on, and SQLAlchemy (not pysqlite) in charge of BEGIN.
+
+    pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; the documented recipe is to
+    switch it off and emit BEGIN ourselves.
+    """
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        # LIKE is case-insensitive on SQLite by default; PostgreSQL's is not. Make them agree.
+        cursor.execute("PRAGMA case_sensitive_like=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection):
+        connection.exec_driver_sql("BEGIN")
+
+
+def get_engine(settings: dict, prefix: str = "sqlalchemy.") -> Engine:
+    url = settings[prefix + "url"]
+    options = {}
+    if url.startswith("postgresql"):
+        options = {"pool_size": settings.get("ufdl.db.pool_size", 10), "max_overflow": 10, "pool_pre_ping": True}
+    elif url.startswith("sqlite"):
+        options = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        # The embedded database lives in a file under the project (var/ by default): make its folder.
+        os.makedirs(os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))), exist_ok=True)
+    engine = engine_from_config({"url": url}, prefix="", echo=settings.get("ufdl.db.echo", False), **options)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def get_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def get_tm_session(session_factory, transaction_manager, request=None) -> Session:
+    """A session joined to a transaction manager: it commits or aborts with the request."""
+    session = session_factory(info={"request": request})
+    zope.sqlalchemy.register(session, transaction_manager=transaction_manager)
+    return session
+
+
+def includeme(config):
+    settings = config.get_settings()
+    settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
+    config.include("pyramid_tm")
+    config.include("pyramid_retry")
+
+    # Tests pass their own engine so that the whole suite shares one connection pool.
+    engine = settings.get("ufdl.db.engine") or get_engine(settings)
+    session_factory = get_session_factory(engine)
+    config.registry["db.engine"] = engine
+    config.registry["db.session_factory"] = session_factory
+
+    def db(request) -> Session:
+        return get_tm_session(session_factory, request.tm, request)
+
+    config.add_request_method(db, "db", reify=True)

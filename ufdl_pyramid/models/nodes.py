@@ -1,0 +1,27 @@
+"""Worker nodes: machines that acquire and run jobs on behalf of the user who registered them."""
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .meta import Base, UTCDateTime
+from .users import User
+
+
+class Node(Base):
+    __tablename__ = "nodes"
+    __table_args__ = (UniqueConstraint("ip", "index", name="uq_nodes_ip_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    ip: Mapped[str] = mapped_column(String(39))
+    index: Mapped[int] = mapped_column(Integer, default=0)
+    driver_version: Mapped[str | None] = mapped_column(String(32))
+    hardware_generation: Mapped[str | None] = mapped_column(String(32))
+    gpu_mem: Mapped[int | None] = mapped_column(Integer)
+    cpu_mem: Mapped[int | None] = mapped_column(Integer)
+    last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The job this node is working on; the jobs migration adds the foreign key.
+    current_job_id: Mapped[int | None] = mapped_column(Integer)
+
+    owner: Mapped[User] = relationship(lazy="raise_on_sql")

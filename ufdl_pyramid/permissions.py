@@ -1,0 +1,18 @@
+"""Permission names, as an enum so that a view cannot be declared with a mistyped one."""
+from enum import StrEnum
+
+
+class Permission(StrEnum):
+    AUTHENTICATE = "authenticate"  # obtain/refresh a token: everyone
+    VIEW = "view"  # list and retrieve
+    CREATE = "create"
+    EDIT = "edit"
+    DELETE = "delete"  # soft delete, hard delete, reinstate
+    ADMIN = "admin"  # server-wide administration
+
+
+ADMIN_ROLE = "role:admin"
+
+
+def user_principal(user_id: int) -> str:
+    return f"user:{user_id}"

@@ -1,0 +1,1 @@
+from .root import root_factory  # noqa: F401

@@ -1,0 +1,81 @@
+"""Base classes of the traversal tree: containers load one row lazily and answer KeyError (so: 404) otherwise."""
+from typing import Any, Callable, ClassVar
+
+from pyramid.authorization import ALL_PERMISSIONS, Allow
+from sqlalchemy import select
+from sqlalchemy.sql import Select
+
+from ..permissions import ADMIN_ROLE
+
+MAX_PK = 2**63 - 1
+
+
+def parse_pk(key: str) -> int:
+    """A primary key from a path segment; KeyError (404) for anything that is not a positive integer."""
+    if not key.isascii() or not key.isdigit() or len(key) > 19 or int(key) < 1 or int(key) > MAX_PK:
+        raise KeyError(key)
+    return int(key)
+
+
+class Resource:
+    __acl__: Any = ()
+
+    def __init__(self, request, name: str = "", parent: "Resource | None" = None):
+        self.request = request
+        self.__name__ = name
+        self.__parent__ = parent
+
+
+class Container(Resource):
+    """A resource whose children are other fixed resources (``children`` maps names to classes)."""
+
+    children: ClassVar[dict[str, Callable]] = {}
+
+    def __getitem__(self, key: str):
+        return self.children[key](self.request, key, self)
+
+
+class Item(Resource):
+    """A resource wrapping one row; its ACL is its collection's unless it says otherwise."""
+
+    def __init__(self, request, name: str, parent: "Collection", row):
+        super().__init__(request, name, parent)
+        self.row = row
+
+    def json(self) -> dict:
+        return self.__parent__.represent(self.row)
+
+
+class SoftDeletableItem(Item):
+    """An item whose row can be soft-deleted, reinstated and hard-deleted."""
+
+
+class Collection(Resource):
+    """A table seen through the API: lists, creates, and finds one row by primary key."""
+
+    model: ClassVar[type]
+    item_class: ClassVar[type[Item]] = Item
+    service_class: ClassVar[type]
+    represent: ClassVar[Callable[[Any], dict]]
+
+    def __getitem__(self, key: str) -> Item:
+        row = self.request.db.get(self.model, parse_pk(key))
+        if row is None or not self.can_see(row):
+            raise KeyError(key)
+        return self.item_class(self.request, key, self, row)
+
+    def can_see(self, row) -> bool:
+        return True
+
+    def query(self) -> Select:
+        """The rows this caller may list (before the list filter)."""
+        return select(self.model)
+
+    def service(self):
+        return self.service_class(self.request.db)
+
+    def item(self, row) -> Item:
+        return self.item_class(self.request, str(row.id), self, row)
+
+
+ADMIN_ACE = (Allow, ADMIN_ROLE, ALL_PERMISSIONS)

@@ -1,0 +1,35 @@
+"""The top of the traversal tree: ``/`` and ``/v1``."""
+from pyramid.authorization import Allow, Everyone
+
+from ..permissions import Permission
+from .base import ADMIN_ACE, Container, Resource
+from .catalogue import Domains, Licences
+from .job_types import JobTypes
+from .nodes import Nodes
+
+
+class Auth(Resource):
+    __acl__ = [(Allow, Everyone, Permission.AUTHENTICATE)]
+
+
+class V1(Container):
+    children = {
+        "auth": Auth,
+        "nodes": Nodes,
+        "licences": Licences,
+        "domains": Domains,
+        "job-types": JobTypes,
+    }
+
+
+class Root(Container):
+    # Admins may do anything; everything below only grants to ordinary users.
+    __acl__ = [ADMIN_ACE]
+    children = {"v1": V1}
+
+    def __init__(self, request):
+        super().__init__(request)
+
+
+def root_factory(request) -> Root:
+    return Root(request)

@@ -1,0 +1,104 @@
+"""Who is calling: Bearer access tokens, the optional ``Node-Id`` header, and the ACL check (Pyramid 2 policy)."""
+from dataclasses import dataclass
+
+from pyramid.authorization import ACLHelper, Authenticated, Everyone
+from pyramid.events import ContextFound, subscriber
+
+from .errors import Forbidden, InvalidInput, NotAuthenticated
+from .models import Node, User
+from .models.meta import utcnow
+from .permissions import ADMIN_ROLE, user_principal
+from .services.auth import AuthConfig, AuthService
+
+
+@dataclass(frozen=True)
+class Identity:
+    user: User
+
+
+def bearer_token(request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header; ``?access_token=`` only where a path allows it."""
+    header = request.headers.get("Authorization")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthenticated("Authorization header must be 'Bearer <access token>'")
+        return token.strip()
+    return None
+
+
+def _identity(request) -> Identity | None:
+    """Computed once per request; the reason for a refusal is kept for the 401 answer."""
+    request.auth_error = None
+    try:
+        token = bearer_token(request)
+        if token is None:
+            return None
+        user = request.auth_service.user_for_access_token(token)
+    except NotAuthenticated as error:
+        request.auth_error = error.detail
+        return None
+    return Identity(user)
+
+
+def _acting_node(request) -> Node | None:
+    """The node named by ``Node-Id``; only its owner (or an admin) may act as it."""
+    header = request.headers.get("Node-Id")
+    if header is None or request.identity is None:
+        return None
+    text = header.strip()
+    if not text.isdigit() or len(text) > 18:
+        raise InvalidInput(f"Node-Id header must be a node's primary key, not {header!r}")
+    user = request.identity.user
+    node = request.db.get(Node, int(text))
+    if node is None:
+        raise Forbidden(f"Node {text} does not exist")
+    if node.owner_id != user.id and not user.is_admin:
+        raise Forbidden(f"Node {text} belongs to another user")
+    return node
+
+
+class TokenSecurityPolicy:
+    def __init__(self):
+        self.acl = ACLHelper()
+
+    def identity(self, request) -> Identity | None:
+        return request.auth_identity
+
+    def authenticated_userid(self, request):
+        identity = request.auth_identity
+        return identity.user.id if identity else None
+
+    def permits(self, request, context, permission):
+        principals = [Everyone]
+        identity = request.auth_identity
+        if identity is not None:
+            principals += [Authenticated, user_principal(identity.user.id)]
+            if identity.user.is_admin:
+                principals.append(ADMIN_ROLE)
+        return self.acl.permits(context, principals, permission)
+
+    def remember(self, request, userid, **kw):
+        return []
+
+    def forget(self, request, **kw):
+        return []
+
+
+@subscriber(ContextFound)
+def check_node_header(event):
+    """Resolve ``Node-Id`` before the view runs, so that a node that is not yours is refused on every call,
+    and record that the node was seen."""
+    node = event.request.node
+    if node is not None:
+        node.last_seen = utcnow()
+
+
+def includeme(config):
+    auth_config = AuthConfig.from_settings(config.get_settings())
+    config.registry["auth.config"] = auth_config
+    config.add_request_method(lambda request: AuthService(request.db, auth_config), "auth_service", reify=True)
+    config.add_request_method(_identity, "auth_identity", reify=True)
+    config.add_request_method(_acting_node, "node", reify=True)
+    config.set_security_policy(TokenSecurityPolicy())
+    config.scan(__name__)

@@ -1,0 +1,129 @@
+"""Passwords and tokens: who may log in, and the access/refresh tokens that prove it afterwards.
+
+Access tokens are short-lived signed JWTs (nothing stored); refresh tokens are random strings whose SHA-256
+is stored, so they can be revoked and a database leak yields none. Deactivating a user ends both: the access
+check loads the user and refuses an inactive one, and refresh refuses it too.
+"""
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..errors import Conflict, InvalidInput, NotAuthenticated
+from ..models import RefreshToken, User
+from ..models.meta import utcnow
+
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    secret: str
+    access_ttl: int
+    refresh_ttl: int
+    hasher: PasswordHasher
+    # Checked against when the username is unknown, so that timing does not tell which usernames exist.
+    dummy_hash: str
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "AuthConfig":
+        hasher = PasswordHasher(time_cost=settings["ufdl.auth.argon2_time_cost"],
+                                memory_cost=settings["ufdl.auth.argon2_memory_cost"])
+        return cls(secret=settings["ufdl.auth.secret"], access_ttl=settings["ufdl.auth.access_ttl"],
+                   refresh_ttl=settings["ufdl.auth.refresh_ttl"], hasher=hasher,
+                   dummy_hash=hasher.hash(secrets.token_hex(8)))
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class AuthService:
+    def __init__(self, db: Session, config: AuthConfig):
+        self.db = db
+        self.config = config
+
+    # Users
+
+    def create_user(self, username: str, password: str, *, is_admin: bool = False, email: str = "") -> User:
+        if not username or len(username) > 150:
+            raise InvalidInput("username must be 1 to 150 characters")
+        if len(password) < 8:
+            raise InvalidInput("password must be at least 8 characters")
+        if self.db.scalar(select(User.id).where(User.username == username)) is not None:
+            raise Conflict(f"user {username!r} already exists")
+        user = User(username=username, password_hash=self.config.hasher.hash(password), is_admin=is_admin,
+                    email=email)
+        self.db.add(user)
+        self.db.flush()
+        return user
+
+    def set_password(self, user: User, password: str) -> None:
+        if len(password) < 8:
+            raise InvalidInput("password must be at least 8 characters")
+        user.password_hash = self.config.hasher.hash(password)
+
+    def deactivate(self, user: User) -> None:
+        user.is_active = False
+        self.db.execute(update(RefreshToken).where(RefreshToken.user_id == user.id,
+                                                    RefreshToken.revoked_at.is_(None))
+                        .values(revoked_at=utcnow()))
+
+    # Tokens
+
+    def obtain(self, username: str, password: str) -> dict:
+        user = self.db.scalar(select(User).where(User.username == username))
+        hash_to_check = user.password_hash if user else self.config.dummy_hash
+        try:
+            self.config.hasher.verify(hash_to_check, password)
+        except (VerificationError, InvalidHashError):
+            user = None
+        if user is None or not user.is_active:
+            raise NotAuthenticated("No active account found with the given credentials")
+        if self.config.hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = self.config.hasher.hash(password)
+        return {"access": self.access_token(user), "refresh": self._new_refresh_token(user)}
+
+    def refresh(self, refresh_token: str) -> dict:
+        row = self.db.scalar(select(RefreshToken).where(RefreshToken.token_hash == _digest(refresh_token)))
+        if row is None or row.revoked_at is not None or row.expires_at <= utcnow() or not row.user.is_active:
+            raise NotAuthenticated("Token is invalid or expired")
+        return {"access": self.access_token(row.user)}
+
+    def revoke(self, refresh_token: str) -> None:
+        self.db.execute(update(RefreshToken).where(RefreshToken.token_hash == _digest(refresh_token))
+                        .values(revoked_at=utcnow()))
+
+    def access_token(self, user: User, now: datetime | None = None) -> str:
+        now = now or datetime.now(timezone.utc)
+        claims = {"sub": str(user.id), "iat": now, "exp": now + timedelta(seconds=self.config.access_ttl),
+                  "type": "access"}
+        return jwt.encode(claims, self.config.secret, algorithm=ALGORITHM)
+
+    def user_for_access_token(self, token: str) -> User:
+        """The active user an access token names; NotAuthenticated with the reason otherwise."""
+        try:
+            claims = jwt.decode(token, self.config.secret, algorithms=[ALGORITHM],
+                                options={"require": ["exp", "sub"]})
+        except jwt.ExpiredSignatureError:
+            raise NotAuthenticated("Token has expired") from None
+        except jwt.InvalidTokenError:
+            raise NotAuthenticated("Token is invalid") from None
+        if claims.get("type") != "access" or not str(claims["sub"]).isdigit():
+            raise NotAuthenticated("Token is invalid")
+        user = self.db.get(User, int(claims["sub"]))
+        if user is None or not user.is_active:
+            raise NotAuthenticated("User is inactive or no longer exists")
+        return user
+
+    def _new_refresh_token(self, user: User) -> str:
+        token = secrets.token_urlsafe(32)
+        self.db.add(RefreshToken(user_id=user.id, token_hash=_digest(token),
+                                 expires_at=utcnow() + timedelta(seconds=self.config.refresh_ttl)))
+        return token

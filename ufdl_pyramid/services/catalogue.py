@@ -1,0 +1,27 @@
+"""Licences and data domains."""
+from ..models import DataDomain, Licence
+from .records import RecordService
+
+
+class LicenceService(RecordService):
+    model = Licence
+    unique_together = (("name",),)
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "url"],
+        "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100},
+                       "url": {"type": "string", "maxLength": 200}},
+    }
+
+
+class DomainService(RecordService):
+    model = DataDomain
+    unique_together = (("name",),)
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "description"],
+        "properties": {"name": {"type": "string", "pattern": "^[a-z]{2}$"},
+                       "description": {"type": "string", "minLength": 1, "maxLength": 100}},
+    }

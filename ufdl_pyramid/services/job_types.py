@@ -1,0 +1,48 @@
+"""The job-types table: names of types mapped to the importable classes that implement them."""
+import importlib
+import re
+
+from ..errors import InvalidInput
+from ..models import JobType
+from .records import RecordService
+
+_DOTTED = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+
+
+def import_type_class(pkg: str, cls: str) -> type:
+    """The class named by (pkg, cls); ``cls`` is a path inside ``pkg``, optionally prefixed with ``pkg.``."""
+    for label, value in (("pkg", pkg), ("cls", cls)):
+        if not _DOTTED.match(value):
+            raise InvalidInput(f"{label} {value!r} is not a dotted Python name")
+    try:
+        module = importlib.import_module(pkg)
+    except Exception as error:  # any failure while importing a plugin's module is the caller's input error
+        raise InvalidInput(f"Cannot import package '{pkg}': {type(error).__name__}: {error}") from None
+    path = cls[len(pkg) + 1:] if cls.startswith(pkg + ".") else cls
+    found = module
+    for part in path.split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            raise InvalidInput(f"Package '{pkg}' has no attribute '{path}' (cls {cls!r})")
+    if not isinstance(found, type):
+        raise InvalidInput(f"'{cls}' in package '{pkg}' is not a class")
+    return found
+
+
+class JobTypeService(RecordService):
+    model = JobType
+    unique_together = (("name",),)
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "pkg", "cls"],
+        "properties": {"name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": 200},
+                       "pkg": {"type": "string", "minLength": 1, "maxLength": 200},
+                       "cls": {"type": "string", "minLength": 1, "maxLength": 200}},
+    }
+
+    def check(self, data, row=None):
+        pkg = data.get("pkg", row.pkg if row is not None else None)
+        cls = data.get("cls", row.cls if row is not None else None)
+        import_type_class(pkg, cls)
+        return data

@@ -1,0 +1,240 @@
+"""The list filter of the v1 API: a JSON body turned into one SQL query, with paging.
+
+Body: ``{expressions: [...], order_by: [{field, ascending, nulls_first}], include_inactive, page, page_size}``.
+Expressions are ``exact``, ``contains``, ``isnull``, ``compare`` (each may ``invert``) and ``and``/``or`` of
+sub-expressions; all top-level expressions must hold. A field is a column name or a dotted path through
+many-to-one relationships (``template.name``). Columns marked ``info={"private": True}`` are never reachable.
+Every value is checked against its column's type, so bad input is a 400, never a database error.
+"""
+from dataclasses import dataclass, field as dataclass_field
+from datetime import datetime
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from sqlalchemy import Boolean, DateTime, Float, Integer, Numeric, String, Text, and_, func, not_, or_, select
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.interfaces import MANYTOONE
+from sqlalchemy.sql import Select
+
+from ..errors import InvalidInput, NotFound
+from ..models.meta import UTCDateTime
+from .validation import validate
+
+_FIELD = {"type": "string", "minLength": 1, "maxLength": 200}
+_INVERT = {"type": "boolean"}
+_SCALAR = {"type": ["string", "number", "boolean"]}
+
+FILTER_SCHEMA = {
+    "$defs": {
+        "expression": {
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"enum": ["exact", "contains", "isnull", "compare", "and", "or"]}},
+            "allOf": [
+                {"if": {"properties": {"type": {"const": "exact"}}},
+                 "then": {"required": ["field", "value"], "additionalProperties": False,
+                          "properties": {"type": True, "field": _FIELD, "value": _SCALAR, "invert": _INVERT,
+                                         "case_insensitive": {"type": "boolean"}}}},
+                {"if": {"properties": {"type": {"const": "contains"}}},
+                 "then": {"required": ["field", "sub_string"], "additionalProperties": False,
+                          "properties": {"type": True, "field": _FIELD, "invert": _INVERT,
+                                         "sub_string": {"type": "string", "minLength": 1},
+                                         "case_insensitive": {"type": "boolean"}}}},
+                {"if": {"properties": {"type": {"const": "isnull"}}},
+                 "then": {"required": ["field"], "additionalProperties": False,
+                          "properties": {"type": True, "field": _FIELD, "invert": _INVERT}}},
+                {"if": {"properties": {"type": {"const": "compare"}}},
+                 "then": {"required": ["field", "operator", "value"], "additionalProperties": False,
+                          "properties": {"type": True, "field": _FIELD, "invert": _INVERT,
+                                         "operator": {"enum": ["<", ">", "<=", ">="]},
+                                         "value": {"type": ["string", "number"]}}}},
+                {"if": {"properties": {"type": {"enum": ["and", "or"]}}},
+                 "then": {"required": ["sub_expressions"], "additionalProperties": False,
+                          "properties": {"type": True, "invert": _INVERT,
+                                         "sub_expressions": {"type": "array", "minItems": 1, "maxItems": 100,
+                                                             "items": {"$ref": "#/$defs/expression"}}}}},
+            ],
+        },
+    },
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "expressions": {"type": "array", "maxItems": 100, "items": {"$ref": "#/$defs/expression"}},
+        "order_by": {"type": "array", "maxItems": 10, "items": {
+            "type": "object", "required": ["field"], "additionalProperties": False,
+            "properties": {"field": _FIELD, "ascending": {"type": "boolean"},
+                           "nulls_first": {"type": ["boolean", "null"]}}}},
+        "include_inactive": {"type": "boolean"},
+        "page": {"type": "integer", "minimum": 1},
+        "page_size": {"type": "integer", "minimum": 1},
+    },
+}
+_VALIDATOR = Draft202012Validator(FILTER_SCHEMA)
+
+_OPERATORS = {"<": "__lt__", ">": "__gt__", "<=": "__le__", ">=": "__ge__"}
+
+
+@dataclass
+class ListResult:
+    rows: list
+    total: int
+    page: int | None
+    page_size: int | None
+
+    @property
+    def last_page(self) -> int:
+        return max(1, -(-self.total // self.page_size)) if self.page_size else 1
+
+
+@dataclass
+class _Resolver:
+    """Turns dotted field names into columns, adding the outer joins the path needs (once per path)."""
+
+    model: type
+    joins: dict[str, Any] = dataclass_field(default_factory=dict)
+    join_order: list = dataclass_field(default_factory=list)
+
+    def column(self, path: str):
+        *relations, column_name = path.split(".")
+        entity, mapper, prefix = self.model, self.model.__mapper__, ""
+        for name in relations:
+            prefix = f"{prefix}.{name}" if prefix else name
+            relationship = mapper.relationships.get(name)
+            if relationship is None or relationship.direction is not MANYTOONE:
+                raise InvalidInput(f"Unknown field '{path}': '{name}' is not a relation that can be followed")
+            if prefix not in self.joins:
+                target = aliased(relationship.mapper.class_)
+                self.joins[prefix] = target
+                self.join_order.append((getattr(entity, name).of_type(target)))
+            entity, mapper = self.joins[prefix], relationship.mapper
+        key = self._attribute_key(mapper, column_name)
+        if key is None:
+            raise InvalidInput(f"Unknown field '{path}'")
+        column_name, attribute = key, mapper.columns[key]
+        return getattr(entity, column_name), attribute.type
+
+
+    @staticmethod
+    def _attribute_key(mapper, name: str) -> str | None:
+        """The mapped column behind an API field name: ``pk`` is the primary key, and a relation's name
+        (``creator``) or an id field's API name (``current_job``) stand for their ``*_id`` column."""
+        if name == "pk":
+            return mapper.get_property_by_column(mapper.primary_key[0]).key
+        for key in (name, f"{name}_id"):
+            column = mapper.columns.get(key)
+            if column is not None and not column.info.get("private"):
+                return key
+        return None
+
+
+def _check_value(path: str, column_type, value, *, ordering: bool = False):
+    """The value converted for comparison with a column of this type; InvalidInput if it cannot be."""
+    if isinstance(column_type, Boolean):
+        if not isinstance(value, bool) or ordering:
+            raise InvalidInput(f"Field '{path}' is a boolean: compare it with exact and true/false")
+        return value
+    if isinstance(column_type, Integer):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise InvalidInput(f"Field '{path}' is an integer: {value!r} is not one")
+        return int(value)
+    if isinstance(column_type, (Float, Numeric)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidInput(f"Field '{path}' is a number: {value!r} is not one")
+        return value
+    if isinstance(column_type, (DateTime, UTCDateTime)):
+        try:
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(f"Field '{path}' is a timestamp: {value!r} is not ISO 8601") from None
+        if parsed.tzinfo is None:
+            raise InvalidInput(f"Field '{path}' is a timestamp: give {value!r} a time zone (e.g. Z)")
+        return parsed
+    if isinstance(column_type, (String, Text)):
+        if not isinstance(value, str):
+            raise InvalidInput(f"Field '{path}' is a string: {value!r} is not one")
+        return value
+    raise InvalidInput(f"Field '{path}' cannot be filtered on")
+
+
+def _condition(resolver: _Resolver, expression: dict):
+    kind = expression["type"]
+    if kind in ("and", "or"):
+        parts = [_condition(resolver, sub) for sub in expression["sub_expressions"]]
+        condition = and_(*parts) if kind == "and" else or_(*parts)
+    else:
+        path = expression["field"]
+        column, column_type = resolver.column(path)
+        if kind == "isnull":
+            condition = column.is_(None)
+        elif kind == "contains":
+            if not isinstance(column_type, (String, Text)):
+                raise InvalidInput(f"Field '{path}' is not text: 'contains' needs a text field")
+            if expression.get("case_insensitive"):
+                condition = func.lower(column).contains(expression["sub_string"].lower(), autoescape=True)
+            else:
+                condition = column.contains(expression["sub_string"], autoescape=True)
+        elif kind == "exact":
+            value = _check_value(path, column_type, expression["value"])
+            if expression.get("case_insensitive") and isinstance(value, str):
+                condition = func.lower(column) == value.lower()
+            else:
+                condition = column == value
+        else:  # compare
+            value = _check_value(path, column_type, expression["value"], ordering=True)
+            condition = getattr(column, _OPERATORS[expression["operator"]])(value)
+    return not_(condition) if expression.get("invert") else condition
+
+
+def parse_paging(body: dict, query_params, max_page_size: int) -> tuple[int | None, int | None]:
+    """Paging from the body, or from ?page=&page_size= (so that a Link header can carry it)."""
+    values = {}
+    for name in ("page", "page_size"):
+        value = body.get(name)
+        if name in query_params:
+            value = int(query_params[name]) if query_params[name].isdigit() else None
+            if value is None:
+                raise InvalidInput(f"{name} must be a positive integer")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InvalidInput(f"{name} must be a positive integer")
+        values[name] = value
+    page, page_size = values["page"], values["page_size"]
+    if page is not None and page_size is None:
+        page_size = min(100, max_page_size)
+    if page_size is not None:
+        if page_size > max_page_size:
+            raise InvalidInput(f"page_size must be at most {max_page_size}")
+        page = page or 1
+    return page, page_size
+
+
+def run_list(db: Session, query: Select, model: type, body: dict | None, *, page: int | None = None,
+             page_size: int | None = None, default_order=None) -> ListResult:
+    """Apply a filter body to a base query and return the rows of the asked-for page."""
+    body = body or {}
+    validate(_VALIDATOR, body)
+    resolver = _Resolver(model)
+    conditions = [_condition(resolver, expression) for expression in body.get("expressions", [])]
+    orderings = []
+    for order in body.get("order_by", []):
+        column, _ = resolver.column(order["field"])
+        ordering = column.asc() if order.get("ascending", True) else column.desc()
+        if order.get("nulls_first") is not None:
+            ordering = ordering.nulls_first() if order["nulls_first"] else ordering.nulls_last()
+        orderings.append(ordering)
+    # A final order on the primary key keeps pages stable when the asked-for order has ties.
+    orderings.extend(default_order if default_order is not None else model.__mapper__.primary_key)
+
+    if not body.get("include_inactive") and hasattr(model, "deletion_time"):
+        conditions.append(model.deletion_time.is_(None))
+    for join in resolver.join_order:
+        query = query.outerjoin(join)
+    query = query.where(*conditions)
+
+    total = db.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    query = query.order_by(*orderings)
+    if page_size is not None:
+        query = query.limit(page_size).offset((page - 1) * page_size)
+    rows = list(db.scalars(query).unique())
+    if page is not None and page > 1 and not rows and total:
+        raise NotFound("Invalid page.")
+    return ListResult(rows=rows, total=total, page=page, page_size=page_size)

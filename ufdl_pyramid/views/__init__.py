@@ -1,0 +1,8 @@
+"""The HTTP API, one module per area; each registers its views when scanned."""
+
+
+def includeme(config):
+    config.include(".errors")
+    config.scan(".auth")
+    config.scan(".records")
+    config.scan(".job_types")

@@ -1,0 +1,64 @@
+"""What every API view shares: the view decorator that insists on a permission, and JSON body reading."""
+import json
+from urllib.parse import urlencode
+
+from pyramid.view import view_config
+
+from ..errors import InvalidInput, PayloadTooLarge
+from ..permissions import Permission
+
+
+def api_view(*, permission: Permission, **settings):
+    """``view_config`` for the JSON API: a permission must be named, and the answer is JSON."""
+    if not isinstance(permission, Permission):
+        raise TypeError("api_view needs a Permission")
+    return view_config(permission=permission, renderer="json", **settings)
+
+
+def read_json(request, *, optional: bool = False):
+    """The request body as JSON: 413 beyond ``ufdl.max_json_size``, 400 if it does not parse.
+
+    ``optional`` bodies may be absent: the UFDL clients POST ``.../list`` with no body and no Content-Type.
+    """
+    limit = request.registry.settings["ufdl.max_json_size"]
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
+    body = request.body_file.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
+    if not body.strip():
+        if optional:
+            return {}
+        raise InvalidInput("A JSON body is required")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise InvalidInput(f"Malformed JSON body: {error}") from None
+
+
+def read_json_object(request, *, optional: bool = False) -> dict:
+    body = read_json(request, optional=optional)
+    if not isinstance(body, dict):
+        raise InvalidInput("The JSON body must be an object")
+    return body
+
+
+def set_paging_headers(request, result) -> None:
+    """X-Total-Count always; a Link header with the page URLs when the caller asked for a page."""
+    response = request.response
+    response.headers["X-Total-Count"] = str(result.total)
+    if result.page_size is None:
+        return
+    links = []
+
+    def link(page: int, rel: str) -> None:
+        query = urlencode({"page": page, "page_size": result.page_size})
+        links.append(f'<{request.path_url}?{query}>; rel="{rel}"')
+
+    if result.page < result.last_page:
+        link(result.page + 1, "next")
+    if result.page > 1:
+        link(result.page - 1, "prev")
+    link(1, "first")
+    link(result.last_page, "last")
+    response.headers["Link"] = ", ".join(links)

@@ -1,0 +1,24 @@
+"""``/v1/auth/obtain`` and ``/v1/auth/refresh``: the token pair the UFDL clients log in with."""
+from ..permissions import Permission
+from ..resources.root import Auth
+from ..services.validation import compile_schema, validate
+from .api import api_view, read_json_object
+
+_STRING = {"type": "string", "minLength": 1, "maxLength": 1024}
+OBTAIN = compile_schema({"type": "object", "required": ["username", "password"],
+                         "properties": {"username": _STRING, "password": _STRING}})
+REFRESH = compile_schema({"type": "object", "required": ["refresh"], "properties": {"refresh": _STRING}})
+
+
+@api_view(context=Auth, name="obtain", request_method="POST", permission=Permission.AUTHENTICATE)
+def obtain(context, request):
+    body = read_json_object(request)
+    validate(OBTAIN, body)
+    return request.auth_service.obtain(body["username"], body["password"])
+
+
+@api_view(context=Auth, name="refresh", request_method="POST", permission=Permission.AUTHENTICATE)
+def refresh(context, request):
+    body = read_json_object(request)
+    validate(REFRESH, body)
+    return request.auth_service.refresh(body["refresh"])

@@ -1,0 +1,58 @@
+"""Every error as JSON ``{"detail": ...}`` with its status: no HTML pages, no tracebacks to clients."""
+import logging
+
+from pyramid.exceptions import PredicateMismatch
+from pyramid.httpexceptions import HTTPException
+from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
+
+from ..errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(request, status: int, detail: str, headers: dict | None = None):
+    response = request.response
+    response.status_int = status
+    response.content_type = "application/json"
+    response.headers.update(headers or {})
+    return {"detail": detail}
+
+
+@exception_view_config(ServiceError, renderer="json")
+def service_error(exc, request):
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return error_response(request, exc.status, exc.detail, headers)
+
+
+@notfound_view_config(renderer="json")
+def not_found(exc, request):
+    # Traversal found the resource but no view for this method: the path exists, the method does not.
+    if isinstance(exc, PredicateMismatch):
+        return error_response(request, 405, f'Method "{request.method}" not allowed.')
+    return error_response(request, 404, "Not found.")
+
+
+@forbidden_view_config(renderer="json")
+def forbidden(exc, request):
+    if request.identity is None:
+        detail = request.auth_error or "Authentication credentials were not provided."
+        return error_response(request, 401, detail, {"WWW-Authenticate": "Bearer"})
+    return error_response(request, 403, "You do not have permission to perform this action.")
+
+
+@exception_view_config(HTTPException, renderer="json")
+def http_exception(exc, request):
+    return error_response(request, exc.code, exc.detail or exc.title, {
+        name: value for name, value in exc.headers.items() if name.lower() in ("allow", "retry-after")})
+
+
+# Only on the last attempt: before that, pyramid_retry must see a retryable error (a deadlock, a
+# serialization failure) to run the request again.
+@exception_view_config(Exception, renderer="json", last_retry_attempt=True)
+def unexpected_error(exc, request):
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(request, 500, "Internal server error.")
+
+
+def includeme(config):
+    config.scan(__name__)
