@@ -46,7 +46,9 @@ def get_engine(settings: dict, prefix: str = "sqlalchemy.") -> Engine:
     url = settings[prefix + "url"]
     options = {}
     if url.startswith("postgresql"):
-        options = {"pool_size": settings.get("ufdl.db.pool_size", 10), "max_overflow": 10, "pool_pre_ping": True}
+        options = {"pool_size": settings.get("ufdl.db.pool_size", 10), "max_overflow": 10,
+                   # No ping per checkout (a round trip on every request); stale connections are recycled.
+                   "pool_recycle": 1800}
     elif url.startswith("sqlite"):
         options = {"connect_args": {"timeout": 30, "check_same_thread": False}}
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":

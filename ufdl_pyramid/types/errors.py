@@ -1,0 +1,52 @@
+"""The exceptions of the type system.
+
+Everything a user can cause with a bad type string derives from ``InvalidType`` so that the app maps a single
+exception to HTTP 400; mistakes in type *definitions* (a server or plugin bug) derive from
+``TypeDefinitionError`` instead, so they are not blamed on the user.
+"""
+
+# Long type strings are shortened in messages; positions still index the full text.
+_SHOWN_CHARS = 100
+
+
+def _shown(text: str) -> str:
+    if len(text) <= _SHOWN_CHARS:
+        return repr(text)
+    return repr(text[:_SHOWN_CHARS]) + "..."
+
+
+class InvalidType(ValueError):
+    """A type string or type expression a user supplied is not a valid type."""
+
+    def __init__(self, text: str, reason: str, position: int | None = None):
+        where = "" if position is None else f" at position {position}"
+        super().__init__(f"Invalid type {_shown(text)}: {reason}{where}")
+        self.text = text
+        self.reason = reason
+        self.position = position
+
+
+class TypeSyntaxError(InvalidType):
+    """The text does not follow the type-string grammar; ``position`` is a 0-based index into it."""
+
+    position: int
+
+
+class UnknownTypeError(InvalidType):
+    """A name in the type string is not registered."""
+
+    def __init__(self, text: str, name: str, position: int | None = None):
+        super().__init__(text, f"unknown type {name!r}", position)
+        self.name = name
+
+
+class TypeArgumentError(InvalidType):
+    """Wrong number or kind of arguments, or an argument outside its parameter's bound."""
+
+
+class TypeDefinitionError(Exception):
+    """A type class, parameter bound or contract is defined wrongly (a server or plugin bug)."""
+
+
+class DuplicateTypeError(TypeDefinitionError):
+    """Two classes claim the same type name in one registry."""
