@@ -1,8 +1,8 @@
 import pytest
 
+from ufdl_core_types import Predict, Process, Train, standard_registry
 from ufdl_pyramid.types import (Contract, ContractSlot, InvalidType, TypeArgumentError, TypeDefinitionError,
-                                TypeParameter, is_subtype, standard_registry)
-from ufdl_pyramid.types.standard import Predict, Process, Train
+                                TypeParameter, is_subtype)
 
 REGISTRY = standard_registry()
 

@@ -1,7 +1,8 @@
 import pytest
 
+from ufdl_core_types import standard_registry
 from ufdl_pyramid.types import (Literal, TypeInstance, TypeParameter, UFDLType, is_subtype, is_subtype_str,
-                                literals_match, standard_registry)
+                                literals_match)
 
 REGISTRY = standard_registry()
 

@@ -1,7 +1,9 @@
+"""The JSON schemas of the standard types' values."""
 import jsonschema
 import pytest
 
-from ufdl_pyramid.types import UFDLType, standard_registry
+from ufdl_core_types import standard_registry
+from ufdl_pyramid.types import UFDLType
 
 REGISTRY = standard_registry()
 
