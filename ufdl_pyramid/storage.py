@@ -1,0 +1,300 @@
+"""Where job outputs live: blobs streamed in and out of storage, never held whole in memory.
+
+`OutputStorage` is the interface views and services use; `LocalDirectoryStorage` is the one implementation so
+far, chosen by `storage_from_settings`. `parse_range` turns an HTTP ``Range`` header into the byte span to
+answer with. No Pyramid and no database here: the storage knows bytes and keys, nothing about jobs.
+"""
+import abc
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator, Protocol
+
+from .errors import NotFound, PayloadTooLarge, ServiceError
+
+DEFAULT_CHUNK_SIZE = 1 << 20
+DEFAULT_STORAGE_PATH = os.path.join("var", "outputs")
+STORAGE_PATH_SETTING = "ufdl.storage.path"
+
+
+class BlobNotFound(NotFound):
+    """No blob is stored under the key; a NotFound, so an uncaught one answers 404."""
+
+    def __init__(self, key: str):
+        super().__init__("no stored output under this key")
+        self.key = key
+
+
+class InvalidBlobKey(BlobNotFound, ValueError):
+    """The key cannot name a blob of this storage (wrong shape, possibly a path traversal attempt)."""
+
+
+class BlobTooLarge(PayloadTooLarge):
+    """The stream held more than max_size bytes; nothing of it was kept. Answers 413 if uncaught."""
+
+    def __init__(self, max_size: int):
+        super().__init__(f"the output is larger than the limit of {max_size} bytes")
+        self.max_size = max_size
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    key: str
+    size: int
+    sha256: str
+
+
+class ReadableStream(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+class OutputStorage(abc.ABC):
+    """A place to keep job outputs as opaque blobs, streamed in and out in chunks.
+
+    Contract for every implementation (an object store such as S3 would be added by subclassing this):
+
+    * `store` consumes a stream to EOF and answers a `StoredBlob` whose ``key`` is the only way back to the
+      bytes. Keys are opaque to callers: keep them as given, never build or parse them. Storing must be
+      all-or-nothing: on any error (including `BlobTooLarge`) nothing readable is left under any key.
+    * Identical bytes may share one key (deduplication). Hence reference counting is NOT the storage's job:
+      the database knows which outputs point at a key, and the caller deletes a blob only once no row refers
+      to it any more. A `delete` racing with a `store` of the same bytes can remove the blob the store just
+      answered, so callers must serialise the two for a key (e.g. delete from the same worker/transaction that
+      checked no row refers to it).
+    * `open`, `size` and `iter_range` raise `BlobNotFound` for an unknown key; `exists` answers False and
+      `delete` does nothing for one. A key that this storage could never have issued may be refused with
+      `InvalidBlobKey` (both a `BlobNotFound` and a `ValueError`) by every method.
+    * `iter_range` has a generic implementation on top of `open`; override it where the backend can fetch a
+      byte range directly (an HTTP ranged GET).
+    """
+
+    @abc.abstractmethod
+    def store(self, stream: ReadableStream, *, max_size: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> StoredBlob:
+        """Read `stream` chunk by chunk until EOF and keep its bytes, with their SHA-256 and size.
+
+        Reads at most ``max_size + 1`` bytes: one byte past the limit is how an oversized stream is told from
+        one of exactly ``max_size`` bytes, and reading then stops with `BlobTooLarge`.
+        """
+
+    @abc.abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """A readable binary file object positioned at 0; the caller closes it."""
+
+    @abc.abstractmethod
+    def size(self, key: str) -> int:
+        """The blob's length in bytes."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether a blob is stored under the key."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the blob; a missing one is not an error (deleting is idempotent)."""
+
+    def iter_range(self, key: str, start: int, end: int,
+                   chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
+        """The bytes from `start` to `end` inclusive, in chunks of at most `chunk_size` bytes.
+
+        Checks the key and the range when called, not when first iterated, so a view can still answer 404 or
+        416 before the response has started. The blob stays open until the iterator is exhausted or closed
+        (WSGI servers close an app_iter when the response ends).
+        """
+        _require_positive_chunk_size(chunk_size)
+        size = self.size(key)
+        if not 0 <= start <= end < size:
+            raise ValueError(f"bytes {start}-{end} are not within a blob of {size} bytes")
+        blob = self.open(key)
+        return _read_span(blob, start, end - start + 1, chunk_size)
+
+
+def _read_span(blob: BinaryIO, start: int, length: int, chunk_size: int) -> Iterator[bytes]:
+    with blob:
+        blob.seek(start)
+        remaining = length
+        while remaining:
+            chunk = blob.read(min(chunk_size, remaining))
+            if not chunk:
+                raise OSError(f"the blob ended {remaining} bytes before the requested range did")
+            remaining -= len(chunk)
+            yield chunk
+
+
+def _require_positive_chunk_size(chunk_size: int) -> None:
+    # A chunk size of 0 would read b"", which looks like EOF: store would silently keep an empty blob.
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_TEMPORARY_PREFIX = "upload-"
+
+
+class LocalDirectoryStorage(OutputStorage):
+    """Blobs as files under one directory, content-addressed by their SHA-256.
+
+    * The key is the lowercase SHA-256 hex of the bytes; the file is ``root/ab/cd/abcd...`` (two levels of
+      fan-out keep each directory under 256 entries for millions of blobs). Any other key is refused with
+      `InvalidBlobKey` before the filesystem is touched, so a key cannot traverse out of `root`.
+    * Storing the same bytes twice keeps one file and answers the same key (deduplication; see
+      `OutputStorage` for why deleting is then the caller's decision).
+    * Writes go to a temporary file in ``root/tmp/`` (same filesystem, so the final rename is atomic), are
+      fsynced, then `os.replace`-d onto the final name: a reader sees the whole blob or none. A failed store
+      removes its temporary file; one interrupted by a crash leaves an ``upload-*`` file in ``root/tmp/`` that
+      is never visible as a blob and may be deleted once older than any upload in progress.
+    * Concurrent stores of identical bytes all succeed: each renames its own complete copy onto the same
+      name, and the last one wins with identical content.
+    * Fan-out directories are never removed, so a `delete` cannot pull a directory from under a concurrent
+      `store` that is about to rename into it.
+    """
+
+    def __init__(self, root: str):
+        # Absolute, so that a later change of working directory cannot move the store.
+        self.root = os.path.abspath(root)
+        self.temporary_directory = os.path.join(self.root, "tmp")
+
+    def store(self, stream: ReadableStream, *, max_size: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> StoredBlob:
+        _require_positive_chunk_size(chunk_size)
+        if max_size < 0:
+            raise ValueError(f"max_size must not be negative, not {max_size}")
+        os.makedirs(self.temporary_directory, exist_ok=True)
+        descriptor, temporary_path = tempfile.mkstemp(prefix=_TEMPORARY_PREFIX, dir=self.temporary_directory)
+        try:
+            with open(descriptor, "wb") as temporary_file:
+                digest, size = _copy_with_limit(stream, temporary_file, max_size, chunk_size)
+                temporary_file.flush()
+                os.fsync(temporary_file.fileno())
+            key = digest.hexdigest()
+            final_path = self._path_for(key)
+            os.makedirs(os.path.dirname(final_path), exist_ok=True)
+            os.replace(temporary_path, final_path)
+        except BaseException:
+            # BaseException too: an interrupted upload (KeyboardInterrupt, a greenlet kill) must not leak a file.
+            _remove_if_present(temporary_path)
+            raise
+        _fsync_directory(os.path.dirname(final_path))
+        return StoredBlob(key=key, size=size, sha256=key)
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path_for(key), "rb")
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+
+    def size(self, key: str) -> int:
+        try:
+            return os.stat(self._path_for(key)).st_size
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+
+    def exists(self, key: str) -> bool:
+        return os.path.isfile(self._path_for(key))
+
+    def delete(self, key: str) -> None:
+        _remove_if_present(self._path_for(key))
+
+    def _path_for(self, key: str) -> str:
+        if not isinstance(key, str) or not _SHA256_HEX.fullmatch(key):
+            raise InvalidBlobKey(str(key))
+        return os.path.join(self.root, key[0:2], key[2:4], key)
+
+
+def _copy_with_limit(stream: ReadableStream, target: BinaryIO, max_size: int, chunk_size: int):
+    digest = hashlib.sha256()
+    size = 0
+    while True:
+        # Never ask for more than one byte past the limit, so an endless stream is cut off promptly.
+        chunk = stream.read(min(chunk_size, max_size - size + 1))
+        if not chunk:
+            return digest, size
+        size += len(chunk)
+        if size > max_size:
+            raise BlobTooLarge(max_size)
+        digest.update(chunk)
+        target.write(chunk)
+
+
+def _remove_if_present(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_directory(path: str) -> None:
+    # The rename is only durable once the directory entry is on disk too; Windows cannot open directories.
+    if os.name != "posix":
+        return
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def storage_from_settings(settings: dict) -> OutputStorage:
+    """The storage the app's settings name: a local directory (``ufdl.storage.path``, default var/outputs)."""
+    return LocalDirectoryStorage(settings.get(STORAGE_PATH_SETTING) or DEFAULT_STORAGE_PATH)
+
+
+class RangeNotSatisfiable(ServiceError):
+    """The Range header asks only for bytes past the end: answer 416 with ``Content-Range: bytes */size``.
+
+    An uncaught one still answers 416 (without that header), never 500.
+    """
+
+    status = 416
+
+    def __init__(self, size: int):
+        super().__init__(f"the requested range is outside the {size} bytes available")
+        self.size = size
+        self.content_range = f"bytes */{size}"
+
+
+# RFC 9110 §14.1.1: range-unit is case-insensitive; positions are ASCII digits only (int() would also take
+# Unicode digits, signs and underscores, hence the explicit pattern).
+_BYTE_RANGE_SET = re.compile(r"\s*bytes\s*=(.*)", re.IGNORECASE | re.DOTALL)
+_RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The inclusive (start, end) a ``Range`` header asks of a body of `size` bytes, following RFC 9110.
+
+    Answers None when the whole body should be served instead: no header, another unit, a malformed header
+    (RFC 9110 says to ignore it), or several ranges (we do not build multipart/byteranges answers, and a
+    server may always ignore Range). Raises `RangeNotSatisfiable` when the single range starts at or past
+    the end (``bytes=-0`` included), so the caller answers 416. The end is clamped to ``size - 1``, and a
+    suffix longer than the body means the whole body.
+    """
+    if not header:
+        return None
+    range_set = _BYTE_RANGE_SET.fullmatch(header)
+    if range_set is None:
+        return None
+    # Lists may carry empty elements ("bytes=0-1,"), which recipients are to ignore.
+    specs = [spec.strip() for spec in range_set.group(1).split(",") if spec.strip()]
+    if len(specs) != 1:
+        return None
+    spec = _RANGE_SPEC.fullmatch(specs[0])
+    if spec is None:
+        return None
+    first, last = spec.groups()
+    if first:
+        start = int(first)
+        if last and int(last) < start:
+            return None
+        if start >= size:
+            raise RangeNotSatisfiable(size)
+        end = min(int(last), size - 1) if last else size - 1
+        return start, end
+    if not last:
+        return None
+    suffix_length = int(last)
+    if suffix_length == 0:
+        raise RangeNotSatisfiable(size)
+    if size == 0:
+        # RFC 9110 calls this satisfiable, but no Content-Range can describe zero bytes: serve the empty body.
+        return None
+    return max(size - suffix_length, 0), size - 1
