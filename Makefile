@@ -28,6 +28,7 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/ufdl -c $(INI) db upgrade
 	$(BIN)/ufdl -c $(INI) users bootstrap
+	$(BIN)/ufdl -c $(INI) templates sync templates_registry
 	$(BIN)/ufdl -c $(INI) serve --listen 127.0.0.1:6543
 
 test: install-test

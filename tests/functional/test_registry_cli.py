@@ -1,0 +1,282 @@
+"""``ufdl templates validate|diff|sync|export``: the templates registry, against the test database."""
+import os
+import shutil
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pytest
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ufdl_pyramid.cli import main
+from ufdl_pyramid.models import Job, JobTemplate
+from ufdl_pyramid.testing import TEST_SETTINGS, make_test_app
+
+REGISTRY = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "templates_registry")
+
+
+@pytest.fixture
+def ini(tmp_path, engine):
+    path = tmp_path / "test.ini"
+    url = engine.url.render_as_string(hide_password=False)
+    path.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = {url}\n"
+                    f"ufdl.auth.secret = {TEST_SETTINGS['ufdl.auth.secret']}\n")
+    return str(path)
+
+
+@pytest.fixture
+def ufdl(ini, capsys):
+    def run(*args) -> tuple[int, str, str]:
+        code = main(["-c", ini, "templates", *map(str, args)])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+@pytest.fixture
+def registry(tmp_path):
+    directory = tmp_path / "registry"
+    shutil.copytree(REGISTRY, directory)
+    return directory
+
+
+def templates(engine) -> set[tuple[str, int]]:
+    with Session(engine) as db:
+        return set(db.execute(select(JobTemplate.name, JobTemplate.version).where(JobTemplate.active())).all())
+
+
+def edit(path, change):
+    document = yaml.safe_load(path.read_text())
+    change(document)
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+ALL = {("shell", 1), ("word-count", 1), ("shell-then-count", 1)}
+
+
+# validate
+
+def test_validate_accepts_the_shipped_registry(ufdl, registry):
+    assert ufdl("validate", registry)[0] == 0
+
+
+def test_validate_needs_no_database(registry, capsys, tmp_path):
+    assert main(["-c", str(tmp_path / "missing.ini"), "templates", "validate", str(registry)]) == 0
+
+
+def _replace(path, old, new):
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+@pytest.mark.parametrize("breaking, expected", [
+    (lambda r: _replace(r / "shell" / "1.yaml", "scope: public", "scope: [public"),
+     "shell/1.yaml:7: invalid YAML"),
+    (lambda r: _replace(r / "shell" / "1.yaml", "scope: public", "scope: everyone"),
+     "shell/1.yaml:6: scope: 'everyone' is not one of"),
+    (lambda r: _replace(r / "shell" / "1.yaml", "job_type: Process<str, BLOB>", "job_type: Process<str, BLOBB>"),
+     "shell/1.yaml:10: specific.job_type: Invalid type"),
+    (lambda r: _replace(r / "shell" / "1.yaml", "      - int", "      - integer"),
+     "shell/1.yaml:20: specific.parameters.timeout.types[0]: Invalid type"),
+    (lambda r: _replace(r / "shell" / "1.yaml", "default: 60", "default: sixty"),
+     "shell/1.yaml:22: specific.parameters.timeout.default: value"),
+    (lambda r: _replace(r / "shell" / "1.yaml", "name: shell\n", "name: shelly\n"),
+     "shell/1.yaml:1: name: 'shelly' does not agree with the directory name 'shell'"),
+    (lambda r: _replace(r / "shell" / "1.yaml", "version: 1", "version: 2"),
+     "shell/1.yaml:2: version: 2 does not agree with the file name (1)"),
+    (lambda r: _replace(r / "shell-then-count" / "1.yaml", "name: word-count", "name: word-counter"),
+     "shell-then-count/1.yaml:10: specific.nodes.count: template 'word-counter' version 1 is not in the "
+     "registry"),
+    (lambda r: _replace(r / "shell-then-count" / "1.yaml", "to_input: input", "to_input: text"),
+     "shell-then-count/1.yaml:19: specific.dependencies[0].to_input: template 'word-count' has no input 'text'"),
+    (lambda r: (r / "shell" / "latest.yaml").write_text("name: shell\n"),
+     "shell/latest.yaml: unexpected file"),
+    (lambda r: (r / "registry.yaml").write_text("licences: [MIT]\n"),
+     "shell/1.yaml:8: licence: 'Apache-2.0' is not one of the registry's licences (MIT)"),
+    (lambda r: (r / "registry.yaml").write_text("licences: [MIT\n"),
+     "registry.yaml:2: invalid YAML"),
+])
+def test_validate_names_file_and_line_of_each_kind_of_error(ufdl, registry, breaking, expected):
+    breaking(registry)
+    code, out, err = ufdl("validate", registry)
+    assert code == 1
+    assert expected in out, out
+
+
+def test_validate_finds_cycles_between_templates(ufdl, registry):
+    (registry / "loop").mkdir()
+    loop = {"name": "loop", "version": 1, "description": "", "scope": "public", "domain": None,
+            "licence": "Apache-2.0", "specific": {"nodes": {"inner": {"name": "loop", "version": 1}},
+                                                  "dependencies": []}}
+    (registry / "loop" / "1.yaml").write_text(yaml.safe_dump(loop, sort_keys=False))
+    code, out, err = ufdl("validate", registry)
+    assert code == 1
+    assert "loop/1.yaml:9: templates refer to each other in a cycle: loop/1 -> loop/1" in out
+
+
+# diff, sync, export
+
+def test_sync_diff_export_round_trip(ufdl, registry, engine, tmp_path, admin):
+    assert ufdl("diff", registry)[0] == 3  # changes pending
+    code, out, err = ufdl("sync", registry)
+    assert code == 0, out + err
+    assert out.count("create") == 3
+    assert templates(engine) == ALL
+    names = {row["name"] for row in admin.post("/v1/job-templates/list", {}).json}
+    assert names == {"shell", "word-count", "shell-then-count"}
+
+    # Twice: a no-op.
+    code, out, err = ufdl("sync", registry)
+    assert (code, out) == (0, "")
+    assert "0 to create, 3 identical, 0 conflicting" in err
+    assert ufdl("diff", registry)[0] == 0
+
+    exported = tmp_path / "exported"
+    assert ufdl("export", exported)[0] == 0
+    for path in ("shell/1.yaml", "word-count/1.yaml", "shell-then-count/1.yaml"):
+        assert (exported / path).read_text() == (registry / path).read_text()
+
+
+def test_export_then_sync_into_an_empty_database_gives_the_same_files(ufdl, registry, engine, cleaner, tmp_path):
+    # A registry written by hand (keys in another order, a version left implicit in a meta node)...
+    edit(registry / "shell-then-count" / "1.yaml",
+         lambda document: document["specific"]["nodes"]["count"].pop("version"))
+    assert ufdl("sync", registry)[0] == 0
+    first = tmp_path / "first"
+    assert ufdl("export", first, "--all-versions")[0] == 0
+    cleaner.reset()
+    assert templates(engine) == set()
+    assert ufdl("sync", first)[0] == 0
+    second = tmp_path / "second"
+    assert ufdl("export", second, "--all-versions")[0] == 0
+    files = sorted(str(path.relative_to(first)) for path in first.rglob("*.yaml"))
+    assert files == ["shell-then-count/1.yaml", "shell/1.yaml", "word-count/1.yaml"]
+    for path in files:
+        assert (second / path).read_text() == (first / path).read_text()
+    # ... and the exported form of a file written by hand differs only in form: no conflict.
+    assert ufdl("sync", registry)[0] == 0
+
+
+def test_a_conflict_aborts_with_nothing_applied(ufdl, registry, engine):
+    assert ufdl("sync", registry)[0] == 0
+    edit(registry / "shell" / "1.yaml", lambda document: document.update(description="Changed"))
+    (registry / "echo").mkdir()
+    echo = yaml.safe_load((registry / "shell" / "1.yaml").read_text())
+    echo["name"] = "echo"
+    (registry / "echo" / "1.yaml").write_text(yaml.safe_dump(echo, sort_keys=False))
+
+    code, out, err = ufdl("diff", registry)
+    assert code == 1
+    assert "CONFLICT  shell/1.yaml" in out
+    assert "-description: |-" in out and "+description: Changed" in out
+
+    code, out, err = ufdl("sync", registry)
+    assert code == 1
+    assert "CONFLICT  shell/1.yaml" in out
+    assert "nothing applied" in err
+    assert templates(engine) == ALL  # echo was not created
+
+
+def test_an_import_error_rolls_everything_back(ufdl, registry, engine):
+    # Valid offline, but the licence is unknown to the server: the last import fails, the others are undone.
+    edit(registry / "shell-then-count" / "1.yaml", lambda document: document.update(licence="Nope-1.0"))
+    code, out, err = ufdl("sync", registry)
+    assert code == 1
+    assert "shell-then-count/1.yaml:6: licence: unknown licence 'Nope-1.0'" in out
+    assert templates(engine) == set()
+
+
+def test_dry_run_changes_nothing(ufdl, registry, engine):
+    code, out, err = ufdl("sync", registry, "--dry-run")
+    assert code == 0
+    assert out.count("create") == 3
+    assert "rolled back" in err
+    assert templates(engine) == set()
+
+
+def _add_job(engine, name, status):
+    with Session(engine) as db, db.begin():
+        template = db.scalar(select(JobTemplate).where(JobTemplate.name == name))
+        db.add(Job(template_id=template.id, input_values={}, status=status))
+
+
+def test_prune_keeps_templates_with_active_jobs(ufdl, registry, engine, tmp_path):
+    assert ufdl("sync", registry)[0] == 0
+    extra = tmp_path / "extra"
+    for name in ("busy", "done", "idle"):
+        document = yaml.safe_load((registry / "shell" / "1.yaml").read_text())
+        document["name"] = name
+        (extra / name).mkdir(parents=True)
+        (extra / name / "1.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    assert ufdl("sync", extra)[0] == 0
+    _add_job(engine, "busy", "RUNNING")
+    _add_job(engine, "done", "COMPLETED")
+
+    code, out, err = ufdl("diff", registry, "--prune")
+    assert code == 3
+    assert "prune     done/1" in out and "prune     idle/1" in out
+    assert "keep      busy/1 (not in the registry, but 1 active job(s))" in out
+    assert templates(engine) == ALL | {("busy", 1), ("done", 1), ("idle", 1)}
+
+    code, out, err = ufdl("sync", registry, "--prune")
+    assert code == 0
+    assert templates(engine) == ALL | {("busy", 1)}
+    # Without --prune nothing is deleted.
+    assert ufdl("sync", extra)[0] == 0
+    assert ufdl("sync", registry)[0] == 0
+    assert templates(engine) == ALL | {("busy", 1), ("done", 1), ("idle", 1)}
+
+
+def test_prune_keeps_the_children_of_templates_that_stay(ufdl, registry, engine, tmp_path):
+    assert ufdl("sync", registry)[0] == 0
+    only_meta_missing = tmp_path / "partial"
+    shutil.copytree(registry, only_meta_missing)
+    shutil.rmtree(only_meta_missing / "shell-then-count")
+    _add_job(engine, "shell-then-count", "PENDING")
+    code, out, err = ufdl("sync", only_meta_missing, "--prune")
+    assert code == 0
+    assert templates(engine) == ALL
+
+
+# Start-up and remote
+
+def test_the_server_syncs_the_registry_at_start_up(engine, registry, caplog):
+    caplog.set_level("INFO", logger="ufdl_pyramid.registry_config")
+    make_test_app(engine, **{"ufdl.templates_registry": str(registry)})
+    assert templates(engine) == ALL
+    assert "3 created" in caplog.text
+    make_test_app(engine, **{"ufdl.templates_registry": str(registry)})
+    assert "0 created (none), 3 identical" in caplog.text
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server_url(wsgi_app):
+    server = make_server("127.0.0.1", 0, wsgi_app, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_remote_diff_sync_export(ufdl, registry, engine, admin, server_url, tmp_path):
+    remote = ("--url", server_url, "--token", admin.token)
+    assert ufdl("diff", registry, *remote)[0] == 3
+    code, out, err = ufdl("sync", registry, *remote)
+    assert code == 0, out + err
+    assert templates(engine) == ALL
+    code, out, err = ufdl("sync", registry, *remote)
+    assert (code, out) == (0, "")
+    assert ufdl("diff", registry, *remote)[0] == 0
+    exported = tmp_path / "remote-export"
+    assert ufdl("export", exported, *remote)[0] == 0
+    for path in ("shell/1.yaml", "word-count/1.yaml", "shell-then-count/1.yaml"):
+        assert (exported / path).read_text() == (registry / path).read_text()
+    assert ufdl("sync", registry, "--prune", *remote)[0] == 1

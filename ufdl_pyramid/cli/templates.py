@@ -1,0 +1,272 @@
+"""``ufdl templates ...``: the templates registry (``<name>/<version>.yaml`` files kept in git).
+
+Exit codes: 0 success (``diff``: nothing to do), 1 problems (invalid registry, conflicts, errors; nothing was
+applied), 2 wrong usage, 3 (``diff`` only) sync would change something.
+"""
+import json
+import sys
+import urllib.error
+import urllib.request
+
+from ..errors import InvalidInput, ServiceError
+from ..plugins import load_plugins
+from ..services.job_type_sync import sync_job_types
+from ..services.template_documents import to_yaml
+from ..services.template_registry import (RegistryInvalid, RegistrySync, export_documents, plan_sync,
+                                          read_registry, summary, validate_offline, write_registry)
+
+CHANGES_PENDING = 3
+
+_REMOTE_HELP = ("act through the HTTP API of the server at URL (with --token) instead of the database of -c INI; "
+                "remotely there is no single transaction: a sync that fails half-way leaves what it created")
+
+
+def register(areas) -> None:
+    area = areas.add_parser("templates", help="the templates registry: validate, diff, sync, export",
+                            description=__doc__)
+    actions = area.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    validate = actions.add_parser("validate", help="check a registry directory offline (no database, no server)")
+    validate.add_argument("directory", metavar="DIR")
+    validate.set_defaults(handler=run_validate)
+
+    diff = actions.add_parser("diff", help="what sync would do (exit 3 if it would change something)")
+    diff.add_argument("directory", metavar="DIR")
+    diff.add_argument("--prune", action="store_true", help="also list server templates not in the registry")
+    _remote_options(diff)
+    diff.set_defaults(handler=run_diff)
+
+    sync = actions.add_parser("sync", help="apply a registry in one transaction (all or nothing)")
+    sync.add_argument("directory", metavar="DIR")
+    sync.add_argument("--dry-run", action="store_true", help="do everything, then roll back")
+    sync.add_argument("--prune", action="store_true",
+                      help="soft-delete templates not in the registry (unless they have active jobs)")
+    _remote_options(sync)
+    sync.set_defaults(handler=run_sync)
+
+    export = actions.add_parser("export", help="write the server's templates as a registry directory")
+    export.add_argument("directory", metavar="DIR")
+    export.add_argument("--all-versions", action="store_true",
+                        help="every active version (default: the latest of each, and the versions meta-templates "
+                             "use)")
+    _remote_options(export)
+    export.set_defaults(handler=run_export)
+
+
+def _remote_options(parser) -> None:
+    parser.add_argument("--url", help=_REMOTE_HELP)
+    parser.add_argument("--token", help="an admin's access token for --url")
+
+
+def _problems(error: RegistryInvalid) -> int:
+    for problem in error.problems:
+        print(problem)
+    return 1
+
+
+class Progress:
+    """A bar on stderr when it is a terminal; without one, a line every 10% for long runs."""
+
+    def __init__(self, total: int, label: str, stream=None):
+        self.stream = stream or sys.stderr
+        self.total, self.label = total, label
+        self.tty = self.stream.isatty()
+        self.shown = (self.tty and total >= 20) or total >= 500
+        self.last = -1
+
+    def __call__(self, done: int) -> None:
+        if not self.shown:
+            return
+        if self.tty:
+            filled = 30 * done // self.total
+            self.stream.write(f"\r{self.label} [{'#' * filled}{' ' * (30 - filled)}] {done}/{self.total}")
+            if done == self.total:
+                self.stream.write("\n")
+        elif 10 * done // self.total != self.last:
+            self.last = 10 * done // self.total
+            self.stream.write(f"{self.label}: {done}/{self.total}\n")
+        self.stream.flush()
+
+
+def run_validate(args, environment) -> int:
+    try:
+        registry = read_registry(args.directory)
+    except RegistryInvalid as error:
+        return _problems(error)
+    problems = validate_offline(registry, load_plugins(strict=False).type_registry())
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"{len(registry.entries)} template(s): valid", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _print_plan(plan, show_identical: bool) -> None:
+    for line in summary(plan):
+        if show_identical or not line.startswith("identical"):
+            print(line)
+    for conflict in plan.conflicts:
+        print(conflict.diff(), end="")
+    print(f"{len(plan.create)} to create, {len(plan.identical)} identical, {len(plan.conflicts)} conflicting"
+          + (f", {len(plan.prune)} to prune, {len(plan.keep)} kept" if plan.prune or plan.keep else ""),
+          file=sys.stderr)
+
+
+def run_diff(args, environment) -> int:
+    try:
+        if args.url:
+            plan = RemoteServer(args.url, args.token).plan(read_registry(args.directory), args.prune)
+        else:
+            _sync_job_types(environment)
+            with environment.session() as db:
+                sync = RegistrySync(db)
+                plan = sync.plan(sync.read(args.directory), args.prune)
+    except RegistryInvalid as error:
+        return _problems(error)
+    _print_plan(plan, show_identical=True)
+    if plan.conflicts:
+        return 1
+    return CHANGES_PENDING if plan.create or plan.prune else 0
+
+
+def _sync_job_types(environment) -> None:
+    """The job-types table as the server's start-up leaves it: templates name the installed plugins' types."""
+    sync_job_types(environment.engine, load_plugins(environment.settings["ufdl.plugins.strict"]).types)
+
+
+class _DryRun(Exception):
+    pass
+
+
+def run_sync(args, environment) -> int:
+    try:
+        if args.url:
+            return RemoteServer(args.url, args.token).sync(read_registry(args.directory), args.prune, args.dry_run)
+        _sync_job_types(environment)
+        try:
+            with environment.session() as db:
+                sync = RegistrySync(db)
+                registry = sync.read(args.directory)
+                plan = sync.plan(registry, args.prune)
+                if plan.conflicts:
+                    _print_plan(plan, show_identical=False)
+                    print("conflicts: nothing applied (a changed template needs a new version)", file=sys.stderr)
+                    return 1
+                sync.apply(registry, plan, Progress(len(plan.create), "importing"))
+                _print_plan(plan, show_identical=False)
+                if args.dry_run:
+                    raise _DryRun()
+        except _DryRun:
+            print("dry run: rolled back", file=sys.stderr)
+    except RegistryInvalid as error:
+        print("nothing applied:", file=sys.stderr)
+        return _problems(error)
+    return 0
+
+
+def run_export(args, environment) -> int:
+    if args.url:
+        files = RemoteServer(args.url, args.token).export(args.all_versions)
+    else:
+        with environment.session() as db:
+            files = export_documents(db, args.all_versions)
+    written = write_registry(args.directory, files)
+    for path in written:
+        print(f"wrote     {path}")
+    print(f"{len(files)} template(s) exported, {len(written)} file(s) written", file=sys.stderr)
+    return 0
+
+
+class RemoteServer:
+    """The same actions through the v1 API (an admin's token): list, export and import templates."""
+
+    def __init__(self, url: str, token: str | None):
+        if not token:
+            raise InvalidInput("--url needs --token (an administrator's access token)")
+        self.url = url.rstrip("/")
+        self.token = token
+
+    def request(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json",
+                accept: str = "application/json"):
+        request = urllib.request.Request(self.url + path, data=body, method=method, headers={
+            "Authorization": f"Bearer {self.token}", "Accept": accept, "Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            try:
+                detail = json.loads(error.read()).get("detail", "")
+            except (ValueError, AttributeError):
+                detail = ""
+            raise ServiceError(f"{method} {path}: HTTP {error.code} {detail}".rstrip()) from None
+        except urllib.error.URLError as error:
+            raise ServiceError(f"{self.url}: {error.reason}") from None
+
+    def documents(self) -> dict[tuple[str, int], tuple[int, dict]]:
+        rows = self.request("POST", "/v1/job-templates/list", b"{}")
+        return {(row["name"], row["version"]): (row["pk"],
+                                                self.request("GET", f"/v1/job-templates/{row['pk']}/export"))
+                for row in rows}
+
+    def plan(self, registry, prune: bool):
+        # Remotely the comparison is textual: a file that differs from the server's export only in form shows
+        # as a conflict (sync then lets the server decide: identical after normalising is a no-op).
+        plan = plan_sync(registry, {key: document for key, (pk, document) in self.documents().items()})
+        if not prune:
+            plan.prune = []
+        return plan
+
+    def sync(self, registry, prune: bool, dry_run: bool) -> int:
+        if prune:
+            raise InvalidInput("--prune is only available with -c INI (it needs the jobs table in one "
+                               "transaction)")
+        plan = self.plan(registry, False)
+        if plan.conflicts:
+            conflicts, plan.conflicts = plan.conflicts, []
+            for conflict in conflicts:  # the server's normalisation may find them identical
+                if dry_run:
+                    plan.conflicts.append(conflict)
+                    continue
+                try:
+                    self._import(conflict.entry)
+                    plan.identical.append(conflict.entry)
+                except ServiceError:
+                    plan.conflicts.append(conflict)
+            if plan.conflicts:
+                _print_plan(plan, show_identical=False)
+                print("conflicts: nothing applied", file=sys.stderr)
+                return 1
+        _print_plan(plan, show_identical=False)
+        if dry_run:
+            print("dry run: nothing sent", file=sys.stderr)
+            return 0
+        progress = Progress(len(plan.create), "importing")
+        for count, entry in enumerate(plan.create, 1):
+            try:
+                self._import(entry)
+            except ServiceError as error:
+                print(f"{entry.path}: {error.detail}")
+                print(f"stopped after {count - 1} of {len(plan.create)} import(s)", file=sys.stderr)
+                return 1
+            progress(count)
+        return 0
+
+    def _import(self, entry) -> None:
+        self.request("POST", "/v1/job-templates/import", to_yaml(entry.document).encode(), "application/yaml")
+
+    def export(self, all_versions: bool) -> dict[str, str]:
+        documents = {key: document for key, (pk, document) in self.documents().items()}
+        chosen = set(documents)
+        if not all_versions:
+            latest: dict[str, int] = {}
+            for name, version in documents:
+                latest[name] = max(version, latest.get(name, 0))
+            chosen, stack = set(), list(latest.items())
+            while stack:
+                key = stack.pop()
+                if key in chosen or key not in documents:
+                    continue
+                chosen.add(key)
+                specific = documents[key]["specific"]
+                stack.extend((node["name"], node["version"]) for node in specific.get("nodes", {}).values())
+        return {f"{name}/{version}.yaml": to_yaml(documents[(name, version)]) for name, version in sorted(chosen)}

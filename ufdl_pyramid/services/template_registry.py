@@ -1,0 +1,499 @@
+"""The templates registry: a directory of job templates kept in git, ``<name>/<version>.yaml`` per version.
+
+``read_registry`` reads a directory (every problem named with its file and line), ``validate_offline`` checks it
+without a database (schema, type strings against a given type registry, meta graphs, cycles between templates),
+``plan_sync`` compares it with the templates a server has, and ``RegistrySync`` applies it in the caller's
+transaction. Importing goes through ``TemplateService``, so the rules are the API's (identical = no-op, same
+version with other content = conflict).
+"""
+import copy
+import difflib
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import yaml
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..errors import InvalidInput, ServiceError
+from ..models import Job, JobTemplate, TemplateChild
+from ..models.jobs import FINAL_STATUSES
+from ..types import TypeRegistry
+from .template_documents import check_document, is_meta, ordered_document, to_yaml
+from .templates import TemplateService, template_document
+from .type_registry import type_registry
+
+SETTINGS_FILE = "registry.yaml"
+_VERSION_FILE = re.compile(r"^([1-9][0-9]*)\.yaml$")
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """The safe loader (libyaml's when there is one), with scalars' implicit tags cached: re-syncs of large
+    registries spend most of their time here."""
+
+    _tags: dict = {}
+
+    def resolve(self, kind, value, implicit):
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(value) <= 200 and len(self._tags) < 100_000:
+                self._tags[key] = tag
+        return tag
+
+Key = tuple[str, int]  # (template name, version)
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}" if self.line else f"{self.path}: {self.message}"
+
+
+class RegistryInvalid(InvalidInput):
+    """A registry with problems; ``problems`` has one entry per problem."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__(f"{len(problems)} problem(s) in the templates registry:\n"
+                         + "\n".join(map(str, problems)))
+        self.problems = problems
+
+
+@dataclass
+class RegistryEntry:
+    path: str  # relative to the registry directory, with '/'
+    document: dict
+    node: yaml.Node  # the parsed YAML, for line numbers
+
+    @property
+    def key(self) -> Key:
+        return self.document["name"], self.document["version"]
+
+    def line(self, where: str) -> int | None:
+        """The line of a field named like the service's messages do (``specific.parameters.x.types[0]``)."""
+        return _line_of(self.node, where)
+
+
+@dataclass
+class Registry:
+    directory: str
+    entries: list[RegistryEntry]  # children before parents
+    settings: dict
+
+    def keys(self) -> set[Key]:
+        return {entry.key for entry in self.entries}
+
+
+def _line_of(node: yaml.Node, where: str) -> int | None:
+    line = node.start_mark.line + 1
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", where.split(":")[0].split(" ")[0]):
+        if isinstance(node, yaml.MappingNode):
+            found = next((value for key, value in node.value if key.value == part), None)
+            if found is None:
+                break
+            node = found
+        elif isinstance(node, yaml.SequenceNode) and part.startswith("["):
+            index = int(part[1:-1])
+            if index >= len(node.value):
+                break
+            node = node.value[index]
+        else:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _parse(text: str, path: str) -> tuple[object, yaml.Node | None]:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        raise _ProblemError(Problem(path, mark.line + 1 if mark else None,
+                                    f"invalid YAML: {error.problem or error}")) from None
+    except yaml.YAMLError as error:
+        raise _ProblemError(Problem(path, None, f"invalid YAML: {error}")) from None
+    finally:
+        loader.dispose()
+
+
+class _ProblemError(Exception):
+    def __init__(self, problem: Problem):
+        self.problem = problem
+
+
+def read_registry(directory: str, known: dict[Key, dict] | None = None) -> Registry:
+    """The registry's templates in dependency order, or ``RegistryInvalid`` listing every problem.
+
+    ``known``: documents already checked (the server's export forms); a file equal to one skips the schema check.
+    """
+    known = known or {}
+    if not os.path.isdir(directory):
+        raise InvalidInput(f"{directory}: no such directory")
+    problems: list[Problem] = []
+    entries: list[RegistryEntry] = []
+    settings: dict = {}
+    for name in sorted(os.listdir(directory)):
+        full = os.path.join(directory, name)
+        if name.startswith("."):
+            continue
+        if name == SETTINGS_FILE:
+            try:
+                with open(full, encoding="utf-8") as file:
+                    settings, _ = _parse(file.read(), name)
+                settings = settings or {}
+                if not isinstance(settings, dict):
+                    problems.append(Problem(name, 1, "registry settings must be a mapping"))
+                    settings = {}
+            except _ProblemError as error:
+                problems.append(error.problem)
+            continue
+        if not os.path.isdir(full):
+            problems.append(Problem(name, None, "unexpected file: templates go in <name>/<version>.yaml"))
+            continue
+        for file_name in sorted(os.listdir(full)):
+            if file_name.startswith("."):
+                continue
+            path = f"{name}/{file_name}"
+            match = _VERSION_FILE.match(file_name)
+            if match is None:
+                problems.append(Problem(path, None, "unexpected file: templates go in <name>/<version>.yaml "
+                                                    "(the version a positive integer)"))
+                continue
+            try:
+                with open(os.path.join(full, file_name), encoding="utf-8") as file:
+                    document, node = _parse(file.read(), path)
+            except _ProblemError as error:
+                problems.append(error.problem)
+                continue
+            except (OSError, UnicodeDecodeError) as error:
+                problems.append(Problem(path, None, f"cannot read: {error}"))
+                continue
+            version = int(match.group(1))
+            if isinstance(document, dict) and document.get("name") == name and document.get("version") == version \
+                    and known.get((name, version)) == document:
+                entries.append(RegistryEntry(path, document, node))
+                continue
+            problem = _check_entry(document, node, path, name, version)
+            if problem:
+                problems.append(problem)
+            else:
+                entries.append(RegistryEntry(path, document, node))
+    entries = _ordered(entries, problems)
+    if problems:
+        raise RegistryInvalid(problems)
+    return Registry(directory, entries, settings)
+
+
+def _check_entry(document, node, path: str, name: str, version: int) -> Problem | None:
+    if not isinstance(document, dict):
+        return Problem(path, node.start_mark.line + 1 if node else None, "a template document must be a mapping")
+    try:
+        check_document(document)
+    except InvalidInput as error:
+        return Problem(path, _line_of(node, error.detail), error.detail)
+    if document["name"] != name:
+        return Problem(path, _line_of(node, "name"),
+                       f"name: '{document['name']}' does not agree with the directory name '{name}'")
+    if document.get("version") != version:
+        return Problem(path, _line_of(node, "version") if "version" in document else 1,
+                       f"version: {document.get('version')} does not agree with the file name ({version})")
+    return None
+
+
+def _child_key(spec: dict, versions: dict[str, list[int]]) -> Key | None:
+    if "version" in spec:
+        return spec["name"], spec["version"]
+    known = versions.get(spec["name"])
+    return (spec["name"], max(known)) if known else None
+
+
+def _ordered(entries: list[RegistryEntry], problems: list[Problem]) -> list[RegistryEntry]:
+    """Children before parents; problems for children missing from the registry and for cycles."""
+    by_key = {entry.key: entry for entry in entries}
+    versions: dict[str, list[int]] = {}
+    for name, version in by_key:
+        versions.setdefault(name, []).append(version)
+    children: dict[Key, list[Key]] = {}
+    for entry in entries:
+        children[entry.key] = []
+        specific = entry.document["specific"]
+        if not is_meta(specific):
+            continue
+        for node_name, spec in sorted(specific["nodes"].items()):
+            key = _child_key(spec, versions)
+            if key is None or key not in by_key:
+                wanted = f"'{spec['name']}'" + (f" version {spec['version']}" if "version" in spec else "")
+                problems.append(Problem(entry.path, entry.line(f"specific.nodes.{node_name}.name"),
+                                        f"specific.nodes.{node_name}: template {wanted} is not in the registry"))
+            else:
+                children[entry.key].append(key)
+    ordered: list[RegistryEntry] = []
+    state: dict[Key, int] = {}  # 1: on the path, 2: done
+    path: list[Key] = []
+
+    def visit(key: Key) -> None:
+        state[key] = 1
+        path.append(key)
+        for child in children[key]:
+            if state.get(child) == 1:
+                cycle = path[path.index(child):] + [child]
+                entry = by_key[key]
+                problems.append(Problem(entry.path, entry.line("specific.nodes"), "templates refer to each other "
+                                        "in a cycle: " + " -> ".join(f"{n}/{v}" for n, v in cycle)))
+            elif child not in state:
+                visit(child)
+        path.pop()
+        state[key] = 2
+        ordered.append(by_key[key])
+
+    for key in sorted(by_key):
+        if key not in state:
+            visit(key)
+    return ordered
+
+
+# Offline validation
+
+class _OfflineTemplates(TemplateService):
+    """``TemplateService``'s checks with the registry's own templates standing in for the database."""
+
+    def __init__(self, registry: TypeRegistry, settings: dict):
+        super().__init__(None, registry)
+        self.known: dict[Key, SimpleNamespace] = {}
+        self.licences = settings.get("licences")
+        self.domains = settings.get("domains")
+
+    def normalise(self, document):
+        check_document(document)
+        if self.licences is not None and document["licence"] not in self.licences:
+            raise InvalidInput(f"licence: '{document['licence']}' is not one of the registry's licences "
+                               f"({', '.join(map(str, self.licences))})")
+        domain = document.get("domain")
+        if domain is not None and self.domains is not None and domain not in self.domains:
+            raise InvalidInput(f"domain: '{domain}' is not one of the registry's domains "
+                               f"({', '.join(map(str, self.domains))})")
+        common = dict(name=document["name"], version=document.get("version"),
+                      description=document.get("description", ""), scope=document["scope"],
+                      domain=SimpleNamespace(name=domain, id=None) if domain else None,
+                      licence=SimpleNamespace(name=document["licence"], id=None))
+        specific = document["specific"]
+        return (self._normalise_meta if is_meta(specific) else self._normalise_workable)(specific, common)
+
+    def _find_child(self, spec: dict, where: str):
+        versions = {}
+        for name, version in self.known:
+            versions.setdefault(name, []).append(version)
+        key = _child_key(spec, versions)
+        if key is None or key not in self.known:
+            raise InvalidInput(f"{where}: template '{spec['name']}' is not in the registry (or is invalid)")
+        return self.known[key]
+
+
+def validate_offline(registry: Registry, types: TypeRegistry) -> list[Problem]:
+    """Every template checked as the server's import would, with ``types`` (the installed plugins' types)."""
+    problems = []
+    service = _OfflineTemplates(types, registry.settings)
+    for entry in registry.entries:
+        try:
+            normalised = service.normalise(copy.deepcopy(entry.document))
+        except InvalidInput as error:
+            problems.append(Problem(entry.path, entry.line(error.detail), error.detail))
+            continue
+        service.known[entry.key] = SimpleNamespace(name=normalised.name, version=entry.key[1],
+                                                   inputs=normalised.inputs, outputs=normalised.outputs,
+                                                   parameters=normalised.parameters)
+    return problems
+
+
+# Planning and applying
+
+@dataclass
+class PlanConflict:
+    entry: RegistryEntry
+    existing: dict  # the server's document
+    reason: str = ""
+
+    def diff(self) -> str:
+        return "".join(difflib.unified_diff(
+            to_yaml(self.existing).splitlines(keepends=True),
+            to_yaml(self.entry.document).splitlines(keepends=True),
+            fromfile=f"server: {self.entry.key[0]} version {self.entry.key[1]}", tofile=self.entry.path))
+
+
+@dataclass
+class Plan:
+    create: list[RegistryEntry] = field(default_factory=list)
+    identical: list[RegistryEntry] = field(default_factory=list)
+    conflicts: list[PlanConflict] = field(default_factory=list)
+    prune: list[Key] = field(default_factory=list)
+    keep: dict[Key, str] = field(default_factory=dict)  # not in the registry, but kept: why
+
+
+def same_document(registry_document: dict, server_document: dict) -> bool:
+    """The cheap check: the file is the server's export form (what ``export`` writes)."""
+    return ordered_document(registry_document) == ordered_document(server_document)
+
+
+def plan_sync(registry: Registry, existing: dict[Key, dict],
+              normalise: Callable[[dict], dict] | None = None) -> Plan:
+    """What a sync would do, given the server's active templates' documents. ``normalise`` (a document to its
+    normalised export form) settles the documents that differ from the server's only in form."""
+    plan = Plan()
+    for entry in registry.entries:
+        server = existing.get(entry.key)
+        if server is None:
+            plan.create.append(entry)
+        elif same_document(entry.document, server):
+            plan.identical.append(entry)
+        else:
+            reason = ""
+            if normalise is not None:
+                try:
+                    if same_document(normalise(copy.deepcopy(entry.document)), server):
+                        plan.identical.append(entry)
+                        continue
+                except InvalidInput as error:
+                    reason = error.detail
+            plan.conflicts.append(PlanConflict(entry, server, reason))
+    plan.prune = sorted(set(existing) - registry.keys())
+    return plan
+
+
+class RegistrySync:
+    """Applies a registry to a database in the caller's transaction (the caller commits or rolls back)."""
+
+    def __init__(self, db: Session):
+        self.db = db
+        self.service = TemplateService(db, type_registry(db))
+        self._active: tuple[dict, dict] | None = None
+
+    def active_templates(self) -> dict[Key, JobTemplate]:
+        return {(row.name, row.version): row
+                for row in self.db.scalars(select(JobTemplate).where(JobTemplate.active()))}
+
+    def read(self, directory: str) -> Registry:
+        """``read_registry``, the files identical to the server's templates taken as checked (fast re-syncs)."""
+        return read_registry(directory, self._loaded()[1])
+
+    def _loaded(self) -> tuple[dict[Key, JobTemplate], dict[Key, dict]]:
+        """The active templates and their documents, loaded once per sync."""
+        if self._active is None:
+            rows = self.active_templates()
+            self._active = rows, {key: template_document(row) for key, row in rows.items()}
+        return self._active
+
+    def plan(self, registry: Registry, prune: bool = False) -> Plan:
+        rows, documents = self._loaded()
+        plan = plan_sync(registry, documents, self._normalised)
+        if prune:
+            self._check_prunable(plan, rows, registry.keys())
+        else:
+            plan.prune = []
+        return plan
+
+    def _normalised(self, document: dict) -> dict:
+        normalised = self.service.normalise(document)
+        return normalised.document(document["version"])
+
+    def _check_prunable(self, plan: Plan, rows: dict[Key, JobTemplate], wanted: set[Key]) -> None:
+        candidates = {key: rows[key] for key in plan.prune}
+        ids = [row.id for row in candidates.values()]
+        busy = dict(self.db.execute(
+            select(Job.template_id, func.count()).where(Job.template_id.in_(ids), Job.active(),
+                                                        Job.status.not_in(FINAL_STATUSES))
+            .group_by(Job.template_id)).all()) if ids else {}
+        for key, row in candidates.items():
+            if busy.get(row.id):
+                plan.keep[key] = f"{busy[row.id]} active job(s)"
+        # A template stays while a template that stays uses it as a child.
+        by_id = {row.id: key for key, row in rows.items()}
+        links = self.db.execute(select(TemplateChild.template_id, TemplateChild.child_id)).all()
+        changed = True
+        while changed:
+            changed = False
+            staying = {rows[key].id for key in rows if key not in candidates or key in plan.keep}
+            for parent, child in links:
+                key = by_id.get(child)
+                if parent in staying and key in candidates and key not in plan.keep:
+                    plan.keep[key] = f"a child of {'/'.join(map(str, by_id[parent]))}, which stays"
+                    changed = True
+        plan.prune = [key for key in plan.prune if key not in plan.keep]
+
+    def apply(self, registry: Registry, plan: Plan, progress: Callable[[int], None] | None = None) -> None:
+        """Create what the plan creates and soft-delete what it prunes. Conflicts must have been refused before;
+        an import error raises ``RegistryInvalid`` naming the file (the caller rolls back)."""
+        for count, entry in enumerate(plan.create, 1):
+            try:
+                self.service.import_document(copy.deepcopy(entry.document), None)
+            except ServiceError as error:
+                raise RegistryInvalid([Problem(entry.path, entry.line(error.detail), error.detail)]) from None
+            if progress:
+                progress(count)
+        if plan.prune:
+            rows = self.active_templates()
+            for key in plan.prune:
+                rows[key].soft_delete()
+        self.db.flush()
+
+
+def export_documents(db: Session, all_versions: bool = False) -> dict[str, str]:
+    """``{relative path: YAML}`` of the active templates (the latest version of each, plus every version a
+    meta-template exported uses, unless ``all_versions``): a registry that ``sync`` accepts unchanged."""
+    rows = {(row.name, row.version): row for row in db.scalars(select(JobTemplate).where(JobTemplate.active()))}
+    if all_versions:
+        chosen = set(rows)
+    else:
+        latest: dict[str, int] = {}
+        for name, version in rows:
+            latest[name] = max(version, latest.get(name, 0))
+        chosen, stack = set(), [(name, version) for name, version in latest.items()]
+        while stack:
+            key = stack.pop()
+            if key in chosen or key not in rows:
+                continue
+            chosen.add(key)
+            if rows[key].is_meta:
+                stack.extend((node["name"], node["version"]) for node in rows[key].spec["nodes"].values())
+    return {f"{name}/{version}.yaml": to_yaml(template_document(rows[(name, version)]))
+            for name, version in sorted(chosen)}
+
+
+def write_registry(directory: str, files: dict[str, str]) -> list[str]:
+    """Write the files; the paths of those that changed."""
+    written = []
+    for path, text in files.items():
+        full = os.path.join(directory, *path.split("/"))
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        if os.path.exists(full):
+            with open(full, encoding="utf-8") as file:
+                if file.read() == text:
+                    continue
+        with open(full, "w", encoding="utf-8") as file:
+            file.write(text)
+        written.append(path)
+    return written
+
+
+def summary(plan: Plan) -> Iterable[str]:
+    for entry in plan.create:
+        yield f"create    {entry.path}"
+    for entry in plan.identical:
+        yield f"identical {entry.path}"
+    for conflict in plan.conflicts:
+        yield f"CONFLICT  {conflict.entry.path}" + (f" ({conflict.reason})" if conflict.reason else "")
+    for name, version in plan.prune:
+        yield f"prune     {name}/{version}"
+    for (name, version), why in sorted(plan.keep.items()):
+        yield f"keep      {name}/{version} (not in the registry, but {why})"
