@@ -41,8 +41,10 @@ def prepare(url: str):
 def server(url: str, threads: int = 8):
     """Our app (and a bare Pyramid hello view at /hello) on one waitress server in a child process."""
     port = free_port()
+    # The server's log goes to a file: a pipe nobody reads would fill up and block the server.
+    log = tempfile.NamedTemporaryFile("w+", prefix="ufdl-bench-", suffix=".log", delete=False)
     process = subprocess.Popen([sys.executable, os.path.join(HERE, "serve_for_bench.py"), url, str(port),
-                                str(threads)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                str(threads)], stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -50,13 +52,18 @@ def server(url: str, threads: int = 8):
             break
         except OSError:
             if process.poll() is not None:
-                raise RuntimeError(process.stderr.read().decode())
+                log.seek(0)
+                raise RuntimeError(log.read())
             time.sleep(0.1)
     try:
         yield port
     finally:
         process.terminate()
         process.wait(10)
+        log.seek(0)
+        errors = [line for line in log if "ERROR" in line]
+        if errors:
+            print(f"the server logged {len(errors)} error(s), the first: {errors[0].strip()} (log: {log.name})")
 
 
 def load(port: int, method: str, path: str, headers: dict, *, clients: int, seconds: float,

@@ -19,6 +19,8 @@ def make_config(settings: dict) -> Configurator:
     config.add_renderer("json", json_renderer())
     config.include(".models")  # the database session, bound to the request's transaction
     config.include(".security")  # tokens, Node-Id, ACLs
+    config.include(".plugins_config")  # load the plugins; sync the job-types table with their types
+    config.include(".registry_config")  # sync ufdl.templates_registry, when set
     config.include(".views")  # the API, area by area
     return config
 

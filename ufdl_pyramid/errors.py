@@ -3,6 +3,7 @@
 Services know nothing of HTTP, but each error class carries the status it stands for so that the mapping lives
 in one place and cannot drift.
 """
+from transaction.interfaces import TransientError
 
 
 class ServiceError(Exception):
@@ -41,3 +42,14 @@ class Conflict(ServiceError):
 
 class PayloadTooLarge(ServiceError):
     status = 413
+
+
+class ConcurrentChange(TransientError):
+    """Another request changed the same rows at the same moment. A TransientError, so pyramid_tm has the
+    whole request run again (it then sees the other's change); answered 409 if every attempt collides."""
+
+    status = 409
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail

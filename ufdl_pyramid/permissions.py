@@ -8,6 +8,7 @@ class Permission(StrEnum):
     CREATE = "create"
     EDIT = "edit"
     DELETE = "delete"  # soft delete, hard delete, reinstate
+    CREATE_JOB = "create_job"  # run a template
     ADMIN = "admin"  # server-wide administration
 
 

@@ -62,6 +62,9 @@ SETTINGS = (
     Setting("ufdl.max_page_size", 1000, int, "Largest page a list request may ask for."),
     Setting("ufdl.db.pool_size", 10, int, "Connections kept per process (PostgreSQL)."),
     Setting("ufdl.db.echo", False, _bool, "Log every SQL statement."),
+    Setting("ufdl.plugins.strict", False, _bool, "A plugin that fails to load stops the server (else: skipped)."),
+    Setting("ufdl.templates_registry", None, str, "A templates registry directory synced at start-up (off when "
+            "unset)."),
 )
 
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}

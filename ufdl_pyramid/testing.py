@@ -6,6 +6,7 @@ Truncation rather than a rolled-back outer transaction: the server commits for r
 several connections or a second process see exactly what production would.
 """
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import transaction
@@ -15,8 +16,10 @@ from sqlalchemy.engine import Engine
 
 from . import make_config
 from .models import Base, get_engine, get_session_factory, get_tm_session
+from .plugins import load_plugins
 from .services import schema
 from .services.auth import AuthConfig, AuthService
+from .services.job_type_sync import sync_job_types
 
 TEST_SETTINGS = {
     "ufdl.auth.secret": "test-secret-not-for-production-0123456789",
@@ -43,11 +46,18 @@ def create_test_engine(url: str) -> Engine:
 
 
 class DatabaseCleaner:
-    """Empties every table after a test and puts back the rows the migrations seeded."""
+    """Empties every table after a test and puts back the rows every test starts from: those the migrations
+    seeded and the job types of the installed plugins.
+
+    The app syncs the plugins' types into the job-types table when it is built. The cleaner runs the same sync
+    itself before taking its snapshot, so the snapshot does not depend on whether an app was built first, and
+    rows synced from a test's extra plugins go with the rest of that test's rows.
+    """
 
     def __init__(self, engine: Engine):
         self.engine = engine
         self.tables = list(reversed(Base.metadata.sorted_tables))
+        sync_job_types(engine, load_plugins(strict=False).types)
         with engine.connect() as connection:
             self.seeds = {table: [dict(row._mapping) for row in connection.execute(table.select())]
                           for table in Base.metadata.sorted_tables}
@@ -69,9 +79,10 @@ class DatabaseCleaner:
                             f"(SELECT max(id) FROM \"{table.name}\"))"))
 
 
-def make_test_app(engine: Engine, **settings):
+def make_test_app(engine: Engine, extra_plugins: Iterable[object] = (), **settings):
+    """The WSGI app on ``engine``; ``extra_plugins`` are plugin objects registered besides the installed ones."""
     return make_config({**TEST_SETTINGS, "sqlalchemy.url": str(engine.url), "ufdl.db.engine": engine,
-                        **settings}).make_wsgi_app()
+                        "ufdl.plugins.extra": list(extra_plugins), **settings}).make_wsgi_app()
 
 
 @dataclass

@@ -11,7 +11,7 @@ def test_obtain_and_use_a_token(users, anonymous):
     tokens = anonymous.post("/v1/auth/obtain", {"username": "carol", "password": "s3cret-pass"}).json
     assert set(tokens) == {"access", "refresh"}
     anonymous.token = tokens["access"]
-    assert anonymous.post("/v1/job-types/list").json == []
+    assert isinstance(anonymous.post("/v1/job-types/list").json, list)
 
 
 def test_wrong_password_and_unknown_user_are_401(users, anonymous):

@@ -4,10 +4,11 @@ import sys
 
 from ..errors import ServiceError
 from ..settings import SettingsError
-from . import db, serve, users
+from ..plugins import PluginError
+from . import db, plugins, serve, templates, users
 from .environment import CliEnvironment
 
-AREAS = (db, users, serve)
+AREAS = (db, users, plugins, templates, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     environment = CliEnvironment(args.config)
     try:
         return args.handler(args, environment) or 0
-    except (SettingsError, ServiceError) as error:
+    except (SettingsError, ServiceError, PluginError) as error:
         print(f"ufdl: {getattr(error, 'detail', error)}", file=sys.stderr)
         return 1
     except FileNotFoundError as error:

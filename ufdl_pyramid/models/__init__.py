@@ -9,10 +9,13 @@ import zope.sqlalchemy
 from .meta import Base
 from .users import RefreshToken, User
 from .nodes import Node
-from .catalogue import DataDomain, Licence
+from .catalogue import DataDomain, Framework, Licence
 from .job_types import JobType
+from .templates import JobTemplate, TemplateChild, TemplateTypeReference
+from .jobs import Job, JobOutput
 
-__all__ = ["Base", "User", "RefreshToken", "Node", "Licence", "DataDomain", "JobType",
+__all__ = ["Base", "User", "RefreshToken", "Node", "Licence", "DataDomain", "Framework", "JobType", "JobTemplate",
+           "TemplateChild", "TemplateTypeReference", "Job", "JobOutput",
            "get_engine", "get_session_factory", "get_tm_session"]
 
 configure_mappers()
@@ -39,7 +42,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection):
-        connection.exec_driver_sql("BEGIN")
+        # A deferred BEGIN that later writes cannot wait for the write lock (SQLite answers "database is
+        # locked" at once); sessions that may write therefore take it at BEGIN and wait their turn.
+        immediate = connection.get_execution_options().get("sqlite_immediate")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def get_engine(settings: dict, prefix: str = "sqlalchemy.") -> Engine:
@@ -64,11 +70,22 @@ def get_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-def get_tm_session(session_factory, transaction_manager, request=None) -> Session:
-    """A session joined to a transaction manager: it commits or aborts with the request."""
+def get_tm_session(session_factory, transaction_manager, request=None, *, read_only: bool = False) -> Session:
+    """A session joined to a transaction manager: it commits or aborts with the request.
+
+    ``read_only`` sessions let SQLite readers run side by side; the others take SQLite's write lock when
+    their transaction begins (PostgreSQL needs neither).
+    """
     session = session_factory(info={"request": request})
     zope.sqlalchemy.register(session, transaction_manager=transaction_manager)
+    if not read_only and session.get_bind().dialect.name == "sqlite":
+        session.connection(execution_options={"sqlite_immediate": True})
     return session
+
+
+def request_may_write(request) -> bool:
+    """Reads are GETs without Node-Id; a node's GET records last_seen (and acquire is a GET)."""
+    return request.method not in ("GET", "HEAD") or "Node-Id" in request.headers
 
 
 def includeme(config):
@@ -84,6 +101,6 @@ def includeme(config):
     config.registry["db.session_factory"] = session_factory
 
     def db(request) -> Session:
-        return get_tm_session(session_factory, request.tm, request)
+        return get_tm_session(session_factory, request.tm, request, read_only=not request_may_write(request))
 
     config.add_request_method(db, "db", reify=True)

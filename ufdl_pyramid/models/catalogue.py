@@ -1,5 +1,5 @@
 """Small reference tables that templates point at: licences and data domains."""
-from sqlalchemy import String
+from sqlalchemy import String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .meta import Base
@@ -20,3 +20,14 @@ class DataDomain(SoftDeleteMixin, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(2), unique=True)
     description: Mapped[str] = mapped_column(String(100))
+
+
+class Framework(SoftDeleteMixin, Base):
+    """A machine-learning framework at a version (the values of the ``Framework<'name', 'version'>`` type)."""
+
+    __tablename__ = "frameworks"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_frameworks_name_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(50))

@@ -21,7 +21,8 @@ class Node(Base):
     gpu_mem: Mapped[int | None] = mapped_column(Integer)
     cpu_mem: Mapped[int | None] = mapped_column(Integer)
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The job this node is working on; the jobs migration adds the foreign key.
-    current_job_id: Mapped[int | None] = mapped_column(Integer)
+    # The job this node is working on.
+    current_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL",
+                                                                  use_alter=True))
 
     owner: Mapped[User] = relationship(lazy="raise_on_sql")

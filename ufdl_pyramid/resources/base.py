@@ -46,15 +46,31 @@ class Item(Resource):
         return self.__parent__.represent(self.row)
 
 
-class SoftDeletableItem(Item):
+class EditableItem(Item):
+    """An item whose row can be replaced (PUT) or partly changed (PATCH)."""
+
+
+class DeletableItem(Item):
+    """An item whose row can be deleted (DELETE): soft where the model allows, else for good."""
+
+
+class SoftDeletableItem(DeletableItem):
     """An item whose row can be soft-deleted, reinstated and hard-deleted."""
 
 
+class RecordItem(EditableItem, DeletableItem):
+    """A plain table row: read, changed and deleted through the API."""
+
+
+class CatalogueItem(EditableItem, SoftDeletableItem):
+    """A row of a reference table: changed, soft-deleted and reinstated by admins."""
+
+
 class Collection(Resource):
-    """A table seen through the API: lists, creates, and finds one row by primary key."""
+    """A table seen through the API: lists, and finds one row by primary key."""
 
     model: ClassVar[type]
-    item_class: ClassVar[type[Item]] = Item
+    item_class: ClassVar[type[Item]]
     service_class: ClassVar[type]
     represent: ClassVar[Callable[[Any], dict]]
 
@@ -76,6 +92,10 @@ class Collection(Resource):
 
     def item(self, row) -> Item:
         return self.item_class(self.request, str(row.id), self, row)
+
+
+class CreatableCollection(Collection):
+    """A collection whose rows are created with ``POST .../create``."""
 
 
 ADMIN_ACE = (Allow, ADMIN_ROLE, ALL_PERMISSIONS)

@@ -2,12 +2,13 @@
 from ..models import JobType
 from ..representations import job_type_json
 from ..services.job_types import JobTypeService
-from .base import Collection
+from .base import CreatableCollection, RecordItem
 from .catalogue import READ_ONLY_FOR_USERS
 
 
-class JobTypes(Collection):
+class JobTypes(CreatableCollection):
     __acl__ = READ_ONLY_FOR_USERS
     model = JobType
+    item_class = RecordItem
     service_class = JobTypeService
     represent = staticmethod(job_type_json)

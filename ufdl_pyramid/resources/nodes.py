@@ -5,10 +5,10 @@ from ..models import Node
 from ..permissions import Permission, user_principal
 from ..representations import node_json
 from ..services.nodes import NodeService
-from .base import Collection, Item
+from .base import CreatableCollection, RecordItem
 
 
-class NodeItem(Item):
+class NodeItem(RecordItem):
     @property
     def __acl__(self):
         owner = user_principal(self.row.owner_id)
@@ -16,7 +16,7 @@ class NodeItem(Item):
                 (Allow, Authenticated, Permission.VIEW)]
 
 
-class Nodes(Collection):
+class Nodes(CreatableCollection):
     __acl__ = [(Allow, Authenticated, Permission.VIEW), (Allow, Authenticated, Permission.CREATE)]
     model = Node
     item_class = NodeItem

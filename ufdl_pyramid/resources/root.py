@@ -3,9 +3,12 @@ from pyramid.authorization import Allow, Everyone
 
 from ..permissions import Permission
 from .base import ADMIN_ACE, Container, Resource
-from .catalogue import Domains, Licences
+from .catalogue import Domains, Frameworks, Licences
 from .job_types import JobTypes
+from .jobs import Jobs
 from .nodes import Nodes
+from .plugins import Plugins
+from .templates import JobTemplates
 
 
 class Auth(Resource):
@@ -18,7 +21,11 @@ class V1(Container):
         "nodes": Nodes,
         "licences": Licences,
         "domains": Domains,
+        "frameworks": Frameworks,
         "job-types": JobTypes,
+        "plugins": Plugins,
+        "job-templates": JobTemplates,
+        "jobs": Jobs,
     }
 
 

@@ -1,5 +1,5 @@
 """Licences and data domains."""
-from ..models import DataDomain, Licence
+from ..models import DataDomain, Framework, Licence
 from .records import RecordService
 
 
@@ -24,4 +24,16 @@ class DomainService(RecordService):
         "required": ["name", "description"],
         "properties": {"name": {"type": "string", "pattern": "^[a-z]{2}$"},
                        "description": {"type": "string", "minLength": 1, "maxLength": 100}},
+    }
+
+
+class FrameworkService(RecordService):
+    model = Framework
+    unique_together = (("name", "version"),)
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "version"],
+        "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100},
+                       "version": {"type": "string", "minLength": 1, "maxLength": 50}},
     }

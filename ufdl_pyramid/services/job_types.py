@@ -2,8 +2,10 @@
 import importlib
 import re
 
-from ..errors import InvalidInput
-from ..models import JobType
+from sqlalchemy import func, select
+
+from ..errors import Conflict, InvalidInput
+from ..models import JobType, TemplateTypeReference
 from .records import RecordService
 
 _DOTTED = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
@@ -46,3 +48,9 @@ class JobTypeService(RecordService):
         cls = data.get("cls", row.cls if row is not None else None)
         import_type_class(pkg, cls)
         return data
+
+    def check_unreferenced(self, row):
+        templates = self.db.scalar(select(func.count()).select_from(TemplateTypeReference)
+                                   .where(TemplateTypeReference.job_type_id == row.id))
+        if templates:
+            raise Conflict(f"Job type '{row.name}' is used by {templates} job template(s)")

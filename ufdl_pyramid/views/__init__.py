@@ -6,3 +6,5 @@ def includeme(config):
     config.scan(".auth")
     config.scan(".records")
     config.scan(".job_types")
+    config.scan(".plugins")
+    config.scan(".templates")

@@ -15,17 +15,27 @@ def api_view(*, permission: Permission, **settings):
     return view_config(permission=permission, renderer="json", **settings)
 
 
+def read_body(request) -> bytes:
+    """The request body, refused with 413 beyond ``ufdl.max_json_size`` (without reading all of it)."""
+    limit = request.registry.settings["ufdl.max_json_size"]
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
+    if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+        # A body of unknown length: read no more than the limit allows.
+        body = request.body_file.read(limit + 1)
+        if len(body) > limit:
+            raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
+        return body
+    # webob keeps the body it read, so a retried attempt (pyramid_retry) reads it again.
+    return request.body
+
+
 def read_json(request, *, optional: bool = False):
     """The request body as JSON: 413 beyond ``ufdl.max_json_size``, 400 if it does not parse.
 
     ``optional`` bodies may be absent: the UFDL clients POST ``.../list`` with no body and no Content-Type.
     """
-    limit = request.registry.settings["ufdl.max_json_size"]
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
-    body = request.body_file.read(limit + 1)
-    if len(body) > limit:
-        raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
+    body = read_body(request)
     if not body.strip():
         if optional:
             return {}

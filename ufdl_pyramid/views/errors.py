@@ -5,7 +5,7 @@ from pyramid.exceptions import PredicateMismatch
 from pyramid.httpexceptions import HTTPException
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
 
-from ..errors import ServiceError
+from ..errors import ConcurrentChange, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,11 @@ def error_response(request, status: int, detail: str, headers: dict | None = Non
 def service_error(exc, request):
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return error_response(request, exc.status, exc.detail, headers)
+
+
+@exception_view_config(ConcurrentChange, renderer="json", last_retry_attempt=True)
+def concurrent_change(exc, request):
+    return error_response(request, exc.status, exc.detail)
 
 
 @notfound_view_config(renderer="json")
@@ -46,8 +51,9 @@ def http_exception(exc, request):
         name: value for name, value in exc.headers.items() if name.lower() in ("allow", "retry-after")})
 
 
-# Only on the last attempt: before that, pyramid_retry must see a retryable error (a deadlock, a
-# serialization failure) to run the request again.
+# A retryable error (a deadlock, a serialization failure) must reach pyramid_retry to run the request again,
+# so it is answered here only on the last attempt; any other error at once.
+@exception_view_config(Exception, renderer="json", retryable_error=False)
 @exception_view_config(Exception, renderer="json", last_retry_attempt=True)
 def unexpected_error(exc, request):
     log.exception("unhandled error on %s %s", request.method, request.path)

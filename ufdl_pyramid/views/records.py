@@ -4,7 +4,8 @@ They bind to the base resource classes, so each collection gets them by being on
 tables (model, schema, checks, JSON form, ACL) lives on the collection and its service.
 """
 from ..permissions import Permission
-from ..resources.base import Collection, Item, SoftDeletableItem
+from ..resources.base import (Collection, CreatableCollection, DeletableItem, EditableItem, Item,
+                              SoftDeletableItem)
 from ..services.listing import parse_paging, run_list
 from .api import api_view, read_json, read_json_object, set_paging_headers
 
@@ -19,7 +20,7 @@ def list_rows(context, request):
     return [context.represent(row) for row in result.rows]
 
 
-@api_view(context=Collection, name="create", request_method="POST", permission=Permission.CREATE)
+@api_view(context=CreatableCollection, name="create", request_method="POST", permission=Permission.CREATE)
 def create(context, request):
     row = context.service().create(read_json(request), request.identity.user)
     request.response.status_int = 201
@@ -33,19 +34,19 @@ def retrieve(context, request):
     return context.json()
 
 
-@api_view(context=Item, request_method="PUT", permission=Permission.EDIT)
+@api_view(context=EditableItem, request_method="PUT", permission=Permission.EDIT)
 def update(context, request):
     context.__parent__.service().update(context.row, read_json(request), partial=False)
     return context.json()
 
 
-@api_view(context=Item, request_method="PATCH", permission=Permission.EDIT)
+@api_view(context=EditableItem, request_method="PATCH", permission=Permission.EDIT)
 def partial_update(context, request):
     context.__parent__.service().update(context.row, read_json(request), partial=True)
     return context.json()
 
 
-@api_view(context=Item, request_method="DELETE", permission=Permission.DELETE)
+@api_view(context=DeletableItem, request_method="DELETE", permission=Permission.DELETE)
 def destroy(context, request):
     context.__parent__.service().destroy(context.row)
     return context.json()

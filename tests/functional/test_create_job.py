@@ -1,0 +1,117 @@
+"""create-job: inputs and parameters checked against the template; meta-jobs create their ready children."""
+import pytest
+
+from templates_fixtures import DATASET, PREDICT, TRAIN, TRAIN_THEN_PREDICT
+
+
+@pytest.fixture
+def train(admin):
+    return admin.post("/v1/job-templates/import", TRAIN, status=201).json
+
+
+@pytest.fixture
+def meta(admin, train):
+    admin.post("/v1/job-templates/import", PREDICT, status=201)
+    return admin.post("/v1/job-templates/import", TRAIN_THEN_PREDICT, status=201).json
+
+
+def create(client, template, body, status=201):
+    return client.post(f"/v1/job-templates/{template['pk']}/create-job", body, status=status)
+
+
+def test_create_job(alice, train):
+    body = {"input_values": {"dataset": DATASET}, "parameter_values": {"tag": {"value": "first", "type": "str"}},
+            "description": "a first run"}
+    response = create(alice, train, body)
+    job = response.json
+    assert response.headers["Location"].endswith(f"/v1/jobs/{job['pk']}")
+    assert job["template"] == {"pk": train["pk"], "name": "tiny-train", "version": 1}
+    assert job["input_values"] == {"dataset": DATASET}
+    assert job["parameter_values"] == {"tag": {"value": "first", "type": "str"}}
+    assert job["status"] == "PENDING" and job["progress"] == 0 and job["node"] is None
+    assert job["parent"] is None and job["outputs"] == [] and job["is_cancelled"] is False
+    assert job["creator"] == alice.user_id and job["description"] == "a first run"
+    assert alice.get(f"/v1/jobs/{job['pk']}").json == job
+
+
+@pytest.mark.parametrize("body, needle", [
+    ({"parameter_values": {"tag": {"value": "x", "type": "str"}}}, "missing input(s) dataset"),
+    ({"input_values": {"dataset": DATASET, "image": DATASET}}, "unknown input(s) image"),
+    ({"input_values": {"dataset": {"value": 7, "type": "PK<Dataset<Domain<'od'>>>"}}}, "is not one of"),
+    ({"input_values": {"dataset": {"value": "seven", "type": "PK<Dataset<Domain<'ic'>>>"}}},
+     "input_values.dataset: value"),
+    ({"input_values": {"dataset": {"value": 7, "type": "PK<Dataset<"}}}, "input_values.dataset type"),
+    ({"input_values": {"dataset": {"value": 7}}}, "type"),
+    ({"input_values": {"dataset": DATASET}}, "parameter_values.tag: required"),
+    ({"input_values": {"dataset": DATASET}, "parameter_values": {"tag": {"value": "x", "type": "str"},
+                                                                 "rate": {"value": 0.5, "type": "float"}}},
+     "constant"),
+    ({"input_values": {"dataset": DATASET}, "parameter_values": {"tag": {"value": "x", "type": "str"},
+                                                                 "speed": {"value": 1, "type": "int"}}},
+     "unknown parameter(s) speed"),
+    ({"input_values": {"dataset": DATASET}, "parameter_values": {"tag": {"value": 3, "type": "str"}}},
+     "parameter_values.tag: value"),
+    ({"input_values": {"dataset": DATASET}, "parameter_values": {"tag": {"value": "x", "type": "str"}},
+      "notification_override": {"actions": {"on_finish": [{"type": "pigeon"}]}}}, "notification_override"),
+    ({"input_values": {"dataset": DATASET}, "extra": 1}, "extra"),
+])
+def test_create_job_validation(alice, train, body, needle):
+    response = create(alice, train, body, status=400)
+    assert needle in response.json["detail"]
+    assert alice.post("/v1/jobs/list").json == []
+
+
+def test_job_output_inputs_must_exist(admin, alice, train):
+    predict = admin.post("/v1/job-templates/import", PREDICT, status=201).json
+    body = {"input_values": {"dataset": DATASET, "model": {
+        "value": 99, "type": "JobOutput<Model<Domain<'ic'>, Framework<'numpy', '1.26'>>>"}}}
+    assert "there is no job output 99" in create(alice, predict, body, status=400).json["detail"]
+
+
+def test_int_is_accepted_where_float_is_expected(admin, alice):
+    template = admin.post("/v1/job-templates/import", {
+        "name": "floaty", "version": 1, "scope": "public", "licence": "MIT",
+        "specific": {"job_type": "Process<str, str>", "executor_class": "x.Y", "required_packages": "",
+                     "parameters": {"scale": {"types": ["float"], "help": "", "default": 1.5}}}},
+        status=201).json
+    job = create(alice, template, {"input_values": {"input": {"value": "hi", "type": "str"}},
+                                   "parameter_values": {"scale": {"value": 2, "type": "int"}}}).json
+    assert job["parameter_values"] == {"scale": {"value": 2, "type": "int"}}
+
+
+def test_meta_job_creates_the_children_that_wait_on_nothing(alice, meta):
+    body = {"input_values": {"train:dataset": DATASET, "predict:dataset": {**DATASET, "value": 8}},
+            "parameter_values": {"train:tag": {"value": "meta", "type": "str"}},
+            "child_notification_overrides": {"train": {"actions": {"on_finish": [{"type": "print"}]}}}}
+    parent = create(alice, meta, body).json
+    assert parent["template"]["name"] == "train-then-predict" and parent["status"] == "PENDING"
+    jobs = alice.post("/v1/jobs/list").json
+    children = [job for job in jobs if job["parent"] == parent["pk"]]
+    # Only 'train' is created now: 'predict' waits for train's model.
+    assert [child["template"]["name"] for child in children] == ["tiny-train"]
+    child = children[0]
+    assert child["input_values"] == {"dataset": DATASET}
+    assert child["parameter_values"] == {"tag": {"value": "meta", "type": "str"},
+                                         "epochs": {"value": 9, "type": "int"}}
+
+
+def test_meta_job_validation_uses_prefixed_names(alice, meta):
+    detail = create(alice, meta, {"input_values": {"dataset": DATASET}}, status=400).json["detail"]
+    assert "unknown input(s) dataset" in detail
+
+
+def test_deleted_templates_run_no_jobs(admin, alice, train):
+    admin.delete(f"/v1/job-templates/{train['pk']}")
+    body = {"input_values": {"dataset": DATASET}, "parameter_values": {"tag": {"value": "x", "type": "str"}}}
+    assert "is deleted" in create(alice, train, body, status=400).json["detail"]
+
+
+def test_hard_delete_of_a_template_with_jobs_is_409(admin, alice, train):
+    create(alice, train, {"input_values": {"dataset": DATASET},
+                          "parameter_values": {"tag": {"value": "x", "type": "str"}}})
+    response = admin.delete(f"/v1/job-templates/{train['pk']}/hard", status=409)
+    assert "used by 1 job(s)" in response.json["detail"]
+
+
+def test_anonymous_cannot_create_jobs(anonymous, train):
+    create(anonymous, train, {"input_values": {"dataset": DATASET}}, status=401)

@@ -1,0 +1,287 @@
+"""Job templates (seed 001): import/export, meta graphs, the template questions, permissions."""
+import pytest
+import yaml
+
+from templates_fixtures import DELETE, PREDICT, PROCESS, TRAIN, TRAIN_THEN_PREDICT, document
+
+
+@pytest.fixture
+def train(admin):
+    return admin.post("/v1/job-templates/import", TRAIN, status=201).json
+
+
+@pytest.fixture
+def predict(admin):
+    return admin.post("/v1/job-templates/import", PREDICT, status=201).json
+
+
+@pytest.fixture
+def meta(admin, train, predict):
+    return admin.post("/v1/job-templates/import", TRAIN_THEN_PREDICT, status=201).json
+
+
+def test_import_workable(admin, alice, train):
+    assert train["name"] == "tiny-train" and train["version"] == 1 and train["scope"] == "public"
+    assert train["type"] == "Train<Domain<'ic'>, Framework<'numpy', '1.26'>>"
+    assert train["executor_class"] == "ufdl_example_executors.TinyTrainer"
+    assert train["domain"] == "ic" and train["creator"] == admin.user_id and train["deletion_time"] is None
+    assert train["inputs"] == {"dataset": {"types": ["PK<Dataset<Domain<'ic'>>>"], "help": train["inputs"][
+        "dataset"]["help"]}}
+    assert train["outputs"] == {"model": "Model<Domain<'ic'>, Framework<'numpy', '1.26'>>"}
+    assert train["parameters"]["epochs"] == {"types": ["int"], "help": "Passes over the data", "default": 5,
+                                             "default_type": "int"}
+    assert alice.get(f"/v1/job-templates/{train['pk']}").json == train
+    assert [row["pk"] for row in alice.post("/v1/job-templates/list").json] == [train["pk"]]
+
+
+def test_reimport_identical_is_a_no_op_and_different_is_409(admin, train):
+    again = admin.post("/v1/job-templates/import", TRAIN, status=200).json
+    assert again["pk"] == train["pk"]
+    changed = document(TRAIN, description="Something else")
+    response = admin.post("/v1/job-templates/import", changed, status=409)
+    assert "version 1 already exists with different content" in response.json["detail"]
+
+
+def test_no_version_means_next_version_unless_identical(admin, train):
+    unversioned = document(TRAIN, version=DELETE)
+    assert admin.post("/v1/job-templates/import", unversioned, status=200).json["pk"] == train["pk"]
+    second = admin.post("/v1/job-templates/import", document(unversioned, description="v2"), status=201).json
+    assert second["version"] == 2
+
+
+def test_export_round_trip_json_and_yaml(admin, train):
+    exported = admin.get(f"/v1/job-templates/{train['pk']}/export").json
+    assert exported == {**TRAIN, "specific": {**TRAIN["specific"], "parameters": {
+        "epochs": {"types": ["int"], "help": "Passes over the data", "default": 5, "default_type": "int"},
+        "rate": {"types": ["float"], "help": "Learning rate", "default": 0.1, "default_type": "float",
+                 "const": True},
+        "tag": {"types": ["str"], "help": "A label for the run"}}}}
+    # What export gives, import takes unchanged: here on an emptied server.
+    admin.delete(f"/v1/job-templates/{train['pk']}/hard")
+    again = admin.post("/v1/job-templates/import", exported, status=201).json
+    assert admin.get(f"/v1/job-templates/{again['pk']}/export").json == exported
+
+    as_yaml = admin.get(f"/v1/job-templates/{again['pk']}/export", headers={"Accept": "application/yaml"})
+    assert as_yaml.content_type == "application/yaml"
+    assert as_yaml.text.startswith("name: tiny-train\nversion: 1\n")
+    assert yaml.safe_load(as_yaml.text) == exported
+    assert admin.get(f"/v1/job-templates/{again['pk']}/export?format=yaml").text == as_yaml.text
+    admin.delete(f"/v1/job-templates/{again['pk']}/hard")
+    reimported = admin.request("POST", "/v1/job-templates/import", body=as_yaml.body,
+                               content_type="application/yaml", status=201).json
+    assert admin.get(f"/v1/job-templates/{reimported['pk']}/export").json == exported
+
+
+def test_yaml_import_errors_name_the_line_and_refuse_tags(admin):
+    bad = b"name: x\nscope: public\n  licence: MIT\n"
+    response = admin.request("POST", "/v1/job-templates/import", body=bad, content_type="application/yaml",
+                             status=400)
+    assert "line 3" in response.json["detail"]
+    tagged = b"name: !!python/object/apply:os.system ['true']\n"
+    response = admin.request("POST", "/v1/job-templates/import", body=tagged, content_type="application/yaml",
+                             status=400)
+    assert "Invalid YAML" in response.json["detail"]
+
+
+@pytest.mark.parametrize("changes, needle", [
+    ({"colour": "red"}, "colour"),
+    ({"licence": "No-Such-Licence"}, "licence: unknown licence"),
+    ({"domain": "zz"}, "domain: unknown domain"),
+    ({"scope": "everyone"}, "scope"),
+    ({"specific__job_type": "Train<Domain<'ic'>"}, "specific.job_type"),
+    ({"specific__job_type": "str"}, "is not a contract"),
+    ({"specific__job_type": "NoSuchContract<int>"}, "NoSuchContract"),
+    ({"specific__parameters__epochs__types": ["integer"]}, "specific.parameters.epochs.types[0]"),
+    ({"specific__parameters__epochs__default": "five"}, "specific.parameters.epochs.default"),
+    ({"specific__parameters__epochs__default_type": "str"}, "specific.parameters.epochs.default"),
+    ({"specific__parameters__tag__const": True}, "specific.parameters.tag.const"),
+    ({"specific__parameters__tag__default_type": "str"}, "default_type"),
+    ({"specific__executor_class": "not a class"}, "executor_class"),
+    ({"specific__unknown": 1}, "unknown"),
+])
+def test_bad_imports_are_400_naming_the_field(admin, changes, needle):
+    response = admin.post("/v1/job-templates/import", document(TRAIN, **changes), status=400)
+    assert needle in response.json["detail"]
+
+
+def test_meta_template(admin, alice, meta, train, predict):
+    assert meta["version"] == 1
+    assert meta["nodes"] == {"predict": {"name": "tiny-predict", "version": 1},
+                             "train": {"name": "tiny-train", "version": 1, "parameter_default_overrides": {
+                                 "epochs": {"value": 9, "type": "int"}}}}
+    # Its inputs and parameters are its children's unwired ones, named child:name.
+    assert set(meta["inputs"]) == {"train:dataset", "predict:dataset"}
+    assert meta["parameters"]["train:epochs"]["default"] == 9
+    assert set(meta["parameters"]) == {"train:epochs", "train:rate", "train:tag"}
+    assert set(meta["outputs"]) == {"train:model", "predict:predictions"}
+    assert alice.get(f"/v1/job-templates/{meta['pk']}/get-inputs").json == meta["inputs"]
+    exported = admin.get(f"/v1/job-templates/{meta['pk']}/export").json
+    assert exported["specific"]["nodes"]["predict"] == {"name": "tiny-predict", "version": 1}
+    assert admin.post("/v1/job-templates/import", exported, status=200).json["pk"] == meta["pk"]
+    # A child of a meta-template cannot be hard-deleted.
+    assert "child of meta-template" in admin.delete(f"/v1/job-templates/{train['pk']}/hard", status=409).json[
+        "detail"]
+
+
+def test_meta_graph_errors(admin, train, predict):
+    admin.post("/v1/job-templates/import", PROCESS, status=201)
+
+    def rejected(**changes):
+        return admin.post("/v1/job-templates/import", document(TRAIN_THEN_PREDICT, **changes), status=400).json[
+            "detail"]
+
+    assert "no template 'nope'" in rejected(specific__nodes__predict={"name": "nope"})
+    assert "no template 'tiny-predict' version 7" in rejected(specific__nodes__predict={"name": "tiny-predict",
+                                                                                         "version": 7})
+    assert "has no output 'weights'" in rejected(specific__dependencies=[
+        {"from_node": "train", "from_output": "weights", "to_node": "predict", "to_input": "model"}])
+    assert "has no input 'image'" in rejected(specific__dependencies=[
+        {"from_node": "train", "from_output": "model", "to_node": "predict", "to_input": "image"}])
+    assert "unknown node 'other'" in rejected(specific__dependencies=[
+        {"from_node": "other", "from_output": "model", "to_node": "predict", "to_input": "model"}])
+    assert "does not fit input 'predict:model'" in rejected(
+        specific__nodes={"proc": {"name": "blob-process"}, "predict": {"name": "tiny-predict"}},
+        specific__dependencies=[{"from_node": "proc", "from_output": "output", "to_node": "predict",
+                                 "to_input": "model"}])
+    cycle = {"a": {"name": "blob-process"}, "b": {"name": "blob-process"}, "c": {"name": "blob-process"}}
+    detail = rejected(specific__nodes=cycle, specific__dependencies=[
+        {"from_node": "a", "from_output": "output", "to_node": "b", "to_input": "input"},
+        {"from_node": "b", "from_output": "output", "to_node": "c", "to_input": "input"},
+        {"from_node": "c", "from_output": "output", "to_node": "a", "to_input": "input"}])
+    assert "cycle: a -> b -> c -> a" in detail
+    assert "no template 'tiny-train'" not in rejected(specific__nodes__train__parameter_default_overrides={
+        "epochs": {"value": "x", "type": "int"}})
+    assert "constant" in rejected(specific__nodes__train__parameter_default_overrides={
+        "rate": {"value": 0.5, "type": "float"}})
+
+
+def test_template_questions(alice, train):
+    pk = train["pk"]
+    assert alice.get(f"/v1/job-templates/{pk}/get-types").json == {
+        "D": "Domain<'ic'>", "F": "Framework<'numpy', '1.26'>"}
+    assert alice.get(f"/v1/job-templates/{pk}/get-outputs").json == train["outputs"]
+    parameters = alice.get(f"/v1/job-templates/{pk}/get-all-parameters").json
+    assert parameters["epochs"] == {"types": {"int": {"type": "integer"}}, "help": "Passes over the data",
+                                    "default": {"value": 5, "type": "int", "schema": {"type": "integer"},
+                                                "const": False}}
+    assert parameters["rate"]["default"]["const"] is True
+    assert "default" not in parameters["tag"]
+
+
+def test_matching_templates(alice, train, predict, meta):
+    def matching(path, query=""):
+        # WebTest passes the query string on exactly as written, as the UFDL client sends it (unencoded).
+        return [row["name"] for row in alice.app.get(f"{path}?{query}", headers=alice.headers()).json]
+
+    assert matching("/v1/job-templates/get-all-matching-templates/Train") == ["tiny-train"]
+    assert matching("/v1/job-templates/get-all-matching-templates/Contract") == ["tiny-train", "tiny-predict"]
+    # The UFDL client sends the query string unencoded.
+    assert matching("/v1/job-templates/get-all-matching-templates/Train",
+                    "dataset=PK<Dataset<Domain<'ic'>>>") == ["tiny-train"]
+    assert matching("/v1/job-templates/get-all-matching-templates/Train",
+                    "dataset=PK%3CDataset%3CDomain%3C'ic'%3E%3E%3E") == ["tiny-train"]
+    assert matching("/v1/job-templates/get-all-matching-templates/Train",
+                    "dataset=PK<Dataset<Domain<'od'>>>") == []
+    assert matching("/v1/job-templates/get-all-matching-templates/Train", "image=str") == []
+    assert matching("/v1/job-templates/get-all-matching-templates/Predict",
+                    "dataset=PK<Dataset<Domain<'ic'>>>&model=JobOutput<Model<Domain<'ic'>, "
+                    "Framework<'numpy', '1.26'>>>") == ["tiny-predict"]
+    assert matching("/v1/job-templates/get-all-matching-templates/Train",
+                    "dataset=PK<Dataset<Domain<'Image+Classification'>>>") == []
+    assert matching("/v1/job-templates/get-all-matching-templates/NoSuchContract") == []
+    alice.app.get("/v1/job-templates/get-all-matching-templates/Train?dataset=PK<", headers=alice.headers(),
+                  status=400)
+
+
+def test_permissions(admin, alice, anonymous, train):
+    pk = train["pk"]
+    anonymous.post("/v1/job-templates/list", status=401)
+    anonymous.get(f"/v1/job-templates/{pk}", status=401)
+    alice.post("/v1/job-templates/import", PREDICT, status=403)
+    alice.get(f"/v1/job-templates/{pk}/export", status=403)
+    alice.delete(f"/v1/job-templates/{pk}", status=403)
+    alice.delete(f"/v1/job-templates/{pk}/hard", status=403)
+    alice.delete(f"/v1/job-templates/{pk}/reinstate", status=403)
+    # Templates are immutable: no PUT/PATCH, and no generic create.
+    admin.put(f"/v1/job-templates/{pk}", TRAIN, status=405)
+    admin.patch(f"/v1/job-templates/{pk}", {"description": "x"}, status=405)
+    admin.post("/v1/job-templates/create", TRAIN, status=404)
+
+
+def test_user_scope_is_visible_to_creator_and_admins_only(admin, alice):
+    private = admin.post("/v1/job-templates/import", document(TRAIN, scope="user", name="private"),
+                         status=201).json
+    alice.get(f"/v1/job-templates/{private['pk']}", status=404)
+    assert alice.post("/v1/job-templates/list").json == []
+    assert [row["name"] for row in admin.post("/v1/job-templates/list").json] == ["private"]
+
+
+def test_soft_delete_reinstate_and_hard_delete(admin, alice, train):
+    pk = train["pk"]
+    assert admin.delete(f"/v1/job-templates/{pk}").json["deletion_time"] is not None
+    assert alice.post("/v1/job-templates/list").json == []
+    assert len(alice.post("/v1/job-templates/list", {"include_inactive": True}).json) == 1
+    # The deleted version's number may be taken again; reinstating the old one then conflicts.
+    admin.post("/v1/job-templates/import", document(TRAIN, description="replacement"), status=201)
+    assert "already active" in admin.delete(f"/v1/job-templates/{pk}/reinstate", status=409).json["detail"]
+    assert admin.delete(f"/v1/job-templates/{pk}/hard").json["pk"] == pk
+    admin.get(f"/v1/job-templates/{pk}", status=404)
+
+
+def test_list_filters_on_templates(alice, train, predict, meta):
+    body = {"expressions": [{"type": "exact", "field": "domain.name", "value": "ic"},
+                            {"type": "contains", "field": "name", "sub_string": "tiny"}],
+            "order_by": [{"field": "name", "ascending": False}]}
+    assert [row["name"] for row in alice.post("/v1/job-templates/list", body).json] == ["tiny-train",
+                                                                                        "tiny-predict"]
+    body = {"expressions": [{"type": "exact", "field": "licence.name", "value": "MIT"},
+                            {"type": "isnull", "field": "contract"}]}
+    assert [row["name"] for row in alice.post("/v1/job-templates/list", body).json] == ["train-then-predict"]
+
+
+def test_job_types_in_use_cannot_be_destroyed(admin, train):
+    types = {row["name"]: row["pk"] for row in admin.post("/v1/job-types/list").json}
+    response = admin.delete(f"/v1/job-types/{types['Train']}", status=409)
+    assert response.json == {"detail": "Job type 'Train' is used by 1 job template(s)"}
+    admin.get(f"/v1/job-types/{types['Train']}")
+
+
+def test_get_all_values(alice, admin):
+    def values(type_text):
+        return alice.app.get(f"/v1/job-types/get-all-values/{type_text}", headers=alice.headers()).json
+
+    assert [row["name"] for row in values("Domain")] == ["ic", "od", "is", "sp", "tc"]
+    assert [row["name"] for row in values("Domain<'sp'>")] == ["sp"]
+    assert "MIT" in [row["name"] for row in values("Licence")]
+    assert [(row["name"], row["version"]) for row in values("Framework<'tensorflow'>")] == [
+        ("tensorflow", "1.14"), ("tensorflow", "2.15")]
+    assert values("JobOutput<BLOB>") == []
+    for bad, needle in (("str", "not a server-resident type"), ("Dataset", "keeps no Dataset records"),
+                        ("Array<", "TYPE"), ("Nope", "Nope")):
+        response = alice.app.get(f"/v1/job-types/get-all-values/{bad}", headers=alice.headers(), status=400)
+        assert needle in response.json["detail"]
+
+
+def test_concurrent_imports_of_one_document_create_it_once(wsgi_app, admin):
+    """Eight clients import the same unversioned document at once: one version exists afterwards."""
+    import threading
+
+    import webtest
+
+    unversioned = document(TRAIN, version=DELETE)
+    statuses, barrier = [], threading.Barrier(8)
+
+    def importer():
+        client = webtest.TestApp(wsgi_app)
+        barrier.wait()
+        response = client.post_json("/v1/job-templates/import", unversioned, headers=admin.headers(),
+                                    expect_errors=True)
+        statuses.append(response.status_int)
+
+    threads = [threading.Thread(target=importer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200] * 7 + [201]
+    assert [row["version"] for row in admin.post("/v1/job-templates/list").json] == [1]

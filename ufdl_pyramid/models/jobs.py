@@ -1,0 +1,67 @@
+"""Jobs and their outputs. The status is stored, not derived: every change also sets last_status_change."""
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .meta import Base, UTCDateTime, utcnow
+from .mixins import SoftDeleteMixin
+from .nodes import Node
+from .templates import JobTemplate
+
+PENDING = "PENDING"  # created, not acquired
+QUEUED = "QUEUED"  # acquired by a node, not started
+RUNNING = "RUNNING"
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+CANCELED = "CANCELED"
+BLOCKED = "BLOCKED"  # a meta-job child waiting for its predecessors
+FINAL_STATUSES = (COMPLETED, FAILED, CANCELED)
+
+
+class Job(SoftDeleteMixin, Base):
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    template_id: Mapped[int] = mapped_column(ForeignKey("job_templates.id"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    # For a meta-job's child: the node of the parent's graph it runs.
+    graph_node: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    input_values: Mapped[dict] = mapped_column(JSON)
+    parameter_values: Mapped[dict | None] = mapped_column(JSON)
+    notification_override: Mapped[dict | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    last_status_change: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"), index=True)
+    start_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error_reason: Mapped[str | None] = mapped_column(Text)
+    error_category: Mapped[str | None] = mapped_column(String(16))
+    is_cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+
+    template: Mapped[JobTemplate] = relationship(lazy="joined")
+    node: Mapped[Node | None] = relationship(lazy="raise_on_sql", foreign_keys=[node_id])
+    outputs: Mapped[list["JobOutput"]] = relationship(back_populates="job", lazy="selectin",
+                                                      order_by="JobOutput.id")
+
+
+class JobOutput(SoftDeleteMixin, Base):
+    __tablename__ = "job_outputs"
+    __table_args__ = (
+        Index("uq_job_outputs_active_job_name_type", "job_id", "name", "type", unique=True,
+              sqlite_where=text("deletion_time IS NULL"), postgresql_where=text("deletion_time IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(1000))
+    content_type: Mapped[str] = mapped_column(String(200), default="application/octet-stream")
+    blob_key: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    job: Mapped[Job] = relationship(back_populates="outputs", lazy="raise_on_sql")

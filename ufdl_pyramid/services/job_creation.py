@@ -1,0 +1,144 @@
+"""``create-job``: checking a job's inputs and parameters against its template, and creating the job (for a
+meta-template: the parent and every child that waits on no other)."""
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import InvalidInput
+from ..models import Job, JobOutput, JobTemplate, User
+from ..models.meta import utcnow
+from ..types import is_subtype
+from .templates import TemplateService
+from .type_registry import resolve
+from .validation import compile_schema, validate
+
+TRANSITIONS = ("on_acquire", "on_release", "on_start", "on_progress", "on_finish", "on_error", "on_reset",
+               "on_abort", "on_cancel")
+_NOTIFICATION = {"type": "object", "required": ["type"], "properties": {
+    "type": {"enum": ["print", "email", "websocket"]}, "message": {"type": "string", "maxLength": 10000},
+    "to": {"type": "string", "maxLength": 254}, "subject": {"type": "string", "maxLength": 1000}},
+    "additionalProperties": False}
+_OVERRIDE = {"type": "object", "additionalProperties": False, "properties": {
+    "actions": {"type": "object", "additionalProperties": False, "properties": {
+        transition: {"type": "array", "maxItems": 20, "items": _NOTIFICATION} for transition in TRANSITIONS}},
+    "keep_default": {"type": "boolean"}}}
+_VALUE_AND_TYPE = {"type": "object", "additionalProperties": False, "required": ["value", "type"],
+                   "properties": {"value": True, "type": {"type": "string", "minLength": 1, "maxLength": 1000}}}
+CREATE_JOB = compile_schema({
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "input_values": {"type": "object", "maxProperties": 200, "additionalProperties": _VALUE_AND_TYPE},
+        "parameter_values": {"type": ["object", "null"], "maxProperties": 200,
+                             "additionalProperties": _VALUE_AND_TYPE},
+        "description": {"type": "string", "maxLength": 100000},
+        "notification_override": _OVERRIDE,
+        "child_notification_overrides": {"type": "object", "additionalProperties": _OVERRIDE},
+    },
+})
+
+
+class JobCreator:
+    def __init__(self, db: Session, templates: TemplateService):
+        self.db = db
+        self.templates = templates
+
+    def create(self, template: JobTemplate, body, user: User) -> Job:
+        validate(CREATE_JOB, body)
+        if not template.is_active:
+            raise InvalidInput(f"Template {template.id} is deleted: reinstate it to create jobs from it")
+        inputs = self._check_inputs(template, body.get("input_values", {}))
+        parameters = self._check_parameters(template, body.get("parameter_values") or {})
+        notifications = {key: body[key] for key in ("notification_override", "child_notification_overrides")
+                         if key in body}
+        job = Job(template_id=template.id, description=body.get("description", ""), input_values=inputs,
+                  parameter_values=parameters or None, notification_override=notifications or None,
+                  creator_id=user.id, last_status_change=utcnow())
+        self.db.add(job)
+        self.db.flush()
+        if template.is_meta:
+            self._create_ready_children(job, template, inputs, parameters, notifications)
+        return job
+
+    def _check_inputs(self, template: JobTemplate, given: dict) -> dict:
+        unknown = sorted(set(given) - set(template.inputs))
+        if unknown:
+            raise InvalidInput(f"input_values: unknown input(s) {', '.join(unknown)} (the template takes: "
+                               f"{', '.join(sorted(template.inputs)) or 'none'})")
+        missing = sorted(set(template.inputs) - set(given))
+        if missing:
+            raise InvalidInput(f"input_values: missing input(s) {', '.join(missing)}")
+        checked = {}
+        for name, entry in given.items():
+            where = f"input_values.{name}"
+            type_text = self.templates.check_value(entry["value"], entry["type"], template.inputs[name]["types"],
+                                                   where)
+            self._check_job_output(entry["value"], type_text, where)
+            checked[name] = {"value": entry["value"], "type": type_text}
+        return checked
+
+    def _check_job_output(self, value, type_text: str, where: str) -> None:
+        """A JobOutput<T> value must name an existing, active output whose type is a T."""
+        given = self.templates.registry.resolve(type_text)
+        if given.name != "JobOutput":
+            return
+        output = self.db.get(JobOutput, value)
+        if output is None or not output.is_active:
+            raise InvalidInput(f"{where}: there is no job output {value}")
+        if given.args:
+            produced = resolve(self.templates.registry, output.type, where)
+            if not is_subtype(produced, given.args[0]):
+                raise InvalidInput(f"{where}: job output {value} is a '{produced}', not a '{given.args[0]}'")
+
+    def _check_parameters(self, template: JobTemplate, given: dict) -> dict:
+        unknown = sorted(set(given) - set(template.parameters))
+        if unknown:
+            raise InvalidInput(f"parameter_values: unknown parameter(s) {', '.join(unknown)}")
+        checked = {}
+        for name, spec in template.parameters.items():
+            where = f"parameter_values.{name}"
+            if name not in given:
+                if "default" not in spec:
+                    raise InvalidInput(f"{where}: required (it has no default)")
+                continue
+            if spec.get("const"):
+                raise InvalidInput(f"{where}: the parameter is constant and cannot be set")
+            entry = given[name]
+            checked[name] = {"value": entry["value"],
+                             "type": self.templates.check_value(entry["value"], entry["type"], spec["types"],
+                                                                where)}
+        return checked
+
+    def _create_ready_children(self, parent: Job, template: JobTemplate, inputs: dict, parameters: dict,
+                               notifications: dict) -> None:
+        """Create the children whose inputs are all given now: those with no predecessor in the graph."""
+        waiting = {dependency["to_node"] for dependency in template.spec["dependencies"]}
+        for node, spec in template.spec["nodes"].items():
+            if node in waiting:
+                continue
+            self.create_child(parent, node, spec, inputs, parameters, notifications, wired={})
+
+    def create_child(self, parent: Job, node: str, spec: dict, inputs: dict, parameters: dict,
+                     notifications: dict, wired: dict) -> Job:
+        """One child job of a meta-job; ``wired`` holds the inputs filled from predecessors' outputs."""
+        child_template = self.db.scalar(select(JobTemplate).where(JobTemplate.name == spec["name"],
+                                                                   JobTemplate.version == spec["version"],
+                                                                   JobTemplate.active()))
+        if child_template is None:
+            raise InvalidInput(f"Child template '{spec['name']}' version {spec['version']} is no longer active")
+        prefix = f"{node}:"
+        child_inputs = {name[len(prefix):]: value for name, value in inputs.items() if name.startswith(prefix)}
+        child_inputs.update(wired)
+        child_parameters = {name[len(prefix):]: value for name, value in parameters.items()
+                            if name.startswith(prefix)}
+        for name, override in spec.get("parameter_default_overrides", {}).items():
+            child_parameters.setdefault(name, override)
+        overrides = notifications.get("child_notification_overrides", {})
+        override = overrides.get(node, overrides.get(spec["name"]))
+        child = Job(template_id=child_template.id, parent_id=parent.id, graph_node=node,
+                    description=f"{node} of job {parent.id}", input_values=child_inputs,
+                    parameter_values=child_parameters or None,
+                    notification_override={"notification_override": override} if override else None,
+                    creator_id=parent.creator_id, last_status_change=utcnow())
+        self.db.add(child)
+        self.db.flush()
+        return child

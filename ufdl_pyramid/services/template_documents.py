@@ -1,0 +1,161 @@
+"""The import/export document of a job template, and its JSON and YAML forms.
+
+The document is upstream's: ``name, version, description, scope, domain, licence, specific``, where
+``specific`` is a workable spec (``job_type, executor_class, required_packages, parameters``) or a meta graph
+(``nodes, dependencies``). YAML is written for people reviewing diffs: keys in a fixed order, block style,
+multi-line text as literal blocks, no tags or anchors; it is read with the safe loader only.
+"""
+import json
+
+import yaml
+
+from ..errors import InvalidInput
+from .validation import compile_schema, validate
+
+_NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[A-Za-z0-9_.\-]+$"}
+_IDENTIFIER = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}
+_TYPE = {"type": "string", "minLength": 1, "maxLength": 1000}
+_VALUE_AND_TYPE = {"type": "object", "additionalProperties": False, "required": ["value", "type"],
+                   "properties": {"value": True, "type": _TYPE}}
+
+PARAMETER_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["types", "help"],
+    "properties": {
+        "types": {"type": "array", "minItems": 1, "maxItems": 20, "items": _TYPE},
+        "help": {"type": "string", "maxLength": 10000},
+        "default": True,
+        "default_type": _TYPE,
+        "const": {"type": "boolean"},
+    },
+}
+
+WORKABLE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["job_type", "executor_class", "required_packages", "parameters"],
+    "properties": {
+        "job_type": {"type": "string", "minLength": 1, "maxLength": 1000},
+        "executor_class": {"type": "string", "minLength": 1, "maxLength": 200,
+                           "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"},
+        "required_packages": {"type": "string", "maxLength": 10000},
+        "parameters": {"type": "object", "maxProperties": 200, "propertyNames": _IDENTIFIER,
+                       "additionalProperties": PARAMETER_SCHEMA},
+    },
+}
+
+META_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["nodes", "dependencies"],
+    "properties": {
+        "nodes": {"type": "object", "minProperties": 1, "maxProperties": 100, "propertyNames": _IDENTIFIER,
+                  "additionalProperties": {
+                      "type": "object", "additionalProperties": False, "required": ["name"],
+                      "properties": {"name": _NAME, "version": {"type": "integer", "minimum": 1},
+                                     "parameter_default_overrides": {
+                                         "type": "object", "additionalProperties": _VALUE_AND_TYPE}}}},
+        "dependencies": {"type": "array", "maxItems": 1000, "items": {
+            "type": "object", "additionalProperties": False,
+            "required": ["from_node", "from_output", "to_node", "to_input"],
+            "properties": {"from_node": _IDENTIFIER, "from_output": _IDENTIFIER, "to_node": _IDENTIFIER,
+                           "to_input": _IDENTIFIER}}},
+    },
+}
+
+DOCUMENT_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "scope", "licence", "specific"],
+    "properties": {
+        "name": _NAME,
+        "version": {"type": "integer", "minimum": 1},
+        "description": {"type": "string", "maxLength": 100000},
+        "scope": {"enum": ["public", "project", "user"]},
+        "licence": {"type": "string", "minLength": 1, "maxLength": 100},
+        "domain": {"type": ["string", "null"], "minLength": 2, "maxLength": 2},
+        "specific": {"type": "object"},
+    },
+}
+
+_DOCUMENT = compile_schema(DOCUMENT_SCHEMA)
+_WORKABLE = compile_schema(WORKABLE_SCHEMA)
+_META = compile_schema(META_SCHEMA)
+
+DOCUMENT_KEYS = ("name", "version", "description", "scope", "domain", "licence", "specific")
+WORKABLE_KEYS = ("job_type", "executor_class", "required_packages", "parameters")
+PARAMETER_KEYS = ("types", "help", "default", "default_type", "const")
+META_KEYS = ("nodes", "dependencies")
+NODE_KEYS = ("name", "version", "parameter_default_overrides")
+DEPENDENCY_KEYS = ("from_node", "from_output", "to_node", "to_input")
+
+
+def is_meta(specific: dict) -> bool:
+    return "nodes" in specific or "dependencies" in specific
+
+
+def check_document(document) -> None:
+    """Structure only (types, names, graph checks come after); every problem named with its field."""
+    validate(_DOCUMENT, document)
+    specific = document["specific"]
+    try:
+        validate(_META if is_meta(specific) else _WORKABLE, specific)
+    except InvalidInput as error:
+        raise InvalidInput(error.detail.replace("body", "specific", 1) if error.detail.startswith("body")
+                           else "specific." + error.detail) from None
+
+
+def _ordered(mapping: dict, keys: tuple[str, ...]) -> dict:
+    return {key: mapping[key] for key in keys if key in mapping}
+
+
+def ordered_document(document: dict) -> dict:
+    """The document with its keys in the fixed order (used for JSON and YAML alike)."""
+    ordered = _ordered(document, DOCUMENT_KEYS)
+    specific = document["specific"]
+    if is_meta(specific):
+        ordered["specific"] = {
+            "nodes": {name: _ordered(node, NODE_KEYS) for name, node in specific["nodes"].items()},
+            "dependencies": [_ordered(dependency, DEPENDENCY_KEYS) for dependency in specific["dependencies"]],
+        }
+    else:
+        ordered["specific"] = {**_ordered(specific, WORKABLE_KEYS), "parameters": {
+            name: _ordered(parameter, PARAMETER_KEYS) for name, parameter in specific["parameters"].items()}}
+    return ordered
+
+
+class _ReviewDumper(yaml.SafeDumper):
+    """Block style, literal blocks for multi-line strings, and no anchors/aliases for repeated values."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+def _represent_str(dumper, value: str):
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ReviewDumper.add_representer(str, _represent_str)
+
+
+def to_yaml(document: dict) -> str:
+    return yaml.dump(ordered_document(document), Dumper=_ReviewDumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=120)
+
+
+def to_json(document: dict) -> str:
+    return json.dumps(ordered_document(document), indent=2, ensure_ascii=False) + "\n"
+
+
+def parse_yaml(text: str | bytes, source: str = "body"):
+    """YAML with the safe loader; errors name the line (and refuse tags such as ``!!python/object``)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark else source
+        raise InvalidInput(f"Invalid YAML ({where}): {error.problem or error}") from None
+    except yaml.YAMLError as error:
+        raise InvalidInput(f"Invalid YAML ({source}): {error}") from None

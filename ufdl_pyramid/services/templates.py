@@ -1,0 +1,335 @@
+"""Job templates: importing (checking types, parameters and meta graphs), exporting, and the questions
+clients ask of a template (its inputs, outputs, parameters, contract arguments).
+
+A template version is immutable: importing the same name and version again with identical content is a no-op,
+with different content a conflict.
+"""
+from dataclasses import dataclass
+
+from jsonschema import Draft202012Validator
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..errors import ConcurrentChange, Conflict, InvalidInput
+from ..models import DataDomain, JobTemplate, JobType, Licence, TemplateChild, TemplateTypeReference, User
+from ..models.templates import META, WORKABLE
+from ..types import Contract, TypeInstance, TypeRegistry, is_subtype, parse_type
+from ..types.syntax import TypeExpression
+from .template_documents import check_document, is_meta
+from .type_registry import resolve
+
+
+def check_json_value(value, schema: dict, where: str) -> None:
+    errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda error: list(error.path))
+    if errors:
+        raise InvalidInput(f"{where}: {errors[0].message}")
+
+
+def type_names(type_string: str) -> set[str]:
+    """Every type name a (valid) type string mentions."""
+    names, stack = set(), [parse_type(type_string)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, TypeExpression):
+            names.add(node.name)
+            stack.extend(node.args)
+    return names
+
+
+@dataclass
+class NormalisedTemplate:
+    """What an import document becomes once checked: the row's values and the stored document."""
+
+    name: str
+    version: int | None
+    description: str
+    scope: str
+    domain: DataDomain | None
+    licence: Licence
+    kind: str
+    spec: dict
+    inputs: dict
+    outputs: dict
+    parameters: dict
+    contract: TypeInstance | None = None
+    executor_class: str | None = None
+    required_packages: str = ""
+    children: dict | None = None  # graph node -> child template
+
+    def document(self, version: int) -> dict:
+        return {"name": self.name, "version": version, "description": self.description, "scope": self.scope,
+                "domain": self.domain.name if self.domain else None, "licence": self.licence.name,
+                "specific": self.spec}
+
+    def type_strings(self) -> set[str]:
+        strings = {str(self.contract)} if self.contract is not None else set()
+        for parameter in self.parameters.values():
+            strings.update(parameter["types"])
+        for spec in self.inputs.values():
+            strings.update(spec["types"])
+        strings.update(self.outputs.values())
+        return strings
+
+
+def template_document(template: JobTemplate) -> dict:
+    """The export form: exactly what import accepts."""
+    return {"name": template.name, "version": template.version, "description": template.description,
+            "scope": template.scope, "domain": template.domain.name if template.domain else None,
+            "licence": template.licence.name, "specific": template.spec}
+
+
+class TemplateService:
+    def __init__(self, db: Session, registry: TypeRegistry):
+        self.db = db
+        self.registry = registry
+
+    # Importing
+
+    def import_document(self, document, user: User | None) -> tuple[JobTemplate, bool]:
+        """The template the document describes, and whether it was created (False: identical one existed)."""
+        normalised = self.normalise(document)
+        existing = self._existing_version(normalised)
+        if existing is not None:
+            if template_document(existing) == normalised.document(existing.version):
+                return existing, False
+            raise Conflict(f"Template '{normalised.name}' version {existing.version} already exists with "
+                           "different content: a changed template needs a new version")
+        version = normalised.version or self._next_version(normalised.name)
+        template = JobTemplate(
+            name=normalised.name, version=version, description=normalised.description, scope=normalised.scope,
+            domain_id=normalised.domain.id if normalised.domain else None, licence_id=normalised.licence.id,
+            kind=normalised.kind, contract=str(normalised.contract) if normalised.contract else None,
+            contract_name=normalised.contract.name if normalised.contract else None,
+            executor_class=normalised.executor_class, required_packages=normalised.required_packages,
+            spec=normalised.spec, inputs=normalised.inputs, outputs=normalised.outputs,
+            parameters=normalised.parameters, creator_id=user.id if user else None)
+        self.db.add(template)
+        try:
+            self.db.flush()
+        except IntegrityError:
+            # Two imports of the same name raced for a version number: the retry sees the winner's row.
+            raise ConcurrentChange(f"Template '{normalised.name}' was imported by another request at the same "
+                                   "time") from None
+        self._record_references(template, normalised)
+        return template, True
+
+    def _existing_version(self, normalised: NormalisedTemplate) -> JobTemplate | None:
+        query = select(JobTemplate).where(JobTemplate.name == normalised.name, JobTemplate.active())
+        if normalised.version is not None:
+            return self.db.scalar(query.where(JobTemplate.version == normalised.version))
+        # No version: the latest, if it is identical (so re-importing a document is a no-op); else a new one.
+        latest = self.db.scalar(query.order_by(JobTemplate.version.desc()).limit(1))
+        if latest is not None and template_document(latest) == normalised.document(latest.version):
+            return latest
+        return None
+
+    def _next_version(self, name: str) -> int:
+        highest = self.db.scalar(select(func.max(JobTemplate.version)).where(JobTemplate.name == name))
+        return (highest or 0) + 1
+
+    def _record_references(self, template: JobTemplate, normalised: NormalisedTemplate) -> None:
+        names = set().union(*(type_names(text) for text in normalised.type_strings()))
+        if names:
+            ids = self.db.scalars(select(JobType.id).where(JobType.name.in_(names))).all()
+            self.db.add_all(TemplateTypeReference(template_id=template.id, job_type_id=pk) for pk in ids)
+        for node, child in (normalised.children or {}).items():
+            self.db.add(TemplateChild(template_id=template.id, node=node, child_id=child.id))
+        self.db.flush()
+
+    def normalise(self, document) -> NormalisedTemplate:
+        check_document(document)
+        licence = self.db.scalar(select(Licence).where(Licence.name == document["licence"], Licence.active()))
+        if licence is None:
+            raise InvalidInput(f"licence: unknown licence '{document['licence']}'")
+        domain = None
+        if document.get("domain") is not None:
+            domain = self.db.scalar(select(DataDomain).where(DataDomain.name == document["domain"],
+                                                             DataDomain.active()))
+            if domain is None:
+                raise InvalidInput(f"domain: unknown domain '{document['domain']}'")
+        common = dict(name=document["name"], version=document.get("version"),
+                      description=document.get("description", ""), scope=document["scope"], domain=domain,
+                      licence=licence)
+        specific = document["specific"]
+        if is_meta(specific):
+            return self._normalise_meta(specific, common)
+        return self._normalise_workable(specific, common)
+
+    def _normalise_workable(self, specific: dict, common: dict) -> NormalisedTemplate:
+        contract = resolve(self.registry, specific["job_type"], "specific.job_type")
+        if not issubclass(contract.cls, Contract):
+            raise InvalidInput(f"specific.job_type: '{contract}' is not a contract")
+        specialised = contract.cls.specialise(contract, self.registry)
+        inputs = {name: {"types": [str(option) for option in options], "help": contract.cls.inputs[name].help}
+                  for name, options in specialised.inputs.items()}
+        outputs = {name: str(output) for name, output in specialised.outputs.items()}
+        parameters = {name: self._normalise_parameter(parameter, f"specific.parameters.{name}")
+                      for name, parameter in specific["parameters"].items()}
+        spec = {"job_type": str(contract), "executor_class": specific["executor_class"],
+                "required_packages": specific["required_packages"], "parameters": parameters}
+        return NormalisedTemplate(**common, kind=WORKABLE, spec=spec, inputs=inputs, outputs=outputs,
+                                  parameters=parameters, contract=contract,
+                                  executor_class=specific["executor_class"],
+                                  required_packages=specific["required_packages"])
+
+    def _normalise_parameter(self, parameter: dict, where: str) -> dict:
+        types = [str(resolve(self.registry, text, f"{where}.types[{i}]"))
+                 for i, text in enumerate(parameter["types"])]
+        normalised = {"types": types, "help": parameter["help"]}
+        if "default" in parameter:
+            default_type = self.check_value(parameter["default"], parameter.get("default_type", types[0]), types,
+                                            f"{where}.default")
+            normalised.update(default=parameter["default"], default_type=default_type)
+        elif "default_type" in parameter:
+            raise InvalidInput(f"{where}.default_type: given without a default")
+        if parameter.get("const"):
+            if "default" not in parameter:
+                raise InvalidInput(f"{where}.const: a constant parameter needs a default")
+            normalised["const"] = True
+        return normalised
+
+    def check_value(self, value, type_text, allowed: list[str], where: str) -> str:
+        """Check that a value of the given type fits one of the allowed types; the canonical type string."""
+        given = resolve(self.registry, type_text, f"{where} type")
+        options = [self.registry.resolve(text) for text in allowed]
+        if not any(is_subtype(given, option) for option in options):
+            raise InvalidInput(f"{where}: type '{given}' is not one of {', '.join(allowed)}")
+        check_json_value(value, given.json_schema(), f"{where}: value")
+        return str(given)
+
+    def _normalise_meta(self, specific: dict, common: dict) -> NormalisedTemplate:
+        children: dict[str, JobTemplate] = {}
+        nodes = {}
+        for node, spec in sorted(specific["nodes"].items()):
+            child = self._find_child(spec, f"specific.nodes.{node}")
+            children[node] = child
+            nodes[node] = {"name": child.name, "version": child.version}
+            overrides = spec.get("parameter_default_overrides")
+            if overrides:
+                for parameter, override in overrides.items():
+                    where = f"specific.nodes.{node}.parameter_default_overrides.{parameter}"
+                    if parameter not in child.parameters:
+                        raise InvalidInput(f"{where}: template '{child.name}' has no parameter '{parameter}'")
+                    if child.parameters[parameter].get("const"):
+                        raise InvalidInput(f"{where}: the parameter is constant")
+                    override["type"] = self.check_value(override["value"], override["type"],
+                                                        child.parameters[parameter]["types"], where)
+                nodes[node]["parameter_default_overrides"] = dict(sorted(overrides.items()))
+
+        wired: set[tuple[str, str]] = set()
+        dependencies = []
+        for index, dependency in enumerate(specific["dependencies"]):
+            where = f"specific.dependencies[{index}]"
+            source, target = dependency["from_node"], dependency["to_node"]
+            for end in (source, target):
+                if end not in children:
+                    raise InvalidInput(f"{where}: unknown node '{end}'")
+            output, input_name = dependency["from_output"], dependency["to_input"]
+            if output not in children[source].outputs:
+                raise InvalidInput(f"{where}.from_output: template '{children[source].name}' has no output "
+                                   f"'{output}'")
+            if input_name not in children[target].inputs:
+                raise InvalidInput(f"{where}.to_input: template '{children[target].name}' has no input "
+                                   f"'{input_name}'")
+            if (target, input_name) in wired:
+                raise InvalidInput(f"{where}: input '{target}:{input_name}' is wired more than once")
+            wired.add((target, input_name))
+            produced = resolve(self.registry, f"JobOutput<{children[source].outputs[output]}>", where)
+            accepted = [self.registry.resolve(text) for text in children[target].inputs[input_name]["types"]]
+            if not any(is_subtype(produced, option) for option in accepted):
+                raise InvalidInput(f"{where}: output '{source}:{output}' ({produced}) does not fit input "
+                                   f"'{target}:{input_name}' ({', '.join(map(str, accepted))})")
+            dependencies.append({key: dependency[key] for key in ("from_node", "from_output", "to_node",
+                                                                    "to_input")})
+        _check_acyclic(children, dependencies)
+        dependencies.sort(key=lambda d: (d["from_node"], d["from_output"], d["to_node"], d["to_input"]))
+
+        inputs, parameters, outputs = {}, {}, {}
+        for node, child in children.items():
+            for name, spec in child.inputs.items():
+                if (node, name) not in wired:
+                    inputs[f"{node}:{name}"] = spec
+            for name, spec in child.parameters.items():
+                override = nodes[node].get("parameter_default_overrides", {}).get(name)
+                if override is not None:
+                    spec = {**spec, "default": override["value"], "default_type": override["type"]}
+                parameters[f"{node}:{name}"] = spec
+            for name, output_type in child.outputs.items():
+                outputs[f"{node}:{name}"] = output_type
+        return NormalisedTemplate(**common, kind=META, spec={"nodes": nodes, "dependencies": dependencies},
+                                  inputs=inputs, outputs=outputs, parameters=parameters, children=children)
+
+    def _find_child(self, spec: dict, where: str) -> JobTemplate:
+        query = select(JobTemplate).where(JobTemplate.name == spec["name"], JobTemplate.active())
+        if "version" in spec:
+            child = self.db.scalar(query.where(JobTemplate.version == spec["version"]))
+            if child is None:
+                raise InvalidInput(f"{where}: no template '{spec['name']}' version {spec['version']}")
+            return child
+        child = self.db.scalar(query.order_by(JobTemplate.version.desc()).limit(1))
+        if child is None:
+            raise InvalidInput(f"{where}: no template '{spec['name']}'")
+        return child
+
+    # Questions about a template
+
+    def contract_arguments(self, template: JobTemplate) -> dict[str, str]:
+        """``get-types``: the contract's type-parameter names mapped to the template's arguments."""
+        if template.contract is None:
+            return {}
+        contract = self.registry.resolve(template.contract)
+        return {parameter.name: str(argument)
+                for parameter, argument in zip(contract.cls.parameters, contract.args)}
+
+    def parameters_with_schemas(self, template: JobTemplate) -> dict:
+        """``get-all-parameters``: types mapped to their value schemas, and the default in nested form."""
+        answer = {}
+        for name, spec in template.parameters.items():
+            entry = {"types": {text: self.registry.resolve(text).json_schema() for text in spec["types"]},
+                     "help": spec["help"]}
+            if "default" in spec:
+                entry["default"] = {"value": spec["default"], "type": spec["default_type"],
+                                    "schema": self.registry.resolve(spec["default_type"]).json_schema(),
+                                    "const": spec.get("const", False)}
+            answer[name] = entry
+        return answer
+
+    def matches(self, template: JobTemplate, contract_name: str, wanted_inputs: dict[str, TypeInstance]) -> bool:
+        """Does the template fulfil the named contract and take each given input type?"""
+        if template.contract is None:
+            return False
+        if contract_name not in self.registry:
+            return False
+        if not issubclass(self.registry.resolve(template.contract).cls, self.registry.get(contract_name)):
+            return False
+        for name, given in wanted_inputs.items():
+            spec = template.inputs.get(name)
+            if spec is None or not any(is_subtype(given, self.registry.resolve(text)) for text in spec["types"]):
+                return False
+        return True
+
+
+def _check_acyclic(children: dict, dependencies: list[dict]) -> None:
+    """400 naming a cycle (``a -> b -> a``) if the graph has one."""
+    edges: dict[str, set[str]] = {node: set() for node in children}
+    for dependency in dependencies:
+        edges[dependency["from_node"]].add(dependency["to_node"])
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for successor in sorted(edges[node]):
+            if state.get(successor) == 1:
+                cycle = path[path.index(successor):] + [successor]
+                raise InvalidInput(f"specific.dependencies: the graph has a cycle: {' -> '.join(cycle)}")
+            if successor not in state:
+                visit(successor)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node)

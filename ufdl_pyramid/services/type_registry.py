@@ -1,0 +1,52 @@
+"""The server's type registry: the job-types table's rows resolved to their classes.
+
+Types resolve through the table (names -> pkg/cls), so an admin's change through the API takes effect on the
+next request. Importing and registering is cached on the table's content: one small query per use.
+"""
+import logging
+import threading
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import InvalidInput
+from ..models import JobType
+from ..types import InvalidType, TypeInstance, TypeRegistry, UFDLType
+from .job_types import import_type_class
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_cached: tuple[tuple, TypeRegistry] | None = None
+
+
+def type_registry(db: Session) -> TypeRegistry:
+    global _cached
+    rows = tuple(tuple(row) for row in db.execute(select(JobType.name, JobType.pkg, JobType.cls)
+                                                  .order_by(JobType.name)))
+    with _lock:
+        if _cached is not None and _cached[0] == rows:
+            return _cached[1]
+    registry = TypeRegistry()
+    for name, pkg, cls in rows:
+        try:
+            found = import_type_class(pkg, cls)
+        except InvalidInput as error:
+            log.warning("job type %s cannot be loaded: %s", name, error.detail)
+            continue
+        # Rows naming ordinary classes (not UFDL types) are kept in the table but are no types.
+        if isinstance(found, type) and issubclass(found, UFDLType) and found.name == name and name not in registry:
+            registry.register(found)
+    with _lock:
+        _cached = (rows, registry)
+    return registry
+
+
+def resolve(registry: TypeRegistry, text, where: str) -> TypeInstance:
+    """A type string resolved, or a 400 naming the field it came from."""
+    if not isinstance(text, str):
+        raise InvalidInput(f"{where}: a type must be a string")
+    try:
+        return registry.resolve(text)
+    except InvalidType as error:
+        raise InvalidInput(f"{where}: {error}") from None

@@ -1,0 +1,92 @@
+"""``/v1/job-templates/...``: import, export, the questions about a template, and create-job."""
+from urllib.parse import parse_qsl
+
+from pyramid.response import Response
+
+from ..errors import InvalidInput
+from ..permissions import Permission
+from ..representations import job_json, template_json
+from ..resources.templates import JobTemplates, TemplateItem
+from ..services.job_creation import JobCreator
+from ..services.template_documents import parse_yaml, to_json, to_yaml
+from ..services.templates import TemplateService, template_document
+from ..services.type_registry import resolve, type_registry
+from .api import api_view, read_body, read_json, read_json_object
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+def template_service(request) -> TemplateService:
+    return TemplateService(request.db, type_registry(request.db))
+
+
+def read_document(request):
+    """An import body in JSON or (by its Content-Type) YAML."""
+    if request.content_type in YAML_TYPES:
+        return parse_yaml(read_body(request))
+    return read_json(request)
+
+
+@api_view(context=JobTemplates, name="import", request_method="POST", permission=Permission.CREATE)
+def import_template(context, request):
+    template, created = template_service(request).import_document(read_document(request), request.identity.user)
+    if created:
+        request.response.status_int = 201
+        request.response.location = request.resource_url(context.item(template)).rstrip("/")
+    return template_json(template)
+
+
+@api_view(context=TemplateItem, name="export", request_method="GET", permission=Permission.ADMIN)
+def export_template(context, request):
+    document = template_document(context.row)
+    offers = request.accept.acceptable_offers(["application/json", *YAML_TYPES])
+    wants_yaml = request.GET.get("format") == "yaml" or (offers and offers[0][0] in YAML_TYPES)
+    if wants_yaml:
+        return Response(to_yaml(document), content_type="application/yaml", charset="utf-8")
+    return Response(to_json(document), content_type="application/json", charset="utf-8")
+
+
+@api_view(context=TemplateItem, name="get-all-parameters", request_method="GET", permission=Permission.VIEW)
+def get_all_parameters(context, request):
+    return template_service(request).parameters_with_schemas(context.row)
+
+
+@api_view(context=TemplateItem, name="get-types", request_method="GET", permission=Permission.VIEW)
+def get_types(context, request):
+    return template_service(request).contract_arguments(context.row)
+
+
+@api_view(context=TemplateItem, name="get-outputs", request_method="GET", permission=Permission.VIEW)
+def get_outputs(context, request):
+    return context.row.outputs
+
+
+@api_view(context=TemplateItem, name="get-inputs", request_method="GET", permission=Permission.VIEW)
+def get_inputs(context, request):
+    return context.row.inputs
+
+
+@api_view(context=JobTemplates, name="get-all-matching-templates", request_method="GET",
+          permission=Permission.VIEW)
+def get_all_matching_templates(context, request):
+    if len(request.subpath) != 1:
+        raise InvalidInput("Give the contract: /v1/job-templates/get-all-matching-templates/{CONTRACT}")
+    service = template_service(request)
+    # The UFDL client sends the query string unencoded (spaces, quotes, <>): parse_qsl decodes leniently.
+    raw_query = request.environ.get("QUERY_STRING", "")
+    wanted = {name: resolve(service.registry, value, f"input '{name}'")
+              for name, value in parse_qsl(raw_query, keep_blank_values=True)}
+    contract = request.subpath[0]
+    templates = request.db.scalars(context.query().where(context.model.active(),
+                                                         context.model.contract.is_not(None))
+                                   .order_by(context.model.id))
+    return [template_json(template) for template in templates if service.matches(template, contract, wanted)]
+
+
+@api_view(context=TemplateItem, name="create-job", request_method="POST", permission=Permission.CREATE_JOB)
+def create_job(context, request):
+    job = JobCreator(request.db, template_service(request)).create(context.row, read_json_object(request),
+                                                                   request.identity.user)
+    request.response.status_int = 201
+    request.response.location = request.resource_url(request.root["v1"]["jobs"]).rstrip("/") + f"/{job.id}"
+    return job_json(job)
