@@ -9,6 +9,8 @@ class Permission(StrEnum):
     EDIT = "edit"
     DELETE = "delete"  # soft delete, hard delete, reinstate
     CREATE_JOB = "create_job"  # run a template
+    ACT = "act"  # a node's actions on a job (the service checks that the node holds it)
+    CANCEL = "cancel"  # cancel a job: admins and the job's creator
     ADMIN = "admin"  # server-wide administration
 
 

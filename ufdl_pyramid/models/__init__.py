@@ -13,9 +13,10 @@ from .catalogue import DataDomain, Framework, Licence
 from .job_types import JobType
 from .templates import JobTemplate, TemplateChild, TemplateTypeReference
 from .jobs import Job, JobOutput
+from .events import JobEvent
 
 __all__ = ["Base", "User", "RefreshToken", "Node", "Licence", "DataDomain", "Framework", "JobType", "JobTemplate",
-           "TemplateChild", "TemplateTypeReference", "Job", "JobOutput",
+           "TemplateChild", "TemplateTypeReference", "Job", "JobOutput", "JobEvent",
            "get_engine", "get_session_factory", "get_tm_session"]
 
 configure_mappers()

@@ -1,25 +1,93 @@
-"""Jobs: every user may read them."""
+"""Jobs and their outputs in the traversal tree.
+
+``/v1/jobs/{pk}`` is a job; ``/v1/jobs/{pk}/outputs/{NAME}/{TYPE}`` one of its outputs (which need not exist
+yet: adding it is a POST there). ``/v1/job-outputs/{pk}`` is an output by primary key.
+"""
 from pyramid.authorization import Allow, Authenticated
 
-from ..models import Job
-from ..permissions import Permission
-from ..representations import job_json
+from ..models import Job, JobOutput
+from ..permissions import Permission, user_principal
+from ..representations import job_json, job_output_json
 from ..services.records import RecordService
-from .base import Collection, Item
+from .base import Collection, EditableItem, Resource, SoftDeletableItem
+
+MAX_SEGMENT = 1000
 
 
 class JobRecords(RecordService):
     model = Job
+    schema = {"type": "object", "additionalProperties": False, "required": ["description"],
+              "properties": {"description": {"type": "string", "maxLength": 100000}}}
+
+
+class JobOutputRecords(RecordService):
+    model = JobOutput
     schema = {}
 
 
-class JobItem(Item):
-    pass
+class OutputSlot(Resource):
+    """The output NAME of type TYPE of a job: a leaf, so the next segment (``info``) is a view name."""
+
+    def __init__(self, request, name: str, parent: "OutputsByName", type_text: str):
+        super().__init__(request, name, parent)
+        self.job = parent.job
+        self.output_name = parent.output_name
+        self.output_type = type_text
+
+
+class OutputsByName(Resource):
+    def __init__(self, request, name: str, parent: "JobOutputsOfJob"):
+        super().__init__(request, name, parent)
+        self.job = parent.job
+        self.output_name = name
+
+    def __getitem__(self, type_text: str) -> OutputSlot:
+        if not type_text or len(type_text) > MAX_SEGMENT:
+            raise KeyError(type_text)
+        return OutputSlot(self.request, type_text, self, type_text)
+
+
+class JobOutputsOfJob(Resource):
+    def __init__(self, request, name: str, parent: "JobItem"):
+        super().__init__(request, name, parent)
+        self.job = parent.row
+
+    def __getitem__(self, output_name: str) -> OutputsByName:
+        if not output_name or len(output_name) > MAX_SEGMENT:
+            raise KeyError(output_name)
+        return OutputsByName(self.request, output_name, self)
+
+
+class JobItem(EditableItem, SoftDeletableItem):
+    @property
+    def __acl__(self):
+        creator = user_principal(self.row.creator_id) if self.row.creator_id else None
+        aces = [(Allow, Authenticated, Permission.VIEW), (Allow, Authenticated, Permission.ACT)]
+        if creator:
+            aces += [(Allow, creator, Permission.EDIT), (Allow, creator, Permission.CANCEL)]
+        return aces
+
+    def __getitem__(self, key: str):
+        if key == "outputs":
+            return JobOutputsOfJob(self.request, key, self)
+        raise KeyError(key)
 
 
 class Jobs(Collection):
-    __acl__ = [(Allow, Authenticated, Permission.VIEW)]
+    __acl__ = [(Allow, Authenticated, Permission.VIEW), (Allow, Authenticated, Permission.ACT)]
     model = Job
     item_class = JobItem
     service_class = JobRecords
     represent = staticmethod(job_json)
+
+
+class JobOutputItem(SoftDeletableItem):
+    pass
+
+
+class JobOutputs(Collection):
+    __acl__ = [(Allow, Authenticated, Permission.VIEW)]
+    model = JobOutput
+    item_class = JobOutputItem
+    service_class = JobOutputRecords
+    represent = staticmethod(job_output_json)

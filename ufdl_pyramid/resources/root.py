@@ -5,7 +5,7 @@ from ..permissions import Permission
 from .base import ADMIN_ACE, Container, Resource
 from .catalogue import Domains, Frameworks, Licences
 from .job_types import JobTypes
-from .jobs import Jobs
+from .jobs import JobOutputs, Jobs
 from .nodes import Nodes
 from .plugins import Plugins
 from .templates import JobTemplates
@@ -26,6 +26,7 @@ class V1(Container):
         "plugins": Plugins,
         "job-templates": JobTemplates,
         "jobs": Jobs,
+        "job-outputs": JobOutputs,
     }
 
 
