@@ -60,6 +60,9 @@ SETTINGS = (
     Setting("ufdl.auth.argon2_memory_cost", 19456, int, "Argon2 memory per hash, KiB."),
     Setting("ufdl.max_json_size", "1M", _size, "Largest JSON request body (413 beyond)."),
     Setting("ufdl.max_page_size", 1000, int, "Largest page a list request may ask for."),
+    Setting("ufdl.node_timeout", 120, float, "Seconds without a request from a node before its jobs are "
+            "aborted (a lost lease)."),
+    Setting("ufdl.max_tries", 3, int, "Lost leases after which a job fails instead of going back to PENDING."),
     Setting("ufdl.db.pool_size", 10, int, "Connections kept per process (PostgreSQL)."),
     Setting("ufdl.db.echo", False, _bool, "Log every SQL statement."),
     Setting("ufdl.plugins.strict", False, _bool, "A plugin that fails to load stops the server (else: skipped)."),

@@ -8,3 +8,4 @@ def includeme(config):
     config.scan(".job_types")
     config.scan(".plugins")
     config.scan(".templates")
+    config.scan(".jobs")

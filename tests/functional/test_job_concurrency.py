@@ -1,0 +1,89 @@
+"""Concurrency with real threads over the real WSGI app and database (run on PostgreSQL in CI, and SQLite)."""
+import threading
+from collections import Counter
+
+import webtest
+
+from test_job_lifecycle import ECHO
+
+NODES = 16
+
+
+def nodes_of(client, count):
+    return [client.as_node(client.post("/v1/nodes/create", {"ip": f"10.1.0.{i}", "index": 0}, status=201)
+                           .json["pk"]) for i in range(count)]
+
+
+def run_threads(count, target):
+    errors = []
+
+    def guarded(index):
+        try:
+            target(index)
+        except Exception as error:  # reported below: a thread's failure must fail the test
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:3]
+
+
+def create_jobs(client, admin, count):
+    template = admin.post("/v1/job-templates/import", ECHO, status=201).json
+    return [client.post(f"/v1/job-templates/{template['pk']}/create-job",
+                        {"input_values": {"input": {"value": str(i), "type": "str"}}}, status=201).json["pk"]
+            for i in range(count)]
+
+
+def test_each_job_is_acquired_by_exactly_one_of_16_racing_nodes(wsgi_app, admin, alice):
+    jobs = create_jobs(alice, admin, 50)
+    nodes = nodes_of(alice, NODES)
+    wins: Counter = Counter()
+    lock = threading.Lock()
+    barrier = threading.Barrier(NODES)
+
+    def racer(index):
+        app = webtest.TestApp(wsgi_app)
+        node = nodes[index]
+        for pk in jobs:
+            barrier.wait()
+            response = app.get(f"/v1/jobs/{pk}/acquire", headers=node.headers(), expect_errors=True)
+            assert response.status_int in (200, 406), response.text
+            if response.status_int == 200:
+                with lock:
+                    wins[pk] += 1
+                    assert response.json["node"] == node.node_id
+
+    run_threads(NODES, racer)
+    assert wins == Counter({pk: 1 for pk in jobs})
+    holders = {row["pk"]: row["node"] for row in alice.post("/v1/jobs/list").json}
+    assert all(holders[pk] is not None for pk in jobs)
+
+
+def test_16_nodes_drain_200_jobs_with_acquire_next(wsgi_app, admin, alice):
+    jobs = create_jobs(alice, admin, 200)
+    nodes = nodes_of(alice, NODES)
+    completed: list[int] = []
+    lock = threading.Lock()
+
+    def drainer(index):
+        app = webtest.TestApp(wsgi_app)
+        headers = nodes[index].headers()
+        while True:
+            response = app.post_json("/v1/jobs/acquire-next", {"executors": ["tests.Echo"]}, headers=headers)
+            if response.status_int == 204:
+                return
+            pk = response.json["pk"]
+            app.post_json(f"/v1/jobs/{pk}/start", {}, headers=headers)
+            app.post_json(f"/v1/jobs/{pk}/progress/0.5", {}, headers=headers)
+            finished = app.post_json(f"/v1/jobs/{pk}/finish", {}, headers=headers).json
+            assert finished["status"] == "COMPLETED"
+            with lock:
+                completed.append(pk)
+
+    run_threads(NODES, drainer)
+    assert sorted(completed) == sorted(jobs)
+    assert {row["status"] for row in alice.post("/v1/jobs/list").json} == {"COMPLETED"}

@@ -1,0 +1,237 @@
+"""The node lifecycle of jobs (seed 003) through HTTP: every transition, its preconditions and permissions."""
+import pytest
+
+ECHO = {"name": "echo", "version": 1, "scope": "public", "licence": "MIT",
+        "specific": {"job_type": "Process<str, str>", "executor_class": "tests.Echo", "required_packages": "",
+                     "parameters": {}}}
+
+
+@pytest.fixture
+def template(admin):
+    return admin.post("/v1/job-templates/import", ECHO, status=201).json
+
+
+@pytest.fixture
+def make_job(bob, template):
+    def make(text="hello"):
+        return bob.post(f"/v1/job-templates/{template['pk']}/create-job",
+                        {"input_values": {"input": {"value": text, "type": "str"}}}, status=201).json
+    return make
+
+
+@pytest.fixture
+def job(make_job):
+    return make_job()
+
+
+def register(client, ip="10.0.0.1", index=0):
+    pk = client.post("/v1/nodes/create", {"ip": ip, "index": index}, status=201).json["pk"]
+    return client.as_node(pk)
+
+
+@pytest.fixture
+def worker(alice):
+    """alice's node: the client acts as it."""
+    return register(alice)
+
+
+@pytest.fixture
+def other_worker(alice):
+    return register(alice, "10.0.0.2")
+
+
+def path(job, action=""):
+    return f"/v1/jobs/{job['pk']}" + (f"/{action}" if action else "")
+
+
+def run_to_running(worker, job):
+    worker.get(path(job, "acquire"))
+    return worker.post(path(job, "start"), {}).json
+
+
+def test_a_successful_lifecycle(worker, bob, job):
+    assert job["status"] == "PENDING" and job["node"] is None and job["start_time"] is None
+
+    acquired = worker.get(path(job, "acquire")).json
+    assert acquired["status"] == "QUEUED" and acquired["node"] == worker.node_id
+    assert acquired["last_status_change"] >= job["last_status_change"]
+
+    started = worker.post(path(job, "start"), {"send_notification": "email"}).json
+    assert started["status"] == "RUNNING" and started["start_time"] is not None
+    assert bob.get(f"/v1/nodes/{worker.node_id}").json["current_job"] == job["pk"]
+
+    for value in ("0", "0.25", "5e-1", "1e-05", "1", "1.0"):
+        progressed = worker.post(path(job, f"progress/{value}"), {"epoch": 1}).json
+        assert progressed["progress"] == float(value) and progressed["status"] == "RUNNING"
+
+    finished = worker.post(path(job, "finish"), {"success": True}).json
+    assert finished["status"] == "COMPLETED" and finished["end_time"] is not None
+    assert finished["progress"] == 1.0 and finished["error_reason"] is None and finished["node"] == worker.node_id
+    assert bob.get(f"/v1/nodes/{worker.node_id}").json["current_job"] is None
+    assert bob.get(path(job)).json == finished
+
+
+def test_error_reset_and_retry(worker, job):
+    run_to_running(worker, job)
+    failed = worker.post(path(job, "finish"), {"error": "out of memory"}).json
+    assert failed["status"] == "FAILED" and failed["error_reason"] == "out of memory"
+    assert failed["error_category"] == "ALGORITHM"
+    reset = worker.delete(path(job, "reset")).json
+    assert reset["status"] == "QUEUED" and reset["node"] == worker.node_id
+    assert reset["error_reason"] is None and reset["start_time"] is None and reset["progress"] == 0
+    worker.post(path(job, "start"), {})
+    assert worker.post(path(job, "finish"), {}).json["status"] == "COMPLETED"
+
+
+def test_release(worker, other_worker, job):
+    worker.get(path(job, "acquire"))
+    released = worker.delete(path(job, "release")).json
+    assert released["status"] == "PENDING" and released["node"] is None
+    assert other_worker.get(path(job, "acquire")).json["node"] == other_worker.node_id
+    other_worker.post(path(job, "start"), {})
+    other_worker.delete(path(job, "release"), status=406)
+    other_worker.post(path(job, "finish"), {"error": "broken"})
+    released = other_worker.delete(path(job, "release")).json
+    assert released["status"] == "FAILED" and released["node"] is None
+
+
+def test_acquiring_twice_and_acquiring_a_held_job(worker, other_worker, job):
+    first = worker.get(path(job, "acquire")).json
+    assert worker.get(path(job, "acquire")).json == first  # the holder again: a no-op
+    response = other_worker.get(path(job, "acquire"), status=406)
+    assert response.json == {"detail": f"Cannot acquire job {job['pk']}: node {worker.node_id} holds it"}
+
+
+def test_abort_by_admin_and_the_running_nodes_late_finish(admin, worker, bob, job):
+    run_to_running(worker, job)
+    bob.delete(path(job, "abort"), status=403)
+    aborted = admin.delete(path(job, "abort")).json
+    assert aborted["status"] == "PENDING" and aborted["node"] is None and aborted["start_time"] is None
+    # The node that was running it finishes later: 2xx, nothing changes, and the node is free again.
+    late = worker.post(path(job, "finish"), {}).json
+    assert late == admin.get(path(job)).json and late["status"] == "PENDING"
+    assert admin.get(f"/v1/nodes/{worker.node_id}").json["current_job"] is None
+
+
+def test_cancel_by_creator_or_admin_only(admin, alice, bob, worker, make_job):
+    first, second = make_job(), make_job()
+    alice.delete(path(first, "cancel"), status=403)
+    cancelled = bob.delete(path(first, "cancel")).json
+    assert cancelled["status"] == "CANCELED" and cancelled["is_cancelled"] is True
+    bob.delete(path(first, "cancel"), status=406)
+    worker.get(path(first, "acquire"), status=406)
+    run_to_running(worker, second)
+    assert admin.delete(path(second, "cancel")).json["status"] == "CANCELED"
+    worker.post(path(second, "progress/0.5"), {}, status=406)
+    assert worker.post(path(second, "finish"), {}).json["status"] == "CANCELED"
+    assert admin.get(f"/v1/nodes/{worker.node_id}").json["current_job"] is None
+
+
+def test_wrong_state_calls_answer_406_and_change_nothing(worker, job):
+    before = worker.get(path(job)).json
+    worker.post(path(job, "start"), {}, status=403)  # not acquired: this node does not hold it
+    worker.get(path(job, "acquire"))
+    queued = worker.get(path(job)).json
+    for method, action in (("POST", "progress/0.5"), ("POST", "finish"), ("DELETE", "reset")):
+        response = worker.request(method, path(job, action), {} if method == "POST" else None, status=406)
+        assert "it is QUEUED" in response.json["detail"]
+    assert worker.get(path(job)).json == queued
+    worker.post(path(job, "start"), {})
+    for method, action in (("DELETE", "release"), ("DELETE", "reset"), ("POST", "start")):
+        worker.request(method, path(job, action), {} if method == "POST" else None, status=406)
+    assert before["status"] == "PENDING"
+
+
+def test_wrong_node_and_no_node_are_403(worker, other_worker, alice, job):
+    run_to_running(worker, job)
+    state = worker.get(path(job)).json
+    for client in (other_worker, alice):
+        for method, action in (("POST", "progress/0.5"), ("POST", "finish"), ("DELETE", "release"),
+                               ("DELETE", "reset"), ("POST", "start")):
+            client.request(method, path(job, action), {} if method == "POST" else None, status=403)
+    alice.get(path(job, "acquire"), status=403)
+    assert worker.get(path(job)).json == state
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "nan", "abc", "inf", "1e3"])
+def test_progress_out_of_range_is_400(worker, job, value):
+    run_to_running(worker, job)
+    response = worker.post(path(job, f"progress/{value}"), {}, status=400)
+    assert "between 0 and 1" in response.json["detail"]
+
+
+def test_progress_body_must_be_an_object(worker, job):
+    run_to_running(worker, job)
+    worker.post(path(job, "progress/0.5"), [1, 2], status=400)
+    worker.request("POST", path(job, "progress/0.5"), status=200)  # no body at all is fine
+
+
+def test_a_node_with_a_current_job_cannot_start_another(worker, make_job):
+    first, second = make_job(), make_job()
+    run_to_running(worker, first)
+    worker.get(path(second, "acquire"))
+    response = worker.post(path(second, "start"), {}, status=406)
+    assert f"still working on job {first['pk']}" in response.json["detail"]
+
+
+def test_acquire_next(worker, admin, make_job):
+    assert worker.post("/v1/jobs/acquire-next", {"executors": ["tests.Echo"]}, status=204).body == b""
+    first, second = make_job(), make_job()
+    worker.post("/v1/jobs/acquire-next", {"executors": ["other.Executor"]}, status=204)
+    got = worker.post("/v1/jobs/acquire-next", {"executors": ["tests.Echo"]}).json
+    assert got["pk"] == first["pk"] and got["status"] == "QUEUED"
+    # Until it starts that one, the node is given it again.
+    assert worker.post("/v1/jobs/acquire-next", {"executors": ["tests.Echo"]}).json["pk"] == first["pk"]
+    worker.post(path(first, "start"), {})
+    assert worker.post("/v1/jobs/acquire-next", {"executors": ["tests.Echo"]}).json["pk"] == second["pk"]
+    admin.post("/v1/jobs/acquire-next", {"executors": []}, status=403)
+    worker.post("/v1/jobs/acquire-next", {"executor": []}, status=400)
+
+
+def test_update_description_and_deletion(admin, bob, alice, job):
+    assert bob.patch(path(job), {"description": "renamed"}).json["description"] == "renamed"
+    alice.patch(path(job), {"description": "mine"}, status=403)
+    bob.put(path(job), {"description": "again", "status": "COMPLETED"}, status=400)
+    bob.delete(path(job), status=403)
+    assert admin.delete(path(job)).json["deletion_time"] is not None
+    assert bob.post("/v1/jobs/list").json == []
+    admin.delete(path(job, "reinstate"))
+    assert admin.delete(path(job, "hard")).json["pk"] == job["pk"]
+    admin.get(path(job), status=404)
+
+
+def test_jobs_list_filters(bob, worker, make_job):
+    first, second = make_job("a"), make_job("b")
+    worker.get(path(second, "acquire"))
+    body = {"expressions": [{"type": "exact", "field": "status", "value": "QUEUED"}]}
+    assert [row["pk"] for row in bob.post("/v1/jobs/list", body).json] == [second["pk"]]
+    body = {"expressions": [{"type": "exact", "field": "template.name", "value": "echo"}],
+            "order_by": [{"field": "pk", "ascending": False}]}
+    assert [row["pk"] for row in bob.post("/v1/jobs/list", body).json] == [second["pk"], first["pk"]]
+
+
+def test_lost_leases_send_jobs_back_and_finally_fail_them(admin, worker, other_worker, job, engine):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from ufdl_pyramid.models import Job, Node
+    from ufdl_pyramid.models.meta import utcnow
+
+    def silence(node_id):
+        with engine.begin() as connection:
+            past = utcnow() - timedelta(hours=1)
+            connection.execute(update(Node).where(Node.id == node_id).values(last_seen=past))
+            connection.execute(update(Job).where(Job.id == job["pk"]).values(last_status_change=past))
+
+    for attempt in range(3):
+        run_to_running(worker, job)
+        silence(worker.node_id)
+        # Any idle node polling for work notices the lost lease.
+        other_worker.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
+        state = admin.get(path(job)).json
+        if attempt < 2:
+            assert state["status"] == "PENDING" and state["node"] is None
+            worker.post(path(job, "finish"), {})  # the lost node comes back: 2xx, nothing changes
+    assert state["status"] == "FAILED" and state["error_category"] == "SYSTEM"
+    assert "given up after 3 tries" in state["error_reason"]

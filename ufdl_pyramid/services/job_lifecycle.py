@@ -1,0 +1,380 @@
+"""The job state machine: every transition a node or a person can make, each in the caller's transaction
+with its event written beside it.
+
+    PENDING --acquire--> QUEUED --start--> RUNNING --finish--> COMPLETED
+       ^                  |                   |  \\--finish(error)--> FAILED --reset--> QUEUED
+       '-----release------'                   '--progress           FAILED --release--> (node cleared)
+    abort (admin, or an expired lease): QUEUED/RUNNING/FAILED -> PENDING;  cancel: -> CANCELED (cascades)
+
+A wrong state answers 406 naming the state; a node acting on a job it does not hold, 403. Acquiring is a
+conditional UPDATE, so of any number of nodes racing for a job exactly one wins, on PostgreSQL and SQLite.
+Meta-jobs (a parent over child jobs) are worked through their children: see ``MetaJobOrchestrator``.
+"""
+import math
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..errors import Forbidden, InvalidInput, WrongState
+from ..models import Job, JobOutput, JobTemplate, Node, User
+from ..models.jobs import CANCELED, COMPLETED, FAILED, FINAL_STATUSES, PENDING, QUEUED, RUNNING
+from ..models.meta import utcnow
+from .events import record_event
+
+ALGORITHM = "ALGORITHM"  # the executor reported an error
+SYSTEM = "SYSTEM"  # the infrastructure failed the job (lost node, expired lease)
+
+
+def parse_progress(text: str) -> float:
+    """A progress value from the URL: any float in [0, 1] as Python's str(float) writes it (``1``, ``1e-05``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInput(f"Progress must be a number between 0 and 1, not {text!r}") from None
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise InvalidInput(f"Progress must be between 0 and 1, not {text}")
+    return value
+
+
+class JobLifecycle:
+    def __init__(self, db: Session):
+        self.db = db
+        self.meta = MetaJobOrchestrator(db, self)
+
+    # Helpers
+
+    def _set_status(self, job: Job, status: str) -> None:
+        if job.status != status:
+            job.status = status
+            job.last_status_change = utcnow()
+
+    def _require_node(self, node: Node | None, action: str) -> Node:
+        if node is None:
+            raise Forbidden(f"Only a node may {action} a job: send the Node-Id header")
+        return node
+
+    def _require_holder(self, job: Job, node: Node | None, action: str) -> Node:
+        node = self._require_node(node, action)
+        if job.node_id != node.id:
+            raise Forbidden(f"Node {node.id} does not hold job {job.id}")
+        return node
+
+    def _require_status(self, job: Job, action: str, *allowed: str) -> None:
+        if job.status not in allowed:
+            raise WrongState(f"Cannot {action} job {job.id}: it is {job.status} (needs {' or '.join(allowed)})")
+
+    def _require_workable(self, job: Job, action: str) -> None:
+        if job.template.is_meta:
+            raise WrongState(f"Cannot {action} job {job.id}: a meta-job is worked through its children")
+        if not job.is_active:
+            raise WrongState(f"Cannot {action} job {job.id}: it is deleted")
+
+    def _free_node(self, job: Job) -> None:
+        """The node that was working on the job may take another."""
+        if job.node_id is not None:
+            self.db.execute(update(Node).where(Node.id == job.node_id, Node.current_job_id == job.id)
+                            .values(current_job_id=None))
+
+    def _clear_outputs(self, job: Job) -> None:
+        now = utcnow()
+        for output in job.outputs:
+            if output.deletion_time is None:
+                output.deletion_time = now
+
+    def _back_to_start(self, job: Job) -> None:
+        job.start_time = job.end_time = job.error_reason = job.error_category = None
+        job.progress = 0.0
+        self._clear_outputs(job)
+
+    # Transitions
+
+    def acquire(self, job: Job, node: Node | None) -> Job:
+        node = self._require_node(node, "acquire")
+        self._require_workable(job, "acquire")
+        if job.node_id == node.id and job.status in (QUEUED, RUNNING):
+            return job  # the holder asking again (a lost answer, a retry): nothing changes
+        won = self.db.execute(
+            update(Job).where(Job.id == job.id, Job.status == PENDING, Job.node_id.is_(None),
+                              Job.is_cancelled.is_(False), Job.deletion_time.is_(None))
+            .values(status=QUEUED, node_id=node.id, last_status_change=utcnow())
+            .execution_options(synchronize_session=False)).rowcount
+        self.db.refresh(job)
+        if not won:
+            if job.node_id is not None and job.node_id != node.id:
+                raise WrongState(f"Cannot acquire job {job.id}: node {job.node_id} holds it")
+            raise WrongState(f"Cannot acquire job {job.id}: it is {job.status}")
+        record_event(self.db, job, "acquire")
+        return job
+
+    def acquire_next(self, node: Node | None, executors: list[str]) -> Job | None:
+        """The oldest pending job this node can run, acquired for it; None when there is none.
+
+        A node that holds a job it has not started gets that one again (its answer may have been lost).
+        """
+        node = self._require_node(node, "acquire")
+        held = self.db.scalar(select(Job).where(Job.node_id == node.id, Job.status == QUEUED).limit(1))
+        if held is not None:
+            return held
+        if not executors:
+            return None
+        candidates = (select(Job.id).join(JobTemplate, Job.template_id == JobTemplate.id)
+                      .where(Job.status == PENDING, Job.node_id.is_(None), Job.is_cancelled.is_(False),
+                             Job.deletion_time.is_(None), JobTemplate.executor_class.in_(executors))
+                      .order_by(Job.id).limit(5))
+        if self.db.get_bind().dialect.name == "postgresql":
+            # Racing nodes skip the rows another has locked instead of queueing behind it.
+            candidates = candidates.with_for_update(of=Job, skip_locked=True)
+        for job_id in self.db.scalars(candidates).all():
+            won = self.db.execute(
+                update(Job).where(Job.id == job_id, Job.status == PENDING, Job.node_id.is_(None))
+                .values(status=QUEUED, node_id=node.id, last_status_change=utcnow())
+                .execution_options(synchronize_session=False)).rowcount
+            if won:
+                job = self.db.get(Job, job_id)
+                self.db.refresh(job)
+                record_event(self.db, job, "acquire")
+                return job
+        return None
+
+    def release(self, job: Job, node: Node | None) -> Job:
+        self._require_holder(job, node, "release")
+        self._require_status(job, "release", QUEUED, FAILED)
+        if job.status == QUEUED:
+            self._set_status(job, PENDING)
+        job.node_id = None
+        record_event(self.db, job, "release")
+        return job
+
+    def start(self, job: Job, node: Node | None) -> Job:
+        node = self._require_holder(job, node, "start")
+        self._require_status(job, "start", QUEUED)
+        if node.current_job_id is not None and node.current_job_id != job.id:
+            raise WrongState(f"Cannot start job {job.id}: node {node.id} is still working on job "
+                             f"{node.current_job_id}")
+        node.current_job_id = job.id
+        job.start_time = utcnow()
+        job.tries += 1
+        self._set_status(job, RUNNING)
+        record_event(self.db, job, "start")
+        self.meta.child_started(job)
+        return job
+
+    def progress(self, job: Job, node: Node | None, value: float, data: dict) -> Job:
+        self._require_holder(job, node, "report progress on")
+        self._require_status(job, "report progress on", RUNNING)
+        job.progress = value
+        record_event(self.db, job, "progress", data=data or None)
+        self.meta.child_progressed(job)
+        return job
+
+    def finish(self, job: Job, node: Node | None, error: str | None, data: dict | None = None) -> Job:
+        node = self._require_node(node, "finish")
+        if job.node_id != node.id or job.status in (CANCELED, PENDING):
+            # Cancelled or aborted while the node ran it: the node's finish changes nothing but frees it.
+            if node.current_job_id == job.id:
+                node.current_job_id = None
+                return job
+            raise Forbidden(f"Node {node.id} does not hold job {job.id}")
+        self._require_status(job, "finish", RUNNING)
+        job.end_time = utcnow()
+        self._free_node(job)
+        if error is not None:
+            job.error_reason, job.error_category = error, ALGORITHM
+            self._set_status(job, FAILED)
+            record_event(self.db, job, "error", data=data)
+            self.meta.child_failed(job)
+        else:
+            job.progress = 1.0
+            self._set_status(job, COMPLETED)
+            record_event(self.db, job, "finish", data=data)
+            self.meta.child_completed(job)
+        return job
+
+    def reset(self, job: Job, node: Node | None) -> Job:
+        self._require_holder(job, node, "reset")
+        self._require_status(job, "reset", FAILED)
+        self._back_to_start(job)
+        self._set_status(job, QUEUED)
+        record_event(self.db, job, "reset")
+        self.meta.child_reset(job)
+        return job
+
+    def abort(self, job: Job, *, error: str | None = None, category: str | None = None) -> Job:
+        """Back to PENDING with no node: by an admin, or (with ``error``) by an expired lease."""
+        if job.template.is_meta:
+            raise WrongState(f"Cannot abort job {job.id}: abort or cancel its children instead")
+        self._require_status(job, "abort", QUEUED, RUNNING, FAILED)
+        # The node keeps the job as its current one until it calls finish (answered 2xx, changing nothing),
+        # so a node that is still running it cannot start another job meanwhile.
+        self._back_to_start(job)
+        job.node_id = None
+        self._set_status(job, PENDING)
+        record_event(self.db, job, "abort", error=error, data={"category": category} if category else None)
+        self.meta.child_reset(job)
+        return job
+
+    def fail(self, job: Job, error: str, category: str) -> Job:
+        """Give up on a job for good (e.g. too many lost leases)."""
+        job.node_id = None
+        job.end_time = utcnow()
+        job.error_reason, job.error_category = error, category
+        self._set_status(job, FAILED)
+        record_event(self.db, job, "error", data={"category": category})
+        self.meta.child_failed(job)
+        return job
+
+    def cancel(self, job: Job, user: User) -> Job:
+        if job.parent_id is not None:
+            raise WrongState(f"Cannot cancel job {job.id}: it is part of job {job.parent_id}; cancel that one")
+        self._require_status(job, "cancel", PENDING, QUEUED, RUNNING, FAILED)
+        self._cancel_tree(job)
+        return job
+
+    def _cancel_tree(self, job: Job) -> None:
+        for child in self.db.scalars(select(Job).where(Job.parent_id == job.id)):
+            if child.status not in FINAL_STATUSES or child.status == FAILED:
+                self._cancel_tree(child)
+        if job.status in (COMPLETED, CANCELED):
+            return
+        # The node keeps running until it finishes; it is freed then (see finish).
+        job.is_cancelled = True
+        job.end_time = job.end_time or utcnow()
+        self._set_status(job, CANCELED)
+        record_event(self.db, job, "cancel")
+
+    # Leases
+
+    def expire_leases(self, now: datetime, timeout: float, max_tries: int) -> list[Job]:
+        """Abort the jobs whose node has not been seen for ``timeout`` seconds (SYSTEM failure events); after
+        ``max_tries`` lost leases a job fails. Safe to run in several processes at once."""
+        cutoff = now - timedelta(seconds=timeout)
+        stale = select(Job).join(Node, Job.node_id == Node.id).where(
+            Job.status.in_((QUEUED, RUNNING)), (Node.last_seen.is_(None)) | (Node.last_seen < cutoff),
+            Job.last_status_change < cutoff)
+        if self.db.get_bind().dialect.name == "postgresql":
+            stale = stale.with_for_update(of=Job, skip_locked=True)
+        expired = []
+        for job in self.db.scalars(stale).all():
+            message = f"Node {job.node_id} was not seen for {timeout:g} s"
+            if job.tries >= max_tries:
+                self.fail(job, f"{message}; given up after {job.tries} tries", SYSTEM)
+            else:
+                self.abort(job, error=message, category=SYSTEM)
+            expired.append(job)
+        return expired
+
+
+class MetaJobOrchestrator:
+    """Runs a meta-job through its children: the parent starts with its first child, its progress is the mean
+    of its graph's nodes, a finished child creates the children whose predecessors have all finished (with
+    the wired outputs as inputs), the parent finishes with its last child and fails with any of them."""
+
+    def __init__(self, db: Session, lifecycle: JobLifecycle):
+        self.db = db
+        self.lifecycle = lifecycle
+
+    def _parent(self, child: Job) -> Job | None:
+        return self.db.get(Job, child.parent_id) if child.parent_id is not None else None
+
+    def _children(self, parent: Job) -> dict[str, Job]:
+        return {child.graph_node: child for child in
+                self.db.scalars(select(Job).where(Job.parent_id == parent.id, Job.deletion_time.is_(None)))}
+
+    def _update_progress(self, parent: Job, children: dict[str, Job]) -> None:
+        nodes = parent.template.spec["nodes"]
+        parent.progress = sum(children[node].progress if node in children else 0.0 for node in nodes) / len(nodes)
+
+    def child_started(self, child: Job) -> None:
+        parent = self._parent(child)
+        if parent is None:
+            return
+        if parent.status == PENDING:
+            parent.start_time = parent.start_time or utcnow()
+            self.lifecycle._set_status(parent, RUNNING)
+            record_event(self.db, parent, "start", data={"child": child.id})
+        self.child_started(parent)
+
+    def child_progressed(self, child: Job) -> None:
+        parent = self._parent(child)
+        if parent is None:
+            return
+        self._update_progress(parent, self._children(parent))
+        record_event(self.db, parent, "progress", data={"child": child.id})
+        self.child_progressed(parent)
+
+    def child_failed(self, child: Job) -> None:
+        parent = self._parent(child)
+        if parent is None or parent.status in FINAL_STATUSES:
+            return
+        parent.error_reason = f"child job {child.id} ({child.graph_node}) failed: {child.error_reason}"
+        parent.error_category = child.error_category
+        parent.end_time = utcnow()
+        self.lifecycle._set_status(parent, FAILED)
+        record_event(self.db, parent, "error", data={"child": child.id})
+        self.child_failed(parent)
+
+    def child_reset(self, child: Job) -> None:
+        """A failed child being retried puts its failed parent back to work."""
+        parent = self._parent(child)
+        if parent is None or parent.status != FAILED:
+            return
+        parent.error_reason = parent.error_category = parent.end_time = None
+        self.lifecycle._set_status(parent, RUNNING)
+        record_event(self.db, parent, "reset", data={"child": child.id})
+        self.child_reset(parent)
+
+    def child_completed(self, child: Job) -> None:
+        from .job_creation import JobCreator  # job creation imports the lifecycle's models only
+
+        parent = self._parent(child)
+        if parent is None or parent.status in FINAL_STATUSES:
+            return
+        spec = parent.template.spec
+        children = self._children(parent)
+        done = {node for node, job in children.items() if job.status == COMPLETED}
+        creator = JobCreator(self.db, None)
+        for node, node_spec in spec["nodes"].items():
+            if node in children:
+                continue
+            incoming = [d for d in spec["dependencies"] if d["to_node"] == node]
+            if not all(d["from_node"] in done for d in incoming):
+                continue
+            wired = {}
+            for dependency in incoming:
+                source = children[dependency["from_node"]]
+                output = self._output(source, dependency["from_output"])
+                if output is None:
+                    self.lifecycle.fail(parent, f"child job {source.id} ({dependency['from_node']}) finished "
+                                                f"without its output '{dependency['from_output']}'", ALGORITHM)
+                    return
+                wired[dependency["to_input"]] = {"value": output.id, "type": f"JobOutput<{output.type}>"}
+            children[node] = creator.create_child(parent, node, node_spec, parent.input_values,
+                                                  parent.parameter_values or {},
+                                                  parent.notification_override or {}, wired)
+            record_event(self.db, children[node], "create", data={"parent": parent.id})
+        self._update_progress(parent, children)
+        if len(done) == len(spec["nodes"]):
+            self._complete(parent, children)
+        else:
+            record_event(self.db, parent, "progress", data={"child": child.id})
+
+    def _output(self, job: Job, name: str) -> JobOutput | None:
+        return self.db.scalar(select(JobOutput).where(JobOutput.job_id == job.id, JobOutput.name == name,
+                                                      JobOutput.deletion_time.is_(None)).limit(1))
+
+    def _complete(self, parent: Job, children: dict[str, Job]) -> None:
+        """The parent finishes with its last child, taking the children's outputs as ``child:name``."""
+        for node, child in sorted(children.items()):
+            for output in self.db.scalars(select(JobOutput).where(JobOutput.job_id == child.id,
+                                                                  JobOutput.deletion_time.is_(None))):
+                self.db.add(JobOutput(job_id=parent.id, name=f"{node}:{output.name}", type=output.type,
+                                      content_type=output.content_type, blob_key=output.blob_key,
+                                      size=output.size, creator_id=output.creator_id))
+        parent.progress = 1.0
+        parent.end_time = utcnow()
+        self.lifecycle._set_status(parent, COMPLETED)
+        self.db.flush()
+        self.db.expire(parent, ["outputs"])
+        record_event(self.db, parent, "finish")
+        self.child_completed(parent)
