@@ -7,7 +7,7 @@ with different content a conflict.
 from dataclasses import dataclass
 
 from jsonschema import Draft202012Validator
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -89,6 +89,7 @@ class TemplateService:
     def import_document(self, document, user: User | None) -> tuple[JobTemplate, bool]:
         """The template the document describes, and whether it was created (False: identical one existed)."""
         normalised = self.normalise(document)
+        self._lock_name(normalised.name)
         existing = self._existing_version(normalised)
         if existing is not None:
             if template_document(existing) == normalised.document(existing.version):
@@ -113,6 +114,12 @@ class TemplateService:
                                    "time") from None
         self._record_references(template, normalised)
         return template, True
+
+    def _lock_name(self, name: str) -> None:
+        """Imports of one name take turns (until commit), so that deciding "identical, or the next version"
+        sees every earlier import. SQLite needs nothing: its writers already take turns."""
+        if self.db.get_bind().dialect.name == "postgresql":
+            self.db.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"template:{name}"})
 
     def _existing_version(self, normalised: NormalisedTemplate) -> JobTemplate | None:
         query = select(JobTemplate).where(JobTemplate.name == normalised.name, JobTemplate.active())
