@@ -1,0 +1,98 @@
+"""Job lifecycles over real HTTP: K concurrent nodes each doing create-job -> acquire -> start -> 10 progress
+-> a 1 KiB output -> finish, against the same run's bare-Pyramid hello rate on the same waitress server.
+
+    python bench/lifecycle.py [--nodes 8] [--seconds 10]
+Set UFDL_BENCH_DATABASE_URL to measure on PostgreSQL (default: a temporary SQLite file).
+"""
+import argparse
+import http.client
+import json
+import statistics
+import threading
+import time
+
+from common import database_url, load, prepare, server
+
+TEMPLATE = {"name": "bench-echo", "version": 1, "scope": "public", "licence": "MIT",
+            "specific": {"job_type": "Process<str, BLOB>", "executor_class": "bench.Echo",
+                         "required_packages": "", "parameters": {}}}
+PAYLOAD = b"x" * 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--nodes", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+    url = database_url()
+    engine, admin = prepare(url)
+    template = admin.post("/v1/job-templates/import", TEMPLATE).json["pk"]
+    nodes = [admin.post("/v1/nodes/create", {"ip": f"10.9.0.{i}", "index": 0}).json["pk"]
+             for i in range(args.nodes)]
+    token = admin.token
+    latencies: list[float] = []
+    lifecycles = [0]
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def node_loop(port: int, node: int, stop: float) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port)
+        headers = {"Authorization": f"Bearer {token}", "Node-Id": str(node), "Accept": "*/*",
+                   "Content-Type": "application/json"}
+        mine: list[float] = []
+
+        def call(method, path, body=b"{}", content_type="application/json", expect=(200, 201)):
+            start = time.perf_counter()
+            connection.request(method, path, body=body, headers={**headers, "Content-Type": content_type})
+            response = connection.getresponse()
+            data = response.read()
+            mine.append(time.perf_counter() - start)
+            if response.status not in expect:
+                raise RuntimeError(f"{method} {path}: {response.status} {data[:200]!r}")
+            return data
+
+        done = 0
+        try:
+            while time.perf_counter() < stop:
+                job = json.loads(call("POST", f"/v1/job-templates/{template}/create-job", json.dumps(
+                    {"input_values": {"input": {"value": "hello", "type": "str"}}}).encode()))["pk"]
+                call("GET", f"/v1/jobs/{job}/acquire", body=None)
+                call("POST", f"/v1/jobs/{job}/start")
+                for step in range(1, 11):
+                    call("POST", f"/v1/jobs/{job}/progress/{step / 10}", json.dumps({"step": step}).encode())
+                call("POST", f"/v1/jobs/{job}/outputs/output/BLOB", PAYLOAD, "application/data")
+                call("POST", f"/v1/jobs/{job}/finish")
+                done += 1
+        except Exception as error:  # reported at the end: the figures of a failing run mean nothing
+            with lock:
+                failures.append(str(error))
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+            lifecycles[0] += done
+
+    with server(url) as port:
+        load(port, "GET", "/hello", {}, clients=args.nodes, seconds=0.5)  # warm up
+        hello = load(port, "GET", "/hello", {}, clients=args.nodes, seconds=min(args.seconds, 5))
+        stop = time.perf_counter() + args.seconds
+        threads = [threading.Thread(target=node_loop, args=(port, node, stop)) for node in nodes]
+        began = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - began
+    latencies.sort()
+    rate = len(latencies) / elapsed
+    p50 = 1000 * statistics.median(latencies)
+    p99 = 1000 * latencies[int(0.99 * (len(latencies) - 1))]
+    print(f"database: {engine.dialect.name}; {args.nodes} nodes for {args.seconds:g} s")
+    print(f"lifecycles: {lifecycles[0]} ({lifecycles[0] / elapsed:.1f}/s), requests: {len(latencies)} "
+          f"({rate:.0f}/s), p50 {p50:.2f} ms, p99 {p99:.2f} ms (p99/p50 {p99 / p50:.1f})")
+    print(f"hello (bare Pyramid): {hello['rate']:.0f} req/s; lifecycle requests/hello: {rate / hello['rate']:.2f}")
+    if failures:
+        print(f"FAILED requests ({len(failures)}): {failures[0]}")
+
+
+if __name__ == "__main__":
+    main()
