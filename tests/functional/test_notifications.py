@@ -1,0 +1,228 @@
+"""Notifications (issue 4): per transition, server defaults and per-job overrides, sent after the commit."""
+import json
+import logging
+
+import pytest
+import transaction
+import webtest
+
+from ufdl_pyramid.models import Job, get_session_factory, get_tm_session
+from ufdl_pyramid.plugins import hookimpl
+from ufdl_pyramid.services import notifications
+from ufdl_pyramid.services.events import record_event
+from ufdl_pyramid.services.notifications import Notifier, actions_for, render
+from ufdl_pyramid.testing import ApiClient, make_test_app
+
+ECHO = {"name": "echo", "version": 1, "scope": "public", "licence": "MIT",
+        "specific": {"job_type": "Process<str, str>", "executor_class": "tests.Echo", "required_packages": "",
+                     "parameters": {}}}
+DEFAULTS = {
+    "on_acquire": [{"type": "print", "message": "acquired {pk} by node {node} ({template}) {nope}"}],
+    "on_start": [{"type": "print", "message": "started {pk}"}, {"type": "websocket"}],
+    "on_finish": [{"type": "print", "message": "finished {pk}: {status} {progress}"}, {"type": "pigeon"}],
+    "on_error": [{"type": "email", "message": "job {pk} failed: {error}", "subject": "Job {pk}: {transition}"}],
+}
+
+
+class FakeSMTP:
+    """Stands in for smtplib.SMTP: records what would have been sent."""
+
+    sent: list = []
+    fail = False
+
+    def __init__(self, host, port, timeout=None):
+        self.calls = [("connect", host, port)]
+        if FakeSMTP.fail:
+            raise ConnectionRefusedError("no SMTP server here")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def starttls(self):
+        self.calls.append(("starttls",))
+
+    def login(self, user, password):
+        self.calls.append(("login", user, password))
+
+    def send_message(self, message):
+        FakeSMTP.sent.append((message, self.calls))
+
+
+class Pigeons:
+    """A plugin adding the notifier kind ``pigeon``."""
+
+    __name__ = "pigeons"
+
+    def __init__(self):
+        self.flown = []
+        self.broken = False
+
+    @hookimpl
+    def ufdl_register_notifiers(self):
+        return {"pigeon": self.fly}
+
+    def fly(self, message, job, notification):
+        if self.broken:
+            raise RuntimeError("the pigeon got lost")
+        self.flown.append((message, job["pk"], job["status"], notification))
+
+
+@pytest.fixture
+def smtp(monkeypatch):
+    FakeSMTP.sent, FakeSMTP.fail = [], False
+    monkeypatch.setattr(notifications.smtplib, "SMTP", FakeSMTP)
+    return FakeSMTP
+
+
+@pytest.fixture
+def pigeons():
+    return Pigeons()
+
+
+@pytest.fixture
+def app(engine, pigeons, smtp):
+    return make_test_app(engine, extra_plugins=[pigeons], **{
+        "ufdl.notifications.defaults": json.dumps(DEFAULTS), "ufdl.smtp.host": "mail.example",
+        "ufdl.smtp.port": "2525", "ufdl.smtp.from": "jobs@example", "ufdl.smtp.user": "mailer",
+        "ufdl.smtp.password": "s3cret", "ufdl.smtp.starttls": "true"})
+
+
+def on(app, client: ApiClient) -> ApiClient:
+    return ApiClient(webtest.TestApp(app), client.token, client.refresh_token, client.node_id, client.user_id)
+
+
+@pytest.fixture
+def clients(app, admin, alice, bob, engine):
+    from sqlalchemy import text
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE users SET email = 'bob@example' WHERE id = :id"), {"id": bob.user_id})
+    a = on(app, admin)
+    template = a.post("/v1/job-templates/import", ECHO, status=201).json
+    node = on(app, alice).post("/v1/nodes/create", {"ip": "10.0.0.1", "index": 0}, status=201).json["pk"]
+    return {"admin": a, "bob": on(app, bob), "worker": on(app, alice).as_node(node), "template": template,
+            "node": node}
+
+
+def create(clients, **body):
+    return clients["bob"].post(f"/v1/job-templates/{clients['template']['pk']}/create-job",
+                               {"input_values": {"input": {"value": "x", "type": "str"}}, **body}, status=201).json
+
+
+def printed(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().out.splitlines() if line]
+
+
+def test_defaults_are_sent_after_each_transition(clients, capsys, pigeons):
+    job = create(clients)
+    worker, pk = clients["worker"], job["pk"]
+    capsys.readouterr()
+    worker.get(f"/v1/jobs/{pk}/acquire")
+    assert printed(capsys) == [f"acquired {pk} by node {clients['node']} (echo v1) {{nope}}"]
+    worker.post(f"/v1/jobs/{pk}/start", {})
+    assert printed(capsys) == [f"started {pk}"]
+    worker.post(f"/v1/jobs/{pk}/progress/0.5", {})
+    assert printed(capsys) == []  # no on_progress
+    worker.post(f"/v1/jobs/{pk}/finish", {})
+    assert printed(capsys) == [f"finished {pk}: COMPLETED 1.0"]
+    assert [(pk, "COMPLETED")] == [(flown[1], flown[2]) for flown in pigeons.flown]
+    assert pigeons.flown[0][3] == {"type": "pigeon"}
+
+
+def test_an_error_mails_the_creator(clients, smtp):
+    job = create(clients)
+    worker, pk = clients["worker"], job["pk"]
+    worker.get(f"/v1/jobs/{pk}/acquire")
+    worker.post(f"/v1/jobs/{pk}/start", {})
+    worker.post(f"/v1/jobs/{pk}/finish", {"error": "out of memory"})
+    [(message, calls)] = smtp.sent
+    assert message["To"] == "bob@example" and message["From"] == "jobs@example"
+    assert message["Subject"] == f"Job {pk}: error"
+    assert message.get_content().strip() == f"job {pk} failed: out of memory"
+    assert calls == [("connect", "mail.example", 2525), ("starttls",), ("login", "mailer", "s3cret")]
+
+
+def test_an_override_replaces_the_defaults(clients, capsys, smtp):
+    job = create(clients, notification_override={"actions": {
+        "on_start": [{"type": "print", "message": "mine {pk}"}],
+        "on_error": [{"type": "email", "to": "ops@example", "message": "{error}"}]}})
+    worker, pk = clients["worker"], job["pk"]
+    worker.get(f"/v1/jobs/{pk}/acquire")
+    worker.post(f"/v1/jobs/{pk}/start", {})
+    worker.post(f"/v1/jobs/{pk}/finish", {"error": "boom"})
+    assert printed(capsys) == [f"mine {pk}"]  # the default on_acquire print is gone
+    assert [message["To"] for message, _ in smtp.sent] == ["ops@example"]
+
+
+def test_keep_default_adds_to_the_defaults(clients, capsys):
+    job = create(clients, notification_override={"keep_default": True, "actions": {
+        "on_start": [{"type": "print", "message": "also {pk} on {node}"}]}})
+    worker, pk = clients["worker"], job["pk"]
+    worker.get(f"/v1/jobs/{pk}/acquire")
+    worker.post(f"/v1/jobs/{pk}/start", {})
+    lines = printed(capsys)
+    assert lines[-2:] == [f"started {pk}", f"also {pk} on {clients['node']}"]
+    assert lines[0].startswith(f"acquired {pk}")
+
+
+def test_a_failing_notification_never_fails_the_request(clients, smtp, pigeons, caplog):
+    smtp.fail = True
+    pigeons.broken = True
+    job = create(clients)
+    worker, pk = clients["worker"], job["pk"]
+    worker.get(f"/v1/jobs/{pk}/acquire")
+    worker.post(f"/v1/jobs/{pk}/start", {})
+    assert worker.post(f"/v1/jobs/{pk}/finish", {}).json["status"] == "COMPLETED"
+    failures = [record.getMessage() for record in caplog.records if record.name == notifications.__name__]
+    assert any("pigeon notification" in failure for failure in failures)
+    job = create(clients)
+    worker.get(f"/v1/jobs/{job['pk']}/acquire")
+    worker.post(f"/v1/jobs/{job['pk']}/start", {})
+    assert worker.post(f"/v1/jobs/{job['pk']}/finish", {"error": "x"}).json["status"] == "FAILED"
+    assert any("email notification" in record.getMessage() for record in caplog.records)
+
+
+def test_nothing_is_sent_for_a_rolled_back_transaction(engine, clients, capsys):
+    pk = create(clients)["pk"]
+    notifier = Notifier(defaults={"on_start": [{"type": "print", "message": "started {pk} ({status})"}]})
+    factory = get_session_factory(engine)
+    notifier.install(factory)
+    capsys.readouterr()
+    manager = transaction.TransactionManager(explicit=True)
+    manager.begin()
+    db = get_tm_session(factory, manager)
+    record_event(db, db.get(Job, pk), "start")
+    manager.abort()
+    assert printed(capsys) == []
+    with manager:
+        db = get_tm_session(factory, manager)
+        job = db.get(Job, pk)
+        job.status = "RUNNING"
+        record_event(db, job, "start")
+        assert printed(capsys) == []  # not before the commit
+    assert printed(capsys) == [f"started {pk} (RUNNING)"]
+
+
+@pytest.mark.parametrize("template, expected", [
+    ("job {pk} {status}", "job 7 RUNNING"),
+    ("{unknown} {pk}", "{unknown} 7"),
+    ("{pk.__class__} {pk[0]}", "{pk.__class__} {pk[0]}"),
+    ("{0} {}", "{0} {}"),
+    ("{pk:>5}", "    7"),
+    ("{pk:%%%}", "{pk:%%%}"),
+    ("unbalanced {", "unbalanced {"),
+    ("{error}", "None"),
+])
+def test_render_never_raises(template, expected):
+    assert render(template, {"pk": 7, "status": "RUNNING", "error": None}) == expected
+
+
+def test_actions_for():
+    defaults = {"on_start": [{"type": "print"}]}
+    own = {"actions": {"on_start": [{"type": "email"}]}}
+    assert actions_for(defaults, None, "start") == [{"type": "print"}]
+    assert actions_for(defaults, own, "start") == [{"type": "email"}]
+    assert actions_for(defaults, {**own, "keep_default": True}, "start") == [{"type": "print"}, {"type": "email"}]
+    assert actions_for(defaults, own, "finish") == []

@@ -1,0 +1,354 @@
+"""Job outputs (seeds 003 and 004): a node adds bytes to the job it runs; everyone signed in reads them."""
+import os
+from urllib.parse import quote
+
+import pytest
+import webtest
+from sqlalchemy import text
+
+from ufdl_pyramid.testing import ApiClient, make_test_app
+
+ECHO = {"name": "echo", "version": 1, "scope": "public", "licence": "MIT",
+        "specific": {"job_type": "Process<str, str>", "executor_class": "tests.Echo", "required_packages": "",
+                     "parameters": {}}}
+MODEL = "Model<Domain<'ic'>, Framework<'numpy', '1.26'>>"
+DATA = b"\x00model bytes\xff" * 100
+
+
+def segment(type_text: str) -> str:
+    # The UFDL client percent-encodes '<', '>' and ' ' but not quotes and commas.
+    return quote(type_text, safe="',")
+
+
+def out(job, name="model", type_text=MODEL, action=""):
+    return f"/v1/jobs/{job['pk']}/outputs/{name}/{segment(type_text)}" + (f"/{action}" if action else "")
+
+
+@pytest.fixture
+def template(admin):
+    return admin.post("/v1/job-templates/import", ECHO, status=201).json
+
+
+@pytest.fixture
+def make_job(bob, template):
+    def make(text="hello"):
+        return bob.post(f"/v1/job-templates/{template['pk']}/create-job",
+                        {"input_values": {"input": {"value": text, "type": "str"}}}, status=201).json
+    return make
+
+
+def register(client, ip="10.0.0.1", index=0) -> ApiClient:
+    pk = client.post("/v1/nodes/create", {"ip": ip, "index": index}, status=201).json["pk"]
+    return client.as_node(pk)
+
+
+@pytest.fixture
+def worker(alice):
+    return register(alice)
+
+
+@pytest.fixture
+def other_worker(alice):
+    return register(alice, "10.0.0.2")
+
+
+@pytest.fixture
+def running(make_job, worker):
+    job = make_job()
+    worker.get(f"/v1/jobs/{job['pk']}/acquire")
+    worker.post(f"/v1/jobs/{job['pk']}/start", {})
+    return job
+
+
+@pytest.fixture
+def storage(wsgi_app):
+    return wsgi_app.registry["ufdl.storage"]
+
+
+def upload(client, job, data=DATA, name="model", type_text=MODEL, status=201, content_type="application/data"):
+    return client.request("POST", out(job, name, type_text), body=data, content_type=content_type, status=status,
+                          headers={"Content-Disposition": f"attachment; filename={name}"})
+
+
+def test_round_trip(worker, bob, running, storage):
+    response = upload(worker, running)
+    output = response.json
+    assert output["job"] == running["pk"] and output["name"] == "model" and output["type"] == MODEL
+    assert output["content_type"] == "application/data" and output["size"] == len(DATA)
+    assert output["creator"] == worker.user_id and output["deletion_time"] is None
+    assert response.headers["Location"].endswith(out(running, action="info"))
+    download = bob.get(out(running))
+    assert download.body == DATA
+    assert download.headers["Content-Type"] == "application/data"
+    assert download.headers["Content-Disposition"] == 'attachment; filename="model"'
+    assert download.headers["Content-Length"] == str(len(DATA))
+    assert download.headers["Accept-Ranges"] == "bytes"
+    assert bob.get(out(running, action="info")).json == output
+    assert bob.get(f"/v1/jobs/{running['pk']}").json["outputs"] == [
+        {"pk": output["pk"], "name": "model", "type": MODEL}]
+    # Type strings are compared in their canonical form: the spacing of the URL does not matter.
+    assert bob.get(out(running, type_text="Model<Domain<'ic'>,Framework<'numpy','1.26'>>", action="info")).json \
+        == output
+
+
+def test_the_upload_is_recorded_as_an_event(worker, running, engine):
+    pk = upload(worker, running).json["pk"]
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT transition, transition_data FROM job_events WHERE job_id = :job "
+                                       "AND transition = 'add_output'"), {"job": running["pk"]}).all()
+    assert len(rows) == 1
+    data = rows[0][1] if isinstance(rows[0][1], dict) else __import__("json").loads(rows[0][1])
+    assert data == {"name": "model", "type": MODEL, "pk": pk}
+
+
+def test_only_the_holding_node_adds_outputs(alice, bob, other_worker, running):
+    assert "does not hold" in upload(other_worker, running, status=403).json["detail"]
+    assert "Node-Id" in upload(alice, running, status=403).json["detail"]
+    assert upload(bob, running, status=403)
+    assert bob.post("/v1/job-outputs/list").json == []
+
+
+def test_not_started_is_417_and_finished_is_406(make_job, worker):
+    job = make_job()
+    worker.get(f"/v1/jobs/{job['pk']}/acquire")
+    assert "not started" in upload(worker, job, status=417).json["detail"]
+    worker.post(f"/v1/jobs/{job['pk']}/start", {})
+    upload(worker, job)
+    worker.post(f"/v1/jobs/{job['pk']}/finish", {})
+    assert "COMPLETED" in upload(worker, job, name="other", status=406).json["detail"]
+
+
+def test_a_duplicate_is_409_but_another_name_or_type_is_fine(worker, running):
+    upload(worker, running)
+    assert "already has an output" in upload(worker, running, status=409).json["detail"]
+    upload(worker, running, name="model.2")
+    upload(worker, running, type_text="BLOB")
+
+
+@pytest.mark.parametrize("name", ["...", "a b", "x" * 201, "%C3%A9t%C3%A9", "a;b", "%00"])
+def test_bad_names_are_400(worker, running, name):
+    response = worker.request("POST", f"/v1/jobs/{running['pk']}/outputs/{name}/BLOB", body=b"x", status=400)
+    assert "output name" in response.json["detail"]
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a%2Fb", "a%2F..%2F..%2Fb"])
+def test_path_tricks_never_reach_the_view(worker, running, name):
+    # Traversal resolves '.' and '..' and decodes '%2F' into a separator: such names are no output slot.
+    worker.request("POST", f"/v1/jobs/{running['pk']}/outputs/{name}/BLOB", body=b"x", status=404)
+    assert worker.post("/v1/job-outputs/list").json == []
+
+
+@pytest.mark.parametrize("type_text", ["Model<", "Nope", "Model<Domain<'ic'>"])
+def test_bad_types_are_400(worker, running, type_text):
+    assert "output type" in upload(worker, running, type_text=type_text, status=400).json["detail"]
+
+
+def test_unknown_outputs_are_404(bob, running):
+    assert bob.get(out(running), status=404)
+    assert bob.get(out(running, action="info"), status=404)
+    assert bob.get(f"/v1/jobs/9999/outputs/model/BLOB", status=404)
+
+
+def test_ranges(worker, bob, running):
+    upload(worker, running, data=b"0123456789")
+    partial = bob.get(out(running), headers={"Range": "bytes=2-5"}, status=206)
+    assert partial.body == b"2345" and partial.headers["Content-Range"] == "bytes 2-5/10"
+    assert partial.headers["Content-Length"] == "4"
+    assert bob.get(out(running), headers={"Range": "bytes=-3"}, status=206).body == b"789"
+    assert bob.get(out(running), headers={"Range": "bytes=8-"}, status=206).body == b"89"
+    refused = bob.get(out(running), headers={"Range": "bytes=10-"}, status=416)
+    assert refused.headers["Content-Range"] == "bytes */10"
+    # Several ranges, or a malformed header: the whole body.
+    assert bob.get(out(running), headers={"Range": "bytes=0-1,3-4"}, status=200).body == b"0123456789"
+
+
+def test_an_empty_output(worker, bob, running):
+    assert upload(worker, running, data=b"").json["size"] == 0
+    response = bob.get(out(running))
+    assert response.body == b"" and response.headers["Content-Length"] == "0"
+
+
+def test_delete_by_name(worker, other_worker, bob, admin, running, make_job):
+    upload(worker, running)
+    assert other_worker.delete(out(running), status=403)
+    assert bob.delete(out(running), status=403)
+    deleted = worker.delete(out(running)).json
+    assert deleted["deletion_time"] is not None
+    assert bob.get(out(running), status=404)
+    assert bob.get(f"/v1/jobs/{running['pk']}").json["outputs"] == []
+    # The name is free again; an admin may delete whatever the state.
+    upload(worker, running)
+    worker.post(f"/v1/jobs/{running['pk']}/finish", {})
+    assert worker.delete(out(running), status=406)
+    assert admin.delete(out(running)).json["deletion_time"] is not None
+
+
+def test_job_outputs_collection(worker, bob, admin, running, storage):
+    output = upload(worker, running).json
+    assert bob.post("/v1/job-outputs/list").json == [output]
+    assert bob.get(f"/v1/job-outputs/{output['pk']}").json == output
+    download = bob.request("POST", f"/v1/job-outputs/{output['pk']}/download", body=b'{"params": {}}',
+                           content_type="application/json")
+    assert download.body == DATA and download.headers["Content-Disposition"] == 'attachment; filename="model"'
+    zipped = bob.post(f"/v1/job-outputs/{output['pk']}/download", {"filetype": "zip"})
+    assert zipped.headers["Content-Disposition"] == 'attachment; filename="model.zip"'
+    assert bob.post(f"/v1/job-outputs/{output['pk']}/download").body == DATA
+    assert bob.get(f"/v1/job-outputs/{output['pk']}/download?filetype=tar.gz").headers[
+        "Content-Disposition"] == 'attachment; filename="model.tar.gz"'
+    assert bob.post(f"/v1/job-outputs/{output['pk']}/download", {"filetype": "../x"}, status=400)
+
+    deleted = admin.delete(f"/v1/job-outputs/{output['pk']}").json
+    assert deleted["deletion_time"] is not None
+    assert admin.delete(f"/v1/job-outputs/{output['pk']}/reinstate").json["deletion_time"] is None
+    assert storage.exists(output_key(storage, DATA))
+    assert admin.delete(f"/v1/job-outputs/{output['pk']}/hard").json["pk"] == output["pk"]
+    assert not storage.exists(output_key(storage, DATA))
+    assert bob.get(f"/v1/job-outputs/{output['pk']}", status=404)
+
+
+def output_key(storage, data: bytes) -> str:
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_hard_delete_keeps_a_blob_another_output_refers_to(worker, admin, running, storage):
+    first = upload(worker, running).json
+    second = upload(worker, running, name="copy").json
+    worker.delete(out(running, "copy"))  # soft-deleted rows still need their blob
+    admin.delete(f"/v1/job-outputs/{first['pk']}/hard")
+    assert storage.exists(output_key(storage, DATA))
+    admin.delete(f"/v1/job-outputs/{second['pk']}/hard")
+    assert not storage.exists(output_key(storage, DATA))
+
+
+def test_hard_deleting_a_job_deletes_its_blobs(worker, admin, bob, running, storage):
+    upload(worker, running)
+    upload(worker, running, data=b"other", name="log", type_text="BLOB")
+    worker.post(f"/v1/jobs/{running['pk']}/finish", {})
+    admin.delete(f"/v1/jobs/{running['pk']}/hard")
+    assert not storage.exists(output_key(storage, DATA))
+    assert not storage.exists(output_key(storage, b"other"))
+    assert bob.post("/v1/job-outputs/list", {"include_inactive": True}).json == []
+
+
+def test_a_failed_request_deletes_nothing_and_keeps_no_new_blob(worker, running, storage):
+    output = upload(worker, running).json
+    # A conflicting upload of other bytes: the transaction rolls back and its blob goes too.
+    upload(worker, running, data=b"second version", status=409)
+    assert not storage.exists(output_key(storage, b"second version"))
+    assert storage.exists(output_key(storage, DATA)) and output["size"] == len(DATA)
+
+
+def test_over_the_limit_is_413(engine, users, tmp_path):
+    app = webtest.TestApp(make_test_app(engine, **{"ufdl.max_output_size": "1K",
+                                                   "ufdl.storage.path": str(tmp_path / "outputs")}))
+    admin = ApiClient(app, *_tokens(users, app, "admin2", admin=True))
+    bob = ApiClient(app, *_tokens(users, app, "bob2"))
+    template = admin.post("/v1/job-templates/import", ECHO, status=201).json
+    job = bob.post(f"/v1/job-templates/{template['pk']}/create-job",
+                   {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json
+    node = register(bob)
+    node.get(f"/v1/jobs/{job['pk']}/acquire")
+    node.post(f"/v1/jobs/{job['pk']}/start", {})
+    upload(node, job, data=b"x" * 1024)
+    assert "1024 bytes" in upload(node, job, data=b"x" * 1025, name="big", status=413).json["detail"]
+    blobs = [name for _, _, names in os.walk(tmp_path / "outputs") for name in names]
+    assert len(blobs) == 1  # the accepted one; nothing left of the refused upload
+
+
+def _tokens(users, app, username, admin=False):
+    user_id = users.create(username, admin=admin)
+    tokens = app.post_json("/v1/auth/obtain", {"username": username, "password": "password123"}).json
+    return tokens["access"], tokens["refresh"], None, user_id
+
+
+def _memory_kib(pid: int) -> dict:
+    """Current and peak resident memory of a process, KiB (Linux)."""
+    with open(f"/proc/{pid}/status") as status:
+        fields = dict(line.split(":", 1) for line in status)
+    return {"rss": int(fields["VmRSS"].split()[0]), "peak": int(fields["VmHWM"].split()[0])}
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc to measure the server")
+def test_200_mib_up_and_down_with_flat_server_memory(engine, worker, bob, running, tmp_path):
+    """A real waitress server in its own process: upload 200 MiB streamed from a generator, download it
+    streamed, and the server's peak RSS grows by less than 50 MiB."""
+    import hashlib
+    import http.client
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    size, chunk = 200 << 20, 1 << 20
+    block = os.urandom(chunk)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = open(tmp_path / "server.log", "w+")
+    server = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "serve_outputs.py"),
+                               engine.url.render_as_string(hide_password=False), str(port),
+                               str(tmp_path / "outputs")], stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, log.seek(0) or log.read()
+                time.sleep(0.1)
+
+        def call(client, method, path, body=None, headers=None):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            connection.request(method, path, body=body, headers={**client.headers(), **(headers or {})})
+            return connection, connection.getresponse()
+
+        # Warm up (imports, first queries, pools), then take the baseline.
+        connection, response = call(bob, "GET", f"/v1/jobs/{running['pk']}")
+        assert response.status == 200, response.read()
+        connection.close()
+        before = _memory_kib(server.pid)
+
+        def body():
+            for _ in range(size // chunk):
+                yield block
+
+        connection, response = call(worker, "POST", out(running, "big", "BLOB"), body(), {
+            "Content-Type": "application/data", "Content-Length": str(size),
+            "Content-Disposition": "attachment; filename=big"})
+        assert response.status == 201, response.read()
+        assert b'"size": 209715200' in response.read()
+        connection.close()
+        after_upload = _memory_kib(server.pid)
+
+        connection, response = call(bob, "GET", out(running, "big", "BLOB"))
+        assert response.status == 200 and response.getheader("Content-Length") == str(size)
+        digest, received = hashlib.sha256(), 0
+        while piece := response.read(chunk):
+            digest.update(piece)
+            received += len(piece)
+        connection.close()
+        after_download = _memory_kib(server.pid)
+    finally:
+        server.terminate()
+        server.wait(10)
+        log.close()
+    expected = hashlib.sha256()
+    for _ in range(size // chunk):
+        expected.update(block)
+    assert received == size and digest.hexdigest() == expected.hexdigest()
+    growth_mib = (after_download["peak"] - before["peak"]) / 1024
+    print(f"server memory KiB: before {before}, after upload {after_upload}, after download {after_download}; "
+          f"peak growth {growth_mib:.1f} MiB")
+    assert growth_mib < 50
+
+
+def test_uploads_run_once_so_their_body_is_not_copied_first(wsgi_app):
+    """pyramid_retry would copy the whole body before a retryable request; uploads stream instead."""
+    from pyramid.testing import DummyRequest
+
+    hook = wsgi_app.registry.settings["retry.activate_hook"]
+    assert hook(DummyRequest(path="/v1/jobs/3/outputs/model/BLOB", method="POST")) == 1
+    assert hook(DummyRequest(path="/v1/jobs/3/outputs/model/BLOB", method="GET")) is None
+    assert hook(DummyRequest(path="/v1/jobs/3/start", method="POST")) is None

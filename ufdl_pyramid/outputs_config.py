@@ -1,0 +1,28 @@
+"""Start-up for job outputs: the storage at ``registry["ufdl.storage"]`` (from ``ufdl.storage.path``), blob
+clean-up after commits, and no retry copy of upload bodies."""
+import re
+
+from .services.outputs import BlobCleanup
+from .storage import storage_from_settings
+
+_UPLOAD_PATH = re.compile(r"/v1/jobs/[0-9]+/outputs/")
+
+
+def upload_attempts(request):
+    """pyramid_retry copies a request's whole body before the first attempt when it may retry; an output
+    upload is streamed to storage instead, so it runs once (a conflict then answers 409)."""
+    if request.method == "POST" and _UPLOAD_PATH.match(request.path_info):
+        return 1
+    return None
+
+
+def includeme(config):
+    settings = config.get_settings()
+    storage = storage_from_settings(settings)
+    config.registry["ufdl.storage"] = storage
+    BlobCleanup(storage).install(config.registry["db.session_factory"])
+    previous = config.maybe_dotted(settings.get("retry.activate_hook"))
+    if previous is None:
+        settings["retry.activate_hook"] = upload_attempts
+    else:
+        settings["retry.activate_hook"] = lambda request: upload_attempts(request) or previous(request)

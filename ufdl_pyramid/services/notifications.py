@@ -1,0 +1,192 @@
+"""Notifications: telling people that a job changed, once the change is committed.
+
+Each transition (``acquire``, ``release``, ``start``, ``progress``, ``finish``, ``error`` -- a finish with an
+error --, ``reset``, ``abort``, ``cancel``) may carry a list of notifications ``{"type", "message", "to",
+"subject"}`` under ``on_<transition>``. The server's defaults come from the setting
+``ufdl.notifications.defaults``; a job created with ``notification_override: {"actions": {...},
+"keep_default": bool}`` uses its own actions, after the defaults when ``keep_default`` is true and instead of
+them otherwise (the default).
+
+Kinds: ``print`` writes the message to the server's standard output; ``email`` sends it through the SMTP
+server of the ``ufdl.smtp.*`` settings to ``to`` (default: the job creator's address); ``websocket`` sends
+nothing more, since the progress channel already pushes every event to its listeners. Plugins add kinds with
+the ``ufdl_register_notifiers`` hook: ``callable(message, job_json, notification)``.
+
+The work is split around the commit: `Notifier.before_commit` reads the events the transaction wrote
+(``db.info["ufdl.new_events"]``) and prepares the messages while the session can still query; `after_commit`
+sends them; `after_rollback` drops them, so nothing is sent for a change that did not happen. A failing
+notification is logged and never fails the request. No Pyramid here.
+"""
+import logging
+import smtplib
+import string
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any, Callable, Mapping
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..models import Job, User
+from ..representations import job_json
+from .events import NEW_EVENTS
+
+log = logging.getLogger(__name__)
+
+TRANSITIONS = ("acquire", "release", "start", "progress", "finish", "error", "reset", "abort", "cancel")
+DEFAULT_MESSAGE = "Job {pk} ({template}): {transition}, status {status}, progress {progress}"
+DEFAULT_SUBJECT = "UFDL job {pk}: {transition}"
+PENDING = "ufdl.pending_notifications"
+
+
+class _TemplateFormatter(string.Formatter):
+    """``str.format`` limited to plain names: ``{pk.__class__}`` or ``{pk[0]}`` are left as written, and a
+    name the message does not know stays visible as ``{name}``."""
+
+    def get_field(self, field_name, args, kwargs):
+        if not field_name.isidentifier():
+            return "{" + field_name + "}", field_name
+        return kwargs.get(field_name, "{" + field_name + "}"), field_name
+
+
+_FORMATTER = _TemplateFormatter()
+
+
+def render(template: str, values: Mapping[str, Any]) -> str:
+    """The message with ``{pk}``, ``{node}``, ... filled in; never raises (a broken template is sent as is)."""
+    try:
+        return _FORMATTER.vformat(template, (), dict(values))
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError):
+        return template
+
+
+def actions_for(defaults: Mapping, override: Mapping | None, transition: str) -> list[dict]:
+    """The notifications to send for a transition of a job with this override (None: the defaults)."""
+    key = f"on_{transition}"
+    default_actions = list(defaults.get(key) or [])
+    if not override:
+        return default_actions
+    own = list((override.get("actions") or {}).get(key) or [])
+    return default_actions + own if override.get("keep_default", False) else own
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "localhost"
+    port: int = 25
+    sender: str = "ufdl@localhost"
+    user: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    timeout: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Mapping) -> "SmtpConfig":
+        return cls(host=settings.get("ufdl.smtp.host") or "localhost", port=int(settings.get("ufdl.smtp.port") or 25),
+                   sender=settings.get("ufdl.smtp.from") or "ufdl@localhost", user=settings.get("ufdl.smtp.user"),
+                   password=settings.get("ufdl.smtp.password"), starttls=bool(settings.get("ufdl.smtp.starttls")),
+                   timeout=float(settings.get("ufdl.smtp.timeout") or 10))
+
+
+@dataclass
+class PreparedNotification:
+    notification: dict
+    message: str
+    subject: str
+    recipient: str | None
+    job: dict
+
+
+@dataclass
+class Notifier:
+    defaults: Mapping = field(default_factory=dict)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    # Kinds added by plugins: name -> callable(message, job_json, notification).
+    plugin_notifiers: Mapping[str, Callable] = field(default_factory=dict)
+
+    def install(self, session_factory: sessionmaker) -> None:
+        event.listen(session_factory, "before_commit", self.before_commit)
+        event.listen(session_factory, "after_commit", self.after_commit)
+        event.listen(session_factory, "after_rollback", self.after_rollback)
+
+    # Around the commit
+
+    def before_commit(self, session: Session) -> None:
+        events = list(session.info.get(NEW_EVENTS) or ())
+        if not events:
+            return
+        try:
+            session.info[PENDING] = self.prepare(session, events)
+        except Exception:
+            log.exception("could not prepare the notifications of %d job event(s)", len(events))
+
+    def after_commit(self, session: Session) -> None:
+        session.info.pop(NEW_EVENTS, None)
+        for prepared in session.info.pop(PENDING, ()):
+            self.send(prepared)
+
+    def after_rollback(self, session: Session) -> None:
+        session.info.pop(NEW_EVENTS, None)
+        session.info.pop(PENDING, None)
+
+    # Preparing and sending
+
+    def prepare(self, session: Session, events) -> list[PreparedNotification]:
+        prepared = []
+        for job_event in events:
+            job = session.get(Job, job_event.job_id)
+            if job is None:
+                continue
+            override = (job.notification_override or {}).get("notification_override")
+            actions = actions_for(self.defaults, override, job_event.transition)
+            if not actions:
+                continue
+            values = {"pk": job.id, "node": job_event.node_id, "error": job_event.error, "status": job_event.status,
+                      "progress": job_event.progress, "transition": job_event.transition,
+                      "template": f"{job.template.name} v{job.template.version}", "description": job.description}
+            creator_email = None
+            if any(action.get("type") == "email" and not action.get("to") for action in actions) and job.creator_id:
+                creator = session.get(User, job.creator_id)
+                creator_email = creator.email if creator is not None else None
+            representation = job_json(job)
+            for action in actions:
+                if not isinstance(action, Mapping):
+                    continue
+                prepared.append(PreparedNotification(
+                    notification=dict(action), message=render(action.get("message") or DEFAULT_MESSAGE, values),
+                    subject=render(action.get("subject") or DEFAULT_SUBJECT, values),
+                    recipient=action.get("to") or creator_email, job=representation))
+        return prepared
+
+    def send(self, prepared: PreparedNotification) -> None:
+        kind = prepared.notification.get("type")
+        try:
+            if kind == "print":
+                print(prepared.message, flush=True)
+            elif kind == "email":
+                self.send_email(prepared)
+            elif kind == "websocket":
+                pass  # the progress channel already delivers every event to its listeners
+            elif kind in self.plugin_notifiers:
+                self.plugin_notifiers[kind](prepared.message, prepared.job, prepared.notification)
+            else:
+                log.warning("unknown notification type %r for job %s", kind, prepared.job.get("pk"))
+        except Exception:
+            log.exception("%s notification for job %s failed", kind, prepared.job.get("pk"))
+
+    def send_email(self, prepared: PreparedNotification) -> None:
+        if not prepared.recipient:
+            log.warning("email notification for job %s has no recipient (no 'to', creator without e-mail)",
+                        prepared.job.get("pk"))
+            return
+        message = EmailMessage()
+        message["From"] = self.smtp.sender
+        message["To"] = prepared.recipient
+        message["Subject"] = prepared.subject
+        message.set_content(prepared.message)
+        with smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.smtp.timeout) as client:
+            if self.smtp.starttls:
+                client.starttls()
+            if self.smtp.user:
+                client.login(self.smtp.user, self.smtp.password or "")
+            client.send_message(message)

@@ -1,0 +1,206 @@
+"""Job outputs: a node adds the bytes of an output to the job it runs; anyone signed in reads them.
+
+The bytes live in an `OutputStorage` (content-addressed, so identical outputs share one blob); the database
+row knows the job, the name, the type and the blob's key. A blob is deleted only **after the commit** that
+removed the last row referring to it (`BlobCleanup`), and a blob stored by a transaction that rolled back is
+deleted too when nothing refers to it. No Pyramid here.
+"""
+import logging
+import re
+from typing import BinaryIO
+
+from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound, WrongState
+from ..models import Job, JobOutput, Node, User
+from ..models.jobs import FINAL_STATUSES, RUNNING
+from ..models.meta import utcnow
+from ..storage import OutputStorage
+from .events import record_event
+from .type_registry import resolve, type_registry
+
+log = logging.getLogger(__name__)
+
+OUTPUT_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+_CONTENT_TYPE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,199}")
+
+
+class NotStarted(WrongState):
+    """Adding an output to a job that has not started yet: upstream answers 417."""
+
+    status = 417
+
+
+def check_output_name(name: str) -> str:
+    """A name safe in a URL segment and a filename: letters, digits, ``_ . : -``; not ``.`` or ``..``."""
+    if not OUTPUT_NAME.fullmatch(name) or set(name) == {"."}:
+        raise InvalidInput(f"Invalid output name {name!r}: use 1 to 200 letters, digits, '_', '.', ':' or '-'")
+    return name
+
+
+def clean_content_type(value: str | None) -> str:
+    """The Content-Type to keep: printable ASCII (no header injection), else the generic binary type."""
+    value = (value or "").strip()
+    return value if _CONTENT_TYPE.fullmatch(value) else DEFAULT_CONTENT_TYPE
+
+
+class JobOutputService:
+    def __init__(self, db: Session, storage: OutputStorage, max_size: int | None = None):
+        self.db = db
+        self.storage = storage
+        self.max_size = max_size
+
+    def canonical_type(self, type_text: str) -> str:
+        return str(resolve(type_registry(self.db), type_text, "output type"))
+
+    def find(self, job: Job, name: str, type_text: str) -> JobOutput:
+        """The job's active output of that name and type, or NotFound."""
+        check_output_name(name)
+        canonical = self.canonical_type(type_text)
+        output = self.db.scalar(select(JobOutput).where(
+            JobOutput.job_id == job.id, JobOutput.name == name, JobOutput.type == canonical,
+            JobOutput.deletion_time.is_(None)))
+        if output is None:
+            raise NotFound(f"Job {job.id} has no output {name!r} of type {canonical}")
+        return output
+
+    def add(self, job: Job, node: Node | None, name: str, type_text: str, stream: BinaryIO,
+            content_type: str | None, user: User | None) -> JobOutput:
+        """Streams the bytes into storage and records the output (and an ``add_output`` event)."""
+        if node is None:
+            raise Forbidden("Only a node may add an output to a job: send the Node-Id header")
+        if job.node_id != node.id:
+            raise Forbidden(f"Node {node.id} does not hold job {job.id}")
+        if job.status in FINAL_STATUSES or job.is_cancelled or not job.is_active:
+            raise WrongState(f"Cannot add an output to job {job.id}: it is {job.status}")
+        if job.status != RUNNING:
+            raise NotStarted(f"Cannot add an output to job {job.id}: it has not started ({job.status})")
+        check_output_name(name)
+        canonical = self.canonical_type(type_text)
+        self._check_unique(job, name, canonical)
+        if self.max_size is None:
+            raise ValueError("JobOutputService.add needs max_size")
+        blob = self.storage.store(stream, max_size=self.max_size)
+        BlobCleanup.note_stored(self.db, blob.key)
+        output = JobOutput(job_id=job.id, name=name, type=canonical, content_type=clean_content_type(content_type),
+                           blob_key=blob.key, size=blob.size, creation_time=utcnow(),
+                           creator_id=user.id if user is not None else None)
+        self.db.add(output)
+        try:
+            self.db.flush()
+        except IntegrityError:
+            # Another upload of the same (job, name, type) committed first; our blob goes on rollback.
+            raise Conflict(f"Job {job.id} already has an output {name!r} of type {canonical}") from None
+        self.db.expire(job, ["outputs"])
+        record_event(self.db, job, "add_output", data={"name": name, "type": canonical, "pk": output.id})
+        return output
+
+    def delete(self, job: Job, output: JobOutput, node: Node | None, user: User) -> JobOutput:
+        """Soft-deletes an output: by the node running the job, or by an admin."""
+        if not user.is_admin:
+            if node is None or job.node_id != node.id:
+                raise Forbidden(f"Only the node running job {job.id} (or an admin) may delete its outputs")
+            if job.status != RUNNING:
+                raise WrongState(f"Cannot delete an output of job {job.id}: it is {job.status}")
+        output.soft_delete()
+        self.db.flush()
+        self.db.expire(job, ["outputs"])
+        return output
+
+    def _check_unique(self, job: Job, name: str, canonical: str) -> None:
+        exists = self.db.scalar(select(JobOutput.id).where(
+            JobOutput.job_id == job.id, JobOutput.name == name, JobOutput.type == canonical,
+            JobOutput.deletion_time.is_(None)))
+        if exists is not None:
+            raise Conflict(f"Job {job.id} already has an output {name!r} of type {canonical}")
+
+
+def download_filename(name: str, filetype: str | None = None) -> str:
+    """The filename offered on download: the output's name, its extension replaced by ``filetype``."""
+    if not filetype:
+        return name
+    extension = filetype.lstrip(".")
+    if not OUTPUT_NAME.fullmatch(extension):
+        raise InvalidInput(f"Invalid filetype {filetype!r}")
+    stem, dot, _ = name.rpartition(".")
+    return f"{stem if dot and stem else name}.{extension}"
+
+
+class BlobCleanup:
+    """Deletes blobs that no output row refers to any more, once the database says so for good.
+
+    Listens on a session factory: before each flush it notes the blob keys of the outputs being deleted (an
+    output, or a job with its outputs and its children's, which the database removes by ON DELETE CASCADE);
+    after the commit it deletes those of the keys that no row, active or soft-deleted, still refers to. Blobs
+    stored in a transaction that rolls back are checked the same way after the rollback. The check runs on a
+    fresh connection after the commit, so a concurrent transaction that committed a row with the same key
+    keeps its blob; an upload of the same bytes still in flight (stored, not yet committed) can lose it, which
+    is the race `OutputStorage` warns about (narrow: it needs identical bytes deleted and re-uploaded at once).
+    """
+
+    DELETED = "ufdl.deleted_blob_keys"
+    STORED = "ufdl.stored_blob_keys"
+
+    def __init__(self, storage: OutputStorage):
+        self.storage = storage
+
+    @classmethod
+    def note_stored(cls, db: Session, key: str) -> None:
+        db.info.setdefault(cls.STORED, set()).add(key)
+
+    def install(self, session_factory: sessionmaker) -> None:
+        event.listen(session_factory, "before_flush", self.before_flush)
+        event.listen(session_factory, "after_commit", self.after_commit)
+        event.listen(session_factory, "after_rollback", self.after_rollback)
+
+    def before_flush(self, session: Session, _context, _instances) -> None:
+        keys = set()
+        jobs = []
+        for row in session.deleted:
+            if isinstance(row, JobOutput):
+                keys.add(row.blob_key)
+            elif isinstance(row, Job):
+                jobs.append(row.id)
+        if jobs:
+            keys |= self._keys_of_jobs(session, jobs)
+        if keys:
+            session.info.setdefault(self.DELETED, set()).update(keys)
+
+    @staticmethod
+    def _keys_of_jobs(session: Session, job_ids: list[int]) -> set[str]:
+        """The blob keys of these jobs' outputs and of all their descendants' (children die with the parent)."""
+        keys: set[str] = set()
+        seen: set[int] = set()
+        frontier = [job_id for job_id in job_ids if job_id is not None]
+        with session.no_autoflush:
+            while frontier:
+                seen.update(frontier)
+                keys.update(session.scalars(select(JobOutput.blob_key).where(JobOutput.job_id.in_(frontier))))
+                frontier = [child for child in session.scalars(select(Job.id).where(Job.parent_id.in_(frontier)))
+                            if child not in seen]
+        return keys
+
+    def after_commit(self, session: Session) -> None:
+        session.info.pop(self.STORED, None)
+        self._delete_unreferenced(session, session.info.pop(self.DELETED, set()))
+
+    def after_rollback(self, session: Session) -> None:
+        session.info.pop(self.DELETED, None)
+        self._delete_unreferenced(session, session.info.pop(self.STORED, set()))
+
+    def _delete_unreferenced(self, session: Session, keys: set[str]) -> None:
+        if not keys:
+            return
+        try:
+            # The session cannot run SQL now (its transaction is over): ask on a connection of its own.
+            with session.get_bind().connect() as connection:
+                referenced = set(connection.scalars(select(JobOutput.blob_key)
+                                                    .where(JobOutput.blob_key.in_(sorted(keys))).distinct()))
+            for key in keys - referenced:
+                self.storage.delete(key)
+        except Exception:
+            # The commit has happened: a blob left behind wastes space but breaks nothing.
+            log.exception("could not delete unreferenced output blobs %s", sorted(keys))

@@ -1,0 +1,88 @@
+"""Job outputs over HTTP: ``/v1/jobs/{pk}/outputs/{NAME}/{TYPE}`` (add, download, delete, info) and
+``/v1/job-outputs/{pk}/download``. Bodies stream in and out: an output is never held whole in memory.
+
+List, retrieve, destroy, reinstate and hard delete of ``/v1/job-outputs`` are the generic views of
+views/records.py; deleting a blob once no row needs it is `services.outputs.BlobCleanup`'s job.
+"""
+from pyramid.response import Response
+
+from ..errors import InvalidInput
+from ..permissions import Permission
+from ..representations import job_output_json
+from ..resources.jobs import JobOutputItem, OutputSlot
+from ..services.outputs import JobOutputService, download_filename
+from ..storage import RangeNotSatisfiable, parse_range
+from .api import api_view, read_json
+from .errors import error_response
+
+
+def output_service(request) -> JobOutputService:
+    return JobOutputService(request.db, request.registry["ufdl.storage"],
+                            request.registry.settings["ufdl.max_output_size"])
+
+
+@api_view(context=OutputSlot, request_method="POST", permission=Permission.ACT)
+def add_output(context, request):
+    # The type is checked before the body is read, so a bad request costs no upload.
+    output = output_service(request).add(context.job, request.node, context.output_name, context.output_type,
+                                         request.body_file, request.content_type, request.identity.user)
+    request.response.status_int = 201
+    request.response.location = request.resource_url(context).rstrip("/") + "/info"
+    return job_output_json(output)
+
+
+@api_view(context=OutputSlot, request_method="GET", permission=Permission.VIEW)
+def get_output(context, request):
+    output = output_service(request).find(context.job, context.output_name, context.output_type)
+    return stream_output(request, output, download_filename(output.name))
+
+
+@api_view(context=OutputSlot, name="info", request_method="GET", permission=Permission.VIEW)
+def output_info(context, request):
+    return job_output_json(output_service(request).find(context.job, context.output_name, context.output_type))
+
+
+@api_view(context=OutputSlot, request_method="DELETE", permission=Permission.ACT)
+def delete_output(context, request):
+    service = output_service(request)
+    output = service.find(context.job, context.output_name, context.output_type)
+    return job_output_json(service.delete(context.job, output, request.node, request.identity.user))
+
+
+@api_view(context=JobOutputItem, name="download", request_method=("GET", "POST"), permission=Permission.VIEW)
+def download(context, request):
+    """The UFDL client POSTs ``{"params": {}}``; ``filetype`` (in the body, its params or the query) changes
+    the extension of the offered filename."""
+    body = read_json(request, optional=True) if request.method == "POST" else {}
+    if not isinstance(body, dict):
+        raise InvalidInput("The download body must be a JSON object")
+    params = body.get("params") if isinstance(body.get("params"), dict) else {}
+    filetype = body.get("filetype") or params.get("filetype") or request.GET.get("filetype")
+    if filetype is not None and not isinstance(filetype, str):
+        raise InvalidInput("filetype must be a string")
+    output = context.row
+    return stream_output(request, output, download_filename(output.name, filetype))
+
+
+def stream_output(request, output, filename: str):
+    """The blob as the answer: whole, or the one byte range asked for (206), or 416."""
+    storage = request.registry["ufdl.storage"]
+    try:
+        span = parse_range(request.headers.get("Range"), output.size)
+    except RangeNotSatisfiable as error:
+        return error_response(request, 416, error.detail, {"Content-Range": error.content_range})
+    headers = {"Accept-Ranges": "bytes", "Content-Disposition": f'attachment; filename="{filename}"'}
+    if span is None:
+        status = 200
+        app_iter = storage.iter_range(output.blob_key, 0, output.size - 1) if output.size else []
+        length = output.size
+    else:
+        start, end = span
+        status = 206
+        app_iter = storage.iter_range(output.blob_key, start, end)
+        length = end - start + 1
+        headers["Content-Range"] = f"bytes {start}-{end}/{output.size}"
+    response = Response(status=status, app_iter=app_iter, content_type=output.content_type, charset=None)
+    response.headers.update(headers)
+    response.content_length = length
+    return response
