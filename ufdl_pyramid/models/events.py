@@ -15,6 +15,8 @@ EventId = BigInteger().with_variant(Integer, "sqlite")
 
 class JobEvent(Base):
     __tablename__ = "job_events"
+    # Ids are never reused on SQLite either (the progress channel's clients resume after an id).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
@@ -25,3 +27,13 @@ class JobEvent(Base):
     error: Mapped[str | None] = mapped_column(Text)
     transition_data: Mapped[dict | None] = mapped_column(JSON)
     time: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # PostgreSQL: the writing transaction's id (pg_current_xact_id), taken before the event id is drawn.
+    txid: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class JobEventRetention(Base):
+    """One row (id 1): the highest event id pruned so far; resuming after an older id has missed events."""
+    __tablename__ = "job_event_retention"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    pruned_through: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,511 @@
+"""The progress channel: a real gevent listener in a child process, real websocket clients, the REST app in
+this process (so every test here is also a two-process test); on PostgreSQL, NOTIFY carries the wake-ups."""
+import json
+import queue
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import timedelta
+
+import pytest
+import transaction
+import websocket
+from sqlalchemy import select
+
+from ufdl_pyramid.cli.websocket import listener_argv
+from ufdl_pyramid.client import ChannelRefused, channel_url, connect, watch_job
+from ufdl_pyramid.models import Job, JobEvent, get_session_factory, get_tm_session
+from ufdl_pyramid.models.meta import utcnow
+from ufdl_pyramid.services.event_feed import EventFeed
+from ufdl_pyramid.services.events import prune_events, record_event
+from ufdl_pyramid.testing import TEST_SETTINGS
+
+ECHO = {"name": "echo", "version": 1, "scope": "public", "licence": "MIT",
+        "specific": {"job_type": "Process<str, str>", "executor_class": "tests.Echo", "required_packages": "",
+                     "parameters": {}}}
+PING_INTERVAL = 0.5
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ListenerProcess:
+    def __init__(self, engine, tmp_path, launch=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
+        settings = {**TEST_SETTINGS, "sqlalchemy.url": url, "ufdl.ws_ping_interval": str(PING_INTERVAL),
+                    "ufdl.ws_poll_interval": "0.02"}
+        ini = tmp_path / "listener.ini"
+        ini.write_text("[app:main]\nuse = egg:ufdl-pyramid\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+        self.log = open(tmp_path / "listener.log", "w+")
+        argv = listener_argv(str(ini), f"127.0.0.1:{self.port}")
+        if launch:
+            argv[2] = launch
+        self.process = subprocess.Popen(argv,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.time() > deadline:
+                    self.log.seek(0)
+                    raise RuntimeError(f"the listener did not start:\n{self.log.read()}")
+                time.sleep(0.05)
+
+    def status(self) -> dict:
+        with urllib.request.urlopen(f"{self.url}/v1/websocket/status", timeout=5) as response:
+            return json.load(response)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(10)
+        self.log.seek(0)
+        text = self.log.read()
+        self.log.close()
+        assert "Traceback" not in text, text
+
+
+@pytest.fixture
+def listener(engine, tmp_path):
+    process = ListenerProcess(engine, tmp_path)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def template(admin):
+    return admin.post("/v1/job-templates/import", ECHO, status=201).json
+
+
+@pytest.fixture
+def make_job(bob, template):
+    def make(text="hello"):
+        return bob.post(f"/v1/job-templates/{template['pk']}/create-job",
+                        {"input_values": {"input": {"value": text, "type": "str"}}}, status=201).json
+    return make
+
+
+@pytest.fixture
+def job(make_job):
+    return make_job()
+
+
+@pytest.fixture
+def worker(alice):
+    pk = alice.post("/v1/nodes/create", {"ip": "10.0.0.1", "index": 0}, status=201).json["pk"]
+    return alice.as_node(pk)
+
+
+def path(job, action):
+    return f"/v1/jobs/{job['pk']}/{action}"
+
+
+class Watch:
+    """``watch_job`` in a thread: the messages land in a queue."""
+
+    def __init__(self, listener, token, pk, **kwargs):
+        self.messages = queue.Queue()
+        self.error = None
+        self.done = threading.Event()
+
+        def run():
+            try:
+                for message in watch_job(listener.url, token, pk, **kwargs):
+                    self.messages.put(message)
+            except Exception as error:  # pragma: no cover - reported by the test
+                self.error = error
+            finally:
+                self.done.set()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def next(self, timeout=10) -> dict:
+        try:
+            return self.messages.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no message within {timeout}s (error: {self.error})") from None
+
+
+def events_of(engine, pk):
+    with engine.connect() as connection:
+        return connection.execute(select(JobEvent.id, JobEvent.transition).where(JobEvent.job_id == pk)
+                                  .order_by(JobEvent.id)).all()
+
+
+def test_a_whole_lifecycle_arrives_in_order_then_the_channel_closes(listener, engine, bob, worker, job):
+    watch = Watch(listener, bob.token, job["pk"])
+    state = watch.next()
+    assert state["transition"] == "state" and state["pk"] == job["pk"] and state["status"] == "PENDING"
+    assert state["progress"] == 0 and state["node"] is None
+
+    worker.get(path(job, "acquire"))
+    worker.post(path(job, "start"), {})
+    worker.post(path(job, "progress/0.5"), {"epoch": 1, "loss": 0.25})
+    worker.post(path(job, "progress/0.75"), {"epoch": 2})
+    worker.post(path(job, "finish"), {})
+
+    received = [watch.next() for _ in range(5)]
+    assert [m["transition"] for m in received] == ["acquire", "start", "progress", "progress", "finish"]
+    assert [m["status"] for m in received] == ["QUEUED", "RUNNING", "RUNNING", "RUNNING", "COMPLETED"]
+    assert [m["progress"] for m in received] == [0, 0, 0.5, 0.75, 1.0]
+    assert received[2]["transition_data"] == {"epoch": 1, "loss": 0.25}
+    assert all(m["pk"] == job["pk"] and m["node"] == worker.node_id for m in received)
+    ids = [m["id"] for m in received]
+    assert ids == sorted(ids) and ids[0] > state["id"]
+    assert [row.id for row in events_of(engine, job["pk"]) if row.id > state["id"]] == ids
+    assert set(received[0]) == {"id", "transition", "pk", "status", "progress", "node", "error",
+                                "transition_data", "time"}
+    assert received[0]["time"].endswith("Z")
+    # The final event closes the channel with 1000: watch_job returns.
+    assert watch.done.wait(5) and watch.error is None
+    assert watch.messages.empty()
+
+
+def test_a_finished_job_gets_its_state_then_a_normal_close(listener, bob, worker, job):
+    worker.get(path(job, "acquire"))
+    worker.post(path(job, "start"), {})
+    worker.post(path(job, "finish"), {"error": "out of memory"})
+    ws = connect(listener.url, bob.token, job["pk"])
+    state = json.loads(ws.recv())
+    assert state["transition"] == "state" and state["status"] == "FAILED" and state["error"] == "out of memory"
+    opcode, data = ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1000
+    ws.close()
+
+
+def test_reconnecting_with_after_loses_nothing(listener, bob, worker, job):
+    worker.get(path(job, "acquire"))
+    worker.post(path(job, "start"), {})
+    ws = connect(listener.url, bob.token, job["pk"])
+    state = json.loads(ws.recv())
+    worker.post(path(job, "progress/0.1"), {"step": 1})
+    first = json.loads(ws.recv())
+    assert first["transition_data"] == {"step": 1}
+    ws.sock.close()  # the connection drops: no close frame
+
+    for step in (2, 3):
+        worker.post(path(job, f"progress/0.{step}"), {"step": step})
+    ws = connect(listener.url, bob.token, job["pk"], after=first["id"])
+    again = json.loads(ws.recv())
+    assert again["transition"] == "state" and again["progress"] == 0.3
+    replayed = [json.loads(ws.recv()) for _ in range(2)]
+    assert [m["transition_data"] for m in replayed] == [{"step": 2}, {"step": 3}]
+    assert again["id"] == replayed[-1]["id"] > first["id"] > state["id"]
+    worker.post(path(job, "progress/0.4"), {"step": 4})
+    assert json.loads(ws.recv())["transition_data"] == {"step": 4}
+    ws.close()
+
+
+def test_watch_job_reconnects_by_itself(listener, bob, worker, job):
+    worker.get(path(job, "acquire"))
+    worker.post(path(job, "start"), {})
+    watch = Watch(listener, bob.token, job["pk"], reconnect_delay=0.2)
+    assert watch.next()["transition"] == "state"
+    worker.post(path(job, "progress/0.1"), {"step": 1})
+    assert watch.next()["transition_data"] == {"step": 1}
+    # Kill the listener; events keep being written; a new listener comes up on the same port.
+    listener.process.kill()
+    listener.process.wait(5)
+    for step in (2, 3):
+        worker.post(path(job, f"progress/0.{step}"), {"step": step})
+    port = listener.port
+    listener.process = subprocess.Popen(listener.process.args, stdout=listener.log, stderr=subprocess.STDOUT)
+    assert listener.port == port
+    worker.post(path(job, "progress/0.4"), {"step": 4})
+    messages = [watch.next(15) for _ in range(4)]
+    assert messages[0]["transition"] == "state"
+    assert [m["transition_data"] for m in messages[1:]] == [{"step": 2}, {"step": 3}, {"step": 4}]
+    worker.post(path(job, "finish"), {})
+    assert watch.next()["transition"] == "finish"
+    assert watch.done.wait(5) and watch.error is None
+
+
+@pytest.mark.parametrize("query, headers, status", [
+    ("", [], 401),
+    ("", ["Authorization: Bearer not-a-token"], 401),
+    ("", ["Authorization: Basic eDp5"], 401),
+    ("?access_token=not-a-token", [], 401),
+    ("?after=x", ["TOKEN"], 400),
+])
+def test_refused_upgrades_are_http_answers(listener, bob, job, query, headers, status):
+    headers = [f"Authorization: Bearer {bob.token}" if h == "TOKEN" else h for h in headers]
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(channel_url(listener.url, job["pk"]) + query, header=headers, timeout=5)
+    assert refused.value.status_code == status
+    assert json.loads(refused.value.resp_body)["detail"]
+
+
+def test_unknown_job_is_404_and_a_query_token_works(listener, bob, job):
+    with pytest.raises(ChannelRefused) as refused:
+        connect(listener.url, bob.token, 999999)
+    assert refused.value.status == 404 and "999999" in refused.value.detail
+    ws = websocket.create_connection(channel_url(listener.url, job["pk"]) + f"?access_token={bob.token}",
+                                     timeout=5)
+    assert json.loads(ws.recv())["transition"] == "state"
+    ws.close()
+
+
+def test_only_the_channel_path_upgrades(listener, bob):
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(f"ws://127.0.0.1:{listener.port}/v1/jobs/list",
+                                    header=[f"Authorization: Bearer {bob.token}"], timeout=5)
+    assert refused.value.status_code == 404
+    with pytest.raises(urllib.error.HTTPError) as plain:
+        urllib.request.urlopen(f"{listener.url}/v1/jobs/1", timeout=5)
+    assert plain.value.code == 404
+
+
+def test_a_rolled_back_event_is_never_published(listener, engine, bob, worker, job):
+    worker.get(path(job, "acquire"))
+    worker.post(path(job, "start"), {})
+    ws = connect(listener.url, bob.token, job["pk"])
+    json.loads(ws.recv())
+    manager = transaction.TransactionManager(explicit=True)
+    with pytest.raises(RuntimeError):
+        with manager:
+            db = get_tm_session(get_session_factory(engine), manager)
+            row = db.get(Job, job["pk"])
+            row.progress = 0.66
+            record_event(db, row, "progress", data={"doomed": True})
+            db.flush()
+            raise RuntimeError("the view failed after writing its event")
+    worker.post(path(job, "progress/0.7"), {"kept": True})
+    message = json.loads(ws.recv())
+    assert message["transition_data"] == {"kept": True} and message["progress"] == 0.7
+    assert [row.transition for row in events_of(engine, job["pk"])].count("progress") == 1
+    ws.close()
+
+
+def test_dead_and_silent_peers_are_dropped(listener, bob, job):
+    vanishing = connect(listener.url, bob.token, job["pk"])
+    json.loads(vanishing.recv())
+    silent = connect(listener.url, bob.token, job["pk"])  # never reads: never answers a ping
+    polite = connect(listener.url, bob.token, job["pk"])
+    json.loads(polite.recv())
+    assert listener.status()["watchers"] == 3
+    vanishing.sock.close()
+    deadline = time.time() + 10 * PING_INTERVAL
+    while time.time() < deadline and listener.status()["watchers"] > 1:
+        time.sleep(0.1)
+        polite.ping()
+    assert listener.status()["watchers"] <= 1
+    polite.close()
+    deadline = time.time() + 5
+    while time.time() < deadline and listener.status()["watchers"]:
+        time.sleep(0.05)
+    assert listener.status() == {**listener.status(), "watchers": 0, "jobs": 0, "db_connections_in_use": 0}
+    silent.sock.close()
+
+
+def test_a_resume_after_pruned_events_gets_a_gap_marker(listener, engine, bob, worker, job):
+    worker.get(path(job, "acquire"))
+    worker.post(path(job, "start"), {})
+    first_id = events_of(engine, job["pk"])[0].id
+    from sqlalchemy.orm import Session
+    with Session(engine) as db, db.begin():
+        assert prune_events(db, timedelta(days=30), now=utcnow() + timedelta(days=31)) >= 2
+    ws = connect(listener.url, bob.token, job["pk"], after=first_id - 1)
+    state = json.loads(ws.recv())
+    gap = json.loads(ws.recv())
+    assert state["transition"] == "state" and state["status"] == "RUNNING"
+    assert gap["transition"] == "gap" and gap["pk"] == job["pk"] and "pruned" in gap["transition_data"]["detail"]
+    worker.post(path(job, "progress/0.5"), {})
+    assert json.loads(ws.recv())["progress"] == 0.5
+    ws.close()
+
+
+def test_the_prune_command(engine, tmp_path, job):
+    from ufdl_pyramid.cli import main as ufdl
+    ini = tmp_path / "cli.ini"
+    url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    ini.write_text("[app:main]\nuse = egg:ufdl-pyramid\n" + "".join(
+        f"{k} = {v}\n" for k, v in {**TEST_SETTINGS, "sqlalchemy.url": url}.items()))
+    assert ufdl(["-c", str(ini), "events", "prune", "--older-than", "30d"]) == 0
+    assert ufdl(["-c", str(ini), "events", "prune", "--older-than", "soon"]) == 2
+
+
+def test_the_watch_command_prints_a_progress_bar(listener, bob, worker, job, capsys):
+    from ufdl_pyramid.cli import main as ufdl
+    worker.get(path(job, "acquire"))
+    worker.post(path(job, "start"), {})
+    worker.post(path(job, "progress/0.5"), {})
+    worker.post(path(job, "finish"), {})
+    assert ufdl(["jobs", "watch", str(job["pk"]), "--url", listener.url, "--token", bob.token, "--after", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "[###############...............]  50.0%" in out and "COMPLETED" in out
+
+
+@pytest.fixture
+def on_postgresql(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("needs PostgreSQL (UFDL_TEST_DATABASE_URL)")
+
+
+@pytest.mark.postgresql
+def test_a_late_commit_is_not_skipped(on_postgresql, engine, make_job):
+    """Ids are drawn at insert, transactions commit in any order: the feed must not skip the lower id."""
+    first, second = make_job("a"), make_job("b")
+    feed = EventFeed(engine)
+    feed.start()
+    sessions = get_session_factory(engine)
+    late, early = sessions(), sessions()
+    late_event = record_event(late, late.get(Job, first["pk"]), "progress", data={"n": "late"})
+    late.flush()
+    early_event = record_event(early, early.get(Job, second["pk"]), "progress", data={"n": "early"})
+    early.commit()
+    assert late_event.id < early_event.id
+    assert [m["transition_data"] for m in feed.poll()] == [{"n": "early"}]
+    assert feed.has_open_gaps and feed.horizon < late_event.id
+    assert feed.poll() == []
+    late.commit()
+    assert [m["transition_data"] for m in feed.poll()] == [{"n": "late"}]
+    # A rolled-back id is settled once its transaction has ended: the horizon moves past it.
+    doomed = sessions()
+    doomed_event = record_event(doomed, doomed.get(Job, first["pk"]), "progress")
+    doomed.flush()
+    after = sessions()
+    record_event(after, after.get(Job, second["pk"]), "progress")
+    after.commit()
+    assert len(feed.poll()) == 1
+    doomed.rollback()
+    assert feed.poll() == [] and not feed.has_open_gaps and feed.horizon > doomed_event.id
+    for session in (late, early, doomed, after):
+        session.close()
+
+
+@pytest.mark.postgresql
+def test_notify_wakes_the_listener_of_another_process(on_postgresql, listener, bob, worker, job):
+    """The REST app (this process) and the listener (a child process) share nothing but PostgreSQL; the
+    listener's fallback poll is 1 s, so fast deliveries prove NOTIFY woke it."""
+    worker.get(path(job, "acquire"))
+    worker.post(path(job, "start"), {})
+    ws = connect(listener.url, bob.token, job["pk"])
+    json.loads(ws.recv())
+    delays = []
+    for step in range(1, 6):
+        sent = time.perf_counter()
+        worker.post(path(job, f"progress/0.{step}"), {"step": step})
+        assert json.loads(ws.recv())["transition_data"] == {"step": step}
+        delays.append(time.perf_counter() - sent)
+    assert max(delays) < 0.5, delays
+    ws.close()
+
+
+def test_concurrent_writers_committing_out_of_order_lose_nothing(listener, engine, bob, make_job):
+    """Writers on several jobs whose transactions overlap and commit in scrambled order (on PostgreSQL the ids
+    then commit out of order): every watcher still gets every event of its job, in order."""
+    import random
+
+    jobs = [make_job(f"job {n}")["pk"] for n in range(4)]
+    sockets = {pk: connect(listener.url, bob.token, pk) for pk in jobs}
+    for ws in sockets.values():
+        assert json.loads(ws.recv())["transition"] == "state"
+    per_job = 25
+    sessions = get_session_factory(engine)
+
+    def write(pk, seed):
+        rng = random.Random(seed)
+        for n in range(per_job):
+            manager = transaction.TransactionManager(explicit=True)
+            with manager:
+                db = get_tm_session(sessions, manager)
+                row = db.get(Job, pk)
+                row.progress = (n + 1) / (per_job + 1)
+                record_event(db, row, "progress", data={"n": n})
+                db.flush()
+                time.sleep(rng.random() * 0.01)
+
+    writers = [threading.Thread(target=write, args=(pk, pk)) for pk in jobs]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+    for pk, ws in sockets.items():
+        ws.settimeout(10)
+        got = [json.loads(ws.recv())["transition_data"]["n"] for _ in range(per_job)]
+        assert got == list(range(per_job)), (pk, got)
+        ws.close()
+
+
+@pytest.mark.postgresql
+def test_one_jobs_events_commit_in_id_order(on_postgresql, engine, job):
+    """record_event locks the job's row: a second writer of the same job waits, so it cannot commit a lower id
+    after a higher one (even when its change of the job issued no UPDATE)."""
+    sessions = get_session_factory(engine)
+    first = sessions()
+    record_event(first, first.get(Job, job["pk"]), "progress", data={"n": 1})
+    first.flush()
+    done = threading.Event()
+
+    def second_writer():
+        second = sessions()
+        record_event(second, second.get(Job, job["pk"]), "progress", data={"n": 2})
+        second.commit()
+        second.close()
+        done.set()
+
+    thread = threading.Thread(target=second_writer)
+    thread.start()
+    assert not done.wait(0.5), "the second writer did not wait for the job's lock"
+    first.commit()
+    first.close()
+    thread.join(10)
+    rows = [(row.id, row.transition) for row in events_of(engine, job["pk"])]
+    with engine.connect() as connection:
+        data = [row[0] for row in connection.execute(select(JobEvent.transition_data)
+                                                      .where(JobEvent.job_id == job["pk"]).order_by(JobEvent.id))]
+    assert data[-2:] == [{"n": 1}, {"n": 2}] and len(rows) >= 2
+
+
+def test_a_silent_peer_is_dropped_even_while_events_flow(listener, bob, worker, job):
+    worker.get(path(job, "acquire"))
+    worker.post(path(job, "start"), {})
+    silent = connect(listener.url, bob.token, job["pk"])  # never reads, so never answers a ping
+    assert listener.status()["watchers"] == 1
+    deadline = time.time() + 10 * PING_INTERVAL
+    step = 0
+    while time.time() < deadline and listener.status()["watchers"]:
+        step += 1
+        worker.post(path(job, f"progress/{min(step, 99) / 100}"), {})
+        time.sleep(PING_INTERVAL / 5)
+    assert listener.status()["watchers"] == 0
+    silent.sock.close()
+
+
+def test_a_peer_that_stops_reading_is_dropped_when_too_far_behind(engine, tmp_path, bob, job):
+    """Its writes block once the socket buffers are full; past the backlog limit the listener drops it (and
+    its greenlet) instead of queueing forever."""
+    from ufdl_pyramid.cli.websocket import LAUNCH
+    listener = ListenerProcess(engine, tmp_path, LAUNCH.replace(
+        "from ufdl_pyramid.websocket import main\n",
+        "from ufdl_pyramid.websocket import main\nimport ufdl_pyramid.websocket as w; w.MAX_BACKLOG = 20\n"))
+    try:
+        stuck = connect(listener.url, bob.token, job["pk"])
+        stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        assert listener.status()["watchers"] == 1
+        big = {"blob": "x" * 65536}
+        sessions = get_session_factory(engine)
+        deadline = time.time() + 30
+        while time.time() < deadline and listener.status()["watchers"]:
+            manager = transaction.TransactionManager(explicit=True)
+            with manager:
+                db = get_tm_session(sessions, manager)
+                row = db.get(Job, job["pk"])
+                for _ in range(20):
+                    record_event(db, row, "progress", data=big)
+            time.sleep(0.05)
+        assert listener.status()["watchers"] == 0
+        stuck.sock.close()
+    finally:
+        listener.stop()
+    assert "messages behind" in open(tmp_path / "listener.log").read()

@@ -1,0 +1,37 @@
+"""``ufdl jobs watch PK --url URL --token TOKEN``: follow a job's progress channel with a progress bar."""
+import sys
+
+from ..client import ChannelRefused, watch_job
+
+
+def register(areas) -> None:
+    jobs = areas.add_parser("jobs", help="follow jobs")
+    actions = jobs.add_subparsers(dest="action", metavar="ACTION", required=True)
+    watch = actions.add_parser("watch", help="print a job's progress until it ends")
+    watch.add_argument("pk", type=int)
+    watch.add_argument("--url", default="http://127.0.0.1:6544", help="the progress channel's base URL")
+    watch.add_argument("--token", required=True, help="an access token")
+    watch.add_argument("--after", type=int, default=None, help="replay the events after this id first")
+    watch.set_defaults(handler=run_watch)
+
+
+def bar(progress: float, width: int = 30) -> str:
+    filled = int(round(max(0.0, min(1.0, progress or 0.0)) * width))
+    return "[" + "#" * filled + "." * (width - filled) + f"] {100 * (progress or 0):5.1f}%"
+
+
+def run_watch(args, environment) -> int:
+    status = None
+    try:
+        for message in watch_job(args.url, args.token, args.pk, after=args.after):
+            status = message["status"]
+            line = f"job {message['pk']} {bar(message['progress'])} {status:<9} {message['transition']}"
+            if message.get("error"):
+                line += f" ({message['error']})"
+            print(line, flush=True)
+    except ChannelRefused as error:
+        print(f"ufdl: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0 if status == "COMPLETED" else 1

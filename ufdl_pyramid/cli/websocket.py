@@ -1,0 +1,28 @@
+"""``ufdl websocket``: the progress channel's gevent listener, in a process of its own.
+
+gevent must monkey-patch before psycopg is imported, and this command's process already imported it: it
+replaces itself (exec) with a fresh interpreter that patches first.
+"""
+import os
+import sys
+
+LAUNCH = ("from gevent import monkey; monkey.patch_all()\n"
+          "import sys\n"
+          "from ufdl_pyramid.websocket import main\n"
+          "sys.exit(main(sys.argv[1:]))\n")
+
+
+def register(areas) -> None:
+    command = areas.add_parser("websocket", help="serve the progress channel (gevent websocket listener)")
+    command.add_argument("--listen", default="127.0.0.1:6544", metavar="HOST:PORT")
+    command.set_defaults(handler=run_websocket)
+
+
+def listener_argv(config_path: str, listen: str) -> list[str]:
+    return [sys.executable, "-c", LAUNCH, "-c", config_path, "--listen", listen]
+
+
+def run_websocket(args, environment) -> int:
+    environment.settings  # fail early, with a clear message, on a bad configuration
+    argv = listener_argv(environment.config_path, args.listen)
+    os.execv(argv[0], argv)

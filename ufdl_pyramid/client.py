@@ -1,0 +1,88 @@
+"""Watching a job's progress channel from Python: ``for event in watch_job(url, token, pk): ...``.
+
+``watch_job`` yields every message (the ``state`` message of each connection, ``gap`` markers, the events)
+and reconnects after a dropped connection with ``after=`` the last event id it yielded, so no event is lost
+(nor yielded twice). It stops when the server closes the channel with 1000 (the job reached a final state).
+"""
+import json
+import time
+from collections.abc import Iterator
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import websocket
+
+NORMAL_CLOSURE = 1000
+
+
+class ChannelRefused(Exception):
+    """The listener answered the upgrade with an HTTP error (401, 404...)."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+def channel_url(url: str, pk: int, after: int | None = None) -> str:
+    """``http(s)://host:port`` or ``ws(s)://host:port`` (with an optional prefix) -> the job's channel URL."""
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    path = parts.path.rstrip("/") + f"/v1/jobs/{pk}"
+    query = urlencode({"after": after}) if after is not None else ""
+    return urlunsplit((scheme, parts.netloc, path, query, ""))
+
+
+def connect(url: str, token: str, pk: int, after: int | None = None, timeout: float = 30):
+    try:
+        return websocket.create_connection(channel_url(url, pk, after), timeout=timeout,
+                                           header=[f"Authorization: Bearer {token}"], enable_multithread=True)
+    except websocket.WebSocketBadStatusException as error:
+        try:
+            detail = json.loads(error.resp_body or b"{}").get("detail", "")
+        except ValueError:
+            detail = (error.resp_body or b"").decode(errors="replace")
+        raise ChannelRefused(error.status_code, detail) from None
+
+
+def watch_job(url: str, token: str, pk: int, *, after: int | None = None, timeout: float = 60,
+              reconnect_delay: float = 0.5, max_reconnects: int = 100) -> Iterator[dict]:
+    """Yield the job's messages until the channel closes normally; reconnect (``after=``) when it drops."""
+    last_id = after
+    reconnects = 0
+    while True:
+        try:
+            ws = connect(url, token, pk, last_id, timeout)
+        except (OSError, websocket.WebSocketException) as error:
+            if isinstance(error, ChannelRefused) or reconnects >= max_reconnects:
+                raise
+            reconnects += 1
+            time.sleep(reconnect_delay)
+            continue
+        try:
+            while True:
+                opcode, data = ws.recv_data(control_frame=False)
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+                    if code == NORMAL_CLOSURE:
+                        return
+                    break
+                if opcode != websocket.ABNF.OPCODE_TEXT:
+                    continue
+                message = json.loads(data)
+                if message["transition"] in ("state", "gap"):
+                    yield message
+                    if last_id is None or message["transition"] == "gap":
+                        last_id = message["id"]
+                    continue
+                if last_id is not None and message["id"] <= last_id:
+                    continue
+                last_id = message["id"]
+                yield message
+        except (OSError, websocket.WebSocketException):
+            pass
+        finally:
+            ws.close()
+        if reconnects >= max_reconnects:
+            raise ConnectionError(f"the progress channel of job {pk} kept dropping")
+        reconnects += 1
+        time.sleep(reconnect_delay)

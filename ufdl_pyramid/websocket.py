@@ -1,0 +1,450 @@
+"""The progress channel: a gevent-websocket listener that pushes a job's events to its watchers.
+
+``ws://HOST:PORT/v1/jobs/{pk}[?after=ID][&access_token=TOKEN]`` (or ``Authorization: Bearer``): a ``state``
+message with the job's current fields, the events after ``after`` (or a ``gap`` message when they were
+pruned), then every new event live; the socket is closed with 1000 after the job's final event.
+
+One process runs one ``Listener``: one greenlet tails the outbox (``services/event_feed.py``), woken by
+PostgreSQL's NOTIFY or, on SQLite, by a timer, and hands each event to the queues of that job's watchers. A
+socket holds no database connection between its connect-time reads.
+
+Run it with ``ufdl websocket`` (or ``python -m ufdl_pyramid.websocket -c INI``): both monkey-patch before
+anything imports psycopg. Known gevent-websocket 0.10.1 pitfalls handled here: its close frame lacks the
+status code (``ChannelSocket.close`` writes it), its handler upgrades any request carrying ``Upgrade:
+websocket`` (``ChannelHandler`` only upgrades the channel path, after authenticating), and pywsgi needs
+TCP_NODELAY.
+"""
+import json
+import logging
+import re
+import socket
+import struct
+import time
+from collections import defaultdict
+from urllib.parse import parse_qs
+
+import gevent
+import gevent.lock
+import gevent.queue
+import gevent.select
+from gevent.pywsgi import WSGIHandler, WSGIServer
+from geventwebsocket.exceptions import WebSocketError
+import geventwebsocket.handler
+from geventwebsocket.handler import WebSocketHandler
+from geventwebsocket.websocket import Header, WebSocket
+from sqlalchemy import func, select
+
+from .errors import NotAuthenticated
+from .models import Job, JobEvent, get_engine, get_session_factory
+from .models.jobs import FINAL_STATUSES
+from .services.auth import AuthConfig, AuthService
+from .services.event_feed import EventFeed
+from .services.events import NOTIFY_CHANNEL, event_json, parse_age, prune_events, pruned_through
+
+log = logging.getLogger(__name__)
+
+CHANNEL_PATH = re.compile(r"^/v1/jobs/(\d{1,18})/?$")
+STATUS_PATH = "/v1/websocket/status"
+CLOSED = object()
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+class ChannelSocket(WebSocket):
+    """gevent-websocket's socket with a correct close frame, serialised writes and a liveness clock."""
+
+    def __init__(self, environ, read, write):
+        super().__init__(environ, read, write)
+        self.write_lock = gevent.lock.Semaphore()
+        self.last_heard = time.monotonic()
+
+    def send_frame(self, message, opcode):
+        with self.write_lock:
+            return super().send_frame(message, opcode)
+
+    def send_prebuilt(self, frame: bytes) -> None:
+        """A whole frame built once for every watcher (see ``text_frame``)."""
+        if self.closed:
+            raise WebSocketError("socket already closed")
+        with self.write_lock:
+            try:
+                self.raw_write(frame)
+            except OSError:
+                raise WebSocketError("socket dead") from None
+
+    def handle_pong(self, header, payload):
+        self.last_heard = time.monotonic()
+
+    def read_frame(self):
+        header, payload = super().read_frame()
+        self.last_heard = time.monotonic()
+        return header, payload
+
+    def close(self, code=1000, message=b""):
+        if self.closed:
+            return
+        try:
+            payload = message.encode() if isinstance(message, str) else bytes(message or b"")
+            self.send_frame(struct.pack("!H", code) + payload, self.OPCODE_CLOSE)
+        except (WebSocketError, OSError):
+            pass
+        finally:
+            self.closed = True
+
+
+def text_frame(text: str) -> bytes:
+    data = text.encode()
+    return bytes(Header.encode_header(True, WebSocket.OPCODE_TEXT, b"", len(data), 0)) + data
+
+
+class ChannelHandler(WebSocketHandler):
+    """Upgrades only ``/v1/jobs/{pk}``, and only once the listener accepted the request (else an HTTP
+    answer: 401, 404, ...). Everything else goes to the listener as plain WSGI."""
+
+    def run_application(self):
+        upgrade = self.environ.get("HTTP_UPGRADE", "").lower() == "websocket"
+        if not upgrade or not CHANNEL_PATH.match(self.environ.get("PATH_INFO", "")):
+            return WSGIHandler.run_application(self)
+        refusal = self.application.gate(self.environ)
+        if refusal is not None:
+            self.environ["ufdl.refusal"] = refusal
+            return WSGIHandler.run_application(self)
+        return super().run_application()
+
+
+# gevent-websocket's handler builds its sockets from this module global: ours instead (the class only adds to
+# it; WebSocket's __slots__ rule out swapping the class of an instance).
+geventwebsocket.handler.WebSocket = ChannelSocket
+
+
+class ChannelServer(WSGIServer):
+    handler_class = ChannelHandler
+
+    def handle(self, sock, address):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        return super().handle(sock, address)
+
+
+# A watcher this far behind (its peer stopped reading: its writes block) is dropped; it reconnects with after=.
+MAX_BACKLOG = 10000
+
+
+class Watcher:
+    def __init__(self, job_id: int):
+        self.job_id = job_id
+        self.queue = gevent.queue.Queue()
+        self.greenlet = gevent.getcurrent()
+
+
+class Listener:
+    """The WSGI application of the listener process, and its one outbox tailer."""
+
+    def __init__(self, settings: dict, engine=None):
+        self.settings = settings
+        self.engine = engine or get_engine(settings)
+        self.sessions = get_session_factory(self.engine)
+        self.auth_config = AuthConfig.from_settings(settings)
+        self.ping_interval = float(settings.get("ufdl.ws_ping_interval") or 20)
+        self.poll_interval = float(settings.get("ufdl.ws_poll_interval") or 0.05)
+        retention = settings.get("ufdl.events.retention")
+        self.retention = parse_age(retention) if retention else None
+        self.prune_interval = float(settings.get("ufdl.events.prune_interval") or 3600)
+        self.feed = EventFeed(self.engine)
+        self.watchers: dict[int, set[Watcher]] = defaultdict(set)
+        self.wakeups = 0
+        self._tailer = None
+
+    # The tailer
+
+    def start(self) -> None:
+        self.feed.start()
+        self._tailer = gevent.spawn(self._tail)
+
+    def stop(self) -> None:
+        if self._tailer is not None:
+            self._tailer.kill()
+
+    def _tail(self) -> None:
+        next_prune = time.monotonic()
+        while True:
+            try:
+                if self.engine.dialect.name == "postgresql":
+                    self._tail_notifications()
+                else:
+                    while True:
+                        self._wake()
+                        if self.retention and time.monotonic() >= next_prune:
+                            next_prune = time.monotonic() + self.prune_interval
+                            self._prune()
+                        gevent.sleep(self.poll_interval)
+            except gevent.GreenletExit:
+                raise
+            except Exception:
+                log.exception("the event tailer failed; restarting in 1 s")
+                gevent.sleep(1)
+
+    def _tail_notifications(self) -> None:
+        import psycopg
+
+        args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
+        with psycopg.connect(*args, **kwargs, autocommit=True) as connection:
+            connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            next_prune = time.monotonic()
+            self._wake()  # whatever committed while we were not listening
+            while True:
+                # Open gaps may fill without a notification we can tie to them: look again soon.
+                timeout = 0.02 if self.feed.has_open_gaps else 1.0
+                readable, _, _ = gevent.select.select([connection.fileno()], [], [], timeout)
+                if readable:
+                    connection.pgconn.consume_input()
+                    while connection.pgconn.notifies() is not None:
+                        pass
+                self._wake()
+                if self.retention and time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + self.prune_interval
+                    self._prune()
+
+    def _wake(self) -> None:
+        messages = self.feed.poll()
+        self.wakeups += 1
+        for message in messages:
+            watchers = tuple(self.watchers.get(message["pk"], ()))
+            if watchers:
+                item = (message, text_frame(json.dumps(message)))  # encoded once for every watcher
+                for watcher in watchers:
+                    if watcher.queue.qsize() >= MAX_BACKLOG:
+                        log.warning("dropping a watcher of job %s: %d messages behind", watcher.job_id, MAX_BACKLOG)
+                        self._forget(watcher)
+                        watcher.greenlet.kill(block=False)
+                        continue
+                    watcher.queue.put(item)
+
+    def _prune(self) -> None:
+        with self.sessions() as db, db.begin():
+            count = prune_events(db, self.retention)
+        if count:
+            log.info("pruned %d job events older than %s", count, self.retention)
+
+    # Connections
+
+    def gate(self, environ) -> tuple[str, str] | None:
+        """None when the upgrade may go ahead, else the HTTP status and detail to answer with."""
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        header = environ.get("HTTP_AUTHORIZATION")
+        token = None
+        if header:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                return "401 Unauthorized", "Authorization header must be 'Bearer <access token>'"
+            token = value.strip()
+        elif query.get("access_token"):
+            token = query["access_token"][0]
+        if not token:
+            return "401 Unauthorized", "Authentication credentials were not provided."
+        after = query.get("after", [None])[0]
+        if after is not None and not (after.isdigit() and len(after) <= 18):
+            return "400 Bad Request", f"after must be an event id, not {after!r}"
+        pk = int(CHANNEL_PATH.match(environ["PATH_INFO"]).group(1))
+        with self.sessions() as db:
+            try:
+                AuthService(db, self.auth_config).user_for_access_token(token)
+            except NotAuthenticated as error:
+                return "401 Unauthorized", error.detail
+            job = db.get(Job, pk)
+            if job is None or job.deletion_time is not None:
+                return "404 Not Found", f"Job {pk} not found"
+            db.rollback()
+        environ["ufdl.job_id"] = pk
+        environ["ufdl.after"] = int(after) if after is not None else None
+        return None
+
+    def __call__(self, environ, start_response):
+        refusal = environ.get("ufdl.refusal")
+        ws = environ.get("wsgi.websocket")
+        if ws is not None:
+            self.channel(ws, environ["ufdl.job_id"], environ["ufdl.after"])
+            return []
+        if refusal is None and environ.get("PATH_INFO") == STATUS_PATH:
+            body = {"watchers": sum(len(group) for group in self.watchers.values()),
+                    "jobs": sum(1 for group in self.watchers.values() if group), "wakeups": self.wakeups,
+                    "horizon": self.feed.horizon, "db_connections_in_use": self.engine.pool.checkedout()}
+            return self._json(start_response, "200 OK", body)
+        if refusal is None:
+            refusal = ("404 Not Found", "The progress channel answers websocket upgrades on /v1/jobs/{pk} only")
+        status, detail = refusal
+        headers = [("WWW-Authenticate", "Bearer")] if status.startswith("401") else []
+        return self._json(start_response, status, {"detail": detail}, headers)
+
+    @staticmethod
+    def _json(start_response, status, body, headers=()):
+        data = json.dumps(body).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
+                                *headers])
+        return [data]
+
+    def _snapshot(self, pk: int, after: int | None):
+        """The job's state, the events to replay and whether some were pruned, from one snapshot."""
+        connection_options = {"isolation_level": "REPEATABLE READ"} if self.engine.dialect.name == "postgresql" \
+            else {}
+        with self.engine.connect().execution_options(**connection_options) as connection:
+            with self.sessions(bind=connection) as db:
+                job = db.get(Job, pk)
+                latest = db.scalar(select(func.max(JobEvent.id)).where(JobEvent.job_id == pk)) or 0
+                if job is None:
+                    return None, [], False
+                state = {"id": latest, "transition": "state", "pk": pk, "status": job.status,
+                         "progress": job.progress, "node": job.node_id, "error": job.error_reason,
+                         "transition_data": None, "time": _iso(job.last_status_change)}
+                gap = after is not None and after < pruned_through(db)
+                replay = []
+                if after is not None and not gap:
+                    replay = [event_json(event) for event in db.scalars(
+                        select(JobEvent).where(JobEvent.job_id == pk, JobEvent.id > after, JobEvent.id <= latest)
+                        .order_by(JobEvent.id))]
+                db.rollback()
+        return state, replay, gap
+
+    def channel(self, ws: ChannelSocket, pk: int, after: int | None) -> None:
+        watcher = Watcher(pk)
+        self.watchers[pk].add(watcher)  # before the snapshot: nothing committed after it is missed
+        reader = None
+        try:
+            state, replay, gap = self._snapshot(pk, after)
+            if state is None:
+                ws.close(1011, "job vanished")
+                return
+            ws.send(json.dumps(state))
+            if gap:
+                ws.send(json.dumps({**state, "transition": "gap", "transition_data": {
+                    "detail": f"events after {after} were pruned: re-read the job"}}))
+            for message in replay:
+                ws.send(json.dumps(message))
+            last_sent = state["id"]
+            if state["status"] in FINAL_STATUSES:
+                return self._finish(ws, None)
+            reader = gevent.spawn(self._read, ws, watcher)
+            next_ping = time.monotonic() + self.ping_interval
+            while True:
+                now = time.monotonic()
+                if now >= next_ping:  # busy or not: a peer that stopped answering is dropped
+                    if now - ws.last_heard > 2 * self.ping_interval + 1:
+                        log.info("dropping a silent watcher of job %s", pk)
+                        return
+                    ws.send_frame(b"", ws.OPCODE_PING)
+                    next_ping = now + self.ping_interval
+                try:
+                    message = watcher.queue.get(timeout=max(0.0, next_ping - time.monotonic()))
+                except gevent.queue.Empty:
+                    continue
+                # Everything already queued goes out in one write.
+                items = [message]
+                while len(items) < 256 and not watcher.queue.empty():
+                    items.append(watcher.queue.get_nowait())
+                frames, final, closed = [], False, False
+                for item in items:
+                    if item is CLOSED:
+                        closed = True
+                        break
+                    message, frame = item
+                    if message["id"] <= last_sent:
+                        continue
+                    frames.append(frame)
+                    last_sent = message["id"]
+                    if message["status"] in FINAL_STATUSES:
+                        final = True
+                        break
+                if frames and not closed:
+                    ws.send_prebuilt(b"".join(frames))
+                if closed:
+                    return
+                if final:
+                    return self._finish(ws, reader)
+        except (WebSocketError, OSError) as error:
+            log.debug("watcher of job %s gone: %s", pk, error)
+        except gevent.GreenletExit:
+            # Dropped while (probably) blocked writing to a peer that stopped reading: no close frame.
+            ws.closed = True
+            try:
+                ws.handler.socket.shutdown(socket.SHUT_RDWR)
+            except (OSError, AttributeError):
+                pass
+        finally:
+            self._forget(watcher)
+            if reader is not None:
+                reader.kill(block=False)
+            if not ws.closed:
+                ws.close(1001, "going away")
+
+    def _forget(self, watcher: Watcher) -> None:
+        group = self.watchers.get(watcher.job_id)
+        if group is not None:
+            group.discard(watcher)
+            if not group:
+                self.watchers.pop(watcher.job_id, None)
+
+    def _finish(self, ws: ChannelSocket, reader) -> None:
+        """Close with 1000 and give the client a moment to answer with its close frame."""
+        ws.close(1000, "job finished")
+        if reader is None:
+            reader = gevent.spawn(self._read, ws, None)
+        reader.join(timeout=2)
+        reader.kill(block=False)
+
+    @staticmethod
+    def _read(ws: ChannelSocket, watcher: Watcher | None) -> None:
+        """Consume what the client sends (pongs, its close frame); tell the writer when the client is gone."""
+        try:
+            while True:
+                if ws.receive() is None:
+                    break
+        except (WebSocketError, OSError):
+            pass
+        if watcher is not None:
+            watcher.queue.put(CLOSED)
+
+
+def serve(settings: dict, listen: str, *, ready=None) -> None:
+    host, _, port = listen.rpartition(":")
+    listener = Listener(settings)
+    listener.start()
+    server = ChannelServer((host or "127.0.0.1", int(port)), listener, log=None,
+                           error_log=logging.getLogger("ufdl_pyramid.websocket.server"))
+    print(f"progress channel on ws://{host}:{port}/v1/jobs/{{pk}}", flush=True)
+    if ready:
+        ready()
+    try:
+        server.serve_forever()
+    finally:
+        listener.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ufdl_pyramid.websocket -c INI [--listen HOST:PORT]``."""
+    import argparse
+
+    from pyramid.paster import get_appsettings, setup_logging
+
+    from .settings import load_settings
+
+    parser = argparse.ArgumentParser(prog="ufdl websocket")
+    parser.add_argument("-c", "--config", default="development.ini")
+    parser.add_argument("--listen", default="127.0.0.1:6544", metavar="HOST:PORT")
+    args = parser.parse_args(argv)
+    setup_logging(args.config)
+    settings = load_settings(get_appsettings(args.config))
+    serve(settings, args.listen)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from gevent import monkey
+
+    monkey.patch_all()
+    import sys
+
+    sys.exit(main())
