@@ -1,0 +1,265 @@
+"""End to end: the real server (waitress, in a child process, on a fresh SQLite file) and real ``ufdl worker``
+processes running the example executors: a job completed with its output, a failing command, a cancelled job,
+a clean stop on SIGTERM, and a worker killed mid-job whose lease expires so that a second worker finishes it."""
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ufdl_pyramid.testing import UserFactory, create_test_engine
+from ufdl_pyramid.worker.api import UfdlApi
+
+ROOT = Path(__file__).resolve().parents[2]
+REGISTRY = ROOT / "templates_registry"
+UFDL = str(Path(sys.executable).with_name("ufdl"))
+NODE_TIMEOUT = 2  # seconds: how soon a killed worker's lease expires
+PASSWORD = "worker-password-1"
+
+SERVE = """
+import logging, sys, waitress
+from ufdl_pyramid.models import get_engine
+from ufdl_pyramid.testing import make_test_app
+logging.basicConfig(level=logging.WARNING)
+url, port, storage, timeout = sys.argv[1:5]
+app = make_test_app(get_engine({"sqlalchemy.url": url}), **{"ufdl.node_timeout": timeout,
+                                                            "ufdl.storage.path": storage})
+waitress.serve(app, listen=f"127.0.0.1:{port}", threads=8, _quiet=True)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+class Server:
+    def __init__(self, url: str, folder: Path, api: UfdlApi):
+        self.url, self.folder, self.api = url, folder, api
+        self.workers: list[subprocess.Popen] = []
+        self.started = 0  # names each worker's log, across tests
+
+    def worker(self, *arguments: str, index: int = 0) -> subprocess.Popen:
+        self.started += 1
+        log = open(self.folder / f"worker-{self.started}.log", "w")
+        process = subprocess.Popen(
+            [UFDL, "worker", "--url", self.url, "--username", "worker", "--ip", "127.0.0.1", "--index", str(index),
+             "--poll", "0.2", "--heartbeat", "0.4", "--max-backoff", "1", *arguments],
+            env={**os.environ, "UFDL_PASSWORD": PASSWORD}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        process.log_path = Path(log.name)
+        self.workers.append(process)
+        return process
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {process.log_path.name}\n{tail(process.log_path)}" for process in self.workers)
+
+    def create_job(self, template: str, input_value, input_type: str = "str", **parameters) -> dict:
+        pk = self.api.request("POST", "/v1/job-templates/list", {"expressions": [
+            {"type": "exact", "field": "name", "value": template}]})[0]["pk"]
+        body = {"input_values": {"input": {"value": input_value, "type": input_type}},
+                "parameter_values": {name: {"value": value, "type": type(value).__name__}
+                                     for name, value in parameters.items()}}
+        return self.api.request("POST", f"/v1/job-templates/{pk}/create-job", body)
+
+    def job(self, pk: int) -> dict:
+        return self.api.get_job(pk)
+
+    def wait_for(self, pk: int, *statuses: str, seconds: float = 30) -> dict:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            job = self.job(pk)
+            if job["status"] in statuses:
+                return job
+            time.sleep(0.1)
+        raise AssertionError(f"job {pk} is {job['status']}, not {statuses}, after {seconds} s\n{self.logs()}")
+
+    def output(self, pk: int, name: str, type_: str) -> bytes:
+        content = io.BytesIO()
+        self.api.request("GET", f"/v1/jobs/{pk}/outputs/{name}/{type_}", stream_to=content)
+        return content.getvalue()
+
+
+def finished(process: subprocess.Popen, seconds: float = 30) -> int:
+    try:
+        return process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"the worker did not exit:\n{tail(process.log_path)}") from None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("worker-e2e")
+    database = f"sqlite:///{folder}/server.sqlite"
+    engine = create_test_engine(database)
+    UserFactory(engine, None).create("worker", admin=True, password=PASSWORD)
+    engine.dispose()
+    port = free_port()
+    log = open(folder / "server.log", "w")
+    process = subprocess.Popen([sys.executable, "-c", SERVE, database, str(port), str(folder / "outputs"),
+                                str(NODE_TIMEOUT)], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"the server did not start:\n{tail(folder / 'server.log')}")
+            time.sleep(0.1)
+    url = f"http://127.0.0.1:{port}"
+    api = UfdlApi(url, "worker", PASSWORD)
+    for name in ("shell", "word-count", "shell-then-count"):
+        api.request("POST", "/v1/job-templates/import", body=(REGISTRY / name / "1.yaml").read_bytes(),
+                    content_type="application/yaml")
+    yield Server(url, folder, api)
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def e2e(server):
+    yield server
+    for process in server.workers:  # only the workers this module started, by their own process group
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    server.workers.clear()
+
+
+def test_a_shell_job_then_a_word_count_of_its_output(e2e):
+    job = e2e.create_job("shell", "Hello hello world\n", command="tr a-z A-Z")
+    assert finished(e2e.worker("--once")) == 0
+    job = e2e.wait_for(job["pk"], "COMPLETED", seconds=5)
+    assert job["progress"] == 1.0 and job["error_reason"] is None
+    assert [(output["name"], output["type"]) for output in job["outputs"]] == [("output", "BLOB")]
+    assert e2e.output(job["pk"], "output", "BLOB") == b"HELLO HELLO WORLD\n"
+
+    count = e2e.create_job("word-count", job["outputs"][0]["pk"], "JobOutput<BLOB>", top=1)
+    assert finished(e2e.worker("--once")) == 0
+    count = e2e.wait_for(count["pk"], "COMPLETED", seconds=5)
+    result = e2e.output(count["pk"], "output", "JSON")
+    assert json.loads(result) == {"total": 3, "top": [["hello", 2]]}
+
+
+def test_once_with_nothing_to_do_exits_0(e2e):
+    worker = e2e.worker("--once")
+    assert finished(worker) == 0
+    assert "no job to run" in worker.log_path.read_text()
+
+
+def test_a_failing_command_fails_the_job_with_its_error(e2e):
+    job = e2e.create_job("shell", "", command="sh -c 'echo it broke >&2; exit 4'")
+    assert finished(e2e.worker("--once")) == 0
+    job = e2e.wait_for(job["pk"], "FAILED", seconds=5)
+    assert job["error_reason"] == "sh exited with status 4: it broke"
+
+    job = e2e.create_job("shell", "", command="false")
+    assert finished(e2e.worker("--once")) == 0
+    assert e2e.wait_for(job["pk"], "FAILED", seconds=5)["error_reason"] == "false exited with status 1"
+
+
+def test_a_cancelled_job_stops_its_process(e2e):
+    job = e2e.create_job("shell", "", command="sleep 30")
+    worker = e2e.worker("--once")
+    e2e.wait_for(job["pk"], "RUNNING")
+    e2e.api.request("DELETE", f"/v1/jobs/{job['pk']}/cancel")
+    began = time.monotonic()
+    assert finished(worker, 15) == 0
+    assert time.monotonic() - began < 10
+    job = e2e.job(job["pk"])
+    assert job["status"] == "CANCELED" and job["is_cancelled"]
+    node = e2e.api.request("GET", f"/v1/nodes/{job['node']}") if job["node"] else None
+    assert node is None or node["current_job"] is None  # the worker's finish freed its node
+
+
+def test_sigterm_stops_the_worker_and_puts_the_job_back(e2e):
+    job = e2e.create_job("shell", "", command="sleep 30")
+    worker = e2e.worker()
+    e2e.wait_for(job["pk"], "RUNNING")
+    worker.send_signal(signal.SIGTERM)
+    assert finished(worker, 15) == 0
+    job = e2e.job(job["pk"])
+    try:
+        assert (job["status"], job["node"]) == ("PENDING", None), worker.log_path.read_text()
+    finally:
+        e2e.api.request("DELETE", f"/v1/jobs/{job['pk']}/cancel")
+
+
+def test_a_killed_workers_job_goes_back_to_pending_and_another_worker_finishes_it(e2e, tmp_path):
+    flag = tmp_path / "slow"
+    flag.touch()
+    job = e2e.create_job("shell", "", command=f"sh -c 'while [ -e {flag} ]; do sleep 0.1; done; echo done'")
+    first = e2e.worker()
+    running = e2e.wait_for(job["pk"], "RUNNING")
+    os.kill(first.pid, signal.SIGKILL)  # the worker only: its command runs on in its own session...
+    first.wait()
+    flag.unlink()  # ...until this, and the next run of the command is quick
+
+    second = e2e.worker(index=1)  # another node: its acquire-next notices the lost lease
+    job = e2e.wait_for(job["pk"], "COMPLETED", seconds=NODE_TIMEOUT + 20)
+    assert job["node"] != running["node"]
+    assert e2e.output(job["pk"], "output", "BLOB") == b"done\n"
+    second.send_signal(signal.SIGTERM)
+    assert finished(second, 15) == 0
+
+
+def test_a_restarted_worker_recovers_the_job_it_held(e2e, tmp_path):
+    flag = tmp_path / "slow"
+    flag.touch()
+    job = e2e.create_job("shell", "", command=f"sh -c 'while [ -e {flag} ]; do sleep 0.1; done; echo again'")
+    first = e2e.worker(index=2)
+    e2e.wait_for(job["pk"], "RUNNING")
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    flag.unlink()
+
+    again = e2e.worker("--once", index=2)  # the same node, restarted at once
+    assert finished(again) == 0
+    job = e2e.wait_for(job["pk"], "COMPLETED", seconds=5)
+    assert e2e.output(job["pk"], "output", "BLOB") == b"again\n"
+
+
+def test_a_meta_job_runs_its_children_on_the_worker(e2e):
+    pk = e2e.api.request("POST", "/v1/job-templates/list", {"expressions": [
+        {"type": "exact", "field": "name", "value": "shell-then-count"}]})[0]["pk"]
+    parent = e2e.api.request("POST", f"/v1/job-templates/{pk}/create-job", {
+        "input_values": {"shell:input": {"value": "b a b\nc b\n", "type": "str"}},
+        "parameter_values": {"shell:command": {"value": "cat", "type": "str"}}})
+    worker = e2e.worker()
+    parent = e2e.wait_for(parent["pk"], "COMPLETED", seconds=30)
+    counted = next(output for output in parent["outputs"] if output["name"].endswith("output")
+                   and output["type"] == "JSON")
+    content = io.BytesIO()
+    e2e.api.download_output(counted["pk"], content)
+    assert json.loads(content.getvalue()) == {"total": 5, "top": [["b", 3], ["a", 1], ["c", 1]]}
+    worker.send_signal(signal.SIGTERM)
+    assert finished(worker, 15) == 0
+
+
+def test_concurrency_runs_jobs_side_by_side_as_several_nodes(e2e, tmp_path):
+    flag = tmp_path / "hold"
+    flag.touch()
+    command = f"sh -c 'while [ -e {flag} ]; do sleep 0.1; done; echo out'"
+    jobs = [e2e.create_job("shell", "", command=command) for _ in range(2)]
+    worker = e2e.worker("--concurrency", "2", index=5)
+    running = [e2e.wait_for(job["pk"], "RUNNING") for job in jobs]
+    assert len({job["node"] for job in running}) == 2
+    flag.unlink()
+    for job in jobs:
+        assert e2e.output(e2e.wait_for(job["pk"], "COMPLETED")["pk"], "output", "BLOB") == b"out\n"
+    worker.send_signal(signal.SIGTERM)
+    assert finished(worker, 15) == 0

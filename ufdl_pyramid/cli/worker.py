@@ -1,0 +1,70 @@
+"""``ufdl worker``: run jobs from a server with the executors of the installed plugins (no INI needed)."""
+import logging
+import os
+import signal
+import sys
+import threading
+
+from ..plugins import load_plugins
+
+
+def register(areas) -> None:
+    worker = areas.add_parser("worker", help="run jobs from a server with the installed executors")
+    worker.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:6543")
+    worker.add_argument("--username", required=True)
+    worker.add_argument("--password", help="the password (default: the UFDL_PASSWORD environment variable)")
+    worker.add_argument("--ip", help="this node's address (default: the one it uses to reach the server)")
+    worker.add_argument("--index", type=int, default=0, help="this node's index on its machine (default 0)")
+    worker.add_argument("--once", action="store_true", help="run at most one job, then exit (0 even if none)")
+    worker.add_argument("--concurrency", type=int, default=1, metavar="N",
+                        help="run N jobs at once, as nodes with indexes INDEX ... INDEX+N-1 (default 1)")
+    worker.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
+                        help="wait between asking for jobs when there are none (default 2)")
+    worker.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS",
+                        help="time between heartbeats while a job runs; keep it under the server's "
+                             "ufdl.node_timeout (default 5)")
+    worker.add_argument("--max-backoff", type=float, default=30.0, metavar="SECONDS",
+                        help="longest wait between retries while the server is down (default 30)")
+    worker.add_argument("--executor", action="append", metavar="DOTTED.NAME",
+                        help="only run these executors (repeatable; default: every installed one)")
+    worker.set_defaults(handler=run_worker)
+
+
+def run_worker(args, environment) -> int:
+    from ..worker.api import UfdlApi
+    from ..worker.runner import WorkerOptions, run_workers
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            stream=sys.stderr)
+    password = args.password or os.environ.get("UFDL_PASSWORD")
+    if not password:
+        print("ufdl: give the password with --password or the UFDL_PASSWORD environment variable", file=sys.stderr)
+        return 1
+    executors = dict(load_plugins(strict=False).executors)
+    if args.executor:
+        unknown = sorted(set(args.executor) - set(executors))
+        if unknown:
+            print(f"ufdl: no installed executor {', '.join(unknown)}", file=sys.stderr)
+            return 1
+        executors = {name: executors[name] for name in args.executor}
+    if not executors:
+        print("ufdl: no executors are installed (install a plugin that registers some)", file=sys.stderr)
+        return 1
+    try:
+        UfdlApi(args.url, args.username, password)
+    except ValueError as error:
+        print(f"ufdl: {error}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(number, frame):
+        logging.getLogger("ufdl_pyramid.worker").info("signal %s: stopping", signal.Signals(number).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    options = WorkerOptions(ip=args.ip, index=args.index, once=args.once, poll=args.poll,
+                            heartbeat=args.heartbeat, max_backoff=args.max_backoff)
+    return run_workers(lambda: UfdlApi(args.url, args.username, password), executors, options,
+                       max(1, args.concurrency), stop)

@@ -1,0 +1,111 @@
+"""Executors: the code that does a job's work on a worker node, and the context it works through.
+
+A plugin registers executor classes (``ufdl_register_executors``); a job template names one by its dotted name
+(``module.QualifiedName``). The worker builds the executor with no arguments and calls ``execute(context)``
+once per job. Whatever ``execute`` raises finishes the job as failed, with the exception's text as the error;
+returning normally finishes it as completed. No Pyramid and no HTTP here: the worker backs the context with its
+HTTP client, and tests back it with ``RecordingContext``.
+"""
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+class ExecutionError(Exception):
+    """A failure the executor explains itself; its text becomes the job's error."""
+
+
+class JobCancelled(ExecutionError):
+    """Raised by an executor that noticed ``context.is_cancelled()`` and stopped."""
+
+    def __init__(self, message: str = "the job was cancelled"):
+        super().__init__(message)
+
+
+class ExecutionContext:
+    """What an executor sees of its job.
+
+    - ``job``: the job's JSON as the server sent it (pk, template, input_values, ...);
+    - ``inputs``: input name → value; a ``JobOutput<T>`` input has been downloaded into ``scratch_dir`` and its
+      value is the local path (a ``str``);
+    - ``parameters``: parameter name → value, the template's defaults merged with the job's own values;
+    - ``scratch_dir``: a private directory, removed after the job;
+    - ``progress(fraction, **data)``: report progress in [0, 1], with optional JSON data;
+    - ``add_output(name, type, data)``: upload an output from ``bytes``, ``str`` (UTF-8 text) or a ``Path``;
+    - ``is_cancelled()``: whether the job was cancelled (or its lease lost) since it started: stop soon if so.
+    """
+
+    def __init__(self, job: Mapping, inputs: Mapping[str, Any], parameters: Mapping[str, Any],
+                 scratch_dir: str | os.PathLike):
+        self.job = dict(job)
+        self.inputs = dict(inputs)
+        self.parameters = dict(parameters)
+        self.scratch_dir = Path(scratch_dir)
+
+    def progress(self, fraction: float, **data) -> None:
+        raise NotImplementedError
+
+    def add_output(self, name: str, type: str, data: "bytes | str | os.PathLike") -> None:
+        raise NotImplementedError
+
+    def is_cancelled(self) -> bool:
+        raise NotImplementedError
+
+    def check_cancelled(self) -> None:
+        """Raise ``JobCancelled`` if the job was cancelled: a one-line check for loops."""
+        if self.is_cancelled():
+            raise JobCancelled()
+
+
+def output_bytes(data: "bytes | str | os.PathLike") -> bytes:
+    """An output's content: bytes as given, text as UTF-8, a ``Path`` (or ``os.PathLike``) read from disk.
+    A plain ``str`` is text, never a file name: pass ``Path(name)`` for a file."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, os.PathLike):
+        return Path(data).read_bytes()
+    raise TypeError(f"an output is bytes, str or a path, not {type(data).__name__}")
+
+
+class Executor:
+    """The base class of executors. Subclasses implement ``execute``; ``name`` is the dotted name a template's
+    ``executor_class`` uses (the module and qualified name, as the plugin registry knows it)."""
+
+    def execute(self, context: ExecutionContext) -> None:
+        raise NotImplementedError(f"{type(self).__qualname__} does not implement execute(context)")
+
+    @classmethod
+    def dotted_name(cls) -> str:
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class RecordingContext(ExecutionContext):
+    """A context with no server behind it, for tests: records progress and outputs; ``cancel()`` cancels.
+
+    ``scratch_dir`` defaults to a new temporary directory."""
+
+    def __init__(self, inputs: Mapping[str, Any] | None = None, parameters: Mapping[str, Any] | None = None,
+                 scratch_dir: str | os.PathLike | None = None, job: Mapping | None = None):
+        super().__init__(job or {"pk": 0}, inputs or {}, parameters or {},
+                         scratch_dir or tempfile.mkdtemp(prefix="ufdl-scratch-"))
+        self.progress_reports: list[tuple[float, dict]] = []
+        self.outputs: dict[tuple[str, str], bytes] = {}
+        self.cancelled = False
+
+    def progress(self, fraction: float, **data) -> None:
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"progress must be in [0, 1], not {fraction}")
+        self.progress_reports.append((fraction, data))
+
+    def add_output(self, name: str, type: str, data) -> None:
+        self.outputs[(name, type)] = output_bytes(data)
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled
+
+    def cancel(self) -> None:
+        self.cancelled = True

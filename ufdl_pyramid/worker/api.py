@@ -1,0 +1,185 @@
+"""The worker's HTTP client for the v1 API: JSON in and out, Bearer tokens refreshed on 401, ``Node-Id`` once
+the node is known. Standard library only (``http.client``), one connection per thread."""
+import http.client
+import json
+import logging
+import threading
+import urllib.parse
+from collections.abc import Mapping
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """The server answered with an error status."""
+
+    def __init__(self, status: int, detail: str, method: str = "", path: str = ""):
+        super().__init__(f"{method} {path}: {status} {detail}".strip())
+        self.status = status
+        self.detail = detail
+
+
+class ServerUnavailable(Exception):
+    """The server cannot be reached, or answered 502/503/504: try again later."""
+
+
+class UfdlApi:
+    def __init__(self, url: str, username: str, password: str, timeout: float = 30):
+        parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.scheme, self.host, self.port = parts.scheme, parts.hostname, parts.port
+        self.prefix = parts.path.rstrip("/")
+        self.username, self.password = username, password
+        self.timeout = timeout
+        self.node_id: int | None = None
+        self.access: str | None = None
+        self.refresh: str | None = None
+        self._token_lock = threading.Lock()
+        self._local = threading.local()
+
+    # -- transport -------------------------------------------------------------------------------------------
+    def _connection(self) -> http.client.HTTPConnection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+            connection = self._local.connection = cls(self.host, self.port, timeout=self.timeout)
+        return connection
+
+    def _drop_connection(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    def close(self) -> None:
+        self._drop_connection()
+
+    def raw(self, method: str, path: str, body: bytes | None = None, headers: Mapping | None = None,
+            stream_to=None) -> tuple[int, bytes, dict]:
+        """One request; retries once on a stale keep-alive connection. ``stream_to``: a binary file the body of a
+        2xx answer is copied to instead of being returned."""
+        for attempt in (1, 2):
+            connection = self._connection()
+            try:
+                connection.request(method, self.prefix + path, body=body, headers=dict(headers or {}))
+                response = connection.getresponse()
+                if stream_to is not None and 200 <= response.status < 300:
+                    while chunk := response.read(1 << 16):
+                        stream_to.write(chunk)
+                    data = b""
+                else:
+                    data = response.read()
+                if response.getheader("Connection", "").lower() == "close":
+                    self._drop_connection()
+                return response.status, data, {k.lower(): v for k, v in response.getheaders()}
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as error:
+                self._drop_connection()
+                if attempt == 2 or stream_to is not None:
+                    raise ServerUnavailable(f"{method} {path}: {error}") from None
+            except (OSError, http.client.HTTPException) as error:
+                self._drop_connection()
+                raise ServerUnavailable(f"{method} {path}: {error}") from None
+        raise AssertionError("unreachable")
+
+    # -- auth ------------------------------------------------------------------------------------------------
+    def login(self) -> None:
+        answer = self._unauthenticated("POST", "/v1/auth/obtain", {"username": self.username,
+                                                                   "password": self.password})
+        self.access, self.refresh = answer["access"], answer["refresh"]
+
+    def _unauthenticated(self, method, path, payload):
+        status, data, _ = self.raw(method, path, json.dumps(payload).encode(),
+                                   {"Content-Type": "application/json", "Accept": "*/*"})
+        self._check(status, data, method, path)
+        return json.loads(data)
+
+    def _renew(self, used_token: str | None) -> None:
+        """After a 401: refresh the access token (or log in again); only one thread does it per expired token."""
+        with self._token_lock:
+            if self.access != used_token and self.access is not None:
+                return  # another thread renewed it already
+            if self.refresh:
+                try:
+                    self.access = self._unauthenticated("POST", "/v1/auth/refresh", {"refresh": self.refresh})["access"]
+                    return
+                except ApiError as error:
+                    if error.status != 401:
+                        raise
+            self.login()
+
+    # -- API -------------------------------------------------------------------------------------------------
+    def request(self, method: str, path: str, payload=None, *, body: bytes | None = None,
+                content_type: str | None = None, headers: Mapping | None = None, stream_to=None,
+                node: bool = True):
+        """An authenticated request; answers the decoded JSON (or None for an empty body, or the raw bytes
+        for a non-JSON answer). Raises ``ApiError`` for 4xx/5xx, ``ServerUnavailable`` when unreachable."""
+        if self.access is None:
+            with self._token_lock:
+                if self.access is None:
+                    self.login()
+        if payload is not None:
+            body, content_type = json.dumps(payload).encode(), "application/json"
+        for attempt in (1, 2):
+            token = self.access
+            sent = {"Accept": "*/*", "Authorization": f"Bearer {token}", **(headers or {})}
+            if content_type:
+                sent["Content-Type"] = content_type
+            if node and self.node_id is not None:
+                sent["Node-Id"] = str(self.node_id)
+            if stream_to is not None:
+                stream_to.seek(0)
+                stream_to.truncate()
+            status, data, answer_headers = self.raw(method, path, body, sent, stream_to)
+            if status == 401 and attempt == 1:
+                self._renew(token)
+                continue
+            self._check(status, data, method, path)
+            if status == 204 or not data:
+                return None
+            if answer_headers.get("content-type", "").startswith("application/json"):
+                return json.loads(data)
+            return data
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _check(status: int, data: bytes, method: str, path: str) -> None:
+        if status in (502, 503, 504):
+            raise ServerUnavailable(f"{method} {path}: {status}")
+        if status >= 400:
+            try:
+                detail = json.loads(data).get("detail", "")
+            except (ValueError, AttributeError):
+                detail = data[:200].decode("utf-8", "replace")
+            raise ApiError(status, str(detail), method, path)
+
+    # -- the calls the worker makes --------------------------------------------------------------------------
+    def get_job(self, pk: int) -> dict:
+        return self.request("GET", f"/v1/jobs/{pk}")
+
+    def acquire_next(self, executors: list[str]) -> dict | None:
+        return self.request("POST", "/v1/jobs/acquire-next", {"executors": executors})
+
+    def job_action(self, pk: int, action: str, payload=None) -> dict:
+        method = {"start": "POST", "finish": "POST", "acquire": "GET"}.get(action, "DELETE")
+        if action.startswith("progress/"):
+            method = "POST"
+        return self.request(method, f"/v1/jobs/{pk}/{action}", payload if method == "POST" else None)
+
+    def progress(self, pk: int, fraction: float, data: Mapping | None = None) -> dict:
+        return self.request("POST", f"/v1/jobs/{pk}/progress/{float(fraction)!s}", dict(data or {}))
+
+    def add_output(self, pk: int, name: str, type_: str, data: bytes) -> dict:
+        path = f"/v1/jobs/{pk}/outputs/{urllib.parse.quote(name, safe='')}/{urllib.parse.quote(type_, safe=chr(39) + ',')}"
+        return self.request("POST", path, body=data, content_type="application/data",
+                            headers={"Content-Disposition": f"attachment; filename={name}"})
+
+    def download_output(self, output_pk: int, file) -> None:
+        self.request("POST", f"/v1/job-outputs/{output_pk}/download", body=b'{"params": {}}',
+                     content_type="application/json", stream_to=file)
+
+    def template_parameters(self, template_pk: int) -> dict:
+        return self.request("GET", f"/v1/job-templates/{template_pk}/get-all-parameters")
+
+    def template(self, template_pk: int) -> dict:
+        return self.request("GET", f"/v1/job-templates/{template_pk}")

@@ -1,0 +1,74 @@
+"""The execution context a worker gives an executor: inputs downloaded, defaults merged, progress and outputs
+sent to the server."""
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from ..executors import ExecutionContext, output_bytes
+from .api import ApiError, ServerUnavailable, UfdlApi
+
+log = logging.getLogger(__name__)
+
+
+def merged_parameters(job: Mapping, all_parameters: Mapping) -> dict:
+    """The template's defaults (``get-all-parameters``), overridden by the job's own parameter values."""
+    values = {}
+    for name, spec in (all_parameters or {}).items():
+        default = (spec or {}).get("default")
+        if isinstance(default, Mapping) and "value" in default:
+            values[name] = default["value"]
+    for name, given in (job.get("parameter_values") or {}).items():
+        values[name] = given["value"] if isinstance(given, Mapping) and "value" in given else given
+    return values
+
+
+def resolved_inputs(api: UfdlApi, job: Mapping, scratch_dir: Path) -> dict:
+    """Input name → value; a ``JobOutput<T>`` input's output is downloaded and its value is the local path."""
+    inputs = {}
+    for name, given in (job.get("input_values") or {}).items():
+        value, kind = given.get("value"), given.get("type", "")
+        if kind.startswith("JobOutput") and value is not None:
+            folder = scratch_dir / "inputs"
+            folder.mkdir(exist_ok=True)
+            path = folder / name
+            with open(path, "wb") as file:
+                api.download_output(int(value), file)
+            value = str(path)
+        inputs[name] = value
+    return inputs
+
+
+class HttpExecutionContext(ExecutionContext):
+    """Progress and outputs go to the server as the job's holding node; ``is_cancelled`` asks ``cancelled``
+    (the worker's heartbeat, which polls the job, and the worker's own stop flag)."""
+
+    def __init__(self, api: UfdlApi, job: Mapping, inputs, parameters, scratch_dir, cancelled: Callable[[], bool]):
+        super().__init__(job, inputs, parameters, scratch_dir)
+        self.api = api
+        self._cancelled = cancelled
+        self.refused = False  # the server refused a progress report: the job is no longer ours to run
+
+    @property
+    def pk(self) -> int:
+        return self.job["pk"]
+
+    def progress(self, fraction: float, **data) -> None:
+        fraction = float(fraction)
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"progress must be in [0, 1], not {fraction}")
+        try:
+            self.api.progress(self.pk, fraction, data)
+        except ServerUnavailable as error:  # progress is best-effort; the finish is retried, not this
+            log.warning("job %s: progress %.2f not sent: %s", self.pk, fraction, error)
+        except ApiError as error:
+            if error.status in (403, 406):
+                self.refused = True
+                log.warning("job %s: progress refused (%s); stopping", self.pk, error.detail)
+            else:
+                raise
+
+    def add_output(self, name: str, type: str, data) -> None:
+        self.api.add_output(self.pk, name, type, output_bytes(data))
+
+    def is_cancelled(self) -> bool:
+        return self.refused or self._cancelled()

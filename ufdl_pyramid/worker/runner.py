@@ -1,0 +1,297 @@
+"""The worker loop: register the node, recover what a previous life left, then acquire-next → start → execute →
+outputs → finish, with heartbeats while a job runs, exponential back-off while the server is down, and a clean
+stop (the current job released) when asked to."""
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .api import ApiError, ServerUnavailable, UfdlApi
+from .context import HttpExecutionContext, merged_parameters, resolved_inputs
+
+log = logging.getLogger("ufdl_pyramid.worker")
+
+QUEUED, RUNNING = "QUEUED", "RUNNING"
+
+
+class WorkerStopped(Exception):
+    """The worker was asked to stop while waiting for the server."""
+
+
+@dataclass
+class WorkerOptions:
+    ip: str | None = None
+    index: int = 0
+    once: bool = False
+    poll: float = 2.0  # seconds between acquire-next calls when there is nothing to do
+    heartbeat: float = 5.0  # seconds between heartbeats (keep it well under the server's ufdl.node_timeout)
+    max_backoff: float = 30.0
+    scratch_root: str | None = None
+
+
+class Backoff:
+    """Exponential delays, 0.5 s doubling up to ``cap``; ``reset`` after a success."""
+
+    def __init__(self, cap: float, first: float = 0.5):
+        self.cap, self.first = cap, min(first, cap)
+        self.delay = self.first
+
+    def next(self) -> float:
+        delay = self.delay
+        self.delay = min(self.delay * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
+def local_ip_towards(host: str, port: int | None) -> str:
+    """The address this machine uses to reach the server (no packet is sent: a UDP socket is only connected)."""
+    try:
+        family = socket.getaddrinfo(host, port or 80)[0][0]
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, port or 80))
+            return probe.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+def memory_mib() -> int | None:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return min(int(line.split()[1]) // 1024, 2**31 - 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class Heartbeat(threading.Thread):
+    """While a job runs: ``GET /v1/jobs/{pk}`` as the node every ``interval`` seconds. That request marks the
+    node as seen (the lease) and tells whether the job was cancelled or taken away (aborted, lease lost)."""
+
+    def __init__(self, api: UfdlApi, pk: int, node_id: int, interval: float):
+        super().__init__(name=f"heartbeat-{pk}", daemon=True)
+        self.api, self.pk, self.node_id, self.interval = api, pk, node_id, interval
+        self.finished = threading.Event()
+        self.lost: str | None = None  # why the job is no longer ours
+
+    def run(self) -> None:
+        while not self.finished.wait(self.interval):
+            try:
+                job = self.api.get_job(self.pk)
+            except (ServerUnavailable, ApiError) as error:
+                log.debug("heartbeat for job %s failed: %s", self.pk, error)
+                continue
+            if job.get("is_cancelled"):
+                self.lost = "cancelled"
+            elif job.get("node") != self.node_id or job.get("status") != RUNNING:
+                self.lost = f"taken away (now {job.get('status')}, node {job.get('node')})"
+            if self.lost:
+                log.info("job %s %s", self.pk, self.lost)
+                return
+
+    def stop(self) -> None:
+        self.finished.set()
+        self.join(self.interval + self.api.timeout)
+
+
+class Worker:
+    """One node's loop. ``executors``: dotted name → executor class (the installed plugins')."""
+
+    def __init__(self, api: UfdlApi, executors: Mapping[str, type], options: WorkerOptions,
+                 stop: threading.Event | None = None):
+        self.api = api
+        self.executors = dict(executors)
+        self.options = options
+        self.stop_event = stop or threading.Event()
+        self.backoff = Backoff(options.max_backoff)
+        self.node_id: int | None = None
+        self.jobs_done = 0
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+    @property
+    def stopping(self) -> bool:
+        return self.stop_event.is_set()
+
+    def retrying(self, what: str, call: Callable, *, give_up_on_stop: bool = True):
+        """``call()``, retried with back-off while the server is unavailable."""
+        while True:
+            try:
+                result = call()
+                self.backoff.reset()
+                return result
+            except ServerUnavailable as error:
+                if give_up_on_stop and self.stopping:
+                    raise WorkerStopped() from None
+                delay = self.backoff.next()
+                log.warning("server unavailable (%s); %s again in %.1f s", error, what, delay)
+                if self.stop_event.wait(delay) and give_up_on_stop:
+                    raise WorkerStopped() from None
+
+    # -- start-up --------------------------------------------------------------------------------------------
+    def register_node(self) -> int:
+        ip = self.options.ip or local_ip_towards(self.api.host, self.api.port)
+        facts = {"cpu_mem": memory_mib()}
+        facts = {key: value for key, value in facts.items() if value is not None}
+        self.api.node_id = None
+        try:
+            node = self.api.request("POST", "/v1/nodes/create", {"ip": ip, "index": self.options.index, **facts})
+            log.info("node %s registered (%s, index %s)", node["pk"], ip, self.options.index)
+        except ApiError as error:
+            if error.status != 409:
+                raise
+            found = self.api.request("POST", "/v1/nodes/list", {"expressions": [
+                {"type": "exact", "field": "ip", "value": ip},
+                {"type": "exact", "field": "index", "value": self.options.index}]})
+            if not found:
+                raise
+            node = self.api.request("PATCH", f"/v1/nodes/{found[0]['pk']}", facts) if facts else found[0]
+            log.info("node %s updated (%s, index %s)", node["pk"], ip, self.options.index)
+        self.node_id = self.api.node_id = node["pk"]
+        return self.node_id
+
+    def recover(self) -> None:
+        """Jobs a previous life of this node left: a started one is finished with an error and reset (so it is
+        run again); one that was taken away meanwhile is finished, which only frees the node."""
+        node = self.api.request("GET", f"/v1/nodes/{self.node_id}")
+        # A started job is always the node's current job (start sets it, finish clears it), so that one field
+        # finds what a previous life left running; a job acquired but not started comes back from acquire-next.
+        pks = {node["current_job"]} if node.get("current_job") else set()
+        for pk in sorted(pks):
+            job = self.api.get_job(pk)
+            mine = job.get("node") == self.node_id
+            try:
+                if mine and job["status"] == RUNNING:
+                    self.api.job_action(pk, "finish", {"error": "the worker restarted while running the job"})
+                    self.api.job_action(pk, "reset")
+                    log.info("job %s recovered: finished with an error and reset", pk)
+                elif not mine and pk == node.get("current_job"):
+                    self.api.job_action(pk, "finish", {"error": "the worker restarted while running the job"})
+                    log.info("job %s was taken away while this node was down; node freed", pk)
+            except ApiError as error:
+                log.warning("job %s: cannot recover it: %s", pk, error)
+
+    def connect(self) -> None:
+        def start():
+            self.api.login()
+            self.register_node()
+            self.recover()
+        self.retrying("connecting", start)
+        log.info("worker ready on node %s with executors %s", self.node_id, ", ".join(sorted(self.executors)))
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        try:
+            self.connect()
+            while not self.stopping:
+                job = self.retrying("acquiring", lambda: self.api.acquire_next(sorted(self.executors)))
+                if job is None:
+                    if self.options.once:
+                        log.info("no job to run")
+                        return 0
+                    self.stop_event.wait(self.options.poll)
+                    continue
+                self.run_job(job)
+                if self.options.once:
+                    return 0
+        except WorkerStopped:
+            pass
+        log.info("worker stopped")
+        return 0
+
+    def run_job(self, job: dict) -> None:
+        pk = job["pk"]
+        template = job.get("template") or {}
+        log.info("job %s acquired (%s v%s)", pk, template.get("name"), template.get("version"))
+        try:
+            details = self.retrying("reading the template", lambda: self.api.template(template["pk"]))
+            executor_class = self.executors.get(details.get("executor_class"))
+            if executor_class is None:
+                self.api.job_action(pk, "release")
+                log.warning("job %s released: no executor %r here", pk, details.get("executor_class"))
+                return
+            if self.stopping:
+                raise WorkerStopped()
+            job = self.retrying("starting", lambda: self.api.job_action(pk, "start", {}))
+        except WorkerStopped:
+            self.release(pk, "the worker is stopping")
+            raise
+        except ApiError as error:
+            log.warning("job %s not started: %s", pk, error)
+            return
+        log.info("job %s started", pk)
+        heartbeat = Heartbeat(self.api, pk, self.node_id, self.options.heartbeat)
+        heartbeat.start()
+        scratch = Path(tempfile.mkdtemp(prefix=f"ufdl-job-{pk}-", dir=self.options.scratch_root))
+        error = None
+        try:
+            parameters = merged_parameters(job, self.api.template_parameters(template["pk"]))
+            inputs = resolved_inputs(self.api, job, scratch)
+            context = HttpExecutionContext(self.api, job, inputs, parameters, scratch,
+                                           lambda: heartbeat.lost is not None or self.stopping)
+            executor_class().execute(context)
+        except Exception as raised:  # whatever the executor raises fails the job, with its text
+            error = str(raised) or type(raised).__name__
+        finally:
+            heartbeat.stop()
+            shutil.rmtree(scratch, ignore_errors=True)
+        self.jobs_done += 1
+        if heartbeat.lost is not None:
+            self.finish(pk, error or f"the job was {heartbeat.lost}", give_up_on_stop=False)
+            log.info("job %s abandoned: %s", pk, heartbeat.lost)
+        elif self.stopping:
+            self.finish(pk, "the worker was stopped", give_up_on_stop=False)
+            try:
+                self.api.job_action(pk, "reset")
+            except (ApiError, ServerUnavailable) as reset_error:
+                log.warning("job %s: cannot reset: %s", pk, reset_error)
+            self.release(pk, "the worker is stopping")
+        elif error is not None:
+            self.finish(pk, error)
+            log.info("job %s failed: %s", pk, error.splitlines()[0] if error else error)
+        else:
+            self.finish(pk, None)
+            log.info("job %s completed", pk)
+
+    def finish(self, pk: int, error: str | None, give_up_on_stop: bool = True) -> None:
+        body = {} if error is None else {"error": error}
+        try:
+            self.retrying("finishing", lambda: self.api.job_action(pk, "finish", body),
+                          give_up_on_stop=give_up_on_stop)
+        except ApiError as api_error:
+            log.warning("job %s: finish refused: %s", pk, api_error)
+
+    def release(self, pk: int, why: str) -> None:
+        try:
+            self.api.job_action(pk, "release")
+            log.info("job %s released: %s", pk, why)
+        except (ApiError, ServerUnavailable) as error:
+            log.warning("job %s: cannot release: %s", pk, error)
+
+
+def run_workers(make_api: Callable[[], UfdlApi], executors: Mapping[str, type], options: WorkerOptions,
+                concurrency: int, stop: threading.Event) -> int:
+    """``concurrency`` workers, each its own node (indexes ``index``, ``index + 1``, ...), in threads."""
+    if concurrency <= 1:
+        return Worker(make_api(), executors, options, stop).run()
+    results = []
+
+    def one(offset: int):
+        slot = WorkerOptions(**{**options.__dict__, "index": options.index + offset})
+        results.append(Worker(make_api(), executors, slot, stop).run())
+
+    threads = [threading.Thread(target=one, args=(offset,), name=f"worker-{offset}") for offset in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.5)  # joins in slices, so the main thread still handles signals
+    return max(results, default=0)
