@@ -18,6 +18,9 @@ requires = [
     "jsonschema>=4.18",
     "PyYAML>=6.0",
     "pluggy>=1.3",
+    "gevent>=23.9",
+    "gevent-websocket>=0.10.1",
+    "websocket-client>=1.6",
 ]
 
 tests_require = [

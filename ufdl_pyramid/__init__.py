@@ -21,6 +21,8 @@ def make_config(settings: dict) -> Configurator:
     config.include(".security")  # tokens, Node-Id, ACLs
     config.include(".plugins_config")  # load the plugins; sync the job-types table with their types
     config.include(".registry_config")  # sync ufdl.templates_registry, when set
+    config.include(".outputs_config")  # output storage, blob clean-up after commit
+    config.include(".notifications_config")  # notifications sent after commit
     config.include(".views")  # the API, area by area
     return config
 

@@ -3,6 +3,7 @@ from dataclasses import dataclass
 
 from pyramid.authorization import ACLHelper, Authenticated, Everyone
 from pyramid.events import ContextFound, subscriber
+from sqlalchemy import update
 
 from .errors import Forbidden, InvalidInput, NotAuthenticated
 from .models import Node, User
@@ -50,7 +51,9 @@ def _acting_node(request) -> Node | None:
     if not text.isdigit() or len(text) > 18:
         raise InvalidInput(f"Node-Id header must be a node's primary key, not {header!r}")
     user = request.identity.user
-    node = request.db.get(Node, int(text))
+    # One statement both finds the node and records that it was seen; a refusal below rolls it back.
+    node = request.db.scalar(update(Node).where(Node.id == int(text)).values(last_seen=utcnow())
+                             .returning(Node).execution_options(synchronize_session=False))
     if node is None:
         raise Forbidden(f"Node {text} does not exist")
     if node.owner_id != user.id and not user.is_admin:
@@ -87,11 +90,9 @@ class TokenSecurityPolicy:
 
 @subscriber(ContextFound)
 def check_node_header(event):
-    """Resolve ``Node-Id`` before the view runs, so that a node that is not yours is refused on every call,
-    and record that the node was seen."""
-    node = event.request.node
-    if node is not None:
-        node.last_seen = utcnow()
+    """Resolve ``Node-Id`` (recording that the node was seen) before the view runs, so that a node that is
+    not yours is refused on every call."""
+    event.request.node
 
 
 def includeme(config):

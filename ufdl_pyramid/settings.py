@@ -4,6 +4,7 @@ Every setting ``ufdl.foo_bar`` (and ``sqlalchemy.url``) can be overridden by an 
 setting's name upper-cased with dots turned into underscores and ``UFDL_`` in front when it does not start
 with it (``ufdl.auth.secret`` -> ``UFDL_AUTH_SECRET``). ``UFDL_DATABASE_URL`` overrides ``sqlalchemy.url``.
 """
+import json
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -33,6 +34,16 @@ def _size(value: Any) -> int:
             text, multiplier = text[:-1], factor
             break
     return int(float(text) * multiplier)
+
+
+def _json_object(value: Any) -> dict:
+    """A JSON object (from the INI or the environment), or a dict given directly."""
+    if isinstance(value, dict):
+        return value
+    parsed = json.loads(str(value) or "{}")
+    if not isinstance(parsed, dict):
+        raise ValueError("must be a JSON object")
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,24 @@ SETTINGS = (
     Setting("ufdl.plugins.strict", False, _bool, "A plugin that fails to load stops the server (else: skipped)."),
     Setting("ufdl.templates_registry", None, str, "A templates registry directory synced at start-up (off when "
             "unset)."),
+    Setting("ufdl.ws_ping_interval", 20.0, float, "Progress channel: seconds between heartbeat pings; a watcher "
+            "silent for two intervals is dropped."),
+    Setting("ufdl.ws_poll_interval", 0.05, float, "Progress channel on SQLite: seconds between reads of the events "
+            "outbox (PostgreSQL wakes on NOTIFY)."),
+    Setting("ufdl.events.retention", None, str, "Age after which the websocket listener prunes job events "
+            "(`30d`, `12h`; kept forever when unset). By hand: `ufdl events prune --older-than 30d`."),
+    Setting("ufdl.events.prune_interval", 3600.0, float, "Seconds between the listener's automatic prunes."),
+    Setting("ufdl.storage.path", os.path.join("var", "outputs"), str, "Directory where job outputs are stored."),
+    Setting("ufdl.max_output_size", "10G", _size, "Largest job output a node may upload (413 beyond)."),
+    Setting("ufdl.notifications.defaults", "{}", _json_object, "Server-wide notifications as JSON: "
+            "`{\"on_finish\": [{\"type\": \"print\", \"message\": \"...\"}]}`."),
+    Setting("ufdl.smtp.host", "localhost", str, "SMTP server for `email` notifications."),
+    Setting("ufdl.smtp.port", 25, int, "SMTP port."),
+    Setting("ufdl.smtp.from", "ufdl@localhost", str, "Sender of notification e-mails."),
+    Setting("ufdl.smtp.user", None, str, "SMTP login (none when unset)."),
+    Setting("ufdl.smtp.password", None, str, "SMTP password."),
+    Setting("ufdl.smtp.starttls", False, _bool, "Switch to TLS with STARTTLS before logging in."),
+    Setting("ufdl.smtp.timeout", 10, float, "Seconds to wait for the SMTP server."),
 )
 
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -5,7 +5,10 @@ restored between tests, and a WebTest client that speaks to the real WSGI app li
 Truncation rather than a rolled-back outer transaction: the server commits for real, so tests with threads,
 several connections or a second process see exactly what production would.
 """
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -79,8 +82,23 @@ class DatabaseCleaner:
                             f"(SELECT max(id) FROM \"{table.name}\"))"))
 
 
+_storage_path_for_tests: str | None = None
+
+
+def storage_path_for_tests() -> str:
+    """One temporary output directory per test process (removed at exit), unless a test names its own."""
+    global _storage_path_for_tests
+    if _storage_path_for_tests is None:
+        _storage_path_for_tests = tempfile.mkdtemp(prefix="ufdl-test-outputs-")
+        atexit.register(shutil.rmtree, _storage_path_for_tests, ignore_errors=True)
+    return _storage_path_for_tests
+
+
 def make_test_app(engine: Engine, extra_plugins: Iterable[object] = (), **settings):
-    """The WSGI app on ``engine``; ``extra_plugins`` are plugin objects registered besides the installed ones."""
+    """The WSGI app on ``engine``; ``extra_plugins`` are plugin objects registered besides the installed ones.
+
+    Outputs go to a temporary directory (`storage_path_for_tests`) unless ``ufdl.storage.path`` is given."""
+    settings.setdefault("ufdl.storage.path", storage_path_for_tests())
     return make_config({**TEST_SETTINGS, "sqlalchemy.url": str(engine.url), "ufdl.db.engine": engine,
                         "ufdl.plugins.extra": list(extra_plugins), **settings}).make_wsgi_app()
 

@@ -77,7 +77,7 @@ def test_everything_a_plugin_registers_is_collected_and_attributed():
     assert info.label == "plugin 'widgets' (registered directly)"
     assert registry.types["Widget"] is Widget and registry.types["Build"] is Build
     assert registry.types["str"].__module__ == "ufdl_core_types.values"
-    assert registry.executors == {f"{__name__}.WidgetExecutor": WidgetExecutor}
+    assert registry.executors[f"{__name__}.WidgetExecutor"] is WidgetExecutor  # besides the installed ones
     assert registry.notifiers == {"mail": notify_by_mail}
     assert registry.load_errors == ()
     assert registry.json() == [plugin.json() for plugin in registry.plugins]

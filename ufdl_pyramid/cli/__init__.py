@@ -5,10 +5,10 @@ import sys
 from ..errors import ServiceError
 from ..settings import SettingsError
 from ..plugins import PluginError
-from . import db, plugins, serve, templates, users
+from . import db, events, jobs, plugins, serve, templates, users, websocket, worker
 from .environment import CliEnvironment
 
-AREAS = (db, users, plugins, templates, serve)
+AREAS = (db, users, plugins, templates, serve, worker, websocket, events, jobs)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ import os
 from sqlalchemy import engine_from_config, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
+import transaction
 import zope.sqlalchemy
 
 from .meta import Base
@@ -72,13 +73,15 @@ def get_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def get_tm_session(session_factory, transaction_manager, request=None, *, read_only: bool = False) -> Session:
-    """A session joined to a transaction manager: it commits or aborts with the request.
-
-    ``read_only`` sessions let SQLite readers run side by side; the others take SQLite's write lock when
-    their transaction begins (PostgreSQL needs neither).
-    """
+    """A session joined to a transaction manager: it commits or aborts with it (the CLI's and tests' way)."""
     session = session_factory(info={"request": request})
     zope.sqlalchemy.register(session, transaction_manager=transaction_manager)
+    return begin_for(session, read_only=read_only)
+
+
+def begin_for(session: Session, *, read_only: bool) -> Session:
+    """``read_only`` sessions let SQLite readers run side by side; the others take SQLite's write lock when
+    their transaction begins (PostgreSQL needs neither)."""
     if not read_only and session.get_bind().dialect.name == "sqlite":
         session.connection(execution_options={"sqlite_immediate": True})
     return session
@@ -91,17 +94,19 @@ def request_may_write(request) -> bool:
 
 def includeme(config):
     settings = config.get_settings()
-    settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
+    # pyramid_tm's default manager is per thread (each waitress thread serves one request at a time), so the
+    # request sessions join it through one registration on their factory instead of one per request.
     config.include("pyramid_tm")
     config.include("pyramid_retry")
 
     # Tests pass their own engine so that the whole suite shares one connection pool.
     engine = settings.get("ufdl.db.engine") or get_engine(settings)
     session_factory = get_session_factory(engine)
+    zope.sqlalchemy.register(session_factory, transaction_manager=transaction.manager)
     config.registry["db.engine"] = engine
     config.registry["db.session_factory"] = session_factory
 
     def db(request) -> Session:
-        return get_tm_session(session_factory, request.tm, request, read_only=not request_may_write(request))
+        return begin_for(session_factory(info={"request": request}), read_only=not request_may_write(request))
 
     config.add_request_method(db, "db", reify=True)

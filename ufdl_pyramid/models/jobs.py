@@ -46,7 +46,8 @@ class Job(SoftDeleteMixin, Base):
     template: Mapped[JobTemplate] = relationship(lazy="joined")
     node: Mapped[Node | None] = relationship(lazy="raise_on_sql", foreign_keys=[node_id])
     # The database deletes a job's outputs and children with it (ON DELETE CASCADE).
-    outputs: Mapped[list["JobOutput"]] = relationship(back_populates="job", lazy="selectin",
+    # Loaded with the job in the same query: every answer about a job lists its outputs.
+    outputs: Mapped[list["JobOutput"]] = relationship(back_populates="job", lazy="joined",
                                                       order_by="JobOutput.id", cascade="all, delete-orphan",
                                                       passive_deletes=True)
 

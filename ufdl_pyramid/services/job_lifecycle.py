@@ -232,7 +232,7 @@ class JobLifecycle:
         return job
 
     def _cancel_tree(self, job: Job) -> None:
-        for child in self.db.scalars(select(Job).where(Job.parent_id == job.id)):
+        for child in self.db.scalars(select(Job).where(Job.parent_id == job.id)).unique():
             if child.status not in FINAL_STATUSES or child.status == FAILED:
                 self._cancel_tree(child)
         if job.status in (COMPLETED, CANCELED):
@@ -255,7 +255,7 @@ class JobLifecycle:
         if self.db.get_bind().dialect.name == "postgresql":
             stale = stale.with_for_update(of=Job, skip_locked=True)
         expired = []
-        for job in self.db.scalars(stale).all():
+        for job in self.db.scalars(stale).unique().all():
             message = f"Node {job.node_id} was not seen for {timeout:g} s"
             if job.tries >= max_tries:
                 self.fail(job, f"{message}; given up after {job.tries} tries", SYSTEM)
@@ -279,7 +279,7 @@ class MetaJobOrchestrator:
 
     def _children(self, parent: Job) -> dict[str, Job]:
         return {child.graph_node: child for child in
-                self.db.scalars(select(Job).where(Job.parent_id == parent.id, Job.deletion_time.is_(None)))}
+                self.db.scalars(select(Job).where(Job.parent_id == parent.id, Job.deletion_time.is_(None))).unique()}
 
     def _update_progress(self, parent: Job, children: dict[str, Job]) -> None:
         nodes = parent.template.spec["nodes"]

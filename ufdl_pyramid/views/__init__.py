@@ -9,3 +9,4 @@ def includeme(config):
     config.scan(".plugins")
     config.scan(".templates")
     config.scan(".jobs")
+    config.scan(".outputs")

@@ -1,0 +1,111 @@
+"""Meta-jobs through HTTP: a two-step graph run to completion with its wiring, and a failing child."""
+import pytest
+
+from test_job_lifecycle import register
+
+PRODUCE = {"name": "produce", "version": 1, "scope": "public", "licence": "MIT",
+           "specific": {"job_type": "Process<str, BLOB>", "executor_class": "tests.Produce",
+                        "required_packages": "", "parameters": {}}}
+CONSUME = {"name": "consume", "version": 1, "scope": "public", "licence": "MIT",
+           "specific": {"job_type": "Process<JobOutput<BLOB>, BLOB>", "executor_class": "tests.Consume",
+                        "required_packages": "", "parameters": {"mode": {"types": ["str"], "help": "",
+                                                                          "default": "fast"}}}}
+PIPELINE = {"name": "pipeline", "version": 1, "scope": "public", "licence": "MIT",
+            "specific": {"nodes": {"first": {"name": "produce"}, "second": {"name": "consume"}},
+                         "dependencies": [{"from_node": "first", "from_output": "output", "to_node": "second",
+                                           "to_input": "input"}]}}
+
+
+@pytest.fixture
+def pipeline(admin):
+    admin.post("/v1/job-templates/import", PRODUCE, status=201)
+    admin.post("/v1/job-templates/import", CONSUME, status=201)
+    return admin.post("/v1/job-templates/import", PIPELINE, status=201).json
+
+
+@pytest.fixture
+def parent(bob, pipeline):
+    return bob.post(f"/v1/job-templates/{pipeline['pk']}/create-job",
+                    {"input_values": {"first:input": {"value": "words", "type": "str"}},
+                     "parameter_values": {"second:mode": {"value": "slow", "type": "str"}}}, status=201).json
+
+
+def children_of(client, parent):
+    body = {"expressions": [{"type": "exact", "field": "parent", "value": parent["pk"]}]}
+    return {child["template"]["name"]: child for child in client.post("/v1/jobs/list", body).json}
+
+
+def work(worker, job, output: bytes | None = b"data", error: str | None = None):
+    worker.get(f"/v1/jobs/{job['pk']}/acquire")
+    worker.post(f"/v1/jobs/{job['pk']}/start", {})
+    worker.post(f"/v1/jobs/{job['pk']}/progress/0.5", {})
+    if output is not None:
+        worker.request("POST", f"/v1/jobs/{job['pk']}/outputs/output/BLOB", body=output,
+                       content_type="application/data", status=201)
+    return worker.post(f"/v1/jobs/{job['pk']}/finish", {"error": error} if error else {}).json
+
+
+def test_a_two_step_graph_runs_to_completion(alice, bob, parent):
+    worker = register(alice)
+    first = children_of(bob, parent)["produce"]
+    assert set(children_of(bob, parent)) == {"produce"}
+    # The parent cannot be worked directly.
+    worker.get(f"/v1/jobs/{parent['pk']}/acquire", status=406)
+
+    worker.get(f"/v1/jobs/{first['pk']}/acquire")
+    worker.post(f"/v1/jobs/{first['pk']}/start", {})
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "RUNNING"
+    worker.post(f"/v1/jobs/{first['pk']}/progress/0.5", {})
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["progress"] == 0.25  # the mean over both graph nodes
+    output = worker.request("POST", f"/v1/jobs/{first['pk']}/outputs/output/BLOB", body=b"from first",
+                            content_type="application/data", status=201).json
+    worker.post(f"/v1/jobs/{first['pk']}/finish", {})
+
+    second = children_of(bob, parent)["consume"]
+    # The wiring: the first child's output is the second's input; the meta-job's parameter reached it.
+    assert second["input_values"] == {"input": {"value": output["pk"], "type": "JobOutput<BLOB>"}}
+    assert second["parameter_values"] == {"mode": {"value": "slow", "type": "str"}}
+    assert second["status"] == "PENDING"
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["progress"] == 0.5
+
+    work(worker, second, b"from second")
+    finished = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert finished["status"] == "COMPLETED" and finished["progress"] == 1.0 and finished["end_time"]
+    assert sorted(out["name"] for out in finished["outputs"]) == ["first:output", "second:output"]
+    copied = next(out for out in finished["outputs"] if out["name"] == "first:output")
+    assert bob.get(f"/v1/jobs/{parent['pk']}/outputs/first:output/BLOB").body == b"from first"
+    assert copied["type"] == "BLOB"
+
+
+def test_a_failing_child_fails_the_parent_and_a_reset_revives_it(alice, bob, parent):
+    worker = register(alice)
+    first = children_of(bob, parent)["produce"]
+    failed = work(worker, first, output=None, error="disk full")
+    assert failed["status"] == "FAILED"
+    state = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert state["status"] == "FAILED" and "disk full" in state["error_reason"]
+    assert set(children_of(bob, parent)) == {"produce"}  # nothing downstream was created
+
+    worker.delete(f"/v1/jobs/{first['pk']}/reset")
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "RUNNING"
+    worker.post(f"/v1/jobs/{first['pk']}/start", {})
+    worker.request("POST", f"/v1/jobs/{first['pk']}/outputs/output/BLOB", body=b"x",
+                   content_type="application/data", status=201)
+    worker.post(f"/v1/jobs/{first['pk']}/finish", {})
+    assert set(children_of(bob, parent)) == {"produce", "consume"}
+
+
+def test_a_child_that_finishes_without_the_wired_output_fails_the_parent(alice, bob, parent):
+    worker = register(alice)
+    work(worker, children_of(bob, parent)["produce"], output=None)
+    state = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert state["status"] == "FAILED" and "without its output 'output'" in state["error_reason"]
+
+
+def test_cancelling_the_parent_cancels_its_children(alice, bob, parent):
+    worker = register(alice)
+    first = children_of(bob, parent)["produce"]
+    worker.get(f"/v1/jobs/{first['pk']}/acquire")
+    bob.delete(f"/v1/jobs/{first['pk']}/cancel", status=406)  # only the top-level job
+    assert bob.delete(f"/v1/jobs/{parent['pk']}/cancel").json["status"] == "CANCELED"
+    assert children_of(bob, parent)["produce"]["status"] == "CANCELED"
