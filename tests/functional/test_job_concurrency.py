@@ -3,8 +3,8 @@ import threading
 from collections import Counter
 
 import webtest
+from job_helpers import ECHO
 
-from test_job_lifecycle import ECHO
 
 NODES = 16
 

@@ -1,44 +1,6 @@
 """The node lifecycle of jobs (seed 003) through HTTP: every transition, its preconditions and permissions."""
 import pytest
 
-ECHO = {"name": "echo", "version": 1, "scope": "public", "licence": "MIT",
-        "specific": {"job_type": "Process<str, str>", "executor_class": "tests.Echo", "required_packages": "",
-                     "parameters": {}}}
-
-
-@pytest.fixture
-def template(admin):
-    return admin.post("/v1/job-templates/import", ECHO, status=201).json
-
-
-@pytest.fixture
-def make_job(bob, template):
-    def make(text="hello"):
-        return bob.post(f"/v1/job-templates/{template['pk']}/create-job",
-                        {"input_values": {"input": {"value": text, "type": "str"}}}, status=201).json
-    return make
-
-
-@pytest.fixture
-def job(make_job):
-    return make_job()
-
-
-def register(client, ip="10.0.0.1", index=0):
-    pk = client.post("/v1/nodes/create", {"ip": ip, "index": index}, status=201).json["pk"]
-    return client.as_node(pk)
-
-
-@pytest.fixture
-def worker(alice):
-    """alice's node: the client acts as it."""
-    return register(alice)
-
-
-@pytest.fixture
-def other_worker(alice):
-    return register(alice, "10.0.0.2")
-
 
 def path(job, action=""):
     return f"/v1/jobs/{job['pk']}" + (f"/{action}" if action else "")

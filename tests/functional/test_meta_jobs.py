@@ -1,7 +1,7 @@
 """Meta-jobs through HTTP: a two-step graph run to completion with its wiring, and a failing child."""
 import pytest
+from job_helpers import register
 
-from test_job_lifecycle import register
 
 PRODUCE = {"name": "produce", "version": 1, "scope": "public", "licence": "MIT",
            "specific": {"job_type": "Process<str, BLOB>", "executor_class": "tests.Produce",

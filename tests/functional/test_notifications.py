@@ -1,6 +1,5 @@
 """Notifications (issue 4): per transition, server defaults and per-job overrides, sent after the commit."""
 import json
-import logging
 
 import pytest
 import transaction
@@ -12,10 +11,8 @@ from ufdl_pyramid.services import notifications
 from ufdl_pyramid.services.events import record_event
 from ufdl_pyramid.services.notifications import Notifier, actions_for, render
 from ufdl_pyramid.testing import ApiClient, make_test_app
+from job_helpers import ECHO
 
-ECHO = {"name": "echo", "version": 1, "scope": "public", "licence": "MIT",
-        "specific": {"job_type": "Process<str, str>", "executor_class": "tests.Echo", "required_packages": "",
-                     "parameters": {}}}
 DEFAULTS = {
     "on_acquire": [{"type": "print", "message": "acquired {pk} by node {node} ({template}) {nope}"}],
     "on_start": [{"type": "print", "message": "started {pk}"}, {"type": "websocket"}],

@@ -7,10 +7,8 @@ import webtest
 from sqlalchemy import text
 
 from ufdl_pyramid.testing import ApiClient, make_test_app
+from job_helpers import ECHO, register
 
-ECHO = {"name": "echo", "version": 1, "scope": "public", "licence": "MIT",
-        "specific": {"job_type": "Process<str, str>", "executor_class": "tests.Echo", "required_packages": "",
-                     "parameters": {}}}
 MODEL = "Model<Domain<'ic'>, Framework<'numpy', '1.26'>>"
 DATA = b"\x00model bytes\xff" * 100
 
@@ -22,34 +20,6 @@ def segment(type_text: str) -> str:
 
 def out(job, name="model", type_text=MODEL, action=""):
     return f"/v1/jobs/{job['pk']}/outputs/{name}/{segment(type_text)}" + (f"/{action}" if action else "")
-
-
-@pytest.fixture
-def template(admin):
-    return admin.post("/v1/job-templates/import", ECHO, status=201).json
-
-
-@pytest.fixture
-def make_job(bob, template):
-    def make(text="hello"):
-        return bob.post(f"/v1/job-templates/{template['pk']}/create-job",
-                        {"input_values": {"input": {"value": text, "type": "str"}}}, status=201).json
-    return make
-
-
-def register(client, ip="10.0.0.1", index=0) -> ApiClient:
-    pk = client.post("/v1/nodes/create", {"ip": ip, "index": index}, status=201).json["pk"]
-    return client.as_node(pk)
-
-
-@pytest.fixture
-def worker(alice):
-    return register(alice)
-
-
-@pytest.fixture
-def other_worker(alice):
-    return register(alice, "10.0.0.2")
 
 
 @pytest.fixture
@@ -146,7 +116,7 @@ def test_bad_types_are_400(worker, running, type_text):
 def test_unknown_outputs_are_404(bob, running):
     assert bob.get(out(running), status=404)
     assert bob.get(out(running, action="info"), status=404)
-    assert bob.get(f"/v1/jobs/9999/outputs/model/BLOB", status=404)
+    assert bob.get("/v1/jobs/9999/outputs/model/BLOB", status=404)
 
 
 def test_ranges(worker, bob, running):

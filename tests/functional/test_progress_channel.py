@@ -23,9 +23,6 @@ from ufdl_pyramid.services.event_feed import EventFeed
 from ufdl_pyramid.services.events import prune_events, record_event
 from ufdl_pyramid.testing import TEST_SETTINGS
 
-ECHO = {"name": "echo", "version": 1, "scope": "public", "licence": "MIT",
-        "specific": {"job_type": "Process<str, str>", "executor_class": "tests.Echo", "required_packages": "",
-                     "parameters": {}}}
 PING_INTERVAL = 0.5
 
 
@@ -79,30 +76,6 @@ def listener(engine, tmp_path):
     process = ListenerProcess(engine, tmp_path)
     yield process
     process.stop()
-
-
-@pytest.fixture
-def template(admin):
-    return admin.post("/v1/job-templates/import", ECHO, status=201).json
-
-
-@pytest.fixture
-def make_job(bob, template):
-    def make(text="hello"):
-        return bob.post(f"/v1/job-templates/{template['pk']}/create-job",
-                        {"input_values": {"input": {"value": text, "type": "str"}}}, status=201).json
-    return make
-
-
-@pytest.fixture
-def job(make_job):
-    return make_job()
-
-
-@pytest.fixture
-def worker(alice):
-    pk = alice.post("/v1/nodes/create", {"ip": "10.0.0.1", "index": 0}, status=201).json["pk"]
-    return alice.as_node(pk)
 
 
 def path(job, action):

@@ -28,8 +28,10 @@ def run_serve(args, environment) -> int:
         # A terminated server takes its listener with it.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"serving on http://{args.listen}", flush=True)
+    # waitress refuses bodies over 1 GiB by default; job outputs may be as large as ufdl.max_output_size.
+    body_limit = max(environment.settings["ufdl.max_output_size"], environment.settings["ufdl.max_json_size"])
     try:
-        waitress.serve(app, listen=args.listen, threads=args.threads)
+        waitress.serve(app, listen=args.listen, threads=args.threads, max_request_body_size=body_limit)
     finally:
         if listener is not None:
             listener.terminate()

@@ -2,12 +2,10 @@
 outputs → finish, with heartbeats while a job runs, exponential back-off while the server is down, and a clean
 stop (the current job released) when asked to."""
 import logging
-import os
 import shutil
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path

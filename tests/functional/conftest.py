@@ -1,0 +1,33 @@
+"""Job fixtures: the ECHO template, jobs bob creates from it, and nodes of alice's to work them."""
+import pytest
+
+from job_helpers import ECHO, register
+
+
+@pytest.fixture
+def template(admin):
+    return admin.post("/v1/job-templates/import", ECHO, status=201).json
+
+
+@pytest.fixture
+def make_job(bob, template):
+    def make(text="hello"):
+        return bob.post(f"/v1/job-templates/{template['pk']}/create-job",
+                        {"input_values": {"input": {"value": text, "type": "str"}}}, status=201).json
+    return make
+
+
+@pytest.fixture
+def job(make_job):
+    return make_job()
+
+
+@pytest.fixture
+def worker(alice):
+    """alice's node: the client acts as it."""
+    return register(alice)
+
+
+@pytest.fixture
+def other_worker(alice):
+    return register(alice, "10.0.0.2")
