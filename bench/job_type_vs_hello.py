@@ -16,7 +16,8 @@ def main() -> None:
 
     url = database_url()
     engine, admin = prepare(url)
-    pk = admin.post("/v1/job-types/create", {"name": "str", "pkg": "builtins", "cls": "str"}).json["pk"]
+    # The plugins' types are synced into the table at start-up: measure the row of `str`.
+    pk = next(row["pk"] for row in admin.post("/v1/job-types/list").json if row["name"] == "str")
     headers = {"Authorization": f"Bearer {admin.token}", "Accept": "*/*"}
     print(f"database: {engine.dialect.name}; {args.clients} keep-alive clients, {args.seconds:g} s per endpoint")
     with server(url) as port:

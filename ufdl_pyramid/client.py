@@ -37,9 +37,13 @@ def connect(url: str, token: str, pk: int, after: int | None = None, timeout: fl
         return websocket.create_connection(channel_url(url, pk, after), timeout=timeout,
                                            header=[f"Authorization: Bearer {token}"], enable_multithread=True)
     except websocket.WebSocketBadStatusException as error:
+        if 200 <= error.status_code < 300:
+            # A server that answers a plain GET is the REST API, not the progress channel.
+            raise ChannelRefused(error.status_code, f"{url} did not upgrade to a websocket: give the progress "
+                                                    "channel's address (in development: port 6544)") from None
         try:
             detail = json.loads(error.resp_body or b"{}").get("detail", "")
-        except ValueError:
+        except (ValueError, AttributeError):
             detail = (error.resp_body or b"").decode(errors="replace")
         raise ChannelRefused(error.status_code, detail) from None
 
