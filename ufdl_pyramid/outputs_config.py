@@ -5,13 +5,14 @@ import re
 from .services.outputs import BlobCleanup
 from .storage import storage_from_settings
 
-_UPLOAD_PATH = re.compile(r"/v1/jobs/[0-9]+/outputs/")
+_UPLOAD_PATH = re.compile(r"/v1/jobs/[0-9]+/outputs/")  # matched against the raw PATH_INFO
 
 
 def upload_attempts(request):
     """pyramid_retry copies a request's whole body before the first attempt when it may retry; an output
     upload is streamed to storage instead, so it runs once (a conflict then answers 409)."""
-    if request.method == "POST" and _UPLOAD_PATH.match(request.path_info):
+    # The raw WSGI path: this runs before Pyramid, and decoding a malformed path here would crash the request.
+    if request.method == "POST" and _UPLOAD_PATH.match(request.environ.get("PATH_INFO", "")):
         return 1
     return None
 

@@ -199,3 +199,17 @@ def test_list_bad_filters_are_400(alice, many):
         response = alice.post("/v1/job-types/list", body, status=400)
         assert response.json["detail"], body
     alice.post("/v1/job-types/list?page=x", status=400)
+
+
+def test_a_path_that_is_not_utf8_is_400(admin):
+    for method in ("GET", "POST"):
+        response = admin.request(method, "/v1/jobs/%FF/outputs/x/BLOB", status=400)
+        assert "not valid UTF-8" in response.json["detail"]
+
+
+def test_numbers_json_cannot_hold_are_400(admin, many):
+    for number in (b"1e400", b"-1e400", b"NaN", b"Infinity"):
+        body = b'{"expressions": [{"type": "exact", "field": "pk", "value": ' + number + b"}]}"
+        response = admin.request("POST", "/v1/job-types/list", body=body, content_type="application/json",
+                                 status=400)
+        assert response.json["detail"].startswith("Malformed JSON body")

@@ -1,5 +1,6 @@
 """What every API view shares: the view decorator that insists on a permission, and JSON body reading."""
 import json
+import math
 from urllib.parse import urlencode
 
 from pyramid.view import view_config
@@ -41,9 +42,21 @@ def read_json(request, *, optional: bool = False):
             return {}
         raise InvalidInput("A JSON body is required")
     try:
-        return json.loads(body)
+        return json.loads(body, parse_float=_finite_float, parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as error:
         raise InvalidInput(f"Malformed JSON body: {error}") from None
+
+
+def _finite_float(text: str) -> float:
+    # JSON has no infinities; Python would read 1e400 as one and let it reach the database.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 def read_json_object(request, *, optional: bool = False) -> dict:

@@ -1,7 +1,7 @@
 """Every error as JSON ``{"detail": ...}`` with its status: no HTML pages, no tracebacks to clients."""
 import logging
 
-from pyramid.exceptions import PredicateMismatch
+from pyramid.exceptions import PredicateMismatch, URLDecodeError
 from pyramid.httpexceptions import HTTPException
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
 
@@ -45,6 +45,11 @@ def forbidden(exc, request):
     return error_response(request, 403, "You do not have permission to perform this action.")
 
 
+@exception_view_config(URLDecodeError, renderer="json")
+def undecodable_path(exc, request):
+    return error_response(request, 400, "The URL's path is not valid UTF-8 once percent-decoded.")
+
+
 @exception_view_config(HTTPException, renderer="json")
 def http_exception(exc, request):
     return error_response(request, exc.code, exc.detail or exc.title, {
@@ -56,7 +61,8 @@ def http_exception(exc, request):
 @exception_view_config(Exception, renderer="json", retryable_error=False)
 @exception_view_config(Exception, renderer="json", last_retry_attempt=True)
 def unexpected_error(exc, request):
-    log.exception("unhandled error on %s %s", request.method, request.path)
+    # The raw PATH_INFO: decoding it is one of the things that may have failed.
+    log.exception("unhandled error on %s %r", request.method, request.environ.get("PATH_INFO"))
     return error_response(request, 500, "Internal server error.")
 
 
