@@ -115,30 +115,32 @@ class JobCreator:
         for node, spec in template.spec["nodes"].items():
             if node in waiting:
                 continue
-            self.create_child(parent, node, spec, inputs, parameters, notifications, wired={})
+            create_child_job(self.db, parent, node, spec, inputs, parameters, notifications, wired={})
 
-    def create_child(self, parent: Job, node: str, spec: dict, inputs: dict, parameters: dict,
+
+def create_child_job(db: Session, parent: Job, node: str, spec: dict, inputs: dict, parameters: dict,
                      notifications: dict, wired: dict) -> Job:
-        """One child job of a meta-job; ``wired`` holds the inputs filled from predecessors' outputs."""
-        child_template = self.db.scalar(select(JobTemplate).where(JobTemplate.name == spec["name"],
-                                                                   JobTemplate.version == spec["version"],
-                                                                   JobTemplate.active()))
-        if child_template is None:
-            raise InvalidInput(f"Child template '{spec['name']}' version {spec['version']} is no longer active")
-        prefix = f"{node}:"
-        child_inputs = {name[len(prefix):]: value for name, value in inputs.items() if name.startswith(prefix)}
-        child_inputs.update(wired)
-        child_parameters = {name[len(prefix):]: value for name, value in parameters.items()
-                            if name.startswith(prefix)}
-        for name, override in spec.get("parameter_default_overrides", {}).items():
-            child_parameters.setdefault(name, override)
-        overrides = notifications.get("child_notification_overrides", {})
-        override = overrides.get(node, overrides.get(spec["name"]))
-        child = Job(template_id=child_template.id, parent_id=parent.id, graph_node=node,
-                    description=f"{node} of job {parent.id}", input_values=child_inputs,
-                    parameter_values=child_parameters or None,
-                    notification_override={"notification_override": override} if override else None,
-                    creator_id=parent.creator_id, last_status_change=utcnow())
-        self.db.add(child)
-        self.db.flush()
-        return child
+    """One child job of a meta-job, for graph node ``node``: its inputs and parameters are the parent's
+    ``node:name`` ones, ``wired`` holds the inputs filled from predecessors' outputs."""
+    child_template = db.scalar(select(JobTemplate).where(JobTemplate.name == spec["name"],
+                                                         JobTemplate.version == spec["version"],
+                                                         JobTemplate.active()))
+    if child_template is None:
+        raise InvalidInput(f"Child template '{spec['name']}' version {spec['version']} is no longer active")
+    prefix = f"{node}:"
+    child_inputs = {name[len(prefix):]: value for name, value in inputs.items() if name.startswith(prefix)}
+    child_inputs.update(wired)
+    child_parameters = {name[len(prefix):]: value for name, value in parameters.items()
+                        if name.startswith(prefix)}
+    for name, override in spec.get("parameter_default_overrides", {}).items():
+        child_parameters.setdefault(name, override)
+    overrides = notifications.get("child_notification_overrides", {})
+    override = overrides.get(node, overrides.get(spec["name"]))
+    child = Job(template_id=child_template.id, parent_id=parent.id, graph_node=node,
+                description=f"{node} of job {parent.id}", input_values=child_inputs,
+                parameter_values=child_parameters or None,
+                notification_override={"notification_override": override} if override else None,
+                creator_id=parent.creator_id, last_status_change=utcnow())
+    db.add(child)
+    db.flush()
+    return child

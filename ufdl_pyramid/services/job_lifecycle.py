@@ -21,6 +21,7 @@ from ..models import Job, JobOutput, JobTemplate, Node, User
 from ..models.jobs import CANCELED, COMPLETED, FAILED, FINAL_STATUSES, PENDING, QUEUED, RUNNING
 from ..models.meta import utcnow
 from .events import record_event
+from .job_creation import create_child_job
 
 ALGORITHM = "ALGORITHM"  # the executor reported an error
 SYSTEM = "SYSTEM"  # the infrastructure failed the job (lost node, expired lease)
@@ -325,15 +326,12 @@ class MetaJobOrchestrator:
         self.child_reset(parent)
 
     def child_completed(self, child: Job) -> None:
-        from .job_creation import JobCreator  # job creation imports the lifecycle's models only
-
         parent = self._parent(child)
         if parent is None or parent.status in FINAL_STATUSES:
             return
         spec = parent.template.spec
         children = self._children(parent)
         done = {node for node, job in children.items() if job.status == COMPLETED}
-        creator = JobCreator(self.db, None)
         for node, node_spec in spec["nodes"].items():
             if node in children:
                 continue
@@ -349,9 +347,9 @@ class MetaJobOrchestrator:
                                                 f"without its output '{dependency['from_output']}'", ALGORITHM)
                     return
                 wired[dependency["to_input"]] = {"value": output.id, "type": f"JobOutput<{output.type}>"}
-            children[node] = creator.create_child(parent, node, node_spec, parent.input_values,
-                                                  parent.parameter_values or {},
-                                                  parent.notification_override or {}, wired)
+            children[node] = create_child_job(self.db, parent, node, node_spec, parent.input_values,
+                                              parent.parameter_values or {}, parent.notification_override or {},
+                                              wired)
             record_event(self.db, children[node], "create", data={"parent": parent.id})
         self._update_progress(parent, children)
         if len(done) == len(spec["nodes"]):
