@@ -89,17 +89,26 @@ def load(port: int, method: str, path: str, headers: dict, *, clients: int, seco
         with lock:
             latencies.extend(mine)
 
-    workers = [threading.Thread(target=client) for _ in range(clients)]
-    began = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    elapsed = time.perf_counter() - began
-    latencies.sort()
+    elapsed = run_threads([client] * clients)
     return {"requests": len(latencies), "rate": len(latencies) / elapsed, "errors": errors[0],
-            "p50_ms": 1000 * statistics.median(latencies),
-            "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
+            **percentiles(latencies)}
+
+
+def run_threads(targets) -> float:
+    """Run each callable in its own thread; the seconds until the last one ended."""
+    threads = [threading.Thread(target=target) for target in targets]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - began
+
+
+def percentiles(latencies: list[float]) -> dict:
+    """p50 and p99 in milliseconds of latencies in seconds."""
+    ordered = sorted(latencies)
+    return {"p50_ms": 1000 * statistics.median(ordered), "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))]}
 
 
 def as_json(value) -> bytes:

@@ -5,13 +5,13 @@
 Set UFDL_BENCH_DATABASE_URL to measure on PostgreSQL (default: a temporary SQLite file).
 """
 import argparse
+import functools
 import http.client
 import json
-import statistics
 import threading
 import time
 
-from common import database_url, load, prepare, server
+from common import database_url, load, percentiles, prepare, run_threads, server
 
 TEMPLATE = {"name": "bench-echo", "version": 1, "scope": "public", "licence": "MIT",
             "specific": {"job_type": "Process<str, BLOB>", "executor_class": "bench.Echo",
@@ -75,17 +75,10 @@ def main() -> None:
         load(port, "GET", "/hello", {}, clients=args.nodes, seconds=0.5)  # warm up
         hello = load(port, "GET", "/hello", {}, clients=args.nodes, seconds=min(args.seconds, 5))
         stop = time.perf_counter() + args.seconds
-        threads = [threading.Thread(target=node_loop, args=(port, node, stop)) for node in nodes]
-        began = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - began
-    latencies.sort()
+        elapsed = run_threads([functools.partial(node_loop, port, node, stop) for node in nodes])
     rate = len(latencies) / elapsed
-    p50 = 1000 * statistics.median(latencies)
-    p99 = 1000 * latencies[int(0.99 * (len(latencies) - 1))]
+    spread = percentiles(latencies)
+    p50, p99 = spread["p50_ms"], spread["p99_ms"]
     print(f"database: {engine.dialect.name}; {args.nodes} nodes for {args.seconds:g} s")
     print(f"lifecycles: {lifecycles[0]} ({lifecycles[0] / elapsed:.1f}/s), requests: {len(latencies)} "
           f"({rate:.0f}/s), p50 {p50:.2f} ms, p99 {p99:.2f} ms (p99/p50 {p99 / p50:.1f})")

@@ -4,12 +4,12 @@
 Set UFDL_BENCH_DATABASE_URL to measure on PostgreSQL (default: a temporary SQLite file).
 """
 import argparse
+import functools
 import http.client
 import json
 import threading
-import time
 
-from common import database_url, prepare, server
+from common import database_url, prepare, run_threads, server
 
 
 def document(index: int) -> dict:
@@ -44,14 +44,8 @@ def main() -> None:
         connection.close()
 
     with server(url) as port:
-        workers = [threading.Thread(target=client, args=(range(i, args.count, args.clients),))
-                   for i in range(args.clients)]
-        began = time.perf_counter()
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        elapsed = time.perf_counter() - began
+        elapsed = run_threads([functools.partial(client, range(i, args.count, args.clients))
+                               for i in range(args.clients)])
     created = statuses.count(201)
     print(f"database: {engine.dialect.name}; {args.count} templates, {args.clients} clients")
     print(f"imported {created}/{args.count} (other statuses: {sorted(set(statuses) - {201})}) "
