@@ -10,6 +10,7 @@ from jsonschema import Draft202012Validator
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from ..errors import ConcurrentChange, Conflict, InvalidInput
 from ..models import DataDomain, JobTemplate, JobType, Licence, TemplateChild, TemplateTypeReference, User
@@ -301,6 +302,13 @@ class TemplateService:
                                     "const": spec.get("const", False)}
             answer[name] = entry
         return answer
+
+    def matching(self, visible: Select, contract_name: str, wanted_inputs: dict[str, TypeInstance]) -> list:
+        """``get-all-matching-templates``: of the templates the caller may see (``visible``), the active
+        workable ones that fulfil the contract and take the given input types."""
+        candidates = self.db.scalars(visible.where(JobTemplate.active(), JobTemplate.contract.is_not(None))
+                                     .order_by(JobTemplate.id))
+        return [template for template in candidates if self.matches(template, contract_name, wanted_inputs)]
 
     def matches(self, template: JobTemplate, contract_name: str, wanted_inputs: dict[str, TypeInstance]) -> bool:
         """Does the template fulfil the named contract and take each given input type?"""

@@ -76,11 +76,8 @@ def get_all_matching_templates(context, request):
     raw_query = request.environ.get("QUERY_STRING", "")
     wanted = {name: resolve(service.registry, value, f"input '{name}'")
               for name, value in parse_qsl(raw_query, keep_blank_values=True)}
-    contract = request.subpath[0]
-    templates = request.db.scalars(context.query().where(context.model.active(),
-                                                         context.model.contract.is_not(None))
-                                   .order_by(context.model.id))
-    return [template_json(template) for template in templates if service.matches(template, contract, wanted)]
+    templates = service.matching(context.query(), request.subpath[0], wanted)
+    return [template_json(template) for template in templates]
 
 
 @api_view(context=TemplateItem, name="create-job", request_method="POST", permission=Permission.CREATE_JOB)
