@@ -1,5 +1,5 @@
 """Who is calling: Bearer access tokens, the optional ``Node-Id`` header, and the ACL check (Pyramid 2 policy)."""
-from dataclasses import dataclass
+from functools import cached_property
 
 from pyramid.authorization import ACLHelper, Authenticated, Everyone
 from pyramid.events import ContextFound, subscriber
@@ -9,12 +9,21 @@ from .errors import Forbidden, InvalidInput, NotAuthenticated
 from .models import Node, User
 from .models.meta import utcnow
 from .permissions import ADMIN_ROLE, user_principal
-from .services.auth import AuthConfig, AuthService
+from .services.auth import ActiveUser, AuthConfig, AuthService
 
 
-@dataclass(frozen=True)
 class Identity:
-    user: User
+    """The caller: id and role, read on every request; the full user row only when a view asks for it."""
+
+    def __init__(self, db, active: ActiveUser):
+        self._db = db
+        self.user_id = active.id
+        self.is_admin = active.is_admin
+
+    @cached_property
+    def user(self) -> User:
+        # The same transaction that found the user active; few requests need the row itself.
+        return self._db.get(User, self.user_id)
 
 
 def bearer_token(request) -> str | None:
@@ -35,11 +44,11 @@ def _identity(request) -> Identity | None:
         token = bearer_token(request)
         if token is None:
             return None
-        user = request.auth_service.user_for_access_token(token)
+        active = request.auth_service.active_user_for_access_token(token)
     except NotAuthenticated as error:
         request.auth_error = error.detail
         return None
-    return Identity(user)
+    return Identity(request.db, active)
 
 
 def _acting_node(request) -> Node | None:
@@ -50,13 +59,13 @@ def _acting_node(request) -> Node | None:
     text = header.strip()
     if not text.isdigit() or len(text) > 18:
         raise InvalidInput(f"Node-Id header must be a node's primary key, not {header!r}")
-    user = request.identity.user
+    identity = request.identity
     # One statement both finds the node and records that it was seen; a refusal below rolls it back.
     node = request.db.scalar(update(Node).where(Node.id == int(text)).values(last_seen=utcnow())
                              .returning(Node).execution_options(synchronize_session=False))
     if node is None:
         raise Forbidden(f"Node {text} does not exist")
-    if node.owner_id != user.id and not user.is_admin:
+    if node.owner_id != identity.user_id and not identity.is_admin:
         raise Forbidden(f"Node {text} belongs to another user")
     return node
 
@@ -70,14 +79,14 @@ class TokenSecurityPolicy:
 
     def authenticated_userid(self, request):
         identity = request.auth_identity
-        return identity.user.id if identity else None
+        return identity.user_id if identity else None
 
     def permits(self, request, context, permission):
         principals = [Everyone]
         identity = request.auth_identity
         if identity is not None:
-            principals += [Authenticated, user_principal(identity.user.id)]
-            if identity.user.is_admin:
+            principals += [Authenticated, user_principal(identity.user_id)]
+            if identity.is_admin:
                 principals.append(ADMIN_ROLE)
         return self.acl.permits(context, principals, permission)
 

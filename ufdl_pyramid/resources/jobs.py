@@ -4,12 +4,13 @@
 yet: adding it is a POST there). ``/v1/job-outputs/{pk}`` is an output by primary key.
 """
 from pyramid.authorization import Allow, Authenticated
+from sqlalchemy.orm import defaultload
 
-from ..models import Job, JobOutput
+from ..models import Job, JobOutput, JobTemplate
 from ..permissions import Permission, user_principal
 from ..representations import job_json, job_output_json
 from ..services.records import RecordService
-from .base import Collection, EditableItem, Resource, SoftDeletableItem
+from .base import Collection, EditableItem, Resource, SoftDeletableItem, parse_pk
 
 MAX_SEGMENT = 1000
 
@@ -73,12 +74,26 @@ class JobItem(EditableItem, SoftDeletableItem):
         raise KeyError(key)
 
 
+# Every node request (progress above all) finds its job here: of the template, load only what the job's
+# answer and the state machine read, not its documents (JSON columns) nor its domain and licence. Anything
+# else is still there, loaded on first use.
+_JOB_TEMPLATE = defaultload(Job.template)
+JOB_LOAD_OPTIONS = (_JOB_TEMPLATE.load_only(JobTemplate.name, JobTemplate.version, JobTemplate.kind),
+                    _JOB_TEMPLATE.lazyload(JobTemplate.domain), _JOB_TEMPLATE.lazyload(JobTemplate.licence))
+
+
 class Jobs(Collection):
     __acl__ = [(Allow, Authenticated, Permission.VIEW), (Allow, Authenticated, Permission.ACT)]
     model = Job
     item_class = JobItem
     service_class = JobRecords
     represent = staticmethod(job_json)
+
+    def __getitem__(self, key: str) -> JobItem:
+        row = self.request.db.get(Job, parse_pk(key), options=JOB_LOAD_OPTIONS)
+        if row is None:
+            raise KeyError(key)
+        return self.item_class(self.request, key, self, row)
 
 
 class JobOutputItem(SoftDeletableItem):

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import Conflict, InvalidInput, NotAuthenticated
@@ -38,6 +38,17 @@ class AuthConfig:
         return cls(secret=settings["ufdl.auth.secret"], access_ttl=settings["ufdl.auth.access_ttl"],
                    refresh_ttl=settings["ufdl.auth.refresh_ttl"], hasher=hasher,
                    dummy_hash=hasher.hash(secrets.token_hex(8)))
+
+
+@dataclass(frozen=True)
+class ActiveUser:
+    """The user a valid access token names, as checked on every request."""
+    id: int
+    is_admin: bool
+
+
+_USERS = User.__table__
+_ACTIVE_USER = select(_USERS.c.id, _USERS.c.is_admin, _USERS.c.is_active).where(_USERS.c.id == bindparam("id"))
 
 
 def _digest(token: str) -> str:
@@ -108,6 +119,21 @@ class AuthService:
 
     def user_for_access_token(self, token: str) -> User:
         """The active user an access token names; NotAuthenticated with the reason otherwise."""
+        user = self.db.get(User, self._user_id_of(token))
+        if user is None or not user.is_active:
+            raise NotAuthenticated("User is inactive or no longer exists")
+        return user
+
+    def active_user_for_access_token(self, token: str) -> "ActiveUser":
+        """Like ``user_for_access_token`` (the row is read on every call, so deactivation ends tokens at once),
+        but reads only the columns every request needs, without building an ORM object: this runs on each
+        authenticated request."""
+        row = self.db.connection().execute(_ACTIVE_USER, {"id": self._user_id_of(token)}).first()
+        if row is None or not row.is_active:
+            raise NotAuthenticated("User is inactive or no longer exists")
+        return ActiveUser(row.id, bool(row.is_admin))
+
+    def _user_id_of(self, token: str) -> int:
         try:
             claims = jwt.decode(token, self.config.secret, algorithms=[ALGORITHM],
                                 options={"require": ["exp", "sub"]})
@@ -117,10 +143,7 @@ class AuthService:
             raise NotAuthenticated("Token is invalid") from None
         if claims.get("type") != "access" or not str(claims["sub"]).isdigit():
             raise NotAuthenticated("Token is invalid")
-        user = self.db.get(User, int(claims["sub"]))
-        if user is None or not user.is_active:
-            raise NotAuthenticated("User is inactive or no longer exists")
-        return user
+        return int(claims["sub"])
 
     def _new_refresh_token(self, user: User) -> str:
         token = secrets.token_urlsafe(32)

@@ -8,7 +8,7 @@ with the job's id, in the same transaction: only committed events are announced.
 """
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 import zope.sqlalchemy
 from zope.sqlalchemy.datamanager import _SESSION_STATE
@@ -34,19 +34,29 @@ _XID_AND_NOTIFY = text("SELECT pg_current_xact_id()::text::bigint, pg_notify(:ch
                        "FROM jobs WHERE id = :job FOR UPDATE")
 
 
+# A Core INSERT, not ``db.add``: the event is written at once (its id drawn right after the row lock and the
+# transaction id, as before) without a unit-of-work flush at commit, the costliest step of a progress report.
+_INSERT_EVENT = insert(JobEvent.__table__)
+
+
 def record_event(db: Session, job: Job, transition: str, *, data: dict | None = None,
                  error: str | None = None) -> JobEvent:
-    event = JobEvent(job_id=job.id, transition=transition, status=job.status, progress=job.progress,
-                     node_id=job.node_id, error=error if error is not None else job.error_reason,
-                     transition_data=data, time=utcnow())
-    if db.get_bind().dialect.name == "postgresql":
-        # Autoflushes the job's changes first, locks its row, and assigns the transaction id before the event's
-        # id is drawn from the sequence (the progress channel's tailer relies on both).
-        event.txid = db.execute(_XID_AND_NOTIFY, {"channel": NOTIFY_CHANNEL, "payload": str(job.id),
-                                                  "job": job.id}).scalar()
-        # A raw-SQL statement alone does not make zope.sqlalchemy commit the session.
-        _mark_changed(db)
-    db.add(event)
+    values = {"job_id": job.id, "transition": transition, "status": job.status, "progress": job.progress,
+              "node_id": job.node_id, "error": error if error is not None else job.error_reason,
+              "transition_data": data, "time": utcnow(), "txid": None}
+    # The session's connection, in its transaction: plain Core statements need none of the ORM's execution.
+    connection = db.connection()
+    if connection.dialect.name == "postgresql":
+        # Locks the job's row and assigns the transaction id before the event's id is drawn from the sequence
+        # (the progress channel's tailer relies on both). The job's own pending changes, if any, are flushed
+        # at commit, under the lock taken here.
+        values["txid"] = connection.execute(_XID_AND_NOTIFY, {"channel": NOTIFY_CHANNEL, "payload": str(job.id),
+                                                              "job": job.id}).scalar()
+    values["id"] = connection.execute(_INSERT_EVENT, values).inserted_primary_key[0]
+    # Raw SQL alone does not make zope.sqlalchemy commit the session.
+    _mark_changed(db)
+    # A detached copy of what was written, for after-commit work (notifications) and callers.
+    event = JobEvent(**values)
     db.info.setdefault(NEW_EVENTS, []).append(event)
     return event
 

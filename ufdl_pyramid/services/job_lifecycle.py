@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..errors import Forbidden, InvalidInput, WrongState
 from ..models import Job, JobOutput, JobTemplate, Node, User
@@ -162,8 +163,23 @@ class JobLifecycle:
         return job
 
     def progress(self, job: Job, node: Node | None, value: float, data: dict) -> Job:
-        self._require_holder(job, node, "report progress on")
+        node = self._require_holder(job, node, "report progress on")
         self._require_status(job, "report progress on", RUNNING)
+        if job.parent_id is None and not self.db.is_modified(job):
+            # The hot path (a node reports many times per job): one conditional Core UPDATE instead of a
+            # unit-of-work flush. It re-checks holder and state, so a change committed since the job was read
+            # (an abort, a cancel) is not overwritten; then the full path below answers the right error.
+            written = self.db.connection().execute(
+                update(Job.__table__).where(Job.__table__.c.id == job.id, Job.__table__.c.node_id == node.id,
+                                            Job.__table__.c.status == RUNNING)
+                .values(progress=value)).rowcount
+            if written:
+                set_committed_value(job, "progress", value)  # the row already holds it: nothing to flush
+                record_event(self.db, job, "progress", data=data or None)
+                return job
+            self.db.refresh(job)
+            self._require_holder(job, node, "report progress on")
+            self._require_status(job, "report progress on", RUNNING)
         job.progress = value
         record_event(self.db, job, "progress", data=data or None)
         self.meta.child_progressed(job)
