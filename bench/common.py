@@ -38,13 +38,13 @@ def prepare(url: str):
 
 
 @contextmanager
-def server(url: str, threads: int = 8):
-    """Our app (and a bare Pyramid hello view at /hello) on one waitress server in a child process."""
+def server(url: str, threads: int = 8, workers: int = 1):
+    """Our app (and a bare Pyramid hello view at /hello) on one waitress server of ``workers`` processes."""
     port = free_port()
     # The server's log goes to a file: a pipe nobody reads would fill up and block the server.
     log = tempfile.NamedTemporaryFile("w+", prefix="ufdl-bench-", suffix=".log", delete=False)
     process = subprocess.Popen([sys.executable, os.path.join(HERE, "serve_for_bench.py"), url, str(port),
-                                str(threads)], stdout=subprocess.DEVNULL, stderr=log)
+                                str(threads), str(workers)], stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.time() + 30
     while time.time() < deadline:
         try:

@@ -1,7 +1,7 @@
 """Job lifecycles over real HTTP: K concurrent nodes each doing create-job -> acquire -> start -> 10 progress
 -> a 1 KiB output -> finish, against the same run's bare-Pyramid hello rate on the same waitress server.
 
-    python bench/lifecycle.py [--nodes 8] [--seconds 10]
+    python bench/lifecycle.py [--nodes 8] [--seconds 10] [--workers 1] [--threads 8]
 Set UFDL_BENCH_DATABASE_URL to measure on PostgreSQL (default: a temporary SQLite file).
 """
 import argparse
@@ -23,6 +23,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nodes", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (ufdl serve --workers)")
+    parser.add_argument("--threads", type=int, default=8, help="threads per server process")
     args = parser.parse_args()
     url = database_url()
     engine, admin = prepare(url)
@@ -71,7 +73,7 @@ def main() -> None:
             latencies.extend(mine)
             lifecycles[0] += done
 
-    with server(url) as port:
+    with server(url, args.threads, args.workers) as port:
         load(port, "GET", "/hello", {}, clients=args.nodes, seconds=0.5)  # warm up
         hello = load(port, "GET", "/hello", {}, clients=args.nodes, seconds=min(args.seconds, 5))
         stop = time.perf_counter() + args.seconds
@@ -79,7 +81,8 @@ def main() -> None:
     rate = len(latencies) / elapsed
     spread = percentiles(latencies)
     p50, p99 = spread["p50_ms"], spread["p99_ms"]
-    print(f"database: {engine.dialect.name}; {args.nodes} nodes for {args.seconds:g} s")
+    print(f"database: {engine.dialect.name}; {args.nodes} nodes for {args.seconds:g} s; server: "
+          f"{args.workers} worker(s) of {args.threads} threads")
     print(f"lifecycles: {lifecycles[0]} ({lifecycles[0] / elapsed:.1f}/s), requests: {len(latencies)} "
           f"({rate:.0f}/s), p50 {p50:.2f} ms, p99 {p99:.2f} ms (p99/p50 {p99 / p50:.1f})")
     print(f"hello (bare Pyramid): {hello['rate']:.0f} req/s; lifecycle requests/hello: {rate / hello['rate']:.2f}")

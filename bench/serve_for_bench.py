@@ -1,10 +1,11 @@
-"""The server the benchmarks measure: our app, with a bare Pyramid JSON hello view mounted at /hello."""
+"""The server the benchmarks measure: our app, with a bare Pyramid JSON hello view mounted at /hello, on
+waitress in ``workers`` processes (as ``ufdl serve --workers``) of ``threads`` threads each."""
 import logging
 import sys
 
-import waitress
 from pyramid.config import Configurator
 
+from ufdl_pyramid import serving
 from ufdl_pyramid.models import get_engine
 from ufdl_pyramid.testing import make_test_app
 
@@ -16,8 +17,8 @@ def hello_app():
     return config.make_wsgi_app()
 
 
-def main(url: str, port: int, threads: int) -> None:
-    logging.basicConfig(level=logging.WARNING)
+def both(url: str, threads: int):
+    """The WSGI app each worker serves: hello at /hello, ours everywhere else."""
     ours = make_test_app(get_engine({"sqlalchemy.url": url, "ufdl.db.pool_size": threads}))
     hello = hello_app()
 
@@ -25,8 +26,14 @@ def main(url: str, port: int, threads: int) -> None:
         app = hello if environ["PATH_INFO"] == "/hello" else ours
         return app(environ, start_response)
 
-    waitress.serve(dispatch, listen=f"127.0.0.1:{port}", threads=threads, _quiet=True)
+    return dispatch
+
+
+def main(url: str, port: int, threads: int, workers: int) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    sock = serving.bind(f"127.0.0.1:{port}")
+    sys.exit(serving.serve(lambda: both(url, threads), sock, workers=workers, threads=threads, _quiet=True))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))

@@ -1,0 +1,124 @@
+"""``ufdl serve --workers N``: several waitress processes on one socket, a dead worker replaced, all stopped by
+SIGTERM, and a server whose workers cannot start gives up instead of restarting them forever."""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ufdl_pyramid.testing import TEST_SETTINGS
+
+UFDL = str(Path(sys.executable).with_name("ufdl"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_ini(path: Path, url: str) -> str:
+    path.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = {url}\n"
+                    f"ufdl.auth.secret = {TEST_SETTINGS['ufdl.auth.secret']}\n")
+    return str(path)
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            # The fields after the command (which may hold spaces) start after its closing parenthesis.
+            fields = stat.rpartition(")")[2].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
+def wait_for(predicate, seconds: float = 30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def list_licences(port: int, token: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("POST", "/v1/licences/list", headers={"Authorization": f"Bearer {token}"})
+        response = connection.getresponse()
+        assert "pk" in json.loads(response.read())[0]
+        return response.status
+    finally:
+        connection.close()
+
+
+def answers(port: int, token: str) -> bool:
+    try:
+        return list_licences(port, token) == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def serve(tmp_path):
+    started = []
+
+    def run(url: str, *arguments: str) -> tuple[subprocess.Popen, int]:
+        port = free_port()
+        log = open(tmp_path / f"serve-{len(started)}.log", "w")
+        process = subprocess.Popen([UFDL, "-c", write_ini(tmp_path / "serve.ini", url), "serve", "--listen",
+                                    f"127.0.0.1:{port}", "--ws-listen", "none", *arguments],
+                                   stdout=log, stderr=subprocess.STDOUT)
+        started.append(process)
+        return process, port
+
+    yield run
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def test_workers_share_the_socket_are_replaced_and_stop_together(serve, engine, admin):
+    url = engine.url.render_as_string(hide_password=False)
+    process, port = serve(url, "--workers", "2", "--threads", "2")
+    workers = wait_for(lambda: len(children(process.pid)) == 2 and children(process.pid))
+    wait_for(lambda: answers(port, admin.token))
+    # Requests on many connections keep being answered while the workers serve them side by side.
+    assert all(list_licences(port, admin.token) == 200 for _ in range(20))
+
+    dead = min(workers)
+    os.kill(dead, signal.SIGKILL)
+    replaced = wait_for(lambda: (now := children(process.pid)) and len(now) == 2 and dead not in now and now)
+    assert len(replaced & workers) == 1
+    wait_for(lambda: answers(port, admin.token))
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(20) == 0
+    # The parent reaped its workers before it exited.
+    assert not any(Path(f"/proc/{pid}").exists() for pid in replaced)
+
+
+def test_workers_that_cannot_start_stop_the_server(serve, tmp_path):
+    # Nothing listens on port 1: every worker fails while building the app (it syncs the plugins' job types).
+    process, _port = serve("postgresql+psycopg://nobody@127.0.0.1:1/none", "--workers", "2")
+    assert process.wait(60) == 1
+
+
+def test_a_bad_listen_address_is_refused(serve, engine):
+    url = engine.url.render_as_string(hide_password=False)
+    process, _port = serve(url, "--workers", "2", "--listen", "nowhere")
+    assert process.wait(30) == 1
