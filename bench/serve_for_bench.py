@@ -31,8 +31,8 @@ def both(url: str, threads: int):
 
 def main(url: str, port: int, threads: int, workers: int) -> None:
     logging.basicConfig(level=logging.WARNING)
-    sock = serving.bind(f"127.0.0.1:{port}")
-    sys.exit(serving.serve(lambda: both(url, threads), sock, workers=workers, threads=threads, _quiet=True))
+    sockets = [serving.bind(f"127.0.0.1:{port}")]
+    sys.exit(serving.serve(lambda: both(url, threads), sockets, workers=workers, threads=threads))
 
 
 if __name__ == "__main__":

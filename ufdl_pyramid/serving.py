@@ -12,10 +12,12 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 
 import waitress
+from waitress.adjustments import Adjustments
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +35,28 @@ def bind(listen: str) -> socket.socket:
     return socket.create_server((host, int(port)), family=family, backlog=1024)
 
 
-def serve(load_app: Callable[[], object], sock: socket.socket, *, workers: int = 1, **options) -> int:
-    """Serve ``load_app()`` on ``sock`` with waitress (``options``: its adjustments, e.g. ``threads``) in
-    ``workers`` processes; returns the exit status once stopped."""
+def serve(load_app: Callable[[], object], sockets: list[socket.socket], *, workers: int = 1, **options) -> int:
+    """Serve ``load_app()`` on ``sockets`` with waitress (``options``: its adjustments, e.g. ``threads``) in
+    ``workers`` processes; returns the exit status once stopped. Bad options raise ValueError at once."""
+    Adjustments(sockets=sockets, **options)  # checked here, not by every worker after it forked
     if workers <= 1:
-        waitress.serve(load_app(), sockets=[sock], **options)
+        waitress.serve(load_app(), sockets=sockets, **options)
         return 0
     if not hasattr(os, "fork"):
         raise RuntimeError("several workers need os.fork (POSIX); serve with one worker here")
-    return _Supervisor(load_app, sock, workers, options).run()
+    return _Supervisor(load_app, sockets, workers, options).run()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent died (killed with SIGKILL, say) would keep the port: it leaves too."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
 
 
 class _Supervisor:
-    def __init__(self, load_app, sock, workers: int, options: dict):
-        self.load_app, self.sock, self.workers, self.options = load_app, sock, workers, options
+    def __init__(self, load_app, sockets: list[socket.socket], workers: int, options: dict):
+        self.load_app, self.sockets, self.workers, self.options = load_app, sockets, workers, options
         self.children: set[int] = set()
         self.stopping = False
         self.status = 0
@@ -84,11 +94,12 @@ class _Supervisor:
         # The worker: default signal handling (SIGTERM ends it at once, as it ends a single waitress).
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
         code = NO_APP
         try:
             app = self.load_app()
             code = 1
-            waitress.serve(app, sockets=[self.sock], **self.options)
+            waitress.serve(app, sockets=self.sockets, **self.options)
             code = 0
         except BaseException:  # noqa: B036 - report whatever ended the worker, then leave without cleanup
             log.exception("worker %d failed", os.getpid())

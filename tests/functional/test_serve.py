@@ -23,9 +23,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_ini(path: Path, url: str) -> str:
+def write_ini(path: Path, url: str, server: str) -> str:
     path.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = {url}\n"
-                    f"ufdl.auth.secret = {TEST_SETTINGS['ufdl.auth.secret']}\n")
+                    f"ufdl.auth.secret = {TEST_SETTINGS['ufdl.auth.secret']}\n{server}")
     return str(path)
 
 
@@ -76,19 +76,21 @@ def answers(port: int, token: str) -> bool:
 def serve(tmp_path):
     started = []
 
-    def run(url: str, *arguments: str) -> tuple[subprocess.Popen, int]:
+    def run(url: str, *arguments: str, server: str = "") -> tuple[subprocess.Popen, int]:
+        """``ufdl serve`` on a free port (given by --listen unless ``server``, the INI's [server:main], does)."""
         port = free_port()
-        log = open(tmp_path / f"serve-{len(started)}.log", "w")
-        process = subprocess.Popen([UFDL, "-c", write_ini(tmp_path / "serve.ini", url), "serve", "--listen",
-                                    f"127.0.0.1:{port}", "--ws-listen", "none", *arguments],
-                                   stdout=log, stderr=subprocess.STDOUT)
+        listen = [] if "listen" in server else ["--listen", f"127.0.0.1:{port}"]
+        log = open(tmp_path / "serve.log", "w")
+        ini = write_ini(tmp_path / "serve.ini", url, server.replace("PORT", str(port)))
+        process = subprocess.Popen([UFDL, "-c", ini, "serve", *listen, "--ws-listen", "none", *arguments],
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         started.append(process)
         return process, port
 
     yield run
     for process in started:
         if process.poll() is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
 
 
@@ -112,6 +114,14 @@ def test_workers_share_the_socket_are_replaced_and_stop_together(serve, engine, 
     assert not any(Path(f"/proc/{pid}").exists() for pid in replaced)
 
 
+def test_workers_leave_when_the_server_is_killed(serve, engine, admin):
+    process, port = serve(engine.url.render_as_string(hide_password=False), "--workers", "2")
+    workers = wait_for(lambda: len(children(process.pid)) == 2 and children(process.pid))
+    process.kill()  # no chance to stop its workers: they notice and leave, freeing the port
+    process.wait(10)
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), seconds=10)
+
+
 def test_workers_that_cannot_start_stop_the_server(serve, tmp_path):
     # Nothing listens on port 1: every worker fails while building the app (it syncs the plugins' job types).
     process, _port = serve("postgresql+psycopg://nobody@127.0.0.1:1/none", "--workers", "2")
@@ -122,3 +132,17 @@ def test_a_bad_listen_address_is_refused(serve, engine):
     url = engine.url.render_as_string(hide_password=False)
     process, _port = serve(url, "--workers", "2", "--listen", "nowhere")
     assert process.wait(30) == 1
+
+
+def test_waitress_options_come_from_the_ini(serve, engine, admin, tmp_path):
+    process, port = serve(engine.url.render_as_string(hide_password=False), "--workers", "2",
+                          server="[server:main]\nuse = egg:waitress#main\nlisten = 127.0.0.1:PORT\nthreads = 3\n")
+    wait_for(lambda: answers(port, admin.token))
+    assert "2 worker(s) of 3 threads" in (tmp_path / "serve.log").read_text()
+
+
+def test_an_unknown_waitress_option_is_refused_before_serving(serve, engine, tmp_path):
+    process, _port = serve(engine.url.render_as_string(hide_password=False), "--workers", "2",
+                           server="[server:main]\nthreds = 3\n")
+    assert process.wait(30) == 1
+    assert "Unknown adjustment 'threds'" in (tmp_path / "serve.log").read_text()

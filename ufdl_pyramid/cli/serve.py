@@ -1,20 +1,26 @@
 """``ufdl serve``: the REST API on waitress (``--workers`` processes), and (development) the progress channel's
 websocket listener beside it in a child process (``--ws-listen``, ``none`` to leave it out): waitress cannot
-upgrade."""
+upgrade. Waitress's options come from the INI's ``[server:main]`` (as for ``pserve``); flags override them."""
 import signal
 import subprocess
 import sys
 
+import plaster
 from pyramid.paster import get_app
 
 from .. import serving
 from .websocket import listener_argv
 
+DEFAULT_LISTEN = "127.0.0.1:6543"
+# ``[server:main]`` keys that are not waitress options, or that ``ufdl serve`` handles itself (it binds).
+NOT_WAITRESS = {"use", "here", "__file__", "listen", "host", "port", "unix_socket"}
+
 
 def register(areas) -> None:
     serve = areas.add_parser("serve", help="serve the API with waitress")
-    serve.add_argument("--listen", default="127.0.0.1:6543", metavar="HOST:PORT")
-    serve.add_argument("--threads", type=int, default=8, help="threads per worker process")
+    serve.add_argument("--listen", metavar="HOST:PORT",
+                       help=f"where to listen (default: [server:main] listen, else {DEFAULT_LISTEN})")
+    serve.add_argument("--threads", type=int, help="threads per worker process (default: [server:main], else 8)")
     serve.add_argument("--workers", type=int, default=1,
                        help="processes sharing the listening socket (PostgreSQL; about one per core)")
     serve.add_argument("--ws-listen", default="127.0.0.1:6544", metavar="HOST:PORT",
@@ -22,28 +28,45 @@ def register(areas) -> None:
     serve.set_defaults(handler=run_serve)
 
 
+def waitress_options(section: dict, args) -> dict:
+    """Waitress's options: ``[server:main]``'s, with the flags' values over them."""
+    options = {key: value for key, value in section.items() if key not in NOT_WAITRESS}
+    if args.threads is not None:
+        options["threads"] = args.threads
+    options.setdefault("threads", 8)
+    return options
+
+
 def run_serve(args, environment) -> int:
-    environment.settings  # fail early, with a clear message, on a bad configuration
-    if args.workers < 1 or args.threads < 1:
-        print("--workers and --threads must be at least 1", file=sys.stderr)
+    settings = environment.settings  # fail early, with a clear message, on a bad configuration
+    section = plaster.get_settings(environment.config_path, "server:main")
+    options = waitress_options(section, args)
+    if args.workers < 1 or not str(options["threads"]).isdigit() or int(options["threads"]) < 1:
+        print("ufdl: --workers and --threads must be at least 1", file=sys.stderr)
         return 2
+    # waitress refuses bodies over 1 GiB by default; job outputs may be as large as ufdl.max_output_size.
+    options.setdefault("max_request_body_size",
+                       max(settings["ufdl.max_output_size"], settings["ufdl.max_json_size"]))
+    listen = args.listen or section.get("listen") or DEFAULT_LISTEN
     try:
-        sock = serving.bind(args.listen)
+        sockets = [serving.bind(address) for address in listen.split()]
     except (ValueError, OSError) as error:
-        print(f"ufdl: cannot listen on {args.listen}: {error}", file=sys.stderr)
+        print(f"ufdl: cannot listen on {listen}: {error}", file=sys.stderr)
         return 1
     listener = None
     if args.ws_listen and args.ws_listen.lower() != "none":
         listener = subprocess.Popen(listener_argv(environment.config_path, args.ws_listen))
         # A terminated server takes its listener with it.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"serving on http://{args.listen} ({args.workers} worker(s) of {args.threads} threads)", flush=True)
-    # waitress refuses bodies over 1 GiB by default; job outputs may be as large as ufdl.max_output_size.
-    body_limit = max(environment.settings["ufdl.max_output_size"], environment.settings["ufdl.max_json_size"])
+    print(f"serving on http://{' http://'.join(listen.split())} ({args.workers} worker(s) of "
+          f"{options['threads']} threads)", flush=True)
     try:
         # Each worker loads the app itself, after the fork: no database connection is shared between processes.
-        return serving.serve(lambda: get_app(environment.config_path, "main"), sock, workers=args.workers,
-                             threads=args.threads, max_request_body_size=body_limit)
+        return serving.serve(lambda: get_app(environment.config_path, "main"), sockets, workers=args.workers,
+                             **options)
+    except ValueError as error:  # a bad waitress option of [server:main]
+        print(f"ufdl: {error}", file=sys.stderr)
+        return 1
     finally:
         if listener is not None:
             listener.terminate()

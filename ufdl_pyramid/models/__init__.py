@@ -6,6 +6,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 import transaction
 import zope.sqlalchemy
+from zope.sqlalchemy.datamanager import _SESSION_STATE
 
 from .meta import Base
 from .users import RefreshToken, User
@@ -18,7 +19,7 @@ from .events import JobEvent
 
 __all__ = ["Base", "User", "RefreshToken", "Node", "Licence", "DataDomain", "Framework", "JobType", "JobTemplate",
            "TemplateChild", "TemplateTypeReference", "Job", "JobOutput", "JobEvent",
-           "get_engine", "get_session_factory", "get_tm_session"]
+           "get_engine", "get_session_factory", "get_tm_session", "mark_written"]
 
 configure_mappers()
 
@@ -85,6 +86,13 @@ def begin_for(session: Session, *, read_only: bool) -> Session:
     if not read_only and session.get_bind().dialect.name == "sqlite":
         session.connection(execution_options={"sqlite_immediate": True})
     return session
+
+
+def mark_written(session: Session) -> None:
+    """Tell zope.sqlalchemy that Core statements wrote (it sees only the ORM's, and would roll back a session
+    it thinks unchanged); a session not joined to a transaction manager (a test's plain one) commits itself."""
+    if session in _SESSION_STATE:
+        zope.sqlalchemy.mark_changed(session)
 
 
 def request_may_write(request) -> bool:

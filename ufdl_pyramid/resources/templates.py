@@ -20,18 +20,15 @@ class JobTemplates(Collection):
     service_class = TemplateRecords
     represent = staticmethod(template_json)
 
-    def _user(self):
-        identity = self.request.identity
-        return identity.user if identity else None
-
     def can_see(self, row) -> bool:
-        user = self._user()
-        return row.scope != "user" or (user is not None and (user.is_admin or row.creator_id == user.id))
+        identity = self.request.identity
+        return row.scope != "user" or (identity is not None and (identity.is_admin
+                                                                or row.creator_id == identity.user_id))
 
     def query(self):
         query = super().query()
-        user = self._user()
-        if user is None or not user.is_admin:
+        identity = self.request.identity
+        if identity is None or not identity.is_admin:
             query = query.where(or_(JobTemplate.scope != "user",
-                                    JobTemplate.creator_id == (user.id if user else None)))
+                                    JobTemplate.creator_id == (identity.user_id if identity else None)))
         return query

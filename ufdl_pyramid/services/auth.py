@@ -12,11 +12,11 @@ from datetime import datetime, timedelta, timezone
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import Conflict, InvalidInput, NotAuthenticated
-from ..models import RefreshToken, User
+from ..models import Node, RefreshToken, User, mark_written
 from ..models.meta import utcnow
 
 ALGORITHM = "HS256"
@@ -47,8 +47,30 @@ class ActiveUser:
     is_admin: bool
 
 
+@dataclass(frozen=True)
+class ActingNode:
+    """The node a request acts as (``Node-Id``): what the state machine checks, read as it is marked seen."""
+    id: int
+    owner_id: int
+    current_job_id: int | None
+
+
 _USERS = User.__table__
+_NODES = Node.__table__
 _ACTIVE_USER = select(_USERS.c.id, _USERS.c.is_admin, _USERS.c.is_active).where(_USERS.c.id == bindparam("id"))
+_NODE_COLUMNS = (_NODES.c.id, _NODES.c.owner_id, _NODES.c.current_job_id)
+_SEE_NODE = (update(_NODES).where(_NODES.c.id == bindparam("node_id")).values(last_seen=bindparam("now"))
+             .returning(*_NODE_COLUMNS))
+# A node's request checks its user and its node, and marks the node seen, in this one statement: the node is
+# updated only if the token's user is active and owns it (or is an admin). Nothing returned: see why apart.
+_CALLER = _USERS.alias("caller")
+_SEE_NODE_AS_USER = (
+    update(_NODES).where(_NODES.c.id == bindparam("node_id"), exists().where(
+        _CALLER.c.id == bindparam("user_id"), _CALLER.c.is_active.is_(True),
+        or_(_CALLER.c.id == _NODES.c.owner_id, _CALLER.c.is_admin.is_(True))))
+    .values(last_seen=bindparam("now"))
+    .returning(*_NODE_COLUMNS, select(_CALLER.c.is_admin).where(_CALLER.c.id == bindparam("user_id"))
+               .scalar_subquery().label("is_admin")))
 
 
 def _digest(token: str) -> str:
@@ -132,6 +154,25 @@ class AuthService:
         if row is None or not row.is_active:
             raise NotAuthenticated("User is inactive or no longer exists")
         return ActiveUser(row.id, bool(row.is_admin))
+
+    def active_user_acting_as(self, token: str, node_id: int) -> tuple[ActiveUser, ActingNode] | None:
+        """The token's user and the node it acts as, marked seen, if the user is active and may act as the node
+        (one statement: a node's every request asks this); None when either check fails."""
+        user_id = self._user_id_of(token)
+        row = self.db.connection().execute(_SEE_NODE_AS_USER, {"node_id": node_id, "user_id": user_id,
+                                                                "now": utcnow()}).first()
+        if row is None:
+            return None
+        mark_written(self.db)
+        return ActiveUser(user_id, bool(row.is_admin)), ActingNode(row.id, row.owner_id, row.current_job_id)
+
+    def see_node(self, node_id: int) -> ActingNode | None:
+        """The node, marked seen; None if there is none."""
+        row = self.db.connection().execute(_SEE_NODE, {"node_id": node_id, "now": utcnow()}).first()
+        if row is None:
+            return None
+        mark_written(self.db)
+        return ActingNode(*row)
 
     def _user_id_of(self, token: str) -> int:
         try:

@@ -4,7 +4,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import InvalidInput
-from ..models import Job, JobOutput, JobTemplate, User
+from ..models import Job, JobOutput, JobTemplate
 from ..models.meta import utcnow
 from ..types import is_subtype
 from .templates import TemplateService
@@ -42,7 +42,7 @@ class JobCreator:
         self.db = db
         self.templates = templates
 
-    def create(self, template: JobTemplate, body, user: User) -> Job:
+    def create(self, template: JobTemplate, body, creator_id: int) -> Job:
         validate(CREATE_JOB, body)
         if not template.is_active:
             raise InvalidInput(f"Template {template.id} is deleted: reinstate it to create jobs from it")
@@ -52,7 +52,7 @@ class JobCreator:
                          if key in body}
         job = Job(template_id=template.id, description=body.get("description", ""), input_values=inputs,
                   parameter_values=parameters or None, notification_override=notifications or None,
-                  creator_id=user.id, last_status_change=utcnow())
+                  creator_id=creator_id, last_status_change=utcnow())
         self.db.add(job)
         self.db.flush()
         if template.is_meta:

@@ -21,7 +21,8 @@ from ..errors import Forbidden, InvalidInput, WrongState
 from ..models import Job, JobOutput, JobTemplate, Node, User
 from ..models.jobs import CANCELED, COMPLETED, FAILED, FINAL_STATUSES, PENDING, QUEUED, RUNNING
 from ..models.meta import utcnow
-from .events import record_event
+from .auth import ActingNode
+from .events import record_event, record_progress
 from .job_creation import create_child_job
 
 ALGORITHM = "ALGORITHM"  # the executor reported an error
@@ -51,12 +52,12 @@ class JobLifecycle:
             job.status = status
             job.last_status_change = utcnow()
 
-    def _require_node(self, node: Node | None, action: str) -> Node:
+    def _require_node(self, node: ActingNode | None, action: str) -> ActingNode:
         if node is None:
             raise Forbidden(f"Only a node may {action} a job: send the Node-Id header")
         return node
 
-    def _require_holder(self, job: Job, node: Node | None, action: str) -> Node:
+    def _require_holder(self, job: Job, node: ActingNode | None, action: str) -> ActingNode:
         node = self._require_node(node, action)
         if job.node_id != node.id:
             raise Forbidden(f"Node {node.id} does not hold job {job.id}")
@@ -71,6 +72,9 @@ class JobLifecycle:
             raise WrongState(f"Cannot {action} job {job.id}: a meta-job is worked through its children")
         if not job.is_active:
             raise WrongState(f"Cannot {action} job {job.id}: it is deleted")
+
+    def _set_current_job(self, node: ActingNode, job_id: int | None) -> None:
+        self.db.execute(update(Node).where(Node.id == node.id).values(current_job_id=job_id))
 
     def _free_node(self, job: Job) -> None:
         """The node that was working on the job may take another."""
@@ -91,25 +95,29 @@ class JobLifecycle:
 
     # Transitions
 
-    def acquire(self, job: Job, node: Node | None) -> Job:
+    def acquire(self, job: Job, node: ActingNode | None) -> Job:
         node = self._require_node(node, "acquire")
         self._require_workable(job, "acquire")
         if job.node_id == node.id and job.status in (QUEUED, RUNNING):
             return job  # the holder asking again (a lost answer, a retry): nothing changes
+        now = utcnow()
         won = self.db.execute(
             update(Job).where(Job.id == job.id, Job.status == PENDING, Job.node_id.is_(None),
                               Job.is_cancelled.is_(False), Job.deletion_time.is_(None))
-            .values(status=QUEUED, node_id=node.id, last_status_change=utcnow())
+            .values(status=QUEUED, node_id=node.id, last_status_change=now)
             .execution_options(synchronize_session=False)).rowcount
-        self.db.refresh(job)
         if not won:
+            self.db.refresh(job)
             if job.node_id is not None and job.node_id != node.id:
                 raise WrongState(f"Cannot acquire job {job.id}: node {job.node_id} holds it")
             raise WrongState(f"Cannot acquire job {job.id}: it is {job.status}")
+        # The row holds what the UPDATE wrote: the loaded job learns it without reading the row again.
+        for name, value in (("status", QUEUED), ("node_id", node.id), ("last_status_change", now)):
+            set_committed_value(job, name, value)
         record_event(self.db, job, "acquire")
         return job
 
-    def acquire_next(self, node: Node | None, executors: list[str]) -> Job | None:
+    def acquire_next(self, node: ActingNode | None, executors: list[str]) -> Job | None:
         """The oldest pending job this node can run, acquired for it; None when there is none.
 
         A node that holds a job it has not started gets that one again (its answer may have been lost).
@@ -133,13 +141,12 @@ class JobLifecycle:
                 .values(status=QUEUED, node_id=node.id, last_status_change=utcnow())
                 .execution_options(synchronize_session=False)).rowcount
             if won:
-                job = self.db.get(Job, job_id)
-                self.db.refresh(job)
+                job = self.db.get(Job, job_id, populate_existing=True)
                 record_event(self.db, job, "acquire")
                 return job
         return None
 
-    def release(self, job: Job, node: Node | None) -> Job:
+    def release(self, job: Job, node: ActingNode | None) -> Job:
         self._require_holder(job, node, "release")
         self._require_status(job, "release", QUEUED, FAILED)
         if job.status == QUEUED:
@@ -148,13 +155,13 @@ class JobLifecycle:
         record_event(self.db, job, "release")
         return job
 
-    def start(self, job: Job, node: Node | None) -> Job:
+    def start(self, job: Job, node: ActingNode | None) -> Job:
         node = self._require_holder(job, node, "start")
         self._require_status(job, "start", QUEUED)
         if node.current_job_id is not None and node.current_job_id != job.id:
             raise WrongState(f"Cannot start job {job.id}: node {node.id} is still working on job "
                              f"{node.current_job_id}")
-        node.current_job_id = job.id
+        self._set_current_job(node, job.id)
         job.start_time = utcnow()
         job.tries += 1
         self._set_status(job, RUNNING)
@@ -162,20 +169,15 @@ class JobLifecycle:
         self.meta.child_started(job)
         return job
 
-    def progress(self, job: Job, node: Node | None, value: float, data: dict) -> Job:
+    def progress(self, job: Job, node: ActingNode | None, value: float, data: dict) -> Job:
         node = self._require_holder(job, node, "report progress on")
         self._require_status(job, "report progress on", RUNNING)
         if job.parent_id is None and not self.db.is_modified(job):
-            # The hot path (a node reports many times per job): one conditional Core UPDATE instead of a
-            # unit-of-work flush. It re-checks holder and state, so a change committed since the job was read
-            # (an abort, a cancel) is not overwritten; then the full path below answers the right error.
-            written = self.db.connection().execute(
-                update(Job.__table__).where(Job.__table__.c.id == job.id, Job.__table__.c.node_id == node.id,
-                                            Job.__table__.c.status == RUNNING)
-                .values(progress=value)).rowcount
-            if written:
+            # The hot path (a node reports many times per job): Core statements that re-check holder and state,
+            # so that a change committed since the job was read (an abort, a cancel) is not overwritten; then
+            # the full path below answers the right error.
+            if record_progress(self.db, job, node.id, value, data or None) is not None:
                 set_committed_value(job, "progress", value)  # the row already holds it: nothing to flush
-                record_event(self.db, job, "progress", data=data or None)
                 return job
             self.db.refresh(job)
             self._require_holder(job, node, "report progress on")
@@ -185,17 +187,17 @@ class JobLifecycle:
         self.meta.child_progressed(job)
         return job
 
-    def finish(self, job: Job, node: Node | None, error: str | None, data: dict | None = None) -> Job:
+    def finish(self, job: Job, node: ActingNode | None, error: str | None, data: dict | None = None) -> Job:
         node = self._require_node(node, "finish")
         if job.node_id != node.id or job.status in (CANCELED, PENDING):
             # Cancelled or aborted while the node ran it: the node's finish changes nothing but frees it.
             if node.current_job_id == job.id:
-                node.current_job_id = None
+                self._set_current_job(node, None)
                 return job
             raise Forbidden(f"Node {node.id} does not hold job {job.id}")
         self._require_status(job, "finish", RUNNING)
+        self._free_node(job)  # first: its statement would flush the job's changes early, a second UPDATE
         job.end_time = utcnow()
-        self._free_node(job)
         if error is not None:
             job.error_reason, job.error_category = error, ALGORITHM
             self._set_status(job, FAILED)
@@ -208,7 +210,7 @@ class JobLifecycle:
             self.meta.child_completed(job)
         return job
 
-    def reset(self, job: Job, node: Node | None) -> Job:
+    def reset(self, job: Job, node: ActingNode | None) -> Job:
         self._require_holder(job, node, "reset")
         self._require_status(job, "reset", FAILED)
         self._back_to_start(job)

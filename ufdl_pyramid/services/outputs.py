@@ -14,10 +14,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, WrongState
-from ..models import Job, JobOutput, Node, User
+from ..models import Job, JobOutput, User
 from ..models.jobs import FINAL_STATUSES, RUNNING
 from ..models.meta import utcnow
 from ..storage import OutputStorage
+from .auth import ActingNode
 from .events import record_event
 from .type_registry import resolve, type_registry
 
@@ -67,8 +68,8 @@ class JobOutputService:
             raise NotFound(f"Job {job.id} has no output {name!r} of type {canonical}")
         return output
 
-    def add(self, job: Job, node: Node | None, name: str, type_text: str, stream: BinaryIO,
-            content_type: str | None, user: User | None) -> JobOutput:
+    def add(self, job: Job, node: ActingNode | None, name: str, type_text: str, stream: BinaryIO,
+            content_type: str | None, creator_id: int | None) -> JobOutput:
         """Streams the bytes into storage and records the output (and an ``add_output`` event)."""
         if node is None:
             raise Forbidden("Only a node may add an output to a job: send the Node-Id header")
@@ -87,7 +88,7 @@ class JobOutputService:
         BlobCleanup.note_stored(self.db, blob.key)
         output = JobOutput(job_id=job.id, name=name, type=canonical, content_type=clean_content_type(content_type),
                            blob_key=blob.key, size=blob.size, creation_time=utcnow(),
-                           creator_id=user.id if user is not None else None)
+                           creator_id=creator_id)
         self.db.add(output)
         try:
             self.db.flush()
@@ -98,7 +99,7 @@ class JobOutputService:
         record_event(self.db, job, "add_output", data={"name": name, "type": canonical, "pk": output.id})
         return output
 
-    def delete(self, job: Job, output: JobOutput, node: Node | None, user: User) -> JobOutput:
+    def delete(self, job: Job, output: JobOutput, node: ActingNode | None, user: User) -> JobOutput:
         """Soft-deletes an output: by the node running the job, or by an admin."""
         if not user.is_admin:
             if node is None or job.node_id != node.id:

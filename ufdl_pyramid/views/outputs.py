@@ -25,7 +25,7 @@ def output_service(request) -> JobOutputService:
 def add_output(context, request):
     # The type is checked before the body is read, so a bad request costs no upload.
     output = output_service(request).add(context.job, request.node, context.output_name, context.output_type,
-                                         request.body_file, request.content_type, request.identity.user)
+                                         request.body_file, request.content_type, request.identity.user_id)
     request.response.status_int = 201
     request.response.location = request.resource_url(context).rstrip("/") + "/info"
     return job_output_json(output)

@@ -83,7 +83,7 @@ def get_all_matching_templates(context, request):
 @api_view(context=TemplateItem, name="create-job", request_method="POST", permission=Permission.CREATE_JOB)
 def create_job(context, request):
     job = JobCreator(request.db, template_service(request)).create(context.row, read_json_object(request),
-                                                                   request.identity.user)
+                                                                   request.identity.user_id)
     request.response.status_int = 201
     request.response.location = request.resource_url(request.root["v1"]["jobs"]).rstrip("/") + f"/{job.id}"
     return job_json(job)
