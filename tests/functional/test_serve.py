@@ -80,10 +80,10 @@ def serve(tmp_path):
         """``ufdl serve`` on a free port (given by --listen unless ``server``, the INI's [server:main], does)."""
         port = free_port()
         listen = [] if "listen" in server else ["--listen", f"127.0.0.1:{port}"]
-        log = open(tmp_path / "serve.log", "w")
         ini = write_ini(tmp_path / "serve.ini", url, server.replace("PORT", str(port)))
-        process = subprocess.Popen([UFDL, "-c", ini, "serve", *listen, "--ws-listen", "none", *arguments],
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(tmp_path / "serve.log", "w") as log:
+            process = subprocess.Popen([UFDL, "-c", ini, "serve", *listen, "--ws-listen", "none", *arguments],
+                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         started.append(process)
         return process, port
 
