@@ -36,7 +36,7 @@ def bearer_token(request) -> str | None:
     return None
 
 
-def _node_id(request) -> int | None:
+def node_id_of(request) -> int | None:
     """The ``Node-Id`` header's node pk; None without one (or with a malformed one, which ``node`` refuses)."""
     text = request.headers.get("Node-Id", "").strip()
     return int(text) if text.isdigit() and len(text) <= 18 else None
@@ -52,7 +52,7 @@ def _identity(request) -> Identity | None:
         if token is None:
             return None
         service = request.auth_service
-        node_id = _node_id(request)
+        node_id = node_id_of(request)
         found = service.active_user_acting_as(token, node_id) if node_id is not None else None
         if found is not None:
             active, request.seen_node = found
@@ -69,7 +69,7 @@ def _acting_node(request) -> ActingNode | None:
     header = request.headers.get("Node-Id")
     if header is None:
         return None
-    node_id = _node_id(request)
+    node_id = node_id_of(request)
     if node_id is None:
         raise InvalidInput(f"Node-Id header must be a node's primary key, not {header!r}")
     identity = request.identity

@@ -74,6 +74,8 @@ SETTINGS = (
     Setting("ufdl.node_timeout", 120, float, "Seconds without a request from a node before its jobs are "
             "aborted (a lost lease)."),
     Setting("ufdl.max_tries", 3, int, "Lost leases after which a job fails instead of going back to PENDING."),
+    Setting("ufdl.progress_express", True, _bool, "PostgreSQL: answer a node's progress report in one statement "
+            "when all is in order (false: always through the full stack)."),
     Setting("ufdl.db.pool_size", 10, int, "Connections kept per process (PostgreSQL)."),
     Setting("ufdl.db.echo", False, _bool, "Log every SQL statement."),
     Setting("ufdl.plugins.strict", False, _bool, "A plugin that fails to load stops the server (else: skipped)."),

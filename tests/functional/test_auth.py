@@ -1,8 +1,10 @@
 """Logging in, refreshing, and what the API answers to missing, bad and expired credentials."""
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import jwt
 
+from ufdl_pyramid.services import auth
 from ufdl_pyramid.testing import TEST_SETTINGS
 
 
@@ -92,3 +94,14 @@ def test_the_cli_deactivation_revokes_refresh_tokens(alice, anonymous, engine):
         db = get_tm_session(get_session_factory(engine), manager)
         AuthService(db, config).deactivate(db.scalar(select(User).where(User.username == "alice")))
     anonymous.post("/v1/auth/refresh", {"refresh": alice.refresh_token}, status=401)
+
+
+def test_a_token_accepted_before_is_refused_once_it_expires(alice, monkeypatch):
+    # The signature of a token is checked once and remembered; its expiry is checked on every request.
+    now = datetime.now(timezone.utc)
+    alice.token = jwt.encode({"sub": str(alice.user_id), "iat": now, "exp": now + timedelta(seconds=60),
+                              "type": "access"}, TEST_SETTINGS["ufdl.auth.secret"], algorithm="HS256")
+    alice.post("/v1/job-types/list", status=200)
+    later = now.timestamp() + 61
+    monkeypatch.setattr(auth, "time", SimpleNamespace(time=lambda: later))
+    assert alice.post("/v1/job-types/list", status=401).json == {"detail": "Token has expired"}

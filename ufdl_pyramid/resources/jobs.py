@@ -4,6 +4,7 @@
 yet: adding it is a POST there). ``/v1/job-outputs/{pk}`` is an output by primary key.
 """
 from pyramid.authorization import Allow, Authenticated
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import defaultload
 
 from ..models import Job, JobOutput, JobTemplate
@@ -80,6 +81,8 @@ class JobItem(EditableItem, SoftDeletableItem):
 _JOB_TEMPLATE = defaultload(Job.template)
 JOB_LOAD_OPTIONS = (_JOB_TEMPLATE.load_only(JobTemplate.name, JobTemplate.version, JobTemplate.kind),
                     _JOB_TEMPLATE.lazyload(JobTemplate.domain), _JOB_TEMPLATE.lazyload(JobTemplate.licence))
+# Built once: the statement's cache key is then computed once too, not on every lookup as ``db.get`` does.
+_JOB_BY_PK = select(Job).options(*JOB_LOAD_OPTIONS).where(Job.id == bindparam("pk"))
 
 
 class Jobs(Collection):
@@ -90,7 +93,7 @@ class Jobs(Collection):
     represent = staticmethod(job_json)
 
     def __getitem__(self, key: str) -> JobItem:
-        row = self.request.db.get(Job, parse_pk(key), options=JOB_LOAD_OPTIONS)
+        row = self.request.db.execute(_JOB_BY_PK, {"pk": parse_pk(key)}).unique().scalar_one_or_none()
         if row is None:
             raise KeyError(key)
         return self.item_class(self.request, key, self, row)

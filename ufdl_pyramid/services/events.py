@@ -25,16 +25,16 @@ NOTIFY_CHANNEL = "ufdl_job_events"
 # sequence (the progress channel's tailer relies on that order). The row lock orders one job's events: a second
 # writer draws its id after the first committed (even when its own change of the job was a no-op that issued no
 # UPDATE), so a job's ids commit in order. Plain Core statements, not ``db.add``: no unit-of-work flush.
-_EVENT_COLUMNS = "job_id, transition, status, progress, node_id, error, transition_data, time, txid"
-_EVENT_TYPES = (bindparam("data", type_=JobEvent.__table__.c.transition_data.type),
+EVENT_COLUMNS = "job_id, transition, status, progress, node_id, error, transition_data, time, txid"
+EVENT_PARAM_TYPES = (bindparam("data", type_=JobEvent.__table__.c.transition_data.type),
                 bindparam("time", type_=JobEvent.__table__.c.time.type))
 _LOCKED_EVENT = text(f"""
     WITH locked AS (SELECT id FROM jobs WHERE id = :job FOR UPDATE),
     announced AS (SELECT pg_notify(:channel, CAST(id AS text)) FROM locked)
-    INSERT INTO job_events ({_EVENT_COLUMNS})
+    INSERT INTO job_events ({EVENT_COLUMNS})
     SELECT id, :transition, :status, :progress, :node, :error, :data, :time, pg_current_xact_id()::text::bigint
     FROM locked CROSS JOIN announced
-    RETURNING id, txid""").bindparams(*_EVENT_TYPES)
+    RETURNING id, txid""").bindparams(*EVENT_PARAM_TYPES)
 # Progress, reported many times per job, gets its UPDATE in the same statement: conditional (still RUNNING,
 # still this node's, else nothing is written), it locks the row and takes the transaction's id itself.
 _PROGRESS_EVENT = text(f"""
@@ -42,11 +42,11 @@ _PROGRESS_EVENT = text(f"""
         UPDATE jobs SET progress = :progress WHERE id = :job AND node_id = :node AND status = :status
         RETURNING id, error_reason),
     announced AS (SELECT pg_notify(:channel, CAST(id AS text)) FROM moved)
-    INSERT INTO job_events ({_EVENT_COLUMNS})
+    INSERT INTO job_events ({EVENT_COLUMNS})
     SELECT id, :transition, :status, :progress, :node, error_reason, :data, :time,
            pg_current_xact_id()::text::bigint
     FROM moved CROSS JOIN announced
-    RETURNING id, txid, error""").bindparams(*_EVENT_TYPES)
+    RETURNING id, txid, error""").bindparams(*EVENT_PARAM_TYPES)
 # Elsewhere (SQLite): the same work in plain statements; its single writer orders the events.
 _INSERT_EVENT = insert(JobEvent.__table__)
 _JOBS = Job.__table__

@@ -18,12 +18,13 @@ log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _cached: tuple[tuple, TypeRegistry] | None = None
+_ROWS = select(JobType.name, JobType.pkg, JobType.cls).order_by(JobType.name)
 
 
 def type_registry(db: Session) -> TypeRegistry:
     global _cached
-    rows = tuple(tuple(row) for row in db.execute(select(JobType.name, JobType.pkg, JobType.cls)
-                                                  .order_by(JobType.name)))
+    # The session's connection: a plain Core read, without the ORM's execution around it.
+    rows = tuple(tuple(row) for row in db.connection().execute(_ROWS))
     with _lock:
         if _cached is not None and _cached[0] == rows:
             return _cached[1]

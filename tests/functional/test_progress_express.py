@@ -1,0 +1,149 @@
+"""The progress express lane (PostgreSQL): a report in order is one statement and answers what the full stack
+answers; every other report falls through to the full stack, whose answers the lifecycle tests check."""
+import json
+
+import pytest
+import webtest
+from sqlalchemy import event, text
+
+from ufdl_pyramid.testing import ApiClient, make_test_app
+from job_helpers import ECHO, register
+
+
+@pytest.fixture
+def on_postgresql(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the express lane runs on PostgreSQL (UFDL_TEST_DATABASE_URL)")
+
+
+@pytest.fixture
+def statements(engine):
+    """The SQL statements the app sends, in order (``statements.clear()`` before the call to count)."""
+    sent = []
+
+    def record(connection, cursor, statement, *args):
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    yield sent
+    event.remove(engine, "before_cursor_execute", record)
+
+
+def running(worker, job) -> dict:
+    worker.get(f"/v1/jobs/{job['pk']}/acquire")
+    return worker.post(f"/v1/jobs/{job['pk']}/start", {}).json
+
+
+def progress_events(engine, job) -> list:
+    with engine.connect() as connection:
+        return connection.execute(text(
+            "SELECT progress, node_id, status, transition_data FROM job_events "
+            "WHERE job_id = :job AND transition = 'progress' ORDER BY id"), {"job": job["pk"]}).all()
+
+
+def on(app, client: ApiClient) -> ApiClient:
+    return ApiClient(webtest.TestApp(app), client.token, client.refresh_token, client.node_id, client.user_id)
+
+
+def test_a_report_in_order_is_one_statement(on_postgresql, engine, statements, bob, worker, job):
+    running(worker, job)
+    statements.clear()
+    answer = worker.post(f"/v1/jobs/{job['pk']}/progress/0.25", {"epoch": 3}).json
+    assert len(statements) == 1
+    assert answer == bob.get(f"/v1/jobs/{job['pk']}").json
+    assert answer["progress"] == 0.25 and answer["status"] == "RUNNING" and answer["node"] == worker.node_id
+    assert progress_events(engine, job) == [(0.25, worker.node_id, "RUNNING", {"epoch": 3})]
+
+
+def test_the_lane_answers_what_the_full_stack_answers(on_postgresql, engine, statements, bob, worker, job):
+    running(worker, job)
+    worker.request("POST", f"/v1/jobs/{job['pk']}/outputs/model/BLOB", body=b"weights", status=201)
+    worker.request("POST", f"/v1/jobs/{job['pk']}/outputs/log/str", body=b"text", status=201)
+    worker.request("DELETE", f"/v1/jobs/{job['pk']}/outputs/log/str", status=204)
+    full = on(make_test_app(engine, **{"ufdl.progress_express": "false"}), worker)
+    statements.clear()
+    express = worker.post(f"/v1/jobs/{job['pk']}/progress/0.5", {"step": 1})
+    assert len(statements) == 1
+    statements.clear()
+    stacked = full.post(f"/v1/jobs/{job['pk']}/progress/0.5", {"step": 1})
+    assert len(statements) > 1
+    assert express.json == stacked.json
+    assert [output["name"] for output in express.json["outputs"]] == ["model"]
+    assert (express.status, express.content_type, express.charset) == (
+        stacked.status, stacked.content_type, stacked.charset)
+    assert [row.progress for row in progress_events(engine, job)] == [0.5, 0.5]
+
+
+def test_an_admin_may_report_for_a_node_of_anyone(on_postgresql, statements, admin, worker, job):
+    running(worker, job)
+    statements.clear()
+    assert admin.as_node(worker.node_id).post(f"/v1/jobs/{job['pk']}/progress/0.75", {}).json["progress"] == 0.75
+    assert len(statements) == 1
+
+
+@pytest.mark.parametrize("case", ["other node", "other users node", "not running", "bad value", "list body",
+                                  "no node header", "inactive user", "extra segment", "not utf-8"])
+def test_reports_out_of_the_ordinary_get_the_full_stacks_answer(engine, users, alice, bob, worker, other_worker,
+                                                                 make_job, case):
+    """Run on both databases: what the lane falls back on must answer exactly as without the lane."""
+    job = make_job()
+    running(worker, job)
+    path = f"/v1/jobs/{job['pk']}/progress/0.5"
+    if case == "other node":
+        response = other_worker.post(path, {}, status=403)
+    elif case == "other users node":
+        response = bob.as_node(worker.node_id).post(path, {}, status=403)
+    elif case == "not running":
+        queued = make_job()
+        worker.get(f"/v1/jobs/{queued['pk']}/acquire")
+        response = worker.post(f"/v1/jobs/{queued['pk']}/progress/0.5", {}, status=406)
+        assert "QUEUED" in response.json["detail"]
+    elif case == "bad value":
+        response = worker.post(f"/v1/jobs/{job['pk']}/progress/1.5", {}, status=400)
+    elif case == "list body":
+        response = worker.post(path, [1], status=400)
+    elif case == "no node header":
+        response = alice.post(path, {}, status=403)
+    elif case == "inactive user":
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE users SET is_active = false WHERE id = :id"), {"id": alice.user_id})
+        response = worker.post(path, {}, status=401)
+    elif case == "extra segment":
+        response = worker.post(path + "/again", {}, status=400)
+    else:
+        response = worker.post(f"/v1/jobs/{job['pk']}/progress/%FF", {}, status=400)
+    assert response.json["detail"]
+    assert bob.get(f"/v1/jobs/{job['pk']}").json["progress"] == 0.0
+    assert progress_events(engine, job) == []
+
+
+def test_a_job_with_its_own_progress_notifications_goes_through_the_full_stack(bob, worker, template, capsys):
+    job = bob.post(f"/v1/job-templates/{template['pk']}/create-job", {
+        "input_values": {"input": {"value": "x", "type": "str"}},
+        "notification_override": {"actions": {"on_progress": [{"type": "print", "message": "at {progress}"}]}}},
+        status=201).json
+    running(worker, job)
+    capsys.readouterr()
+    worker.post(f"/v1/jobs/{job['pk']}/progress/0.5", {})
+    assert capsys.readouterr().out.splitlines() == ["at 0.5"]
+
+
+def test_server_progress_notifications_turn_the_lane_off(engine, statements, admin, alice, bob, capsys):
+    defaults = {"on_progress": [{"type": "print", "message": "job {pk} at {progress}"}]}
+    app = make_test_app(engine, **{"ufdl.notifications.defaults": json.dumps(defaults)})
+    admin, bob, worker = on(app, admin), on(app, bob), register(on(app, alice))
+    template = admin.post("/v1/job-templates/import", ECHO, status=201).json
+    job = bob.post(f"/v1/job-templates/{template['pk']}/create-job",
+                   {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json
+    running(worker, job)
+    capsys.readouterr()
+    worker.post(f"/v1/jobs/{job['pk']}/progress/0.5", {})
+    assert capsys.readouterr().out.splitlines() == [f"job {job['pk']} at 0.5"]
+
+
+def test_a_cancelled_job_is_not_moved_by_a_late_report(engine, bob, worker, job):
+    running(worker, job)
+    bob.delete(f"/v1/jobs/{job['pk']}/cancel")
+    response = worker.post(f"/v1/jobs/{job['pk']}/progress/0.9", {}, status=406)
+    assert "CANCELED" in response.json["detail"]
+    assert bob.get(f"/v1/jobs/{job['pk']}").json["progress"] == 0.0
