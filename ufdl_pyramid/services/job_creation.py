@@ -2,6 +2,7 @@
 meta-template: the parent and every child that waits on no other)."""
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..errors import InvalidInput
 from ..models import Job, JobOutput, JobTemplate
@@ -55,6 +56,7 @@ class JobCreator:
                   creator_id=creator_id, last_status_change=utcnow())
         self.db.add(job)
         self.db.flush()
+        set_committed_value(job, "outputs", [])  # a new job has none: answering it needs no query for them
         if template.is_meta:
             self._create_ready_children(job, template, inputs, parameters, notifications)
         return job
