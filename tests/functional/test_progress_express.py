@@ -18,7 +18,8 @@ def on_postgresql(engine):
 
 @pytest.fixture
 def statements(engine):
-    """The SQL statements the app sends, in order (``statements.clear()`` before the call to count)."""
+    """The SQL statements the app sends through SQLAlchemy (``statements.clear()`` before the call to count).
+    The lane sends its one statement to the driver directly, so a report it answered adds none here."""
     sent = []
 
     def record(connection, cursor, statement, *args):
@@ -45,11 +46,11 @@ def on(app, client: ApiClient) -> ApiClient:
     return ApiClient(webtest.TestApp(app), client.token, client.refresh_token, client.node_id, client.user_id)
 
 
-def test_a_report_in_order_is_one_statement(on_postgresql, engine, statements, bob, worker, job):
+def test_a_report_in_order_is_answered_by_the_lane(on_postgresql, engine, statements, bob, worker, job):
     running(worker, job)
     statements.clear()
     answer = worker.post(f"/v1/jobs/{job['pk']}/progress/0.25", {"epoch": 3}).json
-    assert len(statements) == 1
+    assert statements == []
     assert answer == bob.get(f"/v1/jobs/{job['pk']}").json
     assert answer["progress"] == 0.25 and answer["status"] == "RUNNING" and answer["node"] == worker.node_id
     assert progress_events(engine, job) == [(0.25, worker.node_id, "RUNNING", {"epoch": 3})]
@@ -63,7 +64,7 @@ def test_the_lane_answers_what_the_full_stack_answers(on_postgresql, engine, sta
     full = on(make_test_app(engine, **{"ufdl.progress_express": "false"}), worker)
     statements.clear()
     express = worker.post(f"/v1/jobs/{job['pk']}/progress/0.5", {"step": 1})
-    assert len(statements) == 1
+    assert statements == []
     statements.clear()
     stacked = full.post(f"/v1/jobs/{job['pk']}/progress/0.5", {"step": 1})
     assert len(statements) > 1
@@ -78,7 +79,7 @@ def test_an_admin_may_report_for_a_node_of_anyone(on_postgresql, statements, adm
     running(worker, job)
     statements.clear()
     assert admin.as_node(worker.node_id).post(f"/v1/jobs/{job['pk']}/progress/0.75", {}).json["progress"] == 0.75
-    assert len(statements) == 1
+    assert statements == []
 
 
 @pytest.mark.parametrize("case", ["other node", "other users node", "not running", "bad value", "list body",
