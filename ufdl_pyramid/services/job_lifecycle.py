@@ -18,13 +18,15 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..errors import Forbidden, InvalidInput, WrongState
-from ..models import Job, JobOutput, JobTemplate, Node, User
+from ..models import Job, JobOutput, JobTemplate, Node, User, mark_written
 from ..models.jobs import CANCELED, COMPLETED, FAILED, FINAL_STATUSES, PENDING, QUEUED, RUNNING
 from ..models.meta import utcnow
 from .auth import ActingNode
 from .events import record_event, record_progress
 from .job_creation import create_child_job
 
+_JOBS = Job.__table__
+_NODES = Node.__table__
 ALGORITHM = "ALGORITHM"  # the executor reported an error
 SYSTEM = "SYSTEM"  # the infrastructure failed the job (lost node, expired lease)
 
@@ -73,14 +75,21 @@ class JobLifecycle:
         if not job.is_active:
             raise WrongState(f"Cannot {action} job {job.id}: it is deleted")
 
+    def _write(self, statement):
+        """A Core statement on the session's connection: none of the ORM's bulk-update machinery (or its
+        autoflush) for rows the session does not hold."""
+        result = self.db.connection().execute(statement)
+        mark_written(self.db)
+        return result
+
     def _set_current_job(self, node: ActingNode, job_id: int | None) -> None:
-        self.db.execute(update(Node).where(Node.id == node.id).values(current_job_id=job_id))
+        self._write(update(_NODES).where(_NODES.c.id == node.id).values(current_job_id=job_id))
 
     def _free_node(self, job: Job) -> None:
         """The node that was working on the job may take another."""
         if job.node_id is not None:
-            self.db.execute(update(Node).where(Node.id == job.node_id, Node.current_job_id == job.id)
-                            .values(current_job_id=None))
+            self._write(update(_NODES).where(_NODES.c.id == job.node_id, _NODES.c.current_job_id == job.id)
+                        .values(current_job_id=None))
 
     def _clear_outputs(self, job: Job) -> None:
         now = utcnow()
@@ -101,11 +110,10 @@ class JobLifecycle:
         if job.node_id == node.id and job.status in (QUEUED, RUNNING):
             return job  # the holder asking again (a lost answer, a retry): nothing changes
         now = utcnow()
-        won = self.db.execute(
-            update(Job).where(Job.id == job.id, Job.status == PENDING, Job.node_id.is_(None),
-                              Job.is_cancelled.is_(False), Job.deletion_time.is_(None))
-            .values(status=QUEUED, node_id=node.id, last_status_change=now)
-            .execution_options(synchronize_session=False)).rowcount
+        won = self._write(
+            update(_JOBS).where(_JOBS.c.id == job.id, _JOBS.c.status == PENDING, _JOBS.c.node_id.is_(None),
+                                _JOBS.c.is_cancelled.is_(False), _JOBS.c.deletion_time.is_(None))
+            .values(status=QUEUED, node_id=node.id, last_status_change=now)).rowcount
         if not won:
             self.db.refresh(job)
             if job.node_id is not None and job.node_id != node.id:
@@ -136,10 +144,9 @@ class JobLifecycle:
             # Racing nodes skip the rows another has locked instead of queueing behind it.
             candidates = candidates.with_for_update(of=Job, skip_locked=True)
         for job_id in self.db.scalars(candidates).all():
-            won = self.db.execute(
-                update(Job).where(Job.id == job_id, Job.status == PENDING, Job.node_id.is_(None))
-                .values(status=QUEUED, node_id=node.id, last_status_change=utcnow())
-                .execution_options(synchronize_session=False)).rowcount
+            won = self._write(
+                update(_JOBS).where(_JOBS.c.id == job_id, _JOBS.c.status == PENDING, _JOBS.c.node_id.is_(None))
+                .values(status=QUEUED, node_id=node.id, last_status_change=utcnow())).rowcount
             if won:
                 job = self.db.get(Job, job_id, populate_existing=True)
                 record_event(self.db, job, "acquire")

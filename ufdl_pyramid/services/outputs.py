@@ -112,10 +112,9 @@ class JobOutputService:
         return output
 
     def _check_unique(self, job: Job, name: str, canonical: str) -> None:
-        exists = self.db.scalar(select(JobOutput.id).where(
-            JobOutput.job_id == job.id, JobOutput.name == name, JobOutput.type == canonical,
-            JobOutput.deletion_time.is_(None)))
-        if exists is not None:
+        # Before the bytes are stored: a duplicate is refused without uploading it. The job was loaded with its
+        # outputs; an upload racing this one is refused by the unique index when the row is flushed.
+        if any(output.name == name and output.type == canonical and output.is_active for output in job.outputs):
             raise Conflict(f"Job {job.id} already has an output {name!r} of type {canonical}")
 
 
