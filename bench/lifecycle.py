@@ -1,8 +1,12 @@
 """Job lifecycles over real HTTP: K concurrent nodes each doing create-job -> acquire -> start -> 10 progress
 -> a 1 KiB output -> finish, against the same run's bare-Pyramid hello rate on the same waitress server.
 
-    python bench/lifecycle.py [--nodes 8] [--seconds 10] [--workers 1] [--threads 8]
+    python bench/lifecycle.py [--nodes 8] [--seconds 5] [--rounds 3] [--workers 1] [--threads 8]
 Set UFDL_BENCH_DATABASE_URL to measure on PostgreSQL (default: a temporary SQLite file).
+
+The two loads alternate, ``--rounds`` times (hello for half of ``--seconds``, then the lifecycles for
+``--seconds``), so that a machine whose speed drifts during the run slows both alike; the ratio is that of the
+totals, and the spread of the rounds' own ratios is printed beside it.
 """
 import argparse
 import functools
@@ -22,7 +26,8 @@ PAYLOAD = b"x" * 1024
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nodes", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=5, help="lifecycle seconds per round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1, help="server processes (ufdl serve --workers)")
     parser.add_argument("--threads", type=int, default=8, help="threads per server process")
     args = parser.parse_args()
@@ -73,19 +78,29 @@ def main() -> None:
             latencies.extend(mine)
             lifecycles[0] += done
 
+    hello_requests = hello_seconds = lifecycle_seconds = 0.0
+    round_ratios = []
     with server(url, args.threads, args.workers) as port:
         load(port, "GET", "/hello", {}, clients=args.nodes, seconds=0.5)  # warm up
-        hello = load(port, "GET", "/hello", {}, clients=args.nodes, seconds=min(args.seconds, 5))
-        stop = time.perf_counter() + args.seconds
-        elapsed = run_threads([functools.partial(node_loop, port, node, stop) for node in nodes])
-    rate = len(latencies) / elapsed
+        for _ in range(args.rounds):
+            hello = load(port, "GET", "/hello", {}, clients=args.nodes, seconds=args.seconds / 2)
+            done_before = len(latencies)
+            stop = time.perf_counter() + args.seconds
+            elapsed = run_threads([functools.partial(node_loop, port, node, stop) for node in nodes])
+            hello_requests += hello["requests"]
+            hello_seconds += hello["requests"] / hello["rate"]
+            lifecycle_seconds += elapsed
+            round_ratios.append((len(latencies) - done_before) / elapsed / hello["rate"])
+    rate = len(latencies) / lifecycle_seconds
+    hello_rate = hello_requests / hello_seconds
     spread = percentiles(latencies)
     p50, p99 = spread["p50_ms"], spread["p99_ms"]
-    print(f"database: {engine.dialect.name}; {args.nodes} nodes for {args.seconds:g} s; server: "
-          f"{args.workers} worker(s) of {args.threads} threads")
-    print(f"lifecycles: {lifecycles[0]} ({lifecycles[0] / elapsed:.1f}/s), requests: {len(latencies)} "
+    print(f"database: {engine.dialect.name}; {args.nodes} nodes, {args.rounds} rounds of {args.seconds:g} s; "
+          f"server: {args.workers} worker(s) of {args.threads} threads")
+    print(f"lifecycles: {lifecycles[0]} ({lifecycles[0] / lifecycle_seconds:.1f}/s), requests: {len(latencies)} "
           f"({rate:.0f}/s), p50 {p50:.2f} ms, p99 {p99:.2f} ms (p99/p50 {p99 / p50:.1f})")
-    print(f"hello (bare Pyramid): {hello['rate']:.0f} req/s; lifecycle requests/hello: {rate / hello['rate']:.2f}")
+    print(f"hello (bare Pyramid): {hello_rate:.0f} req/s; lifecycle requests/hello: {rate / hello_rate:.2f} "
+          f"(rounds: {min(round_ratios):.2f}-{max(round_ratios):.2f})")
     if failures:
         print(f"FAILED requests ({len(failures)}): {failures[0]}")
 

@@ -1,6 +1,6 @@
 """Progress-channel fan-out: W watchers on one job, P progress calls through REST.
 
-    python bench/ws_fanout.py [--watchers 200] [--progress 200]
+    python bench/ws_fanout.py [--watchers 200] [--progress 200] [--rate 0]
     UFDL_BENCH_DATABASE_URL=postgresql+psycopg://... python bench/ws_fanout.py   # PostgreSQL (schema dropped!)
 
 The REST app runs on waitress in one child process, the websocket listener (gevent) in another; the watchers
@@ -104,6 +104,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--watchers", type=int, default=200)
     parser.add_argument("--progress", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=0,
+                        help="progress calls per second (default: one after another, as fast as they answer)")
     args = parser.parse_args()
     url = database_url()
     engine, admin = prepare(url)
@@ -133,6 +135,8 @@ def main() -> None:
                        "Content-Type": "application/json"}
             began = time.perf_counter()
             for i in range(args.progress):
+                if args.rate:  # a fixed pace compares runs whose REST sides answer at different speeds
+                    time.sleep(max(0.0, began + i / args.rate - time.perf_counter()))
                 connection.request("POST", f"/v1/jobs/{job['pk']}/progress/{(i + 1) / (args.progress + 1):.6f}",
                                    body=json.dumps({"i": i}).encode(), headers=headers)
                 response = connection.getresponse()

@@ -148,3 +148,18 @@ def test_a_cancelled_job_is_not_moved_by_a_late_report(engine, bob, worker, job)
     response = worker.post(f"/v1/jobs/{job['pk']}/progress/0.9", {}, status=406)
     assert "CANCELED" in response.json["detail"]
     assert bob.get(f"/v1/jobs/{job['pk']}").json["progress"] == 0.0
+
+
+def test_connections_go_back_to_the_pool_out_of_autocommit(on_postgresql, engine, statements, worker, job):
+    """The lane borrows pool connections in autocommit; the full stack's transactions need them back without."""
+    running(worker, job)
+    statements.clear()
+    for step in range(1, 6):
+        worker.post(f"/v1/jobs/{job['pk']}/progress/{step / 10}", {})
+    assert statements == []
+    borrowed = [engine.raw_connection() for _ in range(engine.pool.checkedin())]
+    try:
+        assert borrowed and not any(connection.driver_connection.autocommit for connection in borrowed)
+    finally:
+        for connection in borrowed:
+            connection.close()
