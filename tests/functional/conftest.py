@@ -5,6 +5,13 @@ from job_helpers import ECHO, register
 
 
 @pytest.fixture
+def on_postgresql(engine):
+    """Skips a test that needs PostgreSQL when the suite runs on SQLite."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("needs PostgreSQL (UFDL_TEST_DATABASE_URL)")
+
+
+@pytest.fixture
 def template(admin):
     return admin.post("/v1/job-templates/import", ECHO, status=201).json
 

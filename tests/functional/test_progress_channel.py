@@ -318,12 +318,6 @@ def test_the_watch_command_prints_a_progress_bar(listener, bob, worker, job, cap
     assert "[###############...............]  50.0%" in out and "COMPLETED" in out
 
 
-@pytest.fixture
-def on_postgresql(engine):
-    if engine.dialect.name != "postgresql":
-        pytest.skip("needs PostgreSQL (UFDL_TEST_DATABASE_URL)")
-
-
 @pytest.mark.postgresql
 def test_a_late_commit_is_not_skipped(on_postgresql, engine, make_job):
     """Ids are drawn at insert, transactions commit in any order: the feed must not skip the lower id."""

@@ -11,12 +11,6 @@ from job_helpers import ECHO, register
 
 
 @pytest.fixture
-def on_postgresql(engine):
-    if engine.dialect.name != "postgresql":
-        pytest.skip("the express lane runs on PostgreSQL (UFDL_TEST_DATABASE_URL)")
-
-
-@pytest.fixture
 def statements(engine):
     """The SQL statements the app sends through SQLAlchemy (``statements.clear()`` before the call to count).
     The lane sends its one statement to the driver directly, so a report it answered adds none here."""

@@ -26,7 +26,7 @@ NOTIFY_CHANNEL = "ufdl_job_events"
 # writer draws its id after the first committed (even when its own change of the job was a no-op that issued no
 # UPDATE), so a job's ids commit in order. Plain Core statements, not ``db.add``: no unit-of-work flush.
 EVENT_COLUMNS = "job_id, transition, status, progress, node_id, error, transition_data, time, txid"
-EVENT_PARAM_TYPES = (bindparam("data", type_=JobEvent.__table__.c.transition_data.type),
+_EVENT_TYPES = (bindparam("data", type_=JobEvent.__table__.c.transition_data.type),
                 bindparam("time", type_=JobEvent.__table__.c.time.type))
 _LOCKED_EVENT = text(f"""
     WITH locked AS (SELECT id FROM jobs WHERE id = :job FOR UPDATE),
@@ -34,7 +34,7 @@ _LOCKED_EVENT = text(f"""
     INSERT INTO job_events ({EVENT_COLUMNS})
     SELECT id, :transition, :status, :progress, :node, :error, :data, :time, pg_current_xact_id()::text::bigint
     FROM locked CROSS JOIN announced
-    RETURNING id, txid""").bindparams(*EVENT_PARAM_TYPES)
+    RETURNING id, txid""").bindparams(*_EVENT_TYPES)
 # Progress, reported many times per job, gets its UPDATE in the same statement: conditional (still RUNNING,
 # still this node's, else nothing is written), it locks the row and takes the transaction's id itself.
 _PROGRESS_EVENT = text(f"""
@@ -46,7 +46,7 @@ _PROGRESS_EVENT = text(f"""
     SELECT id, :transition, :status, :progress, :node, error_reason, :data, :time,
            pg_current_xact_id()::text::bigint
     FROM moved CROSS JOIN announced
-    RETURNING id, txid, error""").bindparams(*EVENT_PARAM_TYPES)
+    RETURNING id, txid, error""").bindparams(*_EVENT_TYPES)
 # Elsewhere (SQLite): the same work in plain statements; its single writer orders the events.
 _INSERT_EVENT = insert(JobEvent.__table__)
 _JOBS = Job.__table__
