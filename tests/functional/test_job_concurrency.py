@@ -3,6 +3,8 @@ import threading
 from collections import Counter
 
 import webtest
+from sqlalchemy import text
+
 from job_helpers import ECHO
 
 
@@ -87,3 +89,46 @@ def test_16_nodes_drain_200_jobs_with_acquire_next(wsgi_app, admin, alice):
     run_threads(NODES, drainer)
     assert sorted(completed) == sorted(jobs)
     assert {row["status"] for row in alice.post("/v1/jobs/list").json} == {"COMPLETED"}
+
+
+def test_progress_racing_a_cancel_is_never_written_after_it(wsgi_app, engine, admin, alice):
+    """Nodes report progress as fast as they can while the jobs' creator cancels them: once a job's cancel is
+    committed no progress of it is written (on PostgreSQL the reports go through the express lane)."""
+    jobs = create_jobs(alice, admin, 8)
+    nodes = nodes_of(alice, 8)
+    for pk, node in zip(jobs, nodes):
+        node.get(f"/v1/jobs/{pk}/acquire", status=200)
+        node.post(f"/v1/jobs/{pk}/start", {}, status=200)
+    started = threading.Barrier(len(jobs) + 1)
+
+    def reporter(index):
+        app, node, pk = webtest.TestApp(wsgi_app), nodes[index], jobs[index]
+        started.wait()
+        for step in range(1, 200):
+            response = app.post_json(f"/v1/jobs/{pk}/progress/{step / 200}", {"step": step},
+                                     headers=node.headers(), expect_errors=True)
+            assert response.status_int in (200, 406), response.text
+            if response.status_int == 406:
+                assert "CANCELED" in response.json["detail"]
+                return
+
+    def canceller(index):
+        if index < len(jobs):
+            reporter(index)
+            return
+        app = webtest.TestApp(wsgi_app)
+        started.wait()
+        for pk in jobs:
+            app.delete(f"/v1/jobs/{pk}/cancel", headers=alice.headers(), status=200)
+
+    run_threads(len(jobs) + 1, canceller)
+    with engine.connect() as connection:
+        for pk in jobs:
+            events = connection.execute(text("SELECT transition, progress FROM job_events WHERE job_id = :job "
+                                             "ORDER BY id"), {"job": pk}).all()
+            transitions = [transition for transition, _ in events]
+            assert transitions.count("cancel") == 1
+            assert "progress" not in transitions[transitions.index("cancel"):]
+            progress = connection.execute(text("SELECT progress FROM jobs WHERE id = :job"), {"job": pk}).scalar()
+            written = [value for transition, value in events if transition == "progress"]
+            assert progress == (written[-1] if written else 0.0)
