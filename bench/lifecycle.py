@@ -4,6 +4,9 @@
     python bench/lifecycle.py [--nodes 8] [--seconds 5] [--rounds 3] [--workers 1] [--threads 8]
 Set UFDL_BENCH_DATABASE_URL to measure on PostgreSQL (default: a temporary SQLite file).
 
+``--progress-only`` measures a ceiling instead: each node starts one job, then only reports progress on it,
+so that every request is the cheapest one a node sends (one statement on PostgreSQL).
+
 The two loads alternate, ``--rounds`` times (hello for half of ``--seconds``, then the lifecycles for
 ``--seconds``), so that a machine whose speed drifts during the run slows both alike; the ratio is that of the
 totals, and the spread of the rounds' own ratios is printed beside it.
@@ -30,6 +33,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1, help="server processes (ufdl serve --workers)")
     parser.add_argument("--threads", type=int, default=8, help="threads per server process")
+    parser.add_argument("--progress-only", action="store_true",
+                        help="each node reports progress on one started job, and does nothing else")
     args = parser.parse_args()
     url = database_url()
     engine, admin = prepare(url)
@@ -58,18 +63,30 @@ def main() -> None:
                 raise RuntimeError(f"{method} {path}: {response.status} {data[:200]!r}")
             return data
 
+        def started_job() -> int:
+            job = json.loads(call("POST", f"/v1/job-templates/{template}/create-job", json.dumps(
+                {"input_values": {"input": {"value": "hello", "type": "str"}}}).encode()))["pk"]
+            call("GET", f"/v1/jobs/{job}/acquire", body=None)
+            call("POST", f"/v1/jobs/{job}/start")
+            return job
+
         done = 0
         try:
-            while time.perf_counter() < stop:
-                job = json.loads(call("POST", f"/v1/job-templates/{template}/create-job", json.dumps(
-                    {"input_values": {"input": {"value": "hello", "type": "str"}}}).encode()))["pk"]
-                call("GET", f"/v1/jobs/{job}/acquire", body=None)
-                call("POST", f"/v1/jobs/{job}/start")
-                for step in range(1, 11):
-                    call("POST", f"/v1/jobs/{job}/progress/{step / 10}", json.dumps({"step": step}).encode())
-                call("POST", f"/v1/jobs/{job}/outputs/output/BLOB", PAYLOAD, "application/data")
+            if args.progress_only:
+                job = started_job()
+                mine.clear()  # only the progress reports are measured
+                while time.perf_counter() < stop:
+                    call("POST", f"/v1/jobs/{job}/progress/0.5", b'{"step": 1}')
                 call("POST", f"/v1/jobs/{job}/finish")
-                done += 1
+                mine.pop()
+            else:
+                while time.perf_counter() < stop:
+                    job = started_job()
+                    for step in range(1, 11):
+                        call("POST", f"/v1/jobs/{job}/progress/{step / 10}", json.dumps({"step": step}).encode())
+                    call("POST", f"/v1/jobs/{job}/outputs/output/BLOB", PAYLOAD, "application/data")
+                    call("POST", f"/v1/jobs/{job}/finish")
+                    done += 1
         except Exception as error:  # reported at the end: the figures of a failing run mean nothing
             with lock:
                 failures.append(str(error))
@@ -97,9 +114,11 @@ def main() -> None:
     p50, p99 = spread["p50_ms"], spread["p99_ms"]
     print(f"database: {engine.dialect.name}; {args.nodes} nodes, {args.rounds} rounds of {args.seconds:g} s; "
           f"server: {args.workers} worker(s) of {args.threads} threads")
-    print(f"lifecycles: {lifecycles[0]} ({lifecycles[0] / lifecycle_seconds:.1f}/s), requests: {len(latencies)} "
-          f"({rate:.0f}/s), p50 {p50:.2f} ms, p99 {p99:.2f} ms (p99/p50 {p99 / p50:.1f})")
-    print(f"hello (bare Pyramid): {hello_rate:.0f} req/s; lifecycle requests/hello: {rate / hello_rate:.2f} "
+    what = "progress reports" if args.progress_only else "lifecycle requests"
+    if not args.progress_only:
+        print(f"lifecycles: {lifecycles[0]} ({lifecycles[0] / lifecycle_seconds:.1f}/s), ", end="")
+    print(f"{what}: {len(latencies)} ({rate:.0f}/s), p50 {p50:.2f} ms, p99 {p99:.2f} ms (p99/p50 {p99 / p50:.1f})")
+    print(f"hello (bare Pyramid): {hello_rate:.0f} req/s; {what}/hello: {rate / hello_rate:.2f} "
           f"(rounds: {min(round_ratios):.2f}-{max(round_ratios):.2f})")
     if failures:
         print(f"FAILED requests ({len(failures)}): {failures[0]}")
