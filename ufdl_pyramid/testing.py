@@ -103,6 +103,11 @@ def make_test_app(engine: Engine, extra_plugins: Iterable[object] = (), **settin
                         "ufdl.plugins.extra": list(extra_plugins), **settings}).make_wsgi_app()
 
 
+def notifications_sent(app, timeout: float = 10) -> None:
+    """Wait until the notification thread of ``app`` (our WSGI app) has sent what was committed so far."""
+    assert app.registry["ufdl.notifier"].outbox.drain(timeout), "notifications still unsent"
+
+
 @dataclass
 class ApiClient:
     """A WebTest client that sends a user's Bearer token (and Node-Id) on every request."""

@@ -1,5 +1,8 @@
-"""Notifications (issue 4): per transition, server defaults and per-job overrides, sent after the commit."""
+"""Notifications (issue 4): per transition, server defaults and per-job overrides, sent after the commit by a
+thread of their own."""
 import json
+import threading
+import time
 
 import pytest
 import transaction
@@ -9,8 +12,8 @@ from ufdl_pyramid.models import Job, get_session_factory, get_tm_session
 from ufdl_pyramid.plugins import hookimpl
 from ufdl_pyramid.services import notifications
 from ufdl_pyramid.services.events import record_event
-from ufdl_pyramid.services.notifications import Notifier, actions_for, render
-from ufdl_pyramid.testing import ApiClient, make_test_app
+from ufdl_pyramid.services.notifications import Notifier, Outbox, PreparedNotification, actions_for, render
+from ufdl_pyramid.testing import ApiClient, make_test_app, notifications_sent
 from job_helpers import ECHO
 
 DEFAULTS = {
@@ -56,12 +59,15 @@ class Pigeons:
     def __init__(self):
         self.flown = []
         self.broken = False
+        self.cleared = threading.Event()  # a pigeon waits for this before it flies
+        self.cleared.set()
 
     @hookimpl
     def ufdl_register_notifiers(self):
         return {"pigeon": self.fly}
 
     def fly(self, message, job, notification):
+        self.cleared.wait(10)
         if self.broken:
             raise RuntimeError("the pigeon got lost")
         self.flown.append((message, job["pk"], job["status"], notification))
@@ -108,32 +114,38 @@ def create(clients, **body):
                                {"input_values": {"input": {"value": "x", "type": "str"}}, **body}, status=201).json
 
 
-def printed(capsys) -> list[str]:
-    return [line for line in capsys.readouterr().out.splitlines() if line]
+@pytest.fixture
+def printed(app, capsys):
+    """What the notifications printed since the last call, once the notification thread has sent them."""
+    def printed() -> list[str]:
+        notifications_sent(app)
+        return [line for line in capsys.readouterr().out.splitlines() if line]
+    return printed
 
 
-def test_defaults_are_sent_after_each_transition(clients, capsys, pigeons):
+def test_defaults_are_sent_after_each_transition(clients, printed, pigeons):
     job = create(clients)
     worker, pk = clients["worker"], job["pk"]
-    capsys.readouterr()
+    printed()
     worker.get(f"/v1/jobs/{pk}/acquire")
-    assert printed(capsys) == [f"acquired {pk} by node {clients['node']} (echo v1) {{nope}}"]
+    assert printed() == [f"acquired {pk} by node {clients['node']} (echo v1) {{nope}}"]
     worker.post(f"/v1/jobs/{pk}/start", {})
-    assert printed(capsys) == [f"started {pk}"]
+    assert printed() == [f"started {pk}"]
     worker.post(f"/v1/jobs/{pk}/progress/0.5", {})
-    assert printed(capsys) == []  # no on_progress
+    assert printed() == []  # no on_progress
     worker.post(f"/v1/jobs/{pk}/finish", {})
-    assert printed(capsys) == [f"finished {pk}: COMPLETED 1.0"]
+    assert printed() == [f"finished {pk}: COMPLETED 1.0"]
     assert [(pk, "COMPLETED")] == [(flown[1], flown[2]) for flown in pigeons.flown]
     assert pigeons.flown[0][3] == {"type": "pigeon"}
 
 
-def test_an_error_mails_the_creator(clients, smtp):
+def test_an_error_mails_the_creator(app, clients, smtp):
     job = create(clients)
     worker, pk = clients["worker"], job["pk"]
     worker.get(f"/v1/jobs/{pk}/acquire")
     worker.post(f"/v1/jobs/{pk}/start", {})
     worker.post(f"/v1/jobs/{pk}/finish", {"error": "out of memory"})
+    notifications_sent(app)
     [(message, calls)] = smtp.sent
     assert message["To"] == "bob@example" and message["From"] == "jobs@example"
     assert message["Subject"] == f"Job {pk}: error"
@@ -141,7 +153,7 @@ def test_an_error_mails_the_creator(clients, smtp):
     assert calls == [("connect", "mail.example", 2525), ("starttls",), ("login", "mailer", "s3cret")]
 
 
-def test_an_override_replaces_the_defaults(clients, capsys, smtp):
+def test_an_override_replaces_the_defaults(clients, printed, smtp):
     job = create(clients, notification_override={"actions": {
         "on_start": [{"type": "print", "message": "mine {pk}"}],
         "on_error": [{"type": "email", "to": "ops@example", "message": "{error}"}]}})
@@ -149,22 +161,22 @@ def test_an_override_replaces_the_defaults(clients, capsys, smtp):
     worker.get(f"/v1/jobs/{pk}/acquire")
     worker.post(f"/v1/jobs/{pk}/start", {})
     worker.post(f"/v1/jobs/{pk}/finish", {"error": "boom"})
-    assert printed(capsys) == [f"mine {pk}"]  # the default on_acquire print is gone
+    assert printed() == [f"mine {pk}"]  # the default on_acquire print is gone
     assert [message["To"] for message, _ in smtp.sent] == ["ops@example"]
 
 
-def test_keep_default_adds_to_the_defaults(clients, capsys):
+def test_keep_default_adds_to_the_defaults(clients, printed):
     job = create(clients, notification_override={"keep_default": True, "actions": {
         "on_start": [{"type": "print", "message": "also {pk} on {node}"}]}})
     worker, pk = clients["worker"], job["pk"]
     worker.get(f"/v1/jobs/{pk}/acquire")
     worker.post(f"/v1/jobs/{pk}/start", {})
-    lines = printed(capsys)
+    lines = printed()
     assert lines[-2:] == [f"started {pk}", f"also {pk} on {clients['node']}"]
     assert lines[0].startswith(f"acquired {pk}")
 
 
-def test_a_failing_notification_never_fails_the_request(clients, smtp, pigeons, caplog):
+def test_a_failing_notification_never_fails_the_request(app, clients, smtp, pigeons, caplog):
     smtp.fail = True
     pigeons.broken = True
     job = create(clients)
@@ -172,13 +184,52 @@ def test_a_failing_notification_never_fails_the_request(clients, smtp, pigeons, 
     worker.get(f"/v1/jobs/{pk}/acquire")
     worker.post(f"/v1/jobs/{pk}/start", {})
     assert worker.post(f"/v1/jobs/{pk}/finish", {}).json["status"] == "COMPLETED"
+    notifications_sent(app)
     failures = [record.getMessage() for record in caplog.records if record.name == notifications.__name__]
     assert any("pigeon notification" in failure for failure in failures)
     job = create(clients)
     worker.get(f"/v1/jobs/{job['pk']}/acquire")
     worker.post(f"/v1/jobs/{job['pk']}/start", {})
     assert worker.post(f"/v1/jobs/{job['pk']}/finish", {"error": "x"}).json["status"] == "FAILED"
+    notifications_sent(app)
     assert any("email notification" in record.getMessage() for record in caplog.records)
+
+
+def test_a_slow_notification_never_holds_the_request(app, clients, pigeons, printed):
+    job = create(clients)
+    worker, pk = clients["worker"], job["pk"]
+    worker.get(f"/v1/jobs/{pk}/acquire")
+    worker.post(f"/v1/jobs/{pk}/start", {})
+    printed()
+    pigeons.cleared.clear()  # the pigeon of on_finish waits until the test clears it
+    assert worker.post(f"/v1/jobs/{pk}/finish", {}).json["status"] == "COMPLETED"
+    again = create(clients)["pk"]
+    worker.get(f"/v1/jobs/{again}/acquire")
+    assert pigeons.flown == []  # answered while the pigeon still waits
+    pigeons.cleared.set()
+    # Sent in the order committed: the finish's print, its pigeon, then the second job's acquire.
+    assert printed() == [f"finished {pk}: COMPLETED 1.0",
+                         f"acquired {again} by node {clients['node']} (echo v1) {{nope}}"]
+    assert [flown[1] for flown in pigeons.flown] == [pk]
+
+
+def prepared(pk: int) -> PreparedNotification:
+    return PreparedNotification({"type": "print"}, f"job {pk}", "", None, {"pk": pk})
+
+
+def test_the_outbox_drops_what_exceeds_its_capacity(caplog):
+    sent, cleared = [], threading.Event()
+    outbox = Outbox(lambda notification: cleared.wait(10) and sent.append(notification.job["pk"]), capacity=2)
+    outbox.put([prepared(1)])  # taken by the thread, which then waits
+    deadline = time.monotonic() + 10
+    while outbox._waiting and time.monotonic() < deadline:
+        time.sleep(0.01)
+    outbox.put([prepared(2), prepared(3), prepared(4)])
+    assert not outbox.drain(0.05)
+    assert any("print notification for job 4 dropped" in record.getMessage() for record in caplog.records)
+    cleared.set()
+    assert outbox.drain(10)
+    assert sent == [1, 2, 3]
 
 
 def test_nothing_is_sent_for_a_rolled_back_transaction(engine, clients, capsys):
@@ -187,19 +238,24 @@ def test_nothing_is_sent_for_a_rolled_back_transaction(engine, clients, capsys):
     factory = get_session_factory(engine)
     notifier.install(factory)
     capsys.readouterr()
+
+    def printed():
+        assert notifier.outbox.drain(10)
+        return [line for line in capsys.readouterr().out.splitlines() if line]
+
     manager = transaction.TransactionManager(explicit=True)
     manager.begin()
     db = get_tm_session(factory, manager)
     record_event(db, db.get(Job, pk), "start")
     manager.abort()
-    assert printed(capsys) == []
+    assert printed() == []
     with manager:
         db = get_tm_session(factory, manager)
         job = db.get(Job, pk)
         job.status = "RUNNING"
         record_event(db, job, "start")
-        assert printed(capsys) == []  # not before the commit
-    assert printed(capsys) == [f"started {pk} (RUNNING)"]
+        assert printed() == []  # not before the commit
+    assert printed() == [f"started {pk} (RUNNING)"]
 
 
 @pytest.mark.parametrize("template, expected", [

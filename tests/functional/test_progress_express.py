@@ -6,7 +6,7 @@ import pytest
 import webtest
 from sqlalchemy import event, text
 
-from ufdl_pyramid.testing import ApiClient, make_test_app
+from ufdl_pyramid.testing import ApiClient, make_test_app, notifications_sent
 from job_helpers import ECHO, register
 
 
@@ -120,6 +120,7 @@ def test_a_job_with_its_own_progress_notifications_goes_through_the_full_stack(b
     running(worker, job)
     capsys.readouterr()
     worker.post(f"/v1/jobs/{job['pk']}/progress/0.5", {})
+    notifications_sent(worker.app.app)
     assert capsys.readouterr().out.splitlines() == ["at 0.5"]
 
 
@@ -133,6 +134,7 @@ def test_server_progress_notifications_turn_the_lane_off(engine, statements, adm
     running(worker, job)
     capsys.readouterr()
     worker.post(f"/v1/jobs/{job['pk']}/progress/0.5", {})
+    notifications_sent(app)
     assert capsys.readouterr().out.splitlines() == [f"job {job['pk']} at 0.5"]
 
 

@@ -14,12 +14,18 @@ the ``ufdl_register_notifiers`` hook: ``callable(message, job_json, notification
 
 The work is split around the commit: `Notifier.before_commit` reads the events the transaction wrote
 (``db.info["ufdl.new_events"]``) and prepares the messages while the session can still query; `after_commit`
-sends them; `after_rollback` drops them, so nothing is sent for a change that did not happen. A failing
-notification is logged and never fails the request. No Pyramid here.
+hands them to the `Outbox`, whose thread sends them; `after_rollback` drops them, so nothing is sent for a
+change that did not happen. A failing notification is logged and never fails the request, and a slow one
+(a mail server that does not answer) never holds it either. No Pyramid here.
 """
+import atexit
+import collections
 import logging
+import os
 import smtplib
 import string
+import threading
+import weakref
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Callable, Mapping
@@ -97,12 +103,83 @@ class PreparedNotification:
     job: dict
 
 
+class Outbox:
+    """Notifications waiting to be sent, and the thread that sends them, in the order they were committed.
+
+    At most ``capacity`` wait: past that, new ones are dropped with an error in the log rather than letting a
+    dead mail server eat the memory. The thread starts on first use in the process that uses it (so after
+    ``ufdl serve --workers`` forks), and at exit the process waits up to ``exit_timeout`` seconds for it to
+    send what is left."""
+
+    def __init__(self, send: Callable[["PreparedNotification"], None], capacity: int = 10_000,
+                 exit_timeout: float = 15.0):
+        self._send = send
+        self.capacity = capacity
+        self.exit_timeout = exit_timeout
+        self._reset()
+        # A forked child inherits the queue (and perhaps a lock held by the sender) but not the sender thread.
+        outbox = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: outbox() and outbox()._reset())
+
+    def _reset(self) -> None:
+        self._waiting: collections.deque = collections.deque()
+        self._unsent = 0  # waiting, or being sent
+        self._changed = threading.Condition()
+        self._sender: threading.Thread | None = None
+
+    def put(self, notifications) -> None:
+        notifications = list(notifications)
+        if not notifications:
+            return
+        self._start()
+        with self._changed:
+            for notification in notifications:
+                if len(self._waiting) >= self.capacity:
+                    log.error("%s notification for job %s dropped: %d notifications are waiting to be sent",
+                              notification.notification.get("type"), notification.job.get("pk"), self.capacity)
+                    continue
+                self._waiting.append(notification)
+                self._unsent += 1
+            self._changed.notify_all()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until everything put so far has been sent (or has failed); False if ``timeout`` ran out first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._unsent == 0, timeout)
+
+    def _start(self) -> None:
+        with self._changed:
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._run, name="ufdl-notifications", daemon=True)
+                self._sender.start()
+                atexit.register(self._at_exit)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._waiting)
+                notification = self._waiting.popleft()
+            try:
+                self._send(notification)
+            finally:
+                with self._changed:
+                    self._unsent -= 1
+                    self._changed.notify_all()
+
+    def _at_exit(self) -> None:
+        if not self.drain(self.exit_timeout):
+            log.error("%d notification(s) not sent: still waiting at exit", self._unsent)
+
+
 @dataclass
 class Notifier:
     defaults: Mapping = field(default_factory=dict)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     # Kinds added by plugins: name -> callable(message, job_json, notification).
     plugin_notifiers: Mapping[str, Callable] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.outbox = Outbox(self.send)
 
     def install(self, session_factory: sessionmaker) -> None:
         event.listen(session_factory, "before_commit", self.before_commit)
@@ -122,8 +199,7 @@ class Notifier:
 
     def after_commit(self, session: Session) -> None:
         session.info.pop(NEW_EVENTS, None)
-        for prepared in session.info.pop(PENDING, ()):
-            self.send(prepared)
+        self.outbox.put(session.info.pop(PENDING, ()))
 
     def after_rollback(self, session: Session) -> None:
         session.info.pop(NEW_EVENTS, None)
