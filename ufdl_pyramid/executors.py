@@ -34,7 +34,8 @@ class ExecutionContext:
     - ``scratch_dir``: a private directory, removed after the job;
     - ``progress(fraction, **data)``: report progress in [0, 1], with optional JSON data;
     - ``add_output(name, type, data)``: upload an output from ``bytes``, ``str`` (UTF-8 text) or a ``Path``;
-    - ``is_cancelled()``: whether the job was cancelled (or its lease lost) since it started: stop soon if so.
+    - ``is_cancelled()``: whether the job was cancelled (or its lease lost, or the worker is stopping it) since
+      it started: stop soon if so.
     """
 
     def __init__(self, job: Mapping, inputs: Mapping[str, Any], parameters: Mapping[str, Any],

@@ -1,6 +1,6 @@
 """End to end: the real server (waitress, in a child process, on a fresh SQLite file) and real ``ufdl worker``
 processes running the example executors: a job completed with its output, a failing command, a cancelled job,
-a clean stop on SIGTERM, and a worker killed mid-job whose lease expires so that a second worker finishes it."""
+a clean stop on SIGTERM (at once, or after a grace period), and a worker killed mid-job whose lease expires so that a second worker finishes it."""
 import io
 import json
 import os
@@ -191,6 +191,44 @@ def test_sigterm_stops_the_worker_and_puts_the_job_back(e2e):
     worker = e2e.worker()
     e2e.wait_for(job["pk"], "RUNNING")
     worker.send_signal(signal.SIGTERM)
+    assert finished(worker, 15) == 0
+    job = e2e.job(job["pk"])
+    try:
+        assert (job["status"], job["node"]) == ("PENDING", None), worker.log_path.read_text()
+    finally:
+        e2e.api.request("DELETE", f"/v1/jobs/{job['pk']}/cancel")
+
+
+def wait_for_log(worker: subprocess.Popen, text: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while text not in worker.log_path.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"the worker never logged {text!r}:\n{tail(worker.log_path)}"
+        time.sleep(0.05)
+
+
+def test_with_a_grace_period_sigterm_lets_the_running_job_finish(e2e, tmp_path):
+    go = tmp_path / "go"
+    job = e2e.create_job("shell", "", command=f"sh -c 'while [ ! -e {go} ]; do sleep 0.05; done; echo finished'")
+    worker = e2e.worker("--grace", "60")
+    e2e.wait_for(job["pk"], "RUNNING")
+    worker.send_signal(signal.SIGTERM)
+    wait_for_log(worker, "a running job has 60 s to finish")
+    later = e2e.create_job("shell", "", command="true")
+    go.touch()
+    assert finished(worker, 30) == 0
+    assert e2e.job(job["pk"])["status"] == "COMPLETED", worker.log_path.read_text()
+    assert e2e.output(job["pk"], "output", "BLOB") == b"finished\n"
+    assert e2e.job(later["pk"])["status"] == "PENDING"  # a stopping worker takes no new job
+    e2e.api.request("DELETE", f"/v1/jobs/{later['pk']}/cancel")
+
+
+def test_a_second_signal_ends_the_grace_period(e2e):
+    job = e2e.create_job("shell", "", command="sleep 30")
+    worker = e2e.worker("--grace", "60")
+    e2e.wait_for(job["pk"], "RUNNING")
+    worker.send_signal(signal.SIGTERM)
+    wait_for_log(worker, "a running job has 60 s to finish")
+    worker.send_signal(signal.SIGINT)
     assert finished(worker, 15) == 0
     job = e2e.job(job["pk"])
     try:

@@ -25,6 +25,9 @@ def register(areas) -> None:
                              "ufdl.node_timeout (default 5)")
     worker.add_argument("--max-backoff", type=float, default=30.0, metavar="SECONDS",
                         help="longest wait between retries while the server is down (default 30)")
+    worker.add_argument("--grace", type=float, default=0.0, metavar="SECONDS",
+                        help="on SIGTERM or Ctrl-C, give the running job this long to finish before stopping it "
+                             "(a second signal stops it at once; default 0: at once)")
     worker.add_argument("--executor", action="append", metavar="DOTTED.NAME",
                         help="only run these executors (repeatable; default: every installed one)")
     worker.set_defaults(handler=run_worker)
@@ -56,15 +59,29 @@ def run_worker(args, environment) -> int:
     except ValueError as error:
         print(f"ufdl: {error}", file=sys.stderr)
         return 1
-    stop = threading.Event()
+    if args.grace < 0:
+        print("ufdl: --grace must be 0 or more seconds", file=sys.stderr)
+        return 1
+    stop, interrupt = threading.Event(), threading.Event()
+    log = logging.getLogger("ufdl_pyramid.worker")
 
     def on_signal(number, frame):
-        logging.getLogger("ufdl_pyramid.worker").info("signal %s: stopping", signal.Signals(number).name)
+        name = signal.Signals(number).name
+        if stop.is_set() or not args.grace:
+            log.info("signal %s: stopping, and stopping the running job", name)
+            stop.set()
+            interrupt.set()
+            return
+        log.info("signal %s: stopping; a running job has %g s to finish (signal again to stop it now)",
+                 name, args.grace)
         stop.set()
+        timer = threading.Timer(args.grace, interrupt.set)
+        timer.daemon = True
+        timer.start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     options = WorkerOptions(ip=args.ip, index=args.index, once=args.once, poll=args.poll,
                             heartbeat=args.heartbeat, max_backoff=args.max_backoff)
     return run_workers(lambda: UfdlApi(args.url, args.username, password), executors, options,
-                       max(1, args.concurrency), stop)
+                       max(1, args.concurrency), stop, interrupt)

@@ -1,6 +1,7 @@
 """The worker loop: register the node, recover what a previous life left, then acquire-next → start → execute →
 outputs → finish, with heartbeats while a job runs, exponential back-off while the server is down, and a clean
-stop (the current job released) when asked to."""
+stop when asked to: no new job, and the running one either left to finish (during a grace period) or
+interrupted, finished with an error, reset and released so that another node runs it again."""
 import logging
 import shutil
 import socket
@@ -105,11 +106,12 @@ class Worker:
     """One node's loop. ``executors``: dotted name → executor class (the installed plugins')."""
 
     def __init__(self, api: UfdlApi, executors: Mapping[str, type], options: WorkerOptions,
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None, interrupt: threading.Event | None = None):
         self.api = api
         self.executors = dict(executors)
         self.options = options
-        self.stop_event = stop or threading.Event()
+        self.stop_event = stop or threading.Event()  # take no new job
+        self.interrupt_event = interrupt or self.stop_event  # and stop the running one (by default: at once)
         self.backoff = Backoff(options.max_backoff)
         self.node_id: int | None = None
         self.jobs_done = 0
@@ -118,6 +120,10 @@ class Worker:
     @property
     def stopping(self) -> bool:
         return self.stop_event.is_set()
+
+    @property
+    def interrupted(self) -> bool:
+        return self.interrupt_event.is_set()
 
     def retrying(self, what: str, call: Callable, *, give_up_on_stop: bool = True):
         """``call()``, retried with back-off while the server is unavailable."""
@@ -234,7 +240,7 @@ class Worker:
             parameters = merged_parameters(job, self.api.template_parameters(template["pk"]))
             inputs = resolved_inputs(self.api, job, scratch)
             context = HttpExecutionContext(self.api, job, inputs, parameters, scratch,
-                                           lambda: heartbeat.lost is not None or self.stopping)
+                                           lambda: heartbeat.lost is not None or self.interrupted)
             executor_class().execute(context)
         except Exception as raised:  # whatever the executor raises fails the job, with its text
             error = str(raised) or type(raised).__name__
@@ -245,7 +251,7 @@ class Worker:
         if heartbeat.lost is not None:
             self.finish(pk, error or f"the job was {heartbeat.lost}", give_up_on_stop=False)
             log.info("job %s abandoned: %s", pk, heartbeat.lost)
-        elif self.stopping:
+        elif self.interrupted:
             self.finish(pk, "the worker was stopped", give_up_on_stop=False)
             try:
                 self.api.job_action(pk, "reset")
@@ -276,15 +282,15 @@ class Worker:
 
 
 def run_workers(make_api: Callable[[], UfdlApi], executors: Mapping[str, type], options: WorkerOptions,
-                concurrency: int, stop: threading.Event) -> int:
+                concurrency: int, stop: threading.Event, interrupt: threading.Event | None = None) -> int:
     """``concurrency`` workers, each its own node (indexes ``index``, ``index + 1``, ...), in threads."""
     if concurrency <= 1:
-        return Worker(make_api(), executors, options, stop).run()
+        return Worker(make_api(), executors, options, stop, interrupt).run()
     results = []
 
     def one(offset: int):
         slot = WorkerOptions(**{**options.__dict__, "index": options.index + offset})
-        results.append(Worker(make_api(), executors, slot, stop).run())
+        results.append(Worker(make_api(), executors, slot, stop, interrupt).run())
 
     threads = [threading.Thread(target=one, args=(offset,), name=f"worker-{offset}") for offset in range(concurrency)]
     for thread in threads:
