@@ -97,6 +97,10 @@ def _replace(path, old, new):
      "shell/1.yaml:8: licence: 'Apache-2.0' is not one of the registry's licences (MIT)"),
     (lambda r: (r / "registry.yaml").write_text("licences: [MIT\n"),
      "registry.yaml:2: invalid YAML"),
+    (lambda r: (r / "registry.yaml").write_text("licences: [MIT, Apache-2.0]\nlicenses: [MIT]\n"),
+     "registry.yaml:2: unknown setting 'licenses' (known: licences, domains)"),
+    (lambda r: (r / "registry.yaml").write_text("domains: ic\n"),
+     "registry.yaml:1: domains: must be a list of names"),
 ])
 def test_validate_names_file_and_line_of_each_kind_of_error(ufdl, registry, breaking, expected):
     breaking(registry)
@@ -117,6 +121,15 @@ def test_validate_finds_cycles_between_templates(ufdl, registry):
 
 
 # diff, sync, export
+
+def test_sync_and_diff_refuse_what_the_registry_settings_forbid(ufdl, registry, engine):
+    (registry / "registry.yaml").write_text("licences: [MIT]\n")
+    for command in ("diff", "sync"):
+        code, out, err = ufdl(command, registry)
+        assert code == 1
+        assert "shell/1.yaml:8: licence: 'Apache-2.0' is not one of the registry's licences (MIT)" in out
+    assert templates(engine) == set()
+
 
 def test_sync_diff_export_round_trip(ufdl, registry, engine, tmp_path, admin):
     assert ufdl("diff", registry)[0] == 3  # changes pending

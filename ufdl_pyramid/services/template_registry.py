@@ -151,11 +151,8 @@ def read_registry(directory: str, known: dict[Key, dict] | None = None) -> Regis
         if name == SETTINGS_FILE:
             try:
                 with open(full, encoding="utf-8") as file:
-                    settings, _ = _parse(file.read(), name)
-                settings = settings or {}
-                if not isinstance(settings, dict):
-                    problems.append(Problem(name, 1, "registry settings must be a mapping"))
-                    settings = {}
+                    settings, settings_node = _parse(file.read(), name)
+                settings = _checked_settings(settings, settings_node, problems)
             except _ProblemError as error:
                 problems.append(error.problem)
             continue
@@ -190,10 +187,48 @@ def read_registry(directory: str, known: dict[Key, dict] | None = None) -> Regis
                 problems.append(problem)
             else:
                 entries.append(RegistryEntry(path, document, node))
+    # Every command (validate, diff, sync) refuses what the registry's own settings forbid.
+    for entry in entries:
+        problem = _settings_problem(entry, settings)
+        if problem:
+            problems.append(problem)
     entries = _ordered(entries, problems)
     if problems:
         raise RegistryInvalid(problems)
     return Registry(directory, entries, settings)
+
+
+# registry.yaml: what a setting restricts (the templates' field it lists the allowed values of).
+_SETTINGS = {"licences": "licence", "domains": "domain"}
+
+
+def _checked_settings(settings, node: yaml.Node | None, problems: list[Problem]) -> dict:
+    """registry.yaml's settings; its problems are added to ``problems`` (a wrong setting is ignored)."""
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        problems.append(Problem(SETTINGS_FILE, 1, "registry settings must be a mapping"))
+        return {}
+    checked = {}
+    for key, value in settings.items():
+        line = _line_of(node, str(key)) if node is not None else None
+        if key not in _SETTINGS:
+            problems.append(Problem(SETTINGS_FILE, line, f"unknown setting '{key}' (known: "
+                                                         f"{', '.join(_SETTINGS)})"))
+        elif not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            problems.append(Problem(SETTINGS_FILE, line, f"{key}: must be a list of names"))
+        else:
+            checked[key] = value
+    return checked
+
+
+def _settings_problem(entry: "RegistryEntry", settings: dict) -> Problem | None:
+    for key, field_name in _SETTINGS.items():
+        allowed, value = settings.get(key), entry.document.get(field_name)
+        if allowed is not None and value is not None and value not in allowed:
+            return Problem(entry.path, entry.line(field_name), f"{field_name}: '{value}' is not one of the "
+                                                               f"registry's {key} ({', '.join(allowed)})")
+    return None
 
 
 def _check_entry(document, node, path: str, name: str, version: int) -> Problem | None:
@@ -269,21 +304,13 @@ def _ordered(entries: list[RegistryEntry], problems: list[Problem]) -> list[Regi
 class _OfflineTemplates(TemplateService):
     """``TemplateService``'s checks with the registry's own templates standing in for the database."""
 
-    def __init__(self, registry: TypeRegistry, settings: dict):
+    def __init__(self, registry: TypeRegistry):
         super().__init__(None, registry)
         self.known: dict[Key, SimpleNamespace] = {}
-        self.licences = settings.get("licences")
-        self.domains = settings.get("domains")
 
     def normalise(self, document):
         check_document(document)
-        if self.licences is not None and document["licence"] not in self.licences:
-            raise InvalidInput(f"licence: '{document['licence']}' is not one of the registry's licences "
-                               f"({', '.join(map(str, self.licences))})")
         domain = document.get("domain")
-        if domain is not None and self.domains is not None and domain not in self.domains:
-            raise InvalidInput(f"domain: '{domain}' is not one of the registry's domains "
-                               f"({', '.join(map(str, self.domains))})")
         common = dict(name=document["name"], version=document.get("version"),
                       description=document.get("description", ""), scope=document["scope"],
                       domain=SimpleNamespace(name=domain, id=None) if domain else None,
@@ -304,7 +331,7 @@ class _OfflineTemplates(TemplateService):
 def validate_offline(registry: Registry, types: TypeRegistry) -> list[Problem]:
     """Every template checked as the server's import would, with ``types`` (the installed plugins' types)."""
     problems = []
-    service = _OfflineTemplates(types, registry.settings)
+    service = _OfflineTemplates(types)
     for entry in registry.entries:
         try:
             normalised = service.normalise(copy.deepcopy(entry.document))
