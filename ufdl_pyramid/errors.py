@@ -8,6 +8,7 @@ from transaction.interfaces import TransientError
 
 class ServiceError(Exception):
     status = 400
+    extra: dict = {}  # more fields for the JSON answer, beside "detail"
 
     def __init__(self, detail: str):
         super().__init__(detail)

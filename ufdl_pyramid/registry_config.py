@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from .errors import ServiceError
 from .services import schema
-from .services.template_registry import RegistryInvalid, RegistrySync
+from .services.template_registry import RegistryConflicts, RegistryInvalid, RegistrySync
 
 log = logging.getLogger(__name__)
 
@@ -19,13 +19,11 @@ def sync_registry(engine, directory: str) -> bool:
     try:
         with Session(engine) as db, db.begin():
             sync = RegistrySync(db)
-            registry = sync.read(directory)
-            plan = sync.plan(registry)
-            if plan.conflicts:
-                log.error("templates registry %s: not synced, conflicting versions (a changed template needs a "
-                          "new version): %s", directory, ", ".join(c.entry.path for c in plan.conflicts))
-                return False
-            sync.apply(registry, plan)
+            plan = sync.sync(sync.read(directory))
+    except RegistryConflicts as error:
+        log.error("templates registry %s: not synced, conflicting versions (a changed template needs a new "
+                  "version): %s", directory, ", ".join(c["path"] for c in error.plan["conflicts"]))
+        return False
     except RegistryInvalid as error:
         log.error("templates registry %s: not synced:\n%s", directory, "\n".join(map(str, error.problems)))
         return False

@@ -61,7 +61,7 @@ class Setting:
         return key if key.startswith("UFDL_") else f"UFDL_{key}"
 
 
-# The one list of settings: the README's configuration table is written from it.
+# The one list of settings (the README's configuration table describes each).
 SETTINGS = (
     Setting("sqlalchemy.url", None, str, "Database URL (SQLite or PostgreSQL via psycopg)."),
     Setting("ufdl.auth.secret", None, str, "Key that signs access tokens. Required."),
@@ -70,6 +70,8 @@ SETTINGS = (
     Setting("ufdl.auth.argon2_time_cost", 2, int, "Argon2 passes when hashing a password."),
     Setting("ufdl.auth.argon2_memory_cost", 19456, int, "Argon2 memory per hash, KiB."),
     Setting("ufdl.max_json_size", "1M", _size, "Largest JSON request body (413 beyond)."),
+    Setting("ufdl.max_registry_size", "64M", _size, "Largest templates registry a remote sync may send "
+            "(POST /v1/job-templates/sync; 413 beyond)."),
     Setting("ufdl.max_page_size", 1000, int, "Largest page a list request may ask for."),
     Setting("ufdl.node_timeout", 120, float, "Seconds without a request from a node before its jobs are "
             "aborted (a lost lease)."),

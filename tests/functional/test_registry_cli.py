@@ -1,15 +1,18 @@
 """``ufdl templates validate|diff|sync|export``: the templates registry, against the test database."""
+import io
 import os
 import shutil
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
+import webtest
 import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ufdl_pyramid.cli import main
+from ufdl_pyramid.cli.templates import Progress
 from ufdl_pyramid.models import Job, JobTemplate
 from ufdl_pyramid.testing import TEST_SETTINGS, make_test_app
 
@@ -32,6 +35,16 @@ def ufdl(ini, capsys):
         out, err = capsys.readouterr()
         return code, out, err
     return run
+
+
+@pytest.fixture(params=["local", "remote"])
+def sync_cli(request, ufdl):
+    """``ufdl templates diff|sync`` on the test database: directly (``-c INI``) or through the API (``--url``),
+    which must behave alike."""
+    if request.param == "local":
+        return ufdl
+    url, admin = request.getfixturevalue("server_url"), request.getfixturevalue("admin")
+    return lambda *args: ufdl(*args, "--url", url, "--token", admin.token)
 
 
 @pytest.fixture
@@ -122,10 +135,10 @@ def test_validate_finds_cycles_between_templates(ufdl, registry):
 
 # diff, sync, export
 
-def test_sync_and_diff_refuse_what_the_registry_settings_forbid(ufdl, registry, engine):
+def test_sync_and_diff_refuse_what_the_registry_settings_forbid(sync_cli, registry, engine):
     (registry / "registry.yaml").write_text("licences: [MIT]\n")
     for command in ("diff", "sync"):
-        code, out, err = ufdl(command, registry)
+        code, out, err = sync_cli(command, registry)
         assert code == 1
         assert "shell/1.yaml:8: licence: 'Apache-2.0' is not one of the registry's licences (MIT)" in out
     assert templates(engine) == set()
@@ -172,37 +185,37 @@ def test_export_then_sync_into_an_empty_database_gives_the_same_files(ufdl, regi
     assert ufdl("sync", registry)[0] == 0
 
 
-def test_a_conflict_aborts_with_nothing_applied(ufdl, registry, engine):
-    assert ufdl("sync", registry)[0] == 0
+def test_a_conflict_aborts_with_nothing_applied(sync_cli, registry, engine):
+    assert sync_cli("sync", registry)[0] == 0
     edit(registry / "shell" / "1.yaml", lambda document: document.update(description="Changed"))
     (registry / "echo").mkdir()
     echo = yaml.safe_load((registry / "shell" / "1.yaml").read_text())
     echo["name"] = "echo"
     (registry / "echo" / "1.yaml").write_text(yaml.safe_dump(echo, sort_keys=False))
 
-    code, out, err = ufdl("diff", registry)
+    code, out, err = sync_cli("diff", registry)
     assert code == 1
     assert "CONFLICT  shell/1.yaml" in out
     assert "-description: |-" in out and "+description: Changed" in out
 
-    code, out, err = ufdl("sync", registry)
+    code, out, err = sync_cli("sync", registry)
     assert code == 1
     assert "CONFLICT  shell/1.yaml" in out
     assert "nothing applied" in err
     assert templates(engine) == ALL  # echo was not created
 
 
-def test_an_import_error_rolls_everything_back(ufdl, registry, engine):
+def test_an_import_error_rolls_everything_back(sync_cli, registry, engine):
     # Valid offline, but the licence is unknown to the server: the last import fails, the others are undone.
     edit(registry / "shell-then-count" / "1.yaml", lambda document: document.update(licence="Nope-1.0"))
-    code, out, err = ufdl("sync", registry)
+    code, out, err = sync_cli("sync", registry)
     assert code == 1
     assert "shell-then-count/1.yaml:6: licence: unknown licence 'Nope-1.0'" in out
     assert templates(engine) == set()
 
 
-def test_dry_run_changes_nothing(ufdl, registry, engine):
-    code, out, err = ufdl("sync", registry, "--dry-run")
+def test_dry_run_changes_nothing(sync_cli, registry, engine):
+    code, out, err = sync_cli("sync", registry, "--dry-run")
     assert code == 0
     assert out.count("create") == 3
     assert "rolled back" in err
@@ -215,40 +228,40 @@ def _add_job(engine, name, status):
         db.add(Job(template_id=template.id, input_values={}, status=status))
 
 
-def test_prune_keeps_templates_with_active_jobs(ufdl, registry, engine, tmp_path):
-    assert ufdl("sync", registry)[0] == 0
+def test_prune_keeps_templates_with_active_jobs(sync_cli, registry, engine, tmp_path):
+    assert sync_cli("sync", registry)[0] == 0
     extra = tmp_path / "extra"
     for name in ("busy", "done", "idle"):
         document = yaml.safe_load((registry / "shell" / "1.yaml").read_text())
         document["name"] = name
         (extra / name).mkdir(parents=True)
         (extra / name / "1.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
-    assert ufdl("sync", extra)[0] == 0
+    assert sync_cli("sync", extra)[0] == 0
     _add_job(engine, "busy", "RUNNING")
     _add_job(engine, "done", "COMPLETED")
 
-    code, out, err = ufdl("diff", registry, "--prune")
+    code, out, err = sync_cli("diff", registry, "--prune")
     assert code == 3
     assert "prune     done/1" in out and "prune     idle/1" in out
     assert "keep      busy/1 (not in the registry, but 1 active job(s))" in out
     assert templates(engine) == ALL | {("busy", 1), ("done", 1), ("idle", 1)}
 
-    code, out, err = ufdl("sync", registry, "--prune")
+    code, out, err = sync_cli("sync", registry, "--prune")
     assert code == 0
     assert templates(engine) == ALL | {("busy", 1)}
     # Without --prune nothing is deleted.
-    assert ufdl("sync", extra)[0] == 0
-    assert ufdl("sync", registry)[0] == 0
+    assert sync_cli("sync", extra)[0] == 0
+    assert sync_cli("sync", registry)[0] == 0
     assert templates(engine) == ALL | {("busy", 1), ("done", 1), ("idle", 1)}
 
 
-def test_prune_keeps_the_children_of_templates_that_stay(ufdl, registry, engine, tmp_path):
-    assert ufdl("sync", registry)[0] == 0
+def test_prune_keeps_the_children_of_templates_that_stay(sync_cli, registry, engine, tmp_path):
+    assert sync_cli("sync", registry)[0] == 0
     only_meta_missing = tmp_path / "partial"
     shutil.copytree(registry, only_meta_missing)
     shutil.rmtree(only_meta_missing / "shell-then-count")
     _add_job(engine, "shell-then-count", "PENDING")
-    code, out, err = ufdl("sync", only_meta_missing, "--prune")
+    code, out, err = sync_cli("sync", only_meta_missing, "--prune")
     assert code == 0
     assert templates(engine) == ALL
 
@@ -292,4 +305,61 @@ def test_remote_diff_sync_export(ufdl, registry, engine, admin, server_url, tmp_
     assert ufdl("export", exported, *remote)[0] == 0
     for path in ("shell/1.yaml", "word-count/1.yaml", "shell-then-count/1.yaml"):
         assert (exported / path).read_text() == (registry / path).read_text()
-    assert ufdl("sync", registry, "--prune", *remote)[0] == 1
+
+
+def test_remote_sync_reports_misplaced_files_before_sending(ufdl, registry, admin, server_url, engine):
+    (registry / "notes.txt").write_text("not a template")
+    code, out, err = ufdl("sync", registry, "--url", server_url, "--token", admin.token)
+    assert code == 1
+    assert "notes.txt: unexpected file" in out
+    assert "sending" not in err
+    assert templates(engine) == set()
+
+
+def test_a_remote_diff_compares_after_normalising(ufdl, registry, admin, server_url):
+    remote = ("--url", server_url, "--token", admin.token)
+    assert ufdl("sync", registry, *remote)[0] == 0
+    # Same content in another form (key order, quoting): identical, not a conflict as a text comparison says.
+    document = yaml.safe_load((registry / "shell" / "1.yaml").read_text())
+    (registry / "shell" / "1.yaml").write_text(yaml.safe_dump(dict(reversed(document.items())), default_style='"'))
+    code, out, err = ufdl("diff", registry, *remote)
+    assert code == 0, out + err
+    assert "identical shell/1.yaml" in out
+
+
+def test_the_sync_endpoint(admin, alice, registry):
+    files = {f"{path.parent.name}/{path.name}": path.read_text() for path in registry.glob("*/*.yaml")}
+    alice.post("/v1/job-templates/sync", {"files": files}, status=403)
+    admin.post("/v1/job-templates/sync", {"files": "shell/1.yaml"}, status=400)
+    answer = admin.post("/v1/job-templates/sync", {"files": files, "dry_run": True}).json
+    assert (sorted(answer["create"]), answer["applied"]) == (sorted(files), False)
+    assert admin.post("/v1/job-templates/list", {}).json == []
+    assert admin.post("/v1/job-templates/sync", {"files": files}).json["applied"] is True
+    assert sorted(admin.post("/v1/job-templates/sync", {"files": files}).json["identical"]) == sorted(files)
+    broken = {**files, "shell/2.yaml": files["shell/1.yaml"]}
+    answer = admin.post("/v1/job-templates/sync", {"files": broken}, status=400).json
+    assert answer["problems"] == [{"path": "shell/2.yaml", "line": 2,
+                                   "message": "version: 1 does not agree with the file name (2)"}]
+
+
+def test_the_sync_endpoint_has_its_own_size_limit(engine, admin, registry):
+    app = webtest.TestApp(make_test_app(engine, **{"ufdl.max_registry_size": "2K"}))
+    headers = {"Authorization": f"Bearer {admin.token}"}
+    files = {"shell/1.yaml": (registry / "shell" / "1.yaml").read_text()}
+    assert app.post_json("/v1/job-templates/sync", {"files": files, "dry_run": True}, headers=headers).status_int == 200
+    files["word-count/1.yaml"] = "#" * 2048
+    answer = app.post_json("/v1/job-templates/sync", {"files": files}, headers=headers, status=413).json
+    assert "limit of 2048 bytes" in answer["detail"]
+
+
+def test_progress_is_a_line_per_tenth_off_a_terminal_and_only_for_long_runs():
+    short, long = io.StringIO(), io.StringIO()
+    progress = Progress("importing", short)
+    for done in range(1, 100):
+        progress(done, 99)
+    progress = Progress("importing", long)
+    for done in range(1, 1001):
+        progress(done, 1000)
+    assert short.getvalue() == ""
+    assert long.getvalue().splitlines() == ["importing: 1/1000"] + [f"importing: {n}/1000"
+                                                                    for n in range(100, 1001, 100)]

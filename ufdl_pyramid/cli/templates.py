@@ -12,13 +12,14 @@ from ..errors import InvalidInput, ServiceError
 from ..plugins import load_plugins
 from ..services.job_type_sync import sync_job_types
 from ..services.template_documents import to_yaml
-from ..services.template_registry import (RegistryInvalid, RegistrySync, export_documents, plan_sync,
-                                          read_registry, summary, validate_offline, write_registry)
+from ..services.template_registry import (Problem, RegistryConflicts, RegistryInvalid, RegistrySync,
+                                          export_documents, parse_registry, read_registry, registry_files, summary,
+                                          validate_offline, write_registry)
 
 CHANGES_PENDING = 3
 
-_REMOTE_HELP = ("act through the HTTP API of the server at URL (with --token) instead of the database of -c INI; "
-                "remotely there is no single transaction: a sync that fails half-way leaves what it created")
+_REMOTE_HELP = ("act through the HTTP API of the server at URL (with --token) instead of the database of -c INI "
+                "(the server applies the registry in one transaction, as locally)")
 
 
 def register(areas) -> None:
@@ -65,26 +66,26 @@ def _problems(error: RegistryInvalid) -> int:
 
 
 class Progress:
-    """A bar on stderr when it is a terminal; without one, a line every 10% for long runs."""
+    """``progress(done, total)``: a bar on stderr when it is a terminal; without one, a line every 10% for long
+    runs."""
 
-    def __init__(self, total: int, label: str, stream=None):
+    def __init__(self, label: str, stream=None):
         self.stream = stream or sys.stderr
-        self.total, self.label = total, label
+        self.label = label
         self.tty = self.stream.isatty()
-        self.shown = (self.tty and total >= 20) or total >= 500
         self.last = -1
 
-    def __call__(self, done: int) -> None:
-        if not self.shown:
+    def __call__(self, done: int, total: int) -> None:
+        if not ((self.tty and total >= 20) or total >= 500):
             return
         if self.tty:
-            filled = 30 * done // self.total
-            self.stream.write(f"\r{self.label} [{'#' * filled}{' ' * (30 - filled)}] {done}/{self.total}")
-            if done == self.total:
+            filled = 30 * done // total
+            self.stream.write(f"\r{self.label} [{'#' * filled}{' ' * (30 - filled)}] {done}/{total}")
+            if done == total:
                 self.stream.write("\n")
-        elif 10 * done // self.total != self.last:
-            self.last = 10 * done // self.total
-            self.stream.write(f"{self.label}: {done}/{self.total}\n")
+        elif 10 * done // total != self.last:
+            self.last = 10 * done // total
+            self.stream.write(f"{self.label}: {done}/{total}\n")
         self.stream.flush()
 
 
@@ -101,32 +102,41 @@ def run_validate(args, environment) -> int:
     return 1 if problems else 0
 
 
-def _print_plan(plan, show_identical: bool) -> None:
+def _print_plan(plan: dict, show_identical: bool) -> None:
+    """A plan (``Plan.as_json``, the server's answer remotely): a line per template, the conflicts' diffs."""
     for line in summary(plan):
         if show_identical or not line.startswith("identical"):
             print(line)
-    for conflict in plan.conflicts:
-        print(conflict.diff(), end="")
-    print(f"{len(plan.create)} to create, {len(plan.identical)} identical, {len(plan.conflicts)} conflicting"
-          + (f", {len(plan.prune)} to prune, {len(plan.keep)} kept" if plan.prune or plan.keep else ""),
-          file=sys.stderr)
+    for conflict in plan["conflicts"]:
+        print(conflict["diff"], end="")
+    print(f"{len(plan['create'])} to create, {len(plan['identical'])} identical, {len(plan['conflicts'])} "
+          f"conflicting" + (f", {len(plan['prune'])} to prune, {len(plan['keep'])} kept"
+                            if plan["prune"] or plan["keep"] else ""), file=sys.stderr)
+
+
+def _conflicts(plan: dict) -> int:
+    _print_plan(plan, show_identical=False)
+    print("conflicts: nothing applied (a changed template needs a new version)", file=sys.stderr)
+    return 1
 
 
 def run_diff(args, environment) -> int:
     try:
         if args.url:
-            plan = RemoteServer(args.url, args.token).plan(read_registry(args.directory), args.prune)
+            plan = RemoteServer(args.url, args.token).sync(args.directory, args.prune, dry_run=True)
         else:
             _sync_job_types(environment)
             with environment.session() as db:
                 sync = RegistrySync(db)
-                plan = sync.plan(sync.read(args.directory), args.prune)
+                plan = sync.plan(sync.read(args.directory), args.prune).as_json()
     except RegistryInvalid as error:
         return _problems(error)
+    except RegistryConflicts as error:
+        plan = error.plan
     _print_plan(plan, show_identical=True)
-    if plan.conflicts:
+    if plan["conflicts"]:
         return 1
-    return CHANGES_PENDING if plan.create or plan.prune else 0
+    return CHANGES_PENDING if plan["create"] or plan["prune"] else 0
 
 
 def _sync_job_types(environment) -> None:
@@ -141,26 +151,26 @@ class _DryRun(Exception):
 def run_sync(args, environment) -> int:
     try:
         if args.url:
-            return RemoteServer(args.url, args.token).sync(read_registry(args.directory), args.prune, args.dry_run)
-        _sync_job_types(environment)
-        try:
-            with environment.session() as db:
-                sync = RegistrySync(db)
-                registry = sync.read(args.directory)
-                plan = sync.plan(registry, args.prune)
-                if plan.conflicts:
-                    _print_plan(plan, show_identical=False)
-                    print("conflicts: nothing applied (a changed template needs a new version)", file=sys.stderr)
-                    return 1
-                sync.apply(registry, plan, Progress(len(plan.create), "importing"))
-                _print_plan(plan, show_identical=False)
-                if args.dry_run:
-                    raise _DryRun()
-        except _DryRun:
-            print("dry run: rolled back", file=sys.stderr)
+            plan = RemoteServer(args.url, args.token).sync(args.directory, args.prune, args.dry_run)
+        else:
+            _sync_job_types(environment)
+            try:
+                with environment.session() as db:
+                    sync = RegistrySync(db)
+                    registry = sync.read(args.directory)
+                    plan = sync.sync(registry, args.prune, Progress("importing")).as_json()
+                    if args.dry_run:
+                        raise _DryRun()
+            except _DryRun:
+                pass
+    except RegistryConflicts as error:
+        return _conflicts(error.plan)
     except RegistryInvalid as error:
         print("nothing applied:", file=sys.stderr)
         return _problems(error)
+    _print_plan(plan, show_identical=False)
+    if args.dry_run:
+        print("dry run: rolled back", file=sys.stderr)
     return 0
 
 
@@ -178,7 +188,8 @@ def run_export(args, environment) -> int:
 
 
 class RemoteServer:
-    """The same actions through the v1 API (an admin's token): list, export and import templates."""
+    """The same actions through the v1 API (an admin's token): the server applies a registry in one transaction
+    (``POST /v1/job-templates/sync``, a dry run for ``diff``); export reads its templates one by one."""
 
     def __init__(self, url: str, token: str | None):
         if not token:
@@ -191,71 +202,42 @@ class RemoteServer:
         request = urllib.request.Request(self.url + path, data=body, method=method, headers={
             "Authorization": f"Bearer {self.token}", "Accept": accept, "Content-Type": content_type})
         try:
-            with urllib.request.urlopen(request, timeout=60) as response:
+            with urllib.request.urlopen(request, timeout=600) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
             try:
-                detail = json.loads(error.read()).get("detail", "")
-            except (ValueError, AttributeError):
-                detail = ""
+                answer = json.loads(error.read())
+            except ValueError:
+                answer = None
+            answer = answer if isinstance(answer, dict) else {}
+            # The server's registry errors become the ones a local run raises, and print the same.
+            if isinstance(answer.get("problems"), list):
+                raise RegistryInvalid([Problem(problem.get("path", ""), problem.get("line"),
+                                               problem.get("message", "")) for problem in answer["problems"]]) from None
+            if error.code == 409 and isinstance(answer.get("plan"), dict):
+                raise RegistryConflicts(answer["plan"]) from None
+            detail = answer.get("detail", "")
             raise ServiceError(f"{method} {path}: HTTP {error.code} {detail}".rstrip()) from None
         except urllib.error.URLError as error:
             raise ServiceError(f"{self.url}: {error.reason}") from None
 
-    def documents(self) -> dict[tuple[str, int], tuple[int, dict]]:
-        rows = self.request("POST", "/v1/job-templates/list", b"{}")
-        return {(row["name"], row["version"]): (row["pk"],
-                                                self.request("GET", f"/v1/job-templates/{row['pk']}/export"))
-                for row in rows}
-
-    def plan(self, registry, prune: bool):
-        # Remotely the comparison is textual: a file that differs from the server's export only in form shows
-        # as a conflict (sync then lets the server decide: identical after normalising is a no-op).
-        plan = plan_sync(registry, {key: document for key, (pk, document) in self.documents().items()})
-        if not prune:
-            plan.prune = []
+    def sync(self, directory: str, prune: bool, dry_run: bool) -> dict:
+        """The server's plan (``Plan.as_json``), applied unless ``dry_run``."""
+        files, problems = registry_files(directory)
+        parse_registry(files, problems=problems)  # the file-level problems, named as locally, before sending
+        body = json.dumps({"files": files, "prune": prune, "dry_run": dry_run}).encode()
+        print(f"sending {len(files)} file(s) ({len(body) // 1024} KiB) to {self.url}", file=sys.stderr)
+        plan = self.request("POST", "/v1/job-templates/sync", body)
+        plan.pop("applied", None)
         return plan
 
-    def sync(self, registry, prune: bool, dry_run: bool) -> int:
-        if prune:
-            raise InvalidInput("--prune is only available with -c INI (it needs the jobs table in one "
-                               "transaction)")
-        plan = self.plan(registry, False)
-        if plan.conflicts:
-            conflicts, plan.conflicts = plan.conflicts, []
-            for conflict in conflicts:  # the server's normalisation may find them identical
-                if dry_run:
-                    plan.conflicts.append(conflict)
-                    continue
-                try:
-                    self._import(conflict.entry)
-                    plan.identical.append(conflict.entry)
-                except ServiceError:
-                    plan.conflicts.append(conflict)
-            if plan.conflicts:
-                _print_plan(plan, show_identical=False)
-                print("conflicts: nothing applied", file=sys.stderr)
-                return 1
-        _print_plan(plan, show_identical=False)
-        if dry_run:
-            print("dry run: nothing sent", file=sys.stderr)
-            return 0
-        progress = Progress(len(plan.create), "importing")
-        for count, entry in enumerate(plan.create, 1):
-            try:
-                self._import(entry)
-            except ServiceError as error:
-                print(f"{entry.path}: {error.detail}")
-                print(f"stopped after {count - 1} of {len(plan.create)} import(s)", file=sys.stderr)
-                return 1
-            progress(count)
-        return 0
-
-    def _import(self, entry) -> None:
-        self.request("POST", "/v1/job-templates/import", to_yaml(entry.document).encode(), "application/yaml")
+    def documents(self) -> dict[tuple[str, int], dict]:
+        rows = self.request("POST", "/v1/job-templates/list", b"{}")
+        return {(row["name"], row["version"]): self.request("GET", f"/v1/job-templates/{row['pk']}/export")
+                for row in rows}
 
     def export(self, all_versions: bool) -> dict[str, str]:
-        documents = {key: document for key, (pk, document) in self.documents().items()}
+        documents = self.documents()
         chosen = set(documents)
         if not all_versions:
             latest: dict[str, int] = {}

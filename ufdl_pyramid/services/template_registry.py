@@ -1,16 +1,16 @@
 """The templates registry: a directory of job templates kept in git, ``<name>/<version>.yaml`` per version.
 
-``read_registry`` reads a directory (every problem named with its file and line), ``validate_offline`` checks it
-without a database (schema, type strings against a given type registry, meta graphs, cycles between templates),
-``plan_sync`` compares it with the templates a server has, and ``RegistrySync`` applies it in the caller's
-transaction. Importing goes through ``TemplateService``, so the rules are the API's (identical = no-op, same
+``read_registry`` reads a directory and ``parse_registry`` the same files sent over HTTP (every problem named
+with its file and line), ``validate_offline`` checks it without a database (schema, type strings against a
+given type registry, meta graphs, cycles between templates), ``plan_sync`` compares it with the templates a
+server has, and ``RegistrySync`` applies it in the caller's transaction. Importing goes through ``TemplateService``, so the rules are the API's (identical = no-op, same
 version with other content = conflict).
 """
 import copy
 import difflib
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -18,7 +18,7 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..errors import InvalidInput, ServiceError
+from ..errors import Conflict, InvalidInput, ServiceError
 from ..models import Job, JobTemplate, TemplateChild
 from ..models.jobs import FINAL_STATUSES
 from ..types import TypeRegistry
@@ -67,6 +67,8 @@ class RegistryInvalid(InvalidInput):
         super().__init__(f"{len(problems)} problem(s) in the templates registry:\n"
                          + "\n".join(map(str, problems)))
         self.problems = problems
+        self.extra = {"problems": [{"path": problem.path, "line": problem.line, "message": problem.message}
+                                   for problem in problems]}
 
 
 @dataclass
@@ -86,7 +88,6 @@ class RegistryEntry:
 
 @dataclass
 class Registry:
-    directory: str
     entries: list[RegistryEntry]  # children before parents
     settings: dict
 
@@ -133,60 +134,96 @@ class _ProblemError(Exception):
         self.problem = problem
 
 
-def read_registry(directory: str, known: dict[Key, dict] | None = None) -> Registry:
-    """The registry's templates in dependency order, or ``RegistryInvalid`` listing every problem.
-
-    ``known``: documents already checked (the server's export forms); a file equal to one skips the schema check.
-    """
-    known = known or {}
+def registry_files(directory: str) -> tuple[dict[str, str], list[Problem]]:
+    """The texts of a registry directory's files by path (``registry.yaml``, ``<name>/<version>.yaml``), and
+    the problems of the files that cannot be read or have no place in a registry (hidden files are skipped)."""
     if not os.path.isdir(directory):
         raise InvalidInput(f"{directory}: no such directory")
+    files: dict[str, str] = {}
     problems: list[Problem] = []
-    entries: list[RegistryEntry] = []
-    settings: dict = {}
+
+    def read(path: str, full: str) -> None:
+        problem = _layout_problem(path)
+        if problem:
+            problems.append(problem)
+            return
+        try:
+            with open(full, encoding="utf-8") as file:
+                files[path] = file.read()
+        except (OSError, UnicodeDecodeError) as error:
+            problems.append(Problem(path, None, f"cannot read: {error}"))
+
     for name in sorted(os.listdir(directory)):
         full = os.path.join(directory, name)
         if name.startswith("."):
             continue
-        if name == SETTINGS_FILE:
-            try:
-                with open(full, encoding="utf-8") as file:
-                    settings, settings_node = _parse(file.read(), name)
-                settings = _checked_settings(settings, settings_node, problems)
-            except _ProblemError as error:
-                problems.append(error.problem)
-            continue
         if not os.path.isdir(full):
-            problems.append(Problem(name, None, "unexpected file: templates go in <name>/<version>.yaml"))
+            read(name, full)
             continue
         for file_name in sorted(os.listdir(full)):
-            if file_name.startswith("."):
-                continue
-            path = f"{name}/{file_name}"
-            match = _VERSION_FILE.match(file_name)
-            if match is None:
-                problems.append(Problem(path, None, "unexpected file: templates go in <name>/<version>.yaml "
-                                                    "(the version a positive integer)"))
-                continue
-            try:
-                with open(os.path.join(full, file_name), encoding="utf-8") as file:
-                    document, node = _parse(file.read(), path)
-            except _ProblemError as error:
-                problems.append(error.problem)
-                continue
-            except (OSError, UnicodeDecodeError) as error:
-                problems.append(Problem(path, None, f"cannot read: {error}"))
-                continue
-            version = int(match.group(1))
-            if isinstance(document, dict) and document.get("name") == name and document.get("version") == version \
-                    and known.get((name, version)) == document:
-                entries.append(RegistryEntry(path, document, node))
-                continue
-            problem = _check_entry(document, node, path, name, version)
-            if problem:
-                problems.append(problem)
-            else:
-                entries.append(RegistryEntry(path, document, node))
+            if not file_name.startswith("."):
+                read(f"{name}/{file_name}", os.path.join(full, file_name))
+    return files, problems
+
+
+def _layout_problem(path: str) -> Problem | None:
+    if path == SETTINGS_FILE:
+        return None
+    name, slash, file_name = path.partition("/")
+    if not slash or not name or name.startswith("."):
+        return Problem(path, None, "unexpected file: templates go in <name>/<version>.yaml")
+    if not _VERSION_FILE.match(file_name):
+        return Problem(path, None, "unexpected file: templates go in <name>/<version>.yaml "
+                                   "(the version a positive integer)")
+    return None
+
+
+def read_registry(directory: str, known: dict[Key, dict] | None = None) -> Registry:
+    """The registry in a directory: ``parse_registry`` of its files."""
+    files, problems = registry_files(directory)
+    return parse_registry(files, known, problems)
+
+
+def parse_registry(files: Mapping[str, str], known: dict[Key, dict] | None = None,
+                   problems: Iterable[Problem] = ()) -> Registry:
+    """The registry of these files (path -> text, as ``registry_files`` reads them) with its templates in
+    dependency order, or ``RegistryInvalid`` listing every problem (``problems``: those found before).
+
+    ``known``: documents already checked (the server's export forms); a file equal to one skips the schema check.
+    """
+    known = known or {}
+    problems = list(problems)
+    entries: list[RegistryEntry] = []
+    settings: dict = {}
+    if SETTINGS_FILE in files:
+        try:
+            parsed, settings_node = _parse(files[SETTINGS_FILE], SETTINGS_FILE)
+            settings = _checked_settings(parsed, settings_node, problems)
+        except _ProblemError as error:
+            problems.append(error.problem)
+    for path in sorted(files, key=lambda path: path.split("/")):
+        if path == SETTINGS_FILE:
+            continue
+        layout = _layout_problem(path)
+        if layout:
+            problems.append(layout)
+            continue
+        name, file_name = path.split("/")
+        try:
+            document, node = _parse(files[path], path)
+        except _ProblemError as error:
+            problems.append(error.problem)
+            continue
+        version = int(_VERSION_FILE.match(file_name).group(1))
+        if isinstance(document, dict) and document.get("name") == name and document.get("version") == version \
+                and known.get((name, version)) == document:
+            entries.append(RegistryEntry(path, document, node))
+            continue
+        problem = _check_entry(document, node, path, name, version)
+        if problem:
+            problems.append(problem)
+        else:
+            entries.append(RegistryEntry(path, document, node))
     # Every command (validate, diff, sync) refuses what the registry's own settings forbid.
     for entry in entries:
         problem = _settings_problem(entry, settings)
@@ -195,7 +232,7 @@ def read_registry(directory: str, known: dict[Key, dict] | None = None) -> Regis
     entries = _ordered(entries, problems)
     if problems:
         raise RegistryInvalid(problems)
-    return Registry(directory, entries, settings)
+    return Registry(entries, settings)
 
 
 # registry.yaml: what a setting restricts (the templates' field it lists the allowed values of).
@@ -367,6 +404,26 @@ class Plan:
     prune: list[Key] = field(default_factory=list)
     keep: dict[Key, str] = field(default_factory=dict)  # not in the registry, but kept: why
 
+    def as_json(self) -> dict:
+        """The plan as the CLI prints it and ``POST /v1/job-templates/sync`` answers it."""
+        return {"create": [entry.path for entry in self.create],
+                "identical": [entry.path for entry in self.identical],
+                "conflicts": [{"path": conflict.entry.path, "reason": conflict.reason, "diff": conflict.diff()}
+                              for conflict in self.conflicts],
+                "prune": [f"{name}/{version}" for name, version in self.prune],
+                "keep": {f"{name}/{version}": why for (name, version), why in sorted(self.keep.items())}}
+
+
+class RegistryConflicts(Conflict):
+    """The registry changes templates the server has (same version, other content): nothing is applied.
+    ``plan``: the plan (``Plan.as_json``) with its conflicts."""
+
+    def __init__(self, plan: dict):
+        super().__init__(f"{len(plan['conflicts'])} conflict(s): nothing applied (a changed template needs a new "
+                         f"version)")
+        self.plan = plan
+        self.extra = {"plan": plan}
+
 
 def same_document(registry_document: dict, server_document: dict) -> bool:
     """The cheap check: the file is the server's export form (what ``export`` writes)."""
@@ -414,6 +471,19 @@ class RegistrySync:
         """``read_registry``, the files identical to the server's templates taken as checked (fast re-syncs)."""
         return read_registry(directory, self._loaded()[1])
 
+    def parse(self, files: Mapping[str, str]) -> Registry:
+        """``parse_registry`` of files sent over HTTP, with the same shortcut as ``read``."""
+        return parse_registry(files, self._loaded()[1])
+
+    def sync(self, registry: Registry, prune: bool = False,
+             progress: Callable[[int, int], None] | None = None) -> Plan:
+        """Plan, refuse conflicts (``RegistryConflicts``), apply; the caller commits (or rolls back a dry run)."""
+        plan = self.plan(registry, prune)
+        if plan.conflicts:
+            raise RegistryConflicts(plan.as_json())
+        self.apply(registry, plan, progress)
+        return plan
+
     def _loaded(self) -> tuple[dict[Key, JobTemplate], dict[Key, dict]]:
         """The active templates and their documents, loaded once per sync."""
         if self._active is None:
@@ -458,7 +528,7 @@ class RegistrySync:
                     changed = True
         plan.prune = [key for key in plan.prune if key not in plan.keep]
 
-    def apply(self, registry: Registry, plan: Plan, progress: Callable[[int], None] | None = None) -> None:
+    def apply(self, registry: Registry, plan: Plan, progress: Callable[[int, int], None] | None = None) -> None:
         """Create what the plan creates and soft-delete what it prunes. Conflicts must have been refused before;
         an import error raises ``RegistryInvalid`` naming the file (the caller rolls back)."""
         for count, entry in enumerate(plan.create, 1):
@@ -467,7 +537,7 @@ class RegistrySync:
             except ServiceError as error:
                 raise RegistryInvalid([Problem(entry.path, entry.line(error.detail), error.detail)]) from None
             if progress:
-                progress(count)
+                progress(count, len(plan.create))
         if plan.prune:
             rows = self.active_templates()
             for key in plan.prune:
@@ -513,14 +583,15 @@ def write_registry(directory: str, files: dict[str, str]) -> list[str]:
     return written
 
 
-def summary(plan: Plan) -> Iterable[str]:
-    for entry in plan.create:
-        yield f"create    {entry.path}"
-    for entry in plan.identical:
-        yield f"identical {entry.path}"
-    for conflict in plan.conflicts:
-        yield f"CONFLICT  {conflict.entry.path}" + (f" ({conflict.reason})" if conflict.reason else "")
-    for name, version in plan.prune:
-        yield f"prune     {name}/{version}"
-    for (name, version), why in sorted(plan.keep.items()):
-        yield f"keep      {name}/{version} (not in the registry, but {why})"
+def summary(plan: dict) -> Iterable[str]:
+    """One line per template of a plan (``Plan.as_json``)."""
+    for path in plan["create"]:
+        yield f"create    {path}"
+    for path in plan["identical"]:
+        yield f"identical {path}"
+    for conflict in plan["conflicts"]:
+        yield f"CONFLICT  {conflict['path']}" + (f" ({conflict['reason']})" if conflict["reason"] else "")
+    for key in plan["prune"]:
+        yield f"prune     {key}"
+    for key, why in plan["keep"].items():
+        yield f"keep      {key} (not in the registry, but {why})"

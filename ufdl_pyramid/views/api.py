@@ -16,9 +16,9 @@ def api_view(*, permission: Permission, **settings):
     return view_config(permission=permission, renderer="json", **settings)
 
 
-def read_body(request) -> bytes:
-    """The request body, refused with 413 beyond ``ufdl.max_json_size`` (without reading all of it)."""
-    limit = request.registry.settings["ufdl.max_json_size"]
+def read_body(request, limit_setting: str = "ufdl.max_json_size") -> bytes:
+    """The request body, refused with 413 beyond the size the setting allows (without reading all of it)."""
+    limit = request.registry.settings[limit_setting]
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
     if request.content_length is None and request.environ.get("wsgi.input_terminated"):
@@ -31,12 +31,13 @@ def read_body(request) -> bytes:
     return request.body
 
 
-def read_json(request, *, optional: bool = False):
-    """The request body as JSON: 413 beyond ``ufdl.max_json_size``, 400 if it does not parse.
+def read_json(request, *, optional: bool = False, limit_setting: str = "ufdl.max_json_size"):
+    """The request body as JSON: 413 beyond ``ufdl.max_json_size`` (or ``limit_setting``), 400 if it does not
+    parse.
 
     ``optional`` bodies may be absent: the UFDL clients POST ``.../list`` with no body and no Content-Type.
     """
-    body = read_body(request)
+    body = read_body(request, limit_setting)
     if not body.strip():
         if optional:
             return {}
@@ -59,8 +60,8 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-def read_json_object(request, *, optional: bool = False) -> dict:
-    body = read_json(request, optional=optional)
+def read_json_object(request, *, optional: bool = False, limit_setting: str = "ufdl.max_json_size") -> dict:
+    body = read_json(request, optional=optional, limit_setting=limit_setting)
     if not isinstance(body, dict):
         raise InvalidInput("The JSON body must be an object")
     return body

@@ -10,18 +10,18 @@ from ..errors import ConcurrentChange, ServiceError
 log = logging.getLogger(__name__)
 
 
-def error_response(request, status: int, detail: str, headers: dict | None = None):
+def error_response(request, status: int, detail: str, headers: dict | None = None, extra: dict | None = None):
     response = request.response
     response.status_int = status
     response.content_type = "application/json"
     response.headers.update(headers or {})
-    return {"detail": detail}
+    return {**(extra or {}), "detail": detail}
 
 
 @exception_view_config(ServiceError, renderer="json")
 def service_error(exc, request):
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return error_response(request, exc.status, exc.detail, headers)
+    return error_response(request, exc.status, exc.detail, headers, exc.extra)
 
 
 @exception_view_config(ConcurrentChange, renderer="json", last_retry_attempt=True)

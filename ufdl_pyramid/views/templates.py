@@ -1,4 +1,4 @@
-"""``/v1/job-templates/...``: import, export, the questions about a template, and create-job."""
+"""``/v1/job-templates/...``: import, export, a registry sync, the questions about a template, and create-job."""
 from urllib.parse import parse_qsl
 
 from pyramid.response import Response
@@ -9,8 +9,10 @@ from ..representations import job_json, template_json
 from ..resources.templates import JobTemplates, TemplateItem
 from ..services.job_creation import JobCreator
 from ..services.template_documents import parse_yaml, to_json, to_yaml
+from ..services.template_registry import RegistrySync
 from ..services.templates import TemplateService, template_document
 from ..services.type_registry import resolve, type_registry
+from ..services.validation import compile_schema, validate
 from .api import api_view, read_body, read_json, read_json_object
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -34,6 +36,24 @@ def import_template(context, request):
         request.response.status_int = 201
         request.response.location = request.resource_url(context.item(template)).rstrip("/")
     return template_json(template)
+
+
+SYNC = compile_schema({"type": "object", "additionalProperties": False, "required": ["files"], "properties": {
+    "files": {"type": "object", "additionalProperties": {"type": "string"}},
+    "prune": {"type": "boolean"}, "dry_run": {"type": "boolean"}}})
+
+
+@api_view(context=JobTemplates, name="sync", request_method="POST", permission=Permission.ADMIN)
+def sync_registry(context, request):
+    """A templates registry (its files' texts by path) applied as ``ufdl templates sync`` applies a directory:
+    all or nothing, in this request's transaction; a dry run is rolled back."""
+    body = read_json_object(request, limit_setting="ufdl.max_registry_size")
+    validate(SYNC, body)
+    sync = RegistrySync(request.db)
+    plan = sync.sync(sync.parse(body["files"]), prune=body.get("prune", False))
+    if body.get("dry_run"):
+        request.tm.doom()  # pyramid_tm rolls the transaction back
+    return {**plan.as_json(), "applied": not body.get("dry_run")}
 
 
 @api_view(context=TemplateItem, name="export", request_method="GET", permission=Permission.ADMIN)
