@@ -2,7 +2,8 @@
 workable ones), timed through the same code as ``ufdl templates``: validate (offline), the first sync, and a
 no-op re-sync (target: at most 1/5 of the first sync).
 
-    python bench/registry.py [--count 1000]
+    python bench/registry.py [--count 1000] [--remote]
+``--remote`` syncs through a waitress server's API (``--url``), as a deployment's CI would.
 Set UFDL_BENCH_DATABASE_URL to measure on PostgreSQL (default: a temporary SQLite file).
 """
 import argparse
@@ -10,7 +11,7 @@ import os
 import tempfile
 import time
 
-from common import database_url, prepare
+from common import database_url, prepare, server
 
 from ufdl_pyramid.cli import main as ufdl
 from ufdl_pyramid.services.template_documents import to_yaml
@@ -60,9 +61,10 @@ def timed(argv: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--remote", action="store_true", help="sync through the HTTP API of a waitress server")
     args = parser.parse_args()
     url = database_url()
-    engine, _ = prepare(url)
+    engine, admin = prepare(url)
     work = tempfile.mkdtemp()
     registry = os.path.join(work, "registry")
     write(registry, args.count)
@@ -72,9 +74,15 @@ def main() -> None:
                    f"sqlalchemy.url = {engine.url.render_as_string(hide_password=False)}\n"
                    f"ufdl.auth.secret = {TEST_SETTINGS['ufdl.auth.secret']}\n")
     validate = timed(["-c", ini, "templates", "validate", registry])
-    first = timed(["-c", ini, "templates", "sync", registry])
-    again = timed(["-c", ini, "templates", "sync", registry])
-    print(f"{args.count} templates on {engine.dialect.name}:")
+    if args.remote:
+        with server(url) as port:
+            remote = ["--url", f"http://127.0.0.1:{port}", "--token", admin.token]
+            first = timed(["templates", "sync", registry, *remote])
+            again = timed(["templates", "sync", registry, *remote])
+    else:
+        first = timed(["-c", ini, "templates", "sync", registry])
+        again = timed(["-c", ini, "templates", "sync", registry])
+    print(f"{args.count} templates on {engine.dialect.name}{' through the API' if args.remote else ''}:")
     print(f"  validate         {validate:7.2f} s")
     print(f"  first sync       {first:7.2f} s")
     print(f"  no-op re-sync    {again:7.2f} s  ({again / first:.0%} of the first sync; target at most 20%)")

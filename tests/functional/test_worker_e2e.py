@@ -186,19 +186,6 @@ def test_a_cancelled_job_stops_its_process(e2e):
     assert node is None or node["current_job"] is None  # the worker's finish freed its node
 
 
-def test_sigterm_stops_the_worker_and_puts_the_job_back(e2e):
-    job = e2e.create_job("shell", "", command="sleep 30")
-    worker = e2e.worker()
-    e2e.wait_for(job["pk"], "RUNNING")
-    worker.send_signal(signal.SIGTERM)
-    assert finished(worker, 15) == 0
-    job = e2e.job(job["pk"])
-    try:
-        assert (job["status"], job["node"]) == ("PENDING", None), worker.log_path.read_text()
-    finally:
-        e2e.api.request("DELETE", f"/v1/jobs/{job['pk']}/cancel")
-
-
 def wait_for_log(worker: subprocess.Popen, text: str, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while text not in worker.log_path.read_text(errors="replace"):
@@ -222,13 +209,15 @@ def test_with_a_grace_period_sigterm_lets_the_running_job_finish(e2e, tmp_path):
     e2e.api.request("DELETE", f"/v1/jobs/{later['pk']}/cancel")
 
 
-def test_a_second_signal_ends_the_grace_period(e2e):
+@pytest.mark.parametrize("grace", [False, True], ids=["at once", "second signal in the grace period"])
+def test_sigterm_stops_the_worker_and_puts_the_job_back(e2e, grace):
     job = e2e.create_job("shell", "", command="sleep 30")
-    worker = e2e.worker("--grace", "60")
+    worker = e2e.worker(*(["--grace", "60"] if grace else []))
     e2e.wait_for(job["pk"], "RUNNING")
     worker.send_signal(signal.SIGTERM)
-    wait_for_log(worker, "a running job has 60 s to finish")
-    worker.send_signal(signal.SIGINT)
+    if grace:
+        wait_for_log(worker, "a running job has 60 s to finish")
+        worker.send_signal(signal.SIGINT)
     assert finished(worker, 15) == 0
     job = e2e.job(job["pk"])
     try:

@@ -13,7 +13,7 @@ from ..plugins import load_plugins
 from ..services.job_type_sync import sync_job_types
 from ..services.template_documents import to_yaml
 from ..services.template_registry import (Problem, RegistryConflicts, RegistryInvalid, RegistrySync,
-                                          export_documents, parse_registry, read_registry, registry_files, summary,
+                                          export_documents, read_registry, registry_files, summary,
                                           validate_offline, write_registry)
 
 CHANGES_PENDING = 3
@@ -224,7 +224,8 @@ class RemoteServer:
     def sync(self, directory: str, prune: bool, dry_run: bool) -> dict:
         """The server's plan (``Plan.as_json``), applied unless ``dry_run``."""
         files, problems = registry_files(directory)
-        parse_registry(files, problems=problems)  # the file-level problems, named as locally, before sending
+        if problems:  # unreadable or misplaced files: the server would not see them
+            raise RegistryInvalid(problems)
         body = json.dumps({"files": files, "prune": prune, "dry_run": dry_run}).encode()
         print(f"sending {len(files)} file(s) ({len(body) // 1024} KiB) to {self.url}", file=sys.stderr)
         plan = self.request("POST", "/v1/job-templates/sync", body)
