@@ -3,8 +3,9 @@
 ``read_registry`` reads a directory and ``parse_registry`` the same files sent over HTTP (every problem named
 with its file and line), ``validate_offline`` checks it without a database (schema, type strings against a
 given type registry, meta graphs, cycles between templates), ``plan_sync`` compares it with the templates a
-server has, and ``RegistrySync`` applies it in the caller's transaction. Importing goes through ``TemplateService``, so the rules are the API's (identical = no-op, same
-version with other content = conflict).
+server has, and ``RegistrySync`` applies it in the caller's transaction. Importing goes through
+``TemplateService``, so the rules are the API's (identical = no-op, same version with other content =
+conflict).
 """
 import copy
 import difflib
@@ -259,7 +260,7 @@ def _checked_settings(settings, node: yaml.Node | None, problems: list[Problem])
     return checked
 
 
-def _settings_problem(entry: "RegistryEntry", settings: dict) -> Problem | None:
+def _settings_problem(entry: RegistryEntry, settings: dict) -> Problem | None:
     for key, field_name in _SETTINGS.items():
         allowed, value = settings.get(key), entry.document.get(field_name)
         if allowed is not None and value is not None and value not in allowed:
