@@ -11,3 +11,10 @@ def includeme(config):
                         plugin_notifiers=dict(plugins.notifiers) if plugins is not None else {})
     config.registry["ufdl.notifier"] = notifier
     notifier.install(config.registry["db.session_factory"])
+
+
+def send_what_is_left(app) -> None:
+    """``ufdl serve`` calls this as a server process stops: the notifications still waiting go out first."""
+    notifier = app.registry.get("ufdl.notifier")
+    if notifier is not None:
+        notifier.outbox.close()

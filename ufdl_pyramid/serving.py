@@ -5,7 +5,8 @@ round trip hands the lock over. On PostgreSQL, several processes (``ufdl serve -
 cores. The parent binds the socket and forks the workers, each of which builds its own app (so no database
 connection crosses a fork) and accepts from the shared socket: an idle worker takes the next connection. The
 parent restarts a worker that dies, stops them all on SIGTERM or SIGINT, and gives up when a worker could not
-build its app (a configuration or database error that a restart will not fix).
+build its app (a configuration or database error that a restart will not fix). A stopped process lets the
+requests under way finish (up to 5 s, waitress's limit) and runs its ``on_stop`` before it leaves.
 """
 import logging
 import os
@@ -35,16 +36,33 @@ def bind(listen: str) -> socket.socket:
     return socket.create_server((host, int(port)), family=family, backlog=1024)
 
 
-def serve(load_app: Callable[[], object], sockets: list[socket.socket], *, workers: int = 1, **options) -> int:
+def serve(load_app: Callable[[], object], sockets: list[socket.socket], *, workers: int = 1,
+          on_stop: Callable[[object], None] | None = None, **options) -> int:
     """Serve ``load_app()`` on ``sockets`` with waitress (``options``: its adjustments, e.g. ``threads``) in
-    ``workers`` processes; returns the exit status once stopped. Bad options raise ValueError at once."""
+    ``workers`` processes; returns the exit status once stopped. Bad options raise ValueError at once.
+    ``on_stop(app)`` runs in each serving process as it stops (SIGTERM, SIGINT)."""
     Adjustments(sockets=sockets, **options)  # checked here, not by every worker after it forked
     if workers <= 1:
-        waitress.serve(load_app(), sockets=sockets, **options)
+        _serve_until_stopped(load_app(), sockets, options, on_stop)
         return 0
     if not hasattr(os, "fork"):
         raise RuntimeError("several workers need os.fork (POSIX); serve with one worker here")
-    return _Supervisor(load_app, sockets, workers, options).run()
+    return _Supervisor(load_app, sockets, workers, options, on_stop).run()
+
+
+def _stop_serving(*_signal) -> None:
+    raise SystemExit(0)
+
+
+def _serve_until_stopped(app, sockets: list[socket.socket], options: dict, on_stop) -> None:
+    # SIGTERM as SIGINT: waitress then gives the requests under way up to 5 s to finish (their transactions
+    # commit or roll back whole either way) and returns, and ``on_stop`` runs.
+    signal.signal(signal.SIGTERM, _stop_serving)
+    try:
+        waitress.serve(app, sockets=sockets, **options)
+    finally:
+        if on_stop is not None:
+            on_stop(app)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -55,8 +73,9 @@ def _exit_with_parent(parent: int) -> None:
 
 
 class _Supervisor:
-    def __init__(self, load_app, sockets: list[socket.socket], workers: int, options: dict):
+    def __init__(self, load_app, sockets: list[socket.socket], workers: int, options: dict, on_stop):
         self.load_app, self.sockets, self.workers, self.options = load_app, sockets, workers, options
+        self.on_stop = on_stop
         self.children: set[int] = set()
         self.stopping = False
         self.status = 0
@@ -91,7 +110,7 @@ class _Supervisor:
         if pid:
             self.children.add(pid)
             return
-        # The worker: default signal handling (SIGTERM ends it at once, as it ends a single waitress).
+        # The worker: stopped at once while it builds its app, then as a single process is (see serve).
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
@@ -99,7 +118,8 @@ class _Supervisor:
         try:
             app = self.load_app()
             code = 1
-            waitress.serve(app, sockets=self.sockets, **self.options)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            _serve_until_stopped(app, self.sockets, self.options, self.on_stop)
             code = 0
         except BaseException:  # noqa: B036 - report whatever ended the worker, then leave without cleanup
             log.exception("worker %d failed", os.getpid())

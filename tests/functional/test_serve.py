@@ -1,5 +1,6 @@
 """``ufdl serve --workers N``: several waitress processes on one socket, a dead worker replaced, all stopped by
-SIGTERM, and a server whose workers cannot start gives up instead of restarting them forever."""
+SIGTERM (each sending its waiting notifications first), and a server whose workers cannot start gives up instead
+of restarting them forever."""
 import http.client
 import json
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ufdl_pyramid.testing import TEST_SETTINGS
+from job_helpers import ECHO, register
 
 UFDL = str(Path(sys.executable).with_name("ufdl"))
 
@@ -146,3 +148,28 @@ def test_an_unknown_waitress_option_is_refused_before_serving(serve, engine, tmp
                            server="[server:main]\nthreds = 3\n")
     assert process.wait(30) == 1
     assert "Unknown adjustment 'threds'" in (tmp_path / "serve.log").read_text()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stopped_server_sends_its_waiting_notifications_first(serve, engine, admin, tmp_path, workers):
+    # A mail server that accepts the connection and never answers: the e-mail waits for the SMTP timeout.
+    silent = socket.create_server(("127.0.0.1", 0))
+    notify = json.dumps({"on_acquire": [{"type": "email", "to": "ops@example", "message": "job {pk} taken"}]})
+    settings = (f"ufdl.notifications.defaults = {notify}\nufdl.smtp.host = 127.0.0.1\n"
+                f"ufdl.smtp.port = {silent.getsockname()[1]}\nufdl.smtp.timeout = 2\n")
+    template = admin.post("/v1/job-templates/import", ECHO, status=201).json["pk"]
+    job = admin.post(f"/v1/job-templates/{template}/create-job",
+                     {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
+    node = register(admin).node_id
+    process, port = serve(engine.url.render_as_string(hide_password=False), "--workers", workers, server=settings)
+    wait_for(lambda: answers(port, admin.token))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", f"/v1/jobs/{job}/acquire",
+                       headers={"Authorization": f"Bearer {admin.token}", "Node-Id": str(node)})
+    assert connection.getresponse().status == 200
+    connection.close()
+    process.send_signal(signal.SIGTERM)  # while the e-mail still waits for the silent server
+    assert process.wait(30) == 0
+    silent.close()
+    # The e-mail was tried to the end (and failed, logged) before the server process left.
+    assert f"email notification for job {job} failed" in (tmp_path / "serve.log").read_text()

@@ -9,6 +9,7 @@ import plaster
 from pyramid.paster import get_app
 
 from .. import serving
+from ..notifications_config import send_what_is_left
 from .websocket import listener_argv
 
 DEFAULT_LISTEN = "127.0.0.1:6543"
@@ -63,7 +64,7 @@ def run_serve(args, environment) -> int:
     try:
         # Each worker loads the app itself, after the fork: no database connection is shared between processes.
         return serving.serve(lambda: get_app(environment.config_path, "main"), sockets, workers=args.workers,
-                             **options)
+                             on_stop=send_what_is_left, **options)
     except ValueError as error:  # a bad waitress option of [server:main]
         print(f"ufdl: {error}", file=sys.stderr)
         return 1

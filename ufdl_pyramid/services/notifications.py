@@ -108,8 +108,8 @@ class Outbox:
 
     At most ``capacity`` wait: past that, new ones are dropped with an error in the log rather than letting a
     dead mail server eat the memory. The thread starts on first use in the process that uses it (so after
-    ``ufdl serve --workers`` forks), and at exit the process waits up to ``exit_timeout`` seconds for it to
-    send what is left."""
+    ``ufdl serve --workers`` forks), and at exit (``close``, also called by a ``ufdl serve`` worker that is
+    stopped) the process waits up to ``exit_timeout`` seconds for it to send what is left."""
 
     def __init__(self, send: Callable[["PreparedNotification"], None], capacity: int = 10_000,
                  exit_timeout: float = 15.0):
@@ -152,7 +152,7 @@ class Outbox:
             if self._sender is None:
                 self._sender = threading.Thread(target=self._run, name="ufdl-notifications", daemon=True)
                 self._sender.start()
-                atexit.register(self._at_exit)
+                atexit.register(self.close)
 
     def _run(self) -> None:
         while True:
@@ -166,7 +166,8 @@ class Outbox:
                     self._unsent -= 1
                     self._changed.notify_all()
 
-    def _at_exit(self) -> None:
+    def close(self) -> None:
+        """Before the process exits: wait up to ``exit_timeout`` seconds for the waiting notifications to go."""
         if not self.drain(self.exit_timeout):
             log.error("%d notification(s) not sent: still waiting at exit", self._unsent)
 
