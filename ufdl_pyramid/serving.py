@@ -6,7 +6,8 @@ cores. The parent binds the socket and forks the workers, each of which builds i
 connection crosses a fork) and accepts from the shared socket: an idle worker takes the next connection. The
 parent restarts a worker that dies, stops them all on SIGTERM or SIGINT, and gives up when a worker could not
 build its app (a configuration or database error that a restart will not fix). A stopped process lets the
-requests under way finish (up to 5 s, waitress's limit) and runs its ``on_stop`` before it leaves.
+requests under way complete (up to 5 s, waitress's limit; their answers may not be sent) and runs its
+``on_stop`` before it leaves.
 """
 import logging
 import os
@@ -55,8 +56,9 @@ def _stop_serving(*_signal) -> None:
 
 
 def _serve_until_stopped(app, sockets: list[socket.socket], options: dict, on_stop) -> None:
-    # SIGTERM as SIGINT: waitress then gives the requests under way up to 5 s to finish (their transactions
-    # commit or roll back whole either way) and returns, and ``on_stop`` runs.
+    # SIGTERM as SIGINT: waitress stops its loop, gives the requests under way up to 5 s to finish (their
+    # transactions commit or roll back whole either way; the loop no longer sends their answers) and
+    # returns, and ``on_stop`` runs.
     signal.signal(signal.SIGTERM, _stop_serving)
     try:
         waitress.serve(app, sockets=sockets, **options)
