@@ -5,9 +5,9 @@ round trip hands the lock over. On PostgreSQL, several processes (``ufdl serve -
 cores. The parent binds the socket and forks the workers, each of which builds its own app (so no database
 connection crosses a fork) and accepts from the shared socket: an idle worker takes the next connection. The
 parent restarts a worker that dies, stops them all on SIGTERM or SIGINT, and gives up when a worker could not
-build its app (a configuration or database error that a restart will not fix). A stopped process lets the
-requests under way complete (up to 5 s, waitress's limit; their answers may not be sent) and runs its
-``on_stop`` before it leaves.
+build its app (a configuration or database error that a restart will not fix). A stopped process closes its
+listening socket, lets the requests under way complete and sends their answers (up to ``STOP_GRACE``
+seconds), closes its idle connections, and runs its ``on_stop`` before it leaves.
 """
 import logging
 import os
@@ -19,12 +19,16 @@ import time
 from collections.abc import Callable
 
 import waitress
+from waitress import wasyncore
 from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer
 
 log = logging.getLogger(__name__)
 
 NO_APP = 3  # a worker's exit status when its app could not be built
 POLL = 0.2  # seconds between checks on the workers
+STOP_GRACE = 5.0  # seconds a stopping process gives the requests under way (waitress's own limit)
 
 
 def bind(listen: str) -> socket.socket:
@@ -56,15 +60,49 @@ def _stop_serving(*_signal) -> None:
 
 
 def _serve_until_stopped(app, sockets: list[socket.socket], options: dict, on_stop) -> None:
-    # SIGTERM as SIGINT: waitress stops its loop, gives the requests under way up to 5 s to finish (their
-    # transactions commit or roll back whole either way; the loop no longer sends their answers) and
-    # returns, and ``on_stop`` runs.
+    # SIGTERM as SIGINT: either ends the loop below; a second one ends the grace period as well.
     signal.signal(signal.SIGTERM, _stop_serving)
+    dispatchers: dict = {}  # waitress's map: the listening sockets, its wake-up pipe and the connections
+    server = waitress.create_server(app, map=dispatchers, sockets=sockets, **options)
+    server.print_listen("Serving on http://{}:{}")
     try:
-        waitress.serve(app, sockets=sockets, **options)
+        try:
+            wasyncore.loop(timeout=server.adj.asyncore_loop_timeout, map=dispatchers,
+                           use_poll=server.adj.asyncore_use_poll)
+        except (SystemExit, KeyboardInterrupt):
+            pass
+        _finish_under_way(dispatchers, server.adj)
     finally:
+        server.task_dispatcher.shutdown(timeout=1)
+        wasyncore.close_all(dispatchers)
         if on_stop is not None:
             on_stop(app)
+
+
+def _busy(channel: HTTPChannel) -> bool:
+    """A request being received, worked on, or answered: its client is owed an answer."""
+    return bool(channel.request is not None or channel.requests or channel.total_outbufs_len)
+
+
+def _finish_under_way(dispatchers: dict, adjustments) -> None:
+    """Stop accepting, then keep waitress's loop going until each connection's requests are answered (each
+    closed once idle, so a keep-alive client does not send another), for at most ``STOP_GRACE`` seconds.
+    Waitress's own stop ends the loop first: the answers of the requests under way were never sent."""
+    for listener in [d for d in dispatchers.values() if isinstance(d, BaseWSGIServer)]:
+        listener.close()  # new connections are refused (with several workers, once every process closed it)
+    deadline = time.monotonic() + STOP_GRACE
+    try:
+        while time.monotonic() < deadline:
+            channels = [d for d in list(dispatchers.values()) if isinstance(d, HTTPChannel)]
+            for channel in channels:
+                if not _busy(channel):
+                    channel.handle_close()
+            if not any(map(_busy, channels)):
+                return
+            wasyncore.loop(timeout=0.05, map=dispatchers, use_poll=adjustments.asyncore_use_poll, count=1)
+        log.warning("stopping with requests still under way after %g s", STOP_GRACE)
+    except (SystemExit, KeyboardInterrupt):
+        log.warning("stopping at once: requests under way are not answered")
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -131,6 +169,8 @@ class _Supervisor:
 
     def _stop(self, *_signal) -> None:
         self.stopping = True
+        for sock in self.sockets:
+            sock.close()  # the port refuses connections once the workers (stopping too) have closed theirs
         for pid in list(self.children):
             try:
                 os.kill(pid, signal.SIGTERM)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ufdl_pyramid.testing import TEST_SETTINGS
+from ufdl_pyramid.testing import TEST_SETTINGS, storage_path_for_tests
 from job_helpers import ECHO, register
 
 UFDL = str(Path(sys.executable).with_name("ufdl"))
@@ -173,3 +173,57 @@ def test_a_stopped_server_sends_its_waiting_notifications_first(serve, engine, a
     silent.close()
     # The e-mail was tried to the end (and failed, logged) before the server process left.
     assert f"email notification for job {job} failed" in (tmp_path / "serve.log").read_text()
+
+
+def refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:  # taken into a closing socket's backlog, and reset: not refused yet
+        return False
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stopped_server_answers_the_requests_under_way(serve, engine, admin, workers):
+    template = admin.post("/v1/job-templates/import", ECHO, status=201).json["pk"]
+    job = admin.post(f"/v1/job-templates/{template}/create-job",
+                     {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
+    node = register(admin)
+    node.get(f"/v1/jobs/{job}/acquire")
+    node.post(f"/v1/jobs/{job}/start", {})
+    # The server stores outputs where this test's app reads them.
+    process, port = serve(engine.url.render_as_string(hide_password=False), "--workers", workers,
+                          server=f"ufdl.storage.path = {storage_path_for_tests()}\n")
+    wait_for(lambda: answers(port, admin.token))
+    idle = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    assert list_licences_on(idle, admin.token) == 200  # kept alive, and idle when the server stops
+
+    # A node is half way through uploading an output when the server is told to stop.
+    body = os.urandom(1 << 20)
+    upload = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    upload.putrequest("POST", f"/v1/jobs/{job}/outputs/result/BLOB")
+    for name, value in (("Authorization", f"Bearer {admin.token}"), ("Node-Id", str(node.node_id)),
+                        ("Content-Type", "application/data"), ("Content-Length", str(len(body)))):
+        upload.putheader(name, value)
+    upload.endheaders()
+    upload.send(body[:len(body) // 2])
+    time.sleep(0.5)  # received by the server
+    process.send_signal(signal.SIGTERM)
+    wait_for(lambda: refuses_connections(port), seconds=10)  # no new connection meanwhile
+    upload.send(body[len(body) // 2:])
+    response = upload.getresponse()
+    assert response.status == 201, response.read()
+    assert json.loads(response.read())["name"] == "result"
+    assert process.wait(30) == 0
+    assert admin.get(f"/v1/jobs/{job}/outputs/result/BLOB").body == body
+    with pytest.raises((ConnectionError, http.client.HTTPException)):
+        list_licences_on(idle, admin.token)  # the idle connection was closed
+
+
+def list_licences_on(connection: http.client.HTTPConnection, token: str) -> int:
+    connection.request("POST", "/v1/licences/list", headers={"Authorization": f"Bearer {token}"})
+    response = connection.getresponse()
+    response.read()
+    return response.status
