@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from .errors import Forbidden, InvalidInput, NotAuthenticated
 from .models import Node, User
+from .models.meta import MAX_ID
 from .permissions import ADMIN_ROLE, user_principal
 from .services.auth import ActingNode, ActiveUser, AuthConfig, AuthService
 
@@ -39,7 +40,7 @@ def bearer_token(request) -> str | None:
 def node_id_of(request) -> int | None:
     """The ``Node-Id`` header's node pk; None without one (or with a malformed one, which ``node`` refuses)."""
     text = request.headers.get("Node-Id", "").strip()
-    return int(text) if text.isdigit() and len(text) <= 18 else None
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= MAX_ID else None
 
 
 def _identity(request) -> Identity | None:

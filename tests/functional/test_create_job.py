@@ -66,6 +66,10 @@ def test_job_output_inputs_must_exist(admin, alice, train):
     body = {"input_values": {"dataset": DATASET, "model": {
         "value": 99, "type": "JobOutput<Model<Domain<'ic'>, Framework<'numpy', '1.26'>>>"}}}
     assert "there is no job output 99" in create(alice, predict, body, status=400).json["detail"]
+    # Past what an id column holds: refused as no output, never a database error.
+    for value in (2**31, 10**30):
+        body["input_values"]["model"]["value"] = value
+        create(alice, predict, body, status=400)
 
 
 def test_int_is_accepted_where_float_is_expected(admin, alice):

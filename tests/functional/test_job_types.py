@@ -100,15 +100,19 @@ def test_duplicate_name_is_409(admin, job_type):
 
 def test_unknown_and_malformed_pks_are_404(admin):
     for path in ("/v1/job-types/999", "/v1/job-types/abc", "/v1/job-types/-1", "/v1/job-types/0",
-                 "/v1/job-types/99999999999999999999999"):
+                 "/v1/job-types/99999999999999999999999", "/v1/job-types/2147483648",
+                 "/v1/job-types/9223372036854775807"):  # past PostgreSQL's INTEGER ids: no row, and no SQL error
         assert admin.get(path, status=404).json == {"detail": "Not found."}
 
 
 def test_wrong_method_is_405(admin, job_type):
     admin.get("/v1/job-types/list", status=405)
     admin.delete("/v1/job-types/create", status=405)
-    assert admin.post(f"/v1/job-types/{job_type['pk']}", status=405).json == {
-        "detail": 'Method "POST" not allowed.'}
+    refused = admin.post(f"/v1/job-types/{job_type['pk']}", status=405)
+    assert refused.json == {"detail": 'Method "POST" not allowed.'}
+    # The methods the path does answer (RFC 9110 requires the header).
+    assert refused.headers["Allow"] == "DELETE, GET, HEAD, PATCH, PUT"
+    assert admin.get("/v1/job-types/list", status=405).headers["Allow"] == "POST"
 
 
 def test_body_too_large_is_413(admin):
@@ -193,12 +197,24 @@ def test_list_bad_filters_are_400(alice, many):
         {"page": 0},
         {"page_size": 5000},
         {"expressions": [{"type": "exact", "field": "owner.name", "value": 1}]},
+        # Numbers past what the column holds (a 32-bit id on PostgreSQL) would be a database error.
+        {"expressions": [{"type": "exact", "field": "pk", "value": 2**31}]},
+        {"expressions": [{"type": "compare", "field": "pk", "operator": ">", "value": 10**30}]},
+        {"expressions": [{"type": "exact", "field": "pk", "value": 1e300}]},
         [],
     ]
     for body in bad:
         response = alice.post("/v1/job-types/list", body, status=400)
         assert response.json["detail"], body
-    alice.post("/v1/job-types/list?page=x", status=400)
+    for query in ("page=x", "page=%C2%B2", "page=1&page_size=%C2%B9", "page=-1"):  # '²' is a digit to str.isdigit
+        alice.post(f"/v1/job-types/list?{query}", status=400)
+
+
+def test_a_page_past_any_end_is_404(alice, many):
+    for body in ({"page": 10**20, "page_size": 2}, {"page": 2**62, "page_size": 1000}):
+        assert alice.post("/v1/job-types/list", body, status=404).json == {"detail": "Invalid page."}
+    for query in ("page=99999999999999999999999&page_size=1", "page=" + "9" * 5000):
+        assert alice.post(f"/v1/job-types/list?{query}", status=404).json == {"detail": "Invalid page."}
 
 
 def test_a_path_that_is_not_utf8_is_400(admin):

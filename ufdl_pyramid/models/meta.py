@@ -32,9 +32,14 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(timezone.utc) if value is not None else None
 
     def process_result_value(self, value, dialect):
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value
+        if value is None:
+            return None
+        # PostgreSQL answers in the session's time zone, which need not be UTC.
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+# Primary keys are INTEGER columns (32-bit on PostgreSQL): a larger number names no row, and must not reach SQL.
+MAX_ID = 2**31 - 1
 
 
 def utcnow() -> datetime:

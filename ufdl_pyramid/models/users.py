@@ -12,12 +12,14 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(150), unique=True)
-    # Never listed nor filtered on: the list filter refuses columns marked private.
+    # Never filtered on: the list filter refuses columns marked private. Any user may filter jobs and outputs
+    # on their creator, so all but the username and pk of another user stay private (filtering one character
+    # at a time would otherwise read an e-mail address that the user's own answer hides).
     password_hash: Mapped[str] = mapped_column(String(255), info={"private": True})
-    email: Mapped[str] = mapped_column(String(254), default="")
-    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
-    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    date_joined: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    email: Mapped[str] = mapped_column(String(254), default="", info={"private": True})
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, info={"private": True})
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, info={"private": True})
+    date_joined: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, info={"private": True})
 
 
 class RefreshToken(Base):

@@ -5,14 +5,13 @@ from pyramid.authorization import ALL_PERMISSIONS, Allow
 from sqlalchemy import select
 from sqlalchemy.sql import Select
 
+from ..models.meta import MAX_ID
 from ..permissions import ADMIN_ROLE
-
-MAX_PK = 2**63 - 1
 
 
 def parse_pk(key: str) -> int:
     """A primary key from a path segment; KeyError (404) for anything that is not a positive integer."""
-    if not key.isascii() or not key.isdigit() or len(key) > 19 or int(key) < 1 or int(key) > MAX_PK:
+    if not key.isascii() or not key.isdigit() or len(key) > 10 or not 1 <= int(key) <= MAX_ID:
         raise KeyError(key)
     return int(key)
 

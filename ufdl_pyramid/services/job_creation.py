@@ -6,7 +6,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from ..errors import InvalidInput
 from ..models import Job, JobOutput, JobTemplate
-from ..models.meta import utcnow
+from ..models.meta import MAX_ID, utcnow
 from ..types import is_subtype
 from .templates import TemplateService
 from .type_registry import resolve
@@ -83,7 +83,8 @@ class JobCreator:
         given = self.templates.registry.resolve(type_text)
         if given.name != "JobOutput":
             return
-        output = self.db.get(JobOutput, value)
+        known = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
+        output = self.db.get(JobOutput, value) if known else None
         if output is None or not output.is_active:
             raise InvalidInput(f"{where}: there is no job output {value}")
         if given.args:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from sqlalchemy import Boolean, DateTime, Float, Integer, Numeric, String, Text, and_, func, not_, or_, select
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, Numeric, String, Text, and_, func, not_, or_, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.interfaces import MANYTOONE
 from sqlalchemy.sql import Select
@@ -71,6 +71,9 @@ FILTER_SCHEMA = {
 }
 _VALIDATOR = Draft202012Validator(FILTER_SCHEMA)
 
+_ORDERABLE = (Boolean, Integer, Float, Numeric, DateTime, UTCDateTime, String, Text)
+# Past this offset no table has rows: a larger one would overflow the database's integers.
+_MAX_OFFSET = 2**62
 _OPERATORS = {"<": "__lt__", ">": "__gt__", "<=": "__le__", ">=": "__ge__"}
 
 
@@ -136,6 +139,10 @@ def _check_value(path: str, column_type, value, *, ordering: bool = False):
     if isinstance(column_type, Integer):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
             raise InvalidInput(f"Field '{path}' is an integer: {value!r} is not one")
+        # What the column can hold (ids are 32-bit on PostgreSQL); beyond, the database would refuse the query.
+        bound = 2**63 if isinstance(column_type, BigInteger) else 2**31
+        if not -bound <= int(value) < bound:
+            raise InvalidInput(f"Field '{path}' is an integer: {value!r} is out of its range")
         return int(value)
     if isinstance(column_type, (Float, Numeric)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -191,9 +198,11 @@ def parse_paging(body: dict, query_params, max_page_size: int) -> tuple[int | No
     for name in ("page", "page_size"):
         value = body.get(name)
         if name in query_params:
-            value = int(query_params[name]) if query_params[name].isdigit() else None
-            if value is None:
+            text = query_params[name]
+            if not (text.isascii() and text.isdigit()):
                 raise InvalidInput(f"{name} must be a positive integer")
+            digits = text.lstrip("0") or "0"
+            value = int(digits) if len(digits) <= 18 else 10**18  # beyond any table (int() refuses 4,300 digits)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InvalidInput(f"{name} must be a positive integer")
         values[name] = value
@@ -216,7 +225,9 @@ def run_list(db: Session, query: Select, model: type, body: dict | None, *, page
     conditions = [_condition(resolver, expression) for expression in body.get("expressions", [])]
     orderings = []
     for order in body.get("order_by", []):
-        column, _ = resolver.column(order["field"])
+        column, column_type = resolver.column(order["field"])
+        if not isinstance(column_type, _ORDERABLE):
+            raise InvalidInput(f"Field '{order['field']}' cannot be ordered by")
         ordering = column.asc() if order.get("ascending", True) else column.desc()
         if order.get("nulls_first") is not None:
             ordering = ordering.nulls_first() if order["nulls_first"] else ordering.nulls_last()
@@ -233,7 +244,7 @@ def run_list(db: Session, query: Select, model: type, body: dict | None, *, page
     total = db.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     query = query.order_by(*orderings)
     if page_size is not None:
-        query = query.limit(page_size).offset((page - 1) * page_size)
+        query = query.limit(page_size).offset(min((page - 1) * page_size, _MAX_OFFSET))
     rows = list(db.scalars(query).unique())
     if page is not None and page > 1 and not rows and total:
         raise NotFound("Invalid page.")

@@ -53,7 +53,7 @@ def test_exact_schemas_of_the_documented_cases():
     assert REGISTRY.resolve("JSON").json_schema() == {}
     assert REGISTRY.resolve("BLOB").json_schema() == {"type": "string", "contentEncoding": "base64"}
     assert REGISTRY.resolve("Array").json_schema() == {"type": "array", "items": {}}
-    assert REGISTRY.resolve("PK<Licence>").json_schema() == {"type": "integer", "minimum": 1}
+    assert REGISTRY.resolve("PK<Licence>").json_schema() == {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
     assert REGISTRY.resolve("Domain<'ic'>").json_schema() == {"type": "string", "const": "ic"}
 
 

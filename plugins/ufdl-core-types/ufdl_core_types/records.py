@@ -4,7 +4,7 @@ from ufdl_pyramid.types import ANY_BOUND, LITERAL_STR, TypeParameter, UFDLType
 
 from .values import BLOB, Args
 
-_PRIMARY_KEY = {"type": "integer", "minimum": 1}
+_PRIMARY_KEY = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}  # an INTEGER column on PostgreSQL
 
 
 def _string_const(args: Args, index: int) -> dict:
