@@ -108,9 +108,16 @@ def test_path_tricks_never_reach_the_view(worker, running, name):
     assert worker.post("/v1/job-outputs/list").json == []
 
 
-@pytest.mark.parametrize("type_text", ["Model<", "Nope", "Model<Domain<'ic'>"])
+@pytest.mark.parametrize("type_text", ["Model<", "Nope", "Model<Domain<'ic'>", "x" * 1001,
+                                       # 1,000 characters sent, 1,001 in the canonical form (', ' for ','):
+                                       f"Framework<'{'a' * 983}','1'>"])
 def test_bad_types_are_400(worker, running, type_text):
     assert "output type" in upload(worker, running, type_text=type_text, status=400).json["detail"]
+
+
+def test_an_overlong_name_is_400(worker, running):
+    response = worker.request("POST", f"/v1/jobs/{running['pk']}/outputs/{'x' * 1001}/BLOB", body=b"x", status=400)
+    assert "output name" in response.json["detail"]
 
 
 def test_unknown_outputs_are_404(bob, running):
@@ -130,6 +137,35 @@ def test_ranges(worker, bob, running):
     assert refused.headers["Content-Range"] == "bytes */10"
     # Several ranges, or a malformed header: the whole body.
     assert bob.get(out(running), headers={"Range": "bytes=0-1,3-4"}, status=200).body == b"0123456789"
+
+
+def test_validators_and_ranges_only_on_get(worker, bob, running):
+    output = upload(worker, running, data=b"0123456789").json
+    whole = bob.get(out(running))
+    etag = whole.headers["ETag"]
+    assert etag.startswith('"') and etag.endswith('"') and len(etag) == 66  # the content's SHA-256
+    # If-Range: the range only while the client's copy is the same bytes; else (or with a date) all of them.
+    assert bob.get(out(running), headers={"Range": "bytes=2-5", "If-Range": etag}, status=206).body == b"2345"
+    for validator in ('"stale"', "Wed, 21 Oct 2026 07:28:00 GMT", "W/" + etag):
+        assert bob.get(out(running), headers={"Range": "bytes=2-5", "If-Range": validator}, status=200).body \
+            == b"0123456789"
+    # If-None-Match: nothing to send again.
+    for header in (etag, "W/" + etag, f'"other", {etag}', "*"):
+        unchanged = bob.get(out(running), headers={"If-None-Match": header}, status=304)
+        assert unchanged.body == b"" and unchanged.headers["ETag"] == etag
+    assert bob.get(out(running), headers={"If-None-Match": '"other"'}, status=200).body == b"0123456789"
+    # Range is defined for GET alone: the client's POST download ignores it (RFC 9110 14.2).
+    download = f"/v1/job-outputs/{output['pk']}/download"
+    for header in ("bytes=0-1", "bytes=50-"):
+        assert bob.post(download, {"params": {}}, headers={"Range": header}, status=200).body == b"0123456789"
+    assert bob.get(download, headers={"Range": "bytes=0-1"}, status=206).body == b"01"
+
+
+def test_the_content_type_is_kept_whole(worker, bob, running):
+    for name, content_type in (("a", "text/plain; charset=utf-8"), ("b", "text/csv; header=present")):
+        stored = upload(worker, running, data=b"text", name=name, content_type=content_type).json
+        assert stored["content_type"] == content_type
+        assert bob.get(out(running, name=name)).headers["Content-Type"] == content_type
 
 
 def test_an_empty_output(worker, bob, running):

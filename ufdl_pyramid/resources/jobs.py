@@ -7,9 +7,11 @@ from pyramid.authorization import Allow, Authenticated
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import defaultload
 
+from ..errors import InvalidInput
 from ..models import Job, JobOutput, JobTemplate
 from ..permissions import Permission, user_principal
 from ..representations import job_json, job_output_json
+from ..services.outputs import check_output_name
 from ..services.records import RecordService
 from .base import Collection, EditableItem, Resource, SoftDeletableItem, parse_pk
 
@@ -44,8 +46,10 @@ class OutputsByName(Resource):
         self.output_name = name
 
     def __getitem__(self, type_text: str) -> OutputSlot:
-        if not type_text or len(type_text) > MAX_SEGMENT:
+        if not type_text:
             raise KeyError(type_text)
+        if len(type_text) > MAX_SEGMENT:
+            raise InvalidInput(f"output type: longer than {MAX_SEGMENT} characters")
         return OutputSlot(self.request, type_text, self, type_text)
 
 
@@ -55,8 +59,10 @@ class JobOutputsOfJob(Resource):
         self.job = parent.row
 
     def __getitem__(self, output_name: str) -> OutputsByName:
-        if not output_name or len(output_name) > MAX_SEGMENT:
+        if not output_name:
             raise KeyError(output_name)
+        if len(output_name) > MAX_SEGMENT:
+            check_output_name(output_name)  # refused (400) with the rule names follow
         return OutputsByName(self.request, output_name, self)
 
 

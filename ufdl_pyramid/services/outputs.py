@@ -18,6 +18,7 @@ from ..models import Job, JobOutput, User
 from ..models.jobs import FINAL_STATUSES, RUNNING
 from ..models.meta import utcnow
 from ..storage import OutputStorage
+from ..types import MAX_TYPE_LENGTH
 from .auth import ActingNode
 from .events import record_event
 from .type_registry import resolve, type_registry
@@ -55,7 +56,13 @@ class JobOutputService:
         self.max_size = max_size
 
     def canonical_type(self, type_text: str) -> str:
-        return str(resolve(type_registry(self.db), type_text, "output type"))
+        canonical = str(resolve(type_registry(self.db), type_text, "output type"))
+        # The canonical spelling (a space after each comma) may be longer than what was sent; it is what the
+        # API answers, so it must still fit a path segment, and the column.
+        if len(canonical) > MAX_TYPE_LENGTH:
+            raise InvalidInput(f"output type: its canonical form {canonical[:60]}... is longer than "
+                               f"{MAX_TYPE_LENGTH} characters")
+        return canonical
 
     def find(self, job: Job, name: str, type_text: str) -> JobOutput:
         """The job's active output of that name and type, or NotFound."""

@@ -25,7 +25,8 @@ def output_service(request) -> JobOutputService:
 def add_output(context, request):
     # The type is checked before the body is read, so a bad request costs no upload.
     output = output_service(request).add(context.job, request.node, context.output_name, context.output_type,
-                                         request.body_file, request.content_type, request.identity.user_id)
+                                         request.body_file, request.headers.get("Content-Type"),
+                                         request.identity.user_id)
     request.response.status_int = 201
     request.response.location = request.resource_url(context).rstrip("/") + "/info"
     return job_output_json(output)
@@ -65,13 +66,23 @@ def download(context, request):
 
 
 def stream_output(request, output, filename: str):
-    """The blob as the answer: whole, or the one byte range asked for (206), or 416."""
+    """The blob as the answer: whole, or (GET) the one byte range asked for (206), or 416; 304 when the client
+    already has it. The blob's key is its SHA-256, a strong ETag (RFC 9110 §8.8.3)."""
     storage = request.registry["ufdl.storage"]
-    try:
-        span = parse_range(request.headers.get("Range"), output.size)
-    except RangeNotSatisfiable as error:
-        return error_response(request, 416, error.detail, {"Content-Range": error.content_range})
-    headers = {"Accept-Ranges": "bytes", "Content-Disposition": f'attachment; filename="{filename}"'}
+    etag = f'"{output.blob_key}"'
+    headers = {"Accept-Ranges": "bytes", "Content-Disposition": f'attachment; filename="{filename}"', "ETag": etag}
+    if request.method in ("GET", "HEAD") and _etag_listed(request.headers.get("If-None-Match"), etag):
+        response = Response(status=304)
+        response.headers["ETag"] = etag
+        response.content_type = None
+        return response
+    span = None
+    # Range is for GET alone (RFC 9110 §14.2), and If-Range asks for the whole body unless the tag still holds.
+    if request.method == "GET" and request.headers.get("If-Range", etag) == etag:
+        try:
+            span = parse_range(request.headers.get("Range"), output.size)
+        except RangeNotSatisfiable as error:
+            return error_response(request, 416, error.detail, {"Content-Range": error.content_range})
     if span is None:
         status = 200
         app_iter = storage.iter_range(output.blob_key, 0, output.size - 1) if output.size else []
@@ -86,3 +97,11 @@ def stream_output(request, output, filename: str):
     response.headers.update(headers)
     response.content_length = length
     return response
+
+
+def _etag_listed(header: str | None, etag: str) -> bool:
+    """Whether an If-None-Match list names ``etag`` (or is ``*``), comparing weakly (``W/`` ignored)."""
+    if not header:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in header.split(",")]
+    return "*" in tags or etag in tags
