@@ -1,12 +1,12 @@
 """The JSON form of each model, as the v1 API answers it (field names follow the UFDL seeds)."""
-from datetime import datetime
+from datetime import datetime, timezone
 
 from .models import DataDomain, Framework, Job, JobOutput, JobTemplate, JobType, Licence, Node, User
 
 
 def timestamp(value: datetime | None) -> str | None:
-    """UTC in ISO 8601 with a Z, as the upstream server writes it."""
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+    """UTC in ISO 8601 with a Z, as the upstream server writes it (whatever zone the value comes in)."""
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def soft_delete_fields(row) -> dict:

@@ -89,6 +89,19 @@ def test_cancel_by_creator_or_admin_only(admin, alice, bob, worker, make_job):
     assert admin.get(f"/v1/nodes/{worker.node_id}").json["current_job"] is None
 
 
+def test_the_holder_may_finish_a_job_cancelled_before_it_started(bob, worker, job):
+    worker.get(path(job, "acquire"))
+    cancelled = bob.delete(path(job, "cancel")).json
+    # The node still holds it (it never started): its finish is answered like a running job's, unchanged.
+    assert worker.post(path(job, "finish"), {}).json == cancelled == worker.get(path(job)).json
+
+
+def test_acquire_is_a_get_that_head_does_not_run(worker, job):
+    refused = worker.request("HEAD", path(job, "acquire"), status=405)
+    assert refused.headers["Allow"] == "GET"
+    assert worker.get(path(job)).json["status"] == "PENDING"
+
+
 def test_wrong_state_calls_answer_406_and_change_nothing(worker, job):
     before = worker.get(path(job)).json
     worker.post(path(job, "start"), {}, status=403)  # not acquired: this node does not hold it
@@ -112,6 +125,10 @@ def test_wrong_node_and_no_node_are_403(worker, other_worker, alice, job):
                                ("DELETE", "reset"), ("POST", "start")):
             client.request(method, path(job, action), {} if method == "POST" else None, status=403)
     alice.get(path(job, "acquire"), status=403)
+    assert worker.get(path(job)).json == state
+    # A Node-Id past what an id column holds names no node (and reaches no SQL): refused as malformed.
+    for header in ("2147483648", "99999999999999999999", "\u0661"):
+        alice.get(path(job), headers={"Node-Id": header}, status=400)
     assert worker.get(path(job)).json == state
 
 
@@ -170,6 +187,14 @@ def test_jobs_list_filters(bob, worker, make_job):
     body = {"expressions": [{"type": "exact", "field": "template.name", "value": "echo"}],
             "order_by": [{"field": "pk", "ascending": False}]}
     assert [row["pk"] for row in bob.post("/v1/jobs/list", body).json] == [second["pk"], first["pk"]]
+    # JSON columns have no order (PostgreSQL refuses one), and another user's private fields are not filters:
+    # matching an e-mail address character by character would read it.
+    for body in ({"order_by": [{"field": "input_values"}]},
+                 {"expressions": [{"type": "contains", "field": "creator.email", "sub_string": "@"}]},
+                 {"expressions": [{"type": "exact", "field": "node.owner.is_admin", "value": True}]}):
+        bob.post("/v1/jobs/list", body, status=400)
+    body = {"expressions": [{"type": "exact", "field": "creator.username", "value": "bob"}]}
+    assert len(bob.post("/v1/jobs/list", body).json) == 2
 
 
 def test_lost_leases_send_jobs_back_and_finally_fail_them(admin, worker, other_worker, job, engine):

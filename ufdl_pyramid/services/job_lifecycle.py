@@ -197,9 +197,12 @@ class JobLifecycle:
     def finish(self, job: Job, node: ActingNode | None, error: str | None, data: dict | None = None) -> Job:
         node = self._require_node(node, "finish")
         if job.node_id != node.id or job.status in (CANCELED, PENDING):
-            # Cancelled or aborted while the node ran it: the node's finish changes nothing but frees it.
+            # Cancelled (the node may still hold it) or aborted while the node had it: the node's finish
+            # changes nothing but frees it.
             if node.current_job_id == job.id:
                 self._set_current_job(node, None)
+                return job
+            if job.status == CANCELED and job.node_id == node.id:
                 return job
             raise Forbidden(f"Node {node.id} does not hold job {job.id}")
         self._require_status(job, "finish", RUNNING)

@@ -33,8 +33,24 @@ def concurrent_change(exc, request):
 def not_found(exc, request):
     # Traversal found the resource but no view for this method: the path exists, the method does not.
     if isinstance(exc, PredicateMismatch):
-        return error_response(request, 405, f'Method "{request.method}" not allowed.')
+        allowed = ", ".join(allowed_methods(request))
+        return error_response(request, 405, f'Method "{request.method}" not allowed.', {"Allow": allowed})
     return error_response(request, 404, "Not found.")
+
+
+def allowed_methods(request) -> list[str]:
+    """The methods the views of this resource and view name answer: a 405 must list them (RFC 9110)."""
+    methods = set()
+    for entry in request.registry.introspector.get_category("views") or ():
+        view = entry["introspectable"]
+        context = view["context"]
+        if (view["name"] == request.view_name and view["request_methods"]
+                and (context is None or isinstance(context, type) and isinstance(request.context, context))):
+            found = view["request_methods"]
+            methods.update((found,) if isinstance(found, str) else found)
+    if "GET" in methods:
+        methods.add("HEAD")  # Pyramid answers HEAD with the GET view
+    return sorted(methods)
 
 
 @forbidden_view_config(renderer="json")

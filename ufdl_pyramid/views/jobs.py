@@ -1,4 +1,5 @@
 """``/v1/jobs/...``: the node lifecycle (acquire ... cancel). Every action answers the job's JSON."""
+from pyramid.httpexceptions import HTTPMethodNotAllowed
 from pyramid.response import Response
 
 from ..errors import InvalidInput
@@ -25,6 +26,8 @@ def lifecycle(request) -> JobLifecycle:
 
 @api_view(context=JobItem, name="acquire", request_method="GET", permission=Permission.ACT)
 def acquire(context, request):
+    if request.method != "GET":  # Pyramid routes HEAD to GET views; this GET changes the job
+        raise HTTPMethodNotAllowed(headers={"Allow": "GET"})
     return job_json(lifecycle(request).acquire(context.row, request.node))
 
 
