@@ -62,6 +62,10 @@ def test_acquiring_twice_and_acquiring_a_held_job(worker, other_worker, job):
     assert worker.get(path(job, "acquire")).json == first  # the holder again: a no-op
     response = other_worker.get(path(job, "acquire"), status=406)
     assert response.json == {"detail": f"Cannot acquire job {job['pk']}: node {worker.node_id} holds it"}
+    # It still holds a job that failed (until it resets or releases it): asking again changes nothing.
+    worker.post(path(job, "start"), {})
+    failed = worker.post(path(job, "finish"), {"error": "boom"}).json
+    assert worker.get(path(job, "acquire")).json == failed and failed["status"] == "FAILED"
 
 
 def test_abort_by_admin_and_the_running_nodes_late_finish(admin, worker, bob, job):
@@ -172,7 +176,9 @@ def test_update_description_and_deletion(admin, bob, alice, job):
     alice.patch(path(job), {"description": "mine"}, status=403)
     bob.put(path(job), {"description": "again", "status": "COMPLETED"}, status=400)
     bob.delete(path(job), status=403)
-    assert admin.delete(path(job)).json["deletion_time"] is not None
+    deleted = admin.delete(path(job)).json["deletion_time"]
+    assert deleted is not None
+    assert admin.delete(path(job)).json["deletion_time"] == deleted  # deleting again keeps the time
     assert bob.post("/v1/jobs/list").json == []
     admin.delete(path(job, "reinstate"))
     assert admin.delete(path(job, "hard")).json["pk"] == job["pk"]

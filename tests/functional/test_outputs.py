@@ -115,6 +115,11 @@ def test_bad_types_are_400(worker, running, type_text):
     assert "output type" in upload(worker, running, type_text=type_text, status=400).json["detail"]
 
 
+def test_no_output_for_a_deleted_job(admin, worker, running):
+    admin.delete(f"/v1/jobs/{running['pk']}")
+    assert upload(worker, running, status=406).json["detail"].endswith("it is deleted")
+
+
 def test_an_overlong_name_is_400(worker, running):
     response = worker.request("POST", f"/v1/jobs/{running['pk']}/outputs/{'x' * 1001}/BLOB", body=b"x", status=400)
     assert "output name" in response.json["detail"]

@@ -21,7 +21,8 @@ class SoftDeleteMixin:
         return self.deletion_time is None
 
     def soft_delete(self) -> None:
-        self.deletion_time = utcnow()
+        if self.deletion_time is None:  # deleting again keeps the time it was deleted at
+            self.deletion_time = utcnow()
 
     def reinstate(self) -> None:
         self.deletion_time = None

@@ -107,7 +107,7 @@ class JobLifecycle:
     def acquire(self, job: Job, node: ActingNode | None) -> Job:
         node = self._require_node(node, "acquire")
         self._require_workable(job, "acquire")
-        if job.node_id == node.id and job.status in (QUEUED, RUNNING):
+        if job.node_id == node.id and job.status in (QUEUED, RUNNING, FAILED):
             return job  # the holder asking again (a lost answer, a retry): nothing changes
         now = utcnow()
         won = self._write(

@@ -82,7 +82,9 @@ class JobOutputService:
             raise Forbidden("Only a node may add an output to a job: send the Node-Id header")
         if job.node_id != node.id:
             raise Forbidden(f"Node {node.id} does not hold job {job.id}")
-        if job.status in FINAL_STATUSES or job.is_cancelled or not job.is_active:
+        if not job.is_active:
+            raise WrongState(f"Cannot add an output to job {job.id}: it is deleted")
+        if job.status in FINAL_STATUSES or job.is_cancelled:
             raise WrongState(f"Cannot add an output to job {job.id}: it is {job.status}")
         if job.status != RUNNING:
             raise NotStarted(f"Cannot add an output to job {job.id}: it has not started ({job.status})")
