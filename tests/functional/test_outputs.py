@@ -265,6 +265,10 @@ def test_over_the_limit_is_413(engine, users, tmp_path):
     assert "1024 bytes" in upload(node, job, data=b"x" * 1025, name="big", status=413).json["detail"]
     blobs = [name for _, _, names in os.walk(tmp_path / "outputs") for name in names]
     assert len(blobs) == 1  # the accepted one; nothing left of the refused upload
+    # A Content-Length past the limit is refused before a byte is read (here the body is short of it).
+    refused = node.request("POST", out(job, "declared", "BLOB"), body=b"x" * 10, content_type="application/data",
+                           headers={"Content-Length": "5000"}, status=413)
+    assert "1024 bytes" in refused.json["detail"]
 
 
 def _tokens(users, app, username, admin=False):

@@ -17,7 +17,7 @@ from ..errors import Conflict, Forbidden, InvalidInput, NotFound, WrongState
 from ..models import Job, JobOutput, User
 from ..models.jobs import FINAL_STATUSES, RUNNING
 from ..models.meta import utcnow
-from ..storage import OutputStorage
+from ..storage import BlobTooLarge, OutputStorage
 from ..types import MAX_TYPE_LENGTH
 from .auth import ActingNode
 from .events import record_event
@@ -76,8 +76,9 @@ class JobOutputService:
         return output
 
     def add(self, job: Job, node: ActingNode | None, name: str, type_text: str, stream: BinaryIO,
-            content_type: str | None, creator_id: int | None) -> JobOutput:
-        """Streams the bytes into storage and records the output (and an ``add_output`` event)."""
+            content_type: str | None, creator_id: int | None, declared_size: int | None = None) -> JobOutput:
+        """Streams the bytes into storage and records the output (and an ``add_output`` event).
+        ``declared_size`` (the Content-Length) past the limit is refused before any byte is stored."""
         if node is None:
             raise Forbidden("Only a node may add an output to a job: send the Node-Id header")
         if job.node_id != node.id:
@@ -93,6 +94,8 @@ class JobOutputService:
         self._check_unique(job, name, canonical)
         if self.max_size is None:
             raise ValueError("JobOutputService.add needs max_size")
+        if declared_size is not None and declared_size > self.max_size:
+            raise BlobTooLarge(self.max_size)
         blob = self.storage.store(stream, max_size=self.max_size)
         BlobCleanup.note_stored(self.db, blob.key)
         output = JobOutput(job_id=job.id, name=name, type=canonical, content_type=clean_content_type(content_type),

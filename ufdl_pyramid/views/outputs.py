@@ -26,7 +26,7 @@ def add_output(context, request):
     # The type is checked before the body is read, so a bad request costs no upload.
     output = output_service(request).add(context.job, request.node, context.output_name, context.output_type,
                                          request.body_file, request.headers.get("Content-Type"),
-                                         request.identity.user_id)
+                                         request.identity.user_id, request.content_length)
     request.response.status_int = 201
     request.response.location = request.resource_url(context).rstrip("/") + "/info"
     return job_output_json(output)
