@@ -109,3 +109,102 @@ def test_cancelling_the_parent_cancels_its_children(alice, bob, parent):
     bob.delete(f"/v1/jobs/{first['pk']}/cancel", status=406)  # only the top-level job
     assert bob.delete(f"/v1/jobs/{parent['pk']}/cancel").json["status"] == "CANCELED"
     assert children_of(bob, parent)["produce"]["status"] == "CANCELED"
+
+
+PARALLEL = {"name": "parallel", "version": 1, "scope": "public", "licence": "MIT",
+            "specific": {"nodes": {"a": {"name": "produce"}, "b": {"name": "produce"}}, "dependencies": []}}
+
+
+@pytest.fixture
+def parallel(admin, bob, pipeline):
+    template = admin.post("/v1/job-templates/import", PARALLEL, status=201).json
+    def make():
+        job = bob.post(f"/v1/job-templates/{template['pk']}/create-job",
+                       {"input_values": {"a:input": {"value": "x", "type": "str"},
+                                         "b:input": {"value": "y", "type": "str"}}}, status=201).json
+        body = {"expressions": [{"type": "exact", "field": "parent", "value": job["pk"]}]}
+        # A child's description names its graph node ("a of job 7").
+        children = {child["description"].split()[0]: child for child in bob.post("/v1/jobs/list", body).json}
+        return job, children["a"], children["b"]
+    return make
+
+
+def test_the_parent_stays_failed_while_another_child_has_failed(alice, admin, bob, parallel):
+    parent, a, b = parallel()
+    first, second = register(alice), register(alice, "10.0.0.2")
+    work(first, a, error="a broke")
+    work(second, b, error="b broke")
+    first.delete(f"/v1/jobs/{a['pk']}/reset")
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "FAILED"  # b has still failed
+    admin.delete(f"/v1/jobs/{a['pk']}/abort")  # nor does an abort of a child that is not the failed one
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "FAILED"
+    second.delete(f"/v1/jobs/{b['pk']}/reset")  # the last failed child retried: back to work
+    state = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert state["status"] == "RUNNING" and state["error_reason"] is None
+
+
+def test_the_parents_progress_follows_a_child_back_to_its_start(alice, admin, bob, parallel):
+    parent, a, b = parallel()
+    worker = register(alice)
+    worker.get(f"/v1/jobs/{a['pk']}/acquire")
+    worker.post(f"/v1/jobs/{a['pk']}/start", {})
+    worker.post(f"/v1/jobs/{a['pk']}/progress/1.0", {})
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["progress"] == 0.5
+    admin.delete(f"/v1/jobs/{a['pk']}/abort")
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["progress"] == 0.0
+
+
+def test_an_output_of_another_type_is_not_wired(alice, bob, parent):
+    worker = register(alice)
+    first = children_of(bob, parent)["produce"]
+    worker.get(f"/v1/jobs/{first['pk']}/acquire")
+    worker.post(f"/v1/jobs/{first['pk']}/start", {})
+    # 'output' as a str: the consumer's input is a JobOutput<BLOB>.
+    worker.request("POST", f"/v1/jobs/{first['pk']}/outputs/output/str", body=b"x",
+                   content_type="text/plain", status=201)
+    worker.post(f"/v1/jobs/{first['pk']}/finish", {})
+    state = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert state["status"] == "FAILED" and "without its output 'output' of type BLOB" in state["error_reason"]
+    assert set(children_of(bob, parent)) == {"produce"}
+
+
+def test_a_graph_inside_a_graph_runs(admin, alice, bob, pipeline):
+    outer = admin.post("/v1/job-templates/import", {
+        "name": "outer", "version": 1, "scope": "public", "licence": "MIT",
+        "specific": {"nodes": {"inner": {"name": "pipeline"}}, "dependencies": []}}, status=201).json
+    top = bob.post(f"/v1/job-templates/{outer['pk']}/create-job",
+                   {"input_values": {"inner:first:input": {"value": "words", "type": "str"}}}, status=201).json
+    inner = children_of(bob, top)["pipeline"]
+    worker = register(alice)
+    work(worker, children_of(bob, inner)["produce"], b"one")
+    work(worker, children_of(bob, inner)["consume"], b"two")
+    assert bob.get(f"/v1/jobs/{inner['pk']}").json["status"] == "COMPLETED"
+    finished = bob.get(f"/v1/jobs/{top['pk']}").json
+    assert finished["status"] == "COMPLETED"
+    assert sorted(out["name"] for out in finished["outputs"]) == ["inner:first:output", "inner:second:output"]
+
+
+def test_siblings_finishing_together_complete_the_parent(on_postgresql, alice, bob, parallel):
+    """Each finish locks the parent: the later one sees the earlier's commit (else neither sees the other
+    finished, and the parent runs for ever)."""
+    import threading
+    nodes = [register(alice, f"10.0.1.{i}") for i in range(2)]
+    for _ in range(5):
+        parent, *children = parallel()
+        for node, child in zip(nodes, children):
+            node.get(f"/v1/jobs/{child['pk']}/acquire")
+            node.post(f"/v1/jobs/{child['pk']}/start", {})
+            node.request("POST", f"/v1/jobs/{child['pk']}/outputs/output/BLOB", body=b"x",
+                         content_type="application/data", status=201)
+        barrier = threading.Barrier(2)
+
+        def finish(node, child):
+            barrier.wait()
+            node.post(f"/v1/jobs/{child['pk']}/finish", {})
+
+        threads = [threading.Thread(target=finish, args=pair) for pair in zip(nodes, children)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "COMPLETED"

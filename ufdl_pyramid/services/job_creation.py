@@ -58,7 +58,7 @@ class JobCreator:
         self.db.flush()
         set_committed_value(job, "outputs", [])  # a new job has none: answering it needs no query for them
         if template.is_meta:
-            self._create_ready_children(job, template, inputs, parameters, notifications)
+            create_ready_children(self.db, job, template, inputs, parameters, notifications)
         return job
 
     def _check_inputs(self, template: JobTemplate, given: dict) -> dict:
@@ -111,14 +111,15 @@ class JobCreator:
                                                                 where)}
         return checked
 
-    def _create_ready_children(self, parent: Job, template: JobTemplate, inputs: dict, parameters: dict,
-                               notifications: dict) -> None:
-        """Create the children whose inputs are all given now: those with no predecessor in the graph."""
-        waiting = {dependency["to_node"] for dependency in template.spec["dependencies"]}
-        for node, spec in template.spec["nodes"].items():
-            if node in waiting:
-                continue
-            create_child_job(self.db, parent, node, spec, inputs, parameters, notifications, wired={})
+
+def create_ready_children(db: Session, parent: Job, template: JobTemplate, inputs: dict, parameters: dict,
+                          notifications: dict) -> None:
+    """Create the children whose inputs are all given now: those with no predecessor in the graph."""
+    waiting = {dependency["to_node"] for dependency in template.spec["dependencies"]}
+    for node, spec in template.spec["nodes"].items():
+        if node in waiting:
+            continue
+        create_child_job(db, parent, node, spec, inputs, parameters, notifications, wired={})
 
 
 def create_child_job(db: Session, parent: Job, node: str, spec: dict, inputs: dict, parameters: dict,
@@ -146,4 +147,6 @@ def create_child_job(db: Session, parent: Job, node: str, spec: dict, inputs: di
                 creator_id=parent.creator_id, last_status_change=utcnow())
     db.add(child)
     db.flush()
+    if child_template.is_meta:  # a graph inside the graph: its own first children start with it
+        create_ready_children(db, child, child_template, child_inputs, child_parameters, override or {})
     return child

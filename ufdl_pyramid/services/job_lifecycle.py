@@ -21,9 +21,11 @@ from ..errors import Forbidden, InvalidInput, WrongState
 from ..models import Job, JobOutput, JobTemplate, Node, User, mark_written
 from ..models.jobs import CANCELED, COMPLETED, FAILED, FINAL_STATUSES, PENDING, QUEUED, RUNNING
 from ..models.meta import utcnow
+from ..types import InvalidType, is_subtype
 from .auth import ActingNode
 from .events import record_event, record_progress
 from .job_creation import create_child_job
+from .type_registry import type_registry
 
 _JOBS = Job.__table__
 _NODES = Node.__table__
@@ -226,7 +228,7 @@ class JobLifecycle:
         self._back_to_start(job)
         self._set_status(job, QUEUED)
         record_event(self.db, job, "reset")
-        self.meta.child_reset(job)
+        self.meta.child_reset(job, had_failed=True)
         return job
 
     def abort(self, job: Job, *, error: str | None = None, category: str | None = None) -> Job:
@@ -236,11 +238,12 @@ class JobLifecycle:
         self._require_status(job, "abort", QUEUED, RUNNING, FAILED)
         # The node keeps the job as its current one until it calls finish (answered 2xx, changing nothing),
         # so a node that is still running it cannot start another job meanwhile.
+        had_failed = job.status == FAILED
         self._back_to_start(job)
         job.node_id = None
         self._set_status(job, PENDING)
         record_event(self.db, job, "abort", error=error, data={"category": category} if category else None)
-        self.meta.child_reset(job)
+        self.meta.child_reset(job, had_failed=had_failed)
         return job
 
     def fail(self, job: Job, error: str, category: str) -> Job:
@@ -304,11 +307,20 @@ class MetaJobOrchestrator:
         self.lifecycle = lifecycle
 
     def _parent(self, child: Job) -> Job | None:
-        return self.db.get(Job, child.parent_id) if child.parent_id is not None else None
+        """The child's parent, locked (PostgreSQL) and read afresh: siblings finishing at the same moment
+        then decide one after the other, each seeing what the other committed (else both would see the other
+        still running, and the next step of the graph would never be created)."""
+        if child.parent_id is None:
+            return None
+        query = select(Job).where(Job.id == child.parent_id).execution_options(populate_existing=True)
+        if self.db.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(of=Job)
+        return self.db.scalars(query).unique().one()
 
     def _children(self, parent: Job) -> dict[str, Job]:
-        return {child.graph_node: child for child in
-                self.db.scalars(select(Job).where(Job.parent_id == parent.id, Job.deletion_time.is_(None))).unique()}
+        query = (select(Job).where(Job.parent_id == parent.id, Job.deletion_time.is_(None))
+                 .execution_options(populate_existing=True))
+        return {child.graph_node: child for child in self.db.scalars(query).unique()}
 
     def _update_progress(self, parent: Job, children: dict[str, Job]) -> None:
         nodes = parent.template.spec["nodes"]
@@ -343,15 +355,23 @@ class MetaJobOrchestrator:
         record_event(self.db, parent, "error", data={"child": child.id})
         self.child_failed(parent)
 
-    def child_reset(self, child: Job) -> None:
-        """A failed child being retried puts its failed parent back to work."""
+    def child_reset(self, child: Job, *, had_failed: bool) -> None:
+        """A child back at its start (reset, or aborted): the parent's progress follows it, and a failed
+        parent goes back to work if this child had failed and no other child still has."""
         parent = self._parent(child)
-        if parent is None or parent.status != FAILED:
+        if parent is None or parent.status in (COMPLETED, CANCELED):
             return
-        parent.error_reason = parent.error_category = parent.end_time = None
-        self.lifecycle._set_status(parent, RUNNING)
-        record_event(self.db, parent, "reset", data={"child": child.id})
-        self.child_reset(parent)
+        children = self._children(parent)
+        self._update_progress(parent, children)
+        if (had_failed and parent.status == FAILED
+                and not any(sibling.status == FAILED for sibling in children.values())):
+            parent.error_reason = parent.error_category = parent.end_time = None
+            self.lifecycle._set_status(parent, RUNNING)
+            record_event(self.db, parent, "reset", data={"child": child.id})
+            self.child_reset(parent, had_failed=True)
+        else:
+            record_event(self.db, parent, "progress", data={"child": child.id})
+            self.child_progressed(parent)
 
     def child_completed(self, child: Job) -> None:
         parent = self._parent(child)
@@ -360,6 +380,8 @@ class MetaJobOrchestrator:
         spec = parent.template.spec
         children = self._children(parent)
         done = {node for node, job in children.items() if job.status == COMPLETED}
+        # Every ready node's wiring first: a missing output fails the parent before any child is created.
+        ready = {}
         for node, node_spec in spec["nodes"].items():
             if node in children:
                 continue
@@ -371,10 +393,14 @@ class MetaJobOrchestrator:
                 source = children[dependency["from_node"]]
                 output = self._output(source, dependency["from_output"])
                 if output is None:
+                    declared = source.template.outputs.get(dependency["from_output"])
                     self.lifecycle.fail(parent, f"child job {source.id} ({dependency['from_node']}) finished "
-                                                f"without its output '{dependency['from_output']}'", ALGORITHM)
+                                                f"without its output '{dependency['from_output']}' of type "
+                                                f"{declared}", ALGORITHM)
                     return
                 wired[dependency["to_input"]] = {"value": output.id, "type": f"JobOutput<{output.type}>"}
+            ready[node] = node_spec, wired
+        for node, (node_spec, wired) in ready.items():
             children[node] = create_child_job(self.db, parent, node, node_spec, parent.input_values,
                                               parent.parameter_values or {}, parent.notification_override or {},
                                               wired)
@@ -386,8 +412,19 @@ class MetaJobOrchestrator:
             record_event(self.db, parent, "progress", data={"child": child.id})
 
     def _output(self, job: Job, name: str) -> JobOutput | None:
-        return self.db.scalar(select(JobOutput).where(JobOutput.job_id == job.id, JobOutput.name == name,
-                                                      JobOutput.deletion_time.is_(None)).limit(1))
+        """The child's active output ``name`` of the type its template declares (or a subtype), the first
+        added if several qualify; None if it added none."""
+        registry = type_registry(self.db)
+        declared = registry.resolve(job.template.outputs[name])
+        for output in self.db.scalars(select(JobOutput).where(
+                JobOutput.job_id == job.id, JobOutput.name == name, JobOutput.deletion_time.is_(None))
+                .order_by(JobOutput.id)):
+            try:
+                if is_subtype(registry.resolve(output.type), declared):
+                    return output
+            except InvalidType:  # a type whose plugin is gone since it was added
+                continue
+        return None
 
     def _complete(self, parent: Job, children: dict[str, Job]) -> None:
         """The parent finishes with its last child, taking the children's outputs as ``child:name``."""
