@@ -14,6 +14,8 @@ status code (``ChannelSocket.close`` writes it), its handler upgrades any reques
 websocket`` (``ChannelHandler`` only upgrades the channel path, after authenticating), and pywsgi needs
 TCP_NODELAY.
 """
+import base64
+import binascii
 import json
 import logging
 import re
@@ -97,6 +99,22 @@ class ChannelSocket(WebSocket):
 def text_frame(text: str) -> bytes:
     data = text.encode()
     return bytes(Header.encode_header(True, WebSocket.OPCODE_TEXT, b"", len(data), 0)) + data
+
+
+def _malformed_upgrade(environ) -> tuple[str, str] | None:
+    """What RFC 6455 (4.2.1) requires of an upgrade, checked before gevent-websocket sees it: its own
+    refusals of these crash (a str body, an uncaught base64 error) instead of answering."""
+    if environ.get("SERVER_PROTOCOL") != "HTTP/1.1":
+        return "400 Bad Request", "A websocket upgrade needs HTTP/1.1"
+    if environ.get("HTTP_SEC_WEBSOCKET_VERSION", "").strip() != "13":
+        return "426 Upgrade Required", "Sec-WebSocket-Version must be 13"
+    try:
+        key = base64.b64decode(environ.get("HTTP_SEC_WEBSOCKET_KEY", "").strip(), validate=True)
+    except binascii.Error:
+        key = b""
+    if len(key) != 16:
+        return "400 Bad Request", "Sec-WebSocket-Key must be 16 bytes in base64"
+    return None
 
 
 class ChannelHandler(WebSocketHandler):
@@ -234,6 +252,9 @@ class Listener:
 
     def gate(self, environ) -> tuple[str, str] | None:
         """None when the upgrade may go ahead, else the HTTP status and detail to answer with."""
+        malformed = _malformed_upgrade(environ)
+        if malformed is not None:
+            return malformed
         query = parse_qs(environ.get("QUERY_STRING", ""))
         header = environ.get("HTTP_AUTHORIZATION")
         token = None
@@ -247,7 +268,7 @@ class Listener:
         if not token:
             return "401 Unauthorized", "Authentication credentials were not provided."
         after = query.get("after", [None])[0]
-        if after is not None and not (after.isdigit() and len(after) <= 18):
+        if after is not None and not (after.isascii() and after.isdigit() and len(after) <= 18):
             return "400 Bad Request", f"after must be an event id, not {after!r}"
         pk = int(CHANNEL_PATH.match(environ["PATH_INFO"]).group(1))
         with self.sessions() as db:
@@ -278,6 +299,8 @@ class Listener:
             refusal = ("404 Not Found", "The progress channel answers websocket upgrades on /v1/jobs/{pk} only")
         status, detail = refusal
         headers = [("WWW-Authenticate", "Bearer")] if status.startswith("401") else []
+        if status.startswith("426"):
+            headers = [("Sec-WebSocket-Version", "13")]
         return self._json(start_response, status, {"detail": detail}, headers)
 
     @staticmethod

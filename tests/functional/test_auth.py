@@ -3,6 +3,7 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import jwt
+import pytest
 
 from ufdl_pyramid.services import auth
 from ufdl_pyramid.testing import TEST_SETTINGS
@@ -80,7 +81,8 @@ def test_deactivating_a_user_ends_its_tokens(alice, anonymous, engine):
     anonymous.post("/v1/auth/obtain", {"username": "alice", "password": "password123"}, status=401)
 
 
-def test_the_cli_deactivation_revokes_refresh_tokens(alice, anonymous, engine):
+@pytest.mark.parametrize("change", ["deactivate", "set_password"])
+def test_deactivating_or_a_new_password_revokes_refresh_tokens(alice, anonymous, engine, change):
     import transaction
     from sqlalchemy import select
 
@@ -92,7 +94,8 @@ def test_the_cli_deactivation_revokes_refresh_tokens(alice, anonymous, engine):
     manager = transaction.TransactionManager(explicit=True)
     with manager:
         db = get_tm_session(get_session_factory(engine), manager)
-        AuthService(db, config).deactivate(db.scalar(select(User).where(User.username == "alice")))
+        service, user = AuthService(db, config), db.scalar(select(User).where(User.username == "alice"))
+        service.deactivate(user) if change == "deactivate" else service.set_password(user, "a-new-password")
     anonymous.post("/v1/auth/refresh", {"refresh": alice.refresh_token}, status=401)
 
 

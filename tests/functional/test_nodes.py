@@ -46,6 +46,21 @@ def test_only_the_owner_or_an_admin_changes_a_node(alice, bob, admin, node):
     alice.get(f"/v1/nodes/{pk}", status=404)
 
 
+def test_a_node_holding_a_job_cannot_be_deleted(admin, alice):
+    from job_helpers import ECHO, register
+
+    template = admin.post("/v1/job-templates/import", ECHO, status=201).json["pk"]
+    job = alice.post(f"/v1/job-templates/{template}/create-job",
+                     {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
+    worker = register(alice)
+    worker.get(f"/v1/jobs/{job}/acquire")
+    # Deleted, it would leave the job held by no node, where no lease expires.
+    refused = alice.delete(f"/v1/nodes/{worker.node_id}", status=409)
+    assert f"holds job {job}" in refused.json["detail"]
+    worker.delete(f"/v1/jobs/{job}/release")
+    alice.delete(f"/v1/nodes/{worker.node_id}")
+
+
 def test_acting_as_your_node_updates_last_seen(alice, node):
     as_node = alice.as_node(node["pk"])
     as_node.post("/v1/job-types/list")

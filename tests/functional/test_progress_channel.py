@@ -1,6 +1,7 @@
 """The progress channel: a real gevent listener in a child process, real websocket clients, the REST app in
 this process (so every test here is also a two-process test); on PostgreSQL, NOTIFY carries the wake-ups."""
 import json
+import re
 import queue
 import socket
 import subprocess
@@ -209,6 +210,7 @@ def test_watch_job_reconnects_by_itself(listener, bob, worker, job):
     ("", ["Authorization: Basic eDp5"], 401),
     ("?access_token=not-a-token", [], 401),
     ("?after=x", ["TOKEN"], 400),
+    ("?after=%C2%B2", ["TOKEN"], 400),  # '²' is a digit to str.isdigit, not to int()
 ])
 def test_refused_upgrades_are_http_answers(listener, bob, job, query, headers, status):
     headers = [f"Authorization: Bearer {bob.token}" if h == "TOKEN" else h for h in headers]
@@ -216,6 +218,29 @@ def test_refused_upgrades_are_http_answers(listener, bob, job, query, headers, s
         websocket.create_connection(channel_url(listener.url, job["pk"]) + query, header=headers, timeout=5)
     assert refused.value.status_code == status
     assert json.loads(refused.value.resp_body)["detail"]
+
+
+@pytest.mark.parametrize("protocol, lines, status", [
+    ("HTTP/1.1", ["Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: abc"], 400),  # not 16 bytes of base64
+    ("HTTP/1.1", ["Sec-WebSocket-Version: 13"], 400),
+    ("HTTP/1.1", ["Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="], 426),
+    ("HTTP/1.1", ["Sec-WebSocket-Version: 99", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="], 426),
+    ("HTTP/1.0", ["Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="], 400),
+])
+def test_malformed_upgrades_get_whole_json_answers(listener, bob, job, protocol, lines, status):
+    request = "\r\n".join([f"GET /v1/jobs/{job['pk']} {protocol}", f"Host: 127.0.0.1:{listener.port}",
+                            "Upgrade: websocket", "Connection: Upgrade", f"Authorization: Bearer {bob.token}",
+                            *lines, "", ""])
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=5) as sock:
+        sock.sendall(request.encode())
+        answer = sock.makefile("rb")
+        head = b"".join(iter(answer.readline, b"\r\n"))
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+        body = answer.read(length)  # all of it: gevent-websocket's own refusals announced a body never sent
+    assert head.split()[1] == str(status).encode()
+    assert json.loads(body)["detail"]
+    if status == 426:
+        assert b"Sec-WebSocket-Version: 13" in head
 
 
 def test_unknown_job_is_404_and_a_query_token_works(listener, bob, job):

@@ -126,9 +126,13 @@ class AuthService:
         if len(password) < 8:
             raise InvalidInput("password must be at least 8 characters")
         user.password_hash = self.config.hasher.hash(password)
+        self._revoke_all(user)  # a new password ends the sessions the old one opened
 
     def deactivate(self, user: User) -> None:
         user.is_active = False
+        self._revoke_all(user)
+
+    def _revoke_all(self, user: User) -> None:
         self.db.execute(update(RefreshToken).where(RefreshToken.user_id == user.id,
                                                     RefreshToken.revoked_at.is_(None))
                         .values(revoked_at=utcnow()))

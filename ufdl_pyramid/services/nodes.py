@@ -1,8 +1,11 @@
 """Worker nodes."""
 import ipaddress
 
-from ..errors import InvalidInput
-from ..models import Node
+from sqlalchemy import select
+
+from ..errors import Conflict, InvalidInput
+from ..models import Job, Node
+from ..models.jobs import QUEUED, RUNNING
 from .records import RecordService
 
 _OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 32}
@@ -34,3 +37,10 @@ class NodeService(RecordService):
     def new_row(self, values, user):
         # A node belongs to the user who registered it: only they (or an admin) may act as it.
         return Node(owner_id=user.id, **values)
+
+    def check_unreferenced(self, row) -> None:
+        # Deleted, it would leave its jobs held by no node, where no lease can expire: they would wait for ever.
+        held = self.db.scalar(select(Job.id).where(Job.node_id == row.id, Job.status.in_((QUEUED, RUNNING)))
+                              .order_by(Job.id).limit(1))
+        if held is not None:
+            raise Conflict(f"Node {row.id} holds job {held}: release, finish or abort it first")
