@@ -208,3 +208,13 @@ def test_siblings_finishing_together_complete_the_parent(on_postgresql, alice, b
         for thread in threads:
             thread.join()
         assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "COMPLETED"
+
+
+def test_child_notification_overrides_name_a_graph_node_or_a_child_template(bob, pipeline):
+    body = {"input_values": {"first:input": {"value": "w", "type": "str"}}}
+    for key in ("first", "consume"):
+        bob.post(f"/v1/job-templates/{pipeline['pk']}/create-job",
+                 {**body, "child_notification_overrides": {key: {"keep_default": True}}}, status=201)
+    refused = bob.post(f"/v1/job-templates/{pipeline['pk']}/create-job",
+                       {**body, "child_notification_overrides": {"nosuch": {}}}, status=400)
+    assert "nosuch is no child" in refused.json["detail"]

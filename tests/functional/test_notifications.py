@@ -265,11 +265,58 @@ def test_nothing_is_sent_for_a_rolled_back_transaction(engine, clients, capsys):
     ("{0} {}", "{0} {}"),
     ("{pk:>5}", "    7"),
     ("{pk:%%%}", "{pk:%%%}"),
+    # A width that would build a huge string, and conversions, stay as written.
+    ("{pk:>200000000}{pk:0>1001}", "{pk:>200000000}{pk:0>1001}"),
+    ("{pk!r} {pk:{status}}", "{pk!r} {pk:{status}}"),
     ("unbalanced {", "unbalanced {"),
     ("{error}", "None"),
 ])
 def test_render_never_raises(template, expected):
     assert render(template, {"pk": 7, "status": "RUNNING", "error": None}) == expected
+
+
+def test_a_rendered_message_is_bounded():
+    assert len(render("{description}" * 800, {"description": "x" * 100_000})) == notifications.MAX_RENDERED
+
+
+def test_a_multiline_error_in_the_subject_still_mails(app, clients, smtp):
+    job = create(clients, notification_override={"actions": {
+        "on_error": [{"type": "email", "to": "ops@example", "subject": "Job {pk} failed: {error}"}]}})
+    worker, pk = clients["worker"], job["pk"]
+    worker.get(f"/v1/jobs/{pk}/acquire")
+    worker.post(f"/v1/jobs/{pk}/start", {})
+    worker.post(f"/v1/jobs/{pk}/finish", {"error": "Traceback:\n  File x\nValueError: y"})
+    notifications_sent(app)
+    [(message, _)] = smtp.sent
+    assert message["Subject"] == f"Job {pk} failed: Traceback:   File x ValueError: y"
+
+
+@pytest.mark.parametrize("action", [
+    {"type": "email", "to": "a@example.com\r\nBcc: evil@example.com"},
+    {"type": "email", "to": "a@example.com, b@example.com"},
+    {"type": "email", "to": "not an address"},
+    {"type": "email", "to": "a@example.com\n"},
+    {"type": "email", "subject": "hi\r\nBcc: evil@example.com"},
+])
+def test_headers_that_would_break_an_email_are_400(clients, action):
+    body = {"input_values": {"input": {"value": "x", "type": "str"}},
+            "notification_override": {"actions": {"on_start": [action]}}}
+    clients["bob"].post(f"/v1/job-templates/{clients['template']['pk']}/create-job", body, status=400)
+
+
+def test_child_overrides_must_name_a_child(clients):
+    body = {"input_values": {"input": {"value": "x", "type": "str"}},
+            "child_notification_overrides": {"first": {"keep_default": True}}}
+    refused = clients["bob"].post(f"/v1/job-templates/{clients['template']['pk']}/create-job", body, status=400)
+    assert "only a meta-job" in refused.json["detail"]
+
+
+def test_bad_server_defaults_stop_the_start(engine):
+    from ufdl_pyramid.settings import SettingsError
+
+    for defaults in ({"on_finsh": []}, {"on_start": [{"type": "print"}, "oops"]}, {"on_start": {"type": "print"}}):
+        with pytest.raises(SettingsError, match="ufdl.notifications.defaults"):
+            make_test_app(engine, **{"ufdl.notifications.defaults": json.dumps(defaults)})
 
 
 def test_actions_for():

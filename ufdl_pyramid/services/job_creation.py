@@ -8,20 +8,13 @@ from ..errors import InvalidInput
 from ..models import Job, JobOutput, JobTemplate
 from ..models.meta import MAX_ID, utcnow
 from ..types import is_subtype
+from .notifications import actions_schema
 from .templates import TemplateService
 from .type_registry import resolve
 from .validation import compile_schema, validate
 
-TRANSITIONS = ("on_acquire", "on_release", "on_start", "on_progress", "on_finish", "on_error", "on_reset",
-               "on_abort", "on_cancel")
-_NOTIFICATION = {"type": "object", "required": ["type"], "properties": {
-    "type": {"enum": ["print", "email", "websocket"]}, "message": {"type": "string", "maxLength": 10000},
-    "to": {"type": "string", "maxLength": 254}, "subject": {"type": "string", "maxLength": 1000}},
-    "additionalProperties": False}
 _OVERRIDE = {"type": "object", "additionalProperties": False, "properties": {
-    "actions": {"type": "object", "additionalProperties": False, "properties": {
-        transition: {"type": "array", "maxItems": 20, "items": _NOTIFICATION} for transition in TRANSITIONS}},
-    "keep_default": {"type": "boolean"}}}
+    "actions": actions_schema(), "keep_default": {"type": "boolean"}}}
 _VALUE_AND_TYPE = {"type": "object", "additionalProperties": False, "required": ["value", "type"],
                    "properties": {"value": True, "type": {"type": "string", "minLength": 1, "maxLength": 1000}}}
 CREATE_JOB = compile_schema({
@@ -49,6 +42,7 @@ class JobCreator:
             raise InvalidInput(f"Template {template.id} is deleted: reinstate it to create jobs from it")
         inputs = self._check_inputs(template, body.get("input_values", {}))
         parameters = self._check_parameters(template, body.get("parameter_values") or {})
+        self._check_child_overrides(template, body.get("child_notification_overrides"))
         notifications = {key: body[key] for key in ("notification_override", "child_notification_overrides")
                          if key in body}
         job = Job(template_id=template.id, description=body.get("description", ""), input_values=inputs,
@@ -60,6 +54,18 @@ class JobCreator:
         if template.is_meta:
             create_ready_children(self.db, job, template, inputs, parameters, notifications)
         return job
+
+    @staticmethod
+    def _check_child_overrides(template: JobTemplate, overrides: dict | None) -> None:
+        """Each key names a child: a graph node, or a child template by name (else it would apply to nothing)."""
+        if not overrides:
+            return
+        if not template.is_meta:
+            raise InvalidInput("child_notification_overrides: only a meta-job has children")
+        nodes = template.spec["nodes"]
+        unknown = sorted(set(overrides) - set(nodes) - {spec["name"] for spec in nodes.values()})
+        if unknown:
+            raise InvalidInput(f"child_notification_overrides: {', '.join(unknown)} is no child of this graph")
 
     def _check_inputs(self, template: JobTemplate, given: dict) -> dict:
         unknown = sorted(set(given) - set(template.inputs))

@@ -22,6 +22,7 @@ import atexit
 import collections
 import logging
 import os
+import re
 import smtplib
 import string
 import threading
@@ -45,25 +46,61 @@ DEFAULT_SUBJECT = "UFDL job {pk}: {transition}"
 PENDING = "ufdl.pending_notifications"
 
 
-class _TemplateFormatter(string.Formatter):
-    """``str.format`` limited to plain names: ``{pk.__class__}`` or ``{pk[0]}`` are left as written, and a
-    name the message does not know stays visible as ``{name}``."""
+MAX_RENDERED = 100_000  # characters: what a template may grow to once filled in
 
-    def get_field(self, field_name, args, kwargs):
-        if not field_name.isidentifier():
-            return "{" + field_name + "}", field_name
-        return kwargs.get(field_name, "{" + field_name + "}"), field_name
+KINDS = ("print", "email", "websocket")
 
 
-_FORMATTER = _TemplateFormatter()
+def actions_schema(kinds=KINDS) -> dict:
+    """The JSON schema of ``{"on_<transition>": [notification, ...]}``: create-job's overrides, the defaults."""
+    notification = {"type": "object", "required": ["type"], "additionalProperties": False, "properties": {
+        "type": {"enum": list(kinds)}, "message": {"type": "string", "maxLength": 10000},
+        # One address, and nothing that would end the header (CR, LF) or add recipients.
+        "to": {"type": "string", "maxLength": 254, "pattern": r"\A[^@\s,;:<>()\[\]\"\\]+@[^@\s,;:<>()\[\]\"\\]+\Z"},
+        "subject": {"type": "string", "maxLength": 1000, "pattern": r"\A[^\r\n]*\Z"}}}
+    return {"type": "object", "additionalProperties": False, "properties": {
+        f"on_{transition}": {"type": "array", "maxItems": 20, "items": notification}
+        for transition in TRANSITIONS}}
+
+
+_PARSER = string.Formatter()
 
 
 def render(template: str, values: Mapping[str, Any]) -> str:
-    """The message with ``{pk}``, ``{node}``, ... filled in; never raises (a broken template is sent as is)."""
+    """The message with ``{pk}``, ``{node}``, ... filled in, at most `MAX_RENDERED` characters; never raises.
+
+    Plain names only: ``{pk.__class__}``, ``{pk[0]}``, a conversion, a format spec that does not apply or
+    asks for more than `MAX_WIDTH` characters (``{pk:>999999999}`` would build a huge string) stay as written,
+    as does a name the message does not know; a template whose braces do not parse is sent as it is."""
     try:
-        return _FORMATTER.vformat(template, (), dict(values))
-    except (ValueError, TypeError, IndexError, KeyError, AttributeError):
-        return template
+        pieces = list(_PARSER.parse(template))
+    except ValueError:
+        return template[:MAX_RENDERED]
+    text, size = [], 0
+    for literal, name, spec, conversion in pieces:
+        text.append(literal)
+        if name is not None:
+            as_written = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            text.append(_field(values, name, spec) if not conversion else as_written)
+        size += len(literal) + len(text[-1])
+        if size > MAX_RENDERED:
+            break
+    return "".join(text)[:MAX_RENDERED]
+
+
+MAX_WIDTH = 1000
+
+
+def _field(values: Mapping[str, Any], name: str, spec: str) -> str:
+    as_written = "{" + name + (f":{spec}" if spec else "") + "}"
+    if not name.isidentifier() or name not in values:
+        return as_written
+    if any(int(number) > MAX_WIDTH for number in re.findall(r"[0-9]+", spec)):
+        return as_written
+    try:
+        return format(values[name], spec)
+    except (ValueError, TypeError):
+        return as_written
 
 
 def actions_for(defaults: Mapping, override: Mapping | None, transition: str) -> list[dict]:
@@ -231,7 +268,8 @@ class Notifier:
                     continue
                 prepared.append(PreparedNotification(
                     notification=dict(action), message=render(action.get("message") or DEFAULT_MESSAGE, values),
-                    subject=render(action.get("subject") or DEFAULT_SUBJECT, values),
+                    # One line: a header cannot hold a line break (a traceback in {error}, say).
+                    subject=" ".join(render(action.get("subject") or DEFAULT_SUBJECT, values).splitlines()),
                     recipient=action.get("to") or creator_email, job=representation))
         return prepared
 
