@@ -239,11 +239,18 @@ def test_list_filters_on_templates(alice, train, predict, meta):
     assert [row["name"] for row in alice.post("/v1/job-templates/list", body).json] == ["train-then-predict"]
 
 
-def test_job_types_in_use_cannot_be_destroyed(admin, train):
-    types = {row["name"]: row["pk"] for row in admin.post("/v1/job-types/list").json}
-    response = admin.delete(f"/v1/job-types/{types['Train']}", status=409)
-    assert response.json == {"detail": "Job type 'Train' is used by 1 job template(s)"}
-    admin.get(f"/v1/job-types/{types['Train']}")
+def test_job_types_in_use_cannot_be_destroyed_renamed_or_re_pointed(admin, alice, train):
+    types = {row["name"]: row for row in admin.post("/v1/job-types/list").json}
+    pk = types["Train"]["pk"]
+    response = admin.delete(f"/v1/job-types/{pk}", status=409)
+    assert response.json == {"detail": "Job type 'Train' is used by 1 job template(s): it cannot be deleted"}
+    # The templates name it and were checked against its class: they would no longer resolve.
+    for change in ({"name": "Training"}, {"cls": "Predict"}):
+        refused = admin.patch(f"/v1/job-types/{pk}", change, status=409)
+        assert refused.json["detail"].endswith("it cannot be renamed or re-pointed")
+    assert admin.patch(f"/v1/job-types/{pk}", {"name": "Train"}).json == types["Train"]  # no change: fine
+    assert admin.get(f"/v1/job-types/{pk}").json == types["Train"]
+    alice.get(f"/v1/job-templates/{train['pk']}/get-types")
 
 
 def test_get_all_values(alice, admin):

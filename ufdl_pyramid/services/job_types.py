@@ -47,10 +47,15 @@ class JobTypeService(RecordService):
         pkg = data.get("pkg", row.pkg if row is not None else None)
         cls = data.get("cls", row.cls if row is not None else None)
         import_type_class(pkg, cls)
+        if row is not None and any(data.get(name, getattr(row, name)) != getattr(row, name)
+                                   for name in ("name", "pkg", "cls")):
+            # Templates name the type and were checked against its class: renamed or re-pointed, they
+            # would no longer resolve (as if it were deleted).
+            self.check_unreferenced(row, "renamed or re-pointed")
         return data
 
-    def check_unreferenced(self, row):
+    def check_unreferenced(self, row, change: str = "deleted"):
         templates = self.db.scalar(select(func.count()).select_from(TemplateTypeReference)
                                    .where(TemplateTypeReference.job_type_id == row.id))
         if templates:
-            raise Conflict(f"Job type '{row.name}' is used by {templates} job template(s)")
+            raise Conflict(f"Job type '{row.name}' is used by {templates} job template(s): it cannot be {change}")
