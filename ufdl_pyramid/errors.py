@@ -23,6 +23,9 @@ class NotAuthenticated(ServiceError):
     status = 401
 
 
+NO_CREDENTIALS = "Authentication credentials were not provided."
+
+
 class Forbidden(ServiceError):
     status = 403
 

@@ -36,7 +36,7 @@ from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header, WebSocket
 from sqlalchemy import func, select
 
-from .errors import NotAuthenticated
+from .errors import NO_CREDENTIALS, NotAuthenticated
 from .models import Job, JobEvent, get_engine, get_session_factory
 from .models.jobs import FINAL_STATUSES
 from .services.auth import AuthConfig, AuthService
@@ -266,7 +266,7 @@ class Listener:
         elif query.get("access_token"):
             token = query["access_token"][0]
         if not token:
-            return "401 Unauthorized", "Authentication credentials were not provided."
+            return "401 Unauthorized", NO_CREDENTIALS
         after = query.get("after", [None])[0]
         if after is not None and not (after.isascii() and after.isdigit() and len(after) <= 18):
             return "400 Bad Request", f"after must be an event id, not {after!r}"

@@ -39,6 +39,14 @@ def test_anonymous_is_401_everywhere(anonymous, job_type):
     anonymous.patch(f"/v1/job-types/{pk}", {"name": "x"}, status=401)
     anonymous.delete(f"/v1/job-types/{pk}", status=401)
     anonymous.get("/v1/job-types/get-all-values/Domain", status=401)
+    # Whether a record exists is not told without credentials either.
+    for path in ("/v1/job-types/99999", "/v1/jobs/99999", "/v1/nodes/99999", "/v1/job-templates/99999",
+                 "/v1/job-outputs/abc", "/v1/jobs/99999/outputs/x/BLOB"):
+        refused = anonymous.get(path, status=401)
+        assert refused.json == {"detail": "Authentication credentials were not provided."}
+        assert refused.headers["WWW-Authenticate"] == "Bearer"
+    assert anonymous.get("/v1/jobs/99999", headers={"Authorization": "Bearer nope"}, status=401).json == {
+        "detail": "Token is invalid"}
 
 
 def test_users_read_but_do_not_write(alice, job_type):

@@ -5,8 +5,16 @@ from pyramid.authorization import ALL_PERMISSIONS, Allow
 from sqlalchemy import select
 from sqlalchemy.sql import Select
 
+from ..errors import NO_CREDENTIALS, NotAuthenticated
 from ..models.meta import MAX_ID
 from ..permissions import ADMIN_ROLE
+
+
+def require_caller(request) -> None:
+    """Who asks comes before what exists: without valid credentials a lookup answers 401, not a 404 that
+    would tell an anonymous caller which primary keys exist."""
+    if request.identity is None:
+        raise NotAuthenticated(request.auth_error or NO_CREDENTIALS)
 
 
 def parse_pk(key: str) -> int:
@@ -74,6 +82,7 @@ class Collection(Resource):
     represent: ClassVar[Callable[[Any], dict]]
 
     def __getitem__(self, key: str) -> Item:
+        require_caller(self.request)
         row = self.request.db.get(self.model, parse_pk(key))
         if row is None or not self.can_see(row):
             raise KeyError(key)

@@ -13,7 +13,7 @@ from ..permissions import Permission, user_principal
 from ..representations import job_json, job_output_json
 from ..services.outputs import check_output_name
 from ..services.records import RecordService
-from .base import Collection, EditableItem, Resource, SoftDeletableItem, parse_pk
+from .base import Collection, EditableItem, Resource, SoftDeletableItem, parse_pk, require_caller
 
 MAX_SEGMENT = 1000
 
@@ -99,6 +99,7 @@ class Jobs(Collection):
     represent = staticmethod(job_json)
 
     def __getitem__(self, key: str) -> JobItem:
+        require_caller(self.request)
         row = self.request.db.execute(_JOB_BY_PK, {"pk": parse_pk(key)}).unique().scalar_one_or_none()
         if row is None:
             raise KeyError(key)

@@ -5,7 +5,7 @@ from pyramid.exceptions import PredicateMismatch, URLDecodeError
 from pyramid.httpexceptions import HTTPException
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
 
-from ..errors import ConcurrentChange, ServiceError
+from ..errors import NO_CREDENTIALS, ConcurrentChange, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def allowed_methods(request) -> list[str]:
 @forbidden_view_config(renderer="json")
 def forbidden(exc, request):
     if request.identity is None:
-        detail = request.auth_error or "Authentication credentials were not provided."
+        detail = request.auth_error or NO_CREDENTIALS
         return error_response(request, 401, detail, {"WWW-Authenticate": "Bearer"})
     return error_response(request, 403, "You do not have permission to perform this action.")
 
