@@ -132,3 +132,77 @@ def test_progress_racing_a_cancel_is_never_written_after_it(wsgi_app, engine, ad
             progress = connection.execute(text("SELECT progress FROM jobs WHERE id = :job"), {"job": pk}).scalar()
             written = [value for transition, value in events if transition == "progress"]
             assert progress == (written[-1] if written else 0.0)
+
+
+def events_of(engine, pk) -> list[str]:
+    with engine.connect() as connection:
+        return list(connection.execute(text("SELECT transition FROM job_events WHERE job_id = :job ORDER BY id"),
+                                       {"job": pk}).scalars())
+
+
+def race(wsgi_app, calls):
+    """Each (client, method, path, body) at the same moment, from threads of their own; the statuses."""
+    barrier = threading.Barrier(len(calls))
+    statuses = [None] * len(calls)
+
+    def call(index):
+        client, method, path, body = calls[index]
+        app = webtest.TestApp(wsgi_app)
+        barrier.wait()
+        kwargs = {"headers": client.headers(), "expect_errors": True}
+        response = app.post_json(path, body, **kwargs) if method == "POST" else app.request(
+            path, method=method, **kwargs)
+        statuses[index] = response.status_int
+
+    run_threads(len(calls), call)
+    return statuses
+
+
+def test_a_finish_racing_an_abort_or_a_cancel_is_decided_by_one_of_them(wsgi_app, engine, admin, alice):
+    """Both actors lock the job as they read it: the second decides on the first's outcome (before, both were
+    answered 2xx and a job could end COMPLETED after its abort, or CANCELED after its finish)."""
+    jobs = create_jobs(alice, admin, 16)
+    nodes = nodes_of(alice, 16)
+    for pk, node in zip(jobs, nodes):
+        node.get(f"/v1/jobs/{pk}/acquire", status=200)
+        node.post(f"/v1/jobs/{pk}/start", {}, status=200)
+    for index, (pk, node) in enumerate(zip(jobs, nodes)):
+        other = "abort" if index % 2 else "cancel"
+        race(wsgi_app, [(node, "POST", f"/v1/jobs/{pk}/finish", {}),
+                        (admin, "DELETE", f"/v1/jobs/{pk}/{other}", None)])
+        events = events_of(engine, pk)
+        decided = [transition for transition in events if transition in ("finish", other)]
+        assert len(decided) == 1, events  # the loser changed nothing
+        status = admin.get(f"/v1/jobs/{pk}").json["status"]
+        assert status == {"finish": "COMPLETED", "abort": "PENDING", "cancel": "CANCELED"}[decided[0]]
+        assert admin.get(f"/v1/nodes/{node.node_id}").json["current_job"] is None
+
+
+def test_a_reset_racing_an_abort_never_leaves_a_queued_job_without_its_node(wsgi_app, admin, alice):
+    jobs = create_jobs(alice, admin, 8)
+    nodes = nodes_of(alice, 8)
+    for pk, node in zip(jobs, nodes):
+        node.get(f"/v1/jobs/{pk}/acquire", status=200)
+        node.post(f"/v1/jobs/{pk}/start", {}, status=200)
+        node.post(f"/v1/jobs/{pk}/finish", {"error": "boom"}, status=200)
+        race(wsgi_app, [(node, "DELETE", f"/v1/jobs/{pk}/reset", None),
+                        (admin, "DELETE", f"/v1/jobs/{pk}/abort", None)])
+        # Either order ends with the abort's outcome: back to PENDING, held by no node.
+        state = admin.get(f"/v1/jobs/{pk}").json
+        assert (state["status"], state["node"]) == ("PENDING", None)
+
+
+def test_two_nodes_asking_for_the_next_job_at_once_get_one_each(wsgi_app, admin, alice):
+    """Each locks one candidate and skips the other's (before, the first locked five: the second found none)."""
+    nodes = nodes_of(alice, 2)
+    template = admin.post("/v1/job-templates/import", ECHO, status=201).json["pk"]
+    for _ in range(8):
+        jobs = [alice.post(f"/v1/job-templates/{template}/create-job",
+                           {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
+                for _ in range(2)]
+        calls = [(node, "POST", "/v1/jobs/acquire-next", {"executors": executors})
+                 for node, executors in zip(nodes, (["tests.Echo"], ["tests.Echo", "other.Kind"]))]
+        assert race(wsgi_app, calls) == [200, 200]
+        assert {admin.get(f"/v1/jobs/{pk}").json["node"] for pk in jobs} == {node.node_id for node in nodes}
+        for pk in jobs:
+            admin.delete(f"/v1/jobs/{pk}/cancel", status=200)  # the next round starts with none pending

@@ -89,6 +89,21 @@ JOB_LOAD_OPTIONS = (_JOB_TEMPLATE.load_only(JobTemplate.name, JobTemplate.versio
                     _JOB_TEMPLATE.lazyload(JobTemplate.domain), _JOB_TEMPLATE.lazyload(JobTemplate.licence))
 # Built once: the statement's cache key is then computed once too, not on every lookup as ``db.get`` does.
 _JOB_BY_PK = select(Job).options(*JOB_LOAD_OPTIONS).where(Job.id == bindparam("pk"))
+# The actions that change a job read it locked (PostgreSQL; SQLite's writers take turns anyway), so that two
+# actors on one job (a node's finish and an admin's abort, a cancel, an expiring lease) decide one after the
+# other, the second on the first's outcome. Reads do not lock, nor do output uploads, which stream for long
+# and change no state; neither does the express lane for progress, whose one statement checks it all.
+_LOCKED_JOB_BY_PK = _JOB_BY_PK.with_for_update(of=Job)
+_CHANGING_ACTIONS = {"acquire", "release", "start", "progress", "finish", "reset", "abort", "cancel", "reinstate",
+                     "hard"}
+
+
+def _changes_the_job(request) -> bool:
+    """Whether the request is one of the job's state changes: ``/v1/jobs/{pk}/{action}``, or PUT, PATCH,
+    DELETE on the job itself (traversal has not reached the view name yet: the path tells)."""
+    segments = request.path_info.strip("/").split("/")
+    action = segments[3] if len(segments) > 3 else ""
+    return action in _CHANGING_ACTIONS or (action == "" and request.method in ("PUT", "PATCH", "DELETE"))
 
 
 class Jobs(Collection):
@@ -100,7 +115,10 @@ class Jobs(Collection):
 
     def __getitem__(self, key: str) -> JobItem:
         require_caller(self.request)
-        row = self.request.db.execute(_JOB_BY_PK, {"pk": parse_pk(key)}).unique().scalar_one_or_none()
+        db = self.request.db
+        locked = _changes_the_job(self.request) and db.get_bind().dialect.name == "postgresql"
+        row = db.execute(_LOCKED_JOB_BY_PK if locked else _JOB_BY_PK, {"pk": parse_pk(key)}).unique() \
+            .scalar_one_or_none()
         if row is None:
             raise KeyError(key)
         return self.item_class(self.request, key, self, row)

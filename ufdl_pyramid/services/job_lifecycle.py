@@ -143,8 +143,9 @@ class JobLifecycle:
                              Job.deletion_time.is_(None), JobTemplate.executor_class.in_(executors))
                       .order_by(Job.id).limit(5))
         if self.db.get_bind().dialect.name == "postgresql":
-            # Racing nodes skip the rows another has locked instead of queueing behind it.
-            candidates = candidates.with_for_update(of=Job, skip_locked=True)
+            # Racing nodes skip the row another has locked instead of queueing behind it. One row: a node that
+            # locked five would leave the others none of them to find (a 204 with jobs still pending).
+            candidates = candidates.limit(1).with_for_update(of=Job, skip_locked=True)
         for job_id in self.db.scalars(candidates).all():
             won = self._write(
                 update(_JOBS).where(_JOBS.c.id == job_id, _JOBS.c.status == PENDING, _JOBS.c.node_id.is_(None))
