@@ -228,3 +228,17 @@ def test_lost_leases_send_jobs_back_and_finally_fail_them(admin, worker, other_w
             worker.post(path(job, "finish"), {})  # the lost node comes back: 2xx, nothing changes
     assert state["status"] == "FAILED" and state["error_category"] == "SYSTEM"
     assert "given up after 3 tries" in state["error_reason"]
+
+
+def test_a_hidden_template_is_not_read_through_its_jobs_list_filter(admin, bob):
+    """A user-scope template is its creator's: a filter on the jobs' template.* must not read it for others."""
+    from job_helpers import ECHO
+
+    private = admin.post("/v1/job-templates/import", {**ECHO, "name": "private", "scope": "user",
+                                                      "description": "TOPSECRET plan"}, status=201).json
+    job = admin.post(f"/v1/job-templates/{private['pk']}/create-job",
+                     {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json
+    body = {"expressions": [{"type": "contains", "field": "template.description", "sub_string": "TOPSECRET"}]}
+    assert bob.post("/v1/jobs/list", body).json == []
+    assert [row["pk"] for row in admin.post("/v1/jobs/list", body).json] == [job["pk"]]
+    bob.get(f"/v1/job-templates/{private['pk']}", status=404)

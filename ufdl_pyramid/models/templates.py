@@ -4,7 +4,7 @@ The columns hold what the API and the job creation read often (name, version, co
 outputs and parameters); ``spec`` holds the normalised ``specific`` part of the import document, so that export
 gives back exactly what import accepts.
 """
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, or_, text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .catalogue import DataDomain, Licence
@@ -49,6 +49,16 @@ class JobTemplate(SoftDeleteMixin, Base):
     @property
     def is_meta(self) -> bool:
         return self.kind == META
+
+    def visible_to(self, user_id: int | None, is_admin: bool) -> bool:
+        """A template of scope ``user`` is its creator's (and the admins'); the others are everyone's."""
+        return is_admin or self.scope != "user" or (user_id is not None and self.creator_id == user_id)
+
+    @classmethod
+    def visible_condition(cls, user_id: int | None, is_admin: bool, entity=None):
+        """`visible_to` in SQL, on ``entity`` (an alias of the table) or the table itself."""
+        entity = cls if entity is None else entity
+        return true() if is_admin else or_(entity.scope != "user", entity.creator_id == user_id)
 
 
 class TemplateTypeReference(Base):

@@ -1,7 +1,5 @@
 """Job templates: users see public and project templates and their own; admins see all."""
 from pyramid.authorization import Allow, Authenticated
-from sqlalchemy import or_
-
 from ..models import JobTemplate
 from ..permissions import Permission
 from ..representations import template_json
@@ -22,13 +20,9 @@ class JobTemplates(Collection):
 
     def can_see(self, row) -> bool:
         identity = self.request.identity
-        return row.scope != "user" or (identity is not None and (identity.is_admin
-                                                                or row.creator_id == identity.user_id))
+        return row.visible_to(identity.user_id, identity.is_admin) if identity else row.visible_to(None, False)
 
     def query(self):
-        query = super().query()
         identity = self.request.identity
-        if identity is None or not identity.is_admin:
-            query = query.where(or_(JobTemplate.scope != "user",
-                                    JobTemplate.creator_id == (identity.user_id if identity else None)))
-        return query
+        return super().query().where(JobTemplate.visible_condition(
+            identity.user_id if identity else None, identity.is_admin if identity else False))

@@ -94,6 +94,10 @@ class _Resolver:
     """Turns dotted field names into columns, adding the outer joins the path needs (once per path)."""
 
     model: type
+    # Who lists (an object with ``user_id`` and ``is_admin``): a relation into a table whose rows are not all
+    # visible (``visible_condition``, e.g. user-scope templates) joins only the rows the caller may see, so a
+    # filter on a job's ``template.description`` cannot read a template hidden from them.
+    caller: Any = None
     joins: dict[str, Any] = dataclass_field(default_factory=dict)
     join_order: list = dataclass_field(default_factory=list)
 
@@ -106,9 +110,14 @@ class _Resolver:
             if relationship is None or relationship.direction is not MANYTOONE:
                 raise InvalidInput(f"Unknown field '{path}': '{name}' is not a relation that can be followed")
             if prefix not in self.joins:
-                target = aliased(relationship.mapper.class_)
+                target_class = relationship.mapper.class_
+                target = aliased(target_class)
                 self.joins[prefix] = target
-                self.join_order.append((getattr(entity, name).of_type(target)))
+                join = getattr(entity, name).of_type(target)
+                if hasattr(target_class, "visible_condition") and self.caller is not None:
+                    join = join.and_(target_class.visible_condition(self.caller.user_id, self.caller.is_admin,
+                                                                    target))
+                self.join_order.append(join)
             entity, mapper = self.joins[prefix], relationship.mapper
         key = self._attribute_key(mapper, column_name)
         if key is None:
@@ -217,11 +226,12 @@ def parse_paging(body: dict, query_params, max_page_size: int) -> tuple[int | No
 
 
 def run_list(db: Session, query: Select, model: type, body: dict | None, *, page: int | None = None,
-             page_size: int | None = None, default_order=None) -> ListResult:
-    """Apply a filter body to a base query and return the rows of the asked-for page."""
+             page_size: int | None = None, default_order=None, caller=None) -> ListResult:
+    """Apply a filter body to a base query and return the rows of the asked-for page (``caller``: see
+    `_Resolver`)."""
     body = body or {}
     validate(_VALIDATOR, body)
-    resolver = _Resolver(model)
+    resolver = _Resolver(model, caller)
     conditions = [_condition(resolver, expression) for expression in body.get("expressions", [])]
     orderings = []
     for order in body.get("order_by", []):

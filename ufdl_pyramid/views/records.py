@@ -15,7 +15,8 @@ def list_rows(context, request):
     body = read_json_object(request, optional=True)
     page, page_size = parse_paging(body, request.GET, request.registry.settings["ufdl.max_page_size"])
     body = {key: value for key, value in body.items() if key not in ("page", "page_size")}
-    result = run_list(request.db, context.query(), context.model, body, page=page, page_size=page_size)
+    result = run_list(request.db, context.query(), context.model, body, page=page, page_size=page_size,
+                      caller=request.identity)
     set_paging_headers(request, result)
     return [context.represent(row) for row in result.rows]
 
