@@ -276,8 +276,8 @@ class Listener:
                 AuthService(db, self.auth_config).user_for_access_token(token)
             except NotAuthenticated as error:
                 return "401 Unauthorized", error.detail
-            job = db.get(Job, pk)
-            if job is None or job.deletion_time is not None:
+            # A soft-deleted job is still retrieved (and may still run): it may still be watched.
+            if db.get(Job, pk) is None:
                 return "404 Not Found", f"Job {pk} not found"
             db.rollback()
         environ["ufdl.job_id"] = pk

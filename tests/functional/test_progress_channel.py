@@ -243,10 +243,15 @@ def test_malformed_upgrades_get_whole_json_answers(listener, bob, job, protocol,
         assert b"Sec-WebSocket-Version: 13" in head
 
 
-def test_unknown_job_is_404_and_a_query_token_works(listener, bob, job):
+def test_unknown_job_is_404_and_a_query_token_works(listener, admin, bob, job):
     with pytest.raises(ChannelRefused) as refused:
         connect(listener.url, bob.token, 999999)
     assert refused.value.status == 404 and "999999" in refused.value.detail
+    admin.delete(f"/v1/jobs/{job['pk']}")  # soft-deleted, still retrieved over REST: still watched
+    deleted = websocket.create_connection(channel_url(listener.url, job["pk"]), timeout=5,
+                                          header=[f"Authorization: Bearer {bob.token}"])
+    assert json.loads(deleted.recv())["transition"] == "state"
+    deleted.close()
     ws = websocket.create_connection(channel_url(listener.url, job["pk"]) + f"?access_token={bob.token}",
                                      timeout=5)
     assert json.loads(ws.recv())["transition"] == "state"
