@@ -9,6 +9,8 @@ from .errors import Forbidden, InvalidInput, NotAuthenticated
 from .models import Node, User
 from .models.meta import MAX_ID
 from .permissions import ADMIN_ROLE, user_principal
+from .resources.nodes import Nodes
+from .resources.root import Auth
 from .services.auth import ActingNode, ActiveUser, AuthConfig, AuthService
 
 
@@ -120,8 +122,12 @@ class TokenSecurityPolicy:
 @subscriber(ContextFound)
 def check_node_header(event):
     """Resolve ``Node-Id`` (recording that the node was seen) before the view runs, so that a node that is
-    not yours is refused on every call."""
-    event.request.node
+    not yours is refused on every call; but for logging in and registering a node, which a client whose node
+    was deleted (it still sends its old ``Node-Id``, as on every call) must be able to do."""
+    request = event.request
+    if isinstance(request.context, Auth) or (isinstance(request.context, Nodes) and request.view_name == "create"):
+        return
+    request.node
 
 
 def includeme(config):

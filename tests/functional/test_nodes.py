@@ -87,6 +87,17 @@ def test_unknown_and_malformed_node_ids(alice, node):
     assert "Node-Id" in response.json["detail"]
 
 
+def test_a_client_whose_node_was_deleted_logs_in_and_registers_again(alice, anonymous, node):
+    # The UFDL client keeps sending its node's Node-Id on every call, these two included.
+    alice.delete(f"/v1/nodes/{node['pk']}")
+    stale = {"Node-Id": str(node["pk"])}
+    tokens = anonymous.post("/v1/auth/obtain", {"username": "alice", "password": "password123"},
+                            headers=stale).json
+    anonymous.post("/v1/auth/refresh", {"refresh": tokens["refresh"]}, headers=stale)
+    alice.post("/v1/job-types/list", headers=stale, status=403)  # elsewhere the stale node is refused
+    alice.post("/v1/nodes/create", {"ip": "10.0.0.9", "index": 0}, headers=stale, status=201)
+
+
 def test_node_id_without_credentials_is_still_401(anonymous, node):
     anonymous.as_node(node["pk"]).post("/v1/job-types/list", status=401)
 
