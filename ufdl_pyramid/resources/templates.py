@@ -1,5 +1,6 @@
 """Job templates: users see public and project templates and their own; admins see all."""
 from pyramid.authorization import Allow, Authenticated
+
 from ..models import JobTemplate
 from ..permissions import Permission
 from ..representations import template_json

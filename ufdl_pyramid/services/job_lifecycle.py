@@ -416,14 +416,18 @@ class MetaJobOrchestrator:
         """The child's active output ``name`` of the type its template declares (or a subtype), the first
         added if several qualify; None if it added none."""
         registry = type_registry(self.db)
-        declared = registry.resolve(job.template.outputs[name])
-        for output in self.db.scalars(select(JobOutput).where(
-                JobOutput.job_id == job.id, JobOutput.name == name, JobOutput.deletion_time.is_(None))
-                .order_by(JobOutput.id)):
+        outputs = self.db.scalars(select(JobOutput).where(
+            JobOutput.job_id == job.id, JobOutput.name == name, JobOutput.deletion_time.is_(None))
+            .order_by(JobOutput.id)).all()
+        try:
+            declared = registry.resolve(job.template.outputs[name])
+        except InvalidType:  # its plugin is gone since the template was imported: the name must do
+            return outputs[0] if outputs else None
+        for output in outputs:
             try:
                 if is_subtype(registry.resolve(output.type), declared):
                     return output
-            except InvalidType:  # a type whose plugin is gone since it was added
+            except InvalidType:
                 continue
         return None
 

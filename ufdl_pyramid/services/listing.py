@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, Integer, Numeric, String, Text, and_, func, not_, or_, select
+from sqlalchemy import (BigInteger, Boolean, DateTime, Float, Integer, Numeric, String, Text, and_, func, not_, or_,
+                        select)
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.interfaces import MANYTOONE
 from sqlalchemy.sql import Select

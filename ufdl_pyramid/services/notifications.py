@@ -47,6 +47,7 @@ PENDING = "ufdl.pending_notifications"
 
 
 MAX_RENDERED = 100_000  # characters: what a template may grow to once filled in
+MAX_WIDTH = 1000  # the widest field a format spec may ask for
 
 KINDS = ("print", "email", "websocket")
 
@@ -80,22 +81,18 @@ def render(template: str, values: Mapping[str, Any]) -> str:
     for literal, name, spec, conversion in pieces:
         text.append(literal)
         if name is not None:
-            as_written = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            text.append(_field(values, name, spec) if not conversion else as_written)
+            text.append(_field(values, name, spec, conversion))
         size += len(literal) + len(text[-1])
         if size > MAX_RENDERED:
             break
     return "".join(text)[:MAX_RENDERED]
 
 
-MAX_WIDTH = 1000
-
-
-def _field(values: Mapping[str, Any], name: str, spec: str) -> str:
-    as_written = "{" + name + (f":{spec}" if spec else "") + "}"
-    if not name.isidentifier() or name not in values:
-        return as_written
-    if any(int(number) > MAX_WIDTH for number in re.findall(r"[0-9]+", spec)):
+def _field(values: Mapping[str, Any], name: str, spec: str, conversion: str | None) -> str:
+    """One ``{name:spec}`` filled in, or as written when it is not one `render` fills."""
+    as_written = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+    if (conversion or not name.isidentifier() or name not in values
+            or any(int(number) > MAX_WIDTH for number in re.findall(r"[0-9]+", spec))):
         return as_written
     try:
         return format(values[name], spec)
