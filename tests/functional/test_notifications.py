@@ -139,12 +139,16 @@ def test_defaults_are_sent_after_each_transition(clients, printed, pigeons):
     assert pigeons.flown[0][3] == {"type": "pigeon"}
 
 
-def test_an_error_mails_the_creator(app, clients, smtp):
-    job = create(clients)
-    worker, pk = clients["worker"], job["pk"]
+def fail(worker, pk: int, error: str) -> None:
     worker.get(f"/v1/jobs/{pk}/acquire")
     worker.post(f"/v1/jobs/{pk}/start", {})
-    worker.post(f"/v1/jobs/{pk}/finish", {"error": "out of memory"})
+    worker.post(f"/v1/jobs/{pk}/finish", {"error": error})
+
+
+def test_an_error_mails_the_creator(app, clients, smtp):
+    job = create(clients)
+    pk = job["pk"]
+    fail(clients["worker"], pk, "out of memory")
     notifications_sent(app)
     [(message, calls)] = smtp.sent
     assert message["To"] == "bob@example" and message["From"] == "jobs@example"
@@ -282,10 +286,8 @@ def test_a_rendered_message_is_bounded():
 def test_a_multiline_error_in_the_subject_still_mails(app, clients, smtp):
     job = create(clients, notification_override={"actions": {
         "on_error": [{"type": "email", "to": "ops@example", "subject": "Job {pk} failed: {error}"}]}})
-    worker, pk = clients["worker"], job["pk"]
-    worker.get(f"/v1/jobs/{pk}/acquire")
-    worker.post(f"/v1/jobs/{pk}/start", {})
-    worker.post(f"/v1/jobs/{pk}/finish", {"error": "Traceback:\n  File x\nValueError: y"})
+    pk = job["pk"]
+    fail(clients["worker"], pk, "Traceback:\n  File x\nValueError: y")
     notifications_sent(app)
     [(message, _)] = smtp.sent
     assert message["Subject"] == f"Job {pk} failed: Traceback:   File x ValueError: y"
