@@ -1,9 +1,13 @@
 """Start-up for job outputs: the storage at ``registry["ufdl.storage"]`` (from ``ufdl.storage.path``), blob
 clean-up after commits, and no retry copy of upload bodies."""
+import logging
 import re
 
 from .services.outputs import BlobCleanup
+from .settings import SettingsError
 from .storage import storage_from_settings
+
+log = logging.getLogger(__name__)
 
 _UPLOAD_PATH = re.compile(r"/v1/jobs/[0-9]+/outputs/")  # matched against the raw PATH_INFO
 
@@ -20,6 +24,13 @@ def upload_attempts(request):
 def includeme(config):
     settings = config.get_settings()
     storage = storage_from_settings(settings)
+    # A storage path that cannot be written stops the start, rather than failing every upload with a 500.
+    try:
+        removed = storage.prepare()
+    except OSError as error:
+        raise SettingsError(f"setting ufdl.storage.path: cannot store outputs there: {error}") from None
+    if removed:
+        log.info("removed %d temporary file(s) of uploads interrupted by a crash", removed)
     config.registry["ufdl.storage"] = storage
     BlobCleanup(storage).install(config.registry["db.session_factory"])
     previous = config.maybe_dotted(settings.get("retry.activate_hook"))

@@ -5,10 +5,12 @@ far, chosen by `storage_from_settings`. `parse_range` turns an HTTP ``Range`` he
 answer with. No Pyramid and no database here: the storage knows bytes and keys, nothing about jobs.
 """
 import abc
+import errno
 import hashlib
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Protocol
 
@@ -29,6 +31,15 @@ class BlobNotFound(NotFound):
 
 class InvalidBlobKey(BlobNotFound, ValueError):
     """The key cannot name a blob of this storage (wrong shape, possibly a path traversal attempt)."""
+
+
+class StorageFull(ServiceError):
+    """The storage has no room left (ENOSPC, a quota): 507, and nothing of the blob was kept."""
+
+    status = 507
+
+    def __init__(self):
+        super().__init__("The output storage is full: nothing was stored")
 
 
 class BlobTooLarge(PayloadTooLarge):
@@ -94,6 +105,11 @@ class OutputStorage(abc.ABC):
     def delete(self, key: str) -> None:
         """Remove the blob; a missing one is not an error (deleting is idempotent)."""
 
+    def prepare(self) -> int:
+        """Called once at start-up: raise OSError if blobs cannot be stored, and remove what uploads that a
+        crash interrupted left behind (answers how many). Nothing to do by default."""
+        return 0
+
     def iter_range(self, key: str, start: int, end: int,
                    chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
         """The bytes from `start` to `end` inclusive, in chunks of at most `chunk_size` bytes.
@@ -130,6 +146,9 @@ def _require_positive_chunk_size(chunk_size: int) -> None:
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _TEMPORARY_PREFIX = "upload-"
+# An upload copies a body the server already holds (waitress buffers it), so its temporary file is written
+# without pause: one untouched this long was left by a crash.
+STALE_UPLOAD_SECONDS = 3600
 
 
 class LocalDirectoryStorage(OutputStorage):
@@ -143,7 +162,8 @@ class LocalDirectoryStorage(OutputStorage):
     * Writes go to a temporary file in ``root/tmp/`` (same filesystem, so the final rename is atomic), are
       fsynced, then `os.replace`-d onto the final name: a reader sees the whole blob or none. A failed store
       removes its temporary file; one interrupted by a crash leaves an ``upload-*`` file in ``root/tmp/`` that
-      is never visible as a blob and may be deleted once older than any upload in progress.
+      is never visible as a blob, and that `prepare` removes at the next start once it is an hour old.
+    * A full disk (or quota) is `StorageFull` (507), with nothing kept.
     * Concurrent stores of identical bytes all succeed: each renames its own complete copy onto the same
       name, and the last one wins with identical content.
     * Fan-out directories are never removed, so a `delete` cannot pull a directory from under a concurrent
@@ -170,12 +190,30 @@ class LocalDirectoryStorage(OutputStorage):
             final_path = self._path_for(key)
             os.makedirs(os.path.dirname(final_path), exist_ok=True)
             os.replace(temporary_path, final_path)
-        except BaseException:
+        except BaseException as error:
             # BaseException too: an interrupted upload (KeyboardInterrupt, a greenlet kill) must not leak a file.
             _remove_if_present(temporary_path)
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull() from error
             raise
         _fsync_directory(os.path.dirname(final_path))
         return StoredBlob(key=key, size=size, sha256=key)
+
+    def prepare(self, *, stale_after: float = STALE_UPLOAD_SECONDS) -> int:
+        """At start-up: make sure blobs can be written here (OSError otherwise), and remove the temporary files
+        of uploads that a crash interrupted (untouched for ``stale_after`` seconds: one in progress is being
+        written). Answers how many were removed."""
+        os.makedirs(self.temporary_directory, exist_ok=True)
+        descriptor, probe = tempfile.mkstemp(prefix="probe-", dir=self.temporary_directory)
+        os.close(descriptor)
+        os.remove(probe)
+        removed = 0
+        cutoff = time.time() - stale_after
+        for entry in os.scandir(self.temporary_directory):
+            if entry.name.startswith(_TEMPORARY_PREFIX) and entry.stat().st_mtime < cutoff:
+                _remove_if_present(entry.path)
+                removed += 1
+        return removed
 
     def open(self, key: str) -> BinaryIO:
         try:

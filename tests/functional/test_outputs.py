@@ -368,3 +368,86 @@ def test_uploads_run_once_so_their_body_is_not_copied_first(wsgi_app):
     assert hook(Request.blank("/v1/jobs/3/outputs/model/BLOB", method="GET")) is None
     assert hook(Request.blank("/v1/jobs/3/start", method="POST")) is None
     assert hook(Request.blank("/v1/jobs/%FF/outputs/x/BLOB", method="POST")) is None  # no decoding, no crash
+
+
+@pytest.mark.allow_500
+def test_a_blob_stored_by_a_request_that_fails_later_is_removed(worker, running, storage, monkeypatch):
+    # Any error after the bytes were stored, not only one of the flush (pyramid_tm then closes the session).
+    from ufdl_pyramid.services import outputs
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the event could not be written")
+
+    monkeypatch.setattr(outputs, "record_event", broken)
+    upload(worker, running, data=b"never committed", status=500)
+    assert not storage.exists(output_key(storage, b"never committed"))
+
+
+@pytest.mark.parametrize("pause", ["before the lock", "after the lock"])
+def test_a_hard_delete_racing_an_upload_of_the_same_bytes(on_postgresql, wsgi_app, admin, alice, make_job, storage,
+                                                          monkeypatch, pause):
+    """Output a of job A holds bytes X; while job B's upload of X is between its store and its commit, an admin
+    hard-deletes a. The blob must outlive the deletion if B's row commits (B took the key's lock first), or B
+    must be told to send X again (the blob went before B's lock)."""
+    import threading
+
+    from ufdl_pyramid.services import outputs
+
+    workers = [register(alice, f"10.0.3.{i}") for i in range(2)]
+    jobs = [make_job() for _ in workers]
+    for node, job in zip(workers, jobs):
+        node.get(f"/v1/jobs/{job['pk']}/acquire")
+        node.post(f"/v1/jobs/{job['pk']}/start", {})
+    first = upload(workers[0], jobs[0], data=b"X" * 1000, name="a").json
+    paused, resume = threading.Event(), threading.Event()
+    real_lock = outputs.lock_blob_keys
+    uploader = {}
+
+    def lock(connection, keys):
+        if threading.current_thread() is uploader.get("thread"):
+            if pause == "before the lock":
+                paused.set()
+                resume.wait(10)
+            real_lock(connection, keys)
+            if pause == "after the lock":
+                paused.set()
+                resume.wait(10)
+        else:
+            real_lock(connection, keys)
+
+    monkeypatch.setattr(outputs, "lock_blob_keys", lock)
+    answers = {}
+
+    def send():
+        app = webtest.TestApp(wsgi_app)
+        answers["upload"] = app.post(out(jobs[1], "b", "BLOB"), b"X" * 1000, headers=workers[1].headers(
+            {"Content-Type": "application/data"}), expect_errors=True)
+
+    def hard_delete():
+        answers["delete"] = webtest.TestApp(wsgi_app).delete(f"/v1/job-outputs/{first['pk']}/hard",
+                                                            headers=admin.headers(), expect_errors=True)
+
+    uploader["thread"] = threading.Thread(target=send)
+    uploader["thread"].start()
+    assert paused.wait(10)
+    deleter = threading.Thread(target=hard_delete)
+    deleter.start()
+    deleter.join(1 if pause == "after the lock" else 10)  # after the lock, its clean-up waits for the upload
+    resume.set()
+    uploader["thread"].join(10)
+    deleter.join(10)
+    assert answers["delete"].status_int == 200
+    if pause == "before the lock":
+        assert answers["upload"].status_int == 503  # the blob went first: send it again
+        upload(workers[1], jobs[1], data=b"X" * 1000, name="b", type_text="BLOB")
+    else:
+        assert answers["upload"].status_int == 201
+    assert workers[1].get(out(jobs[1], "b", "BLOB")).body == b"X" * 1000
+
+
+def test_a_storage_path_that_cannot_be_written_stops_the_start(engine, tmp_path):
+    from ufdl_pyramid.settings import SettingsError
+
+    (tmp_path / "a-file").write_text("not a directory")
+    with pytest.raises(SettingsError, match="ufdl.storage.path"):
+        make_test_app(engine, **{"ufdl.storage.path": str(tmp_path / "a-file" / "outputs")})

@@ -277,3 +277,33 @@ def test_parse_range_unsatisfiable(header, size):
         parse_range(header, size)
     assert refused.value.status == 416
     assert refused.value.content_range == f"bytes */{size}"
+
+
+def test_prepare_removes_what_crashed_uploads_left_and_checks_the_path(storage, tmp_path):
+    os.makedirs(storage.temporary_directory, exist_ok=True)
+    stale = os.path.join(storage.temporary_directory, "upload-crashed")
+    fresh = os.path.join(storage.temporary_directory, "upload-in-progress")
+    for path in (stale, fresh):
+        with open(path, "wb") as file:
+            file.write(b"partial")
+    os.utime(stale, (0, 0))  # untouched since 1970: no upload in progress writes like that
+    assert storage.prepare() == 1
+    assert not os.path.exists(stale) and os.path.exists(fresh)
+    (tmp_path / "a-file").write_text("not a directory")
+    with pytest.raises(OSError):
+        LocalDirectoryStorage(str(tmp_path / "a-file" / "outputs")).prepare()
+
+
+def test_a_full_disk_is_storage_full_and_keeps_nothing(storage, monkeypatch):
+    import errno
+
+    from ufdl_pyramid.storage import StorageFull
+
+    def no_room(descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_room)
+    with pytest.raises(StorageFull) as full:
+        storage.store(io.BytesIO(b"data"), max_size=100)
+    assert full.value.status == 507
+    assert files_under(storage.root) == []

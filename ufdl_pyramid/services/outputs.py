@@ -9,11 +9,11 @@ import logging
 import re
 from typing import BinaryIO
 
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..errors import Conflict, Forbidden, InvalidInput, NotFound, WrongState
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError, WrongState
 from ..models import Job, JobOutput, User
 from ..models.jobs import FINAL_STATUSES, RUNNING
 from ..models.meta import utcnow
@@ -98,6 +98,12 @@ class JobOutputService:
             raise BlobTooLarge(self.max_size)
         blob = self.storage.store(stream, max_size=self.max_size)
         BlobCleanup.note_stored(self.db, blob.key)
+        # From here to our commit no clean-up can delete the blob (it waits for the lock, then sees our row);
+        # one that ran between the store and the lock may have deleted it already: then send it again.
+        lock_blob_keys(self.db.connection(), [blob.key])
+        if not self.storage.exists(blob.key):
+            raise BlobRaced("The output's bytes were removed at the same moment by the deletion of another "
+                            "output holding the same bytes: send it again")
         output = JobOutput(job_id=job.id, name=name, type=canonical, content_type=clean_content_type(content_type),
                            blob_key=blob.key, size=blob.size, creation_time=utcnow(),
                            creator_id=creator_id)
@@ -141,16 +147,35 @@ def download_filename(name: str, filetype: str | None = None) -> str:
     return f"{stem if dot and stem else name}.{extension}"
 
 
+class BlobRaced(ServiceError):
+    """The blob just stored was deleted before our lock on its key (identical bytes deleted at that moment):
+    503, so that the node sends the output again."""
+
+    status = 503
+
+
+def lock_blob_keys(connection, keys) -> None:
+    """Serialise what decides a blob's fate, per key, until the transaction ends: an upload referring to it and
+    a clean-up deleting it (PostgreSQL: advisory locks on the key's first 60 bits; SQLite: its writers take
+    turns already, the clean-up taking the write lock too)."""
+    if connection.dialect.name == "postgresql":
+        for key in sorted(keys):  # one order everywhere: no deadlock between two holders of several keys
+            connection.execute(_LOCK_KEY, {"key": int(key[:15], 16)})
+
+
+_LOCK_KEY = text("SELECT pg_advisory_xact_lock(:key)")
+
+
 class BlobCleanup:
     """Deletes blobs that no output row refers to any more, once the database says so for good.
 
     Listens on a session factory: before each flush it notes the blob keys of the outputs being deleted (an
     output, or a job with its outputs and its children's, which the database removes by ON DELETE CASCADE);
     after the commit it deletes those of the keys that no row, active or soft-deleted, still refers to. Blobs
-    stored in a transaction that rolls back are checked the same way after the rollback. The check runs on a
-    fresh connection after the commit, so a concurrent transaction that committed a row with the same key
-    keeps its blob; an upload of the same bytes still in flight (stored, not yet committed) can lose it, which
-    is the race `OutputStorage` warns about (narrow: it needs identical bytes deleted and re-uploaded at once).
+    stored by a transaction that ends without committing (an error, whatever raised it) are checked the same
+    way when it ends. The check and the deletion run in a transaction of their own that holds the keys' locks
+    (`lock_blob_keys`), which an upload of the same bytes takes too and keeps until it commits: the check then
+    sees the upload's row, or the upload sees that the blob is gone and asks for the bytes again.
     """
 
     DELETED = "ufdl.deleted_blob_keys"
@@ -166,7 +191,7 @@ class BlobCleanup:
     def install(self, session_factory: sessionmaker) -> None:
         event.listen(session_factory, "before_flush", self.before_flush)
         event.listen(session_factory, "after_commit", self.after_commit)
-        event.listen(session_factory, "after_rollback", self.after_rollback)
+        event.listen(session_factory, "after_transaction_end", self.after_transaction_end)
 
     def before_flush(self, session: Session, _context, _instances) -> None:
         keys = set()
@@ -199,7 +224,11 @@ class BlobCleanup:
         session.info.pop(self.STORED, None)
         self._delete_unreferenced(session, session.info.pop(self.DELETED, set()))
 
-    def after_rollback(self, session: Session) -> None:
+    def after_transaction_end(self, session: Session, transaction) -> None:
+        """After a commit nothing is left here; otherwise the transaction ended without one: a rollback, or
+        pyramid_tm closing the session on an error (which fires no ``after_rollback``)."""
+        if transaction.parent is not None:
+            return  # a savepoint: the outer transaction decides
         session.info.pop(self.DELETED, None)
         self._delete_unreferenced(session, session.info.pop(self.STORED, set()))
 
@@ -207,12 +236,15 @@ class BlobCleanup:
         if not keys:
             return
         try:
-            # The session cannot run SQL now (its transaction is over): ask on a connection of its own.
-            with session.get_bind().connect() as connection:
-                referenced = set(connection.scalars(select(JobOutput.blob_key)
-                                                    .where(JobOutput.blob_key.in_(sorted(keys))).distinct()))
-            for key in keys - referenced:
-                self.storage.delete(key)
+            # The session cannot run SQL now (its transaction is over): a transaction of its own, holding the
+            # keys' locks (SQLite: its write lock) while it checks and deletes.
+            with session.get_bind().connect().execution_options(sqlite_immediate=True) as connection:
+                with connection.begin():
+                    lock_blob_keys(connection, keys)
+                    referenced = set(connection.scalars(select(JobOutput.blob_key)
+                                                        .where(JobOutput.blob_key.in_(sorted(keys))).distinct()))
+                    for key in keys - referenced:
+                        self.storage.delete(key)
         except Exception:
             # The commit has happened: a blob left behind wastes space but breaks nothing.
             log.exception("could not delete unreferenced output blobs %s", sorted(keys))
