@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 NO_APP = 3  # a worker's exit status when its app could not be built
 POLL = 0.2  # seconds between checks on the workers
 STOP_GRACE = 5.0  # seconds a stopping process gives the requests under way (waitress's own limit)
+# Signals that stop a server as Ctrl-C does (SIGHUP: its terminal went away); Windows has no SIGHUP.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 def bind(listen: str) -> socket.socket:
@@ -60,8 +62,10 @@ def _stop_serving(*_signal) -> None:
 
 
 def _serve_until_stopped(app, sockets: list[socket.socket], options: dict, on_stop) -> None:
-    # SIGTERM as SIGINT: either ends the loop below; a second one ends the grace period as well.
-    signal.signal(signal.SIGTERM, _stop_serving)
+    # SIGTERM (and SIGHUP, a closed terminal) as SIGINT: either ends the loop below; a second one ends the
+    # grace period as well.
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, _stop_serving)
     dispatchers: dict = {}  # waitress's map: the listening sockets, its wake-up pipe and the connections
     server = waitress.create_server(app, map=dispatchers, sockets=sockets, **options)
     server.print_listen("Serving on http://{}:{}")
@@ -121,8 +125,8 @@ class _Supervisor:
         self.status = 0
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, self._stop)
-        signal.signal(signal.SIGINT, self._stop)
+        for stop_signal in (*STOP_SIGNALS, signal.SIGINT):
+            signal.signal(stop_signal, self._stop)
         for _ in range(self.workers):
             self._spawn()
         while self.children:
@@ -151,8 +155,8 @@ class _Supervisor:
             self.children.add(pid)
             return
         # The worker: stopped at once while it builds its app, then as a single process is (see serve).
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        for stop_signal in (*STOP_SIGNALS, signal.SIGINT):
+            signal.signal(stop_signal, signal.SIG_DFL)
         threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
         code = NO_APP
         try:

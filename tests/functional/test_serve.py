@@ -227,3 +227,14 @@ def list_licences_on(connection: http.client.HTTPConnection, token: str) -> int:
     response = connection.getresponse()
     response.read()
     return response.status
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sighup_stops_the_server_and_its_listener_like_sigterm(serve, engine, admin, workers):
+    ws_port = free_port()
+    process, port = serve(engine.url.render_as_string(hide_password=False), "--workers", workers,
+                          "--ws-listen", f"127.0.0.1:{ws_port}")
+    wait_for(lambda: answers(port, admin.token) and not refuses_connections(ws_port))
+    process.send_signal(signal.SIGHUP)  # its terminal went away
+    assert process.wait(30) == 0
+    wait_for(lambda: refuses_connections(port) and refuses_connections(ws_port), seconds=10)

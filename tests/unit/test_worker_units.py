@@ -57,3 +57,129 @@ def test_a_worker_backs_off_while_the_server_is_down_and_stops_when_asked(caplog
     assert time.monotonic() - began < 3
     retries = [record for record in caplog.records if "server unavailable" in record.getMessage()]
     assert len(retries) >= 3  # 0.5 s, then 0.2 s each (the cap)
+
+
+def test_an_upload_is_sent_again_while_the_server_is_unavailable(tmp_path):
+    from ufdl_pyramid.worker.api import ServerUnavailable
+    from ufdl_pyramid.worker.context import HttpExecutionContext
+
+    sent = []
+
+    class Api:
+        def add_output(self, pk, name, type_, data):
+            sent.append((pk, name, type_, data))
+            if len(sent) == 1:
+                raise ServerUnavailable("503: the bytes were removed meanwhile")
+
+    def retrying(what, call):
+        for _ in range(3):
+            try:
+                return call()
+            except ServerUnavailable:
+                continue
+
+    context = HttpExecutionContext(Api(), {"pk": 7}, {}, {}, tmp_path, lambda: False, retrying)
+    context.add_output("model", "BLOB", b"bytes")
+    assert sent == [(7, "model", "BLOB", b"bytes")] * 2
+
+
+class FakeApi:
+    """Just enough of the server for one job: records what the worker sends."""
+
+    timeout = 30
+
+    def __init__(self, start_answers=None):
+        self.sent = []
+        self.start_answers = list(start_answers or [])
+        self.job = {"pk": 7, "status": "QUEUED", "node": 5, "input_values": {}, "template": {"pk": 1}}
+
+    def template(self, pk):
+        return {"executor_class": "x.Boom"}
+
+    def template_parameters(self, pk):
+        return {}
+
+    def get_job(self, pk):
+        return dict(self.job)
+
+    def job_action(self, pk, action, payload=None):
+        self.sent.append((action, payload))
+        if action == "start":
+            self.job["status"] = "RUNNING"
+            if self.start_answers:
+                raise self.start_answers.pop(0)
+        return dict(self.job)
+
+
+def test_a_start_whose_answer_was_lost_is_not_taken_for_a_refusal():
+    from ufdl_pyramid.worker.api import ApiError
+
+    api = FakeApi(start_answers=[ApiError(406, "Cannot start job 7: it is RUNNING (needs QUEUED)")])
+    worker = Worker(api, {}, WorkerOptions(), threading.Event())
+    worker.node_id = 5
+    assert worker.start(7)["status"] == "RUNNING"  # running on this node: the earlier try started it
+    worker.node_id = 6
+    api.start_answers = [ApiError(406, "Cannot start job 7: it is RUNNING (needs QUEUED)")]
+    try:
+        worker.start(7)
+        raise AssertionError("another node's running job is a refusal")
+    except ApiError as error:
+        assert error.status == 406
+
+
+def test_an_executor_that_exits_fails_its_job_and_the_worker_lives_on():
+    class Boom(Executor):
+        def execute(self, context):
+            raise SystemExit(7)
+
+    api = FakeApi()
+    worker = Worker(api, {"x.Boom": Boom}, WorkerOptions(heartbeat=60), threading.Event())
+    worker.node_id = 5
+    worker.run_job(dict(api.job))
+    assert api.sent[-1] == ("finish", {"error": "7"})
+
+
+def test_workers_that_cannot_run_make_the_process_fail():
+    from ufdl_pyramid.worker.api import ApiError
+    from ufdl_pyramid.worker.runner import run_workers
+
+    class Refusing:
+        node_id = None
+
+        def login(self):
+            raise ApiError(401, "No active account found with the given credentials", "POST", "/v1/auth/obtain")
+
+    assert run_workers(Refusing, {"x.Y": Executor}, WorkerOptions(), 2, threading.Event()) == 1
+
+
+def test_a_refused_login_is_one_line_and_exit_1(capsys):
+    """Bad credentials (here: a server that refuses every login) end the worker with one line, no traceback."""
+    import http.server
+    import json
+
+    from ufdl_pyramid.cli import main
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.dumps({"detail": "No active account found with the given credentials"}).encode()
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        code = main(["worker", "--url", f"http://127.0.0.1:{server.server_port}", "--username", "u",
+                     "--password", "wrong", "--once"])
+    finally:
+        server.shutdown()
+    assert code == 1
+    printed = capsys.readouterr().err
+    assert printed.strip().splitlines()[-1] == \
+        "ufdl: POST /v1/auth/obtain: 401 No active account found with the given credentials"
+    assert "Traceback" not in printed

@@ -5,6 +5,7 @@ import sys
 from ..errors import ServiceError
 from ..settings import SettingsError
 from ..plugins import PluginError
+from ..worker.api import ApiError
 from . import db, events, jobs, plugins, serve, templates, users, websocket, worker
 from .environment import CliEnvironment
 
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args, environment) or 0
     except (SettingsError, ServiceError, PluginError) as error:
         print(f"ufdl: {getattr(error, 'detail', error)}", file=sys.stderr)
+        return 1
+    except ApiError as error:  # the server refused a client command (bad credentials, not a ufdl server)
+        print(f"ufdl: {error}", file=sys.stderr)
         return 1
     except FileNotFoundError as error:
         print(f"ufdl: {error}", file=sys.stderr)

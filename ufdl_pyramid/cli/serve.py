@@ -58,7 +58,8 @@ def run_serve(args, environment) -> int:
     if args.ws_listen and args.ws_listen.lower() != "none":
         listener = subprocess.Popen(listener_argv(environment.config_path, args.ws_listen))
         # A terminated server takes its listener with it.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        for stop_signal in serving.STOP_SIGNALS:
+            signal.signal(stop_signal, lambda *_: sys.exit(0))
     print(f"serving on http://{' http://'.join(listen.split())} ({args.workers} worker(s) of "
           f"{options['threads']} threads)", flush=True)
     try:

@@ -40,12 +40,15 @@ def resolved_inputs(api: UfdlApi, job: Mapping, scratch_dir: Path) -> dict:
 
 class HttpExecutionContext(ExecutionContext):
     """Progress and outputs go to the server as the job's holding node; ``is_cancelled`` asks ``cancelled``
-    (the worker's heartbeat, which polls the job, and the worker's own stop flag)."""
+    (the worker's heartbeat, which polls the job, and the worker's own stop flag). ``retrying(what, call)``
+    runs an upload again while the server is unavailable (restarting, or asking for the bytes again)."""
 
-    def __init__(self, api: UfdlApi, job: Mapping, inputs, parameters, scratch_dir, cancelled: Callable[[], bool]):
+    def __init__(self, api: UfdlApi, job: Mapping, inputs, parameters, scratch_dir, cancelled: Callable[[], bool],
+                 retrying: Callable[[str, Callable], object] = lambda _what, call: call()):
         super().__init__(job, inputs, parameters, scratch_dir)
         self.api = api
         self._cancelled = cancelled
+        self._retrying = retrying
         self.refused = False  # the server refused a progress report: the job is no longer ours to run
 
     @property
@@ -68,7 +71,21 @@ class HttpExecutionContext(ExecutionContext):
                 raise
 
     def add_output(self, name: str, type: str, data) -> None:
-        self.api.add_output(self.pk, name, type, output_bytes(data))
+        body = output_bytes(data)
+        tries = []
+
+        def send():
+            tries.append(1)
+            try:
+                return self.api.add_output(self.pk, name, type, body)
+            except ApiError as error:
+                if error.status == 409 and len(tries) > 1:
+                    # An earlier try was stored and its answer lost (the server stopping, say): it is there.
+                    log.info("job %s: output %s was already added", self.pk, name)
+                    return None
+                raise
+
+        self._retrying(f"adding output {name}", send)
 
     def is_cancelled(self) -> bool:
         return self.refused or self._cancelled()

@@ -137,7 +137,9 @@ class Worker:
                     raise WorkerStopped() from None
                 delay = self.backoff.next()
                 log.warning("server unavailable (%s); %s again in %.1f s", error, what, delay)
-                if self.stop_event.wait(delay) and give_up_on_stop:
+                if not give_up_on_stop:
+                    time.sleep(delay)  # it must get through (a finish, an upload): a stop does not cut the wait
+                elif self.stop_event.wait(delay):
                     raise WorkerStopped() from None
 
     # -- start-up --------------------------------------------------------------------------------------------
@@ -224,7 +226,7 @@ class Worker:
                 return
             if self.stopping:
                 raise WorkerStopped()
-            job = self.retrying("starting", lambda: self.api.job_action(pk, "start", {}))
+            job = self.retrying("starting", lambda: self.start(pk))
         except WorkerStopped:
             self.release(pk, "the worker is stopping")
             raise
@@ -236,13 +238,18 @@ class Worker:
         heartbeat.start()
         scratch = Path(tempfile.mkdtemp(prefix=f"ufdl-job-{pk}-", dir=self.options.scratch_root))
         error = None
+        def retrying(what, call):  # the job is ours now: it must get through, stopping or not
+            return self.retrying(what, call, give_up_on_stop=False)
+
         try:
-            parameters = merged_parameters(job, self.api.template_parameters(template["pk"]))
-            inputs = resolved_inputs(self.api, job, scratch)
+            parameters = merged_parameters(job, retrying("reading the parameters",
+                                                         lambda: self.api.template_parameters(template["pk"])))
+            inputs = retrying("fetching the inputs", lambda: resolved_inputs(self.api, job, scratch))
             context = HttpExecutionContext(self.api, job, inputs, parameters, scratch,
-                                           lambda: heartbeat.lost is not None or self.interrupted)
+                                           lambda: heartbeat.lost is not None or self.interrupted, retrying)
             executor_class().execute(context)
-        except Exception as raised:  # whatever the executor raises fails the job, with its text
+        # Whatever the executor raises fails the job with its text, sys.exit() too: the worker lives on.
+        except (Exception, SystemExit, KeyboardInterrupt) as raised:
             error = str(raised) or type(raised).__name__
         finally:
             heartbeat.stop()
@@ -264,6 +271,18 @@ class Worker:
         else:
             self.finish(pk, None)
             log.info("job %s completed", pk)
+
+    def start(self, pk: int) -> dict:
+        """Start the job. A 406 saying it is RUNNING on this node answers a try whose answer was lost (a
+        dropped connection, a proxy's 502): it started."""
+        try:
+            return self.api.job_action(pk, "start", {})
+        except ApiError as error:
+            if error.status == 406:
+                current = self.api.get_job(pk)
+                if current.get("status") == "RUNNING" and current.get("node") == self.node_id:
+                    return current
+            raise
 
     def finish(self, pk: int, error: str | None, give_up_on_stop: bool = True) -> None:
         body = {} if error is None else {"error": error}
@@ -290,7 +309,11 @@ def run_workers(make_api: Callable[[], UfdlApi], executors: Mapping[str, type], 
 
     def one(offset: int):
         slot = WorkerOptions(**{**options.__dict__, "index": options.index + offset})
-        results.append(Worker(make_api(), executors, slot, stop, interrupt).run())
+        try:
+            results.append(Worker(make_api(), executors, slot, stop, interrupt).run())
+        except Exception:  # a node that cannot run (bad credentials, say) makes the process fail, not hide it
+            log.exception("worker %d failed", offset)
+            results.append(1)
 
     threads = [threading.Thread(target=one, args=(offset,), name=f"worker-{offset}") for offset in range(concurrency)]
     for thread in threads:
