@@ -66,5 +66,7 @@ def no_server_errors(request, caplog):
     yield
     if request.node.get_closest_marker("allow_500"):
         return
-    crashes = [record for record in caplog.records if record.name == "ufdl_pyramid.views.errors"]
+    # The records of the test itself: in teardown, caplog.records holds only the teardown's own.
+    crashes = [record for phase in ("setup", "call") for record in caplog.get_records(phase)
+               if record.name == "ufdl_pyramid.views.errors"]
     assert not crashes, f"the server answered 500: {crashes[0].getMessage()}"

@@ -37,7 +37,7 @@ from geventwebsocket.websocket import Header, WebSocket
 from sqlalchemy import func, select
 
 from .errors import NO_CREDENTIALS, NotAuthenticated
-from .models import Job, JobEvent, get_engine, get_session_factory
+from .models import Job, JobEvent, User, get_engine, get_session_factory
 from .models.jobs import FINAL_STATUSES
 from .services.auth import AuthConfig, AuthService
 from .services.event_feed import EventFeed
@@ -153,10 +153,12 @@ MAX_BACKLOG = 10000
 
 
 class Watcher:
-    def __init__(self, job_id: int):
+    def __init__(self, job_id: int, user_id: int | None = None):
         self.job_id = job_id
+        self.user_id = user_id
         self.queue = gevent.queue.Queue()
         self.greenlet = gevent.getcurrent()
+        self.ended: tuple[int, str] | None = None  # the close code and reason when the listener ends it
 
 
 class Listener:
@@ -176,6 +178,7 @@ class Listener:
         self.watchers: dict[int, set[Watcher]] = defaultdict(set)
         self.wakeups = 0
         self._tailer = None
+        self._next_recheck = time.monotonic() + self.ping_interval
 
     # The tailer
 
@@ -228,6 +231,9 @@ class Listener:
                     self._prune()
 
     def _wake(self) -> None:
+        if time.monotonic() >= self._next_recheck:
+            self._next_recheck = time.monotonic() + self.ping_interval
+            self._recheck()
         messages = self.feed.poll()
         self.wakeups += 1
         for message in messages:
@@ -241,6 +247,25 @@ class Listener:
                         watcher.greenlet.kill(block=False)
                         continue
                     watcher.queue.put(item)
+
+    def _recheck(self) -> None:
+        """Once per ping interval, in one query each: a job deleted for good ends its watchers (1011), and a
+        user deactivated since connecting is no longer served (1008), as their REST calls are not."""
+        watchers = [watcher for group in list(self.watchers.values()) for watcher in group]
+        if not watchers:
+            return
+        with self.sessions() as db:
+            jobs = set(db.scalars(select(Job.id).where(Job.id.in_({w.job_id for w in watchers}))))
+            users = set(db.scalars(select(User.id).where(
+                User.id.in_({w.user_id for w in watchers if w.user_id is not None}), User.is_active.is_(True))))
+        for watcher in watchers:
+            if watcher.job_id not in jobs:
+                watcher.ended = (1011, "job deleted")
+            elif watcher.user_id is not None and watcher.user_id not in users:
+                watcher.ended = (1008, "user deactivated")
+            else:
+                continue
+            watcher.queue.put(CLOSED)
 
     def _prune(self) -> None:
         with self.sessions() as db, db.begin():
@@ -273,7 +298,7 @@ class Listener:
         pk = int(CHANNEL_PATH.match(environ["PATH_INFO"]).group(1))
         with self.sessions() as db:
             try:
-                AuthService(db, self.auth_config).user_for_access_token(token)
+                user_id = AuthService(db, self.auth_config).user_for_access_token(token).id
             except NotAuthenticated as error:
                 return "401 Unauthorized", error.detail
             # A soft-deleted job is still retrieved (and may still run): it may still be watched.
@@ -281,6 +306,7 @@ class Listener:
                 return "404 Not Found", f"Job {pk} not found"
             db.rollback()
         environ["ufdl.job_id"] = pk
+        environ["ufdl.user_id"] = user_id
         environ["ufdl.after"] = int(after) if after is not None else None
         return None
 
@@ -288,7 +314,7 @@ class Listener:
         refusal = environ.get("ufdl.refusal")
         ws = environ.get("wsgi.websocket")
         if ws is not None:
-            self.channel(ws, environ["ufdl.job_id"], environ["ufdl.after"])
+            self.channel(ws, environ["ufdl.job_id"], environ["ufdl.after"], environ["ufdl.user_id"])
             return []
         if refusal is None and environ.get("PATH_INFO") == STATUS_PATH:
             body = {"watchers": sum(len(group) for group in self.watchers.values()),
@@ -332,8 +358,8 @@ class Listener:
                 db.rollback()
         return state, replay, gap
 
-    def channel(self, ws: ChannelSocket, pk: int, after: int | None) -> None:
-        watcher = Watcher(pk)
+    def channel(self, ws: ChannelSocket, pk: int, after: int | None, user_id: int | None = None) -> None:
+        watcher = Watcher(pk, user_id)
         self.watchers[pk].add(watcher)  # before the snapshot: nothing committed after it is missed
         reader = None
         try:
@@ -384,6 +410,8 @@ class Listener:
                 if frames and not closed:
                     ws.send_prebuilt(b"".join(frames))
                 if closed:
+                    if watcher.ended is not None:
+                        ws.close(*watcher.ended)
                     return
                 if final:
                     return self._finish(ws, reader)

@@ -157,6 +157,28 @@ def test_a_finished_job_gets_its_state_then_a_normal_close(listener, bob, worker
     ws.close()
 
 
+@pytest.mark.parametrize("ending, code", [("hard delete", 1011), ("deactivation", 1008)])
+def test_a_job_deleted_for_good_or_a_deactivated_user_ends_the_channel(listener, engine, admin, bob, job, ending,
+                                                                       code):
+    from sqlalchemy import update
+
+    from ufdl_pyramid.models import User
+
+    ws = connect(listener.url, bob.token, job["pk"])
+    assert json.loads(ws.recv())["transition"] == "state"
+    if ending == "hard delete":
+        admin.delete(path(job, "hard"))
+    else:
+        with engine.begin() as connection:
+            connection.execute(update(User).where(User.id == bob.user_id).values(is_active=False))
+    ws.settimeout(10 * PING_INTERVAL)
+    opcode, data = ws.recv_data(control_frame=True)
+    while opcode == websocket.ABNF.OPCODE_PING:  # the listener's pings until its next check
+        opcode, data = ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == code
+    ws.close()
+
+
 def test_reconnecting_with_after_loses_nothing(listener, bob, worker, job):
     worker.get(path(job, "acquire"))
     worker.post(path(job, "start"), {})
