@@ -218,3 +218,13 @@ def test_child_notification_overrides_name_a_graph_node_or_a_child_template(bob,
     refused = bob.post(f"/v1/job-templates/{pipeline['pk']}/create-job",
                        {**body, "child_notification_overrides": {"nosuch": {}}}, status=400)
     assert "nosuch is no child" in refused.json["detail"]
+
+
+def test_a_child_template_deleted_while_the_graph_runs_fails_the_parent(admin, alice, bob, parent):
+    consume = next(row for row in admin.post("/v1/job-templates/list").json if row["name"] == "consume")
+    admin.delete(f"/v1/job-templates/{consume['pk']}")
+    # The producer's finish still goes through (it was refused before, for ever): the next step cannot be taken.
+    finished = work(register(alice), children_of(bob, parent)["produce"])
+    assert finished["status"] == "COMPLETED"
+    state = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert state["status"] == "FAILED" and "was deleted" in state["error_reason"]

@@ -292,3 +292,73 @@ def test_concurrent_imports_of_one_document_create_it_once(wsgi_app, admin):
         thread.join()
     assert sorted(statuses) == [200] * 7 + [201]
     assert [row["version"] for row in admin.post("/v1/job-templates/list").json] == [1]
+
+
+def yaml_import(admin, text: str, status: int):
+    return admin.request("POST", "/v1/job-templates/import", body=text.encode(), content_type="application/yaml",
+                         status=status)
+
+
+JSON_PARAMETER = """name: values
+version: 1
+scope: public
+licence: MIT
+specific:
+  job_type: Process<str, str>
+  executor_class: x.Y
+  required_packages: ''
+  parameters:
+    value:
+      types: [JSON]
+      help: ''
+      default: DEFAULT
+"""
+
+
+@pytest.mark.parametrize("default, needle", [
+    ("2024-01-01", "not a JSON value"),                     # a date
+    ("!!set {a: null}", "not a JSON value"),
+    ("{1: a}", "is not a string"),                          # stored as {"1": ...}: it would not read back
+    (".nan", "not a JSON number"),
+    ("&a [*a]", "nested more than"),                        # an alias that contains itself
+    ("[" * 150 + "]" * 150, "nested more than"),
+])
+def test_yaml_values_json_cannot_hold_are_400(admin, default, needle):
+    refused = yaml_import(admin, JSON_PARAMETER.replace("DEFAULT", default), 400)
+    assert needle in refused.json["detail"]
+
+
+def test_an_alias_bomb_is_400(admin):
+    bomb = "".join(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9))
+    text = JSON_PARAMETER.replace("DEFAULT", "*a8").replace("specific:", f"x-anchors:\n  a0: &a0 lol\n{bomb}specific:")
+    assert "aliases are expanded" in yaml_import(admin, text, 400).json["detail"]
+
+
+def test_deep_json_is_400_not_500(admin, alice):
+    for path in ("/v1/job-templates/import", "/v1/jobs/list"):
+        body = ("[" * 100000 + "]" * 100000).encode()
+        assert "nested too deeply" in admin.request("POST", path, body=body, content_type="application/json",
+                                                    status=400).json["detail"]
+
+
+def test_a_changed_boolean_is_not_taken_for_the_same_document(admin):
+    first = yaml_import(admin, JSON_PARAMETER.replace("DEFAULT", "1"), 201)
+    yaml_import(admin, JSON_PARAMETER.replace("DEFAULT", "1"), 200)  # identical: a no-op
+    yaml_import(admin, JSON_PARAMETER.replace("DEFAULT", "true"), 409)  # True == 1 in Python, not in JSON
+    assert first.json["pk"]
+
+
+def test_numbers_and_strings_past_what_export_can_give_back_are_400(admin):
+    admin.post("/v1/job-templates/import", document(TRAIN, version=2**31), status=400)
+    # 1,000 characters as sent, 1,001 in canonical form (', ' between arguments).
+    long_type = f"Process<Framework<'{'a' * 969}','1'>,JSON>"
+    assert len(long_type) == 1000
+    refused = admin.post("/v1/job-templates/import", document(PREDICT, specific__job_type=long_type), status=400)
+    assert "canonical form" in refused.json["detail"]
+
+
+def test_yaml_export_gives_back_every_line_break(admin):
+    text = "one\u0085two\u2028three\rfour"
+    pk = admin.post("/v1/job-templates/import", document(PREDICT, description=text), status=201).json["pk"]
+    exported = admin.get(f"/v1/job-templates/{pk}/export?format=yaml").text
+    assert yaml.safe_load(exported)["description"] == text

@@ -128,13 +128,17 @@ def create_ready_children(db: Session, parent: Job, template: JobTemplate, input
         create_child_job(db, parent, node, spec, inputs, parameters, notifications, wired={})
 
 
+def active_child_template(db: Session, spec: dict) -> JobTemplate | None:
+    """The active template a graph node names; None once it was deleted."""
+    return db.scalar(select(JobTemplate).where(JobTemplate.name == spec["name"], JobTemplate.version == spec["version"],
+                                               JobTemplate.active()))
+
+
 def create_child_job(db: Session, parent: Job, node: str, spec: dict, inputs: dict, parameters: dict,
                      notifications: dict, wired: dict) -> Job:
     """One child job of a meta-job, for graph node ``node``: its inputs and parameters are the parent's
     ``node:name`` ones, ``wired`` holds the inputs filled from predecessors' outputs."""
-    child_template = db.scalar(select(JobTemplate).where(JobTemplate.name == spec["name"],
-                                                         JobTemplate.version == spec["version"],
-                                                         JobTemplate.active()))
+    child_template = active_child_template(db, spec)
     if child_template is None:
         raise InvalidInput(f"Child template '{spec['name']}' version {spec['version']} is no longer active")
     prefix = f"{node}:"

@@ -24,7 +24,7 @@ from ..models.meta import utcnow
 from ..types import InvalidType, is_subtype
 from .auth import ActingNode
 from .events import record_event, record_progress
-from .job_creation import create_child_job
+from .job_creation import active_child_template, create_child_job
 from .type_registry import type_registry
 
 _JOBS = Job.__table__
@@ -400,6 +400,11 @@ class MetaJobOrchestrator:
                                                 f"{declared}", ALGORITHM)
                     return
                 wired[dependency["to_input"]] = {"value": output.id, "type": f"JobOutput<{output.type}>"}
+            if active_child_template(self.db, node_spec) is None:
+                # Deleted while the graph ran: the step cannot be taken (the child's finish must not fail).
+                self.lifecycle.fail(parent, f"child template '{node_spec['name']}' version {node_spec['version']} "
+                                            f"of graph node {node} was deleted", SYSTEM)
+                return
             ready[node] = node_spec, wired
         for node, (node_spec, wired) in ready.items():
             children[node] = create_child_job(self.db, parent, node, node_spec, parent.input_values,

@@ -6,6 +6,7 @@ The document is upstream's: ``name, version, description, scope, domain, licence
 multi-line text as literal blocks, no tags or anchors; it is read with the safe loader only.
 """
 import json
+import math
 
 import yaml
 
@@ -53,7 +54,7 @@ META_SCHEMA = {
         "nodes": {"type": "object", "minProperties": 1, "maxProperties": 100, "propertyNames": _IDENTIFIER,
                   "additionalProperties": {
                       "type": "object", "additionalProperties": False, "required": ["name"],
-                      "properties": {"name": _NAME, "version": {"type": "integer", "minimum": 1},
+                      "properties": {"name": _NAME, "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
                                      "parameter_default_overrides": {
                                          "type": "object", "additionalProperties": _VALUE_AND_TYPE}}}},
         "dependencies": {"type": "array", "maxItems": 1000, "items": {
@@ -70,7 +71,7 @@ DOCUMENT_SCHEMA = {
     "required": ["name", "scope", "licence", "specific"],
     "properties": {
         "name": _NAME,
-        "version": {"type": "integer", "minimum": 1},
+        "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
         "description": {"type": "string", "maxLength": 100000},
         "scope": {"enum": ["public", "project", "user"]},
         "licence": {"type": "string", "minLength": 1, "maxLength": 100},
@@ -133,7 +134,9 @@ class _ReviewDumper(yaml.SafeDumper):
 
 
 def _represent_str(dumper, value: str):
-    style = "|" if "\n" in value else None
+    # Quoted with escapes where a plain or block scalar would not read back the same: YAML folds its other
+    # line breaks (CR, NEL, LS, PS) into spaces or newlines.
+    style = '"' if any(character in value for character in "\r\x85\u2028\u2029") else "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
@@ -149,10 +152,68 @@ def to_json(document: dict) -> str:
     return json.dumps(ordered_document(document), indent=2, ensure_ascii=False) + "\n"
 
 
+MAX_NESTING = 100  # levels of lists and mappings in a document: far past any template, short of any stack
+MAX_NODES = 200_000  # values in a document once its aliases are expanded: a "billion laughs" stops here
+
+
+def check_nesting(text: str | bytes, source: str = "body") -> None:
+    """Refuse flow-style nesting deeper than `MAX_NESTING` before a parser recurses into it (libyaml's C loader
+    crashes the process on a hundred thousand ``[``; Python's raises RecursionError). Brackets in strings
+    count too: a template has no reason for hundreds of them unclosed."""
+    depth = deepest = 0
+    for character in text.decode("utf-8", "replace") if isinstance(text, bytes) else text:
+        if character in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif character in "]}":
+            depth = max(0, depth - 1)
+    if deepest > MAX_NESTING:
+        raise InvalidInput(f"Invalid YAML ({source}): nested more than {MAX_NESTING} levels deep")
+
+
+def json_compatible(value, source: str = "body"):
+    """A YAML document as the JSON it will be stored as, or InvalidInput: only strings as keys, only JSON's
+    values (not dates, sets or bytes; no NaN), at most `MAX_NESTING` levels and `MAX_NODES` values, which also
+    ends a self-referencing alias or an alias bomb. Stored and compared as JSON, a document then reads back the
+    same (``{1: a}`` would come back as ``{"1": "a"}``)."""
+    budget = [MAX_NODES]
+
+    def convert(item, depth: int):
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise InvalidInput(f"Invalid YAML ({source}): more than {MAX_NODES} values once its aliases are expanded")
+        if depth > MAX_NESTING:
+            raise InvalidInput(f"Invalid YAML ({source}): nested more than {MAX_NESTING} levels deep (or an alias "
+                               f"that contains itself)")
+        if item is None or isinstance(item, (str, bool, int)):
+            return item
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise InvalidInput(f"Invalid YAML ({source}): {item} is not a JSON number")
+            return item
+        if isinstance(item, list):
+            return [convert(element, depth + 1) for element in item]
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str):
+                    raise InvalidInput(f"Invalid YAML ({source}): the key {key!r} is not a string")
+            return {key: convert(element, depth + 1) for key, element in item.items()}
+        raise InvalidInput(f"Invalid YAML ({source}): a {type(item).__name__} is not a JSON value")
+
+    return convert(value, 0)
+
+
+def same_json(first, second) -> bool:
+    """Equal as JSON: Python's ``True == 1`` (and ``1 == 1.0``) would take a changed value for the same."""
+    return json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+
+
 def parse_yaml(text: str | bytes, source: str = "body"):
-    """YAML with the safe loader; errors name the line (and refuse tags such as ``!!python/object``)."""
+    """YAML with the safe loader, as JSON values (`json_compatible`); errors name the line (and refuse tags
+    such as ``!!python/object``)."""
+    check_nesting(text, source)
     try:
-        return yaml.safe_load(text)
+        return json_compatible(yaml.safe_load(text), source)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark else source

@@ -23,7 +23,8 @@ from ..errors import Conflict, InvalidInput, ServiceError
 from ..models import Job, JobTemplate, TemplateChild
 from ..models.jobs import FINAL_STATUSES
 from ..types import TypeRegistry
-from .template_documents import check_document, is_meta, ordered_document, to_yaml
+from .template_documents import (check_document, check_nesting, is_meta, json_compatible, ordered_document,
+                                 same_json, to_yaml)
 from .templates import TemplateService, template_document
 from .type_registry import type_registry
 
@@ -116,10 +117,19 @@ def _line_of(node: yaml.Node, where: str) -> int | None:
 
 
 def _parse(text: str, path: str) -> tuple[object, yaml.Node | None]:
+    try:
+        check_nesting(text, path)
+    except InvalidInput as error:
+        raise _ProblemError(Problem(path, None, error.detail)) from None
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        return (loader.construct_document(node) if node is not None else None), node
+        if node is None:
+            return None, None
+        try:
+            return json_compatible(loader.construct_document(node), path), node
+        except InvalidInput as error:
+            raise _ProblemError(Problem(path, node.start_mark.line + 1, error.detail)) from None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         raise _ProblemError(Problem(path, mark.line + 1 if mark else None,
@@ -428,7 +438,7 @@ class RegistryConflicts(Conflict):
 
 def same_document(registry_document: dict, server_document: dict) -> bool:
     """The cheap check: the file is the server's export form (what ``export`` writes)."""
-    return ordered_document(registry_document) == ordered_document(server_document)
+    return same_json(ordered_document(registry_document), ordered_document(server_document))
 
 
 def plan_sync(registry: Registry, existing: dict[Key, dict],

@@ -15,9 +15,9 @@ from sqlalchemy.sql import Select
 from ..errors import ConcurrentChange, Conflict, InvalidInput
 from ..models import DataDomain, JobTemplate, JobType, Licence, TemplateChild, TemplateTypeReference, User
 from ..models.templates import META, WORKABLE
-from ..types import Contract, TypeInstance, TypeRegistry, is_subtype, parse_type
+from ..types import MAX_TYPE_LENGTH, Contract, TypeInstance, TypeRegistry, is_subtype, parse_type
 from ..types.syntax import TypeExpression
-from .template_documents import check_document, is_meta
+from .template_documents import check_document, is_meta, same_json
 from .type_registry import resolve
 
 
@@ -93,7 +93,7 @@ class TemplateService:
         self._lock_name(normalised.name)
         existing = self._existing_version(normalised)
         if existing is not None:
-            if template_document(existing) == normalised.document(existing.version):
+            if same_json(template_document(existing), normalised.document(existing.version)):
                 return existing, False
             raise Conflict(f"Template '{normalised.name}' version {existing.version} already exists with "
                            "different content: a changed template needs a new version")
@@ -128,7 +128,7 @@ class TemplateService:
             return self.db.scalar(query.where(JobTemplate.version == normalised.version))
         # No version: the latest, if it is identical (so re-importing a document is a no-op); else a new one.
         latest = self.db.scalar(query.order_by(JobTemplate.version.desc()).limit(1))
-        if latest is not None and template_document(latest) == normalised.document(latest.version):
+        if latest is not None and same_json(template_document(latest), normalised.document(latest.version)):
             return latest
         return None
 
@@ -137,6 +137,12 @@ class TemplateService:
         return (highest or 0) + 1
 
     def _record_references(self, template: JobTemplate, normalised: NormalisedTemplate) -> None:
+        for text in normalised.type_strings():
+            # The canonical spelling (', ' between arguments) may outgrow the limit the text was checked against;
+            # export writes it, so import must take it back.
+            if len(text) > MAX_TYPE_LENGTH:
+                raise InvalidInput(f"type {text[:60]}...: longer than {MAX_TYPE_LENGTH} characters once written "
+                                   "in canonical form")
         names = set().union(*(type_names(text) for text in normalised.type_strings()))
         if names:
             ids = self.db.scalars(select(JobType.id).where(JobType.name.in_(names))).all()

@@ -46,6 +46,8 @@ def read_json(request, *, optional: bool = False, limit_setting: str = "ufdl.max
         return json.loads(body, parse_float=_finite_float, parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError) as error:
         raise InvalidInput(f"Malformed JSON body: {error}") from None
+    except RecursionError:  # Python's parser recurses once per level of nesting
+        raise InvalidInput("Malformed JSON body: nested too deeply") from None
 
 
 def _finite_float(text: str) -> float:
