@@ -363,3 +363,42 @@ def test_progress_is_a_line_per_tenth_off_a_terminal_and_only_for_long_runs():
     assert short.getvalue() == ""
     assert long.getvalue().splitlines() == ["importing: 1/1000"] + [f"importing: {n}/1000"
                                                                     for n in range(100, 1001, 100)]
+
+
+def test_cli_failures_are_one_line(ufdl, registry, admin, tmp_path):
+    import http.server
+    import threading
+
+    occupied = tmp_path / "a-file"
+    occupied.write_text("in the way")
+    code, out, err = ufdl("export", occupied)
+    assert code == 1 and err.startswith("ufdl: cannot write") and "Traceback" not in err
+
+    class NotUfdl(http.server.BaseHTTPRequestHandler):  # a proxy's page, another service on the port
+        def do_POST(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>hello</html>")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotUfdl)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for url in (f"http://127.0.0.1:{server.server_port}", "http://[::1"):
+            code, out, err = ufdl("sync", registry, "--url", url, "--token", admin.token)
+            assert code == 1 and err.splitlines()[-1].startswith("ufdl: ") and "Traceback" not in err, err
+    finally:
+        server.shutdown()
+
+
+def test_a_name_starting_with_a_dot_is_refused(admin):
+    # A name is a folder of the registry: hidden (or '.', '..') it would not be read back, or land outside.
+    shell = {"name": "x", "version": 1, "scope": "public", "licence": "MIT",
+             "specific": {"job_type": "Process<str, str>", "executor_class": "x.Y", "required_packages": "",
+                          "parameters": {}}}
+    admin.post("/v1/job-templates/import", shell, status=201)
+    for name in (".hidden", "..", "."):
+        admin.post("/v1/job-templates/import", {**shell, "name": name}, status=400)

@@ -180,7 +180,10 @@ def run_export(args, environment) -> int:
     else:
         with environment.session() as db:
             files = export_documents(db, args.all_versions)
-    written = write_registry(args.directory, files)
+    try:
+        written = write_registry(args.directory, files)
+    except OSError as error:  # DIR is a file, or cannot be written
+        raise ServiceError(f"cannot write {args.directory}: {error.strerror or error}") from None
     for path in written:
         print(f"wrote     {path}")
     print(f"{len(files)} template(s) exported, {len(written)} file(s) written", file=sys.stderr)
@@ -199,9 +202,9 @@ class RemoteServer:
 
     def request(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json",
                 accept: str = "application/json"):
-        request = urllib.request.Request(self.url + path, data=body, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Accept": accept, "Content-Type": content_type})
         try:
+            request = urllib.request.Request(self.url + path, data=body, method=method, headers={
+                "Authorization": f"Bearer {self.token}", "Accept": accept, "Content-Type": content_type})
             with urllib.request.urlopen(request, timeout=600) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
@@ -220,6 +223,12 @@ class RemoteServer:
             raise ServiceError(f"{method} {path}: HTTP {error.code} {detail}".rstrip()) from None
         except urllib.error.URLError as error:
             raise ServiceError(f"{self.url}: {error.reason}") from None
+        except json.JSONDecodeError:
+            raise ServiceError(f"{self.url}: the answer is not JSON (is this a ufdl server?)") from None
+        except ValueError as error:  # a malformed URL
+            raise ServiceError(f"{self.url}: {error}") from None
+        except OSError as error:  # the connection dropped or timed out while the answer was read
+            raise ServiceError(f"{self.url}: {error}") from None
 
     def sync(self, directory: str, prune: bool, dry_run: bool) -> dict:
         """The server's plan (``Plan.as_json``), applied unless ``dry_run``."""

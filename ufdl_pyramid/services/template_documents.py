@@ -13,7 +13,8 @@ import yaml
 from ..errors import InvalidInput
 from .validation import compile_schema, validate
 
-_NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[A-Za-z0-9_.\-]+$"}
+# Not starting with a dot: the name is a folder of the registry (hidden, or '.' and '..', it would not be).
+_NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\A[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z"}
 _IDENTIFIER = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}
 _TYPE = {"type": "string", "minLength": 1, "maxLength": 1000}
 _VALUE_AND_TYPE = {"type": "object", "additionalProperties": False, "required": ["value", "type"],

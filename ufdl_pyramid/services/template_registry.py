@@ -580,6 +580,7 @@ def export_documents(db: Session, all_versions: bool = False) -> dict[str, str]:
 
 def write_registry(directory: str, files: dict[str, str]) -> list[str]:
     """Write the files; the paths of those that changed."""
+    os.makedirs(directory, exist_ok=True)  # a file in the way is an error even when nothing is to be written
     written = []
     for path, text in files.items():
         full = os.path.join(directory, *path.split("/"))
