@@ -90,6 +90,12 @@ class TemplateService:
     def import_document(self, document, user: User | None) -> tuple[JobTemplate, bool]:
         """The template the document describes, and whether it was created (False: identical one existed)."""
         normalised = self.normalise(document)
+        for text in normalised.type_strings():
+            # The canonical spelling (', ' between arguments) may outgrow the limit the text was checked against;
+            # export writes it (and the contract column holds it), so import must take it back.
+            if len(text) > MAX_TYPE_LENGTH:
+                raise InvalidInput(f"type {text[:60]}...: longer than {MAX_TYPE_LENGTH} characters once written "
+                                   "in canonical form")
         self._lock_name(normalised.name)
         existing = self._existing_version(normalised)
         if existing is not None:
@@ -137,12 +143,6 @@ class TemplateService:
         return (highest or 0) + 1
 
     def _record_references(self, template: JobTemplate, normalised: NormalisedTemplate) -> None:
-        for text in normalised.type_strings():
-            # The canonical spelling (', ' between arguments) may outgrow the limit the text was checked against;
-            # export writes it, so import must take it back.
-            if len(text) > MAX_TYPE_LENGTH:
-                raise InvalidInput(f"type {text[:60]}...: longer than {MAX_TYPE_LENGTH} characters once written "
-                                   "in canonical form")
         names = set().union(*(type_names(text) for text in normalised.type_strings()))
         if names:
             ids = self.db.scalars(select(JobType.id).where(JobType.name.in_(names))).all()
