@@ -402,3 +402,24 @@ def test_a_name_starting_with_a_dot_is_refused(admin):
     admin.post("/v1/job-templates/import", shell, status=201)
     for name in (".hidden", "..", "."):
         admin.post("/v1/job-templates/import", {**shell, "name": name}, status=400)
+
+
+def test_an_unversioned_child_is_the_registrys_version_even_when_a_newer_one_is_pruned(sync_cli, registry, engine):
+    assert sync_cli("sync", registry)[0] == 0
+    # The server gets shell v2, which the registry does not have; a new meta-template names shell without a
+    # version: in the registry that is v1. Pruning v2 in the same sync must not leave the meta-job on v2.
+    (registry / "shell" / "2.yaml").write_text((registry / "shell" / "1.yaml").read_text().replace(
+        "version: 1", "version: 2", 1))
+    assert sync_cli("sync", registry)[0] == 0
+    (registry / "shell" / "2.yaml").unlink()
+    meta = yaml.safe_load((registry / "shell-then-count" / "1.yaml").read_text())
+    meta["name"] = "unversioned"
+    del meta["specific"]["nodes"]["shell"]["version"]
+    (registry / "unversioned").mkdir()
+    (registry / "unversioned" / "1.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    code, out, err = sync_cli("sync", registry, "--prune")
+    assert code == 0, out + err
+    with Session(engine) as db:
+        stored = db.scalar(select(JobTemplate).where(JobTemplate.name == "unversioned", JobTemplate.active()))
+        assert stored.spec["nodes"]["shell"]["version"] == 1
+    assert sync_cli("diff", registry)[0] == 0  # and the next diff finds nothing to do

@@ -540,8 +540,16 @@ class RegistrySync:
         plan.prune = [key for key in plan.prune if key not in plan.keep]
 
     def apply(self, registry: Registry, plan: Plan, progress: Callable[[int, int], None] | None = None) -> None:
-        """Create what the plan creates and soft-delete what it prunes. Conflicts must have been refused before;
-        an import error raises ``RegistryInvalid`` naming the file (the caller rolls back)."""
+        """Soft-delete what the plan prunes, then create what it creates. Conflicts must have been refused
+        before; an import error raises ``RegistryInvalid`` naming the file (the caller rolls back).
+
+        Pruning first: a new meta-template naming a child without a version takes the newest active one, which
+        must then be the registry's (as `validate` resolved it), not a newer one this very sync removes."""
+        if plan.prune:
+            rows = self.active_templates()
+            for key in plan.prune:
+                rows[key].soft_delete()
+            self.db.flush()
         for count, entry in enumerate(plan.create, 1):
             try:
                 self.service.import_document(copy.deepcopy(entry.document), None)
@@ -549,10 +557,6 @@ class RegistrySync:
                 raise RegistryInvalid([Problem(entry.path, entry.line(error.detail), error.detail)]) from None
             if progress:
                 progress(count, len(plan.create))
-        if plan.prune:
-            rows = self.active_templates()
-            for key in plan.prune:
-                rows[key].soft_delete()
         self.db.flush()
 
 
