@@ -180,6 +180,20 @@ def test_keep_default_adds_to_the_defaults(clients, printed):
     assert lines[0].startswith(f"acquired {pk}")
 
 
+def test_node_names_the_node_a_job_left_on_release_and_abort(clients, printed):
+    job = create(clients, notification_override={"actions": {
+        "on_release": [{"type": "print", "message": "{pk} released by {node}"}],
+        "on_abort": [{"type": "print", "message": "{pk} taken from {node}"}]}})
+    worker, admin, pk, node = clients["worker"], clients["admin"], job["pk"], clients["node"]
+    worker.get(f"/v1/jobs/{pk}/acquire")
+    assert worker.delete(f"/v1/jobs/{pk}/release").json["node"] is None
+    assert printed() == [f"{pk} released by {node}"]
+    worker.get(f"/v1/jobs/{pk}/acquire")
+    worker.post(f"/v1/jobs/{pk}/start", {})
+    assert admin.delete(f"/v1/jobs/{pk}/abort").json["node"] is None
+    assert printed() == [f"{pk} taken from {node}"]
+
+
 def test_a_failing_notification_never_fails_the_request(app, clients, smtp, pigeons, caplog):
     smtp.fail = True
     pigeons.broken = True

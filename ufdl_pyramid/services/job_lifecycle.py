@@ -161,8 +161,9 @@ class JobLifecycle:
         self._require_status(job, "release", QUEUED, FAILED)
         if job.status == QUEUED:
             self._set_status(job, PENDING)
-        job.node_id = None
-        record_event(self.db, job, "release")
+        released_by, job.node_id = job.node_id, None
+        # The job has no node any more: the event says which node let it go ({node} in notifications).
+        record_event(self.db, job, "release", data={"node": released_by})
         return job
 
     def start(self, job: Job, node: ActingNode | None) -> Job:
@@ -241,19 +242,20 @@ class JobLifecycle:
         # so a node that is still running it cannot start another job meanwhile.
         had_failed = job.status == FAILED
         self._back_to_start(job)
-        job.node_id = None
+        taken_from, job.node_id = job.node_id, None
         self._set_status(job, PENDING)
-        record_event(self.db, job, "abort", error=error, data={"category": category} if category else None)
+        record_event(self.db, job, "abort", error=error,
+                     data={"node": taken_from, **({"category": category} if category else {})})
         self.meta.child_reset(job, had_failed=had_failed)
         return job
 
     def fail(self, job: Job, error: str, category: str) -> Job:
         """Give up on a job for good (e.g. too many lost leases)."""
-        job.node_id = None
+        taken_from, job.node_id = job.node_id, None
         job.end_time = utcnow()
         job.error_reason, job.error_category = error, category
         self._set_status(job, FAILED)
-        record_event(self.db, job, "error", data={"category": category})
+        record_event(self.db, job, "error", data={"category": category, "node": taken_from})
         self.meta.child_failed(job)
         return job
 

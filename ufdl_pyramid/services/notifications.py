@@ -252,7 +252,9 @@ class Notifier:
             actions = actions_for(self.defaults, override, job_event.transition)
             if not actions:
                 continue
-            values = {"pk": job.id, "node": job_event.node_id, "error": job_event.error, "status": job_event.status,
+            # After a release or an abort the job has no node; the event's data names the one it left.
+            node = job_event.node_id if job_event.node_id is not None else (job_event.transition_data or {}).get("node")
+            values = {"pk": job.id, "node": node, "error": job_event.error, "status": job_event.status,
                       "progress": job_event.progress, "transition": job_event.transition,
                       "template": f"{job.template.name} v{job.template.version}", "description": job.description}
             creator_email = None
