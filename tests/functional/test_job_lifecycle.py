@@ -185,6 +185,33 @@ def test_update_description_and_deletion(admin, bob, alice, job):
     admin.get(path(job), status=404)
 
 
+def test_a_deleted_job_is_not_worked_on(admin, bob, worker, other_worker, job):
+    run_to_running(worker, job)
+    worker.post(path(job, "progress/0.5"), {})
+    deleted = admin.delete(path(job)).json
+    assert deleted["status"] == "PENDING" and deleted["node"] is None and deleted["progress"] == 0
+    # The node that held it: its calls change nothing, its finish frees it for other work.
+    worker.post(path(job, "progress/0.7"), {}, status=403)
+    assert worker.post(path(job, "finish"), {}).json["status"] == "PENDING"
+    assert bob.get(f"/v1/nodes/{worker.node_id}").json["current_job"] is None
+    other_worker.get(path(job, "acquire"), status=406)
+    assert other_worker.post("/v1/jobs/acquire-next", {"executors": ["tests.Echo"]}, status=204)
+
+    reinstated = admin.delete(path(job, "reinstate")).json
+    assert reinstated["status"] == "PENDING" and reinstated["deletion_time"] is None
+    run_to_running(other_worker, job)
+    assert other_worker.post(path(job, "finish"), {}).json["status"] == "COMPLETED"
+
+
+def test_a_failed_job_deleted_while_held_cannot_be_started_again(admin, worker, job):
+    run_to_running(worker, job)
+    worker.post(path(job, "finish"), {"error": "boom"})
+    assert admin.delete(path(job)).json["node"] == worker.node_id  # failed: nothing to abort
+    worker.delete(path(job, "reset"))
+    assert worker.post(path(job, "start"), {}, status=406).json["detail"].endswith("it is deleted")
+    assert worker.delete(path(job, "release")).json["node"] is None
+
+
 def test_jobs_list_filters(bob, worker, make_job):
     first, second = make_job("a"), make_job("b")
     worker.get(path(second, "acquire"))

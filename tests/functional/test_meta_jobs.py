@@ -111,6 +111,51 @@ def test_cancelling_the_parent_cancels_its_children(alice, bob, parent):
     assert children_of(bob, parent)["produce"]["status"] == "CANCELED"
 
 
+def test_deleting_the_parent_deletes_its_steps_and_reinstating_brings_them_back(admin, alice, bob, parent):
+    worker = register(alice)
+    first = children_of(bob, parent)["produce"]
+    admin.delete(f"/v1/jobs/{first['pk']}", status=406)  # a step goes only with its meta-job
+    admin.delete(f"/v1/jobs/{first['pk']}/hard", status=406)
+    deleted = admin.delete(f"/v1/jobs/{parent['pk']}").json["deletion_time"]
+    assert bob.get(f"/v1/jobs/{first['pk']}").json["deletion_time"] == deleted
+    assert worker.post("/v1/jobs/acquire-next", {"executors": ["tests.Produce"]}, status=204)
+    worker.get(f"/v1/jobs/{first['pk']}/acquire", status=406)
+    admin.delete(f"/v1/jobs/{first['pk']}/reinstate", status=406)
+
+    admin.delete(f"/v1/jobs/{parent['pk']}/reinstate")
+    assert bob.get(f"/v1/jobs/{first['pk']}").json["deletion_time"] is None
+    assert worker.post("/v1/jobs/acquire-next", {"executors": ["tests.Produce"]}).json["pk"] == first["pk"]
+
+
+def test_deleting_a_running_meta_job_aborts_its_running_step(admin, alice, bob, parent):
+    worker = register(alice)
+    first = children_of(bob, parent)["produce"]
+    worker.get(f"/v1/jobs/{first['pk']}/acquire")
+    worker.post(f"/v1/jobs/{first['pk']}/start", {})
+    worker.post(f"/v1/jobs/{first['pk']}/progress/0.5", {})
+    admin.delete(f"/v1/jobs/{parent['pk']}")
+    step = bob.get(f"/v1/jobs/{first['pk']}").json
+    assert step["status"] == "PENDING" and step["node"] is None and step["deletion_time"]
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["progress"] == 0.0
+    # The node's late calls change nothing, and nothing downstream is created.
+    worker.post(f"/v1/jobs/{first['pk']}/progress/0.7", {}, status=403)
+    assert worker.post(f"/v1/jobs/{first['pk']}/finish", {}).json["status"] == "PENDING"
+    include = {"expressions": [{"type": "exact", "field": "parent", "value": parent["pk"]}],
+               "include_inactive": True}
+    assert [step["template"]["name"] for step in admin.post("/v1/jobs/list", include).json] == ["produce"]
+
+    admin.delete(f"/v1/jobs/{parent['pk']}/reinstate")
+    work(worker, bob.get(f"/v1/jobs/{first['pk']}").json)
+    work(worker, children_of(bob, parent)["consume"])
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "COMPLETED"
+
+
+def test_hard_deleting_the_parent_deletes_its_steps(admin, alice, bob, parent):
+    first = children_of(bob, parent)["produce"]
+    admin.delete(f"/v1/jobs/{parent['pk']}/hard")
+    bob.get(f"/v1/jobs/{first['pk']}", status=404)
+
+
 PARALLEL = {"name": "parallel", "version": 1, "scope": "public", "licence": "MIT",
             "specific": {"nodes": {"a": {"name": "produce"}, "b": {"name": "produce"}}, "dependencies": []}}
 

@@ -116,8 +116,8 @@ def test_bad_types_are_400(worker, running, type_text):
 
 
 def test_no_output_for_a_deleted_job(admin, worker, running):
-    admin.delete(f"/v1/jobs/{running['pk']}")
-    assert upload(worker, running, status=406).json["detail"].endswith("it is deleted")
+    admin.delete(f"/v1/jobs/{running['pk']}")  # aborted: the node holds it no more
+    assert upload(worker, running, status=403).json["detail"].endswith(f"does not hold job {running['pk']}")
 
 
 def test_an_overlong_name_is_400(worker, running):

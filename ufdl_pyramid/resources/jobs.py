@@ -7,10 +7,12 @@ from pyramid.authorization import Allow, Authenticated
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import defaultload
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, WrongState
 from ..models import Job, JobOutput, JobTemplate
+from ..models.jobs import QUEUED, RUNNING
 from ..permissions import Permission, user_principal
 from ..representations import job_json, job_output_json
+from ..services.job_lifecycle import JobLifecycle
 from ..services.outputs import check_output_name
 from ..services.records import RecordService
 from .base import Collection, EditableItem, Resource, SoftDeletableItem, parse_pk, require_caller
@@ -19,9 +21,54 @@ MAX_SEGMENT = 1000
 
 
 class JobRecords(RecordService):
+    """A deleted job is not worked on: no node acquires, starts or adds outputs to it, and one that a node
+    holds is aborted as it is deleted (the node's late finish changes nothing); reinstated, it waits for a
+    node again. A meta-job is deleted, reinstated and deleted for good as a whole: its children (the steps
+    of its graph, nested ones included) go with it and cannot go alone, as with cancel."""
+
     model = Job
     schema = {"type": "object", "additionalProperties": False, "required": ["description"],
               "properties": {"description": {"type": "string", "maxLength": 100000}}}
+
+    def destroy(self, row: Job) -> Job:
+        self._require_top_level(row, "delete")
+        row.soft_delete()
+        lifecycle = JobLifecycle(self.db)
+        for job in [row, *self._descendants(row)]:
+            if job.deletion_time is None:
+                job.deletion_time = row.deletion_time
+            if job.node_id is not None and job.status in (QUEUED, RUNNING):
+                lifecycle.abort(job)
+        self._flush()
+        return row
+
+    def reinstate(self, row: Job) -> Job:
+        self._require_top_level(row, "reinstate")
+        deleted_at = row.deletion_time
+        row.reinstate()
+        for child in self._descendants(row):
+            if child.deletion_time == deleted_at:  # deleted with it
+                child.deletion_time = None
+        self._flush()
+        return row
+
+    def hard_delete(self, row: Job) -> Job:
+        self._require_top_level(row, "delete")
+        return super().hard_delete(row)  # the children go too (their foreign key cascades)
+
+    @staticmethod
+    def _require_top_level(row: Job, action: str) -> None:
+        if row.parent_id is not None:
+            raise WrongState(f"Cannot {action} job {row.id}: it is part of job {row.parent_id}; "
+                             f"{action} that one")
+
+    def _descendants(self, row: Job) -> list[Job]:
+        found, parents = [], [row.id]
+        while parents:
+            children = self.db.scalars(select(Job).where(Job.parent_id.in_(parents))).unique().all()
+            found += children
+            parents = [child.id for child in children]
+        return found
 
 
 class JobOutputRecords(RecordService):

@@ -169,6 +169,7 @@ class JobLifecycle:
     def start(self, job: Job, node: ActingNode | None) -> Job:
         node = self._require_holder(job, node, "start")
         self._require_status(job, "start", QUEUED)
+        self._require_workable(job, "start")  # a failed job its node still holds, reset after it was deleted
         if node.current_job_id is not None and node.current_job_id != job.id:
             raise WrongState(f"Cannot start job {job.id}: node {node.id} is still working on job "
                              f"{node.current_job_id}")
@@ -321,8 +322,8 @@ class MetaJobOrchestrator:
         return self.db.scalars(query).unique().one()
 
     def _children(self, parent: Job) -> dict[str, Job]:
-        query = (select(Job).where(Job.parent_id == parent.id, Job.deletion_time.is_(None))
-                 .execution_options(populate_existing=True))
+        # Deleted children too: a child is deleted only with its parent (``JobRecords``), and is still its step.
+        query = select(Job).where(Job.parent_id == parent.id).execution_options(populate_existing=True)
         return {child.graph_node: child for child in self.db.scalars(query).unique()}
 
     def _update_progress(self, parent: Job, children: dict[str, Job]) -> None:
