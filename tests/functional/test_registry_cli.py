@@ -144,6 +144,16 @@ def test_sync_and_diff_refuse_what_the_registry_settings_forbid(sync_cli, regist
     assert templates(engine) == set()
 
 
+def test_diff_reports_what_sync_would_refuse_to_import(sync_cli, registry, engine):
+    """Locally as remotely, diff is a dry-run sync: a type no installed plugin knows is a problem, not a create."""
+    edit(registry / "shell" / "1.yaml", lambda d: d["specific"].__setitem__("job_type", "Process<Nope, str>"))
+    for command in ("diff", "sync"):
+        code, out, err = sync_cli(command, registry)
+        assert code == 1 and "shell/1.yaml:10: specific.job_type: Invalid type 'Process<Nope, str>'" in out
+        assert "to create" not in err
+    assert templates(engine) == set()
+
+
 def test_sync_diff_export_round_trip(ufdl, registry, engine, tmp_path, admin):
     assert ufdl("diff", registry)[0] == 3  # changes pending
     code, out, err = ufdl("sync", registry)

@@ -121,14 +121,13 @@ def _conflicts(plan: dict) -> int:
 
 
 def run_diff(args, environment) -> int:
+    # A dry-run sync, locally as on a server: what fails to import (a type no plugin knows) is a problem
+    # here too, not a "create" that sync then refuses.
     try:
         if args.url:
             plan = RemoteServer(args.url, args.token).sync(args.directory, args.prune, dry_run=True)
         else:
-            _sync_job_types(environment)
-            with environment.session() as db:
-                sync = RegistrySync(db)
-                plan = sync.plan(sync.read(args.directory), args.prune).as_json()
+            plan = _sync_locally(environment, args.directory, args.prune, dry_run=True)
     except RegistryInvalid as error:
         return _problems(error)
     except RegistryConflicts as error:
@@ -145,7 +144,23 @@ def _sync_job_types(environment) -> None:
 
 
 class _DryRun(Exception):
-    pass
+    def __init__(self, plan: dict):
+        super().__init__()
+        self.plan = plan
+
+
+def _sync_locally(environment, directory: str, prune: bool, dry_run: bool, progress=None) -> dict:
+    """``sync`` on the INI's database in one transaction (rolled back for a dry run); the plan's JSON."""
+    _sync_job_types(environment)
+    try:
+        with environment.session() as db:
+            sync = RegistrySync(db)
+            plan = sync.sync(sync.read(directory), prune, progress).as_json()
+            if dry_run:
+                raise _DryRun(plan)
+    except _DryRun as rolled_back:
+        plan = rolled_back.plan
+    return plan
 
 
 def run_sync(args, environment) -> int:
@@ -153,16 +168,7 @@ def run_sync(args, environment) -> int:
         if args.url:
             plan = RemoteServer(args.url, args.token).sync(args.directory, args.prune, args.dry_run)
         else:
-            _sync_job_types(environment)
-            try:
-                with environment.session() as db:
-                    sync = RegistrySync(db)
-                    registry = sync.read(args.directory)
-                    plan = sync.sync(registry, args.prune, Progress("importing")).as_json()
-                    if args.dry_run:
-                        raise _DryRun()
-            except _DryRun:
-                pass
+            plan = _sync_locally(environment, args.directory, args.prune, args.dry_run, Progress("importing"))
     except RegistryConflicts as error:
         return _conflicts(error.plan)
     except RegistryInvalid as error:
