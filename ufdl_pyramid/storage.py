@@ -110,6 +110,12 @@ class OutputStorage(abc.ABC):
         crash interrupted left behind (answers how many). Nothing to do by default."""
         return 0
 
+    def keys(self, *, stored_before: float) -> Iterator[str]:
+        """The keys of the blobs last written before ``stored_before`` (a ``time.time()``), in no particular
+        order: what ``ufdl outputs sweep`` checks against the database. A backend without a listing leaves it
+        unimplemented (the sweep then says so)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its blobs")
+
     def iter_range(self, key: str, start: int, end: int,
                    chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
         """The bytes from `start` to `end` inclusive, in chunks of at most `chunk_size` bytes.
@@ -145,6 +151,7 @@ def _require_positive_chunk_size(chunk_size: int) -> None:
 
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_FAN_OUT = re.compile(r"[0-9a-f]{2}")
 _TEMPORARY_PREFIX = "upload-"
 # An upload copies a body the server already holds (waitress buffers it), so its temporary file is written
 # without pause: one untouched this long was left by a crash.
@@ -215,6 +222,16 @@ class LocalDirectoryStorage(OutputStorage):
                 removed += 1
         return removed
 
+    def keys(self, *, stored_before: float) -> Iterator[str]:
+        # A blob's file keeps the time its upload last wrote it (the rename keeps it): an upload whose row
+        # has not committed yet wrote its file moments ago.
+        for first in _subdirectories(self.root):
+            for second in _subdirectories(first.path):
+                for entry in os.scandir(second.path):
+                    if (_SHA256_HEX.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
+                            and entry.stat(follow_symlinks=False).st_mtime < stored_before):
+                        yield entry.name
+
     def open(self, key: str) -> BinaryIO:
         try:
             return open(self._path_for(key), "rb")
@@ -252,6 +269,15 @@ def _copy_with_limit(stream: ReadableStream, target: BinaryIO, max_size: int, ch
             raise BlobTooLarge(max_size)
         digest.update(chunk)
         target.write(chunk)
+
+
+def _subdirectories(path: str) -> list[os.DirEntry]:
+    """The fan-out directories under ``path`` (two hex digits each; ``tmp`` and anything else skipped)."""
+    try:
+        entries = list(os.scandir(path))
+    except FileNotFoundError:
+        return []
+    return [entry for entry in entries if _FAN_OUT.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False)]
 
 
 def _remove_if_present(path: str) -> None:

@@ -3,6 +3,7 @@ import hashlib
 import io
 import os
 import threading
+import time
 import tracemalloc
 
 import pytest
@@ -307,3 +308,14 @@ def test_a_full_disk_is_storage_full_and_keeps_nothing(storage, monkeypatch):
         storage.store(io.BytesIO(b"data"), max_size=100)
     assert full.value.status == 507
     assert files_under(storage.root) == []
+
+
+def test_listing_skips_what_is_not_a_blob(tmp_path):
+    storage = LocalDirectoryStorage(str(tmp_path))
+    key = storage.store(io.BytesIO(b"bytes"), max_size=10).key
+    (tmp_path / "tmp" / "upload-123").write_bytes(b"partial")
+    (tmp_path / key[:2] / key[2:4] / "notes.txt").write_text("not a blob")
+    (tmp_path / "zz").mkdir()
+    assert list(storage.keys(stored_before=time.time() + 1)) == [key]
+    assert list(storage.keys(stored_before=time.time() - 60)) == []
+    assert list(LocalDirectoryStorage(str(tmp_path / "missing")).keys(stored_before=time.time())) == []

@@ -6,10 +6,10 @@ from ..errors import ServiceError
 from ..settings import SettingsError
 from ..plugins import PluginError
 from ..worker.api import ApiError
-from . import db, events, jobs, plugins, serve, templates, users, websocket, worker
+from . import db, events, jobs, outputs, plugins, serve, templates, users, websocket, worker
 from .environment import CliEnvironment
 
-AREAS = (db, users, plugins, templates, serve, worker, websocket, events, jobs)
+AREAS = (db, users, plugins, templates, serve, worker, websocket, events, outputs, jobs)
 
 
 def build_parser() -> argparse.ArgumentParser:

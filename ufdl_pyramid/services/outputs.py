@@ -7,9 +7,12 @@ deleted too when nothing refers to it. No Pyramid here.
 """
 import logging
 import re
+import time
+from collections.abc import Callable
 from typing import BinaryIO
 
 from sqlalchemy import event, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -166,6 +169,48 @@ def lock_blob_keys(connection, keys) -> None:
 _LOCK_KEY = text("SELECT pg_advisory_xact_lock(:key)")
 
 
+def delete_unreferenced_blobs(engine: Engine, storage: OutputStorage, keys: set[str], *,
+                              dry_run: bool = False) -> set[str]:
+    """Delete the blobs of ``keys`` that no output row (active or soft-deleted) refers to; answers those keys.
+    A transaction of its own holds the keys' locks (SQLite: its write lock) from the check to the deletion,
+    so an upload of the same bytes committing meanwhile keeps its blob."""
+    with engine.connect().execution_options(sqlite_immediate=True) as connection:
+        with connection.begin():
+            lock_blob_keys(connection, keys)
+            referenced = set(connection.scalars(select(JobOutput.blob_key)
+                                                .where(JobOutput.blob_key.in_(sorted(keys))).distinct()))
+            unreferenced = keys - referenced
+            if not dry_run:
+                for key in sorted(unreferenced):
+                    storage.delete(key)
+    return unreferenced
+
+
+def sweep_blobs(engine: Engine, storage: OutputStorage, *, older_than: float, dry_run: bool = False,
+                batch_size: int = 500, progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+    """Delete the stored blobs, last written over ``older_than`` seconds ago, that no output row refers to:
+    those a crash left between an upload's rename and its commit. Answers (blobs checked, blobs deleted);
+    ``progress(checked, deleted)`` is called after each batch."""
+    checked = deleted = 0
+    batch: set[str] = set()
+
+    def sweep_batch() -> None:
+        nonlocal checked, deleted
+        deleted += len(delete_unreferenced_blobs(engine, storage, batch, dry_run=dry_run))
+        checked += len(batch)
+        batch.clear()
+        if progress is not None:
+            progress(checked, deleted)
+
+    for key in storage.keys(stored_before=time.time() - older_than):
+        batch.add(key)
+        if len(batch) >= batch_size:
+            sweep_batch()
+    if batch:
+        sweep_batch()
+    return checked, deleted
+
+
 class BlobCleanup:
     """Deletes blobs that no output row refers to any more, once the database says so for good.
 
@@ -236,15 +281,8 @@ class BlobCleanup:
         if not keys:
             return
         try:
-            # The session cannot run SQL now (its transaction is over): a transaction of its own, holding the
-            # keys' locks (SQLite: its write lock) while it checks and deletes.
-            with session.get_bind().connect().execution_options(sqlite_immediate=True) as connection:
-                with connection.begin():
-                    lock_blob_keys(connection, keys)
-                    referenced = set(connection.scalars(select(JobOutput.blob_key)
-                                                        .where(JobOutput.blob_key.in_(sorted(keys))).distinct()))
-                    for key in keys - referenced:
-                        self.storage.delete(key)
+            # The session cannot run SQL now (its transaction is over): the check runs in a transaction of its own.
+            delete_unreferenced_blobs(session.get_bind(), self.storage, keys)
         except Exception:
             # The commit has happened: a blob left behind wastes space but breaks nothing.
             log.exception("could not delete unreferenced output blobs %s", sorted(keys))

@@ -1,0 +1,82 @@
+"""``ufdl outputs sweep``: blobs that no output row refers to (a crash between an upload's rename and its
+commit leaves such a blob) are deleted once old enough; every blob an output refers to stays."""
+import io
+import os
+import time
+
+import pytest
+import webtest
+
+from ufdl_pyramid.cli import main
+from ufdl_pyramid.testing import TEST_SETTINGS, ApiClient, make_test_app
+from job_helpers import ECHO, register
+
+
+@pytest.fixture
+def storage_path(tmp_path):
+    return str(tmp_path / "outputs")
+
+
+@pytest.fixture
+def app(engine, storage_path):
+    return make_test_app(engine, **{"ufdl.storage.path": storage_path})
+
+
+@pytest.fixture
+def sweep(tmp_path, engine, storage_path, capsys):
+    ini = tmp_path / "test.ini"
+    ini.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\n"
+                   f"sqlalchemy.url = {engine.url.render_as_string(hide_password=False)}\n"
+                   f"ufdl.auth.secret = {TEST_SETTINGS['ufdl.auth.secret']}\nufdl.storage.path = {storage_path}\n")
+
+    def run(*args) -> tuple[int, str, str]:
+        code = main(["-c", str(ini), "outputs", "sweep", *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+def age(storage, key: str, seconds: float) -> None:
+    path = storage._path_for(key)
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_sweep_deletes_old_orphans_only(app, admin, alice, bob, sweep):
+    storage = app.registry["ufdl.storage"]
+    def client(user: ApiClient) -> ApiClient:
+        return ApiClient(webtest.TestApp(app), user.token, user.refresh_token, user.node_id, user.user_id)
+
+    template = client(admin).post("/v1/job-templates/import", ECHO, status=201).json
+    worker = register(client(alice))
+    jobs = [client(bob).post(f"/v1/job-templates/{template['pk']}/create-job",
+                             {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json
+            for _ in range(2)]
+    outputs = []
+    for job, data in zip(jobs, (b"kept", b"soft-deleted")):
+        worker.get(f"/v1/jobs/{job['pk']}/acquire")
+        worker.post(f"/v1/jobs/{job['pk']}/start", {})
+        outputs.append(worker.request("POST", f"/v1/jobs/{job['pk']}/outputs/out/BLOB", body=data,
+                                      content_type="application/data", status=201).json)
+        worker.post(f"/v1/jobs/{job['pk']}/finish", {})
+    client(admin).delete(f"/v1/job-outputs/{outputs[1]['pk']}")  # soft-deleted: may be reinstated
+    # What a crash between an upload's rename and its commit leaves: a blob without a row.
+    orphan = storage.store(io.BytesIO(b"orphan"), max_size=100).key
+    recent_orphan = storage.store(io.BytesIO(b"an upload still committing"), max_size=100).key
+    referenced = [storage.store(io.BytesIO(data), max_size=100).key for data in (b"kept", b"soft-deleted")]
+    for key in [orphan, *referenced]:
+        age(storage, key, 7200)
+
+    code, out, err = sweep("--dry-run")
+    assert code == 0 and out == "would delete 1 of 3 blob(s) last written over 1h ago: no output refers to them\n"
+    assert storage.exists(orphan)
+
+    code, out, err = sweep()
+    assert code == 0 and out.startswith("deleted 1 of 3 blob(s)") and "checked 3 blob(s), 1 orphaned" in err
+    assert not storage.exists(orphan)
+    assert all(storage.exists(key) for key in [recent_orphan, *referenced])
+    assert client(bob).get(f"/v1/job-outputs/{outputs[0]['pk']}/download").body == b"kept"
+
+    assert sweep("--older-than", "0s")[1].startswith("deleted 1 of 3 blob(s)")  # the recent one, now
+    assert not storage.exists(recent_orphan)
+    assert sweep("--older-than", "soon")[0] == 2

@@ -1,0 +1,43 @@
+"""``ufdl outputs sweep [--older-than 1h] [--dry-run]``: delete stored blobs that no output row refers to."""
+import sys
+
+from ..services.events import parse_age
+from ..services.outputs import sweep_blobs
+from ..storage import storage_from_settings
+
+
+def register(areas) -> None:
+    outputs = areas.add_parser("outputs", help="manage the output storage")
+    actions = outputs.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sweep = actions.add_parser("sweep", help="delete blobs that no output refers to (left by a crash)")
+    sweep.add_argument("--older-than", default="1h", metavar="AGE",
+                       help="only blobs last written this long ago (default 1h; e.g. 30d, 12h, 90m, 3600s)")
+    sweep.add_argument("--dry-run", action="store_true", help="count them, delete nothing")
+    sweep.set_defaults(handler=run_sweep)
+
+
+def run_sweep(args, environment) -> int:
+    try:
+        age = parse_age(args.older_than)
+    except ValueError:
+        print(f"ufdl: --older-than must look like 30d, 12h, 15m or 90s, not {args.older_than!r}", file=sys.stderr)
+        return 2
+    storage = storage_from_settings(environment.settings)
+    tty = sys.stderr.isatty()
+
+    def progress(checked: int, orphaned: int) -> None:
+        # The listing streams (its length is unknown): a running count, rewritten in place on a terminal.
+        line = f"checked {checked} blob(s), {orphaned} orphaned"
+        print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    try:
+        checked, orphaned = sweep_blobs(environment.engine, storage, older_than=age.total_seconds(),
+                                        dry_run=args.dry_run, progress=progress)
+    except NotImplementedError as error:
+        print(f"ufdl: {error}", file=sys.stderr)
+        return 1
+    if tty and checked:
+        print(file=sys.stderr)
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {orphaned} of {checked} blob(s) last written over {args.older_than} ago: no output refers to them")
+    return 0
