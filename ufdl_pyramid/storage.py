@@ -228,8 +228,13 @@ class LocalDirectoryStorage(OutputStorage):
         for first in _subdirectories(self.root):
             for second in _subdirectories(first.path):
                 for entry in os.scandir(second.path):
-                    if (_SHA256_HEX.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
-                            and entry.stat(follow_symlinks=False).st_mtime < stored_before):
+                    if not (_SHA256_HEX.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)):
+                        continue
+                    try:
+                        written = entry.stat(follow_symlinks=False).st_mtime
+                    except FileNotFoundError:
+                        continue  # deleted since the directory was read
+                    if written < stored_before:
                         yield entry.name
 
     def open(self, key: str) -> BinaryIO:

@@ -136,7 +136,8 @@ def test_deleting_a_running_meta_job_aborts_its_running_step(admin, alice, bob, 
     admin.delete(f"/v1/jobs/{parent['pk']}")
     step = bob.get(f"/v1/jobs/{first['pk']}").json
     assert step["status"] == "PENDING" and step["node"] is None and step["deletion_time"]
-    assert bob.get(f"/v1/jobs/{parent['pk']}").json["progress"] == 0.0
+    meta_job = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert meta_job["progress"] == 0.0 and meta_job["deletion_time"] == step["deletion_time"]
     # The node's late calls change nothing, and nothing downstream is created.
     worker.post(f"/v1/jobs/{first['pk']}/progress/0.7", {}, status=403)
     assert worker.post(f"/v1/jobs/{first['pk']}/finish", {}).json["status"] == "PENDING"

@@ -187,7 +187,7 @@ def delete_unreferenced_blobs(engine: Engine, storage: OutputStorage, keys: set[
 
 
 def sweep_blobs(engine: Engine, storage: OutputStorage, *, older_than: float, dry_run: bool = False,
-                batch_size: int = 500, progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+                batch_size: int = 100, progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
     """Delete the stored blobs, last written over ``older_than`` seconds ago, that no output row refers to:
     those a crash left between an upload's rename and its commit. Answers (blobs checked, blobs deleted);
     ``progress(checked, deleted)`` is called after each batch."""
