@@ -1,19 +1,6 @@
 """Meta-jobs through HTTP: a two-step graph run to completion with its wiring, and a failing child."""
 import pytest
-from job_helpers import register
-
-
-PRODUCE = {"name": "produce", "version": 1, "scope": "public", "licence": "MIT",
-           "specific": {"job_type": "Process<str, BLOB>", "executor_class": "tests.Produce",
-                        "required_packages": "", "parameters": {}}}
-CONSUME = {"name": "consume", "version": 1, "scope": "public", "licence": "MIT",
-           "specific": {"job_type": "Process<JobOutput<BLOB>, BLOB>", "executor_class": "tests.Consume",
-                        "required_packages": "", "parameters": {"mode": {"types": ["str"], "help": "",
-                                                                          "default": "fast"}}}}
-PIPELINE = {"name": "pipeline", "version": 1, "scope": "public", "licence": "MIT",
-            "specific": {"nodes": {"first": {"name": "produce"}, "second": {"name": "consume"}},
-                         "dependencies": [{"from_node": "first", "from_output": "output", "to_node": "second",
-                                           "to_input": "input"}]}}
+from job_helpers import CONSUME, PIPELINE, PRODUCE, register
 
 
 @pytest.fixture

@@ -1,0 +1,182 @@
+"""A seeded random walk over the jobs API: every transition, called by any actor on any job in any state.
+
+Three nodes (two of alice's, one of bob's) work single jobs and two-step meta-jobs; users and the admin
+cancel, abort, delete and reinstate. After each call the stored jobs and nodes must hold the state machine's
+invariants, a refused call (4xx) must have changed nothing, and a job a call answers must be the job stored.
+The scenario tests pin the expected outcomes one by one; this one finds the orders of calls nobody wrote.
+"""
+import collections
+import random
+
+import pytest
+from job_helpers import CONSUME, ECHO, PIPELINE, PRODUCE, register
+
+STEPS = 400
+EXECUTORS = ["tests.Echo", "tests.Produce", "tests.Consume"]
+NODE_ACTIONS = ("start", "progress", "finish", "error", "reset", "release", "output")
+# A job that holds a node until the node's finish, or is still to be worked.
+LIVE = ("PENDING", "QUEUED", "RUNNING", "FAILED")
+
+
+def violations(jobs: dict, nodes: dict) -> list[str]:
+    """What is wrong with these jobs and nodes (as the list endpoints answer them)."""
+    found = []
+    runs = collections.Counter()
+    for job in jobs.values():
+        pk, status, node = job["pk"], job["status"], job["node"]
+        if job["is_cancelled"] != (status == "CANCELED"):
+            found.append(f"job {pk}: is_cancelled {job['is_cancelled']} but {status}")
+        if not 0 <= job["progress"] <= 1:
+            found.append(f"job {pk}: progress {job['progress']}")
+        if status == "COMPLETED" and (job["progress"] != 1 or not job["end_time"]):
+            found.append(f"job {pk}: COMPLETED with progress {job['progress']}, end {job['end_time']}")
+        if job["template"]["name"] == PIPELINE["name"]:
+            found += meta_violations(job, [child for child in jobs.values() if child["parent"] == pk])
+            continue
+        if status in ("QUEUED", "RUNNING") and node is None:
+            found.append(f"job {pk}: {status} without a node")
+        if status == "PENDING" and node is not None:
+            found.append(f"job {pk}: PENDING but held by node {node}")
+        if status == "RUNNING":
+            runs[node] += 1
+            if not job["start_time"]:
+                found.append(f"job {pk}: RUNNING without a start time")
+            if nodes[node]["current_job"] != pk:
+                found.append(f"job {pk}: RUNNING on node {node}, whose current job is {nodes[node]['current_job']}")
+    found += [f"node {node} runs {count} jobs" for node, count in runs.items() if count > 1]
+    return found
+
+
+def meta_violations(parent: dict, children: list[dict]) -> list[str]:
+    pk, status = parent["pk"], parent["status"]
+    found = [] if parent["node"] is None else [f"meta-job {pk}: held by node {parent['node']}"]
+    for child in children:
+        if (child["deletion_time"] is None) != (parent["deletion_time"] is None):
+            found.append(f"step {child['pk']}: deletion time {child['deletion_time']}, "
+                         f"its meta-job's {parent['deletion_time']}")
+        if status == "CANCELED" and child["status"] not in ("COMPLETED", "CANCELED"):
+            found.append(f"step {child['pk']}: {child['status']} in canceled meta-job {pk}")
+        if child["status"] == "RUNNING" and status != "RUNNING":
+            found.append(f"step {child['pk']}: RUNNING in {status} meta-job {pk}")
+    if status == "COMPLETED" and sorted(child["status"] for child in children) != ["COMPLETED", "COMPLETED"]:
+        found.append(f"meta-job {pk}: COMPLETED with steps {[child['status'] for child in children]}")
+    # Its progress is the mean over both steps, one not created yet counting as 0.
+    if status == "RUNNING" and parent["progress"] != pytest.approx(sum(c["progress"] for c in children) / 2):
+        found.append(f"meta-job {pk}: progress {parent['progress']}, steps {[c['progress'] for c in children]}")
+    return found
+
+
+class Walk:
+    def __init__(self, seed: int, admin, alice, bob, templates: dict):
+        self.rng = random.Random(seed)
+        self.admin, self.users, self.templates = admin, [admin, alice, bob], templates
+        workers = [register(alice, "10.0.0.1"), register(alice, "10.0.0.2"), register(bob, "10.0.0.3")]
+        self.workers = {worker.node_id: worker for worker in workers}
+        self.jobs, self.nodes = self.read()
+
+    def read(self) -> tuple[dict, dict]:
+        jobs = self.admin.post("/v1/jobs/list", {"include_inactive": True}).json
+        nodes = self.admin.post("/v1/nodes/list", {}).json
+        return {job["pk"]: job for job in jobs}, {node["pk"]: node for node in nodes}
+
+    def pick_job(self, action: str, node: int) -> int:
+        """Mostly a job the action can apply to (else nearly every call would be refused), sometimes any."""
+        rng, jobs = self.rng, self.jobs
+        if action in NODE_ACTIONS:
+            held = [pk for pk, job in jobs.items() if job["node"] == node and job["status"] in LIVE]
+            held += [self.nodes[node]["current_job"]] if self.nodes[node]["current_job"] else []
+            if held and rng.random() < 0.85:
+                return rng.choice(held)
+        if action == "acquire" and rng.random() < 0.7:
+            pending = [pk for pk, job in jobs.items()
+                       if job["status"] == "PENDING" and job["template"]["name"] != PIPELINE["name"]]
+            if pending:
+                return rng.choice(pending)
+        return rng.choice(list(jobs)) if jobs and rng.random() < 0.97 else 10 ** 6
+
+    def call(self):
+        """One random call; returns (what was called, its response)."""
+        rng = self.rng
+        node = rng.choice(list(self.workers))
+        worker = self.workers[node]
+        user = rng.choice(self.users)
+        if rng.random() < 0.1 or not self.jobs:
+            name = rng.choice([ECHO["name"], ECHO["name"], PIPELINE["name"]])
+            inputs = {"input" if name == ECHO["name"] else "first:input": {"value": "words", "type": "str"}}
+            return ("create", name), user.post(f"/v1/job-templates/{self.templates[name]}/create-job",
+                                               {"input_values": inputs}, status="*")
+        action = rng.choice(["acquire", "acquire", "acquire-next", "start", "start", "progress", "progress",
+                             "finish", "finish", "error", "reset", "release", "abort", "cancel", "delete",
+                             "reinstate", "hard", "output"])
+        pk = self.pick_job(action, node)
+        job = f"/v1/jobs/{pk}"
+        what = (action, pk, node)
+        if action == "acquire":
+            return what, worker.get(f"{job}/acquire", status="*")
+        if action == "acquire-next":
+            return what, worker.post("/v1/jobs/acquire-next", {"executors": EXECUTORS}, status="*")
+        if action == "start":
+            return what, worker.post(f"{job}/start", {}, status="*")
+        if action == "progress":
+            return what, worker.post(f"{job}/progress/{rng.choice(['0.1', '0.5', '0.9'])}", {}, status="*")
+        if action in ("finish", "error"):
+            body = {} if action == "finish" else {"success": False, "error": "boom"}
+            return what, worker.post(f"{job}/finish", body, status="*")
+        if action in ("reset", "release"):
+            return what, worker.delete(f"{job}/{action}", status="*")
+        if action == "output":
+            return what, worker.request("POST", f"{job}/outputs/output/{rng.choice(['BLOB', 'str'])}",
+                                        body=b"some words", content_type="application/data", status="*")
+        if action in ("abort", "cancel"):
+            return what, user.delete(f"{job}/{action}", status="*")
+        if action == "hard" and rng.random() < 0.7:  # rarely: it takes jobs out of the walk for good
+            action, what = "delete", ("delete", pk, node)
+        return what, self.admin.delete(job if action == "delete" else f"{job}/{action}", status="*")
+
+    def step(self) -> tuple:
+        what, response = self.call()
+        assert response.status_int < 500, (what, response)
+        assert response.status_int == 204 or response.content_type == "application/json", (what, response)
+        before_jobs, before_nodes = self.jobs, self.nodes
+        self.jobs, self.nodes = self.read()
+        assert not violations(self.jobs, self.nodes), (what, response.status, violations(self.jobs, self.nodes))
+        if 400 <= response.status_int < 500:
+            # Any request naming a node records it as seen: the one change a refused call makes.
+            assert self.jobs == before_jobs, (what, response.status, response.json)
+            assert without_last_seen(self.nodes) == without_last_seen(before_nodes), (what, response.json)
+        elif response.status_int == 200 and what[0] not in ("delete", "hard", "acquire-next"):
+            assert response.json == self.jobs[response.json["pk"]], what
+        return what[0], response.status_int
+
+
+def without_last_seen(nodes: dict) -> dict:
+    return {pk: {**node, "last_seen": None} for pk, node in nodes.items()}
+
+
+@pytest.fixture
+def templates(admin):
+    for template in (ECHO, PRODUCE, CONSUME):
+        admin.post("/v1/job-templates/import", template, status=201)
+    admin.post("/v1/job-templates/import", PIPELINE, status=201)
+    listed = admin.post("/v1/job-templates/list", {}).json
+    return {template["name"]: template["pk"] for template in listed}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_random_walk_keeps_the_invariants(seed, admin, alice, bob, templates):
+    walk = Walk(seed, admin, alice, bob, templates)
+    outcomes = collections.Counter(walk.step() for _ in range(STEPS))
+    # The walk went where it matters: jobs were worked to each end, and meta-jobs got under way.
+    worked = {action for (action, status) in outcomes if status in (200, 201)}
+    assert {"acquire", "start", "progress", "finish", "error", "output", "cancel"} <= worked, outcomes
+    metas = [job for job in walk.jobs.values() if job["template"]["name"] == PIPELINE["name"]]
+    assert any(job["status"] != "PENDING" for job in metas), metas
+
+
+def test_the_invariants_catch_a_node_running_two_jobs():
+    """The checker itself: a state the server must never store is reported."""
+    job = {"template": {"name": ECHO["name"]}, "node": 7, "status": "RUNNING", "progress": 0.5,
+           "is_cancelled": False, "start_time": "2026-01-01T00:00:00Z", "end_time": None, "parent": None}
+    jobs = {1: {**job, "pk": 1}, 2: {**job, "pk": 2}}
+    found = violations(jobs, {7: {"pk": 7, "current_job": 1}})
+    assert found == ["job 2: RUNNING on node 7, whose current job is 1", "node 7 runs 2 jobs"]
