@@ -12,7 +12,7 @@ from ..models import Job, JobOutput, JobTemplate
 from ..models.jobs import QUEUED, RUNNING
 from ..permissions import Permission, user_principal
 from ..representations import job_json, job_output_json
-from ..services.job_lifecycle import JobLifecycle
+from ..services.job_lifecycle import JobLifecycle, lineage, lock_in_order
 from ..services.outputs import check_output_name
 from ..services.records import RecordService
 from .base import Collection, EditableItem, Resource, SoftDeletableItem, parse_pk, require_caller
@@ -138,9 +138,11 @@ JOB_LOAD_OPTIONS = (_JOB_TEMPLATE.load_only(JobTemplate.name, JobTemplate.versio
 _JOB_BY_PK = select(Job).options(*JOB_LOAD_OPTIONS).where(Job.id == bindparam("pk"))
 # The actions that change a job read it locked (PostgreSQL; SQLite's writers take turns anyway), so that two
 # actors on one job (a node's finish and an admin's abort, a cancel, an expiring lease) decide one after the
-# other, the second on the first's outcome. Reads do not lock, nor do output uploads, which stream for long
-# and change no state; neither does the express lane for progress, whose one statement checks it all.
-_LOCKED_JOB_BY_PK = _JOB_BY_PK.with_for_update(of=Job)
+# other, the second on the first's outcome. Its meta-jobs are locked with it, before it (the lock order, see
+# ``lineage``). Reads do not lock, nor do output uploads, which stream for long and change no state; neither
+# does the express lane for progress, whose one statement checks it all.
+_LOCKED_LINEAGE_BY_PK = lock_in_order(
+    select(Job).options(*JOB_LOAD_OPTIONS).where(Job.id.in_(lineage(bindparam("pk")))))
 _CHANGING_ACTIONS = {"acquire", "release", "start", "progress", "finish", "reset", "abort", "cancel", "reinstate",
                      "hard"}
 
@@ -163,9 +165,11 @@ class Jobs(Collection):
     def __getitem__(self, key: str) -> JobItem:
         require_caller(self.request)
         db = self.request.db
-        locked = _changes_the_job(self.request) and db.get_bind().dialect.name == "postgresql"
-        row = db.execute(_LOCKED_JOB_BY_PK if locked else _JOB_BY_PK, {"pk": parse_pk(key)}).unique() \
-            .scalar_one_or_none()
+        pk = parse_pk(key)
+        if _changes_the_job(self.request) and db.get_bind().dialect.name == "postgresql":
+            row = next((job for job in db.scalars(_LOCKED_LINEAGE_BY_PK, {"pk": pk}).unique() if job.id == pk), None)
+        else:
+            row = db.execute(_JOB_BY_PK, {"pk": pk}).unique().scalar_one_or_none()
         if row is None:
             raise KeyError(key)
         return self.item_class(self.request, key, self, row)

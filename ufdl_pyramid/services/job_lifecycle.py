@@ -13,7 +13,7 @@ Meta-jobs (a parent over child jobs) are worked through their children: see ``Me
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -31,6 +31,24 @@ _JOBS = Job.__table__
 _NODES = Node.__table__
 ALGORITHM = "ALGORITHM"  # the executor reported an error
 SYSTEM = "SYSTEM"  # the infrastructure failed the job (lost node, expired lease)
+
+
+def lineage(job_id) -> Select:
+    """The ids of a job and of its ancestors (its meta-job, that one's, ...).
+
+    The lock order of jobs on PostgreSQL: ancestors first, that is by ascending id (a meta-job is created
+    before its steps). A meta-job's cancel and deletion lock it, then its steps; a step's own calls lock
+    the meta-job as they change it (``MetaJobOrchestrator._parent``). Were the step locked first, each of
+    the two would wait for the other's lock: a deadlock.
+    """
+    chain = select(Job.id, Job.parent_id).where(Job.id == job_id).cte("lineage", recursive=True)
+    chain = chain.union_all(select(Job.id, Job.parent_id).join(chain, Job.id == chain.c.parent_id))
+    return select(chain.c.id)
+
+
+def lock_in_order(statement: Select, *, skip_locked: bool = False) -> Select:
+    """``statement`` (of jobs) locking its rows in the lock order: see ``lineage``."""
+    return statement.order_by(Job.id).with_for_update(of=Job, skip_locked=skip_locked)
 
 
 def parse_progress(text: str) -> float:
@@ -289,7 +307,11 @@ class JobLifecycle:
             Job.status.in_((QUEUED, RUNNING)), (Node.last_seen.is_(None)) | (Node.last_seen < cutoff),
             Job.last_status_change < cutoff)
         if self.db.get_bind().dialect.name == "postgresql":
-            stale = stale.with_for_update(of=Job, skip_locked=True)
+            locked = self._lock_stale(stale)
+            if not locked:
+                return []
+            # Read afresh once locked: each is checked again (another request may have changed it meanwhile).
+            stale = stale.where(Job.id.in_(locked)).execution_options(populate_existing=True)
         expired = []
         for job in self.db.scalars(stale).unique().all():
             message = f"Node {job.node_id} was not seen for {timeout:g} s"
@@ -299,6 +321,18 @@ class JobLifecycle:
                 self.abort(job, error=message, category=SYSTEM)
             expired.append(job)
         return expired
+
+    def _lock_stale(self, stale: Select) -> list[int]:
+        """Of the stale jobs, those locked with their ancestors in the lock order (see ``lineage``). A job
+        whose lineage another request holds is left for the next check: waiting for it while holding the
+        job could deadlock."""
+        locked = []
+        for job_id in self.db.scalars(stale.with_only_columns(Job.id)).all():
+            family = self.db.scalars(lineage(job_id)).all()
+            held = self.db.scalars(lock_in_order(select(Job.id).where(Job.id.in_(family)), skip_locked=True))
+            if len(held.all()) == len(family):
+                locked.append(job_id)
+        return locked
 
 
 class MetaJobOrchestrator:

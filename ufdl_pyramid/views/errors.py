@@ -4,6 +4,7 @@ import logging
 from pyramid.exceptions import PredicateMismatch, URLDecodeError
 from pyramid.httpexceptions import HTTPException
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
+from pyramid_retry import is_last_attempt
 
 from ..errors import NO_CREDENTIALS, ConcurrentChange, ServiceError
 
@@ -72,14 +73,29 @@ def http_exception(exc, request):
         name: value for name, value in exc.headers.items() if name.lower() in ("allow", "retry-after")})
 
 
-# A retryable error (a deadlock, a serialization failure) must reach pyramid_retry to run the request again,
-# so it is answered here only on the last attempt; any other error at once.
+# A retryable error must reach pyramid_retry to run the request again, so it is answered here only on the last
+# attempt; any other error at once.
 @exception_view_config(Exception, renderer="json", retryable_error=False)
 @exception_view_config(Exception, renderer="json", last_retry_attempt=True)
 def unexpected_error(exc, request):
     # The raw PATH_INFO: decoding it is one of the things that may have failed.
-    log.exception("unhandled error on %s %r", request.method, request.environ.get("PATH_INFO"))
+    where = request.method, request.environ.get("PATH_INFO")
+    if _transient(request, exc):
+        # A deadlock or a serialization failure the database reported. pyramid_tm marks it retryable only
+        # after this view has answered: pyramid_retry then runs the request again, unless this was the last try.
+        if not is_last_attempt(request):
+            log.info("retrying %s %r after a transient database error: %s", *where, exc)
+        else:
+            log.warning("giving up on %s %r after %s attempts: %s", *where, request.environ["retry.attempts"], exc)
+        return error_response(request, 409, "Another request changed the same data at the same moment; try again.")
+    log.exception("unhandled error on %s %r", *where)
     return error_response(request, 500, "Internal server error.")
+
+
+def _transient(request, exc) -> bool:
+    """Whether the transaction's data managers (zope.sqlalchemy) would have the request retried."""
+    manager = request.environ.get("tm.manager")
+    return manager is not None and manager.get().isRetryableError(exc)
 
 
 def includeme(config):
