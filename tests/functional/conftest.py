@@ -1,4 +1,6 @@
 """Job fixtures: the ECHO template, jobs bob creates from it, and nodes of alice's to work them."""
+import logging
+
 import pytest
 
 from job_helpers import ECHO, register
@@ -38,3 +40,11 @@ def worker(alice):
 @pytest.fixture
 def other_worker(alice):
     return register(alice, "10.0.0.2")
+
+
+@pytest.fixture
+def retried(caplog):
+    """The requests run again after a transient database error (a deadlock, say), as the error view logs them."""
+    caplog.set_level(logging.INFO, logger="ufdl_pyramid.views.errors")
+    return lambda: [record.getMessage() for record in caplog.records
+                    if record.name == "ufdl_pyramid.views.errors" and record.getMessage().startswith("retrying")]

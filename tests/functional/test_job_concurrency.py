@@ -213,10 +213,10 @@ def test_two_nodes_asking_for_the_next_job_at_once_get_one_each(wsgi_app, admin,
             admin.delete(f"/v1/jobs/{pk}/cancel", status=200)  # the next round starts with none pending
 
 
-def test_a_step_racing_its_meta_jobs_cancel_or_deletion_never_deadlocks(wsgi_app, engine, admin, alice, bob):
-    """The step's own calls lock the step, then its meta-job; the meta-job's cancel and deletion lock the
-    meta-job, then its steps. Both lock a meta-job before its steps (PostgreSQL reported deadlocks, logged as
-    unhandled errors and retried, when the step's calls took the step first)."""
+def test_a_step_racing_its_meta_jobs_cancel_or_deletion_never_deadlocks(wsgi_app, engine, retried, admin, alice,
+                                                                         bob):
+    """Both lock a meta-job before its steps (PostgreSQL reported deadlocks when the step's calls took the
+    step first and the meta-job's cancel and deletion the meta-job first)."""
     for template in (PRODUCE, CONSUME, PIPELINE):
         admin.post("/v1/job-templates/import", template, status=201)
     pipeline = next(t for t in admin.post("/v1/job-templates/list", {}).json if t["name"] == PIPELINE["name"])
@@ -243,6 +243,7 @@ def test_a_step_racing_its_meta_jobs_cancel_or_deletion_never_deadlocks(wsgi_app
         else:
             assert state["deletion_time"] and state["status"] in ("PENDING", "COMPLETED", "FAILED"), state
         node.post(f"/v1/jobs/{step}/finish", {}, status="*")  # frees the node whatever the outcome
+    assert not retried()
 
 
 def test_a_lost_lease_whose_meta_job_is_locked_is_left_for_the_next_check(on_postgresql, engine, admin, alice, bob):
@@ -291,11 +292,11 @@ def deadlocking(monkeypatch, times: int):
     return tries
 
 
-def test_a_deadlocked_request_runs_again_without_an_error_logged(monkeypatch, caplog, admin, alice):
+def test_a_deadlocked_request_runs_again_without_an_error_logged(monkeypatch, caplog, retried, admin, alice):
     job = create_jobs(alice, admin, 1)[0]
     tries = deadlocking(monkeypatch, times=1)
     assert alice.delete(f"/v1/jobs/{job}/cancel", status=200).json["status"] == "CANCELED"
-    assert tries == [job, job]
+    assert tries == [job, job] and len(retried()) == 1
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
 

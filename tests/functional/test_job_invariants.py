@@ -7,8 +7,10 @@ The scenario tests pin the expected outcomes one by one; this one finds the orde
 """
 import collections
 import random
+import threading
 
 import pytest
+import webtest
 from job_helpers import CONSUME, ECHO, PIPELINE, PRODUCE, register
 
 STEPS = 400
@@ -171,6 +173,70 @@ def test_a_random_walk_keeps_the_invariants(seed, admin, alice, bob, templates):
     assert {"acquire", "start", "progress", "finish", "error", "output", "cancel"} <= worked, outcomes
     metas = [job for job in walk.jobs.values() if job["template"]["name"] == PIPELINE["name"]]
     assert any(job["status"] != "PENDING" for job in metas), metas
+
+
+def test_nodes_and_admins_at_the_same_time_keep_the_invariants(wsgi_app, retried, admin, alice, bob, templates):
+    """Four nodes work jobs (acquire-next, start, progress, an output, finish or fail, reset or release) from
+    threads of their own while two more cancel, abort, delete and reinstate any job: no call answers 5xx nor
+    meets a deadlock, and the jobs and nodes end up holding the invariants. (A walk like this one found the
+    meta-job deadlock: see "Concurrency" in the README.)"""
+    workers = [register(alice, f"10.0.0.{i}") for i in range(3)] + [register(bob, "10.0.1.1")]
+    answers = collections.Counter()
+    lock = threading.Lock()
+
+    def create(client, rng):
+        name = rng.choice([ECHO["name"], ECHO["name"], PIPELINE["name"]])
+        inputs = {"input" if name == ECHO["name"] else "first:input": {"value": "words", "type": "str"}}
+        return client.post(f"/v1/job-templates/{templates[name]}/create-job", {"input_values": inputs})
+
+    def node_loop(rng, node):
+        for _ in range(60):
+            if rng.random() < 0.3:
+                create(rng.choice([alice, bob]), rng)
+                continue
+            job = node.post("/v1/jobs/acquire-next", {"executors": EXECUTORS}, status="*")
+            yield "acquire-next", job
+            if job.status_int != 200:
+                continue
+            path = f"/v1/jobs/{job.json['pk']}"
+            yield "start", node.post(f"{path}/start", {}, status="*")
+            for _ in range(rng.randint(0, 2)):
+                yield "progress", node.post(f"{path}/progress/0.5", {}, status="*")
+            if rng.random() < 0.7:
+                yield "output", node.request("POST", f"{path}/outputs/output/BLOB", body=b"some words",
+                                             content_type="application/data", status="*")
+            failed = rng.random() < 0.3
+            yield "finish", node.post(f"{path}/finish", {"error": "boom"} if failed else {}, status="*")
+            if failed:
+                yield "reset", node.delete(f"{path}/{rng.choice(['reset', 'release'])}", status="*")
+                yield "finish", node.post(f"{path}/finish", {}, status="*")
+
+    def admin_loop(rng, _):
+        for _ in range(100):
+            path = f"/v1/jobs/{rng.randint(1, 80)}"
+            action = rng.choice(["abort", "cancel", "", "reinstate"])
+            client = admin if action in ("", "reinstate") else rng.choice([admin, bob])
+            yield action or "delete", client.delete(f"{path}/{action}".rstrip("/"), status="*")
+
+    def run(index, loop, client):
+        client = client.__class__(webtest.TestApp(wsgi_app), client.token, client.refresh_token, client.node_id,
+                                  client.user_id)
+        for action, response in loop(random.Random(index), client):
+            with lock:
+                answers[action, response.status_int] += 1
+
+    threads = [threading.Thread(target=run, args=(index, node_loop, node)) for index, node in enumerate(workers)]
+    threads += [threading.Thread(target=run, args=(10 + index, admin_loop, admin)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not [answer for answer in answers if answer[1] >= 500], answers
+    assert not retried()
+    jobs = {job["pk"]: job for job in admin.post("/v1/jobs/list", {"include_inactive": True}).json}
+    nodes = {node["pk"]: node for node in admin.post("/v1/nodes/list", {}).json}
+    assert not violations(jobs, nodes)
+    assert answers["finish", 200] and answers["cancel", 200], answers
 
 
 def test_the_invariants_catch_a_node_running_two_jobs():
