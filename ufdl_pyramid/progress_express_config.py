@@ -8,6 +8,7 @@ have ``on_progress`` actions (the full stack sends those after its commit).
 import logging
 import re
 
+import psycopg
 from pyramid.renderers import render_to_response
 from sqlalchemy.exc import DBAPIError
 
@@ -54,8 +55,9 @@ def progress_express_tween_factory(handler, registry):
             with autocommit.connect() as connection:
                 job = progress_express.report(connection, user_id=user_id, node_id=node_id, job_id=int(job_id),
                                               progress=progress, data=data or None, now=now)
-        except DBAPIError:
-            # Nothing was written; the full stack meets the same trouble and answers it as usual.
+        except (DBAPIError, psycopg.Error):
+            # Nothing was written (the statement goes to psycopg itself: its errors come unwrapped, a deadlock
+            # say); the full stack meets the same trouble and answers it as usual.
             log.warning("progress express lane failed; the full stack answers instead", exc_info=True)
             return None
         return render_to_response("json", job, request=request) if job is not None else None

@@ -308,3 +308,39 @@ def test_a_request_deadlocked_on_every_try_is_answered_409(monkeypatch, caplog, 
     assert len(tries) == 3  # retry.attempts
     assert [record.levelname for record in caplog.records if record.levelno >= logging.WARNING] == ["WARNING"]
     assert admin.get(f"/v1/jobs/{job}").json["status"] == "PENDING"
+
+
+def test_a_running_jobs_hard_deletion_racing_its_node_never_deadlocks(wsgi_app, retried, admin, alice):
+    """A node's request marks its node seen, then reaches the job; the job's deletion for good must clear
+    the node's current job (a foreign key): it too locks the node before the job."""
+    jobs = create_jobs(alice, admin, 24)
+    node = nodes_of(alice, 1)[0]
+    calls = [("POST", "progress/0.5", {}), ("POST", "outputs/out/BLOB", None), ("POST", "finish", {})]
+    for index, pk in enumerate(jobs):
+        node.get(f"/v1/jobs/{pk}/acquire", status=200)
+        node.post(f"/v1/jobs/{pk}/start", {}, status=200)
+        method, action, body = calls[index % len(calls)]
+        statuses = race(wsgi_app, [(node, method, f"/v1/jobs/{pk}/{action}", body),
+                                   (admin, "DELETE", f"/v1/jobs/{pk}/hard", None)])
+        assert statuses[1] == 200 and statuses[0] in (200, 201, 400, 403, 404, 406), statuses
+        admin.get(f"/v1/jobs/{pk}", status=404)
+        assert admin.get(f"/v1/nodes/{node.node_id}").json["current_job"] is None
+    assert not retried()
+
+
+def test_a_nodes_deletion_racing_its_acquire_never_leaves_a_job_held_by_no_node(wsgi_app, admin, alice):
+    """The deletion refuses a node that holds a job; it locks the node before it checks, so an acquire that
+    got in first is seen (else the foreign key would clear the job's node, leaving it QUEUED with none)."""
+    jobs = create_jobs(alice, admin, 16)
+    for index, pk in enumerate(jobs):
+        node = nodes_of(alice, 1)[0] if index == 0 else node
+        statuses = race(wsgi_app, [(node, "GET", f"/v1/jobs/{pk}/acquire", None),
+                                   (alice, "DELETE", f"/v1/nodes/{node.node_id}", None)])
+        state = admin.get(f"/v1/jobs/{pk}").json
+        if statuses == [200, 409]:  # the acquire first: the node stays, holding the job
+            assert (state["status"], state["node"]) == ("QUEUED", node.node_id)
+            node.delete(f"/v1/jobs/{pk}/release", status=200)
+        else:  # the deletion first: the node's request is refused
+            assert statuses == [403, 200] and (state["status"], state["node"]) == ("PENDING", None), statuses
+            node = alice.as_node(alice.post("/v1/nodes/create", {"ip": "10.1.1.1", "index": index},
+                                            status=201).json["pk"])

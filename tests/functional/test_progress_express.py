@@ -159,3 +159,22 @@ def test_connections_go_back_to_the_pool_out_of_autocommit(on_postgresql, engine
     finally:
         for connection in borrowed:
             connection.close()
+
+
+def test_a_database_error_in_the_lane_hands_the_report_to_the_full_stack(on_postgresql, monkeypatch, engine,
+                                                                         statements, worker, job):
+    """The lane's statement goes to psycopg itself, whose errors (a deadlock, say) come unwrapped by SQLAlchemy:
+    they too leave the report to the full stack (one escaped the app as a bare 500 before)."""
+    from psycopg.errors import DeadlockDetected
+
+    from ufdl_pyramid.services import progress_express
+
+    def deadlocked(*args, **kwargs):
+        raise DeadlockDetected("deadlock detected")
+
+    running(worker, job)
+    monkeypatch.setattr(progress_express, "report", deadlocked)
+    statements.clear()
+    assert worker.post(f"/v1/jobs/{job['pk']}/progress/0.75", {}).json["progress"] == 0.75
+    assert statements  # the full stack wrote it
+    assert [event[0] for event in progress_events(engine, job)] == [0.75]

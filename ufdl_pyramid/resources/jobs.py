@@ -7,12 +7,12 @@ from pyramid.authorization import Allow, Authenticated
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import defaultload
 
-from ..errors import InvalidInput, WrongState
+from ..errors import ConcurrentChange, InvalidInput, WrongState
 from ..models import Job, JobOutput, JobTemplate
 from ..models.jobs import QUEUED, RUNNING
 from ..permissions import Permission, user_principal
 from ..representations import job_json, job_output_json
-from ..services.job_lifecycle import JobLifecycle, lineage, lock_in_order
+from ..services.job_lifecycle import JobLifecycle, lineage, lock_in_order, lock_nodes_working_on
 from ..services.outputs import check_output_name
 from ..services.records import RecordService
 from .base import Collection, EditableItem, Resource, SoftDeletableItem, parse_pk, require_caller
@@ -54,6 +54,14 @@ class JobRecords(RecordService):
 
     def hard_delete(self, row: Job) -> Job:
         self._require_top_level(row, "delete")
+        if self.db.get_bind().dialect.name == "postgresql":
+            # The nodes working on the job or its children lose their current job (a foreign key sets it
+            # null): their rows are locked first, then the job's (the lock order, see job_lifecycle.py).
+            working = lock_nodes_working_on(self.db, row.id)
+            relock = _LOCKED_LINEAGE_BY_PK.execution_options(populate_existing=True)
+            self.db.scalars(relock, {"pk": row.id}).unique().all()
+            if lock_nodes_working_on(self.db, row.id) != working:
+                raise ConcurrentChange(f"A node started job {row.id} (or one of its steps) at the same moment")
         return super().hard_delete(row)  # the children go too (their foreign key cascades)
 
     @staticmethod
@@ -139,12 +147,12 @@ _JOB_BY_PK = select(Job).options(*JOB_LOAD_OPTIONS).where(Job.id == bindparam("p
 # The actions that change a job read it locked (PostgreSQL; SQLite's writers take turns anyway), so that two
 # actors on one job (a node's finish and an admin's abort, a cancel, an expiring lease) decide one after the
 # other, the second on the first's outcome. Its meta-jobs are locked with it, before it (the lock order, see
-# ``lineage``). Reads do not lock, nor do output uploads, which stream for long and change no state; neither
-# does the express lane for progress, whose one statement checks it all.
+# job_lifecycle.py). Reads do not lock, nor do output uploads, which stream for long and change no state;
+# neither does the express lane for progress, whose one statement checks it all, nor the deletion for good,
+# which locks nodes before the job (``JobRecords.hard_delete``).
 _LOCKED_LINEAGE_BY_PK = lock_in_order(
     select(Job).options(*JOB_LOAD_OPTIONS).where(Job.id.in_(lineage(bindparam("pk")))))
-_CHANGING_ACTIONS = {"acquire", "release", "start", "progress", "finish", "reset", "abort", "cancel", "reinstate",
-                     "hard"}
+_CHANGING_ACTIONS = {"acquire", "release", "start", "progress", "finish", "reset", "abort", "cancel", "reinstate"}
 
 
 def _changes_the_job(request) -> bool:

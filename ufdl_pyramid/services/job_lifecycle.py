@@ -33,21 +33,37 @@ ALGORITHM = "ALGORITHM"  # the executor reported an error
 SYSTEM = "SYSTEM"  # the infrastructure failed the job (lost node, expired lease)
 
 
-def lineage(job_id) -> Select:
-    """The ids of a job and of its ancestors (its meta-job, that one's, ...).
+# The lock order on PostgreSQL, which every request keeps so that no two wait for each other:
+# 1. nodes: every request of a node marks it seen, locking its row, before it reaches a job. What changes a
+#    node's row after a job's lock must take the node's first (``lock_nodes_working_on``).
+# 2. jobs, ancestors first, that is by ascending id (a meta-job is created before its steps): a meta-job's
+#    cancel and deletion lock it, then its steps; a step's own calls change the meta-job too
+#    (``MetaJobOrchestrator._parent``), so they lock it with the step, before it (``lineage``).
 
-    The lock order of jobs on PostgreSQL: ancestors first, that is by ascending id (a meta-job is created
-    before its steps). A meta-job's cancel and deletion lock it, then its steps; a step's own calls lock
-    the meta-job as they change it (``MetaJobOrchestrator._parent``). Were the step locked first, each of
-    the two would wait for the other's lock: a deadlock.
-    """
+
+def lineage(job_id) -> Select:
+    """The ids of a job and of its ancestors (its meta-job, that one's, ...)."""
     chain = select(Job.id, Job.parent_id).where(Job.id == job_id).cte("lineage", recursive=True)
     chain = chain.union_all(select(Job.id, Job.parent_id).join(chain, Job.id == chain.c.parent_id))
     return select(chain.c.id)
 
 
+def family(job_id) -> Select:
+    """The ids of a job and of its descendants (a meta-job's steps, theirs, ...)."""
+    tree = select(Job.id).where(Job.id == job_id).cte("family", recursive=True)
+    tree = tree.union_all(select(Job.id).join(tree, Job.parent_id == tree.c.id))
+    return select(tree.c.id)
+
+
+def lock_nodes_working_on(db: Session, job_id: int) -> list[int]:
+    """Lock the nodes whose current job is the job or one of its descendants (before the job: see the lock
+    order above); their ids."""
+    return db.scalars(select(Node.id).where(Node.current_job_id.in_(family(job_id))).order_by(Node.id)
+                      .with_for_update()).all()
+
+
 def lock_in_order(statement: Select, *, skip_locked: bool = False) -> Select:
-    """``statement`` (of jobs) locking its rows in the lock order: see ``lineage``."""
+    """``statement`` (of jobs) locking its rows in the lock order (see above)."""
     return statement.order_by(Job.id).with_for_update(of=Job, skip_locked=skip_locked)
 
 
@@ -323,7 +339,7 @@ class JobLifecycle:
         return expired
 
     def _lock_stale(self, stale: Select) -> list[int]:
-        """Of the stale jobs, those locked with their ancestors in the lock order (see ``lineage``). A job
+        """Of the stale jobs, those locked with their ancestors in the lock order (see above). A job
         whose lineage another request holds is left for the next check: waiting for it while holding the
         job could deadlock."""
         locked = []

@@ -40,6 +40,9 @@ class NodeService(RecordService):
 
     def check_unreferenced(self, row) -> None:
         # Deleted, it would leave its jobs held by no node, where no lease can expire: they would wait for ever.
+        # The node's row is locked first (PostgreSQL), as its own requests lock it: an acquire that got in first
+        # has committed when the check reads, and one that comes later waits, then finds no node.
+        self.db.execute(select(Node.id).where(Node.id == row.id).with_for_update())
         held = self.db.scalar(select(Job.id).where(Job.node_id == row.id, Job.status.in_((QUEUED, RUNNING)))
                               .order_by(Job.id).limit(1))
         if held is not None:
