@@ -344,3 +344,30 @@ def test_a_nodes_deletion_racing_its_acquire_never_leaves_a_job_held_by_no_node(
             assert statuses == [403, 200] and (state["status"], state["node"]) == ("PENDING", None), statuses
             node = alice.as_node(alice.post("/v1/nodes/create", {"ip": "10.1.1.1", "index": index},
                                             status=201).json["pk"])
+
+
+def test_an_upload_racing_an_abort_leaves_no_output_on_the_pending_job(wsgi_app, admin, alice):
+    """The abort clears the job's outputs; an upload that decided before it must not add one after it (the
+    next node's run would find it, and its own upload of that name be refused)."""
+    jobs = create_jobs(alice, admin, 24)
+    node = nodes_of(alice, 1)[0]
+    for pk in jobs:
+        node.get(f"/v1/jobs/{pk}/acquire", status=200)
+        node.post(f"/v1/jobs/{pk}/start", {}, status=200)
+        statuses = race(wsgi_app, [(node, "POST", f"/v1/jobs/{pk}/outputs/out/BLOB", None),
+                                   (admin, "DELETE", f"/v1/jobs/{pk}/abort", None)])
+        state = admin.get(f"/v1/jobs/{pk}").json
+        assert statuses[1] == 200 and state["status"] == "PENDING"
+        assert statuses[0] in (201, 403) and state["outputs"] == [], statuses
+        node.post(f"/v1/jobs/{pk}/finish", {}, status=200)  # frees the node (it still had the job as current)
+
+
+def test_a_job_created_while_its_template_is_deleted_for_good_is_refused_cleanly(wsgi_app, admin, bob):
+    """Either the job came first (the deletion is refused: the template is in use) or the deletion did (the
+    job's template is gone: 404, where the job's insert used to fail its foreign key with a 500)."""
+    for version in range(1, 25):
+        pk = admin.post("/v1/job-templates/import", {**ECHO, "version": version}, status=201).json["pk"]
+        statuses = race(wsgi_app, [(bob, "POST", f"/v1/job-templates/{pk}/create-job",
+                                    {"input_values": {"input": {"value": "x", "type": "str"}}}),
+                                   (admin, "DELETE", f"/v1/job-templates/{pk}/hard", None)])
+        assert tuple(statuses) in ((201, 409), (404, 200)), statuses

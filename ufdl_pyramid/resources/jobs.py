@@ -147,9 +147,9 @@ _JOB_BY_PK = select(Job).options(*JOB_LOAD_OPTIONS).where(Job.id == bindparam("p
 # The actions that change a job read it locked (PostgreSQL; SQLite's writers take turns anyway), so that two
 # actors on one job (a node's finish and an admin's abort, a cancel, an expiring lease) decide one after the
 # other, the second on the first's outcome. Its meta-jobs are locked with it, before it (the lock order, see
-# job_lifecycle.py). Reads do not lock, nor do output uploads, which stream for long and change no state;
-# neither does the express lane for progress, whose one statement checks it all, nor the deletion for good,
-# which locks nodes before the job (``JobRecords.hard_delete``).
+# job_lifecycle.py). Reads do not lock, nor do output uploads, which lock the job once the bytes have
+# streamed in (``JobOutputService.add``); neither does the express lane for progress, whose one statement
+# checks it all, nor the deletion for good, which locks nodes before the job (``JobRecords.hard_delete``).
 _LOCKED_LINEAGE_BY_PK = lock_in_order(
     select(Job).options(*JOB_LOAD_OPTIONS).where(Job.id.in_(lineage(bindparam("pk")))))
 _CHANGING_ACTIONS = {"acquire", "release", "start", "progress", "finish", "reset", "abort", "cancel", "reinstate"}

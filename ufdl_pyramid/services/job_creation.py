@@ -1,10 +1,11 @@
 """``create-job``: checking a job's inputs and parameters against its template, and creating the job (for a
 meta-template: the parent and every child that waits on no other)."""
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotFound
 from ..models import Job, JobOutput, JobTemplate
 from ..models.meta import MAX_ID, utcnow
 from ..types import is_subtype
@@ -45,11 +46,16 @@ class JobCreator:
         self._check_child_overrides(template, body.get("child_notification_overrides"))
         notifications = {key: body[key] for key in ("notification_override", "child_notification_overrides")
                          if key in body}
-        job = Job(template_id=template.id, description=body.get("description", ""), input_values=inputs,
+        template_id = template.id  # the session cannot read it again after a failed flush
+        job = Job(template_id=template_id, description=body.get("description", ""), input_values=inputs,
                   parameter_values=parameters or None, notification_override=notifications or None,
                   creator_id=creator_id, last_status_change=utcnow())
         self.db.add(job)
-        self.db.flush()
+        try:
+            self.db.flush()
+        except IntegrityError:
+            # The template was read before another request deleted it for good; its row is gone now.
+            raise NotFound(f"Template {template_id} was deleted at the same moment") from None
         set_committed_value(job, "outputs", [])  # a new job has none: answering it needs no query for them
         if template.is_meta:
             create_ready_children(self.db, job, template, inputs, parameters, notifications)

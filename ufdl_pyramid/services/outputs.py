@@ -82,16 +82,7 @@ class JobOutputService:
             content_type: str | None, creator_id: int | None, declared_size: int | None = None) -> JobOutput:
         """Streams the bytes into storage and records the output (and an ``add_output`` event).
         ``declared_size`` (the Content-Length) past the limit is refused before any byte is stored."""
-        if node is None:
-            raise Forbidden("Only a node may add an output to a job: send the Node-Id header")
-        if job.node_id != node.id:
-            raise Forbidden(f"Node {node.id} does not hold job {job.id}")
-        if not job.is_active:
-            raise WrongState(f"Cannot add an output to job {job.id}: it is deleted")
-        if job.status in FINAL_STATUSES or job.is_cancelled:
-            raise WrongState(f"Cannot add an output to job {job.id}: it is {job.status}")
-        if job.status != RUNNING:
-            raise NotStarted(f"Cannot add an output to job {job.id}: it has not started ({job.status})")
+        self._check_open(job, node)
         check_output_name(name)
         canonical = self.canonical_type(type_text)
         self._check_unique(job, name, canonical)
@@ -101,6 +92,11 @@ class JobOutputService:
             raise BlobTooLarge(self.max_size)
         blob = self.storage.store(stream, max_size=self.max_size)
         BlobCleanup.note_stored(self.db, blob.key)
+        # The job was read, unlocked, before the bytes streamed in: an abort or a cancel may have come since
+        # (the abort clears the outputs: one added after it would wait for the next run). Read again, locked
+        # from here to our commit, it must still be open to outputs.
+        self.db.refresh(job, with_for_update={"of": Job})
+        self._check_open(job, node)
         # From here to our commit no clean-up can delete the blob (it waits for the lock, then sees our row);
         # one that ran between the store and the lock may have deleted it already: then send it again.
         lock_blob_keys(self.db.connection(), [blob.key])
@@ -119,6 +115,20 @@ class JobOutputService:
         self.db.expire(job, ["outputs"])
         record_event(self.db, job, "add_output", data={"name": name, "type": canonical, "pk": output.id})
         return output
+
+    @staticmethod
+    def _check_open(job: Job, node: ActingNode | None) -> None:
+        """The job takes outputs from this node: it holds the job, RUNNING and not deleted."""
+        if node is None:
+            raise Forbidden("Only a node may add an output to a job: send the Node-Id header")
+        if job.node_id != node.id:
+            raise Forbidden(f"Node {node.id} does not hold job {job.id}")
+        if not job.is_active:
+            raise WrongState(f"Cannot add an output to job {job.id}: it is deleted")
+        if job.status in FINAL_STATUSES or job.is_cancelled:
+            raise WrongState(f"Cannot add an output to job {job.id}: it is {job.status}")
+        if job.status != RUNNING:
+            raise NotStarted(f"Cannot add an output to job {job.id}: it has not started ({job.status})")
 
     def delete(self, job: Job, output: JobOutput, node: ActingNode | None, user: User) -> JobOutput:
         """Soft-deletes an output: by the node running the job, or by an admin."""
