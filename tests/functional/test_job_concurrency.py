@@ -371,3 +371,14 @@ def test_a_job_created_while_its_template_is_deleted_for_good_is_refused_cleanly
                                     {"input_values": {"input": {"value": "x", "type": "str"}}}),
                                    (admin, "DELETE", f"/v1/job-templates/{pk}/hard", None)])
         assert tuple(statuses) in ((201, 409), (404, 200)), statuses
+
+
+def test_of_two_deletions_for_good_at_once_the_second_finds_nothing(wsgi_app, admin, alice):
+    """The row is locked before it is deleted: the second deletion waits, then answers 404 (both answered 200
+    before, the second having deleted nothing)."""
+    for version in range(1, 9):
+        template = admin.post("/v1/job-templates/import", {**ECHO, "version": version}, status=201).json["pk"]
+        job = alice.post(f"/v1/job-templates/{template}/create-job",
+                         {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
+        for path in (f"/v1/jobs/{job}/hard", f"/v1/job-templates/{template}/hard"):
+            assert sorted(race(wsgi_app, [(admin, "DELETE", path, None)] * 2)) == [200, 404], path

@@ -6,7 +6,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..errors import Conflict
+from ..errors import Conflict, NotFound
 from ..models import User
 from .validation import compile_schema, validate
 
@@ -76,6 +76,9 @@ class RecordService:
         return row
 
     def hard_delete(self, row):
+        # Locked first (PostgreSQL): of two deletions at once the second waits for the first, then finds nothing.
+        if self.db.scalar(select(self.model.id).where(self.model.id == row.id).with_for_update()) is None:
+            raise NotFound("Not found.")
         self.check_unreferenced(row)
         self.db.delete(row)
         self._flush("it is still referenced")
