@@ -322,7 +322,8 @@ def test_a_running_jobs_hard_deletion_racing_its_node_never_deadlocks(wsgi_app, 
         method, action, body = calls[index % len(calls)]
         statuses = race(wsgi_app, [(node, method, f"/v1/jobs/{pk}/{action}", body),
                                    (admin, "DELETE", f"/v1/jobs/{pk}/hard", None)])
-        assert statuses[1] == 200 and statuses[0] in (200, 201, 400, 403, 404, 406), statuses
+        # The node's call came first (200, 201), or found the job gone (404).
+        assert statuses[1] == 200 and statuses[0] in (200, 201, 404), statuses
         admin.get(f"/v1/jobs/{pk}", status=404)
         assert admin.get(f"/v1/nodes/{node.node_id}").json["current_job"] is None
     assert not retried()
@@ -332,8 +333,8 @@ def test_a_nodes_deletion_racing_its_acquire_never_leaves_a_job_held_by_no_node(
     """The deletion refuses a node that holds a job; it locks the node before it checks, so an acquire that
     got in first is seen (else the foreign key would clear the job's node, leaving it QUEUED with none)."""
     jobs = create_jobs(alice, admin, 16)
+    node = nodes_of(alice, 1)[0]
     for index, pk in enumerate(jobs):
-        node = nodes_of(alice, 1)[0] if index == 0 else node
         statuses = race(wsgi_app, [(node, "GET", f"/v1/jobs/{pk}/acquire", None),
                                    (alice, "DELETE", f"/v1/nodes/{node.node_id}", None)])
         state = admin.get(f"/v1/jobs/{pk}").json

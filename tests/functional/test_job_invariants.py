@@ -182,17 +182,16 @@ def test_nodes_and_admins_at_the_same_time_keep_the_invariants(wsgi_app, retried
     meta-job deadlock: see "Concurrency" in the README.)"""
     workers = [register(alice, f"10.0.0.{i}") for i in range(3)] + [register(bob, "10.0.1.1")]
     answers = collections.Counter()
+    errors = []
     lock = threading.Lock()
-
-    def create(client, rng):
-        name = rng.choice([ECHO["name"], ECHO["name"], PIPELINE["name"]])
-        inputs = {"input" if name == ECHO["name"] else "first:input": {"value": "words", "type": "str"}}
-        return client.post(f"/v1/job-templates/{templates[name]}/create-job", {"input_values": inputs})
 
     def node_loop(rng, node):
         for _ in range(60):
-            if rng.random() < 0.3:
-                create(rng.choice([alice, bob]), rng)
+            if rng.random() < 0.3:  # the node's user creates a job
+                name = rng.choice([ECHO["name"], ECHO["name"], PIPELINE["name"]])
+                inputs = {"input" if name == ECHO["name"] else "first:input": {"value": "words", "type": "str"}}
+                yield "create", node.post(f"/v1/job-templates/{templates[name]}/create-job",
+                                          {"input_values": inputs}, status="*")
                 continue
             job = node.post("/v1/jobs/acquire-next", {"executors": EXECUTORS}, status="*")
             yield "acquire-next", job
@@ -211,19 +210,26 @@ def test_nodes_and_admins_at_the_same_time_keep_the_invariants(wsgi_app, retried
                 yield "reset", node.delete(f"{path}/{rng.choice(['reset', 'release'])}", status="*")
                 yield "finish", node.post(f"{path}/finish", {}, status="*")
 
-    def admin_loop(rng, _):
+    def own(client):
+        """The client on a TestApp of this thread's own."""
+        return client.__class__(webtest.TestApp(wsgi_app), client.token, client.refresh_token, client.node_id,
+                                client.user_id)
+
+    def admin_loop(rng, admin_here):
+        creator = own(bob)  # may cancel the jobs bob created
         for _ in range(100):
             path = f"/v1/jobs/{rng.randint(1, 80)}"
             action = rng.choice(["abort", "cancel", "", "reinstate"])
-            client = admin if action in ("", "reinstate") else rng.choice([admin, bob])
+            client = admin_here if action in ("", "reinstate") else rng.choice([admin_here, creator])
             yield action or "delete", client.delete(f"{path}/{action}".rstrip("/"), status="*")
 
     def run(index, loop, client):
-        client = client.__class__(webtest.TestApp(wsgi_app), client.token, client.refresh_token, client.node_id,
-                                  client.user_id)
-        for action, response in loop(random.Random(index), client):
-            with lock:
-                answers[action, response.status_int] += 1
+        try:
+            for action, response in loop(random.Random(index), own(client)):
+                with lock:
+                    answers[action, response.status_int] += 1
+        except Exception as error:  # reported below: a thread's failure must fail the test
+            errors.append(error)
 
     threads = [threading.Thread(target=run, args=(index, node_loop, node)) for index, node in enumerate(workers)]
     threads += [threading.Thread(target=run, args=(10 + index, admin_loop, admin)) for index in range(2)]
@@ -231,6 +237,7 @@ def test_nodes_and_admins_at_the_same_time_keep_the_invariants(wsgi_app, retried
         thread.start()
     for thread in threads:
         thread.join()
+    assert not errors, errors[:3]
     assert not [answer for answer in answers if answer[1] >= 500], answers
     assert not retried()
     jobs = {job["pk"]: job for job in admin.post("/v1/jobs/list", {"include_inactive": True}).json}

@@ -344,9 +344,9 @@ class JobLifecycle:
         job could deadlock."""
         locked = []
         for job_id in self.db.scalars(stale.with_only_columns(Job.id)).all():
-            family = self.db.scalars(lineage(job_id)).all()
-            held = self.db.scalars(lock_in_order(select(Job.id).where(Job.id.in_(family)), skip_locked=True))
-            if len(held.all()) == len(family):
+            chain = self.db.scalars(lineage(job_id)).all()
+            held = self.db.scalars(lock_in_order(select(Job.id).where(Job.id.in_(chain)), skip_locked=True))
+            if len(held.all()) == len(chain):
                 locked.append(job_id)
         return locked
 

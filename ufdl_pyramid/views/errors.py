@@ -86,7 +86,8 @@ def unexpected_error(exc, request):
         if not is_last_attempt(request):
             log.info("retrying %s %r after a transient database error: %s", *where, exc)
         else:
-            log.warning("giving up on %s %r after %s attempts: %s", *where, request.environ["retry.attempts"], exc)
+            attempts = request.environ.get("retry.attempts", 1)
+            log.warning("giving up on %s %r after %s attempt(s): %s", *where, attempts, exc)
         return error_response(request, 409, "Another request changed the same data at the same moment; try again.")
     log.exception("unhandled error on %s %r", *where)
     return error_response(request, 500, "Internal server error.")
