@@ -44,6 +44,7 @@ def age(storage, key: str, seconds: float) -> None:
 
 def test_sweep_deletes_old_orphans_only(app, admin, alice, bob, sweep):
     storage = app.registry["ufdl.storage"]
+
     def client(user: ApiClient) -> ApiClient:
         return ApiClient(webtest.TestApp(app), user.token, user.refresh_token, user.node_id, user.user_id)
 
