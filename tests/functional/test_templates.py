@@ -188,7 +188,10 @@ def test_matching_templates(alice, train, predict, meta):
                     "Framework<'numpy', '1.26'>>>") == ["tiny-predict"]
     assert matching("/v1/job-templates/get-all-matching-templates/Train",
                     "dataset=PK<Dataset<Domain<'Image+Classification'>>>") == []
-    assert matching("/v1/job-templates/get-all-matching-templates/NoSuchContract") == []
+    for not_a_contract in ("NoSuchContract", "str", "train"):
+        detail = alice.get(f"/v1/job-templates/get-all-matching-templates/{not_a_contract}", status=400).json
+        assert detail["detail"].startswith(f"Unknown contract '{not_a_contract}'; the contracts are: ")
+        assert "Train" in detail["detail"] and "str" not in detail["detail"].split(": ")[1]
     alice.app.get("/v1/job-templates/get-all-matching-templates/Train?dataset=PK<", headers=alice.headers(),
                   status=400)
 

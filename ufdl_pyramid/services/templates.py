@@ -312,6 +312,10 @@ class TemplateService:
     def matching(self, visible: Select, contract_name: str, wanted_inputs: dict[str, TypeInstance]) -> list:
         """``get-all-matching-templates``: of the templates the caller may see (``visible``), the active
         workable ones that fulfil the contract and take the given input types."""
+        if contract_name not in self.registry or not issubclass(self.registry.get(contract_name), Contract):
+            # A typo would otherwise look like "no template does this".
+            raise InvalidInput(f"Unknown contract {contract_name!r}; the contracts are: "
+                               f"{', '.join(self._contract_names())}")
         candidates = self.db.scalars(visible.where(JobTemplate.active(), JobTemplate.contract.is_not(None))
                                      .order_by(JobTemplate.id))
         return [template for template in candidates if self.matches(template, contract_name, wanted_inputs)]
@@ -320,8 +324,6 @@ class TemplateService:
         """Does the template fulfil the named contract and take each given input type?"""
         if template.contract is None:
             return False
-        if contract_name not in self.registry:
-            return False
         if not issubclass(self.registry.resolve(template.contract).cls, self.registry.get(contract_name)):
             return False
         for name, given in wanted_inputs.items():
@@ -329,6 +331,10 @@ class TemplateService:
             if spec is None or not any(is_subtype(given, self.registry.resolve(text)) for text in spec["types"]):
                 return False
         return True
+
+
+    def _contract_names(self) -> list[str]:
+        return [name for name in self.registry.names() if issubclass(self.registry.get(name), Contract)]
 
 
 def _check_acyclic(children: dict, dependencies: list[dict]) -> None:
