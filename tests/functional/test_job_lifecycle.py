@@ -157,6 +157,46 @@ def test_a_node_with_a_current_job_cannot_start_another(worker, make_job):
     assert f"still working on job {first['pk']}" in response.json["detail"]
 
 
+@pytest.mark.parametrize("taken_by", ["abort", "cancel"])
+def test_a_node_whose_job_was_taken_away_may_start_another_without_finishing_it(admin, worker, make_job,
+                                                                               taken_by):
+    """A worker that restarted never sends the finish that frees it: the job it lost must not keep it from
+    working for ever (it did: every start was 406)."""
+    first, second, third = make_job(), make_job(), make_job()
+    run_to_running(worker, first)
+    admin.delete(path(first, taken_by))
+    assert admin.get(f"/v1/nodes/{worker.node_id}").json["current_job"] == first["pk"]
+    worker.get(path(second, "acquire"))
+    assert worker.post(path(second, "start"), {}).json["status"] == "RUNNING"
+    assert admin.get(f"/v1/nodes/{worker.node_id}").json["current_job"] == second["pk"]
+    # The new job is running: that one does keep the node from starting a third.
+    worker.get(path(third, "acquire"))
+    assert "still working on job" in worker.post(path(third, "start"), {}, status=406).json["detail"]
+    # A late finish of the first job changes nothing and leaves the running job the node's current one.
+    before = admin.get(path(first)).json
+    if taken_by == "cancel":  # the node still holds a cancelled job: its finish is answered
+        assert worker.post(path(first, "finish"), {}).json == before
+    else:  # aborted: the node moved on, and the job is no longer its own
+        worker.post(path(first, "finish"), {}, status=403)
+    assert admin.get(path(first)).json == before
+    assert admin.get(f"/v1/nodes/{worker.node_id}").json["current_job"] == second["pk"]
+
+
+def test_aborting_a_job_no_node_holds_is_a_no_op(admin, worker, job, engine):
+    """As upstream: an admin tool racing a release (or a lease the server already expired) gets the job."""
+    from sqlalchemy import text
+
+    assert admin.delete(path(job, "abort")).json == admin.get(path(job)).json
+    worker.get(path(job, "acquire"))
+    worker.delete(path(job, "release"))
+    unchanged = admin.get(path(job)).json
+    assert admin.delete(path(job, "abort")).json == unchanged == admin.get(path(job)).json
+    with engine.connect() as connection:
+        transitions = connection.execute(text("SELECT transition FROM job_events WHERE job_id = :job ORDER BY id"),
+                                         {"job": job["pk"]}).scalars().all()
+    assert transitions == ["acquire", "release"]
+
+
 def test_acquire_next(worker, admin, make_job):
     assert worker.post("/v1/jobs/acquire-next", {"executors": ["tests.Echo"]}, status=204).body == b""
     first, second = make_job(), make_job()

@@ -260,6 +260,23 @@ def test_a_restarted_worker_recovers_the_job_it_held(e2e, tmp_path):
     assert e2e.output(job["pk"], "output", "BLOB") == b"again\n"
 
 
+def test_a_restarted_worker_frees_itself_of_a_job_cancelled_while_it_was_down(e2e, tmp_path):
+    flag = tmp_path / "slow"
+    flag.touch()
+    job = e2e.create_job("shell", "", command=f"sh -c 'while [ -e {flag} ]; do sleep 0.1; done'")
+    first = e2e.worker(index=3)
+    node = e2e.wait_for(job["pk"], "RUNNING")["node"]
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    flag.unlink()
+    e2e.api.request("DELETE", f"/v1/jobs/{job['pk']}/cancel")
+
+    again = e2e.worker("--once", index=3)  # no job is pending: it recovers, finds nothing to run and exits
+    assert finished(again) == 0
+    assert e2e.api.request("GET", f"/v1/nodes/{node}")["current_job"] is None, again.log_path.read_text()
+    assert e2e.job(job["pk"])["status"] == "CANCELED"
+
+
 def test_a_meta_job_runs_its_children_on_the_worker(e2e):
     pk = e2e.api.request("POST", "/v1/job-templates/list", {"expressions": [
         {"type": "exact", "field": "name", "value": "shell-then-count"}]})[0]["pk"]

@@ -13,7 +13,7 @@ Meta-jobs (a parent over child jobs) are worked through their children: see ``Me
 import math
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, exists, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -121,6 +121,14 @@ class JobLifecycle:
     def _set_current_job(self, node: ActingNode, job_id: int | None) -> None:
         self._write(update(_NODES).where(_NODES.c.id == node.id).values(current_job_id=job_id))
 
+    def _still_running(self, node: ActingNode) -> bool:
+        """Does the node still run its current job? A job aborted away from it or cancelled stays its current
+        job until the node's finish (design §9), but a node that restarted never sends that finish: only a
+        RUNNING job the node holds keeps it from starting another. The node's requests are serialised on its
+        row (every one writes ``last_seen``), so that job cannot start meanwhile."""
+        return self.db.scalar(select(exists().where(Job.id == node.current_job_id, Job.node_id == node.id,
+                                                    Job.status == RUNNING)))
+
     def _free_node(self, job: Job) -> None:
         """The node that was working on the job may take another."""
         if job.node_id is not None:
@@ -204,7 +212,7 @@ class JobLifecycle:
         node = self._require_holder(job, node, "start")
         self._require_status(job, "start", QUEUED)
         self._require_workable(job, "start")  # a failed job its node still holds, reset after it was deleted
-        if node.current_job_id is not None and node.current_job_id != job.id:
+        if node.current_job_id not in (None, job.id) and self._still_running(node):
             raise WrongState(f"Cannot start job {job.id}: node {node.id} is still working on job "
                              f"{node.current_job_id}")
         self._set_current_job(node, job.id)
@@ -272,9 +280,11 @@ class JobLifecycle:
         """Back to PENDING with no node: by an admin, or (with ``error``) by an expired lease."""
         if job.template.is_meta:
             raise WrongState(f"Cannot abort job {job.id}: abort or cancel its children instead")
+        if job.status == PENDING and error is None:
+            return job  # no node holds it: a no-op, as upstream (an admin tool may race a release)
         self._require_status(job, "abort", QUEUED, RUNNING, FAILED)
-        # The node keeps the job as its current one until it calls finish (answered 2xx, changing nothing),
-        # so a node that is still running it cannot start another job meanwhile.
+        # The node keeps the job as its current one until it calls finish (answered 2xx, changing nothing);
+        # it may start another meanwhile (see _still_running).
         had_failed = job.status == FAILED
         self._back_to_start(job)
         taken_from, job.node_id = job.node_id, None

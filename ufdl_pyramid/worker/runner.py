@@ -166,7 +166,8 @@ class Worker:
 
     def recover(self) -> None:
         """Jobs a previous life of this node left: a started one is finished with an error and reset (so it is
-        run again); one that was taken away meanwhile is finished, which only frees the node."""
+        run again); one that was taken away (aborted) or cancelled meanwhile is finished, which only frees the
+        node."""
         node = self.api.request("GET", f"/v1/nodes/{self.node_id}")
         # A started job is always the node's current job (start sets it, finish clears it), so that one field
         # finds what a previous life left running; a job acquired but not started comes back from acquire-next.
@@ -179,9 +180,9 @@ class Worker:
                     self.api.job_action(pk, "finish", {"error": "the worker restarted while running the job"})
                     self.api.job_action(pk, "reset")
                     log.info("job %s recovered: finished with an error and reset", pk)
-                elif not mine and pk == node.get("current_job"):
+                else:
                     self.api.job_action(pk, "finish", {"error": "the worker restarted while running the job"})
-                    log.info("job %s was taken away while this node was down; node freed", pk)
+                    log.info("job %s was taken away or cancelled while this node was down; node freed", pk)
             except ApiError as error:
                 log.warning("job %s: cannot recover it: %s", pk, error)
 
