@@ -59,6 +59,25 @@ def test_a_worker_backs_off_while_the_server_is_down_and_stops_when_asked(caplog
     assert len(retries) >= 3  # 0.5 s, then 0.2 s each (the cap)
 
 
+def test_a_call_that_must_get_through_is_retried_even_while_stopping():
+    """A started job's calls (inputs, outputs, finish) wait out the server however the worker is asked to stop
+    (the wait once ended in a NameError, which failed the job)."""
+    from ufdl_pyramid.worker.api import ServerUnavailable
+
+    stop = threading.Event()
+    stop.set()
+    worker = Worker(None, {}, WorkerOptions(max_backoff=0.01), stop)
+    answers = [ServerUnavailable("502"), ServerUnavailable("503"), "finished"]
+
+    def call():
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert worker.retrying("finishing", call, give_up_on_stop=False) == "finished" and not answers
+
+
 def test_an_upload_is_sent_again_while_the_server_is_unavailable(tmp_path):
     from ufdl_pyramid.worker.api import ServerUnavailable
     from ufdl_pyramid.worker.context import HttpExecutionContext
