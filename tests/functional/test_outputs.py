@@ -451,3 +451,23 @@ def test_a_storage_path_that_cannot_be_written_stops_the_start(engine, tmp_path)
     (tmp_path / "a-file").write_text("not a directory")
     with pytest.raises(SettingsError, match="ufdl.storage.path"):
         make_test_app(engine, **{"ufdl.storage.path": str(tmp_path / "a-file" / "outputs")})
+
+
+def test_a_job_type_that_outputs_are_typed_with_cannot_be_deleted_or_renamed(admin, worker, running):
+    """Outputs are found by their type: once it no longer resolved, get, info and delete by name and type
+    answered 400 for an output the job still listed."""
+    upload(worker, running, b'{"a": 1}', name="doc", type_text="JSON")
+    upload(worker, running, b"[1, 2]", name="numbers", type_text="Array<int>")
+    types = {row["name"]: row["pk"] for row in admin.post("/v1/job-types/list").json}
+    refused = admin.delete(f"/v1/job-types/{types['JSON']}", status=409).json
+    assert refused == {"detail": "Job type 'JSON' is the type of 1 job output(s): it cannot be deleted"}
+    refused = admin.patch(f"/v1/job-types/{types['Array']}", {"name": "List"}, status=409).json
+    assert refused == {"detail": "Job type 'Array' is the type of 1 job output(s): it cannot be renamed or "
+                                 "re-pointed"}
+    # A deleted output may be reinstated: it counts too.
+    worker.delete(out(running, "doc", "JSON"))
+    admin.delete(f"/v1/job-types/{types['JSON']}", status=409)
+    assert worker.get(out(running, "numbers", "Array<int>", "info")).json["type"] == "Array<int>"
+    # A name that only appears inside another type's name is no reference.
+    arr = admin.post("/v1/job-types/create", {"name": "Arr", "pkg": "collections", "cls": "OrderedDict"}).json
+    admin.delete(f"/v1/job-types/{arr['pk']}")

@@ -5,7 +5,8 @@ import re
 from sqlalchemy import func, select
 
 from ..errors import Conflict, InvalidInput
-from ..models import JobType, TemplateTypeReference
+from ..models import JobOutput, JobType, TemplateTypeReference
+from ..types import type_names
 from .records import RecordService
 
 _DOTTED = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
@@ -59,3 +60,13 @@ class JobTypeService(RecordService):
                                    .where(TemplateTypeReference.job_type_id == row.id))
         if templates:
             raise Conflict(f"Job type '{row.name}' is used by {templates} job template(s): it cannot be {change}")
+        outputs = self._outputs_using(row.name)
+        if outputs:
+            raise Conflict(f"Job type '{row.name}' is the type of {outputs} job output(s): it cannot be {change}")
+
+    def _outputs_using(self, name: str) -> int:
+        """How many outputs (deleted ones too: they may be reinstated) have a type that mentions the name; they
+        are found by it, which must keep resolving. Rare (an admin's change): the text narrows, parsing decides."""
+        counted = (select(JobOutput.type, func.count()).where(JobOutput.type.contains(name, autoescape=True))
+                   .group_by(JobOutput.type))
+        return sum(count for type_string, count in self.db.execute(counted) if name in type_names(type_string))

@@ -15,8 +15,7 @@ from sqlalchemy.sql import Select
 from ..errors import ConcurrentChange, Conflict, InvalidInput
 from ..models import DataDomain, JobTemplate, JobType, Licence, TemplateChild, TemplateTypeReference, User
 from ..models.templates import META, WORKABLE
-from ..types import MAX_TYPE_LENGTH, Contract, TypeInstance, TypeRegistry, is_subtype, parse_type
-from ..types.syntax import TypeExpression
+from ..types import MAX_TYPE_LENGTH, Contract, TypeInstance, TypeRegistry, is_subtype, type_names
 from .template_documents import check_document, is_meta, same_json
 from .type_registry import resolve
 
@@ -25,17 +24,6 @@ def check_json_value(value, schema: dict, where: str) -> None:
     errors = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda error: list(error.path))
     if errors:
         raise InvalidInput(f"{where}: {errors[0].message}")
-
-
-def type_names(type_string: str) -> set[str]:
-    """Every type name a (valid) type string mentions."""
-    names, stack = set(), [parse_type(type_string)]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, TypeExpression):
-            names.add(node.name)
-            stack.extend(node.args)
-    return names
 
 
 @dataclass
@@ -90,12 +78,12 @@ class TemplateService:
     def import_document(self, document, user: User | None) -> tuple[JobTemplate, bool]:
         """The template the document describes, and whether it was created (False: identical one existed)."""
         normalised = self.normalise(document)
-        for text in normalised.type_strings():
+        for type_string in normalised.type_strings():
             # The canonical spelling (', ' between arguments) may outgrow the limit the text was checked against;
             # export writes it (and the contract column holds it), so import must take it back.
-            if len(text) > MAX_TYPE_LENGTH:
-                raise InvalidInput(f"type {text[:60]}...: longer than {MAX_TYPE_LENGTH} characters once written "
-                                   "in canonical form")
+            if len(type_string) > MAX_TYPE_LENGTH:
+                raise InvalidInput(f"type {type_string[:60]}...: longer than {MAX_TYPE_LENGTH} characters once "
+                                   "written in canonical form")
         self._lock_name(normalised.name)
         existing = self._existing_version(normalised)
         if existing is not None:

@@ -9,12 +9,13 @@ from .errors import (DuplicateTypeError, InvalidType, TypeArgumentError, TypeDef
 from .model import (ANY_BOUND, LITERAL_BOOL, LITERAL_FLOAT, LITERAL_INT, LITERAL_STR, AnyType, TypeInstance,
                     TypeParameter, UFDLType, is_subtype, literals_match)
 from .registry import TypeRegistry, is_subtype_str
-from .syntax import MAX_NESTING_DEPTH, MAX_TYPE_LENGTH, Literal, TypeExpression, parse_type, substitute
+from .syntax import (MAX_NESTING_DEPTH, MAX_TYPE_LENGTH, Literal, TypeExpression, parse_type, substitute,
+                     type_names)
 
 __all__ = [
     "ANY_BOUND", "LITERAL_BOOL", "LITERAL_FLOAT", "LITERAL_INT", "LITERAL_STR", "MAX_NESTING_DEPTH",
     "MAX_TYPE_LENGTH", "AnyType", "Contract", "ContractSlot", "DuplicateTypeError", "InvalidType", "Literal",
     "SpecialisedContract", "TypeArgumentError", "TypeDefinitionError", "TypeExpression", "TypeInstance",
     "TypeParameter", "TypeRegistry", "TypeSyntaxError", "UFDLType", "UnknownTypeError", "is_subtype",
-    "is_subtype_str", "literals_match", "parse_type", "substitute",
+    "is_subtype_str", "literals_match", "parse_type", "substitute", "type_names",
 ]

@@ -94,6 +94,17 @@ def parse_type(text: str) -> TypeExpression:
     return _Parser(text).parse()
 
 
+def type_names(text: str) -> set[str]:
+    """Every type name a (valid) type string mentions."""
+    names, stack = set(), [parse_type(text)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, TypeExpression):
+            names.add(node.name)
+            stack.extend(node.args)
+    return names
+
+
 def substitute(expression: TypeExpression, bindings: Mapping[str, "TypeExpression | Literal | None"]
                ) -> TypeExpression:
     """Replace every bare name (no arguments) that ``bindings`` maps with its binding.
