@@ -26,6 +26,7 @@ requires = [
 tests_require = [
     "pytest>=7.4",
     "WebTest>=3.0",
+    "pyflakes>=3.0",
 ]
 
 setup(

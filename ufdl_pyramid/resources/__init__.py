@@ -1,1 +1,3 @@
-from .root import root_factory  # noqa: F401
+from .root import root_factory
+
+__all__ = ["root_factory"]
