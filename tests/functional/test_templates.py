@@ -240,6 +240,11 @@ def test_list_filters_on_templates(alice, train, predict, meta):
     body = {"expressions": [{"type": "exact", "field": "licence.name", "value": "MIT"},
                             {"type": "isnull", "field": "contract"}]}
     assert [row["name"] for row in alice.post("/v1/job-templates/list", body).json] == ["train-then-predict"]
+    # The contract is answered as `type`: filters and ordering take that name as well.
+    train_type = alice.get(f"/v1/job-templates/{train['pk']}").json["type"]
+    body = {"expressions": [{"type": "exact", "field": "type", "value": train_type}],
+            "order_by": [{"field": "type"}]}
+    assert [row["name"] for row in alice.post("/v1/job-templates/list", body).json] == ["tiny-train"]
 
 
 def test_job_types_in_use_cannot_be_destroyed_renamed_or_re_pointed(admin, alice, train):

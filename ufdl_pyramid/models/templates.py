@@ -33,7 +33,7 @@ class JobTemplate(SoftDeleteMixin, Base):
     licence_id: Mapped[int] = mapped_column(ForeignKey("licences.id"))
     kind: Mapped[str] = mapped_column(String(8))
     # Workable templates only: the canonical contract type string and the executor.
-    contract: Mapped[str | None] = mapped_column(String(1000))
+    contract: Mapped[str | None] = mapped_column(String(1000), info={"api_name": "type"})  # answered as type
     contract_name: Mapped[str | None] = mapped_column(String(200), index=True)
     executor_class: Mapped[str | None] = mapped_column(String(200))
     required_packages: Mapped[str] = mapped_column(Text, default="")

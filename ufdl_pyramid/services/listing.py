@@ -130,14 +130,15 @@ class _Resolver:
     @staticmethod
     def _attribute_key(mapper, name: str) -> str | None:
         """The mapped column behind an API field name: ``pk`` is the primary key, and a relation's name
-        (``creator``) or an id field's API name (``current_job``) stand for their ``*_id`` column."""
+        (``creator``) or an id field's API name (``current_job``) stand for their ``*_id`` column, and a column
+        answered under another name (a template's ``type``) is found by that name too."""
         if name == "pk":
             return mapper.get_property_by_column(mapper.primary_key[0]).key
         for key in (name, f"{name}_id"):
             column = mapper.columns.get(key)
             if column is not None and not column.info.get("private"):
                 return key
-        return None
+        return next((key for key, column in mapper.columns.items() if column.info.get("api_name") == name), None)
 
 
 def _check_value(path: str, column_type, value, *, ordering: bool = False):
