@@ -211,6 +211,32 @@ def test_acquire_next(worker, admin, make_job):
     worker.post("/v1/jobs/acquire-next", {"executor": []}, status=400)
 
 
+def test_a_node_is_not_given_a_job_whose_template_its_user_cannot_read(admin, alice, bob, engine):
+    """A user-scope template is its creator's: another user's worker could not read what to run, gave up and
+    got the same job again at once, for ever."""
+    import copy
+
+    from sqlalchemy import text
+
+    from job_helpers import ECHO, register
+
+    private = copy.deepcopy(ECHO)
+    private.update(name="private-echo", scope="user")
+    template = admin.post("/v1/job-templates/import", private, status=201).json["pk"]
+    with engine.begin() as connection:  # import is the admins': hand the template to alice
+        connection.execute(text("UPDATE job_templates SET creator_id = :user WHERE id = :template"),
+                           {"user": alice.user_id, "template": template})
+    job = alice.post(f"/v1/job-templates/{template}/create-job",
+                     {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json
+    bobs_node, alices_node = register(bob), register(alice, index=1)
+    bobs_node.post("/v1/jobs/acquire-next", {"executors": ["tests.Echo"]}, status=204)
+    refused = bobs_node.get(path(job, "acquire"), status=403).json["detail"]
+    assert refused == f"Node {bobs_node.node_id} cannot run job {job['pk']}: its template is private to its creator"
+    assert admin.get(path(job)).json["status"] == "PENDING"
+    assert alices_node.post("/v1/jobs/acquire-next", {"executors": ["tests.Echo"]}).json["pk"] == job["pk"]
+    alices_node.get(f"/v1/job-templates/{template}/get-all-parameters")  # what its worker reads next
+
+
 def test_update_description_and_deletion(admin, bob, alice, job):
     assert bob.patch(path(job), {"description": "renamed"}).json["description"] == "renamed"
     alice.patch(path(job), {"description": "mine"}, status=403)

@@ -158,6 +158,23 @@ def test_an_executor_that_exits_fails_its_job_and_the_worker_lives_on():
     assert api.sent[-1] == ("finish", {"error": "7"})
 
 
+def test_a_job_that_cannot_be_started_is_given_back_and_the_worker_pauses():
+    """acquire-next hands a node the job it holds but has not started: kept, it came back at once, for ever."""
+    from ufdl_pyramid.worker.api import ApiError
+
+    class Unreadable(FakeApi):
+        def template(self, pk):
+            raise ApiError(404, "Not found.", "GET", f"/v1/job-templates/{pk}")
+
+    api = Unreadable()
+    stop = threading.Event()
+    worker = Worker(api, {"x.Boom": Executor}, WorkerOptions(poll=0.3), stop)
+    worker.node_id = 5
+    began = time.monotonic()
+    worker.run_job(dict(api.job))
+    assert api.sent == [("release", None)] and time.monotonic() - began >= 0.3
+
+
 def test_workers_that_cannot_run_make_the_process_fail():
     from ufdl_pyramid.worker.api import ApiError
     from ufdl_pyramid.worker.runner import run_workers

@@ -148,9 +148,16 @@ class JobLifecycle:
 
     # Transitions
 
-    def acquire(self, job: Job, node: ActingNode | None) -> Job:
+    def _require_readable(self, job: Job, node: ActingNode, reader) -> None:
+        # A worker reads the template it runs (its executor, its parameters) with the same credentials.
+        if not job.template.visible_to(reader.user_id, reader.is_admin):
+            raise Forbidden(f"Node {node.id} cannot run job {job.id}: its template is private to its creator")
+
+    def acquire(self, job: Job, node: ActingNode | None, reader) -> Job:
+        """``reader``: the caller's identity (``user_id``, ``is_admin``), who must be able to read the template."""
         node = self._require_node(node, "acquire")
         self._require_workable(job, "acquire")
+        self._require_readable(job, node, reader)
         if job.node_id == node.id and job.status in (QUEUED, RUNNING, FAILED):
             return job  # the holder asking again (a lost answer, a retry): nothing changes
         now = utcnow()
@@ -169,8 +176,9 @@ class JobLifecycle:
         record_event(self.db, job, "acquire")
         return job
 
-    def acquire_next(self, node: ActingNode | None, executors: list[str]) -> Job | None:
-        """The oldest pending job this node can run, acquired for it; None when there is none.
+    def acquire_next(self, node: ActingNode | None, executors: list[str], reader) -> Job | None:
+        """The oldest pending job this node can run (of a template ``reader`` may read: see ``acquire``),
+        acquired for it; None when there is none.
 
         A node that holds a job it has not started gets that one again (its answer may have been lost).
         """
@@ -182,7 +190,8 @@ class JobLifecycle:
             return None
         candidates = (select(Job.id).join(JobTemplate, Job.template_id == JobTemplate.id)
                       .where(Job.status == PENDING, Job.node_id.is_(None), Job.is_cancelled.is_(False),
-                             Job.deletion_time.is_(None), JobTemplate.executor_class.in_(executors))
+                             Job.deletion_time.is_(None), JobTemplate.executor_class.in_(executors),
+                             JobTemplate.visible_condition(reader.user_id, reader.is_admin))
                       .order_by(Job.id).limit(5))
         if self.db.get_bind().dialect.name == "postgresql":
             # Racing nodes skip the row another has locked instead of queueing behind it. One row: a node that

@@ -28,7 +28,7 @@ def lifecycle(request) -> JobLifecycle:
 def acquire(context, request):
     if request.method != "GET":  # Pyramid routes HEAD to GET views; this GET changes the job
         raise HTTPMethodNotAllowed(headers={"Allow": "GET"})
-    return job_json(lifecycle(request).acquire(context.row, request.node))
+    return job_json(lifecycle(request).acquire(context.row, request.node, request.identity))
 
 
 @api_view(context=Jobs, name="acquire-next", request_method="POST", permission=Permission.ACT)
@@ -39,7 +39,7 @@ def acquire_next(context, request):
     # Idle nodes poll here, so this is where lost leases are noticed (and by `ufdl serve`'s timer).
     settings = request.registry.settings
     jobs.expire_leases(utcnow(), settings["ufdl.node_timeout"], settings["ufdl.max_tries"])
-    job = jobs.acquire_next(request.node, body["executors"])
+    job = jobs.acquire_next(request.node, body["executors"], request.identity)
     if job is None:
         nothing = Response(status=204)
         nothing.content_type = None  # a 204 has no body, so no type either

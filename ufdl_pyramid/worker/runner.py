@@ -233,7 +233,10 @@ class Worker:
             self.release(pk, "the worker is stopping")
             raise
         except ApiError as error:
+            # Given back, and a pause: acquire-next would otherwise hand the same job over again at once.
             log.warning("job %s not started: %s", pk, error)
+            self.release(pk, "it could not be started")
+            self.stop_event.wait(self.options.poll)
             return
         log.info("job %s started", pk)
         heartbeat = Heartbeat(self.api, pk, self.node_id, self.options.heartbeat)
