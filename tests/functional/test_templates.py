@@ -219,6 +219,20 @@ def test_user_scope_is_visible_to_creator_and_admins_only(admin, alice):
     assert [row["name"] for row in admin.post("/v1/job-templates/list").json] == ["private"]
 
 
+def test_a_meta_template_is_no_wider_in_scope_than_its_children(admin, train, predict):
+    """Whoever may see a graph may run it: a public one over a user-scope child showed and ran the child for
+    users it is hidden from."""
+    admin.post("/v1/job-templates/import", document(PREDICT, scope="user", name="private-predict"), status=201)
+    over_private = {"train": {"name": "tiny-train"}, "predict": {"name": "private-predict"}}
+    for scope in ("public", "project"):
+        detail = admin.post("/v1/job-templates/import", document(
+            TRAIN_THEN_PREDICT, scope=scope, specific__nodes=over_private), status=400).json["detail"]
+        assert detail == ("specific.nodes.predict: template 'private-predict' is of scope user: only a "
+                          "meta-template of scope user may include it")
+    admin.post("/v1/job-templates/import", document(TRAIN_THEN_PREDICT, scope="user", specific__nodes=over_private),
+               status=201)
+
+
 def test_soft_delete_reinstate_and_hard_delete(admin, alice, train):
     pk = train["pk"]
     assert admin.delete(f"/v1/job-templates/{pk}").json["deletion_time"] is not None

@@ -205,6 +205,10 @@ class TemplateService:
         nodes = {}
         for node, spec in sorted(specific["nodes"].items()):
             child = self._find_child(spec, f"specific.nodes.{node}")
+            if child.scope == "user" and common["scope"] != "user":
+                # Whoever may see the graph may run it: the child would reach users it is hidden from.
+                raise InvalidInput(f"specific.nodes.{node}: template '{child.name}' is of scope user: only a "
+                                   "meta-template of scope user may include it")
             children[node] = child
             nodes[node] = {"name": child.name, "version": child.version}
             overrides = spec.get("parameter_default_overrides")
