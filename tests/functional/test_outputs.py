@@ -210,7 +210,13 @@ def test_job_outputs_collection(worker, bob, admin, running, storage):
 
     deleted = admin.delete(f"/v1/job-outputs/{output['pk']}").json
     assert deleted["deletion_time"] is not None
+    # Deleted, its record is still there to be reinstated, but its bytes are withdrawn (they were still served).
+    assert bob.get(f"/v1/job-outputs/{output['pk']}").json == deleted
+    for client in (bob, admin):
+        refused = client.post(f"/v1/job-outputs/{output['pk']}/download", {"params": {}}, status=404).json
+        assert refused == {"detail": f"Output {output['pk']} is deleted"}
     assert admin.delete(f"/v1/job-outputs/{output['pk']}/reinstate").json["deletion_time"] is None
+    assert bob.post(f"/v1/job-outputs/{output['pk']}/download").body == DATA
     assert storage.exists(output_key(storage, DATA))
     assert admin.delete(f"/v1/job-outputs/{output['pk']}/hard").json["pk"] == output["pk"]
     assert not storage.exists(output_key(storage, DATA))

@@ -6,7 +6,7 @@ views/records.py; deleting a blob once no row needs it is `services.outputs.Blob
 """
 from pyramid.response import Response
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotFound
 from ..permissions import Permission
 from ..representations import job_output_json
 from ..resources.jobs import JobOutputItem, OutputSlot
@@ -62,6 +62,8 @@ def download(context, request):
     if filetype is not None and not isinstance(filetype, str):
         raise InvalidInput("filetype must be a string")
     output = context.row
+    if not output.is_active:  # its record stays readable (to be reinstated); its bytes are withdrawn
+        raise NotFound(f"Output {output.id} is deleted")
     return stream_output(request, output, download_filename(output.name, filetype))
 
 
