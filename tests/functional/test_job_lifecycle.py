@@ -246,7 +246,16 @@ def test_update_description_and_deletion(admin, bob, alice, job):
     assert deleted is not None
     assert admin.delete(path(job)).json["deletion_time"] == deleted  # deleting again keeps the time
     assert bob.post("/v1/jobs/list").json == []
-    admin.delete(path(job, "reinstate"))
+    # Deleted, it stays as it was until it is reinstated: its creator changed and cancelled it, and it came
+    # back CANCELED instead of waiting for a node.
+    before = admin.get(path(job)).json
+    for client in (bob, admin):
+        assert client.patch(path(job), {"description": "late"}, status=406).json == {
+            "detail": f"Cannot change job {job['pk']}: it is deleted"}
+        assert client.delete(path(job, "cancel"), status=406).json == {
+            "detail": f"Cannot cancel job {job['pk']}: it is deleted"}
+    assert admin.get(path(job)).json == before
+    assert admin.delete(path(job, "reinstate")).json["status"] == "PENDING"
     assert admin.delete(path(job, "hard")).json["pk"] == job["pk"]
     admin.get(path(job), status=404)
 

@@ -24,11 +24,17 @@ class JobRecords(RecordService):
     """A deleted job is not worked on: no node acquires, starts or adds outputs to it, and one that a node
     holds is aborted as it is deleted (the node's late finish changes nothing); reinstated, it waits for a
     node again. A meta-job is deleted, reinstated and deleted for good as a whole: its children (the steps
-    of its graph, nested ones included) go with it and cannot go alone, as with cancel."""
+    of its graph, nested ones included) go with it and cannot go alone, as with cancel. A deleted job is
+    neither edited nor cancelled."""
 
     model = Job
     schema = {"type": "object", "additionalProperties": False, "required": ["description"],
               "properties": {"description": {"type": "string", "maxLength": 100000}}}
+
+    def update(self, row: Job, data, *, partial: bool) -> Job:
+        if not row.is_active:  # until it is reinstated, a deleted job stays as it was deleted
+            raise WrongState(f"Cannot change job {row.id}: it is deleted")
+        return super().update(row, data, partial=partial)
 
     def destroy(self, row: Job) -> Job:
         self._require_top_level(row, "delete")

@@ -317,6 +317,8 @@ class JobLifecycle:
         if job.parent_id is not None:
             raise WrongState(f"Cannot cancel job {job.id}: it is part of job {job.parent_id}; cancel that one")
         self._require_status(job, "cancel", PENDING, QUEUED, RUNNING, FAILED)
+        if not job.is_active:  # reinstated, it must wait for a node again (it came back CANCELED)
+            raise WrongState(f"Cannot cancel job {job.id}: it is deleted")
         self._cancel_tree(job)
         return job
 
