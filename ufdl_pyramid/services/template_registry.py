@@ -387,8 +387,8 @@ def validate_offline(registry: Registry, types: TypeRegistry) -> list[Problem]:
             problems.append(Problem(entry.path, entry.line(error.detail), error.detail))
             continue
         service.known[entry.key] = SimpleNamespace(name=normalised.name, version=entry.key[1],
-                                                   inputs=normalised.inputs, outputs=normalised.outputs,
-                                                   parameters=normalised.parameters)
+                                                   scope=normalised.scope, inputs=normalised.inputs,
+                                                   outputs=normalised.outputs, parameters=normalised.parameters)
     return problems
 
 
