@@ -219,8 +219,7 @@ class Listener:
             self._wake()  # whatever committed while we were not listening
             while True:
                 # Open gaps may fill without a notification we can tie to them: look again soon.
-                timeout = 0.02 if self.feed.has_open_gaps else 1.0
-                readable, _, _ = gevent.select.select([connection.fileno()], [], [], timeout)
+                readable, _, _ = gevent.select.select([connection.fileno()], [], [], self.feed.poll_delay())
                 if readable:
                     connection.pgconn.consume_input()
                     while connection.pgconn.notifies() is not None:

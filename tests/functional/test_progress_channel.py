@@ -404,6 +404,74 @@ def test_a_late_commit_is_not_skipped(on_postgresql, engine, make_job):
 
 
 @pytest.mark.postgresql
+def test_a_gap_left_open_neither_stalls_the_feed_nor_expires(on_postgresql, engine, make_job):
+    """A transaction left open below newer events: the feed re-read the same first batch above its gap (once a
+    batch had piled up there, no event went out), and gave the gap up after 300 s (its event never went out)."""
+    first, second = make_job("a"), make_job("b")
+    feed = EventFeed(engine, batch=10)
+    feed.start()
+    sessions = get_session_factory(engine)
+    late = sessions()
+    record_event(late, late.get(Job, first["pk"]), "progress", data={"n": "late"})
+    late.flush()
+    for round_ in range(3):  # 24 events above the gap, 10 at the most per read
+        busy = sessions()
+        for n in range(8 * round_, 8 * round_ + 8):
+            record_event(busy, busy.get(Job, second["pk"]), "progress", data={"n": n})
+        busy.commit()
+        busy.close()
+        assert [m["transition_data"]["n"] for m in feed.poll()] == list(range(8 * round_, 8 * round_ + 8))
+    assert feed.has_open_gaps and feed.poll_delay() == 0.02  # a young gap: its transaction may be committing
+    for batch in feed._gaps:  # an hour later: looked at once a second, still open
+        batch.since -= 3600
+    assert feed.poll() == [] and feed.has_open_gaps and feed.poll_delay() == 1.0
+    late.commit()
+    late.close()
+    assert [m["transition_data"] for m in feed.poll()] == [{"n": "late"}]
+    assert not feed.has_open_gaps
+
+
+@pytest.mark.postgresql
+def test_the_feed_starts_at_once_beside_an_open_transaction_and_gets_its_event(on_postgresql, engine, make_job):
+    """Starting waited for every transaction open at the time (up to 300 s, refusing every connection)."""
+    job = make_job()
+    sessions = get_session_factory(engine)
+    late = sessions()
+    record_event(late, late.get(Job, job["pk"]), "progress", data={"n": "late"})
+    late.flush()
+    feed = EventFeed(engine)
+    began = time.monotonic()
+    feed.start()
+    assert time.monotonic() - began < 2
+    assert feed.poll() == [] and feed.has_open_gaps
+    late.commit()
+    late.close()
+    assert [m["transition_data"] for m in feed.poll()] == [{"n": "late"}]
+    assert feed.poll() == [] and not feed.has_open_gaps
+
+
+@pytest.mark.postgresql
+def test_only_past_its_limit_does_the_feed_give_gaps_up(on_postgresql, engine, make_job, caplog):
+    first, second = make_job("a"), make_job("b")
+    feed = EventFeed(engine, max_pending=3)
+    feed.start()
+    sessions = get_session_factory(engine)
+    held = sessions()
+    for _ in range(4):
+        record_event(held, held.get(Job, first["pk"]), "progress")
+    held.flush()
+    after = sessions()
+    record_event(after, after.get(Job, second["pk"]), "progress")
+    after.commit()
+    after.close()
+    with caplog.at_level("WARNING", logger="ufdl_pyramid.services.event_feed"):
+        assert len(feed.poll()) == 1
+    assert not feed.has_open_gaps and "giving up on event ids" in caplog.text
+    held.rollback()
+    held.close()
+
+
+@pytest.mark.postgresql
 def test_notify_wakes_the_listener_of_another_process(on_postgresql, listener, bob, worker, job):
     """The REST app (this process) and the listener (a child process) share nothing but PostgreSQL; the
     listener's fallback poll is 1 s, so fast deliveries prove NOTIFY woke it."""

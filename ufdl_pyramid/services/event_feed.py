@@ -7,21 +7,24 @@ AUTOINCREMENT: never reused).
 
 PostgreSQL draws ids when a row is inserted but transactions commit in any order: id 11 can be visible while
 id 10 is not yet (its transaction is still running: it will appear later) or never will be (rolled back). A
-tailer that only remembers "the highest id seen" skips 10 when it commits late. So the feed keeps a
-*horizon* (every id at or below it is settled: read, or never to appear), re-reads above it, and remembers
-the ids it already returned there. An id missing below the highest one read (a *gap*) is settled once the
-transaction that drew it has ended: ``record_event`` takes the transaction id before drawing the event id,
-so that transaction's id is below any transaction id assigned after the gap was seen; the feed takes one such
-id (``pg_current_xact_id()`` in a tiny transaction of its own) per batch of new gaps, and the gaps of that
-batch are settled once the oldest running transaction (``pg_snapshot_xmin``) is past it: a late commit is
-then visible, a rollback never will be. A gap that stays open longer than ``gap_timeout`` (a transaction
-left open for minutes) is given up with a warning, so the re-read window cannot grow without bound.
+tailer that only remembers "the highest id seen" skips 10 when it commits late. So the feed remembers the
+highest id it read and the ids missing below it (*gaps*), and asks for both each time: the rows above the
+highest, and the gap ids that have appeared since (one statement; a gap that fills is returned once, late, but
+in order for its job, whose events its row lock serialises). A gap is settled once the transaction that drew
+it has ended: ``record_event`` takes the transaction id before drawing the event id, so that transaction's id
+is below any transaction id assigned after the gap was seen; the feed takes one such id
+(``pg_current_xact_id()`` in a tiny transaction of its own) per batch of new gaps, and the gaps of that batch
+are settled once the oldest running transaction (``pg_snapshot_xmin``) is past it: a late commit is then
+visible, a rollback never will be. However long a transaction stays open, its gap stays open: only beyond
+``max_pending`` open ids at once are the oldest given up (with a warning). Young gaps are looked at again
+within milliseconds (their transaction is committing), old ones once a second.
 """
 import logging
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import literal_column, select, text
+from sqlalchemy import BigInteger, any_, literal, literal_column, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 
 from ..models import JobEvent
@@ -32,6 +35,8 @@ log = logging.getLogger(__name__)
 EVENTS = JobEvent.__table__
 XMIN = literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint").label("xmin_")
 BATCH = 5000
+MAX_PENDING = 100_000
+START_WINDOW = 10_000  # at start, the ids drawn last that are not visible yet are taken for open gaps
 
 
 @dataclass
@@ -44,9 +49,8 @@ class _GapBatch:
 @dataclass
 class EventFeed:
     engine: Engine
-    gap_timeout: float = 300.0
-    horizon: int = 0
-    _returned: set[int] = field(default_factory=set)  # ids above the horizon already returned
+    max_pending: int = MAX_PENDING
+    batch: int = BATCH
     _highest: int = 0
     _gaps: list[_GapBatch] = field(default_factory=list)
 
@@ -55,55 +59,75 @@ class EventFeed:
         return self.engine.dialect.name == "postgresql"
 
     @property
+    def horizon(self) -> int:
+        """Every id at or below it is settled: read, or never to appear."""
+        return min((min(batch.ids) for batch in self._gaps), default=self._highest + 1) - 1
+
+    @property
     def has_open_gaps(self) -> bool:
         """True while a gap may still fill: the caller should poll again soon, even without a notification."""
         return bool(self._gaps)
 
+    def poll_delay(self, idle: float = 1.0) -> float:
+        """How soon to look again without a notification: a gap seen a moment ago is a transaction committing
+        (milliseconds); one open for seconds is a transaction left open, looked at less often."""
+        if not self._gaps:
+            return idle
+        age = time.monotonic() - max(batch.since for batch in self._gaps)
+        return 0.02 if age < 1 else 0.2 if age < 10 else idle
+
     def start(self) -> None:
         """Start at the newest event: earlier ones are served by each connection's own replay.
 
-        On PostgreSQL, ids at or below the current maximum may still be drawn by running transactions: wait
-        until those have ended (normally milliseconds), so the horizon starts settled.
+        On PostgreSQL, ids already drawn may belong to transactions still running: the last ``START_WINDOW``
+        of them that are not visible yet are open gaps from the start, settled like any other (at once unless
+        a transaction is still open), so that starting never waits.
         """
         with self.engine.connect() as connection:
             highest = connection.scalar(text("SELECT coalesce(max(id), 0) FROM job_events"))
+            connection.rollback()
+            gaps = []
             if self.postgresql:
                 # Every id drawn so far: its transaction's id is below the one taken next.
-                drawn = connection.scalar(text(
-                    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM job_events_id_seq"))
-                highest = max(highest, drawn or 0)
+                highest = max(highest, connection.scalar(text(
+                    "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM job_events_id_seq")) or 0)
                 connection.rollback()
                 xid = self._new_xid()
-                deadline = time.monotonic() + self.gap_timeout
-                while self._xmin(connection) <= xid and time.monotonic() < deadline:
-                    connection.rollback()
-                    time.sleep(0.01)
-            connection.rollback()
-        self.horizon = self._highest = highest
-        self._returned.clear()
-        self._gaps.clear()
+                low = max(0, highest - START_WINDOW)
+                visible = set(connection.scalars(select(EVENTS.c.id).where(EVENTS.c.id > low,
+                                                                           EVENTS.c.id <= highest)))
+                connection.rollback()
+                missing = set(range(low + 1, highest + 1)) - visible
+                if missing:
+                    gaps.append(_GapBatch(missing, xid, time.monotonic()))
+        self._highest = highest
+        self._gaps = gaps
 
     def poll(self) -> list[dict]:
-        """The events committed since the last poll, in id order (each returned once)."""
-        query = (select(EVENTS).where(EVENTS.c.id > self.horizon).order_by(EVENTS.c.id).limit(BATCH))
+        """The events committed since the last poll, each returned once: in id order, but for gaps that fill."""
         if not self.postgresql:
+            query = select(EVENTS).where(EVENTS.c.id > self._highest).order_by(EVENTS.c.id).limit(self.batch)
             with self.engine.connect() as connection:
                 rows = connection.execute(query).all()
                 connection.rollback()
             if rows:
-                self.horizon = self._highest = rows[-1].id
+                self._highest = rows[-1].id
             return [self._message(row) for row in rows]
+        wanted = EVENTS.c.id > self._highest
+        pending = sorted(set().union(*(batch.ids for batch in self._gaps)))
+        if pending:
+            wanted = or_(wanted, EVENTS.c.id == any_(literal(pending, ARRAY(BigInteger))))
+        query = select(EVENTS, XMIN).where(wanted).order_by(EVENTS.c.id).limit(self.batch)
         # One statement: the rows and the oldest running transaction, from the same snapshot. While gaps are
         # open and nothing new comes, the xmin must come from a snapshot no later than the rows' one: take it
         # first.
         with self.engine.connect() as connection:
             early_xmin = self._xmin(connection) if self._gaps else 0
-            rows = connection.execute(query.add_columns(XMIN)).all()
+            rows = connection.execute(query).all()
             xmin = rows[0].xmin_ if rows else early_xmin
             connection.rollback()
-        fresh = [row for row in rows if row.id not in self._returned]
         self._settle([row.id for row in rows], xmin)
-        return [self._message(row) for row in fresh]
+        return [self._message(row) for row in rows]
 
     # PostgreSQL bookkeeping
 
@@ -114,25 +138,15 @@ class EventFeed:
         new_highest = max(ids, default=self._highest)
         if new_highest > self._highest:
             missing = set(range(self._highest + 1, new_highest)) - seen
-            missing.discard(0)
             if missing:
                 self._gaps.append(_GapBatch(missing, self._new_xid(), time.monotonic()))
             self._highest = new_highest
-        self._returned |= seen
-        now = time.monotonic()
-        kept = []
-        for batch in self._gaps:
-            if not batch.ids or batch.xid < xmin:
-                continue  # filled, or its transactions have all ended: what was not seen never will be
-            if now - batch.since > self.gap_timeout:
-                log.warning("giving up on event ids %s: their transaction stayed open over %ss",
-                            sorted(batch.ids)[:10], self.gap_timeout)
-                continue
-            kept.append(batch)
-        self._gaps = kept
-        open_ids = [min(batch.ids) for batch in self._gaps]
-        self.horizon = (min(open_ids) - 1) if open_ids else self._highest
-        self._returned = {i for i in self._returned if i > self.horizon}
+        # Filled, or its transactions have all ended: what was not seen never will be.
+        self._gaps = [batch for batch in self._gaps if batch.ids and batch.xid >= xmin]
+        while sum(len(batch.ids) for batch in self._gaps) > self.max_pending:
+            oldest = self._gaps.pop(0)
+            log.warning("giving up on event ids %s (over %d held open: a transaction stayed open since %.0f s)",
+                        sorted(oldest.ids)[:10], self.max_pending, time.monotonic() - oldest.since)
 
     def _new_xid(self) -> int:
         """A transaction id assigned now (after everything read so far); committed at once, WAL not flushed."""
