@@ -319,17 +319,26 @@ def test_lost_leases_send_jobs_back_and_finally_fail_them(admin, worker, other_w
             connection.execute(update(Node).where(Node.id == node_id).values(last_seen=past))
             connection.execute(update(Job).where(Job.id == job["pk"]).values(last_status_change=past))
 
+    # A failed run reset and started again is no lost lease (it counted: the job failed at its first loss).
+    run_to_running(worker, job)
+    worker.post(path(job, "finish"), {"error": "boom"})
+    worker.delete(path(job, "reset"))
+    worker.post(path(job, "start"), {})
     for attempt in range(3):
-        run_to_running(worker, job)
+        if attempt == 1:  # lost before it started: that counts too (it did not, and could bounce for ever)
+            worker.get(path(job, "acquire"))
+        elif attempt:
+            run_to_running(worker, job)
         silence(worker.node_id)
         # Any idle node polling for work notices the lost lease.
         other_worker.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
         state = admin.get(path(job)).json
         if attempt < 2:
             assert state["status"] == "PENDING" and state["node"] is None
+        if attempt == 0:
             worker.post(path(job, "finish"), {})  # the lost node comes back: 2xx, nothing changes
     assert state["status"] == "FAILED" and state["error_category"] == "SYSTEM"
-    assert "given up after 3 tries" in state["error_reason"]
+    assert state["error_reason"] == f"Node {worker.node_id} was not seen for 120 s; given up after 3 lost leases"
 
 
 def test_a_hidden_template_is_not_read_through_its_jobs_list_filter(admin, bob):

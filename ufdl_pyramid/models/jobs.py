@@ -40,7 +40,7 @@ class Job(SoftDeleteMixin, Base):
     error_reason: Mapped[str | None] = mapped_column(Text)
     error_category: Mapped[str | None] = mapped_column(String(16))
     is_cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
-    tries: Mapped[int] = mapped_column(Integer, default=0)
+    lost_leases: Mapped[int] = mapped_column(Integer, default=0)  # automatic aborts; ufdl.max_tries fails it
 
     template: Mapped[JobTemplate] = relationship(lazy="joined")
     node: Mapped[Node | None] = relationship(lazy="raise_on_sql", foreign_keys=[node_id])

@@ -226,7 +226,6 @@ class JobLifecycle:
                              f"{node.current_job_id}")
         self._set_current_job(node, job.id)
         job.start_time = utcnow()
-        job.tries += 1
         self._set_status(job, RUNNING)
         record_event(self.db, job, "start")
         self.meta.child_started(job)
@@ -337,8 +336,9 @@ class JobLifecycle:
     # Leases
 
     def expire_leases(self, now: datetime, timeout: float, max_tries: int) -> list[Job]:
-        """Abort the jobs whose node has not been seen for ``timeout`` seconds (SYSTEM failure events); after
-        ``max_tries`` lost leases a job fails. Safe to run in several processes at once."""
+        """Abort the jobs whose node has not been seen for ``timeout`` seconds (SYSTEM failure events); the
+        ``max_tries``-th lease a job loses (QUEUED or RUNNING) fails it. Safe to run in several processes at
+        once."""
         cutoff = now - timedelta(seconds=timeout)
         stale = select(Job).join(Node, Job.node_id == Node.id).where(
             Job.status.in_((QUEUED, RUNNING)), (Node.last_seen.is_(None)) | (Node.last_seen < cutoff),
@@ -352,8 +352,9 @@ class JobLifecycle:
         expired = []
         for job in self.db.scalars(stale).unique().all():
             message = f"Node {job.node_id} was not seen for {timeout:g} s"
-            if job.tries >= max_tries:
-                self.fail(job, f"{message}; given up after {job.tries} tries", SYSTEM)
+            job.lost_leases += 1
+            if job.lost_leases >= max_tries:
+                self.fail(job, f"{message}; given up after {job.lost_leases} lost leases", SYSTEM)
             else:
                 self.abort(job, error=message, category=SYSTEM)
             expired.append(job)
