@@ -39,6 +39,7 @@ from sqlalchemy import func, select
 from .errors import NO_CREDENTIALS, NotAuthenticated
 from .models import Job, JobEvent, User, get_engine, get_session_factory
 from .models.jobs import FINAL_STATUSES
+from .models.meta import MAX_ID
 from .services.auth import AuthConfig, AuthService
 from .services.event_feed import EventFeed
 from .services.events import NOTIFY_CHANNEL, event_json, parse_age, prune_events, pruned_through
@@ -295,6 +296,8 @@ class Listener:
         if after is not None and not (after.isascii() and after.isdigit() and len(after) <= 18):
             return "400 Bad Request", f"after must be an event id, not {after!r}"
         pk = int(CHANNEL_PATH.match(environ["PATH_INFO"]).group(1))
+        if pk > MAX_ID:  # no such row (and past what the column's type can be compared with)
+            return "404 Not Found", f"Job {pk} not found"
         with self.sessions() as db:
             try:
                 user_id = AuthService(db, self.auth_config).user_for_access_token(token).id

@@ -48,6 +48,13 @@ def test_forged_token_is_401(alice):
     assert alice.post("/v1/job-types/list", status=401).json == {"detail": "Token is invalid"}
 
 
+def test_a_signed_token_naming_an_id_past_the_column_is_invalid(alice):
+    """Only the secret's holder can sign one, but it reached the database (a 500 on the progress channel)."""
+    alice.token = jwt.encode({"sub": str(2**31), "exp": datetime.now(timezone.utc) + timedelta(minutes=5),
+                              "type": "access"}, TEST_SETTINGS["ufdl.auth.secret"], algorithm="HS256")
+    assert alice.post("/v1/job-types/list", status=401).json == {"detail": "Token is invalid"}
+
+
 def test_expired_token_is_401_and_refresh_gives_a_working_one(alice, anonymous):
     past = datetime.now(timezone.utc) - timedelta(hours=1)
     alice.token = jwt.encode({"sub": str(alice.user_id), "iat": past, "exp": past + timedelta(minutes=5),

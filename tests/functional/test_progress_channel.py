@@ -266,9 +266,10 @@ def test_malformed_upgrades_get_whole_json_answers(listener, bob, job, protocol,
 
 
 def test_unknown_job_is_404_and_a_query_token_works(listener, admin, bob, job):
-    with pytest.raises(ChannelRefused) as refused:
-        connect(listener.url, bob.token, 999999)
-    assert refused.value.status == 404 and "999999" in refused.value.detail
+    for pk in (999999, 2**31, 10**17):  # past the id column's type: a 500 on PostgreSQL before
+        with pytest.raises(ChannelRefused) as refused:
+            connect(listener.url, bob.token, pk)
+        assert refused.value.status == 404 and refused.value.detail == f"Job {pk} not found"
     admin.delete(f"/v1/jobs/{job['pk']}")  # soft-deleted, still retrieved over REST: still watched
     deleted = websocket.create_connection(channel_url(listener.url, job["pk"]), timeout=5,
                                           header=[f"Authorization: Bearer {bob.token}"])

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import Conflict, InvalidInput, NotAuthenticated
 from ..models import Node, RefreshToken, User, mark_written
-from ..models.meta import utcnow
+from ..models.meta import MAX_ID, utcnow
 
 ALGORITHM = "HS256"
 
@@ -93,7 +93,7 @@ def _decode_access_token(secret: str, token: str) -> tuple[int, float]:
         raise NotAuthenticated("Token has expired") from None
     except jwt.InvalidTokenError:
         raise NotAuthenticated("Token is invalid") from None
-    if claims.get("type") != "access" or not str(claims["sub"]).isdigit():
+    if claims.get("type") != "access" or not str(claims["sub"]).isdigit() or int(claims["sub"]) > MAX_ID:
         raise NotAuthenticated("Token is invalid")
     return int(claims["sub"]), float(claims["exp"])
 
