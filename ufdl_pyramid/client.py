@@ -2,7 +2,8 @@
 
 ``watch_job`` yields every message (the ``state`` message of each connection, ``gap`` markers, the events)
 and reconnects after a dropped connection with ``after=`` the last event id it yielded, so no event is lost
-(nor yielded twice). It stops when the server closes the channel with 1000 (the job reached a final state).
+(nor yielded twice). It stops when the server closes the channel with 1000 (the job COMPLETED or was CANCELED;
+a FAILED job may still be reset or aborted, so its channel stays open: stop iterating to give up on it).
 """
 import json
 import time

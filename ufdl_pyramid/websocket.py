@@ -3,6 +3,7 @@
 ``ws://HOST:PORT/v1/jobs/{pk}[?after=ID][&access_token=TOKEN]`` (or ``Authorization: Bearer``): a ``state``
 message with the job's current fields, the events after ``after`` (or a ``gap`` message when they were
 pruned), then every new event live; the socket is closed with 1000 after the job's final event.
+FAILED is not final here: a node or an admin may reset or abort the job, and its watchers follow it.
 
 One process runs one ``Listener``: one greenlet tails the outbox (``services/event_feed.py``), woken by
 PostgreSQL's NOTIFY or, on SQLite, by a timer, and hands each event to the queues of that job's watchers. A
@@ -38,7 +39,7 @@ from sqlalchemy import func, select
 
 from .errors import NO_CREDENTIALS, NotAuthenticated
 from .models import Job, JobEvent, User, get_engine, get_session_factory
-from .models.jobs import FINAL_STATUSES
+from .models.jobs import CANCELED, COMPLETED
 from .models.meta import MAX_ID
 from .services.auth import AuthConfig, AuthService
 from .services.event_feed import EventFeed
@@ -46,6 +47,8 @@ from .services.events import NOTIFY_CHANNEL, event_json, parse_age, prune_events
 
 log = logging.getLogger(__name__)
 
+# The statuses a job never leaves: its channel closes after them (FAILED is retried by a reset or an abort).
+ENDED = (COMPLETED, CANCELED)
 CHANNEL_PATH = re.compile(r"^/v1/jobs/(\d{1,18})/?$")
 STATUS_PATH = "/v1/websocket/status"
 CLOSED = object()
@@ -376,7 +379,7 @@ class Listener:
             for message in replay:
                 ws.send(json.dumps(message))
             last_sent = state["id"]
-            if state["status"] in FINAL_STATUSES:
+            if state["status"] in ENDED:
                 return self._finish(ws, None)
             reader = gevent.spawn(self._read, ws, watcher)
             next_ping = time.monotonic() + self.ping_interval
@@ -406,7 +409,7 @@ class Listener:
                         continue
                     frames.append(frame)
                     last_sent = message["id"]
-                    if message["status"] in FINAL_STATUSES:
+                    if message["status"] in ENDED:
                         final = True
                         break
                 if frames and not closed:

@@ -145,16 +145,44 @@ def test_a_whole_lifecycle_arrives_in_order_then_the_channel_closes(listener, en
     assert watch.messages.empty()
 
 
-def test_a_finished_job_gets_its_state_then_a_normal_close(listener, bob, worker, job):
+def test_a_failed_job_is_followed_through_its_retry_and_a_finished_one_gets_a_normal_close(listener, bob, worker,
+                                                                                          job):
+    """FAILED closed the channel, though a reset runs the job again (the worker resets a job it stops)."""
     worker.get(path(job, "acquire"))
     worker.post(path(job, "start"), {})
     worker.post(path(job, "finish"), {"error": "out of memory"})
     ws = connect(listener.url, bob.token, job["pk"])
     state = json.loads(ws.recv())
     assert state["transition"] == "state" and state["status"] == "FAILED" and state["error"] == "out of memory"
+    worker.delete(path(job, "reset"))
+    worker.post(path(job, "start"), {})
+    worker.post(path(job, "finish"), {})
+    assert [json.loads(ws.recv())["transition"] for _ in range(3)] == ["reset", "start", "finish"]
     opcode, data = ws.recv_data(control_frame=True)
     assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1000
     ws.close()
+    ws = connect(listener.url, bob.token, job["pk"])
+    assert json.loads(ws.recv())["status"] == "COMPLETED"
+    opcode, data = ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1000
+    ws.close()
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_the_watch_command_stops_at_a_failure_unless_told_to_follow_retries(listener, bob, worker, job, capsys,
+                                                                            follow):
+    from ufdl_pyramid.cli import main as ufdl
+    worker.get(path(job, "acquire"))
+    worker.post(path(job, "start"), {})
+    worker.post(path(job, "finish"), {"error": "boom"})
+    if follow:
+        threading.Timer(0.5, lambda: (worker.delete(path(job, "reset")), worker.post(path(job, "start"), {}),
+                                      worker.post(path(job, "finish"), {}))).start()
+    argv = ["jobs", "watch", str(job["pk"]), "--url", listener.url, "--token", bob.token]
+    assert ufdl(argv + (["--follow-retries"] if follow else [])) == (0 if follow else 1)
+    lines = capsys.readouterr().out.splitlines()
+    assert "FAILED" in lines[0] and "(boom)" in lines[0]
+    assert len(lines) == (4 if follow else 1) and ("COMPLETED" in lines[-1]) == follow
 
 
 @pytest.mark.parametrize("ending, code", [("hard delete", 1011), ("deactivation", 1008)])

@@ -12,6 +12,8 @@ def register(areas) -> None:
     watch.add_argument("--url", default="http://127.0.0.1:6544", help="the progress channel's base URL")
     watch.add_argument("--token", required=True, help="an access token")
     watch.add_argument("--after", type=int, default=None, help="replay the events after this id first")
+    watch.add_argument("--follow-retries", action="store_true",
+                       help="go on watching a FAILED job, which a reset or an abort may run again (default: stop)")
     watch.set_defaults(handler=run_watch)
 
 
@@ -29,6 +31,8 @@ def run_watch(args, environment) -> int:
             if message.get("error"):
                 line += f" ({message['error']})"
             print(line, flush=True)
+            if status == "FAILED" and not args.follow_retries:
+                break
     except ChannelRefused as error:
         print(f"ufdl: {error}", file=sys.stderr)
         return 1
