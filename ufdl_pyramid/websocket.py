@@ -31,7 +31,7 @@ import gevent.lock
 import gevent.queue
 import gevent.select
 from gevent.pywsgi import WSGIHandler, WSGIServer
-from geventwebsocket.exceptions import WebSocketError
+from geventwebsocket.exceptions import ProtocolError, WebSocketError
 import geventwebsocket.handler
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header, WebSocket
@@ -52,6 +52,7 @@ ENDED = (COMPLETED, CANCELED)
 CHANNEL_PATH = re.compile(r"^/v1/jobs/(\d{1,18})/?$")
 STATUS_PATH = "/v1/websocket/status"
 CLOSED = object()
+MAX_CLIENT_MESSAGE = 4096
 
 
 def _iso(moment) -> str | None:
@@ -65,6 +66,7 @@ class ChannelSocket(WebSocket):
         super().__init__(environ, read, write)
         self.write_lock = gevent.lock.Semaphore()
         self.last_heard = time.monotonic()
+        self.message_bytes = 0  # of the data message being read, over its frames
 
     def send_frame(self, message, opcode):
         with self.write_lock:
@@ -84,7 +86,22 @@ class ChannelSocket(WebSocket):
         self.last_heard = time.monotonic()
 
     def read_frame(self):
-        header, payload = super().read_frame()
+        """gevent-websocket's, with a size limit: it read any frame whole and unmasked it byte by byte in
+        Python, so one 64 MB frame froze the listener for 12 s. A client sends only pongs and its close."""
+        header = Header.decode_header(self.stream)
+        if header.flags:
+            raise ProtocolError("reserved bits set")
+        if header.opcode <= self.OPCODE_BINARY:  # data (control frames are 125 bytes at most)
+            continued = self.message_bytes if header.opcode == self.OPCODE_CONTINUATION else 0
+            self.message_bytes = continued + header.length
+            if self.message_bytes > MAX_CLIENT_MESSAGE:
+                self.close(1009, f"a client message is limited to {MAX_CLIENT_MESSAGE} bytes")
+                raise WebSocketError("client message too big")
+        payload = self.raw_read(header.length) if header.length else b""
+        if len(payload) != header.length:
+            raise WebSocketError("Unexpected EOF reading frame payload")
+        if header.mask:
+            payload = header.unmask_payload(payload)
         self.last_heard = time.monotonic()
         return header, payload
 

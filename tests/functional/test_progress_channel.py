@@ -340,6 +340,29 @@ def test_a_rolled_back_event_is_never_published(listener, engine, bob, worker, j
     ws.close()
 
 
+def test_a_client_message_past_the_limit_closes_that_channel_alone(listener, bob, worker, job):
+    """The listener read any frame whole and unmasked it in Python: one 64 MB frame froze every channel."""
+    victim = connect(listener.url, bob.token, job["pk"])
+    assert json.loads(victim.recv())["transition"] == "state"
+    for frames in ([b"x" * 5000], [b"x" * 3000, b"x" * 3000]):  # one frame, or a message in two
+        sender = connect(listener.url, bob.token, job["pk"])
+        json.loads(sender.recv())
+        for i, part in enumerate(frames):
+            opcode = websocket.ABNF.OPCODE_BINARY if i == 0 else websocket.ABNF.OPCODE_CONT
+            sender.send_frame(websocket.ABNF.create_frame(part, opcode, fin=i == len(frames) - 1))
+        opcode, data = sender.recv_data(control_frame=True)
+        assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1009
+        sender.close()
+    small = connect(listener.url, bob.token, job["pk"])
+    json.loads(small.recv())
+    small.send("a few words are fine")
+    worker.get(path(job, "acquire"))
+    assert json.loads(victim.recv())["transition"] == "acquire"
+    assert json.loads(small.recv())["transition"] == "acquire"
+    victim.close()
+    small.close()
+
+
 def test_dead_and_silent_peers_are_dropped(listener, bob, job):
     vanishing = connect(listener.url, bob.token, job["pk"])
     json.loads(vanishing.recv())
