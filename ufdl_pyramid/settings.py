@@ -46,6 +46,23 @@ def _json_object(value: Any) -> dict:
     return parsed
 
 
+def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def coerce(value: Any):
+        number = kind(value)
+        if not number > 0:  # NaN too
+            raise ValueError(f"must be above 0, not {value!r}")
+        return number
+    return coerce
+
+
+def _age(value: Any) -> str:
+    """An age such as ``30d`` (see ``parse_age``), checked here and kept as written."""
+    from .services.events import parse_age  # the events module imports the models: not at start-up
+    if parse_age(value).total_seconds() <= 0:
+        raise ValueError(f"must be above 0, not {value!r}")
+    return str(value)
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -65,31 +82,31 @@ class Setting:
 SETTINGS = (
     Setting("sqlalchemy.url", None, str, "Database URL (SQLite or PostgreSQL via psycopg)."),
     Setting("ufdl.auth.secret", None, str, "Key that signs access tokens. Required."),
-    Setting("ufdl.auth.access_ttl", 300, int, "Lifetime of an access token, seconds."),
-    Setting("ufdl.auth.refresh_ttl", 7 * 24 * 3600, int, "Lifetime of a refresh token, seconds."),
+    Setting("ufdl.auth.access_ttl", 300, _positive(int), "Lifetime of an access token, seconds."),
+    Setting("ufdl.auth.refresh_ttl", 7 * 24 * 3600, _positive(int), "Lifetime of a refresh token, seconds."),
     Setting("ufdl.auth.argon2_time_cost", 2, int, "Argon2 passes when hashing a password."),
     Setting("ufdl.auth.argon2_memory_cost", 19456, int, "Argon2 memory per hash, KiB."),
     Setting("ufdl.max_json_size", "1M", _size, "Largest JSON request body (413 beyond)."),
     Setting("ufdl.max_registry_size", "64M", _size, "Largest templates registry a remote sync may send "
             "(POST /v1/job-templates/sync; 413 beyond)."),
-    Setting("ufdl.max_page_size", 1000, int, "Largest page a list request may ask for."),
-    Setting("ufdl.node_timeout", 120, float, "Seconds without a request from a node before its jobs are "
+    Setting("ufdl.max_page_size", 1000, _positive(int), "Largest page a list request may ask for."),
+    Setting("ufdl.node_timeout", 120, _positive(float), "Seconds without a request from a node before its jobs are "
             "aborted (a lost lease)."),
-    Setting("ufdl.max_tries", 3, int, "Lost leases after which a job fails instead of going back to PENDING."),
+    Setting("ufdl.max_tries", 3, _positive(int), "Lost leases after which a job fails instead of going back to PENDING."),
     Setting("ufdl.progress_express", True, _bool, "PostgreSQL: answer a node's progress report in one statement "
             "when all is in order (false: always through the full stack)."),
-    Setting("ufdl.db.pool_size", 10, int, "Connections kept per process (PostgreSQL)."),
+    Setting("ufdl.db.pool_size", 10, _positive(int), "Connections kept per process (PostgreSQL)."),
     Setting("ufdl.db.echo", False, _bool, "Log every SQL statement."),
     Setting("ufdl.plugins.strict", False, _bool, "A plugin that fails to load stops the server (else: skipped)."),
     Setting("ufdl.templates_registry", None, str, "A templates registry directory synced at start-up (off when "
             "unset)."),
-    Setting("ufdl.ws_ping_interval", 20.0, float, "Progress channel: seconds between heartbeat pings; a watcher "
+    Setting("ufdl.ws_ping_interval", 20.0, _positive(float), "Progress channel: seconds between heartbeat pings; a watcher "
             "silent for two intervals is dropped."),
-    Setting("ufdl.ws_poll_interval", 0.05, float, "Progress channel on SQLite: seconds between reads of the events "
+    Setting("ufdl.ws_poll_interval", 0.05, _positive(float), "Progress channel on SQLite: seconds between reads of the events "
             "outbox (PostgreSQL wakes on NOTIFY)."),
-    Setting("ufdl.events.retention", None, str, "Age after which the websocket listener prunes job events "
+    Setting("ufdl.events.retention", None, _age, "Age after which the websocket listener prunes job events "
             "(`30d`, `12h`; kept forever when unset). By hand: `ufdl events prune --older-than 30d`."),
-    Setting("ufdl.events.prune_interval", 3600.0, float, "Seconds between the listener's automatic prunes."),
+    Setting("ufdl.events.prune_interval", 3600.0, _positive(float), "Seconds between the listener's automatic prunes."),
     Setting("ufdl.storage.path", os.path.join("var", "outputs"), str, "Directory where job outputs are stored."),
     Setting("ufdl.max_output_size", "10G", _size, "Largest job output a node may upload (413 beyond)."),
     Setting("ufdl.notifications.defaults", "{}", _json_object, "Server-wide notifications as JSON: "
@@ -100,7 +117,7 @@ SETTINGS = (
     Setting("ufdl.smtp.user", None, str, "SMTP login (none when unset)."),
     Setting("ufdl.smtp.password", None, str, "SMTP password."),
     Setting("ufdl.smtp.starttls", False, _bool, "Switch to TLS with STARTTLS before logging in."),
-    Setting("ufdl.smtp.timeout", 10, float, "Seconds to wait for the SMTP server."),
+    Setting("ufdl.smtp.timeout", 10, _positive(float), "Seconds to wait for the SMTP server."),
 )
 
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}

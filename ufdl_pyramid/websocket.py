@@ -22,6 +22,7 @@ import logging
 import re
 import socket
 import struct
+import sys
 import time
 from collections import defaultdict
 from urllib.parse import parse_qs
@@ -36,6 +37,7 @@ import geventwebsocket.handler
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header, WebSocket
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from .errors import NO_CREDENTIALS, NotAuthenticated
 from .models import Job, JobEvent, User, get_engine, get_session_factory
@@ -484,9 +486,10 @@ class Listener:
 def serve(settings: dict, listen: str, *, ready=None) -> None:
     host, _, port = listen.rpartition(":")
     listener = Listener(settings)
-    listener.start()
     server = ChannelServer((host or "127.0.0.1", int(port)), listener, log=None,
                            error_log=logging.getLogger("ufdl_pyramid.websocket.server"))
+    server.init_socket()  # binds: a port already taken fails here, before anything is announced
+    listener.start()
     print(f"progress channel on ws://{host}:{port}/v1/jobs/{{pk}}", flush=True)
     if ready:
         ready()
@@ -502,22 +505,33 @@ def main(argv: list[str] | None = None) -> int:
 
     from pyramid.paster import get_appsettings, setup_logging
 
-    from .settings import load_settings
+    from .settings import SettingsError, load_settings
 
     parser = argparse.ArgumentParser(prog="ufdl websocket")
     parser.add_argument("-c", "--config", default="development.ini")
     parser.add_argument("--listen", default="127.0.0.1:6544", metavar="HOST:PORT")
     args = parser.parse_args(argv)
     setup_logging(args.config)
-    settings = load_settings(get_appsettings(args.config))
-    serve(settings, args.listen)
+    try:
+        serve(load_settings(get_appsettings(args.config)), args.listen)
+    except SettingsError as error:
+        return _fail(str(error))
+    except OSError as error:
+        return _fail(f"cannot listen on {args.listen}: {error}")
+    except DBAPIError as error:
+        return _fail(f"database error: {(str(error.orig).strip().splitlines() or ['?'])[0]}")
+    except KeyboardInterrupt:  # Ctrl-C (make run): a normal stop
+        pass
     return 0
+
+
+def _fail(message: str) -> int:
+    print(f"ufdl websocket: {message}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
     from gevent import monkey
 
     monkey.patch_all()
-    import sys
-
     sys.exit(main())

@@ -238,3 +238,39 @@ def test_sighup_stops_the_server_and_its_listener_like_sigterm(serve, engine, ad
     process.send_signal(signal.SIGHUP)  # its terminal went away
     assert process.wait(30) == 0
     wait_for(lambda: refuses_connections(port) and refuses_connections(ws_port), seconds=10)
+
+
+def listener_pids(pid: int) -> list[int]:
+    found = []
+    for child in children(pid):
+        try:
+            if b"ufdl_pyramid.websocket" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
+def test_the_progress_channel_is_started_again_when_it_dies(serve, engine, admin, tmp_path):
+    """It stayed dead (a zombie) while the REST server went on serving."""
+    ws_port = free_port()
+    process, port = serve(engine.url.render_as_string(hide_password=False), "--ws-listen", f"127.0.0.1:{ws_port}")
+    wait_for(lambda: answers(port, admin.token) and not refuses_connections(ws_port))
+    first = wait_for(lambda: listener_pids(process.pid))
+    os.kill(first[0], signal.SIGKILL)
+    wait_for(lambda: "the progress channel stopped (exit -9); starting it again" in (tmp_path / "serve.log")
+             .read_text())
+    wait_for(lambda: set(listener_pids(process.pid)) - set(first))
+    wait_for(lambda: not refuses_connections(ws_port))
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    wait_for(lambda: refuses_connections(ws_port), seconds=10)
+
+
+def test_a_taken_progress_channel_port_is_refused_before_serving(serve, engine):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ws_port = taken.getsockname()[1]
+        process, _ = serve(engine.url.render_as_string(hide_password=False), "--ws-listen", f"127.0.0.1:{ws_port}")
+        assert process.wait(30) == 1

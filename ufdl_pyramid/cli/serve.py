@@ -4,6 +4,8 @@ upgrade. Waitress's options come from the INI's ``[server:main]`` (as for ``pser
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import plaster
 from pyramid.paster import get_app
@@ -56,7 +58,13 @@ def run_serve(args, environment) -> int:
         return 1
     listener = None
     if args.ws_listen and args.ws_listen.lower() != "none":
-        listener = subprocess.Popen(listener_argv(environment.config_path, args.ws_listen))
+        try:  # taken (another server's listener, say): say so now, not in the child's traceback
+            serving.bind(args.ws_listen).close()
+        except (ValueError, OSError) as error:
+            print(f"ufdl: cannot listen on {args.ws_listen} (the progress channel; --ws-listen none leaves it "
+                  f"out): {error}", file=sys.stderr)
+            return 1
+        listener = ListenerChild(listener_argv(environment.config_path, args.ws_listen))
         # A terminated server takes its listener with it.
         for stop_signal in serving.STOP_SIGNALS:
             signal.signal(stop_signal, lambda *_: sys.exit(0))
@@ -71,5 +79,42 @@ def run_serve(args, environment) -> int:
         return 1
     finally:
         if listener is not None:
-            listener.terminate()
-            listener.wait(10)
+            listener.stop()
+
+
+class ListenerChild:
+    """The progress channel's process beside a development server, started again when it dies (a crash, a
+    kill); left stopped after three deaths in a row within seconds of their start (it cannot run)."""
+
+    QUICK = 5.0  # seconds: a listener that dies sooner did not really start
+
+    def __init__(self, argv: list[str]):
+        self.argv = argv
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.process = subprocess.Popen(argv)
+        threading.Thread(target=self._watch, name="progress-channel", daemon=True).start()
+
+    def _watch(self) -> None:
+        quick_deaths = 0
+        while True:
+            started = time.monotonic()
+            code = self.process.wait()
+            quick_deaths = quick_deaths + 1 if time.monotonic() - started < self.QUICK else 0
+            with self.lock:
+                if self.stopping:
+                    return
+                if quick_deaths >= 3:
+                    print(f"ufdl: the progress channel keeps stopping (exit {code}); it is left stopped",
+                          file=sys.stderr, flush=True)
+                    return
+                print(f"ufdl: the progress channel stopped (exit {code}); starting it again", file=sys.stderr,
+                      flush=True)
+                time.sleep(1)
+                self.process = subprocess.Popen(self.argv)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping = True
+            self.process.terminate()
+        self.process.wait(10)

@@ -1,0 +1,38 @@
+"""Settings that cannot work stop the start with one line, and so does a database the CLI cannot use (a
+negative ping interval dropped every watcher at once; a bad URL printed 120 lines of traceback)."""
+import pytest
+
+from ufdl_pyramid.cli import main as ufdl
+from ufdl_pyramid.settings import SettingsError, load_settings
+
+BASE = {"sqlalchemy.url": "sqlite://", "ufdl.auth.secret": "x" * 32}
+
+
+@pytest.mark.parametrize("name, value", [
+    ("ufdl.ws_ping_interval", "-1"), ("ufdl.ws_ping_interval", "0"), ("ufdl.node_timeout", "nan"),
+    ("ufdl.max_tries", "0"), ("ufdl.events.retention", "30x"), ("ufdl.events.retention", "0d"),
+    ("ufdl.max_page_size", "-5"),
+])
+def test_settings_that_cannot_work_are_refused(name, value):
+    with pytest.raises(SettingsError, match=name.replace(".", r"\.")):
+        load_settings({**BASE, name: value}, environ={})
+
+
+def test_good_settings_load():
+    settings = load_settings({**BASE, "ufdl.events.retention": "30d", "ufdl.ws_ping_interval": "0.5"}, environ={})
+    assert settings["ufdl.events.retention"] == "30d" and settings["ufdl.ws_ping_interval"] == 0.5
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("postgresql+psycopg://postgres@127.0.0.1:1/nothing", "ufdl: database error: "),
+    ("mysql://x/y", "ufdl: the database URL cannot be used: "),
+    ("nosuchdialect://x/y", "ufdl: the database URL cannot be used: "),
+])
+def test_a_database_the_cli_cannot_use_is_one_line(tmp_path, monkeypatch, capsys, url, expected):
+    ini = tmp_path / "cli.ini"
+    ini.write_text("[app:main]\nuse = egg:ufdl-pyramid\n")
+    monkeypatch.setenv("UFDL_DATABASE_URL", url)
+    monkeypatch.setenv("UFDL_AUTH_SECRET", "y" * 32)
+    assert ufdl(["-c", str(ini), "db", "upgrade"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(expected) and error.count("\n") == 1, error
