@@ -165,8 +165,12 @@ class _Supervisor:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             _serve_until_stopped(app, self.sockets, self.options, self.on_stop)
             code = 0
-        except BaseException:  # noqa: B036 - report whatever ended the worker, then leave without cleanup
-            log.exception("worker %d failed", os.getpid())
+        except BaseException as error:  # noqa: B036 - report whatever ended the worker, then leave without cleanup
+            if code == NO_APP:  # a configuration, plugin or database error: every worker says it, in one line
+                log.error("worker %d could not build the app: %s", os.getpid(),
+                          getattr(error, "detail", None) or f"{type(error).__name__}: {error}")
+            else:
+                log.exception("worker %d failed", os.getpid())
         finally:
             sys.stderr.flush()
             os._exit(code)  # never return into the parent's code (its loop, its atexit handlers)

@@ -128,6 +128,8 @@ def test_workers_that_cannot_start_stop_the_server(serve, tmp_path):
     # Nothing listens on port 1: every worker fails while building the app (it syncs the plugins' job types).
     process, _port = serve("postgresql+psycopg://nobody@127.0.0.1:1/none", "--workers", "2")
     assert process.wait(60) == 1
+    log = (tmp_path / "serve.log").read_text()
+    assert "could not build the app: OperationalError: " in log and "Traceback" not in log, log
 
 
 def test_a_bad_listen_address_is_refused(serve, engine):
