@@ -167,8 +167,8 @@ class _Supervisor:
             code = 0
         except BaseException as error:  # noqa: B036 - report whatever ended the worker, then leave without cleanup
             if code == NO_APP:  # a configuration, plugin or database error: every worker says it, in one line
-                log.error("worker %d could not build the app: %s", os.getpid(),
-                          getattr(error, "detail", None) or f"{type(error).__name__}: {error}")
+                reason = getattr(error, "detail", None) or f"{type(error).__name__}: {error}"
+                log.error("worker %d could not build the app: %s", os.getpid(), (reason.splitlines() or [""])[0])
             else:
                 log.exception("worker %d failed", os.getpid())
         finally:
