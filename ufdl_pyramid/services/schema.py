@@ -6,11 +6,21 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine, extra_versions: str | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", "ufdl_pyramid:migrations")
+    if extra_versions:  # a folder a new revision may be written to (besides the package's own)
+        config.set_main_option("version_locations", f"ufdl_pyramid:migrations/versions {extra_versions}")
     config.attributes["engine"] = engine
     return config
+
+
+def new_revision(engine: Engine, message: str, *, autogenerate: bool = True, folder: str | None = None) -> str:
+    """Write a migration (by default: what the models changed since the database's schema, which must be
+    the newest); the path of its file."""
+    script = command.revision(alembic_config(engine, folder), message, autogenerate=autogenerate,
+                              version_path=folder)
+    return script.path
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
