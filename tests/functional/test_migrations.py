@@ -15,5 +15,6 @@ def test_the_models_and_the_migrations_agree(engine, tmp_path, capsys):
     assert "review it before committing" in capsys.readouterr().out
     [written] = tmp_path.glob("*_nothing_changed.py")
     text = written.read_text()
-    assert re.search(r"^down_revision = '\d{4}'$", text, re.MULTILINE)  # after the newest shipped migration
+    newest = re.search(r"^down_revision = '(\d{4})'$", text, re.MULTILINE).group(1)  # the newest shipped
+    assert written.name == f"{int(newest) + 1:04d}_nothing_changed.py"
     assert "op." not in text, text

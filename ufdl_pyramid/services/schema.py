@@ -18,8 +18,11 @@ def alembic_config(engine: Engine, extra_versions: str | None = None) -> Config:
 def new_revision(engine: Engine, message: str, *, autogenerate: bool = True, folder: str | None = None) -> str:
     """Write a migration (by default: what the models changed since the database's schema, which must be
     the newest); the path of its file."""
-    script = command.revision(alembic_config(engine, folder), message, autogenerate=autogenerate,
-                              version_path=folder)
+    config = alembic_config(engine, folder)
+    head = ScriptDirectory.from_config(config).get_current_head() or "0000"
+    # Our revisions are numbered (0001, 0002, ...), so that their order reads at a glance.
+    script = command.revision(config, message, autogenerate=autogenerate, version_path=folder,
+                              rev_id=f"{int(head) + 1:04d}" if head.isdigit() else None)
     return script.path
 
 
