@@ -10,7 +10,8 @@ def alembic_config(engine: Engine, extra_versions: str | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", "ufdl_pyramid:migrations")
     if extra_versions:  # a folder a new revision may be written to (besides the package's own)
-        config.set_main_option("version_locations", f"ufdl_pyramid:migrations/versions {extra_versions}")
+        config.set_main_option("path_separator", "newline")  # ':' is in the package's, and may be in a path
+        config.set_main_option("version_locations", f"ufdl_pyramid:migrations/versions\n{extra_versions}")
     config.attributes["engine"] = engine
     return config
 
