@@ -51,3 +51,16 @@ def test_the_readme_plugin_is_discovered_and_runs(installed):
 
     with pytest.raises(ExecutionError, match="nothing to upper-case"):
         upper().execute(RecordingContext({"input": ""}))
+
+
+def test_the_readme_template_for_it_imports_and_makes_jobs(admin, bob):
+    import yaml
+
+    [document] = [block for block in re.findall(r"```yaml\n(.*?)```", README.read_text(), re.S)
+                  if block.startswith("# upper/1.yaml\n")]
+    response = admin.request("POST", "/v1/job-templates/import", body=document.encode(),
+                             content_type="application/yaml", status=201).json
+    assert response["executor_class"] == "ufdl_upper.Upper" == yaml.safe_load(document)["specific"]["executor_class"]
+    job = bob.post(f"/v1/job-templates/{response['pk']}/create-job",
+                   {"input_values": {"input": {"value": "hello", "type": "str"}}}, status=201).json
+    assert job["status"] == "PENDING"

@@ -89,6 +89,7 @@ def run_list(args, environment) -> int:
 def run_bootstrap(args, environment) -> int:
     with environment.session() as db:
         if db.scalar(select(User.id).where(User.is_admin.is_(True)).limit(1)) is not None:
+            print("an administrator exists: nothing to do")
             return 0
         if db.scalar(select(User.id).where(User.username == "admin")) is not None:
             print("a user 'admin' exists but is not an administrator: nothing created", file=sys.stderr)
