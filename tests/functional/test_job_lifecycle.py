@@ -143,6 +143,13 @@ def test_progress_out_of_range_is_400(worker, job, value):
     assert "between 0 and 1" in response.json["detail"]
 
 
+def test_progress_minus_zero_is_zero(worker, job):
+    run_to_running(worker, job)
+    for value in ("-0", "-0.0"):  # stored and answered as -0.0 before
+        answered = worker.post(path(job, f"progress/{value}"), {}).body
+        assert b'"progress": 0.0' in answered and b"-0.0" not in answered
+
+
 def test_progress_body_must_be_an_object(worker, job):
     run_to_running(worker, job)
     worker.post(path(job, "progress/0.5"), [1, 2], status=400)

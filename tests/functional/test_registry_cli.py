@@ -74,6 +74,39 @@ def test_validate_accepts_the_shipped_registry(ufdl, registry):
     assert ufdl("validate", registry)[0] == 0
 
 
+def test_the_readme_pre_commit_hook_checks_what_is_staged(tmp_path):
+    """It validated the working tree: a broken file staged, then mended but not staged again, went in."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [hook] = [block for block in re.findall(r"```sh\n(.*?)```", readme, re.S) if block.startswith("#!/bin/sh")]
+    repo = tmp_path / "repo"
+    shutil.copytree(REGISTRY, repo / "templates_registry")
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    (repo / ".venv" / "bin" / "ufdl").symlink_to(Path(sys.executable).with_name("ufdl"))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    (repo / ".git" / "hooks" / "pre-commit").write_text(hook)
+    (repo / ".git" / "hooks" / "pre-commit").chmod(0o755)
+    (repo / ".gitignore").write_text(".venv/\n")
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "registry"], cwd=repo, check=True)
+
+    shell = repo / "templates_registry" / "shell" / "1.yaml"
+    good = shell.read_text()
+    shell.write_text(good.replace("licence: Apache-2.0", "licence: No-Such-Licence\nlicense: typo"))
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    shell.write_text(good + "# mended\n")  # in the working tree only
+    refused = subprocess.run([*git, "commit", "-qm", "broken"], cwd=repo, capture_output=True, text=True)
+    assert refused.returncode != 0 and "shell/1.yaml" in refused.stdout + refused.stderr
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    mended = subprocess.run([*git, "commit", "-qm", "mended"], cwd=repo, capture_output=True, text=True)
+    assert mended.returncode == 0, mended.stdout + mended.stderr
+
+
 def test_validate_needs_no_database(registry, capsys, tmp_path):
     assert main(["-c", str(tmp_path / "missing.ini"), "templates", "validate", str(registry)]) == 0
 

@@ -75,7 +75,7 @@ def parse_progress(text: str) -> float:
         raise InvalidInput(f"Progress must be a number between 0 and 1, not {text!r}") from None
     if math.isnan(value) or not 0.0 <= value <= 1.0:
         raise InvalidInput(f"Progress must be between 0 and 1, not {text}")
-    return value
+    return value + 0.0  # -0 is 0
 
 
 class JobLifecycle:
