@@ -5,6 +5,7 @@ is stored, so they can be revoked and a database leak yields none. Deactivating 
 check loads the user and refuses an inactive one, and refresh refuses it too.
 """
 import hashlib
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -102,6 +103,10 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+_USERNAME = re.compile(r"\A[\w.@+-]{1,150}\Z")  # Django's rule: upstream's user names fit it
+_EMAIL = re.compile(r"\A[^@\s]+@[^@\s]+\Z")  # user@localhost is one too
+
+
 class AuthService:
     def __init__(self, db: Session, config: AuthConfig):
         self.db = db
@@ -110,8 +115,10 @@ class AuthService:
     # Users
 
     def create_user(self, username: str, password: str, *, is_admin: bool = False, email: str = "") -> User:
-        if not username or len(username) > 150:
-            raise InvalidInput("username must be 1 to 150 characters")
+        if not _USERNAME.match(username):
+            raise InvalidInput("username must be 1 to 150 letters, digits and @ . + - _ (as the UFDL clients expect)")
+        if email and not _EMAIL.match(email):
+            raise InvalidInput(f"{email!r} is not an e-mail address (it would only show when a notification fails)")
         if len(password) < 8:
             raise InvalidInput("password must be at least 8 characters")
         if self.db.scalar(select(User.id).where(User.username == username)) is not None:

@@ -1,0 +1,39 @@
+"""``ufdl users ...`` against the test database: names and addresses are checked when a user is created."""
+import pytest
+
+from ufdl_pyramid.cli import main as ufdl
+from ufdl_pyramid.testing import TEST_SETTINGS
+
+
+@pytest.fixture
+def ini(tmp_path, engine):
+    url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    path = tmp_path / "cli.ini"
+    path.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = {url}\n" + "".join(
+        f"{key} = {value}\n" for key, value in TEST_SETTINGS.items()))
+    return str(path)
+
+
+@pytest.mark.parametrize("arguments, error", [
+    (["a b"], "username must be 1 to 150 letters"),
+    (["x" * 151], "username must be 1 to 150 letters"),
+    (["carol", "--email", "notanemail"], "'notanemail' is not an e-mail address"),
+    (["carol", "--email", "carol @example.com"], "is not an e-mail address"),
+    (["carol", "--password", "short"], "password must be at least 8 characters"),
+])
+def test_bad_names_addresses_and_passwords_are_refused(ini, capsys, arguments, error):
+    argv = ["-c", ini, "users", "create", *arguments]
+    assert ufdl(argv + ([] if "--password" in arguments else ["--password", "long enough"])) == 1
+    assert error in capsys.readouterr().err
+
+
+def test_a_user_is_created_once_and_bootstrap_says_when_it_has_nothing_to_do(ini, capsys):
+    assert ufdl(["-c", ini, "users", "create", "carol.d+1@x", "--email", "carol@example.com",
+                 "--password", "long enough"]) == 0
+    assert "created user 'carol.d+1@x'" in capsys.readouterr().out
+    assert ufdl(["-c", ini, "users", "create", "carol.d+1@x", "--password", "long enough"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert ufdl(["-c", ini, "users", "bootstrap"]) == 0
+    assert "created the administrator 'admin'" in capsys.readouterr().out
+    assert ufdl(["-c", ini, "users", "bootstrap"]) == 0
+    assert capsys.readouterr().out == "an administrator exists: nothing to do\n"
