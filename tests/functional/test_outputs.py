@@ -477,3 +477,22 @@ def test_a_job_type_that_outputs_are_typed_with_cannot_be_deleted_or_renamed(adm
     # A name that only appears inside another type's name is no reference.
     arr = admin.post("/v1/job-types/create", {"name": "Arr", "pkg": "collections", "cls": "OrderedDict"}).json
     admin.delete(f"/v1/job-types/{arr['pk']}")
+
+
+def test_a_deleted_jobs_outputs_are_neither_offered_nor_taken_as_inputs(admin, bob, worker, running):
+    """get-all-values listed them and create-job took them, though the job was deleted."""
+    from job_helpers import CONSUME
+
+    output = upload(worker, running, b"bytes", name="output", type_text="BLOB").json
+    worker.post(f"/v1/jobs/{running['pk']}/finish", {})
+    consume = admin.post("/v1/job-templates/import", CONSUME, status=201).json
+    offered = f"/v1/job-types/get-all-values/{segment('JobOutput<BLOB>')}"
+    assert [value["pk"] for value in bob.get(offered).json] == [output["pk"]]
+    body = {"input_values": {"input": {"value": output["pk"], "type": "JobOutput<BLOB>"}}}
+    bob.post(f"/v1/job-templates/{consume['pk']}/create-job", body, status=201)
+    admin.delete(f"/v1/jobs/{running['pk']}")
+    assert bob.get(offered).json == []
+    refused = bob.post(f"/v1/job-templates/{consume['pk']}/create-job", body, status=400).json
+    assert refused["detail"] == f"input_values.input: there is no job output {output['pk']}"
+    admin.delete(f"/v1/jobs/{running['pk']}/reinstate")
+    assert [value["pk"] for value in bob.get(offered).json] == [output["pk"]]

@@ -97,7 +97,7 @@ class JobCreator:
             return
         known = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
         output = self.db.get(JobOutput, value) if known else None
-        if output is None or not output.is_active:
+        if output is None or not output.is_active or self.db.get(Job, output.job_id).deletion_time is not None:
             raise InvalidInput(f"{where}: there is no job output {value}")
         if given.args:
             produced = resolve(self.templates.registry, output.type, where)

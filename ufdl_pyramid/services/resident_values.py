@@ -3,7 +3,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import InvalidInput
-from ..models import DataDomain, Framework, JobOutput, Licence
+from ..models import DataDomain, Framework, Job, JobOutput, Licence
 from ..representations import domain_json, framework_json, job_output_json, licence_json
 from ..types import InvalidType, TypeInstance, TypeRegistry, is_subtype
 from .type_registry import resolve
@@ -42,7 +42,9 @@ def _job_outputs(db: Session, registry: TypeRegistry, instance: TypeInstance) ->
         except InvalidType:  # a stored type that no longer resolves (its plugin is gone) matches nothing
             return False
 
-    rows = db.scalars(select(JobOutput).where(JobOutput.active()).order_by(JobOutput.id))
+    # A deleted job's outputs are deleted with it, in effect: create-job refuses them too.
+    rows = db.scalars(select(JobOutput).join(Job, JobOutput.job_id == Job.id)
+                      .where(JobOutput.active(), Job.deletion_time.is_(None)).order_by(JobOutput.id))
     return [job_output_json(row) for row in rows if wanted is None or fits(row.type)]
 
 
