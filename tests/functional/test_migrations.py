@@ -1,8 +1,15 @@
-"""The migrations build exactly the schema the models describe, and ``ufdl db revision`` writes the next one."""
+"""The migrations build exactly the schema the models describe, keep the data they find, and ``ufdl db
+revision`` writes the next one."""
 import re
 
+import webtest
+from sqlalchemy import text
+
 from ufdl_pyramid.cli import main as ufdl
-from ufdl_pyramid.testing import TEST_SETTINGS
+from ufdl_pyramid.models import get_engine
+from ufdl_pyramid.services import schema
+from ufdl_pyramid.testing import TEST_SETTINGS, UserFactory, make_test_app
+from job_helpers import CONSUME, PIPELINE, PRODUCE, register
 
 
 def test_the_models_and_the_migrations_agree(engine, tmp_path, capsys):
@@ -18,3 +25,39 @@ def test_the_models_and_the_migrations_agree(engine, tmp_path, capsys):
     newest = re.search(r"^down_revision = '(\d{4})'$", text, re.MULTILINE).group(1)  # the newest shipped
     assert written.name == f"{int(newest) + 1:04d}_nothing_changed.py"
     assert "op." not in text, text
+
+
+def counts(engine) -> dict:
+    with engine.connect() as connection:
+        return {table: connection.scalar(text(f"SELECT count(*) FROM {table}"))
+                for table in ("jobs", "job_outputs", "job_events", "nodes")} | {
+            "current jobs": connection.scalar(text("SELECT count(current_job_id) FROM nodes"))}
+
+
+def test_going_down_to_0004_and_up_again_keeps_every_row(tmp_path):
+    """0005 renamed a column of jobs by rebuilding the table on SQLite: dropping the old one (foreign keys on)
+    deleted every job's outputs and events and a meta-job's steps, and the upgrade said it succeeded."""
+    engine = get_engine({"sqlalchemy.url": f"sqlite:///{tmp_path}/populated.sqlite"})
+    schema.upgrade(engine)
+    app = webtest.TestApp(make_test_app(engine, **{"ufdl.storage.path": str(tmp_path / "outputs")}))
+    admin = UserFactory(engine, app).login("admin", admin=True)
+    for document in (PRODUCE, CONSUME, PIPELINE):
+        admin.post("/v1/job-templates/import", document, status=201)
+    pipeline = admin.post("/v1/job-templates/list", {"expressions": [
+        {"type": "exact", "field": "name", "value": "pipeline"}]}).json[0]["pk"]
+    admin.post(f"/v1/job-templates/{pipeline}/create-job",
+               {"input_values": {"first:input": {"value": "words", "type": "str"}}}, status=201)
+    steps = {"expressions": [{"type": "isnull", "field": "parent", "invert": True}]}
+    step = admin.post("/v1/jobs/list", steps).json[0]
+    node = register(admin)
+    node.get(f"/v1/jobs/{step['pk']}/acquire")
+    node.post(f"/v1/jobs/{step['pk']}/start", {})
+    node.request("POST", f"/v1/jobs/{step['pk']}/outputs/output/BLOB", body=b"bytes", status=201)
+    populated = counts(engine)
+    assert populated == {"jobs": 2, "job_outputs": 1, "job_events": 4, "nodes": 1, "current jobs": 1}
+
+    schema.downgrade(engine, "0004")
+    assert counts(engine) == populated
+    schema.upgrade(engine)
+    assert counts(engine) == populated
+    engine.dispose()

@@ -16,6 +16,10 @@ def alembic_config(engine: Engine, extra_versions: str | None = None) -> Config:
     return config
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    command.downgrade(alembic_config(engine), revision)
+
+
 def new_revision(engine: Engine, message: str, *, autogenerate: bool = True, folder: str | None = None) -> str:
     """Write a migration (by default: what the models changed since the database's schema, which must be
     the newest); the path of its file."""

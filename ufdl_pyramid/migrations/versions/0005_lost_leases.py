@@ -16,12 +16,15 @@ branch_labels = None
 depends_on = None
 
 
+# recreate='never': SQLite renames the column in place (ALTER TABLE ... RENAME COLUMN, SQLite 3.25+). Rebuilding
+# the table would drop the old one, and with foreign keys on that deletes every row pointing at a job (its
+# outputs, its events, a meta-job's steps).
 def upgrade() -> None:
-    with op.batch_alter_table('jobs', schema=None) as batch_op:
+    with op.batch_alter_table('jobs', schema=None, recreate='never') as batch_op:
         batch_op.alter_column('tries', new_column_name='lost_leases')
     op.execute("UPDATE jobs SET lost_leases = 0")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('jobs', schema=None) as batch_op:
+    with op.batch_alter_table('jobs', schema=None, recreate='never') as batch_op:
         batch_op.alter_column('lost_leases', new_column_name='tries')
