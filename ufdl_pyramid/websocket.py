@@ -55,6 +55,8 @@ CHANNEL_PATH = re.compile(r"^/v1/jobs/(\d{1,18})/?$")
 STATUS_PATH = "/v1/websocket/status"
 CLOSED = object()
 MAX_CLIENT_MESSAGE = 4096
+KNOWN_OPCODES = frozenset((WebSocket.OPCODE_CONTINUATION, WebSocket.OPCODE_TEXT, WebSocket.OPCODE_BINARY,
+                           WebSocket.OPCODE_CLOSE, WebSocket.OPCODE_PING, WebSocket.OPCODE_PONG))
 
 
 def _iso(moment) -> str | None:
@@ -93,6 +95,8 @@ class ChannelSocket(WebSocket):
         header = Header.decode_header(self.stream)
         if header.flags:
             raise ProtocolError("reserved bits set")
+        if header.opcode not in KNOWN_OPCODES:  # before its payload is read: reserved ones have no size check
+            raise ProtocolError(f"unknown opcode {header.opcode}")
         if header.opcode <= self.OPCODE_BINARY:  # data (control frames are 125 bytes at most)
             continued = self.message_bytes if header.opcode == self.OPCODE_CONTINUATION else 0
             self.message_bytes = continued + header.length

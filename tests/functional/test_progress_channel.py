@@ -353,6 +353,16 @@ def test_a_client_message_past_the_limit_closes_that_channel_alone(listener, bob
         opcode, data = sender.recv_data(control_frame=True)
         assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1009
         sender.close()
+    # A reserved opcode is refused (1002) before its payload is read: it had no size check.
+    sender = connect(listener.url, bob.token, job["pk"])
+    json.loads(sender.recv())
+    # Written by hand (the client library refuses it): FIN + opcode 3, masked, a 64 MiB length, a zero mask, and
+    # no payload: the answer must not wait for it.
+    sender.sock.sendall(bytes([0x80 | 3, 0x80 | 127]) + (64 << 20).to_bytes(8, "big") + bytes(4))
+    sender.settimeout(5)
+    opcode, data = sender.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1002
+    sender.close()
     small = connect(listener.url, bob.token, job["pk"])
     json.loads(small.recv())
     small.send("a few words are fine")
