@@ -5,6 +5,7 @@ setting's name upper-cased with dots turned into underscores and ``UFDL_`` in fr
 with it (``ufdl.auth.secret`` -> ``UFDL_AUTH_SECRET``). ``UFDL_DATABASE_URL`` overrides ``sqlalchemy.url``.
 """
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -46,18 +47,24 @@ def _json_object(value: Any) -> dict:
     return parsed
 
 
-def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def _positive(kind: Callable[[Any], Any], most: float = math.inf) -> Callable[[Any], Any]:
     def coerce(value: Any):
         number = kind(value)
-        if not number > 0:  # NaN too
-            raise ValueError(f"must be above 0, not {value!r}")
+        if not 0 < number <= most or number == math.inf:  # NaN fails the first test
+            raise ValueError(f"must be a finite number above 0{f' and at most {most:g}' if most < math.inf else ''}"
+                             f", not {value!r}")
         return number
     return coerce
 
 
-def _age(value: Any) -> str:
-    """An age such as ``30d`` (see ``parse_age``), checked here and kept as written."""
+_seconds = _positive(float, most=10 * 365 * 86400)  # ten years: beyond, datetime arithmetic overflows
+
+
+def _age(value: Any) -> str | None:
+    """An age such as ``30d`` (see ``parse_age``), checked here and kept as written; blank is unset."""
     from .services.events import parse_age  # the events module imports the models: not at start-up
+    if not str(value).strip():
+        return None
     if parse_age(value).total_seconds() <= 0:
         raise ValueError(f"must be above 0, not {value!r}")
     return str(value)
@@ -90,9 +97,10 @@ SETTINGS = (
     Setting("ufdl.max_registry_size", "64M", _size, "Largest templates registry a remote sync may send "
             "(POST /v1/job-templates/sync; 413 beyond)."),
     Setting("ufdl.max_page_size", 1000, _positive(int), "Largest page a list request may ask for."),
-    Setting("ufdl.node_timeout", 120, _positive(float), "Seconds without a request from a node before its jobs are "
-            "aborted (a lost lease)."),
-    Setting("ufdl.max_tries", 3, _positive(int), "Lost leases after which a job fails instead of going back to PENDING."),
+    Setting("ufdl.node_timeout", 120, _seconds, "Seconds without a request from a node before its jobs "
+            "are aborted (a lost lease)."),
+    Setting("ufdl.max_tries", 3, _positive(int), "Lost leases after which a job fails instead of going back to "
+            "PENDING."),
     Setting("ufdl.progress_express", True, _bool, "PostgreSQL: answer a node's progress report in one statement "
             "when all is in order (false: always through the full stack)."),
     Setting("ufdl.db.pool_size", 10, _positive(int), "Connections kept per process (PostgreSQL)."),
@@ -100,13 +108,14 @@ SETTINGS = (
     Setting("ufdl.plugins.strict", False, _bool, "A plugin that fails to load stops the server (else: skipped)."),
     Setting("ufdl.templates_registry", None, str, "A templates registry directory synced at start-up (off when "
             "unset)."),
-    Setting("ufdl.ws_ping_interval", 20.0, _positive(float), "Progress channel: seconds between heartbeat pings; a watcher "
-            "silent for two intervals is dropped."),
-    Setting("ufdl.ws_poll_interval", 0.05, _positive(float), "Progress channel on SQLite: seconds between reads of the events "
-            "outbox (PostgreSQL wakes on NOTIFY)."),
+    Setting("ufdl.ws_ping_interval", 20.0, _seconds, "Progress channel: seconds between heartbeat pings; "
+            "a watcher silent for two intervals is dropped."),
+    Setting("ufdl.ws_poll_interval", 0.05, _seconds, "Progress channel on SQLite: seconds between reads "
+            "of the events outbox (PostgreSQL wakes on NOTIFY)."),
     Setting("ufdl.events.retention", None, _age, "Age after which the websocket listener prunes job events "
             "(`30d`, `12h`; kept forever when unset). By hand: `ufdl events prune --older-than 30d`."),
-    Setting("ufdl.events.prune_interval", 3600.0, _positive(float), "Seconds between the listener's automatic prunes."),
+    Setting("ufdl.events.prune_interval", 3600.0, _seconds, "Seconds between the listener's automatic "
+            "prunes."),
     Setting("ufdl.storage.path", os.path.join("var", "outputs"), str, "Directory where job outputs are stored."),
     Setting("ufdl.max_output_size", "10G", _size, "Largest job output a node may upload (413 beyond)."),
     Setting("ufdl.notifications.defaults", "{}", _json_object, "Server-wide notifications as JSON: "
@@ -117,7 +126,7 @@ SETTINGS = (
     Setting("ufdl.smtp.user", None, str, "SMTP login (none when unset)."),
     Setting("ufdl.smtp.password", None, str, "SMTP password."),
     Setting("ufdl.smtp.starttls", False, _bool, "Switch to TLS with STARTTLS before logging in."),
-    Setting("ufdl.smtp.timeout", 10, _positive(float), "Seconds to wait for the SMTP server."),
+    Setting("ufdl.smtp.timeout", 10, _seconds, "Seconds to wait for the SMTP server."),
 )
 
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -134,7 +143,7 @@ def load_settings(raw: Mapping[str, Any], environ: Mapping[str, str] | None = No
             continue
         try:
             settings[setting.name] = setting.coerce(value)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             raise SettingsError(f"setting {setting.name} ({setting.env_var}): {error}") from None
     if not settings.get("sqlalchemy.url"):
         raise SettingsError("no database: set sqlalchemy.url in the INI file or UFDL_DATABASE_URL")

@@ -11,7 +11,8 @@ BASE = {"sqlalchemy.url": "sqlite://", "ufdl.auth.secret": "x" * 32}
 @pytest.mark.parametrize("name, value", [
     ("ufdl.ws_ping_interval", "-1"), ("ufdl.ws_ping_interval", "0"), ("ufdl.node_timeout", "nan"),
     ("ufdl.max_tries", "0"), ("ufdl.events.retention", "30x"), ("ufdl.events.retention", "0d"),
-    ("ufdl.max_page_size", "-5"),
+    ("ufdl.max_page_size", "-5"), ("ufdl.node_timeout", "inf"), ("ufdl.node_timeout", "1e300"),
+    ("ufdl.events.retention", "1e300d"),
 ])
 def test_settings_that_cannot_work_are_refused(name, value):
     with pytest.raises(SettingsError, match=name.replace(".", r"\.")):
@@ -21,6 +22,8 @@ def test_settings_that_cannot_work_are_refused(name, value):
 def test_good_settings_load():
     settings = load_settings({**BASE, "ufdl.events.retention": "30d", "ufdl.ws_ping_interval": "0.5"}, environ={})
     assert settings["ufdl.events.retention"] == "30d" and settings["ufdl.ws_ping_interval"] == 0.5
+    # An empty variable (a usual way to unset one in compose or systemd files) is unset: events kept for ever.
+    assert load_settings(BASE, environ={"UFDL_EVENTS_RETENTION": ""})["ufdl.events.retention"] is None
 
 
 @pytest.mark.parametrize("url, expected", [

@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import DBAPIError
 
 from ..errors import ServiceError
 from ..settings import SettingsError
@@ -41,9 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     except DBAPIError as error:  # the database cannot be reached, or refused us: its own first line says why
         reason = (str(error.orig).strip().splitlines() or [type(error.orig).__name__])[0]
         print(f"ufdl: database error: {reason}", file=sys.stderr)
-        return 1
-    except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as error:  # a URL no driver here can use
-        print(f"ufdl: the database URL cannot be used: {error}", file=sys.stderr)
         return 1
 
 

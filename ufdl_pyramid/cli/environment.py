@@ -5,9 +5,10 @@ from functools import cached_property
 
 import transaction
 from pyramid.paster import get_appsettings, setup_logging
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ..models import get_engine, get_session_factory, get_tm_session
-from ..settings import load_settings
+from ..settings import SettingsError, load_settings
 
 
 class CliEnvironment:
@@ -23,7 +24,10 @@ class CliEnvironment:
 
     @cached_property
     def engine(self):
-        return get_engine(self.settings)
+        try:
+            return get_engine(self.settings)
+        except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as error:  # no driver here can use it
+            raise SettingsError(f"the database URL cannot be used: {error}") from None
 
     @contextmanager
     def session(self):
