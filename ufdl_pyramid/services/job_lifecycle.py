@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..errors import Forbidden, InvalidInput, WrongState
-from ..models import Job, JobOutput, JobTemplate, Node, User, mark_written
+from ..models import Job, JobEvent, JobOutput, JobTemplate, Node, User, mark_written
 from ..models.jobs import CANCELED, COMPLETED, FAILED, FINAL_STATUSES, PENDING, QUEUED, RUNNING
 from ..models.meta import utcnow
 from ..types import InvalidType, is_subtype
@@ -128,6 +128,15 @@ class JobLifecycle:
         row (every one writes ``last_seen``), so that job cannot start meanwhile."""
         return self.db.scalar(select(exists().where(Job.id == node.current_job_id, Job.node_id == node.id,
                                                     Job.status == RUNNING)))
+
+    def _taken_from(self, job: Job, node: ActingNode) -> bool:
+        """Was the job taken away from the node (an admin's abort, or a lost lease that aborted or failed it)?
+        Its events say so (design §9: that node's late finish is answered, and changes nothing)."""
+        taken = select(JobEvent.transition, JobEvent.transition_data).where(
+            JobEvent.job_id == job.id, JobEvent.transition.in_(("abort", "error")))
+        return any(isinstance(data, dict) and data.get("node") == node.id
+                   and (transition == "abort" or data.get("category") == SYSTEM)
+                   for transition, data in self.db.execute(taken))
 
     def _free_node(self, job: Job) -> None:
         """The node that was working on the job may take another."""
@@ -258,6 +267,8 @@ class JobLifecycle:
                 self._set_current_job(node, None)
                 return job
             if job.status == CANCELED and job.node_id == node.id:
+                return job
+            if self._taken_from(job, node):  # and the node has started another job since
                 return job
             raise Forbidden(f"Node {node.id} does not hold job {job.id}")
         self._require_status(job, "finish", RUNNING)
