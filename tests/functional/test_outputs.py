@@ -494,5 +494,11 @@ def test_a_deleted_jobs_outputs_are_neither_offered_nor_taken_as_inputs(admin, b
     assert bob.get(offered).json == []
     refused = bob.post(f"/v1/job-templates/{consume['pk']}/create-job", body, status=400).json
     assert refused["detail"] == f"input_values.input: there is no job output {output['pk']}"
+    # Nor are its bytes served, by name or by pk (they were); the records stay readable.
+    withheld = {"detail": f"Output {output['pk']} is of job {running['pk']}, which is deleted"}
+    assert bob.get(out(running, "output", "BLOB"), status=404).json == withheld
+    assert bob.post(f"/v1/job-outputs/{output['pk']}/download", status=404).json == withheld
+    assert bob.get(out(running, "output", "BLOB", "info")).json["pk"] == output["pk"]
     admin.delete(f"/v1/jobs/{running['pk']}/reinstate")
     assert [value["pk"] for value in bob.get(offered).json] == [output["pk"]]
+    assert bob.get(out(running, "output", "BLOB")).body == b"bytes"

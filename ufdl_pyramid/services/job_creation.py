@@ -10,6 +10,7 @@ from ..models import Job, JobOutput, JobTemplate
 from ..models.meta import MAX_ID, utcnow
 from ..types import is_subtype
 from .notifications import actions_schema
+from .outputs import withheld
 from .templates import TemplateService
 from .type_registry import resolve
 from .validation import compile_schema, validate
@@ -97,7 +98,7 @@ class JobCreator:
             return
         known = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
         output = self.db.get(JobOutput, value) if known else None
-        if output is None or not output.is_active or self.db.get(Job, output.job_id).deletion_time is not None:
+        if output is None or withheld(self.db, output):
             raise InvalidInput(f"{where}: there is no job output {value}")
         if given.args:
             produced = resolve(self.templates.registry, output.type, where)

@@ -52,6 +52,16 @@ def clean_content_type(value: str | None) -> str:
     return value if _CONTENT_TYPE.fullmatch(value) else DEFAULT_CONTENT_TYPE
 
 
+def withheld(db: Session, output: JobOutput) -> str | None:
+    """Why an output is not served (its bytes, or as a create-job input), or None: it is deleted, or its job is.
+    Its record stays readable, to be reinstated. (get-all-values/JobOutput applies the same rule in SQL.)"""
+    if not output.is_active:
+        return f"Output {output.id} is deleted"
+    if db.get(Job, output.job_id).deletion_time is not None:
+        return f"Output {output.id} is of job {output.job_id}, which is deleted"
+    return None
+
+
 class JobOutputService:
     def __init__(self, db: Session, storage: OutputStorage, max_size: int | None = None):
         self.db = db
@@ -66,6 +76,13 @@ class JobOutputService:
             raise InvalidInput(f"output type: its canonical form {canonical[:60]}... is longer than "
                                f"{MAX_TYPE_LENGTH} characters")
         return canonical
+
+    def servable(self, output: JobOutput) -> JobOutput:
+        """The output, if its bytes are served (see ``withheld``); NotFound otherwise."""
+        reason = withheld(self.db, output)
+        if reason is not None:
+            raise NotFound(reason)
+        return output
 
     def find(self, job: Job, name: str, type_text: str) -> JobOutput:
         """The job's active output of that name and type, or NotFound."""

@@ -42,7 +42,7 @@ def _job_outputs(db: Session, registry: TypeRegistry, instance: TypeInstance) ->
         except InvalidType:  # a stored type that no longer resolves (its plugin is gone) matches nothing
             return False
 
-    # A deleted job's outputs are deleted with it, in effect: create-job refuses them too.
+    # Those served (services/outputs.py: ``withheld``): active, of a job not deleted.
     rows = db.scalars(select(JobOutput).join(Job, JobOutput.job_id == Job.id)
                       .where(JobOutput.active(), Job.deletion_time.is_(None)).order_by(JobOutput.id))
     return [job_output_json(row) for row in rows if wanted is None or fits(row.type)]

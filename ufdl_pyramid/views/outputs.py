@@ -6,7 +6,7 @@ views/records.py; deleting a blob once no row needs it is `services.outputs.Blob
 """
 from pyramid.response import Response
 
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput
 from ..permissions import Permission
 from ..representations import job_output_json
 from ..resources.jobs import JobOutputItem, OutputSlot
@@ -34,7 +34,8 @@ def add_output(context, request):
 
 @api_view(context=OutputSlot, request_method="GET", permission=Permission.VIEW)
 def get_output(context, request):
-    output = output_service(request).find(context.job, context.output_name, context.output_type)
+    service = output_service(request)
+    output = service.servable(service.find(context.job, context.output_name, context.output_type))
     return stream_output(request, output, download_filename(output.name))
 
 
@@ -61,9 +62,7 @@ def download(context, request):
     filetype = body.get("filetype") or params.get("filetype") or request.GET.get("filetype")
     if filetype is not None and not isinstance(filetype, str):
         raise InvalidInput("filetype must be a string")
-    output = context.row
-    if not output.is_active:  # its record stays readable (to be reinstated); its bytes are withdrawn
-        raise NotFound(f"Output {output.id} is deleted")
+    output = output_service(request).servable(context.row)
     return stream_output(request, output, download_filename(output.name, filetype))
 
 
