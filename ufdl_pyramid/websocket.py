@@ -19,7 +19,9 @@ import base64
 import binascii
 import json
 import logging
+import os
 import re
+import signal
 import socket
 import struct
 import sys
@@ -39,6 +41,7 @@ from geventwebsocket.websocket import Header, WebSocket
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
+from .cli.websocket import CHILD_OF_SERVE
 from .errors import NO_CREDENTIALS, NotAuthenticated
 from .models import Job, JobEvent, User, get_engine, get_session_factory
 from .models.jobs import CANCELED, COMPLETED
@@ -497,6 +500,11 @@ def serve(settings: dict, listen: str, *, ready=None) -> None:
     print(f"progress channel on ws://{host}:{port}/v1/jobs/{{pk}}", flush=True)
     if ready:
         ready()
+    # Ctrl-C and SIGTERM stop it quietly: in a greenlet, a KeyboardInterrupt came with the hub's traceback.
+    # (Beside `ufdl serve`, SIGINT is ignored: the server stops its listener itself.)
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(stop_signal) is not signal.SIG_IGN:
+            gevent.signal_handler(stop_signal, server.stop)
     try:
         server.serve_forever()
     finally:
@@ -515,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-c", "--config", default="development.ini")
     parser.add_argument("--listen", default="127.0.0.1:6544", metavar="HOST:PORT")
     args = parser.parse_args(argv)
+    if os.environ.get(CHILD_OF_SERVE):
+        # Ctrl-C in a terminal reaches every process of the group: `ufdl serve` stops this one itself.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_logging(args.config)
     try:
         serve(load_settings(get_appsettings(args.config)), args.listen)

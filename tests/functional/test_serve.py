@@ -276,3 +276,15 @@ def test_a_taken_progress_channel_port_is_refused_before_serving(serve, engine):
         ws_port = taken.getsockname()[1]
         process, _ = serve(engine.url.render_as_string(hide_password=False), "--ws-listen", f"127.0.0.1:{ws_port}")
         assert process.wait(30) == 1
+
+
+def test_ctrl_c_stops_the_server_and_its_progress_channel_quietly(serve, engine, admin, tmp_path):
+    """Ctrl-C reaches the whole process group: the listener printed a KeyboardInterrupt and a traceback."""
+    ws_port = free_port()
+    process, port = serve(engine.url.render_as_string(hide_password=False), "--ws-listen", f"127.0.0.1:{ws_port}")
+    wait_for(lambda: answers(port, admin.token) and not refuses_connections(ws_port))
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(30) == 0
+    wait_for(lambda: refuses_connections(port) and refuses_connections(ws_port), seconds=10)
+    log = (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log and "starting it again" not in log, log

@@ -1,6 +1,7 @@
 """``ufdl serve``: the REST API on waitress (``--workers`` processes), and (development) the progress channel's
 websocket listener beside it in a child process (``--ws-listen``, ``none`` to leave it out): waitress cannot
 upgrade. Waitress's options come from the INI's ``[server:main]`` (as for ``pserve``); flags override them."""
+import os
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pyramid.paster import get_app
 
 from .. import serving
 from ..notifications_config import send_what_is_left
-from .websocket import listener_argv
+from .websocket import CHILD_OF_SERVE, listener_argv
 
 DEFAULT_LISTEN = "127.0.0.1:6543"
 # ``[server:main]`` keys that are not waitress options, or that ``ufdl serve`` handles itself (it binds).
@@ -92,8 +93,12 @@ class ListenerChild:
         self.argv = argv
         self.lock = threading.Lock()
         self.stopping = False
-        self.process = subprocess.Popen(argv)
+        self.process = self._start()
         threading.Thread(target=self._watch, name="progress-channel", daemon=True).start()
+
+    def _start(self) -> subprocess.Popen:
+        # It ignores Ctrl-C (which reaches the whole process group): this server stops it, and only then.
+        return subprocess.Popen(self.argv, env={**os.environ, CHILD_OF_SERVE: "1"})
 
     def _watch(self) -> None:
         quick_deaths = 0
@@ -111,7 +116,7 @@ class ListenerChild:
                 print(f"ufdl: the progress channel stopped (exit {code}); starting it again", file=sys.stderr,
                       flush=True)
                 time.sleep(1)
-                self.process = subprocess.Popen(self.argv)
+                self.process = self._start()
 
     def stop(self) -> None:
         with self.lock:

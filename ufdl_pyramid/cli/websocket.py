@@ -6,6 +6,8 @@ replaces itself (exec) with a fresh interpreter that patches first.
 import os
 import sys
 
+# In the environment of the listener that `ufdl serve` starts beside itself (it then ignores Ctrl-C).
+CHILD_OF_SERVE = "UFDL_LISTENER_CHILD_OF_SERVE"
 LAUNCH = ("from gevent import monkey; monkey.patch_all()\n"
           "import sys\n"
           "from ufdl_pyramid.websocket import main\n"
