@@ -3,6 +3,7 @@ this process (so every test here is also a two-process test); on PostgreSQL, NOT
 import json
 import re
 import queue
+import signal
 import socket
 import subprocess
 import threading
@@ -309,6 +310,17 @@ def test_unknown_job_is_404_and_a_query_token_works(listener, admin, bob, job):
     ws.close()
 
 
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_listener_quietly(engine, tmp_path, stop_signal):
+    listener = ListenerProcess(engine, tmp_path)
+    listener.process.send_signal(stop_signal)
+    assert listener.process.wait(10) == 0
+    listener.log.seek(0)
+    text = listener.log.read()
+    listener.log.close()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+
+
 def test_only_the_channel_path_upgrades(listener, bob):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         websocket.create_connection(f"ws://127.0.0.1:{listener.port}/v1/jobs/list",
@@ -494,8 +506,15 @@ def test_a_gap_left_open_neither_stalls_the_feed_nor_expires(on_postgresql, engi
 
 
 @pytest.mark.postgresql
-def test_the_feed_starts_at_once_beside_an_open_transaction_and_gets_its_event(on_postgresql, engine, make_job):
+def test_the_feed_starts_within_seconds_beside_an_open_transaction_and_gets_its_event(on_postgresql, engine,
+                                                                                      make_job, caplog):
     """Starting waited for every transaction open at the time (up to 300 s, refusing every connection)."""
+    from ufdl_pyramid.services.event_feed import START_WAIT
+
+    feed = EventFeed(engine)
+    began = time.monotonic()
+    feed.start()  # nothing open: settled at once
+    assert time.monotonic() - began < 1 and not feed.has_open_gaps
     job = make_job()
     sessions = get_session_factory(engine)
     late = sessions()
@@ -503,13 +522,80 @@ def test_the_feed_starts_at_once_beside_an_open_transaction_and_gets_its_event(o
     late.flush()
     feed = EventFeed(engine)
     began = time.monotonic()
-    feed.start()
-    assert time.monotonic() - began < 2
+    with caplog.at_level("WARNING", logger="ufdl_pyramid.services.event_feed"):
+        feed.start()
+    assert START_WAIT <= time.monotonic() - began < START_WAIT + 2
+    assert "a transaction open since before this start is still running" in caplog.text
     assert feed.poll() == [] and feed.has_open_gaps
     late.commit()
     late.close()
     assert [m["transition_data"] for m in feed.poll()] == [{"n": "late"}]
     assert feed.poll() == [] and not feed.has_open_gaps
+
+
+@pytest.mark.postgresql
+def test_gap_ids_a_read_cut_short_did_not_reach_are_looked_for_again(on_postgresql, engine, make_job):
+    """A transaction's 15 events committed at once, read 10 at a time: the 5 past the first read were
+    dropped with the settled gap, and never delivered."""
+    first, second = make_job("a"), make_job("b")
+    feed = EventFeed(engine, batch=10)
+    feed.start()
+    sessions = get_session_factory(engine)
+    held = sessions()
+    for n in range(15):
+        record_event(held, held.get(Job, first["pk"]), "progress", data={"n": n})
+    held.flush()
+    after = sessions()
+    record_event(after, after.get(Job, second["pk"]), "progress", data={"n": "after"})
+    after.commit()
+    after.close()
+    assert [m["transition_data"]["n"] for m in feed.poll()] == ["after"]
+    held.commit()
+    held.close()
+    assert [m["transition_data"]["n"] for m in feed.poll()] == list(range(10))
+    assert [m["transition_data"]["n"] for m in feed.poll()] == list(range(10, 15))
+    assert feed.poll() == [] and not feed.has_open_gaps
+
+
+@pytest.mark.postgresql
+def test_a_poll_that_fails_midway_loses_nothing(on_postgresql, engine, make_job, monkeypatch):
+    """A read that filled a gap and found a new one failed while recording the new one, after it had counted
+    the filled ids as seen: they were never returned."""
+    first, second, third = make_job("a"), make_job("b"), make_job("c")
+    feed = EventFeed(engine)
+    feed.start()
+    sessions = get_session_factory(engine)
+
+    def write(job, n, commit=True):
+        session = sessions()
+        record_event(session, session.get(Job, job["pk"]), "progress", data={"n": n})
+        session.flush()
+        if commit:
+            session.commit()
+            session.close()
+        return session
+
+    held = write(first, "held", commit=False)
+    write(second, "after")
+    assert [m["transition_data"]["n"] for m in feed.poll()] == ["after"]  # the held id is a gap
+    later = write(third, "later", commit=False)  # the next gap
+    held.commit()
+    held.close()
+    write(second, "last")
+    taken = feed._new_xid
+
+    def fails_once():
+        monkeypatch.setattr(feed, "_new_xid", taken)
+        raise RuntimeError("the connection dropped")
+
+    monkeypatch.setattr(feed, "_new_xid", fails_once)
+    with pytest.raises(RuntimeError):
+        feed.poll()  # filled the first gap, then failed recording the second
+    assert [m["transition_data"]["n"] for m in feed.poll()] == ["held", "last"]
+    later.commit()
+    later.close()
+    assert [m["transition_data"]["n"] for m in feed.poll()] == ["later"]
+    assert not feed.has_open_gaps
 
 
 @pytest.mark.postgresql

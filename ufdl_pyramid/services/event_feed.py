@@ -17,9 +17,12 @@ is below any transaction id assigned after the gap was seen; the feed takes one 
 are settled once the oldest running transaction (``pg_snapshot_xmin``) is past it: a late commit is then
 visible, a rollback never will be. However long a transaction stays open, its gap stays open: only beyond
 ``max_pending`` open ids at once are the oldest given up (with a warning). Young gaps are looked at again
-within milliseconds (their transaction is committing), old ones once a second.
+within milliseconds (their transaction is committing), old ones once a second. A gap id is settled only by a
+read that looked for it (not one cut short below it by the batch size), and a read that fails midway changes
+nothing, so its rows are read again.
 """
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -36,7 +39,8 @@ EVENTS = JobEvent.__table__
 XMIN = literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint").label("xmin_")
 BATCH = 5000
 MAX_PENDING = 100_000
-START_WINDOW = 10_000  # at start, the ids drawn last that are not visible yet are taken for open gaps
+START_WAIT = 5.0  # seconds a start waits for the transactions that drew the ids so far to end
+START_WINDOW = 10_000  # should one stay open: the ids drawn last that are not visible yet become open gaps
 
 
 @dataclass
@@ -79,9 +83,9 @@ class EventFeed:
     def start(self) -> None:
         """Start at the newest event: earlier ones are served by each connection's own replay.
 
-        On PostgreSQL, ids already drawn may belong to transactions still running: the last ``START_WINDOW``
-        of them that are not visible yet are open gaps from the start, settled like any other (at once unless
-        a transaction is still open), so that starting never waits.
+        On PostgreSQL, ids already drawn may belong to transactions still running. Those end within
+        milliseconds, normally: the start waits up to ``START_WAIT`` for them. Should one stay open longer, the
+        last ``START_WINDOW`` ids drawn that are not visible yet become open gaps, settled like any other.
         """
         with self.engine.connect() as connection:
             highest = connection.scalar(text("SELECT coalesce(max(id), 0) FROM job_events"))
@@ -93,15 +97,23 @@ class EventFeed:
                     "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM job_events_id_seq")) or 0)
                 connection.rollback()
                 xid = self._new_xid()
-                low = max(0, highest - START_WINDOW)
-                visible = set(connection.scalars(select(EVENTS.c.id).where(EVENTS.c.id > low,
-                                                                           EVENTS.c.id <= highest)))
+                deadline = time.monotonic() + START_WAIT
+                while self._xmin(connection) <= xid and time.monotonic() < deadline:
+                    connection.rollback()
+                    time.sleep(0.01)
+                settled = self._xmin(connection) > xid
                 connection.rollback()
-                missing = set(range(low + 1, highest + 1)) - visible
-                if missing:
-                    gaps.append(_GapBatch(missing, xid, time.monotonic()))
+                if not settled:
+                    low = max(0, highest - START_WINDOW)
+                    visible = set(connection.scalars(select(EVENTS.c.id).where(EVENTS.c.id > low,
+                                                                               EVENTS.c.id <= highest)))
+                    connection.rollback()
+                    gaps.append(_GapBatch(set(range(low + 1, highest + 1)) - visible, xid, time.monotonic()))
+                    log.warning("a transaction open since before this start is still running: if it wrote an "
+                                "event more than %d ids before the newest, watchers get it only by reconnecting",
+                                START_WINDOW)
         self._highest = highest
-        self._gaps = gaps
+        self._gaps = [batch for batch in gaps if batch.ids]
 
     def poll(self) -> list[dict]:
         """The events committed since the last poll, each returned once: in id order, but for gaps that fill."""
@@ -126,23 +138,31 @@ class EventFeed:
             rows = connection.execute(query).all()
             xmin = rows[0].xmin_ if rows else early_xmin
             connection.rollback()
-        self._settle([row.id for row in rows], xmin)
+        self._settle([row.id for row in rows], xmin, complete=len(rows) < self.batch)
         return [self._message(row) for row in rows]
 
     # PostgreSQL bookkeeping
 
-    def _settle(self, ids: list[int], xmin: int) -> None:
+    def _settle(self, ids: list[int], xmin: int, complete: bool) -> None:
+        """After a read of ``ids`` (``complete``: not cut short by the batch size) from a snapshot whose oldest
+        running transaction was ``xmin``."""
         seen = set(ids)
+        last_read = max(ids, default=self._highest)
+        new_highest = max(self._highest, last_read)
+        missing = set(range(self._highest + 1, new_highest)) - seen
+        # Taken before anything changes: should it fail, the next poll reads the same rows again.
+        new_batch = _GapBatch(missing, self._new_xid(), time.monotonic()) if missing else None
+        # A read cut short looked for no gap id above the last id it returned.
+        looked_through = math.inf if complete else last_read
+        kept = []
         for batch in self._gaps:
             batch.ids -= seen
-        new_highest = max(ids, default=self._highest)
-        if new_highest > self._highest:
-            missing = set(range(self._highest + 1, new_highest)) - seen
-            if missing:
-                self._gaps.append(_GapBatch(missing, self._new_xid(), time.monotonic()))
-            self._highest = new_highest
-        # Filled, or its transactions have all ended: what was not seen never will be.
-        self._gaps = [batch for batch in self._gaps if batch.ids and batch.xid >= xmin]
+            if batch.xid < xmin:  # its transactions have all ended: an id looked for and not seen never will be
+                batch.ids = {i for i in batch.ids if i > looked_through}
+            if batch.ids:
+                kept.append(batch)
+        self._gaps = kept + ([new_batch] if new_batch else [])
+        self._highest = new_highest
         while sum(len(batch.ids) for batch in self._gaps) > self.max_pending:
             oldest = self._gaps.pop(0)
             log.warning("giving up on event ids %s (over %d held open: a transaction stayed open since %.0f s)",
