@@ -496,17 +496,25 @@ def serve(settings: dict, listen: str, *, ready=None) -> None:
     server = ChannelServer((host or "127.0.0.1", int(port)), listener, log=None,
                            error_log=logging.getLogger("ufdl_pyramid.websocket.server"))
     server.init_socket()  # binds: a port already taken fails here, before anything is announced
+    # Ctrl-C and SIGTERM stop it quietly: in a greenlet, a KeyboardInterrupt came with the hub's traceback.
+    # (Beside `ufdl serve`, SIGINT is ignored: the server stops its listener itself.) Set before the feed
+    # starts, which may wait a few seconds while the port already takes connections.
+    stopping = []
+
+    def stop_serving():
+        stopping.append(True)
+        server.stop()
+
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(stop_signal) is not signal.SIG_IGN:
+            gevent.signal_handler(stop_signal, stop_serving)
     listener.start()
     print(f"progress channel on ws://{host}:{port}/v1/jobs/{{pk}}", flush=True)
     if ready:
         ready()
-    # Ctrl-C and SIGTERM stop it quietly: in a greenlet, a KeyboardInterrupt came with the hub's traceback.
-    # (Beside `ufdl serve`, SIGINT is ignored: the server stops its listener itself.)
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(stop_signal) is not signal.SIG_IGN:
-            gevent.signal_handler(stop_signal, server.stop)
     try:
-        server.serve_forever()
+        if not stopping:
+            server.serve_forever()
     finally:
         listener.stop()
 
