@@ -495,10 +495,9 @@ def serve(settings: dict, listen: str, *, ready=None) -> None:
     listener = Listener(settings)
     server = ChannelServer((host or "127.0.0.1", int(port)), listener, log=None,
                            error_log=logging.getLogger("ufdl_pyramid.websocket.server"))
-    server.init_socket()  # binds: a port already taken fails here, before anything is announced
     # Ctrl-C and SIGTERM stop it quietly: in a greenlet, a KeyboardInterrupt came with the hub's traceback.
-    # (Beside `ufdl serve`, SIGINT is ignored: the server stops its listener itself.) Set before the feed
-    # starts, which may wait a few seconds while the port already takes connections.
+    # (Beside `ufdl serve`, SIGINT is ignored: the server stops its listener itself.) Set before the port
+    # opens: whoever sees it open may signal at once, and the feed's start may then wait a few seconds.
     stopping = []
 
     def stop_serving():
@@ -508,6 +507,7 @@ def serve(settings: dict, listen: str, *, ready=None) -> None:
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(stop_signal) is not signal.SIG_IGN:
             gevent.signal_handler(stop_signal, stop_serving)
+    server.init_socket()  # binds: a port already taken fails here, before anything is announced
     listener.start()
     print(f"progress channel on ws://{host}:{port}/v1/jobs/{{pk}}", flush=True)
     if ready:

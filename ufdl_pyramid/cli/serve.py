@@ -58,20 +58,22 @@ def run_serve(args, environment) -> int:
         print(f"ufdl: cannot listen on {listen}: {error}", file=sys.stderr)
         return 1
     listener = None
-    if args.ws_listen and args.ws_listen.lower() != "none":
+    with_channel = bool(args.ws_listen) and args.ws_listen.lower() != "none"
+    if with_channel:
         try:  # taken (another server's listener, say): say so now, not in the child's traceback
             serving.bind(args.ws_listen).close()
         except (ValueError, OSError) as error:
             print(f"ufdl: cannot listen on {args.ws_listen} (the progress channel; --ws-listen none leaves it "
                   f"out): {error}", file=sys.stderr)
             return 1
-        listener = ListenerChild(listener_argv(environment.config_path, args.ws_listen))
-        # A terminated server takes its listener with it.
+        # A terminated server takes its listener with it (handlers first: no signal may orphan the child).
         for stop_signal in serving.STOP_SIGNALS:
             signal.signal(stop_signal, lambda *_: sys.exit(0))
-    print(f"serving on http://{' http://'.join(listen.split())} ({args.workers} worker(s) of "
-          f"{options['threads']} threads)", flush=True)
     try:
+        if with_channel:
+            listener = ListenerChild(listener_argv(environment.config_path, args.ws_listen))
+        print(f"serving on http://{' http://'.join(listen.split())} ({args.workers} worker(s) of "
+              f"{options['threads']} threads)", flush=True)
         # Each worker loads the app itself, after the fork: no database connection is shared between processes.
         return serving.serve(lambda: get_app(environment.config_path, "main"), sockets, workers=args.workers,
                              on_stop=send_what_is_left, **options)
