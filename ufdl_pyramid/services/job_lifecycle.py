@@ -305,6 +305,8 @@ class JobLifecycle:
         # The node keeps the job as its current one until it calls finish (answered 2xx, changing nothing);
         # it may start another meanwhile (see _still_running).
         had_failed = job.status == FAILED
+        if error is None:  # an admin's fresh start: ufdl.max_tries counts the lost leases since
+            job.lost_leases = 0
         self._back_to_start(job)
         taken_from, job.node_id = job.node_id, None
         self._set_status(job, PENDING)
