@@ -363,6 +363,55 @@ def test_an_upload_racing_an_abort_leaves_no_output_on_the_pending_job(wsgi_app,
         node.post(f"/v1/jobs/{pk}/finish", {}, status=200)  # frees the node (it still had the job as current)
 
 
+def test_an_abort_waiting_for_an_uploads_lock_clears_the_output_it_commits(on_postgresql, monkeypatch, engine,
+                                                                           wsgi_app, admin, alice):
+    """The abort reads the job locked: waiting for the upload's lock, its read (and the outputs loaded with
+    it) dated from before the upload's commit, and the new output stayed active on the PENDING job."""
+    from ufdl_pyramid.services import outputs
+
+    pk = create_jobs(alice, admin, 1)[0]
+    node = nodes_of(alice, 1)[0]
+    node.get(f"/v1/jobs/{pk}/acquire", status=200)
+    node.post(f"/v1/jobs/{pk}/start", {}, status=200)
+    holding, go = threading.Event(), threading.Event()
+    lock_blob_keys = outputs.lock_blob_keys
+
+    def held(connection, keys):  # the upload holds the job's lock from here to its commit
+        holding.set()
+        assert go.wait(60)
+        lock_blob_keys(connection, keys)
+
+    monkeypatch.setattr(outputs, "lock_blob_keys", held)
+    statuses = {}
+
+    def call(name, client, method, path):
+        response = webtest.TestApp(wsgi_app).request(path, method=method, headers=client.headers(),
+                                                     body=b"bytes", expect_errors=True)
+        statuses[name] = response.status_int
+
+    upload = threading.Thread(target=call, args=("upload", node, "POST", f"/v1/jobs/{pk}/outputs/out/BLOB"))
+    upload.start()
+    assert holding.wait(60)
+    abort = threading.Thread(target=call, args=("abort", admin, "DELETE", f"/v1/jobs/{pk}/abort"))
+    abort.start()
+    with engine.connect() as watcher:  # until the abort waits for the job's lock
+        waiting = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND wait_event_type = 'Lock'")
+        for _ in range(600):
+            if watcher.execute(waiting).scalar():
+                break
+            watcher.rollback()
+            threading.Event().wait(0.05)
+        else:
+            raise AssertionError("the abort never waited for the upload's lock")
+    go.set()
+    upload.join(60)
+    abort.join(60)
+    assert statuses == {"upload": 201, "abort": 200}
+    state = admin.get(f"/v1/jobs/{pk}").json
+    assert state["status"] == "PENDING" and state["outputs"] == []
+
+
 def test_a_job_created_while_its_template_is_deleted_for_good_is_refused_cleanly(wsgi_app, admin, bob):
     """Either the job came first (the deletion is refused: the template is in use) or the deletion did (the
     job's template is gone: 404, where the job's insert used to fail its foreign key with a 500)."""

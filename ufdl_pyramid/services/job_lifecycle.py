@@ -29,6 +29,7 @@ from .type_registry import type_registry
 
 _JOBS = Job.__table__
 _NODES = Node.__table__
+_OUTPUTS = JobOutput.__table__
 ALGORITHM = "ALGORITHM"  # the executor reported an error
 SYSTEM = "SYSTEM"  # the infrastructure failed the job (lost node, expired lease)
 
@@ -145,10 +146,15 @@ class JobLifecycle:
                         .values(current_job_id=None))
 
     def _clear_outputs(self, job: Job) -> None:
+        # A statement of its own, not the outputs loaded with the job: an upload that held the job's lock while
+        # our locked read waited committed an output that the read (its snapshot taken before the wait) missed.
         now = utcnow()
+        self._write(update(_OUTPUTS).where(_OUTPUTS.c.job_id == job.id, _OUTPUTS.c.deletion_time.is_(None))
+                    .values(deletion_time=now))
         for output in job.outputs:
             if output.deletion_time is None:
-                output.deletion_time = now
+                set_committed_value(output, "deletion_time", now)
+        self.db.expire(job, ["outputs"])
 
     def _back_to_start(self, job: Job) -> None:
         job.start_time = job.end_time = job.error_reason = job.error_category = None
