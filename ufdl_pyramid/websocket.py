@@ -498,21 +498,15 @@ def serve(settings: dict, listen: str, *, ready=None) -> None:
     # Ctrl-C and SIGTERM stop it quietly: in a greenlet, a KeyboardInterrupt came with the hub's traceback.
     # (Beside `ufdl serve`, SIGINT is ignored: the server stops its listener itself.) Set before the port
     # opens: whoever sees it open may signal at once, and the feed's start may then wait a few seconds.
-    # Python-level handlers, not gevent.signal_handler: beside libev's watcher, Python's own SIGINT handler
-    # could still run (the hub checks Python's signals) and raise its KeyboardInterrupt anyway.
     stopping = []
 
     def stop_serving():
-        if not stopping:
-            stopping.append(True)
-            server.stop()
-
-    def on_signal(*_):
-        gevent.spawn(stop_serving)  # a greenlet of its own: the handler may run inside the hub
+        stopping.append(True)
+        server.stop()
 
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(stop_signal) is not signal.SIG_IGN:
-            signal.signal(stop_signal, on_signal)
+            gevent.signal_handler(stop_signal, stop_serving)
     server.init_socket()  # binds: a port already taken fails here, before anything is announced
     listener.start()
     print(f"progress channel on ws://{host}:{port}/v1/jobs/{{pk}}", flush=True)
