@@ -312,7 +312,12 @@ def test_unknown_job_is_404_and_a_query_token_works(listener, admin, bob, job):
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_the_listener_quietly(engine, tmp_path, stop_signal):
-    listener = ListenerProcess(engine, tmp_path)
+    # A test run started in the background ignores SIGINT, and so would its listener (as `nohup` asks).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        listener = ListenerProcess(engine, tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     listener.process.send_signal(stop_signal)
     assert listener.process.wait(10) == 0
     listener.log.seek(0)
