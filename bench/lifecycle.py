@@ -43,6 +43,7 @@ def main() -> None:
              for i in range(args.nodes)]
     token = admin.token
     latencies: list[float] = []
+    by_kind: dict[str, list[float]] = {}  # the request's kind (its path's last word): its latencies
     lifecycles = [0]
     failures: list[str] = []
     lock = threading.Lock()
@@ -52,22 +53,24 @@ def main() -> None:
         headers = {"Authorization": f"Bearer {token}", "Node-Id": str(node), "Accept": "*/*",
                    "Content-Type": "application/json"}
         mine: list[float] = []
+        kinds: list[str] = []
 
-        def call(method, path, body=b"{}", content_type="application/json", expect=(200, 201)):
+        def call(kind, method, path, body=b"{}", content_type="application/json", expect=(200, 201)):
             start = time.perf_counter()
             connection.request(method, path, body=body, headers={**headers, "Content-Type": content_type})
             response = connection.getresponse()
             data = response.read()
             mine.append(time.perf_counter() - start)
+            kinds.append(kind)
             if response.status not in expect:
                 raise RuntimeError(f"{method} {path}: {response.status} {data[:200]!r}")
             return data
 
         def started_job() -> int:
-            job = json.loads(call("POST", f"/v1/job-templates/{template}/create-job", json.dumps(
+            job = json.loads(call("create-job", "POST", f"/v1/job-templates/{template}/create-job", json.dumps(
                 {"input_values": {"input": {"value": "hello", "type": "str"}}}).encode()))["pk"]
-            call("GET", f"/v1/jobs/{job}/acquire", body=None)
-            call("POST", f"/v1/jobs/{job}/start")
+            call("acquire", "GET", f"/v1/jobs/{job}/acquire", body=None)
+            call("start", "POST", f"/v1/jobs/{job}/start")
             return job
 
         done = 0
@@ -75,17 +78,20 @@ def main() -> None:
             if args.progress_only:
                 job = started_job()
                 mine.clear()  # only the progress reports are measured
+                kinds.clear()
                 while time.perf_counter() < stop:
-                    call("POST", f"/v1/jobs/{job}/progress/0.5", b'{"step": 1}')
-                call("POST", f"/v1/jobs/{job}/finish")
+                    call("progress", "POST", f"/v1/jobs/{job}/progress/0.5", b'{"step": 1}')
+                call("finish", "POST", f"/v1/jobs/{job}/finish")
                 mine.pop()
+                kinds.pop()
             else:
                 while time.perf_counter() < stop:
                     job = started_job()
                     for step in range(1, 11):
-                        call("POST", f"/v1/jobs/{job}/progress/{step / 10}", json.dumps({"step": step}).encode())
-                    call("POST", f"/v1/jobs/{job}/outputs/output/BLOB", PAYLOAD, "application/data")
-                    call("POST", f"/v1/jobs/{job}/finish")
+                        call("progress", "POST", f"/v1/jobs/{job}/progress/{step / 10}",
+                             json.dumps({"step": step}).encode())
+                    call("output", "POST", f"/v1/jobs/{job}/outputs/output/BLOB", PAYLOAD, "application/data")
+                    call("finish", "POST", f"/v1/jobs/{job}/finish")
                     done += 1
         except Exception as error:  # reported at the end: the figures of a failing run mean nothing
             with lock:
@@ -93,6 +99,8 @@ def main() -> None:
         connection.close()
         with lock:
             latencies.extend(mine)
+            for kind, latency in zip(kinds, mine):
+                by_kind.setdefault(kind, []).append(latency)
             lifecycles[0] += done
 
     hello_requests = hello_seconds = lifecycle_seconds = 0.0
@@ -120,6 +128,10 @@ def main() -> None:
     print(f"{what}: {len(latencies)} ({rate:.0f}/s), p50 {p50:.2f} ms, p99 {p99:.2f} ms (p99/p50 {p99 / p50:.1f})")
     print(f"hello (bare Pyramid): {hello_rate:.0f} req/s; {what}/hello: {rate / hello_rate:.2f} "
           f"(rounds: {min(round_ratios):.2f}-{max(round_ratios):.2f})")
+    # Where a lifecycle's time goes: each kind's mean, and its share of the summed latencies.
+    total = sum(latencies)
+    print("by request: " + ", ".join(f"{kind} {1000 * sum(times) / len(times):.2f} ms ({sum(times) / total:.0%})"
+                                     for kind, times in by_kind.items()))
     if failures:
         print(f"FAILED requests ({len(failures)}): {failures[0]}")
 
