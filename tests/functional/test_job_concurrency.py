@@ -1,6 +1,7 @@
 """Concurrency with real threads over the real WSGI app and database (run on PostgreSQL in CI, and SQLite)."""
 import logging
 import threading
+import time
 from collections import Counter
 
 import psycopg.errors
@@ -394,17 +395,19 @@ def test_an_abort_waiting_for_an_uploads_lock_clears_the_output_it_commits(on_po
     assert holding.wait(60)
     abort = threading.Thread(target=call, args=("abort", admin, "DELETE", f"/v1/jobs/{pk}/abort"))
     abort.start()
-    with engine.connect() as watcher:  # until the abort waits for the job's lock
-        waiting = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND wait_event_type = 'Lock'")
-        for _ in range(600):
-            if watcher.execute(waiting).scalar():
-                break
-            watcher.rollback()
-            threading.Event().wait(0.05)
-        else:
-            raise AssertionError("the abort never waited for the upload's lock")
-    go.set()
+    try:
+        with engine.connect() as watcher:  # until the abort waits for the job's lock
+            waiting = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND wait_event_type = 'Lock'")
+            for _ in range(600):
+                if watcher.execute(waiting).scalar():
+                    break
+                watcher.rollback()
+                time.sleep(0.05)
+            else:
+                raise AssertionError("the abort never waited for the upload's lock")
+    finally:
+        go.set()
     upload.join(60)
     abort.join(60)
     assert statuses == {"upload": 201, "abort": 200}

@@ -343,7 +343,7 @@ def test_lost_leases_send_jobs_back_and_finally_fail_them(admin, worker, other_w
             worker.post(path(job, "finish"), {})  # the lost node comes back: 2xx, nothing changes
     assert state["status"] == "FAILED" and state["error_category"] == "SYSTEM"
     assert state["error_reason"] == f"Node {worker.node_id} was not seen for 120 s; given up after 3 lost leases"
-    # An admin's abort gives it a fresh count: its next lost lease sends it back again (it failed it at once).
+    # An admin's abort gives it a fresh count: its next lost lease sends it back (before, that failed it again).
     admin.delete(path(job, "abort"))
     run_to_running(other_worker, job)
     silence(other_worker.node_id)

@@ -319,7 +319,12 @@ def test_a_signal_stops_the_listener_quietly(engine, tmp_path, stop_signal):
     finally:
         signal.signal(signal.SIGINT, previous)
     listener.process.send_signal(stop_signal)
-    assert listener.process.wait(10) == 0
+    try:
+        assert listener.process.wait(10) == 0
+    finally:
+        if listener.process.poll() is None:  # it did not stop: it must not outlive the test
+            listener.process.kill()
+            listener.process.wait(10)
     listener.log.seek(0)
     text = listener.log.read()
     listener.log.close()
