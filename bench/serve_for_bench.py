@@ -19,7 +19,9 @@ def hello_app():
 
 def both(url: str, threads: int):
     """The WSGI app each worker serves: hello at /hello, ours everywhere else."""
-    ours = make_test_app(get_engine({"sqlalchemy.url": url, "ufdl.db.pool_size": threads}))
+    engine = get_engine({"sqlalchemy.url": url, "ufdl.db.pool_size": threads})
+    ours = make_test_app(engine)
+    engine.dispose()  # the workers are forked from this process: no connection may be shared (see serving.serve)
     hello = hello_app()
 
     def dispatch(environ, start_response):

@@ -2,10 +2,10 @@
 
 One waitress process is bound by Python's global lock: its threads take turns on one core, and every database
 round trip hands the lock over. On PostgreSQL, several processes (``ufdl serve --workers N``) use the other
-cores. The parent binds the socket and forks the workers, each of which builds its own app (so no database
-connection crosses a fork) and accepts from the shared socket: an idle worker takes the next connection. The
-parent restarts a worker that dies, stops them all on SIGTERM or SIGINT, and gives up when a worker could not
-build its app (a configuration or database error that a restart will not fix). A stopped process closes its
+cores. The parent binds the socket, builds the app once (the start-up syncs of job types and templates run
+once) and forks the workers, which accept from the shared socket: an idle worker takes the next connection. The
+parent restarts a worker that dies (with the app as built) and stops them all on SIGTERM or SIGINT. A stopped
+process closes its
 listening socket, lets the requests under way complete and sends their answers (up to ``STOP_GRACE``
 seconds), closes its idle connections, and runs its ``on_stop`` before it leaves.
 """
@@ -26,7 +26,6 @@ from waitress.server import BaseWSGIServer
 
 log = logging.getLogger(__name__)
 
-NO_APP = 3  # a worker's exit status when its app could not be built
 POLL = 0.2  # seconds between checks on the workers
 STOP_GRACE = 5.0  # seconds a stopping process gives the requests under way (waitress's own limit)
 # Signals that stop a server as Ctrl-C does (SIGHUP: its terminal went away); Windows has no SIGHUP.
@@ -46,15 +45,19 @@ def bind(listen: str) -> socket.socket:
 def serve(load_app: Callable[[], object], sockets: list[socket.socket], *, workers: int = 1,
           on_stop: Callable[[object], None] | None = None, **options) -> int:
     """Serve ``load_app()`` on ``sockets`` with waitress (``options``: its adjustments, e.g. ``threads``) in
-    ``workers`` processes; returns the exit status once stopped. Bad options raise ValueError at once.
-    ``on_stop(app)`` runs in each serving process as it stops (SIGTERM, SIGINT)."""
-    Adjustments(sockets=sockets, **options)  # checked here, not by every worker after it forked
-    if workers <= 1:
-        _serve_until_stopped(load_app(), sockets, options, on_stop)
-        return 0
-    if not hasattr(os, "fork"):
+    ``workers`` processes; returns the exit status once stopped. Bad options raise ValueError before the app
+    is built; an app that cannot be built raises its error. ``load_app`` runs once, in this process; with
+    several workers they are forked from it, so the app it returns must hold no open database connection (a
+    connection shared by two processes mixes their conversations). ``on_stop(app)`` runs in each serving
+    process as it stops (SIGTERM, SIGINT)."""
+    Adjustments(sockets=sockets, **options)
+    if workers > 1 and not hasattr(os, "fork"):
         raise RuntimeError("several workers need os.fork (POSIX); serve with one worker here")
-    return _Supervisor(load_app, sockets, workers, options, on_stop).run()
+    app = load_app()
+    if workers <= 1:
+        _serve_until_stopped(app, sockets, options, on_stop)
+        return 0
+    return _Supervisor(app, sockets, workers, options, on_stop).run()
 
 
 def _stop_serving(*_signal) -> None:
@@ -117,12 +120,11 @@ def _exit_with_parent(parent: int) -> None:
 
 
 class _Supervisor:
-    def __init__(self, load_app, sockets: list[socket.socket], workers: int, options: dict, on_stop):
-        self.load_app, self.sockets, self.workers, self.options = load_app, sockets, workers, options
+    def __init__(self, app, sockets: list[socket.socket], workers: int, options: dict, on_stop):
+        self.app, self.sockets, self.workers, self.options = app, sockets, workers, options
         self.on_stop = on_stop
         self.children: set[int] = set()
         self.stopping = False
-        self.status = 0
 
     def run(self) -> int:
         for stop_signal in (*STOP_SIGNALS, signal.SIGINT):
@@ -138,39 +140,29 @@ class _Supervisor:
                     if not self.stopping:
                         self._replace(pid, os.waitstatus_to_exitcode(status))
             time.sleep(POLL)
-        return self.status
+        return 0
 
     def _replace(self, pid: int, code: int) -> None:
-        if code == NO_APP:
-            log.error("worker %d could not build the app: stopping the server", pid)
-            self.status = 1
-            self._stop()
-        else:
-            log.warning("worker %d exited (%d): starting another", pid, code)
-            self._spawn()
+        log.warning("worker %d exited (%d): starting another", pid, code)
+        self._spawn()
 
     def _spawn(self) -> None:
         pid = os.fork()
         if pid:
             self.children.add(pid)
             return
-        # The worker: stopped at once while it builds its app, then as a single process is (see serve).
+        # The worker: not the parent's handlers; killed by a stop signal until it serves, then stopped as a
+        # single process is (see serve).
         for stop_signal in (*STOP_SIGNALS, signal.SIGINT):
             signal.signal(stop_signal, signal.SIG_DFL)
         threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-        code = NO_APP
+        code = 1
         try:
-            app = self.load_app()
-            code = 1
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            _serve_until_stopped(app, self.sockets, self.options, self.on_stop)
+            _serve_until_stopped(self.app, self.sockets, self.options, self.on_stop)
             code = 0
-        except BaseException as error:  # noqa: B036 - report whatever ended the worker, then leave without cleanup
-            if code == NO_APP:  # a configuration, plugin or database error: every worker says it, in one line
-                reason = getattr(error, "detail", None) or f"{type(error).__name__}: {error}"
-                log.error("worker %d could not build the app: %s", os.getpid(), (reason.splitlines() or [""])[0])
-            else:
-                log.exception("worker %d failed", os.getpid())
+        except BaseException:  # noqa: B036 - report whatever ended the worker, then leave without cleanup
+            log.exception("worker %d failed", os.getpid())
         finally:
             sys.stderr.flush()
             os._exit(code)  # never return into the parent's code (its loop, its atexit handlers)

@@ -124,12 +124,56 @@ def test_workers_leave_when_the_server_is_killed(serve, engine, admin):
     wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), seconds=10)
 
 
-def test_workers_that_cannot_start_stop_the_server(serve, tmp_path):
-    # Nothing listens on port 1: every worker fails while building the app (it syncs the plugins' job types).
+def test_a_server_whose_app_cannot_be_built_stops_at_once(serve, tmp_path):
+    # Nothing listens on port 1: building the app fails (it syncs the plugins' job types), before any fork.
     process, _port = serve("postgresql+psycopg://nobody@127.0.0.1:1/none", "--workers", "2")
     assert process.wait(60) == 1
     log = (tmp_path / "serve.log").read_text()
-    assert "could not build the app: OperationalError: " in log and "Traceback" not in log, log
+    assert "ufdl: database error: " in log and "Traceback" not in log, log
+    assert "worker" not in log.split("serving on", 1)[1].split("\n", 1)[1], log  # no worker was started
+
+
+def database_connections(pid: int, engine) -> int:
+    """How many connections to the test database process ``pid`` holds open (its SQLite file's descriptors,
+    or its TCP sockets to PostgreSQL's port)."""
+    targets = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            targets.add(os.readlink(fd))
+        except OSError:
+            continue
+    if engine.dialect.name == "sqlite":
+        return sum(target == os.path.realpath(engine.url.database) for target in targets)
+    port = f":{engine.url.port or 5432:04X}"
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[2].endswith(port) and fields[3] == "01":  # remote address, ESTABLISHED
+                inodes.add(f"socket:[{fields[9]}]")
+    return len(targets & inodes)
+
+
+def test_workers_are_forked_from_one_app_built_once(serve, engine, admin, tmp_path):
+    # An invalid registry: each sync of it logs an error, so the log counts the syncs.
+    (tmp_path / "registry" / "broken").mkdir(parents=True)
+    (tmp_path / "registry" / "broken" / "1.yaml").write_text("name: broken\nversion: 1\n")
+    process, port = serve(engine.url.render_as_string(hide_password=False), "--workers", "2",
+                          server=f"ufdl.templates_registry = {tmp_path / 'registry'}\n")
+    workers = wait_for(lambda: len(children(process.pid)) == 2 and children(process.pid))
+    wait_for(lambda: answers(port, admin.token))
+    # The parent built the app, then let go of its connections: none is shared with the workers it forked.
+    assert database_connections(process.pid, engine) == 0
+    # Workers started again (here: every first one) serve with the same app, on connections of their own.
+    for dead in workers:
+        os.kill(dead, signal.SIGKILL)
+        wait_for(lambda: (now := children(process.pid)) and len(now) == 2 and dead not in now)
+    assert not children(process.pid) & workers
+    assert all(list_licences(port, admin.token) == 200 for _ in range(10))
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(20) == 0
+    log = (tmp_path / "serve.log").read_text()
+    assert log.count(": not synced") == 1, log
 
 
 def test_a_bad_listen_address_is_refused(serve, engine):

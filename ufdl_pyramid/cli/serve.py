@@ -74,8 +74,7 @@ def run_serve(args, environment) -> int:
             listener = ListenerChild(listener_argv(environment.config_path, args.ws_listen))
         print(f"serving on http://{' http://'.join(listen.split())} ({args.workers} worker(s) of "
               f"{options['threads']} threads)", flush=True)
-        # Each worker loads the app itself, after the fork: no database connection is shared between processes.
-        return serving.serve(lambda: get_app(environment.config_path, "main"), sockets, workers=args.workers,
+        return serving.serve(lambda: forkable_app(environment.config_path), sockets, workers=args.workers,
                              on_stop=send_what_is_left, **options)
     except ValueError as error:  # a bad waitress option of [server:main]
         print(f"ufdl: {error}", file=sys.stderr)
@@ -83,6 +82,14 @@ def run_serve(args, environment) -> int:
     finally:
         if listener is not None:
             listener.stop()
+
+
+def forkable_app(config_path: str):
+    """The app, with its connection pool emptied: the workers are forked from it, and a connection shared by
+    two processes would mix their conversations. Each worker opens its own connections as it serves."""
+    app = get_app(config_path, "main")
+    app.registry["db.engine"].dispose()
+    return app
 
 
 class ListenerChild:
