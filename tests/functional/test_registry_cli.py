@@ -155,6 +155,28 @@ def test_validate_names_file_and_line_of_each_kind_of_error(ufdl, registry, brea
     assert expected in out, out
 
 
+def test_validate_reports_every_problem_of_a_file_at_once(ufdl, registry):
+    _replace(registry / "shell" / "1.yaml", "name: shell\n", "name: shelly\n")
+    _replace(registry / "shell" / "1.yaml", "version: 1", "version: 2")
+    _replace(registry / "shell" / "1.yaml", "scope: public", "scope: everyone")
+    (registry / "registry.yaml").write_text("licences: [MIT]\ndomains: [ic]\n")
+    code, out, err = ufdl("validate", registry)
+    assert code == 1
+    for expected in ("shell/1.yaml:6: scope: 'everyone' is not one of",
+                     "shell/1.yaml:1: name: 'shelly' does not agree with the directory name 'shell'",
+                     "shell/1.yaml:2: version: 2 does not agree with the file name (1)",
+                     "word-count/1.yaml:6: licence: 'Apache-2.0' is not one of the registry's licences (MIT)",
+                     "word-count/1.yaml:5: domain: 'tc' is not one of the registry's domains (ic)"):
+        assert expected in out, out
+
+
+def test_a_version_of_the_wrong_type_is_reported_once(ufdl, registry):
+    _replace(registry / "shell" / "1.yaml", "version: 1", "version: one")
+    code, out, err = ufdl("validate", registry)
+    assert code == 1
+    assert "shell/1.yaml:2: version: 'one' is not of type 'integer'" in out and "does not agree" not in out, out
+
+
 def test_validate_finds_cycles_between_templates(ufdl, registry):
     (registry / "loop").mkdir()
     loop = {"name": "loop", "version": 1, "description": "", "scope": "public", "domain": None,

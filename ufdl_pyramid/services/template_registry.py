@@ -230,16 +230,14 @@ def parse_registry(files: Mapping[str, str], known: dict[Key, dict] | None = Non
                 and known.get((name, version)) == document:
             entries.append(RegistryEntry(path, document, node))
             continue
-        problem = _check_entry(document, node, path, name, version)
-        if problem:
-            problems.append(problem)
+        found = _check_entry(document, node, path, name, version)
+        if found:
+            problems.extend(found)
         else:
             entries.append(RegistryEntry(path, document, node))
     # Every command (validate, diff, sync) refuses what the registry's own settings forbid.
     for entry in entries:
-        problem = _settings_problem(entry, settings)
-        if problem:
-            problems.append(problem)
+        problems.extend(_settings_problems(entry, settings))
     entries = _ordered(entries, problems)
     if problems:
         raise RegistryInvalid(problems)
@@ -270,29 +268,34 @@ def _checked_settings(settings, node: yaml.Node | None, problems: list[Problem])
     return checked
 
 
-def _settings_problem(entry: RegistryEntry, settings: dict) -> Problem | None:
+def _settings_problems(entry: RegistryEntry, settings: dict) -> list[Problem]:
+    problems = []
     for key, field_name in _SETTINGS.items():
         allowed, value = settings.get(key), entry.document.get(field_name)
         if allowed is not None and value is not None and value not in allowed:
-            return Problem(entry.path, entry.line(field_name), f"{field_name}: '{value}' is not one of the "
-                                                               f"registry's {key} ({', '.join(allowed)})")
-    return None
+            problems.append(Problem(entry.path, entry.line(field_name), f"{field_name}: '{value}' is not one of "
+                                                                        f"the registry's {key} ({', '.join(allowed)})"))
+    return problems
 
 
-def _check_entry(document, node, path: str, name: str, version: int) -> Problem | None:
+def _check_entry(document, node, path: str, name: str, version: int) -> list[Problem]:
+    """Every problem of one template file: its schema's, and its name and version against its place."""
     if not isinstance(document, dict):
-        return Problem(path, node.start_mark.line + 1 if node else None, "a template document must be a mapping")
+        return [Problem(path, node.start_mark.line + 1 if node else None, "a template document must be a mapping")]
+    problems = []
     try:
         check_document(document)
     except InvalidInput as error:
-        return Problem(path, _line_of(node, error.detail), error.detail)
-    if document["name"] != name:
-        return Problem(path, _line_of(node, "name"),
-                       f"name: '{document['name']}' does not agree with the directory name '{name}'")
-    if document.get("version") != version:
-        return Problem(path, _line_of(node, "version") if "version" in document else 1,
-                       f"version: {document.get('version')} does not agree with the file name ({version})")
-    return None
+        problems.append(Problem(path, _line_of(node, error.detail), error.detail))
+    # A name or a version of the wrong type is the schema's to report; a missing version is ours.
+    if isinstance(document.get("name"), str) and document["name"] != name:
+        problems.append(Problem(path, _line_of(node, "name"),
+                                f"name: '{document['name']}' does not agree with the directory name '{name}'"))
+    stated = document.get("version")
+    if stated != version and (stated is None or isinstance(stated, int) and not isinstance(stated, bool)):
+        problems.append(Problem(path, _line_of(node, "version") if "version" in document else 1,
+                                f"version: {stated} does not agree with the file name ({version})"))
+    return problems
 
 
 def _child_key(spec: dict, versions: dict[str, list[int]]) -> Key | None:
