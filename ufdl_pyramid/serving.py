@@ -2,12 +2,11 @@
 
 One waitress process is bound by Python's global lock: its threads take turns on one core, and every database
 round trip hands the lock over. On PostgreSQL, several processes (``ufdl serve --workers N``) use the other
-cores. The parent binds the socket, builds the app once (the start-up syncs of job types and templates run
+cores. The parent binds the socket, builds the app once (so the start-up syncs of job types and templates run
 once) and forks the workers, which accept from the shared socket: an idle worker takes the next connection. The
-parent restarts a worker that dies (with the app as built) and stops them all on SIGTERM or SIGINT. A stopped
-process closes its
-listening socket, lets the requests under way complete and sends their answers (up to ``STOP_GRACE``
-seconds), closes its idle connections, and runs its ``on_stop`` before it leaves.
+parent replaces a worker that dies (a new fork of the same app) and stops them all on SIGTERM or SIGINT. A
+stopped process closes its listening socket, lets the requests under way complete and sends their answers (up
+to ``STOP_GRACE`` seconds), closes its idle connections, and runs its ``on_stop`` before it leaves.
 """
 import logging
 import os

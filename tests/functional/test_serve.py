@@ -1,6 +1,6 @@
-"""``ufdl serve --workers N``: several waitress processes on one socket, a dead worker replaced, all stopped by
-SIGTERM (each sending its waiting notifications first), and a server whose workers cannot start gives up instead
-of restarting them forever."""
+"""``ufdl serve --workers N``: several waitress processes forked from one app on one socket, a dead worker
+replaced, all stopped by SIGTERM (each sending its waiting notifications first), and a server whose app cannot
+be built stops before it forks."""
 import http.client
 import json
 import os
