@@ -217,6 +217,47 @@ def test_a_graph_inside_a_graph_runs(admin, alice, bob, pipeline):
     assert sorted(out["name"] for out in finished["outputs"]) == ["inner:first:output", "inner:second:output"]
 
 
+def test_a_step_waits_for_its_own_predecessor_not_for_any_finished_sibling(admin, alice, bob, pipeline):
+    # Two branches: a -> c and b -> d, every step of the same two templates.
+    template = admin.post("/v1/job-templates/import", {
+        "name": "branches", "version": 1, "scope": "public", "licence": "MIT",
+        "specific": {"nodes": {"a": {"name": "produce"}, "b": {"name": "produce"}, "c": {"name": "consume"},
+                               "d": {"name": "consume"}},
+                     "dependencies": [{"from_node": "a", "from_output": "output", "to_node": "c", "to_input": "input"},
+                                      {"from_node": "b", "from_output": "output", "to_node": "d",
+                                       "to_input": "input"}]}}, status=201).json
+    parent = bob.post(f"/v1/job-templates/{template['pk']}/create-job",
+                      {"input_values": {"a:input": {"value": "x", "type": "str"},
+                                        "b:input": {"value": "y", "type": "str"}}}, status=201).json
+    body = {"expressions": [{"type": "exact", "field": "parent", "value": parent["pk"]}]}
+
+    def steps():  # graph node -> its job ("c of job 7")
+        return {child["description"].split()[0]: child for child in bob.post("/v1/jobs/list", body).json}
+
+    worker = register(alice)
+    assert set(steps()) == {"a", "b"}
+    work(worker, steps()["b"], b"from b")
+    # b's consumer is created, wired to b's output; a's consumer waits for a, though a 'produce' has finished.
+    created = steps()
+    assert set(created) == {"a", "b", "d"}
+    b_output = next(out for out in bob.get(f"/v1/jobs/{created['b']['pk']}").json["outputs"])
+    assert created["d"]["input_values"] == {"input": {"value": b_output["pk"], "type": "JobOutput<BLOB>"}}
+    state = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert state["status"] == "RUNNING" and state["progress"] == 0.25
+
+    work(worker, created["a"], b"from a")
+    created = steps()
+    a_output = next(out for out in bob.get(f"/v1/jobs/{created['a']['pk']}").json["outputs"])
+    assert created["c"]["input_values"] == {"input": {"value": a_output["pk"], "type": "JobOutput<BLOB>"}}
+    work(worker, created["d"], b"from d")
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "RUNNING"  # c is still to run
+    work(worker, created["c"], b"from c")
+    finished = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert finished["status"] == "COMPLETED" and finished["progress"] == 1.0
+    assert sorted(out["name"] for out in finished["outputs"]) == ["a:output", "b:output", "c:output", "d:output"]
+    assert bob.get(f"/v1/jobs/{parent['pk']}/outputs/c:output/BLOB").body == b"from c"
+
+
 def test_siblings_finishing_together_complete_the_parent(on_postgresql, alice, bob, parallel):
     """Each finish locks the parent: the later one sees the earlier's commit (else neither sees the other
     finished, and the parent runs for ever)."""
