@@ -176,6 +176,16 @@ def test_the_parent_stays_failed_while_another_child_has_failed(alice, admin, bo
     assert state["status"] == "RUNNING" and state["error_reason"] is None
 
 
+def test_an_admins_abort_of_the_failed_child_sends_the_parent_back_to_work(alice, admin, bob, parallel):
+    parent, a, b = parallel()
+    work(register(alice), a, error="a broke")
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "FAILED"
+    admin.delete(f"/v1/jobs/{a['pk']}/abort")  # the failed child waits for a node again: the graph goes on
+    state = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert state["status"] == "RUNNING" and state["error_reason"] is None and state["end_time"] is None
+    assert bob.get(f"/v1/jobs/{a['pk']}").json["status"] == "PENDING"
+
+
 def test_the_parents_progress_follows_a_child_back_to_its_start(alice, admin, bob, parallel):
     parent, a, b = parallel()
     worker = register(alice)
