@@ -72,6 +72,26 @@ def test_job_output_inputs_must_exist(admin, alice, train):
         create(alice, predict, body, status=400)
 
 
+def test_a_job_output_input_must_be_of_the_declared_type(admin, alice):
+    from job_helpers import CONSUME, PRODUCE, register
+
+    produce = admin.post("/v1/job-templates/import", PRODUCE, status=201).json
+    consume = admin.post("/v1/job-templates/import", CONSUME, status=201).json
+    worker = register(alice)
+    job = create(alice, produce, {"input_values": {"input": {"value": "x", "type": "str"}}}).json
+    worker.get(f"/v1/jobs/{job['pk']}/acquire")
+    worker.post(f"/v1/jobs/{job['pk']}/start", {})
+    text = worker.request("POST", f"/v1/jobs/{job['pk']}/outputs/text/str", body=b"x",
+                          content_type="text/plain", status=201).json
+    blob = worker.request("POST", f"/v1/jobs/{job['pk']}/outputs/blob/BLOB", body=b"x",
+                          content_type="application/data", status=201).json
+    # The consumer takes a JobOutput<BLOB>: the value claims that type, but names an output of a str.
+    refused = create(alice, consume, {"input_values": {"input": {"value": text["pk"], "type": "JobOutput<BLOB>"}}},
+                     status=400).json["detail"]
+    assert refused == f"input_values.input: job output {text['pk']} is a 'str', not a 'BLOB'"
+    create(alice, consume, {"input_values": {"input": {"value": blob["pk"], "type": "JobOutput<BLOB>"}}})
+
+
 def test_int_is_accepted_where_float_is_expected(admin, alice):
     template = admin.post("/v1/job-templates/import", {
         "name": "floaty", "version": 1, "scope": "public", "licence": "MIT",

@@ -14,7 +14,7 @@ from ufdl_pyramid.services import notifications
 from ufdl_pyramid.services.events import record_event
 from ufdl_pyramid.services.notifications import Notifier, Outbox, PreparedNotification, actions_for, render
 from ufdl_pyramid.testing import ApiClient, make_test_app, notifications_sent
-from job_helpers import ECHO
+from job_helpers import CONSUME, ECHO, PIPELINE, PRODUCE
 
 DEFAULTS = {
     "on_acquire": [{"type": "print", "message": "acquired {pk} by node {node} ({template}) {nope}"}],
@@ -325,6 +325,35 @@ def test_child_overrides_must_name_a_child(clients):
             "child_notification_overrides": {"first": {"keep_default": True}}}
     refused = clients["bob"].post(f"/v1/job-templates/{clients['template']['pk']}/create-job", body, status=400)
     assert "only a meta-job" in refused.json["detail"]
+
+
+def test_a_childs_override_by_graph_node_wins_over_one_by_template_name(clients, printed):
+    admin, worker = clients["admin"], clients["worker"]
+    for template in (PRODUCE, CONSUME):
+        admin.post("/v1/job-templates/import", template, status=201)
+    pipeline = admin.post("/v1/job-templates/import", PIPELINE, status=201).json
+
+    def acquired(message):
+        return {"actions": {"on_acquire": [{"type": "print", "message": message}]}}
+
+    parent = clients["bob"].post(f"/v1/job-templates/{pipeline['pk']}/create-job", {
+        "input_values": {"first:input": {"value": "x", "type": "str"}},
+        "child_notification_overrides": {"first": acquired("first by its node {pk}"),
+                                         "produce": acquired("first by its template {pk}"),
+                                         "consume": acquired("second by its template {pk}")}}).json
+    body = {"expressions": [{"type": "exact", "field": "parent", "value": parent["pk"]}]}
+    [first] = clients["bob"].post("/v1/jobs/list", body).json
+    printed()
+    worker.get(f"/v1/jobs/{first['pk']}/acquire")
+    assert printed() == [f"first by its node {first['pk']}"]
+    worker.post(f"/v1/jobs/{first['pk']}/start", {})
+    worker.request("POST", f"/v1/jobs/{first['pk']}/outputs/output/BLOB", body=b"x",
+                   content_type="application/data", status=201)
+    worker.post(f"/v1/jobs/{first['pk']}/finish", {})
+    second = next(job for job in clients["bob"].post("/v1/jobs/list", body).json if job["pk"] != first["pk"])
+    printed()
+    worker.get(f"/v1/jobs/{second['pk']}/acquire")
+    assert printed() == [f"second by its template {second['pk']}"]
 
 
 def test_bad_server_defaults_stop_the_start(engine):
