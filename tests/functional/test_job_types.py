@@ -188,6 +188,12 @@ def test_list_paging_in_body_and_query(alice, many):
         "detail": "Invalid page."}
     unpaged = alice.post("/v1/job-types/list")
     assert len(unpaged.json) == 5 and unpaged.headers["X-Total-Count"] == "5" and "Link" not in unpaged.headers
+    # A page without a size has pages of 100; a size is at most ufdl.max_page_size (1000 by default).
+    default = alice.post("/v1/job-types/list", {"page": 1})
+    assert len(default.json) == 5 and 'page=1&page_size=100>; rel="last"' in default.headers["Link"]
+    assert len(alice.post("/v1/job-types/list", {"page": 1, "page_size": 1000}).json) == 5
+    refused = alice.post("/v1/job-types/list", {"page": 1, "page_size": 1001}, status=400).json
+    assert refused == {"detail": "page_size must be at most 1000"}
 
 
 def test_list_bad_filters_are_400(alice, many):

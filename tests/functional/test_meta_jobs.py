@@ -186,6 +186,12 @@ def test_an_admins_abort_of_the_failed_child_sends_the_parent_back_to_work(alice
     assert bob.get(f"/v1/jobs/{a['pk']}").json["status"] == "PENDING"
 
 
+def test_a_meta_job_is_aborted_through_its_children_not_itself(admin, bob, parent):
+    refused = admin.delete(f"/v1/jobs/{parent['pk']}/abort", status=406).json["detail"]
+    assert refused == f"Cannot abort job {parent['pk']}: abort or cancel its children instead"
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "PENDING"
+
+
 def test_the_parents_progress_follows_a_child_back_to_its_start(alice, admin, bob, parallel):
     parent, a, b = parallel()
     worker = register(alice)
