@@ -72,6 +72,25 @@ def test_bad_refresh_token_is_401(anonymous):
     assert response.json == {"detail": "Token is invalid or expired"}
 
 
+def test_an_expired_refresh_token_is_401(alice, anonymous, engine):
+    from sqlalchemy import update
+
+    from ufdl_pyramid.models import RefreshToken
+
+    with engine.begin() as connection:
+        connection.execute(update(RefreshToken).where(RefreshToken.user_id == alice.user_id)
+                           .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+    response = anonymous.post("/v1/auth/refresh", {"refresh": alice.refresh_token}, status=401)
+    assert response.json == {"detail": "Token is invalid or expired"}
+
+
+def test_a_signed_token_of_another_type_is_no_access_token(alice):
+    now = datetime.now(timezone.utc)
+    alice.token = jwt.encode({"sub": str(alice.user_id), "iat": now, "exp": now + timedelta(minutes=5),
+                              "type": "refresh"}, TEST_SETTINGS["ufdl.auth.secret"], algorithm="HS256")
+    assert alice.post("/v1/job-types/list", status=401).json == {"detail": "Token is invalid"}
+
+
 def test_an_access_token_is_not_a_refresh_token(alice, anonymous):
     anonymous.post("/v1/auth/refresh", {"refresh": alice.token}, status=401)
 
@@ -81,9 +100,14 @@ def test_deactivating_a_user_ends_its_tokens(alice, anonymous, engine):
 
     from ufdl_pyramid.models import User
 
+    from job_helpers import register
+
+    node = register(alice)
     with engine.begin() as connection:
         connection.execute(update(User).where(User.id == alice.user_id).values(is_active=False))
     assert alice.post("/v1/job-types/list", status=401).json == {"detail": "User is inactive or no longer exists"}
+    assert node.post("/v1/jobs/acquire-next", {}, status=401).json == {
+        "detail": "User is inactive or no longer exists"}  # acting as its node changes nothing
     anonymous.post("/v1/auth/refresh", {"refresh": alice.refresh_token}, status=401)
     anonymous.post("/v1/auth/obtain", {"username": "alice", "password": "password123"}, status=401)
 
