@@ -149,6 +149,10 @@ def test_meta_graph_errors(admin, train, predict):
         {"from_node": "b", "from_output": "output", "to_node": "c", "to_input": "input"},
         {"from_node": "c", "from_output": "output", "to_node": "a", "to_input": "input"}])
     assert "cycle: a -> b -> c -> a" in detail
+    twice = {"a": {"name": "blob-process"}, "b": {"name": "blob-process"}, "c": {"name": "blob-process"}}
+    assert "input 'c:input' is wired more than once" in rejected(specific__nodes=twice, specific__dependencies=[
+        {"from_node": "a", "from_output": "output", "to_node": "c", "to_input": "input"},
+        {"from_node": "b", "from_output": "output", "to_node": "c", "to_input": "input"}])
     assert "no template 'tiny-train'" not in rejected(specific__nodes__train__parameter_default_overrides={
         "epochs": {"value": "x", "type": "int"}})
     assert "constant" in rejected(specific__nodes__train__parameter_default_overrides={
