@@ -157,6 +157,16 @@ def test_an_error_mails_the_creator(app, clients, smtp):
     assert calls == [("connect", "mail.example", 2525), ("starttls",), ("login", "mailer", "s3cret")]
 
 
+def test_an_email_with_no_recipient_is_not_sent_but_logged(app, clients, smtp, caplog):
+    # The admin who creates this job has no e-mail address, and the default on_error action names no 'to'.
+    job = clients["admin"].post(f"/v1/job-templates/{clients['template']['pk']}/create-job",
+                                {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json
+    fail(clients["worker"], job["pk"], "out of memory")
+    notifications_sent(app)
+    assert smtp.sent == []
+    assert f"email notification for job {job['pk']} has no recipient" in caplog.text
+
+
 def test_an_override_replaces_the_defaults(clients, printed, smtp):
     job = create(clients, notification_override={"actions": {
         "on_start": [{"type": "print", "message": "mine {pk}"}],
