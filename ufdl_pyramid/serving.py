@@ -4,7 +4,8 @@ One waitress process is bound by Python's global lock: its threads take turns on
 round trip hands the lock over. On PostgreSQL, several processes (``ufdl serve --workers N``) use the other
 cores. The parent binds the socket, builds the app once (so the start-up syncs of job types and templates run
 once) and forks the workers, which accept from the shared socket: an idle worker takes the next connection. The
-parent replaces a worker that dies (a new fork of the same app) and stops them all on SIGTERM or SIGINT. A
+parent replaces a worker that dies (a new fork of the same app), backing off when workers keep dying soon after
+they start, and stops them all on SIGTERM or SIGINT. A
 stopped process closes its listening socket, lets the requests under way complete and sends their answers (up
 to ``STOP_GRACE`` seconds), closes its idle connections, and runs its ``on_stop`` before it leaves.
 """
@@ -26,6 +27,8 @@ from waitress.server import BaseWSGIServer
 log = logging.getLogger(__name__)
 
 POLL = 0.2  # seconds between checks on the workers
+STEADY = 10.0  # a worker that dies sooner after it started counts as failing at start
+FIRST_DELAY, MAX_DELAY = 0.5, 30.0  # seconds before the second, ... replacement in a row of early deaths
 STOP_GRACE = 5.0  # seconds a stopping process gives the requests under way (waitress's own limit)
 # Signals that stop a server as Ctrl-C does (SIGHUP: its terminal went away); Windows has no SIGHUP.
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -118,11 +121,33 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
+class Backoff:
+    """How long to wait before replacing a dead worker. One early death (a crash, a kill) is replaced at once;
+    each further one in a row doubles the wait, up to ``MAX_DELAY``, so that a worker failing at every start
+    (a bad deployment) neither spins the parent nor floods the log. A worker that lived ``STEADY`` seconds ends
+    the row."""
+
+    def __init__(self):
+        self.early_deaths = 0
+
+    def delay(self, lived: float) -> float:
+        """The wait before replacing a worker that died after ``lived`` seconds."""
+        if lived >= STEADY:
+            self.early_deaths = 0
+            return 0.0
+        self.early_deaths += 1
+        if self.early_deaths == 1:
+            return 0.0
+        return min(MAX_DELAY, FIRST_DELAY * 2 ** (self.early_deaths - 2))
+
+
 class _Supervisor:
     def __init__(self, app, sockets: list[socket.socket], workers: int, options: dict, on_stop):
         self.app, self.sockets, self.workers, self.options = app, sockets, workers, options
         self.on_stop = on_stop
-        self.children: set[int] = set()
+        self.children: dict[int, float] = {}  # pid: when it was forked (time.monotonic())
+        self.replacements: list[float] = []  # when each replacement waiting for its backoff is due
+        self.backoff = Backoff()
         self.stopping = False
 
     def run(self) -> int:
@@ -130,25 +155,31 @@ class _Supervisor:
             signal.signal(stop_signal, self._stop)
         for _ in range(self.workers):
             self._spawn()
-        while self.children:
+        while self.children or (self.replacements and not self.stopping):
             # Polls its own workers only: os.wait() would also reap other children (the websocket listener).
             for pid in list(self.children):
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done:
-                    self.children.discard(pid)
+                    lived = time.monotonic() - self.children.pop(pid)
                     if not self.stopping:
-                        self._replace(pid, os.waitstatus_to_exitcode(status))
+                        self._replace(pid, os.waitstatus_to_exitcode(status), lived)
+            now = time.monotonic()
+            for due in [due for due in self.replacements if due <= now and not self.stopping]:
+                self.replacements.remove(due)
+                self._spawn()
             time.sleep(POLL)
         return 0
 
-    def _replace(self, pid: int, code: int) -> None:
-        log.warning("worker %d exited (%d): starting another", pid, code)
-        self._spawn()
+    def _replace(self, pid: int, code: int, lived: float) -> None:
+        delay = self.backoff.delay(lived)
+        log.warning("worker %d exited (%d) after %.1f s: starting another %s", pid, code, lived,
+                    f"in {delay:g} s" if delay else "at once")
+        self.replacements.append(time.monotonic() + delay)
 
     def _spawn(self) -> None:
         pid = os.fork()
         if pid:
-            self.children.add(pid)
+            self.children[pid] = time.monotonic()
             return
         # The worker: not the parent's handlers; killed by a stop signal until it serves, then stopped as a
         # single process is (see serve).

@@ -116,6 +116,21 @@ def test_workers_share_the_socket_are_replaced_and_stop_together(serve, engine, 
     assert not any(Path(f"/proc/{pid}").exists() for pid in replaced)
 
 
+def test_workers_dying_one_after_another_are_replaced_with_a_growing_wait(serve, engine, admin, tmp_path):
+    process, port = serve(engine.url.render_as_string(hide_password=False), "--workers", "2")
+    for _ in range(4):  # each worker killed as soon as it is seen: a row of early deaths
+        workers = wait_for(lambda: len(children(process.pid)) == 2 and children(process.pid))
+        os.kill(min(workers), signal.SIGKILL)
+        wait_for(lambda: min(workers) not in children(process.pid))
+    wait_for(lambda: len(children(process.pid)) == 2)
+    wait_for(lambda: answers(port, admin.token))
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(20) == 0
+    log = (tmp_path / "serve.log").read_text()
+    waits = [line.rpartition("starting another ")[2] for line in log.splitlines() if "starting another" in line]
+    assert waits == ["at once", "in 0.5 s", "in 1 s", "in 2 s"], log
+
+
 def test_workers_leave_when_the_server_is_killed(serve, engine, admin):
     process, port = serve(engine.url.render_as_string(hide_password=False), "--workers", "2")
     workers = wait_for(lambda: len(children(process.pid)) == 2 and children(process.pid))
