@@ -72,6 +72,14 @@ def test_export_round_trip_json_and_yaml(admin, train):
     assert admin.get(f"/v1/job-templates/{reimported['pk']}/export").json == exported
 
 
+def test_a_query_string_that_is_not_utf8_is_400(admin, train):
+    # The views that read the query string: an export's format, and a list's paging.
+    for method, path in (("GET", f"/v1/job-templates/{train['pk']}/export?format=%FE"),
+                         ("POST", "/v1/job-templates/list?page=%FF"), ("POST", "/v1/jobs/list?%FF=%FE")):
+        response = admin.request(method, path, status=400)
+        assert "query string is not valid UTF-8" in response.json["detail"], path
+
+
 def test_yaml_import_errors_name_the_line_and_refuse_tags(admin):
     bad = b"name: x\nscope: public\n  licence: MIT\n"
     response = admin.request("POST", "/v1/job-templates/import", body=bad, content_type="application/yaml",

@@ -1,5 +1,6 @@
 """Every error as JSON ``{"detail": ...}`` with its status: no HTML pages, no tracebacks to clients."""
 import logging
+from urllib.parse import unquote_to_bytes
 
 from pyramid.exceptions import PredicateMismatch, URLDecodeError
 from pyramid.httpexceptions import HTTPException
@@ -65,6 +66,16 @@ def forbidden(exc, request):
 @exception_view_config(URLDecodeError, renderer="json")
 def undecodable_path(exc, request):
     return error_response(request, 400, "The URL's path is not valid UTF-8 once percent-decoded.")
+
+
+@exception_view_config(UnicodeDecodeError, renderer="json")
+def undecodable(exc, request):
+    # WebOb decodes the query string when a view first reads request.GET; any other decoding error is ours.
+    try:
+        unquote_to_bytes(request.query_string.replace("+", " ")).decode("utf-8")
+    except UnicodeDecodeError:
+        return error_response(request, 400, "The URL's query string is not valid UTF-8 once percent-decoded.")
+    return unexpected_error(exc, request)
 
 
 @exception_view_config(HTTPException, renderer="json")
