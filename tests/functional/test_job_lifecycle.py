@@ -307,6 +307,12 @@ def test_jobs_list_filters(bob, worker, make_job):
         bob.post("/v1/jobs/list", body, status=400)
     body = {"expressions": [{"type": "exact", "field": "creator.username", "value": "bob"}]}
     assert len(bob.post("/v1/jobs/list", body).json) == 2
+    # A number compared with progress (a float column) is taken as a float, however large an integer it is.
+    for value, expected in ((0, [first["pk"], second["pk"]]), (2**63, []), (10**300, [])):
+        body = {"expressions": [{"type": "compare", "field": "progress", "operator": ">=", "value": value}]}
+        assert [row["pk"] for row in bob.post("/v1/jobs/list", body).json] == expected, value
+    body = {"expressions": [{"type": "compare", "field": "progress", "operator": "<", "value": 10**400}]}
+    assert "out of its range" in bob.post("/v1/jobs/list", body, status=400).json["detail"]
 
 
 def test_lost_leases_send_jobs_back_and_finally_fail_them(admin, worker, other_worker, job, engine):

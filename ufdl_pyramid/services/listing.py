@@ -158,7 +158,10 @@ def _check_value(path: str, column_type, value, *, ordering: bool = False):
     if isinstance(column_type, (Float, Numeric)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidInput(f"Field '{path}' is a number: {value!r} is not one")
-        return value
+        try:
+            return float(value)  # as the column holds it: a driver cannot bind an integer past 64 bits
+        except OverflowError:
+            raise InvalidInput(f"Field '{path}' is a number: {value!r} is out of its range") from None
     if isinstance(column_type, (DateTime, UTCDateTime)):
         try:
             parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
