@@ -21,8 +21,8 @@ ODD_SEGMENTS = ["0", "-1", "abc", "2147483647", "2147483648", "99999999999999999
                 "%00", "%ff", "%C3%A9", "%D9%A1", "%EF%BC%91", "..", "%2e%2e", "a" * 300, "null", "true", "%201",
                 "1%0a", "%2F", "BLOB", "str", "Domain<'ic'>", "JobOutput<BLOB>", "Process<str,%20str>",
                 "Array<", "Union<int,%20>", "0x10", "+1", "1_000"]
-ODD_STRINGS = ["", " ", "\u0000", "\ud7ff\ue000", "é" * 50, "x" * 5000, "../../etc/passwd", "NaN", "1e999",
-               "<script>", "' OR 1=1 --", "%s%s%n", "\\", "Domain<'ic'>", "JobOutput<str>", "2147483648"]
+ODD_STRINGS = ["", " ", "\u0000", "\ud800x", "\ud7ff\ue000", "é" * 50, "x" * 5000, "../../etc/passwd", "NaN",
+               "1e999", "<script>", "' OR 1=1 --", "%s%s%n", "\\", "Domain<'ic'>", "JobOutput<str>", "2147483648"]
 ODD_NUMBERS = [0, -1, 1, 0.5, -0.0, 2 ** 31, 2 ** 63, 2 ** 64, 10 ** 30, 1e308, 1.5e-320, True, False]
 ODD_BODIES = [b"", b"{", b"[]", b"null", b"1", b'"x"', b"\xff\xfe", b'{"a": NaN}', b'{"a": Infinity}',
               b"[" * 5000 + b"]" * 5000, b'{"a": ' * 3000 + b"1" + b"}" * 3000, b'{"a": 1, "a": 2}',
@@ -263,24 +263,27 @@ def test_bent_requests_never_get_a_server_error(world, seed):
     assert {400, 401, 403, 404, 405, 406, 409} <= set(statuses), statuses
 
 
-def test_a_nul_character_in_a_json_string_is_400_everywhere(admin, bob, worker, make_job):
-    # PostgreSQL stores no NUL in text or JSON: it answered 500 for these (found by the test above).
+@pytest.mark.parametrize("text", ["\x00", "a\ud800", "\udfff"])
+def test_a_string_the_database_cannot_store_is_400_everywhere(admin, bob, worker, make_job, text):
+    # NUL (PostgreSQL stores none) and half of a surrogate pair (no UTF-8 holds one) answered 500.
     job = make_job()
     worker.get(f"/v1/jobs/{job['pk']}/acquire")
     worker.post(f"/v1/jobs/{job['pk']}/start", {})
-    for client, path, body in (
-            (bob, "/v1/auth/obtain", {"username": "bob\x00", "password": "password123"}),
-            (admin, "/v1/licences/create", {"name": "L\x00", "url": "https://example.com"}),
-            (admin, "/v1/job-templates/import", {**ECHO, "description": "\x00"}),
-            (bob, f"/v1/jobs/{job['pk']}", {"description": "a\x00b"}),
-            (bob, "/v1/jobs/list", {"expressions": [{"type": "exact", "field": "description", "value": "\x00"}]}),
-            (worker, f"/v1/jobs/{job['pk']}/progress/0.5", {"note": ["\x00"]}),
-            (worker, f"/v1/jobs/{job['pk']}/finish", {"error": {"\x00": 1}})):
-        for encoding in ("utf-8", "utf-16"):
-            response = client.request("PATCH" if path == f"/v1/jobs/{job['pk']}" else "POST", path,
-                                      body=json.dumps(body).encode(encoding), content_type="application/json",
-                                      status=400)
-            assert "NUL character" in response.json["detail"], (path, encoding)
+    for client, method, path, body in (
+            (bob, "POST", "/v1/auth/obtain", {"username": f"bob{text}", "password": "password123"}),
+            (admin, "POST", "/v1/licences/create", {"name": text, "url": "https://example.com"}),
+            (admin, "POST", "/v1/job-templates/import", {**ECHO, "description": text}),
+            (bob, "PATCH", f"/v1/jobs/{job['pk']}", {"description": f"a{text}b"}),
+            (bob, "POST", "/v1/jobs/list", {"expressions": [{"type": "exact", "field": "description",
+                                                             "value": text}]}),
+            (worker, "POST", f"/v1/jobs/{job['pk']}/progress/0.5", {"note": [text]}),
+            (worker, "POST", f"/v1/jobs/{job['pk']}/finish", {"error": {text: 1}})):
+        # Escaped (\\u0000, \\ud800), and raw in UTF-8 (Python's parser reads a raw surrogate) or UTF-16.
+        for encoding, escaped in (("utf-8", True), ("utf-8", False), ("utf-16", False)):
+            raw = json.dumps(body, ensure_ascii=escaped).encode(encoding, "surrogatepass")
+            response = client.request(method, path, body=raw, content_type="application/json", status=400)
+            assert "cannot be stored" in response.json["detail"], (path, encoding, escaped)
     assert admin.get(f"/v1/jobs/{job['pk']}").json["status"] == "RUNNING"
-    # The text \u0000 (a backslash, then u0000) is no NUL.
-    assert bob.patch(f"/v1/jobs/{job['pk']}", {"description": "\\u0000"}).json["description"] == "\\u0000"
+    # The text \u0000 (a backslash, then u0000) and a whole surrogate pair (an emoji) are fine.
+    for fine in ("\\u0000", "\U0001F600"):
+        assert bob.patch(f"/v1/jobs/{job['pk']}", {"description": fine}).json["description"] == fine

@@ -356,8 +356,9 @@ specific:
     (".nan", "not a JSON number"),
     ("&a [*a]", "nested more than"),                        # an alias that contains itself
     ("[" * 150 + "]" * 150, "nested more than"),
-    ('"a\\0b"', "NUL character"),                             # PostgreSQL stores no NUL in text or JSON
-    ('{"a\\0": 1}', "NUL character"),
+    ('"a\\0b"', "cannot be stored"),                          # PostgreSQL stores no NUL in text or JSON
+    ('{"a\\0": 1}', "cannot be stored"),
+    ('"\\ud800"', "cannot be stored"),                          # half of a surrogate pair: not UTF-8
 ])
 def test_yaml_values_json_cannot_hold_are_400(admin, default, needle):
     refused = yaml_import(admin, JSON_PARAMETER.replace("DEFAULT", default), 400)

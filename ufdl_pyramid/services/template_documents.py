@@ -11,7 +11,7 @@ import math
 import yaml
 
 from ..errors import InvalidInput
-from .validation import compile_schema, validate
+from .validation import UNSTORABLE, compile_schema, unstorable, validate
 
 # Not starting with a dot: the name is a folder of the registry (hidden, or '.' and '..', it would not be).
 _NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\A[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z"}
@@ -186,8 +186,8 @@ def json_compatible(value, source: str = "body"):
         if depth > MAX_NESTING:
             raise InvalidInput(f"Invalid YAML ({source}): nested more than {MAX_NESTING} levels deep (or an alias "
                                f"that contains itself)")
-        if isinstance(item, str) and "\x00" in item:
-            raise InvalidInput(f"Invalid YAML ({source}): a string holds the NUL character, which cannot be stored")
+        if isinstance(item, str) and unstorable(item):
+            raise InvalidInput(f"Invalid YAML ({source}): {UNSTORABLE}")
         if item is None or isinstance(item, (str, bool, int)):
             return item
         if isinstance(item, float):
@@ -200,9 +200,8 @@ def json_compatible(value, source: str = "body"):
             for key in item:
                 if not isinstance(key, str):
                     raise InvalidInput(f"Invalid YAML ({source}): the key {key!r} is not a string")
-                if "\x00" in key:
-                    raise InvalidInput(f"Invalid YAML ({source}): a key holds the NUL character, which cannot be "
-                                       f"stored")
+                if unstorable(key):
+                    raise InvalidInput(f"Invalid YAML ({source}): {UNSTORABLE}")
             return {key: convert(element, depth + 1) for key, element in item.items()}
         raise InvalidInput(f"Invalid YAML ({source}): a {type(item).__name__} is not a JSON value")
 

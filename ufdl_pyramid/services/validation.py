@@ -1,4 +1,7 @@
-"""Checking JSON bodies against JSON schemas, with every problem named in one 400 message."""
+"""Checking JSON bodies against JSON schemas, with every problem named in one 400 message, and for text that
+no database column can store."""
+import re
+
 from jsonschema import Draft202012Validator
 
 from ..errors import InvalidInput
@@ -18,3 +21,24 @@ def validate(validator: Draft202012Validator, instance) -> None:
 def compile_schema(schema: dict) -> Draft202012Validator:
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
+
+
+# NUL (PostgreSQL stores none in text or JSON) and the halves of surrogate pairs, which JSON's \uD800 escapes
+# and YAML's can produce alone, but which no UTF-8 text holds: either would fail in the database as a 500.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE = "a string holds a character that cannot be stored (NUL, or half of a surrogate pair)"
+
+
+def unstorable(text: str) -> bool:
+    return _UNSTORABLE.search(text) is not None
+
+
+def holds_unstorable(value) -> bool:
+    """Whether one of a JSON value's strings or keys holds a character that cannot be stored."""
+    if isinstance(value, str):
+        return unstorable(value)
+    if isinstance(value, list):
+        return any(map(holds_unstorable, value))
+    if isinstance(value, dict):
+        return any(unstorable(key) or holds_unstorable(item) for key, item in value.items())
+    return False

@@ -7,6 +7,7 @@ from pyramid.view import view_config
 
 from ..errors import InvalidInput, PayloadTooLarge
 from ..permissions import Permission
+from ..services.validation import UNSTORABLE, holds_unstorable
 
 
 def api_view(*, permission: Permission, **settings):
@@ -44,27 +45,16 @@ def read_json(request, *, optional: bool = False, limit_setting: str = "ufdl.max
         raise InvalidInput("A JSON body is required")
     try:
         value = json.loads(body, parse_float=_finite_float, parse_constant=_no_constant)
-        # PostgreSQL stores no NUL character in text or JSON: refused here, not by the database as a 500. JSON
-        # in UTF-8 writes one only as an escape, so most bodies need no walk (UTF-16 and 32 have NUL bytes).
-        nul = (b"\\u0000" in body or b"\x00" in body) and holds_nul(value)
+        # Checked here, or the database would refuse it as a 500. Bodies that hold no escape, no NUL byte (UTF-16
+        # and 32 hold many) and no UTF-8 lead byte of the surrogates' block cannot hold one: no walk for them.
+        bad_text = (b"\\u" in body or b"\x00" in body or b"\xed" in body) and holds_unstorable(value)
     except (UnicodeDecodeError, ValueError) as error:
         raise InvalidInput(f"Malformed JSON body: {error}") from None
     except RecursionError:  # Python's parser recurses once per level of nesting
         raise InvalidInput("Malformed JSON body: nested too deeply") from None
-    if nul:
-        raise InvalidInput("Malformed JSON body: a string holds the NUL character (\\u0000), which cannot be stored")
+    if bad_text:
+        raise InvalidInput(f"Malformed JSON body: {UNSTORABLE}")
     return value
-
-
-def holds_nul(value) -> bool:
-    """Whether a JSON value has the NUL character in one of its strings or keys."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, list):
-        return any(map(holds_nul, value))
-    if isinstance(value, dict):
-        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
-    return False
 
 
 def _finite_float(text: str) -> float:
