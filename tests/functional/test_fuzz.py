@@ -123,7 +123,8 @@ class World:
         admin = self.admin
         for pk in (self.echo, self.pipeline):
             self.call(admin, "DELETE", f"/v1/job-templates/{pk}/reinstate")
-        if self.call(admin, "GET", f"/v1/nodes/{self.node.node_id}").status_int == 404:
+        # A bent request may have deleted the node, or given it to another user.
+        if self.call(self.node, "GET", f"/v1/nodes/{self.node.node_id}").status_int != 200:
             self.node = self.clients["node"] = register(self.alice, f"10.0.1.{len(self.values['job'])}",
                                                         index=self.node.node_id)
             self.values["node"] = [self.node.node_id]
