@@ -48,6 +48,15 @@ def test_forged_token_is_401(alice):
     assert alice.post("/v1/job-types/list", status=401).json == {"detail": "Token is invalid"}
 
 
+@pytest.mark.filterwarnings("ignore:The HMAC key")  # the test secret is short for HS512
+def test_a_token_in_another_algorithm_is_401(alice):
+    # Unsigned ("none"), or signed with the secret by another algorithm than the server's: neither is accepted.
+    claims = {"sub": str(alice.user_id), "exp": datetime.now(timezone.utc) + timedelta(minutes=5), "type": "access"}
+    for key, algorithm in ((None, "none"), (TEST_SETTINGS["ufdl.auth.secret"], "HS512")):
+        alice.token = jwt.encode(claims, key, algorithm=algorithm)
+        assert alice.post("/v1/job-types/list", status=401).json == {"detail": "Token is invalid"}, algorithm
+
+
 def test_a_signed_token_naming_an_id_past_the_column_is_invalid(alice):
     """Only the secret's holder can sign one, but it reached the database (a 500 on the progress channel)."""
     alice.token = jwt.encode({"sub": str(2**31), "exp": datetime.now(timezone.utc) + timedelta(minutes=5),

@@ -27,12 +27,16 @@ ODD_NUMBERS = [0, -1, 1, 0.5, -0.0, 2 ** 31, 2 ** 63, 2 ** 64, 10 ** 30, 1e308, 
 ODD_BODIES = [b"", b"{", b"[]", b"null", b"1", b'"x"', b"\xff\xfe", b'{"a": NaN}', b'{"a": Infinity}',
               b"[" * 5000 + b"]" * 5000, b'{"a": ' * 3000 + b"1" + b"}" * 3000, b'{"a": 1, "a": 2}',
               b"\x00\x01", b"a: [1, 2\n", "{\"é\": \"\u2028\"}".encode(), b'{"page": 1e400}']
+# A token that says it needs no signature (alg "none"), for an admin that may exist.
+NO_SIGNATURE = "eyJhbGciOiAibm9uZSIsICJ0eXAiOiAiSldUIn0.eyJzdWIiOiAiMSIsICJ0eXBlIjogImFjY2VzcyIsICJleHAiOiA5OTk5OTk5OTk5fQ."
 ODD_HEADERS = [{"Node-Id": "abc"}, {"Node-Id": "-1"}, {"Node-Id": "99999999999999999999"}, {"Node-Id": ""},
                {"Node-Id": "1, 2"}, {"Content-Type": "application/yaml"}, {"Content-Type": "text/plain"},
                {"Content-Type": "application/json; charset=latin-1"}, {"Range": "bytes=5-1"},
                {"Range": "bytes=-0"}, {"Range": "bytes=0-99999999999999999999"}, {"Range": "items=0-1"},
                {"Range": "bytes=0-1,2-3"}, {"If-None-Match": "*"}, {"If-Range": "\"nope\""},
                {"Accept": "application/yaml"}, {"Authorization": "Bearer x.y.z"}, {"Authorization": "Basic Zm9v"},
+               {"Authorization": "Bearer"}, {"Authorization": "Bearer a b"}, {"Authorization": "bearer " + "A" * 9000},
+               {"Authorization": f"Bearer {NO_SIGNATURE}"},
                {"Content-Length": "5"}, {"Accept": "text/html"}]
 ODD_QUERIES = ["page=0", "page=-1", "page=abc", "page_size=0", "page_size=99999999999", "page=1&page_size=x",
                "format=yaml", "format=xml", "filetype=", "filetype=../x", "filetype=%00", "input=str",
