@@ -243,3 +243,11 @@ def test_numbers_json_cannot_hold_are_400(admin, many):
         response = admin.request("POST", "/v1/job-types/list", body=body, content_type="application/json",
                                  status=400)
         assert response.json["detail"].startswith("Malformed JSON body")
+
+
+def test_the_total_counts_what_the_filter_matches(alice, many):
+    body = {"expressions": [{"type": "exact", "field": "pkg", "value": "collections"}], "page": 1, "page_size": 2}
+    response = alice.post("/v1/job-types/list", body)
+    assert names(response) == ["c_dict", "d_counter"]
+    assert response.headers["X-Total-Count"] == "3"
+    assert 'page=2&page_size=2>; rel="last"' in response.headers["Link"]
