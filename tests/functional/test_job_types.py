@@ -251,3 +251,11 @@ def test_the_total_counts_what_the_filter_matches(alice, many):
     assert names(response) == ["c_dict", "d_counter"]
     assert response.headers["X-Total-Count"] == "3"
     assert 'page=2&page_size=2>; rel="last"' in response.headers["Link"]
+
+
+def test_an_empty_page_links_to_page_one_as_the_last(alice, many):
+    body = {"expressions": [{"type": "exact", "field": "name", "value": "nothing"}], "page": 1, "page_size": 2}
+    response = alice.post("/v1/job-types/list", body)
+    assert response.json == [] and response.headers["X-Total-Count"] == "0"
+    assert 'page=1&page_size=2>; rel="last"' in response.headers["Link"]
+    assert 'rel="next"' not in response.headers["Link"]
