@@ -259,3 +259,15 @@ def test_an_empty_page_links_to_page_one_as_the_last(alice, many):
     assert response.json == [] and response.headers["X-Total-Count"] == "0"
     assert 'page=1&page_size=2>; rel="last"' in response.headers["Link"]
     assert 'rel="next"' not in response.headers["Link"]
+
+
+def test_a_value_of_the_wrong_kind_for_its_field_is_400(alice, many):
+    """A fraction is no primary key (it matched the one it rounds to), and a number is no name (PostgreSQL
+    refuses to compare a text column with a number)."""
+    for field, value, detail in (("pk", many["b_int"] + 0.5, f"Field 'pk' is an integer: {many['b_int'] + 0.5!r} "
+                                                             "is not one"),
+                                 ("name", 5, "Field 'name' is a string: 5 is not one")):
+        body = {"expressions": [{"type": "exact", "field": field, "value": value}]}
+        assert alice.post("/v1/job-types/list", body, status=400).json == {"detail": detail}
+    body = {"expressions": [{"type": "compare", "field": "name", "operator": "<", "value": 5}]}
+    alice.post("/v1/job-types/list", body, status=400)
