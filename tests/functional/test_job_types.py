@@ -271,3 +271,12 @@ def test_a_value_of_the_wrong_kind_for_its_field_is_400(alice, many):
         assert alice.post("/v1/job-types/list", body, status=400).json == {"detail": detail}
     body = {"expressions": [{"type": "compare", "field": "name", "operator": "<", "value": 5}]}
     alice.post("/v1/job-types/list", body, status=400)
+
+
+def test_rows_are_listed_by_pk_after_one_changed(admin, alice, many):
+    """PostgreSQL stores a changed row anew at the end of its table: only the final order by pk keeps the list
+    (and its pages) in pk order."""
+    admin.patch(f"/v1/job-types/{many['a_str']}", {"cls": "bytes"})
+    assert [row["pk"] for row in alice.post("/v1/job-types/list").json] == sorted(many.values())
+    body = {"order_by": [{"field": "pkg"}]}
+    assert names(alice.post("/v1/job-types/list", body)) == ["a_str", "b_int", "c_dict", "d_counter", "E_deque"]
