@@ -280,3 +280,8 @@ def test_rows_are_listed_by_pk_after_one_changed(admin, alice, many):
     assert [row["pk"] for row in alice.post("/v1/job-types/list").json] == sorted(many.values())
     body = {"order_by": [{"field": "pkg"}]}
     assert names(alice.post("/v1/job-types/list", body)) == ["a_str", "b_int", "c_dict", "d_counter", "E_deque"]
+
+
+def test_every_problem_of_a_body_is_named(admin):
+    detail = admin.post("/v1/job-types/create", {"name": 5, "pkg": 6, "cls": "str"}, status=400).json["detail"]
+    assert detail == "name: 5 is not of type 'string'; pkg: 6 is not of type 'string'"
