@@ -285,3 +285,8 @@ def test_rows_are_listed_by_pk_after_one_changed(admin, alice, many):
 def test_every_problem_of_a_body_is_named(admin):
     detail = admin.post("/v1/job-types/create", {"name": 5, "pkg": 6, "cls": "str"}, status=400).json["detail"]
     assert detail == "name: 5 is not of type 'string'; pkg: 6 is not of type 'string'"
+
+
+def test_get_all_values_takes_exactly_one_type(alice):
+    for path in ("/v1/job-types/get-all-values", "/v1/job-types/get-all-values/Domain/Licence"):
+        assert alice.get(path, status=400).json == {"detail": "Give the type: /v1/job-types/get-all-values/{TYPE}"}
