@@ -60,3 +60,11 @@ def test_job_types_have_no_soft_delete_actions(admin):
 def test_duplicate_domain_is_409_and_bad_code_is_400(admin):
     admin.post("/v1/domains/create", {"name": "ic", "description": "again"}, status=409)
     admin.post("/v1/domains/create", {"name": "Image", "description": "too long"}, status=400)
+
+
+def test_a_timestamp_without_a_time_zone_is_400(alice):
+    body = {"include_inactive": True, "expressions": [
+        {"type": "compare", "field": "deletion_time", "operator": ">", "value": "2000-01-01T00:00:00"}]}
+    response = alice.post("/v1/domains/list", body, status=400)
+    assert response.json == {"detail": "Field 'deletion_time' is a timestamp: give '2000-01-01T00:00:00' a time "
+                                       "zone (e.g. Z)"}
