@@ -68,3 +68,14 @@ def test_a_timestamp_without_a_time_zone_is_400(alice):
     response = alice.post("/v1/domains/list", body, status=400)
     assert response.json == {"detail": "Field 'deletion_time' is a timestamp: give '2000-01-01T00:00:00' a time "
                                        "zone (e.g. Z)"}
+
+
+def test_order_by_puts_nulls_first_or_last_as_asked(admin, alice):
+    admin.delete("/v1/domains/2")
+
+    def ordered(nulls_first):
+        body = {"include_inactive": True, "order_by": [{"field": "deletion_time", "nulls_first": nulls_first}]}
+        return [row["name"] for row in alice.post("/v1/domains/list", body).json]
+
+    assert ordered(True) == ["ic", "is", "sp", "tc", "od"]
+    assert ordered(False) == ["od", "ic", "is", "sp", "tc"]
