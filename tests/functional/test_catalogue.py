@@ -79,3 +79,9 @@ def test_order_by_puts_nulls_first_or_last_as_asked(admin, alice):
 
     assert ordered(True) == ["ic", "is", "sp", "tc", "od"]
     assert ordered(False) == ["od", "ic", "is", "sp", "tc"]
+
+
+def test_a_domain_name_is_exactly_two_letters(admin):
+    for name in ("icx", "i", "i1"):
+        assert "name" in admin.post("/v1/domains/create", {"name": name, "description": "x"}, status=400).json[
+            "detail"]
