@@ -85,3 +85,13 @@ def test_a_domain_name_is_exactly_two_letters(admin):
     for name in ("icx", "i", "i1"):
         assert "name" in admin.post("/v1/domains/create", {"name": name, "description": "x"}, status=400).json[
             "detail"]
+
+
+def test_fields_past_their_limits_are_400(admin):
+    """Empty names, and texts longer than their columns hold (PostgreSQL would refuse them)."""
+    admin.post("/v1/licences/create", {"name": "", "url": ""}, status=400)
+    admin.post("/v1/licences/create", {"name": "Long", "url": "http://x/" + "u" * 192}, status=400)
+    admin.post("/v1/domains/create", {"name": "xx", "description": "d" * 101}, status=400)
+    # At the limits, they are taken.
+    admin.post("/v1/licences/create", {"name": "Long", "url": "http://x/" + "u" * 191}, status=201)
+    admin.post("/v1/domains/create", {"name": "xx", "description": "d" * 100}, status=201)
