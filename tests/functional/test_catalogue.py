@@ -95,3 +95,15 @@ def test_fields_past_their_limits_are_400(admin):
     # At the limits, they are taken.
     admin.post("/v1/licences/create", {"name": "Long", "url": "http://x/" + "u" * 191}, status=201)
     admin.post("/v1/domains/create", {"name": "xx", "description": "d" * 100}, status=201)
+
+
+def test_frameworks_are_unique_by_name_and_version(admin):
+    frameworks = {(row["name"], row["version"]): row["pk"] for row in admin.post("/v1/frameworks/list").json}
+    assert admin.post("/v1/frameworks/create", {"name": "tensorflow", "version": "2.16"}, status=201)
+    refused = admin.post("/v1/frameworks/create", {"name": "tensorflow", "version": "2.15"}, status=409).json
+    assert refused == {"detail": "A framework with name 'tensorflow' and version '2.15' already exists"}
+    # A PATCH of one of the two is checked together with the other as stored.
+    pytorch = frameworks[("pytorch", "2.1")]
+    assert admin.patch(f"/v1/frameworks/{pytorch}", {"version": "1.14"}).json["version"] == "1.14"
+    refused = admin.patch(f"/v1/frameworks/{frameworks[('tensorflow', '1.14')]}", {"version": "2.15"}, status=409)
+    assert refused.json == {"detail": "A framework with name 'tensorflow' and version '2.15' already exists"}
