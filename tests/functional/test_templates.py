@@ -399,3 +399,16 @@ def test_yaml_export_gives_back_every_line_break(admin):
     pk = admin.post("/v1/job-templates/import", document(PREDICT, description=text), status=201).json["pk"]
     exported = admin.get(f"/v1/job-templates/{pk}/export?format=yaml").text
     assert yaml.safe_load(exported)["description"] == text
+
+
+def all_values(client, type_text):
+    return client.app.get(f"/v1/job-types/get-all-values/{type_text}", headers=client.headers()).json
+
+
+def test_get_all_values_leaves_out_deleted_records(admin, alice):
+    licence = admin.post("/v1/licences/create", {"name": "WTFPL", "url": ""}, status=201).json
+    admin.delete(f"/v1/licences/{licence['pk']}")
+    admin.delete("/v1/domains/2")
+    assert [row["name"] for row in all_values(alice, "Domain")] == ["ic", "is", "sp", "tc"]
+    assert all_values(alice, "Domain<'od'>") == []
+    assert "WTFPL" not in [row["name"] for row in all_values(alice, "Licence")]
