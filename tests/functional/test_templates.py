@@ -412,3 +412,9 @@ def test_get_all_values_leaves_out_deleted_records(admin, alice):
     assert [row["name"] for row in all_values(alice, "Domain")] == ["ic", "is", "sp", "tc"]
     assert all_values(alice, "Domain<'od'>") == []
     assert "WTFPL" not in [row["name"] for row in all_values(alice, "Licence")]
+
+
+def test_get_all_values_of_a_framework_and_version(alice):
+    assert [(row["name"], row["version"]) for row in all_values(alice, "Framework<'tensorflow', '2.15'>")] == [
+        ("tensorflow", "2.15")]
+    assert all_values(alice, "Framework<'tensorflow', '3.0'>") == []
