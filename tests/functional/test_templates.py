@@ -418,3 +418,10 @@ def test_get_all_values_of_a_framework_and_version(alice):
     assert [(row["name"], row["version"]) for row in all_values(alice, "Framework<'tensorflow', '2.15'>")] == [
         ("tensorflow", "2.15")]
     assert all_values(alice, "Framework<'tensorflow', '3.0'>") == []
+
+
+def test_get_all_values_are_in_pk_order_after_a_change(admin, alice):
+    """PostgreSQL stores a changed row anew at the end of its table: the order is the query's, by pk."""
+    admin.delete("/v1/domains/1")
+    admin.delete("/v1/domains/1/reinstate")
+    assert [row["name"] for row in all_values(alice, "Domain")] == ["ic", "od", "is", "sp", "tc"]
