@@ -425,3 +425,10 @@ def test_get_all_values_are_in_pk_order_after_a_change(admin, alice):
     admin.delete("/v1/domains/1")
     admin.delete("/v1/domains/1/reinstate")
     assert [row["name"] for row in all_values(alice, "Domain")] == ["ic", "od", "is", "sp", "tc"]
+
+
+def test_a_job_type_named_any_does_not_break_the_type_system(admin, alice):
+    """'Any' is every registry's own top type: a row naming it again is no second registration."""
+    admin.post("/v1/job-types/create", {"name": "Any", "pkg": "ufdl_pyramid.types", "cls": "AnyType"}, status=201)
+    admin.post("/v1/job-templates/import", TRAIN, status=201)
+    assert [row["name"] for row in all_values(alice, "Domain<'ic'>")] == ["ic"]
