@@ -432,3 +432,12 @@ def test_a_job_type_named_any_does_not_break_the_type_system(admin, alice):
     admin.post("/v1/job-types/create", {"name": "Any", "pkg": "ufdl_pyramid.types", "cls": "AnyType"}, status=201)
     admin.post("/v1/job-templates/import", TRAIN, status=201)
     assert [row["name"] for row in all_values(alice, "Domain<'ic'>")] == ["ic"]
+
+
+def test_a_job_type_naming_an_ordinary_class_is_no_type(admin, alice):
+    """Job types may name any importable class; those that are not UFDL types stay rows of the table."""
+    admin.post("/v1/job-types/create", {"name": "OrderedDict", "pkg": "collections", "cls": "OrderedDict"},
+               status=201)
+    admin.post("/v1/job-templates/import", TRAIN, status=201)
+    response = alice.app.get("/v1/job-types/get-all-values/OrderedDict", headers=alice.headers(), status=400)
+    assert "unknown type 'OrderedDict'" in response.json["detail"]
