@@ -441,3 +441,15 @@ def test_a_job_type_naming_an_ordinary_class_is_no_type(admin, alice):
     admin.post("/v1/job-templates/import", TRAIN, status=201)
     response = alice.app.get("/v1/job-types/get-all-values/OrderedDict", headers=alice.headers(), status=400)
     assert "unknown type 'OrderedDict'" in response.json["detail"]
+
+
+def test_a_job_type_whose_plugin_is_gone_leaves_the_other_types_working(engine, admin, alice, caplog):
+    from ufdl_pyramid.models import JobType
+
+    # What an uninstalled plugin leaves behind: a row whose module no longer imports.
+    with engine.begin() as connection:
+        connection.execute(JobType.__table__.insert().values(name="Gone", pkg="ufdl_uninstalled_plugin",
+                                                             cls="Gone"))
+    admin.post("/v1/job-templates/import", TRAIN, status=201)
+    assert [row["name"] for row in all_values(alice, "Domain<'ic'>")] == ["ic"]
+    assert "job type Gone cannot be loaded" in caplog.text
