@@ -453,3 +453,13 @@ def test_a_job_type_whose_plugin_is_gone_leaves_the_other_types_working(engine, 
     admin.post("/v1/job-templates/import", TRAIN, status=201)
     assert [row["name"] for row in all_values(alice, "Domain<'ic'>")] == ["ic"]
     assert "job type Gone cannot be loaded" in caplog.text
+
+
+def test_a_type_is_known_by_its_own_row_only(admin):
+    """Another row naming the same class does not keep a deleted job type a type."""
+    types = {row["name"]: row["pk"] for row in admin.post("/v1/job-types/list").json}
+    admin.post("/v1/job-types/create", {"name": "Training", "pkg": "ufdl_core_types.contracts", "cls": "Train"},
+               status=201)
+    admin.delete(f"/v1/job-types/{types['Train']}")
+    refused = admin.post("/v1/job-templates/import", TRAIN, status=400)
+    assert "unknown type 'Train'" in refused.json["detail"]
