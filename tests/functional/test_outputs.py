@@ -502,3 +502,17 @@ def test_a_deleted_jobs_outputs_are_neither_offered_nor_taken_as_inputs(admin, b
     admin.delete(f"/v1/jobs/{running['pk']}/reinstate")
     assert [value["pk"] for value in bob.get(offered).json] == [output["pk"]]
     assert bob.get(out(running, "output", "BLOB")).body == b"bytes"
+
+
+def offered(client, type_text):
+    return [value["pk"] for value in client.get(f"/v1/job-types/get-all-values/{segment(type_text)}").json]
+
+
+def test_get_all_values_offers_the_outputs_of_every_subtype(worker, bob, running):
+    model = upload(worker, running).json
+    doc = upload(worker, running, b'{"a": 1}', name="doc", type_text="JSON").json
+    assert offered(bob, "JobOutput<Model<Domain<'ic'>>>") == [model["pk"]]
+    assert offered(bob, "JobOutput<Model<Domain<'od'>>>") == []
+    assert offered(bob, "JobOutput<JSON>") == [doc["pk"]]
+    # With T left out, every output.
+    assert offered(bob, "JobOutput") == [model["pk"], doc["pk"]]
