@@ -516,3 +516,10 @@ def test_get_all_values_offers_the_outputs_of_every_subtype(worker, bob, running
     assert offered(bob, "JobOutput<JSON>") == [doc["pk"]]
     # With T left out, every output.
     assert offered(bob, "JobOutput") == [model["pk"], doc["pk"]]
+
+
+def test_get_all_values_leaves_out_deleted_outputs(worker, bob, running):
+    kept = upload(worker, running, b"kept", name="kept", type_text="BLOB").json
+    upload(worker, running, b"gone", name="gone", type_text="BLOB")
+    worker.delete(out(running, "gone", "BLOB"))
+    assert offered(bob, "JobOutput<BLOB>") == [kept["pk"]]
