@@ -523,3 +523,15 @@ def test_get_all_values_leaves_out_deleted_outputs(worker, bob, running):
     upload(worker, running, b"gone", name="gone", type_text="BLOB")
     worker.delete(out(running, "gone", "BLOB"))
     assert offered(bob, "JobOutput<BLOB>") == [kept["pk"]]
+
+
+def test_an_output_whose_type_no_longer_resolves_is_no_value_of_a_type(engine, worker, bob, running):
+    from ufdl_pyramid.models import JobType
+
+    blob = upload(worker, running, b"bytes", name="blob", type_text="BLOB").json
+    numbers = upload(worker, running, b"[1]", name="numbers", type_text="Array<int>").json
+    # What uninstalling the plugin of Array leaves (the API refuses to delete a type that outputs use).
+    with engine.begin() as connection:
+        connection.execute(JobType.__table__.delete().where(JobType.name == "Array"))
+    assert offered(bob, "JobOutput<BLOB>") == [blob["pk"]]
+    assert offered(bob, "JobOutput") == [blob["pk"], numbers["pk"]]
