@@ -148,3 +148,12 @@ def test_a_token_accepted_before_is_refused_once_it_expires(alice, monkeypatch):
     later = now.timestamp() + 61
     monkeypatch.setattr(auth, "time", SimpleNamespace(time=lambda: later))
     assert alice.post("/v1/job-types/list", status=401).json == {"detail": "Token has expired"}
+
+
+def test_a_bad_token_is_named_on_a_path_with_no_records_too(alice):
+    """/v1/plugins looks up no record, so the refusal comes from the permission check, not the lookup: it must
+    still say what is wrong with the token (a client refreshes on it), not that none was given."""
+    alice.token = "nope"
+    response = alice.get("/v1/plugins", status=401)
+    assert response.json == {"detail": "Token is invalid"}
+    assert response.headers["WWW-Authenticate"] == "Bearer"
