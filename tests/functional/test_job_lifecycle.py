@@ -369,3 +369,10 @@ def test_a_hidden_template_is_not_read_through_its_jobs_list_filter(admin, bob):
     assert bob.post("/v1/jobs/list", body).json == []
     assert [row["pk"] for row in admin.post("/v1/jobs/list", body).json] == [job["pk"]]
     bob.get(f"/v1/job-templates/{private['pk']}", status=404)
+
+
+def test_a_list_filter_follows_no_one_to_many_relation(bob, job):
+    """A job's outputs are many: a path through them would repeat the job once per output."""
+    body = {"expressions": [{"type": "exact", "field": "outputs.name", "value": "model"}]}
+    refused = bob.post("/v1/jobs/list", body, status=400).json
+    assert refused == {"detail": "Unknown field 'outputs.name': 'outputs' is not a relation that can be followed"}
