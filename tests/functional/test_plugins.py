@@ -3,6 +3,7 @@
 (a module and its ``*.dist-info``) and put on sys.path."""
 import importlib
 import importlib.metadata
+import logging
 import sys
 import textwrap
 
@@ -249,3 +250,14 @@ def test_cli_fails_on_a_broken_plugin_when_strict(ini, install, capsys, monkeypa
     assert capsys.readouterr().err == (
         "ufdl: plugin 'ufdl_broken_plugin' (ufdl-broken 0.9) failed to load: cannot import 'ufdl_broken_plugin': "
         "RuntimeError: the plugin is broken (ufdl.plugins.strict is set)\n")
+
+
+def test_start_up_logs_what_it_changed_in_the_job_types_table(engine, admin, caplog):
+    caplog.set_level(logging.INFO, logger="ufdl_pyramid.plugins_config")
+    make_test_app(engine)
+    assert "job types from plugins" not in caplog.text  # all there already: nothing to tell
+    before = job_types(admin)
+    admin.delete(f"/v1/job-types/{before['Array']['pk']}")
+    admin.patch(f"/v1/job-types/{before['str']['pk']}", {"pkg": "builtins", "cls": "str"})
+    make_test_app(engine)
+    assert "job types from plugins: added Array; updated str" in caplog.text
