@@ -14,6 +14,7 @@ from sqlalchemy import inspect
 from ufdl_pyramid.cli import main as ufdl
 from ufdl_pyramid.models import get_engine
 from ufdl_pyramid.plugins import PluginError, load_plugins
+from ufdl_pyramid.services import schema
 from ufdl_pyramid.services.job_types import import_type_class
 from ufdl_pyramid.testing import TEST_SETTINGS, ApiClient, make_test_app
 
@@ -261,3 +262,14 @@ def test_start_up_logs_what_it_changed_in_the_job_types_table(engine, admin, cap
     admin.patch(f"/v1/job-types/{before['str']['pk']}", {"pkg": "builtins", "cls": "str"})
     make_test_app(engine)
     assert "job types from plugins: added Array; updated str" in caplog.text
+
+
+def test_no_sync_while_the_schema_is_behind(tmp_path, caplog):
+    """A database migrated, but not to the newest revision, is not current either."""
+    engine = get_engine({"sqlalchemy.url": f"sqlite:///{tmp_path}/behind.sqlite"})
+    try:
+        schema.upgrade(engine, "0001")
+        make_test_app(engine)
+        assert "the database schema is not current" in caplog.text
+    finally:
+        engine.dispose()
