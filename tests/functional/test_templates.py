@@ -463,3 +463,10 @@ def test_a_type_is_known_by_its_own_row_only(admin):
     admin.delete(f"/v1/job-types/{types['Train']}")
     refused = admin.post("/v1/job-templates/import", TRAIN, status=400)
     assert "unknown type 'Train'" in refused.json["detail"]
+
+
+def test_a_licence_or_domain_a_template_uses_cannot_be_hard_deleted(admin, train):
+    for path in (f"/v1/licences/{train['licence']}", "/v1/domains/1"):
+        refused = admin.delete(f"{path}/hard", status=409)
+        assert refused.json == {"detail": "The change was refused because it is still referenced"}
+        assert admin.get(path).json["deletion_time"] is None
