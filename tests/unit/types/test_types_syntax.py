@@ -207,3 +207,14 @@ def test_substitute_does_not_substitute_inside_bindings():
 def test_substitute_refuses_to_produce_a_literal_at_top_level():
     with pytest.raises(ValueError):
         substitute(parse_type("N"), {"N": Literal(3)})
+
+
+def test_a_type_string_of_a_hundred_characters_is_quoted_whole_in_messages():
+    whole = "Nope<" + "x" * 94 + "<"  # 100 characters: the limit of what a message quotes
+    with pytest.raises(InvalidType) as caught:
+        parse_type(whole)
+    assert str(caught.value) == f"Invalid type {whole!r}: expected a type or literal, found the end of the text " \
+                                "at position 100"
+    with pytest.raises(InvalidType) as caught:
+        parse_type(whole + "<")
+    assert str(caught.value).startswith(f"Invalid type {whole!r}...: ")
