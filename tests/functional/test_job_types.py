@@ -290,3 +290,8 @@ def test_every_problem_of_a_body_is_named(admin):
 def test_get_all_values_takes_exactly_one_type(alice):
     for path in ("/v1/job-types/get-all-values", "/v1/job-types/get-all-values/Domain/Licence"):
         assert alice.get(path, status=400).json == {"detail": "Give the type: /v1/job-types/get-all-values/{TYPE}"}
+
+
+def test_case_insensitive_applies_to_text_only(alice, many):
+    body = {"expressions": [{"type": "exact", "field": "pk", "value": many["b_int"], "case_insensitive": True}]}
+    assert names(alice.post("/v1/job-types/list", body)) == ["b_int"]
