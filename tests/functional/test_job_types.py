@@ -295,3 +295,10 @@ def test_get_all_values_takes_exactly_one_type(alice):
 def test_case_insensitive_applies_to_text_only(alice, many):
     body = {"expressions": [{"type": "exact", "field": "pk", "value": many["b_int"], "case_insensitive": True}]}
     assert names(alice.post("/v1/job-types/list", body)) == ["b_int"]
+
+
+def test_a_page_size_alone_asks_for_the_first_page(alice, many):
+    response = alice.post("/v1/job-types/list", {"page_size": 2})
+    assert names(response) == ["a_str", "b_int"]
+    assert 'page=2&page_size=2>; rel="next"' in response.headers["Link"]
+    assert names(alice.post("/v1/job-types/list?page_size=4")) == ["a_str", "b_int", "c_dict", "d_counter"]
