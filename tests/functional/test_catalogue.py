@@ -107,3 +107,15 @@ def test_frameworks_are_unique_by_name_and_version(admin):
     assert admin.patch(f"/v1/frameworks/{pytorch}", {"version": "1.14"}).json["version"] == "1.14"
     refused = admin.patch(f"/v1/frameworks/{frameworks[('tensorflow', '1.14')]}", {"version": "2.15"}, status=409)
     assert refused.json == {"detail": "A framework with name 'tensorflow' and version '2.15' already exists"}
+
+
+def test_every_field_is_required_and_not_empty(admin):
+    """PUT takes every field of a record: a licence without its url is 400, like a domain without a description;
+    and no required text may be empty."""
+    licence = admin.post("/v1/licences/create", {"name": "WTFPL", "url": "http://www.wtfpl.net/"}, status=201).json
+    assert "url" in admin.put(f"/v1/licences/{licence['pk']}", {"name": "WTFPL"}, status=400).json["detail"]
+    assert "url" in admin.post("/v1/licences/create", {"name": "Other"}, status=400).json["detail"]
+    assert "description" in admin.post("/v1/domains/create", {"name": "xx", "description": ""},
+                                       status=400).json["detail"]
+    assert "version" in admin.post("/v1/frameworks/create", {"name": "jax", "version": ""}, status=400).json[
+        "detail"]
