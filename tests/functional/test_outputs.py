@@ -535,3 +535,11 @@ def test_an_output_whose_type_no_longer_resolves_is_no_value_of_a_type(engine, w
         connection.execute(JobType.__table__.delete().where(JobType.name == "Array"))
     assert offered(bob, "JobOutput<BLOB>") == [blob["pk"]]
     assert offered(bob, "JobOutput") == [blob["pk"], numbers["pk"]]
+
+
+def test_a_job_type_an_output_names_as_an_argument_cannot_be_deleted(admin, worker, running):
+    """Map<str, Array<float>> needs float to resolve as much as Map."""
+    upload(worker, running, b"[1, 2]", name="numbers", type_text="Map<str, Array<float>>")
+    types = {row["name"]: row["pk"] for row in admin.post("/v1/job-types/list").json}
+    refused = admin.delete(f"/v1/job-types/{types['float']}", status=409).json
+    assert refused == {"detail": "Job type 'float' is the type of 1 job output(s): it cannot be deleted"}
