@@ -273,3 +273,11 @@ def test_no_sync_while_the_schema_is_behind(tmp_path, caplog):
         assert "the database schema is not current" in caplog.text
     finally:
         engine.dispose()
+
+
+def test_a_job_type_whose_module_fails_to_import_is_400(admin, install):
+    """Not only a missing module: any error a module raises while it is imported is the caller's bad input."""
+    install(None, "ufdl_broken_module", BROKEN)
+    refused = admin.post("/v1/job-types/create", {"name": "Broken", "pkg": "ufdl_broken_module", "cls": "Broken"},
+                         status=400).json
+    assert refused == {"detail": "Cannot import package 'ufdl_broken_module': RuntimeError: the plugin is broken"}
