@@ -302,3 +302,10 @@ def test_a_page_size_alone_asks_for_the_first_page(alice, many):
     assert names(response) == ["a_str", "b_int"]
     assert 'page=2&page_size=2>; rel="next"' in response.headers["Link"]
     assert names(alice.post("/v1/job-types/list?page_size=4")) == ["a_str", "b_int", "c_dict", "d_counter"]
+
+
+def test_a_dotted_name_followed_by_anything_else_is_not_one(admin):
+    for body, label, value in ((ORDERED | {"cls": "OrderedDict; x"}, "cls", "OrderedDict; x"),
+                               (ORDERED | {"pkg": "collections\n"}, "pkg", "collections\n")):
+        refused = admin.post("/v1/job-types/create", body, status=400).json
+        assert refused == {"detail": f"{label} {value!r} is not a dotted Python name"}
