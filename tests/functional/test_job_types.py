@@ -229,6 +229,10 @@ def test_a_page_past_any_end_is_404(alice, many):
         assert alice.post("/v1/job-types/list", body, status=404).json == {"detail": "Invalid page."}
     for query in ("page=99999999999999999999999&page_size=1", "page=" + "9" * 5000):
         assert alice.post(f"/v1/job-types/list?{query}", status=404).json == {"detail": "Invalid page."}
+    # An empty list has page 1 only (as upstream's paginator): page 2 is past its end too.
+    body = {"expressions": [{"type": "exact", "field": "name", "value": "nothing"}], "page_size": 2}
+    assert alice.post("/v1/job-types/list", {**body, "page": 1}).json == []
+    assert alice.post("/v1/job-types/list", {**body, "page": 2}, status=404).json == {"detail": "Invalid page."}
 
 
 def test_a_path_that_is_not_utf8_is_400(admin):

@@ -261,6 +261,6 @@ def run_list(db: Session, query: Select, model: type, body: dict | None, *, page
     if page_size is not None:
         query = query.limit(page_size).offset(min((page - 1) * page_size, _MAX_OFFSET))
     rows = list(db.scalars(query).unique())
-    if page is not None and page > 1 and not rows and total:
+    if page is not None and page > 1 and not rows:  # as upstream: only page 1 may be empty
         raise NotFound("Invalid page.")
     return ListResult(rows=rows, total=total, page=page, page_size=page_size)
