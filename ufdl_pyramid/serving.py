@@ -98,7 +98,9 @@ def _finish_under_way(dispatchers: dict, adjustments) -> None:
     closed once idle, so a keep-alive client does not send another), for at most ``STOP_GRACE`` seconds.
     Waitress's own stop ends the loop first: the answers of the requests under way were never sent."""
     for listener in [d for d in dispatchers.values() if isinstance(d, BaseWSGIServer)]:
-        listener.close()  # new connections are refused (with several workers, once every process closed it)
+        # New connections are refused (with several workers, once every process closed it). Only its socket:
+        # waitress's own close() also closes the wake-up pipe, which a request under way writes to when it ends.
+        wasyncore.dispatcher.close(listener)
     deadline = time.monotonic() + STOP_GRACE
     try:
         while time.monotonic() < deadline:
