@@ -37,3 +37,12 @@ def test_a_user_is_created_once_and_bootstrap_says_when_it_has_nothing_to_do(ini
     assert "created the administrator 'admin'" in capsys.readouterr().out
     assert ufdl(["-c", ini, "users", "bootstrap"]) == 0
     assert capsys.readouterr().out == "an administrator exists: nothing to do\n"
+
+
+def test_a_new_password_is_the_one_that_logs_in_and_ends_the_refresh_tokens(ini, capsys, users, anonymous):
+    alice = users.login("alice")
+    assert ufdl(["-c", ini, "users", "password", "alice", "--password", "a-new-password"]) == 0
+    assert capsys.readouterr().out == "password of 'alice' changed\n"
+    anonymous.post("/v1/auth/obtain", {"username": "alice", "password": "password123"}, status=401)
+    anonymous.post("/v1/auth/obtain", {"username": "alice", "password": "a-new-password"}, status=200)
+    anonymous.post("/v1/auth/refresh", {"refresh": alice.refresh_token}, status=401)
