@@ -46,3 +46,9 @@ def test_a_new_password_is_the_one_that_logs_in_and_ends_the_refresh_tokens(ini,
     anonymous.post("/v1/auth/obtain", {"username": "alice", "password": "password123"}, status=401)
     anonymous.post("/v1/auth/obtain", {"username": "alice", "password": "a-new-password"}, status=200)
     anonymous.post("/v1/auth/refresh", {"refresh": alice.refresh_token}, status=401)
+
+
+def test_a_command_naming_a_user_that_does_not_exist_is_one_line(ini, capsys):
+    for action in (["password", "nobody", "--password", "long enough"], ["deactivate", "nobody"]):
+        assert ufdl(["-c", ini, "users", *action]) == 1
+        assert capsys.readouterr().err == "ufdl: no user 'nobody'\n"
