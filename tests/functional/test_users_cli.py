@@ -52,3 +52,15 @@ def test_a_command_naming_a_user_that_does_not_exist_is_one_line(ini, capsys):
     for action in (["password", "nobody", "--password", "long enough"], ["deactivate", "nobody"]):
         assert ufdl(["-c", ini, "users", *action]) == 1
         assert capsys.readouterr().err == "ufdl: no user 'nobody'\n"
+
+
+def test_deactivate_ends_the_users_tokens_at_once_and_list_shows_it(ini, capsys, users, anonymous):
+    alice = users.login("alice")
+    users.create("root", admin=True)
+    assert ufdl(["-c", ini, "users", "deactivate", "alice"]) == 0
+    assert capsys.readouterr().out == "'alice' deactivated; its tokens no longer work\n"
+    alice.post("/v1/job-types/list", status=401)
+    anonymous.post("/v1/auth/refresh", {"refresh": alice.refresh_token}, status=401)
+    assert ufdl(["-c", ini, "users", "list"]) == 0
+    rows = [line.split("\t")[1:] for line in capsys.readouterr().out.splitlines()]
+    assert rows == [["alice", "user", "inactive"], ["root", "admin", "active"]]
