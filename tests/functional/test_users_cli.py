@@ -64,3 +64,12 @@ def test_deactivate_ends_the_users_tokens_at_once_and_list_shows_it(ini, capsys,
     assert ufdl(["-c", ini, "users", "list"]) == 0
     rows = [line.split("\t")[1:] for line in capsys.readouterr().out.splitlines()]
     assert rows == [["alice", "user", "inactive"], ["root", "admin", "active"]]
+
+
+def test_the_password_comes_from_the_environment_without_password(ini, capsys, anonymous, monkeypatch):
+    monkeypatch.setenv("UFDL_PASSWORD", "from-the-environment")
+    assert ufdl(["-c", ini, "users", "create", "carol"]) == 0
+    anonymous.post("/v1/auth/obtain", {"username": "carol", "password": "from-the-environment"}, status=200)
+    monkeypatch.delenv("UFDL_PASSWORD")
+    assert ufdl(["-c", ini, "users", "create", "dave"]) == 1
+    assert "UFDL_PASSWORD" in capsys.readouterr().err
