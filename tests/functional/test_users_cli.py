@@ -73,3 +73,14 @@ def test_the_password_comes_from_the_environment_without_password(ini, capsys, a
     monkeypatch.delenv("UFDL_PASSWORD")
     assert ufdl(["-c", ini, "users", "create", "dave"]) == 1
     assert "UFDL_PASSWORD" in capsys.readouterr().err
+
+
+def test_admin_creates_an_administrator(ini, capsys, testapp):
+    from ufdl_pyramid.testing import ApiClient
+
+    for name, flags in (("root", ["--admin"]), ("carol", [])):
+        assert ufdl(["-c", ini, "users", "create", name, "--password", "long enough", *flags]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("created admin 'root'")
+    for name, status in (("root", 200), ("carol", 403)):
+        token = testapp.post_json("/v1/auth/obtain", {"username": name, "password": "long enough"}).json["access"]
+        ApiClient(testapp, token).get("/v1/plugins", status=status)
