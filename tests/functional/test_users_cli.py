@@ -84,3 +84,11 @@ def test_admin_creates_an_administrator(ini, capsys, testapp):
     for name, status in (("root", 200), ("carol", 403)):
         token = testapp.post_json("/v1/auth/obtain", {"username": name, "password": "long enough"}).json["access"]
         ApiClient(testapp, token).get("/v1/plugins", status=status)
+
+
+def test_bootstrap_leaves_a_user_named_admin_who_is_no_administrator_alone(ini, capsys, users, anonymous):
+    users.create("admin")
+    assert ufdl(["-c", ini, "users", "bootstrap"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and err == "a user 'admin' exists but is not an administrator: nothing created\n"
+    anonymous.post("/v1/auth/obtain", {"username": "admin", "password": "password123"}, status=200)
