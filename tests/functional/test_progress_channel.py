@@ -444,6 +444,30 @@ def test_the_prune_command(engine, tmp_path, job):
     assert ufdl(["-c", str(ini), "events", "prune", "--older-than", "soon"]) == 2
 
 
+def test_the_prune_command_deletes_the_events_older_than_the_age_and_keeps_the_others(engine, tmp_path, capsys,
+                                                                                      worker, job):
+    from sqlalchemy import update
+
+    from ufdl_pyramid.cli import main as ufdl
+    worker.get(path(job, "acquire"))
+    worker.post(path(job, "start"), {})
+    worker.post(path(job, "progress/0.5"), {})
+    ids = [event.id for event in events_of(engine, job["pk"])]
+    with engine.begin() as connection:  # the first event 20 minutes old, the second 10: both kept by "30m"
+        for event_id, minutes in zip(ids, (20, 10)):
+            connection.execute(update(JobEvent).where(JobEvent.id == event_id)
+                               .values(time=utcnow() - timedelta(minutes=minutes)))
+    ini = tmp_path / "cli.ini"
+    url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    ini.write_text("[app:main]\nuse = egg:ufdl-pyramid\n" + "".join(
+        f"{k} = {v}\n" for k, v in {**TEST_SETTINGS, "sqlalchemy.url": url}.items()))
+    assert ufdl(["-c", str(ini), "events", "prune", "--older-than", "30m"]) == 0
+    assert capsys.readouterr().out == "pruned 0 event(s) older than 30m\n"
+    assert ufdl(["-c", str(ini), "events", "prune", "--older-than", "15m"]) == 0
+    assert capsys.readouterr().out == "pruned 1 event(s) older than 15m\n"
+    assert [event.id for event in events_of(engine, job["pk"])] == ids[1:]
+
+
 def test_the_watch_command_prints_a_progress_bar(listener, bob, worker, job, capsys):
     from ufdl_pyramid.cli import main as ufdl
     worker.get(path(job, "acquire"))
