@@ -169,6 +169,18 @@ def test_a_failed_job_is_followed_through_its_retry_and_a_finished_one_gets_a_no
     ws.close()
 
 
+def test_a_cancel_ends_the_channel_with_a_normal_close(listener, bob, job):
+    """CANCELED is a state a job never leaves, as COMPLETED: its watchers are closed with 1000."""
+    ws = connect(listener.url, bob.token, job["pk"])
+    assert json.loads(ws.recv())["status"] == "PENDING"
+    bob.delete(path(job, "cancel"))
+    cancelled = json.loads(ws.recv())
+    assert (cancelled["transition"], cancelled["status"]) == ("cancel", "CANCELED")
+    opcode, data = ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1000
+    ws.close()
+
+
 @pytest.mark.parametrize("follow", [False, True])
 def test_the_watch_command_stops_at_a_failure_unless_told_to_follow_retries(listener, bob, worker, job, capsys,
                                                                             follow):
