@@ -274,6 +274,7 @@ def test_watch_job_reconnects_by_itself(listener, bob, worker, job):
     ("?access_token=not-a-token", [], 401),
     ("?after=x", ["TOKEN"], 400),
     ("?after=%C2%B2", ["TOKEN"], 400),  # '²' is a digit to str.isdigit, not to int()
+    ("?after=" + "9" * 19, ["TOKEN"], 400),  # past any event id (and what the id column can be compared with)
 ])
 def test_refused_upgrades_are_http_answers(listener, bob, job, query, headers, status):
     headers = [f"Authorization: Bearer {bob.token}" if h == "TOKEN" else h for h in headers]
