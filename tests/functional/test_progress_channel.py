@@ -282,6 +282,8 @@ def test_refused_upgrades_are_http_answers(listener, bob, job, query, headers, s
         websocket.create_connection(channel_url(listener.url, job["pk"]) + query, header=headers, timeout=5)
     assert refused.value.status_code == status
     assert json.loads(refused.value.resp_body)["detail"]
+    if status == 401:
+        assert refused.value.resp_headers["www-authenticate"] == "Bearer"
 
 
 @pytest.mark.parametrize("protocol, lines, status", [
