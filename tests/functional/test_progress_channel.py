@@ -35,12 +35,12 @@ def free_port() -> int:
 
 
 class ListenerProcess:
-    def __init__(self, engine, tmp_path, launch=None):
+    def __init__(self, engine, tmp_path, launch=None, **extra_settings):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
         settings = {**TEST_SETTINGS, "sqlalchemy.url": url, "ufdl.ws_ping_interval": str(PING_INTERVAL),
-                    "ufdl.ws_poll_interval": "0.02"}
+                    "ufdl.ws_poll_interval": "0.02", **extra_settings}
         ini = tmp_path / "listener.ini"
         ini.write_text("[app:main]\nuse = egg:ufdl-pyramid\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
         self.log = open(tmp_path / "listener.log", "w+")
@@ -447,6 +447,24 @@ def test_a_resume_after_pruned_events_gets_a_gap_marker(listener, engine, bob, w
     worker.post(path(job, "progress/0.5"), {})
     assert json.loads(ws.recv())["progress"] == 0.5
     ws.close()
+
+
+def test_the_listener_prunes_events_past_the_retention(engine, tmp_path, worker, job):
+    from sqlalchemy import update
+
+    worker.get(path(job, "acquire"))
+    worker.post(path(job, "start"), {})
+    ids = [event.id for event in events_of(engine, job["pk"])]
+    with engine.begin() as connection:
+        connection.execute(update(JobEvent).where(JobEvent.id == ids[0]).values(time=utcnow() - timedelta(hours=2)))
+    listener = ListenerProcess(engine, tmp_path, **{"ufdl.events.retention": "1h"})
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and [event.id for event in events_of(engine, job["pk"])] != ids[1:]:
+            time.sleep(0.1)
+        assert [event.id for event in events_of(engine, job["pk"])] == ids[1:]
+    finally:
+        listener.stop()
 
 
 def test_the_prune_command(engine, tmp_path, job):
