@@ -512,6 +512,14 @@ def test_the_watch_command_prints_a_progress_bar(listener, bob, worker, job, cap
     assert "[###############...............]  50.0%" in out and "COMPLETED" in out
 
 
+def test_the_watch_command_refused_by_the_channel_is_one_line_and_exit_1(listener, bob, job, capsys):
+    from ufdl_pyramid.cli import main as ufdl
+    for pk, token, detail in ((999999, bob.token, "404: Job 999999 not found"), (job["pk"], "not-a-token", "401: ")):
+        assert ufdl(["jobs", "watch", str(pk), "--url", listener.url, "--token", token]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith(f"ufdl: {detail}") and err.count("\n") == 1, err
+
+
 @pytest.mark.postgresql
 def test_a_late_commit_is_not_skipped(on_postgresql, engine, make_job):
     """Ids are drawn at insert, transactions commit in any order: the feed must not skip the lower id."""
