@@ -691,6 +691,31 @@ def test_only_past_its_limit_does_the_feed_give_gaps_up(on_postgresql, engine, m
 
 
 @pytest.mark.postgresql
+def test_gaps_exactly_at_the_limit_are_all_kept_open(on_postgresql, engine, make_job, caplog):
+    first, second = make_job("a"), make_job("b")
+    feed = EventFeed(engine, max_pending=3)
+    feed.start()
+    sessions = get_session_factory(engine)
+    held = sessions()
+    try:
+        for _ in range(3):
+            record_event(held, held.get(Job, first["pk"]), "progress")
+        held.flush()
+        after = sessions()
+        record_event(after, after.get(Job, second["pk"]), "progress")
+        after.commit()
+        after.close()
+        with caplog.at_level("WARNING", logger="ufdl_pyramid.services.event_feed"):
+            assert len(feed.poll()) == 1
+        assert feed.has_open_gaps and "giving up" not in caplog.text
+        held.commit()
+    finally:
+        held.close()  # rolled back if still open: its lock would hold up the next test's clean-up
+    assert [message["pk"] for message in feed.poll()] == [first["pk"]] * 3
+    assert not feed.has_open_gaps
+
+
+@pytest.mark.postgresql
 def test_notify_wakes_the_listener_of_another_process(on_postgresql, listener, bob, worker, job):
     """The REST app (this process) and the listener (a child process) share nothing but PostgreSQL; the
     listener's fallback poll is 1 s, so fast deliveries prove NOTIFY woke it."""
