@@ -139,6 +139,8 @@ def _replace(path, old, new):
      "shell-then-count/1.yaml:19: specific.dependencies[0].to_input: template 'word-count' has no input 'text'"),
     (lambda r: (r / "shell" / "latest.yaml").write_text("name: shell\n"),
      "shell/latest.yaml: unexpected file"),
+    (lambda r: (r / "shell" / "01.yaml").write_text((r / "shell" / "1.yaml").read_text()),
+     "shell/01.yaml: unexpected file"),
     (lambda r: (r / "registry.yaml").write_text("licences: [MIT]\n"),
      "shell/1.yaml:8: licence: 'Apache-2.0' is not one of the registry's licences (MIT)"),
     (lambda r: (r / "registry.yaml").write_text("licences: [MIT\n"),
