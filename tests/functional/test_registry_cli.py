@@ -141,6 +141,8 @@ def _replace(path, old, new):
      "shell/latest.yaml: unexpected file"),
     (lambda r: (r / "shell" / "01.yaml").write_text((r / "shell" / "1.yaml").read_text()),
      "shell/01.yaml: unexpected file"),
+    (lambda r: _replace(r / "shell" / "1.yaml", "version: 1\n", ""),
+     "shell/1.yaml:1: version: None does not agree with the file name (1)"),
     (lambda r: (r / "registry.yaml").write_text("licences: [MIT]\n"),
      "shell/1.yaml:8: licence: 'Apache-2.0' is not one of the registry's licences (MIT)"),
     (lambda r: (r / "registry.yaml").write_text("licences: [MIT\n"),
