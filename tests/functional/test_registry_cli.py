@@ -162,6 +162,18 @@ def test_validate_names_file_and_line_of_each_kind_of_error(ufdl, registry, brea
     assert expected in out, out
 
 
+def test_hidden_files_are_no_part_of_the_registry(ufdl, registry, engine):
+    """A checkout's own files (``.git``, an editor's swap file, ``.DS_Store``) are skipped, not refused."""
+    (registry / ".git").mkdir()
+    (registry / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (registry / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (registry / "shell" / ".1.yaml.swp").write_bytes(b"b0VIM 9.0\x00")
+    code, out, err = ufdl("validate", registry)
+    assert (code, out) == (0, ""), out
+    assert ufdl("sync", registry)[0] == 0
+    assert templates(engine) == ALL
+
+
 def test_validate_reports_every_problem_of_a_file_at_once(ufdl, registry):
     _replace(registry / "shell" / "1.yaml", "name: shell\n", "name: shelly\n")
     _replace(registry / "shell" / "1.yaml", "version: 1", "version: 2")
