@@ -174,6 +174,25 @@ def test_hidden_files_are_no_part_of_the_registry(ufdl, registry, engine):
     assert templates(engine) == ALL
 
 
+def test_a_child_named_without_a_version_is_the_registrys_newest(ufdl, registry, engine):
+    """validate resolves it as sync does: word-count/2 has the parameter the meta-template overrides, /1 not."""
+    newer = yaml.safe_load((registry / "word-count" / "1.yaml").read_text())
+    newer["version"] = 2
+    newer["specific"]["parameters"]["stopwords"] = {"types": ["str"], "help": "Words not to count", "default": ""}
+    (registry / "word-count" / "2.yaml").write_text(yaml.safe_dump(newer, sort_keys=False))
+
+    def unversioned(document):
+        document["specific"]["nodes"]["count"] = {"name": "word-count", "parameter_default_overrides": {
+            "stopwords": {"value": "the", "type": "str"}}}
+    edit(registry / "shell-then-count" / "1.yaml", unversioned)
+    code, out, err = ufdl("validate", registry)
+    assert code == 0, out
+    assert ufdl("sync", registry)[0] == 0
+    with Session(engine) as db:
+        stored = db.scalar(select(JobTemplate).where(JobTemplate.name == "shell-then-count"))
+        assert stored.spec["nodes"]["count"]["version"] == 2
+
+
 def test_validate_reports_every_problem_of_a_file_at_once(ufdl, registry):
     _replace(registry / "shell" / "1.yaml", "name: shell\n", "name: shelly\n")
     _replace(registry / "shell" / "1.yaml", "version: 1", "version: 2")
