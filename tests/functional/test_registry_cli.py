@@ -369,6 +369,32 @@ def test_prune_keeps_the_children_of_templates_that_stay(sync_cli, registry, eng
     assert templates(engine) == ALL
 
 
+def test_prune_follows_meta_templates_down_to_their_children(sync_cli, registry, engine, tmp_path):
+    """A template that stays keeps its children and theirs (a meta-template's meta-template); a pruned
+    meta-template's children not otherwise kept go with it."""
+    outer = {"name": "outer", "version": 1, "description": "", "scope": "public", "domain": None,
+             "licence": "Apache-2.0", "specific": {"nodes": {"inner": {"name": "shell-then-count", "version": 1}},
+                                                   "dependencies": []}}
+    (registry / "outer").mkdir()
+    (registry / "outer" / "1.yaml").write_text(yaml.safe_dump(outer, sort_keys=False))
+    assert sync_cli("sync", registry)[0] == 0
+    only_shell = tmp_path / "only-shell"
+    (only_shell / "shell").mkdir(parents=True)
+    shutil.copy(registry / "shell" / "1.yaml", only_shell / "shell" / "1.yaml")
+
+    _add_job(engine, "outer", "PENDING")
+    code, out, err = sync_cli("sync", only_shell, "--prune")
+    assert code == 0, out + err
+    assert "keep      word-count/1 (not in the registry, but a child of shell-then-count/1, which stays)" in out
+    assert templates(engine) == ALL | {("outer", 1)}
+
+    with Session(engine) as db, db.begin():
+        db.scalar(select(Job)).status = "COMPLETED"
+    code, out, err = sync_cli("sync", only_shell, "--prune")
+    assert code == 0, out + err
+    assert templates(engine) == {("shell", 1)}
+
+
 # Start-up and remote
 
 def test_the_server_syncs_the_registry_at_start_up(engine, registry, caplog):
