@@ -395,6 +395,25 @@ def test_prune_follows_meta_templates_down_to_their_children(sync_cli, registry,
     assert templates(engine) == {("shell", 1)}
 
 
+def test_a_deleted_job_keeps_no_template_from_being_pruned(sync_cli, registry, engine, admin, tmp_path):
+    assert sync_cli("sync", registry)[0] == 0
+    extra = tmp_path / "extra"
+    (extra / "busy").mkdir(parents=True)
+    document = yaml.safe_load((registry / "shell" / "1.yaml").read_text())
+    (extra / "busy" / "1.yaml").write_text(yaml.safe_dump({**document, "name": "busy"}, sort_keys=False))
+    assert sync_cli("sync", extra)[0] == 0
+    [busy] = admin.post("/v1/job-templates/list", {"expressions": [
+        {"type": "exact", "field": "name", "value": "busy"}]}).json
+    job = admin.post(f"/v1/job-templates/{busy['pk']}/create-job", {
+        "input_values": {"input": {"value": "x", "type": "str"}},
+        "parameter_values": {"command": {"value": "cat", "type": "str"}}}, status=201).json
+    assert "keep      busy/1" in sync_cli("diff", registry, "--prune")[1]
+    admin.delete(f"/v1/jobs/{job['pk']}")
+    code, out, err = sync_cli("sync", registry, "--prune")
+    assert code == 0 and "prune     busy/1" in out, out + err
+    assert templates(engine) == ALL
+
+
 # Start-up and remote
 
 def test_the_server_syncs_the_registry_at_start_up(engine, registry, caplog):
