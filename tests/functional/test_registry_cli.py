@@ -414,6 +414,31 @@ def test_a_deleted_job_keeps_no_template_from_being_pruned(sync_cli, registry, e
     assert templates(engine) == ALL
 
 
+def test_export_writes_the_latest_active_version_and_those_meta_templates_use(sync_cli, registry, admin, tmp_path):
+    assert sync_cli("sync", registry)[0] == 0
+    # shell-then-count uses shell 1; no meta-template uses upper. Version 3 of each is deleted below.
+    for name, version in (("shell", 2), ("shell", 3), ("upper", 1), ("upper", 2), ("upper", 3)):
+        document = yaml.safe_load((registry / "shell" / "1.yaml").read_text())
+        document.update(name=name, version=version, description=f"version {version}")
+        (registry / name).mkdir(exist_ok=True)
+        (registry / name / f"{version}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    assert sync_cli("sync", registry)[0] == 0
+    for name in ("shell", "upper"):
+        [third] = admin.post("/v1/job-templates/list", {"expressions": [
+            {"type": "exact", "field": "name", "value": name}, {"type": "exact", "field": "version", "value": 3}]}).json
+        admin.delete(f"/v1/job-templates/{third['pk']}")
+    exported = tmp_path / "exported"
+    code, out, err = sync_cli("export", exported)
+    assert code == 0, out + err
+    files = sorted(str(path.relative_to(exported)) for path in exported.rglob("*.yaml"))
+    assert files == ["shell-then-count/1.yaml", "shell/1.yaml", "shell/2.yaml", "upper/2.yaml", "word-count/1.yaml"]
+    assert "description: version 2" in (exported / "upper" / "2.yaml").read_text()
+    every = tmp_path / "every"
+    assert sync_cli("export", every, "--all-versions")[0] == 0
+    assert sorted(str(path.relative_to(every)) for path in every.rglob("*.yaml")) == [
+        "shell-then-count/1.yaml", "shell/1.yaml", "shell/2.yaml", "upper/1.yaml", "upper/2.yaml", "word-count/1.yaml"]
+
+
 # Start-up and remote
 
 def test_the_server_syncs_the_registry_at_start_up(engine, registry, caplog):
