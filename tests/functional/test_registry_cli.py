@@ -439,6 +439,17 @@ def test_export_writes_the_latest_active_version_and_those_meta_templates_use(sy
         "shell-then-count/1.yaml", "shell/1.yaml", "shell/2.yaml", "upper/1.yaml", "upper/2.yaml", "word-count/1.yaml"]
 
 
+def test_an_export_into_an_earlier_one_rewrites_the_files_that_differ_and_only_those(ufdl, registry, tmp_path):
+    assert ufdl("sync", registry)[0] == 0
+    exported = tmp_path / "exported"
+    assert ufdl("export", exported)[0] == 0
+    (exported / "shell" / "1.yaml").write_text("edited by hand\n")
+    code, out, err = ufdl("export", exported)
+    assert (code, out) == (0, "wrote     shell/1.yaml\n")
+    assert "3 template(s) exported, 1 file(s) written" in err
+    assert (exported / "shell" / "1.yaml").read_text() == (registry / "shell" / "1.yaml").read_text()
+
+
 # Start-up and remote
 
 def test_the_server_syncs_the_registry_at_start_up(engine, registry, caplog):
