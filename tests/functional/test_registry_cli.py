@@ -547,6 +547,13 @@ def test_progress_is_a_line_per_tenth_off_a_terminal_and_only_for_long_runs():
     assert short.getvalue() == ""
     assert long.getvalue().splitlines() == ["importing: 1/1000"] + [f"importing: {n}/1000"
                                                                     for n in range(100, 1001, 100)]
+    # From 500 files on, as the README says.
+    boundary = io.StringIO()
+    progress = Progress("importing", boundary)
+    for done in range(1, 501):
+        progress(done, 500)
+    assert boundary.getvalue().splitlines() == ["importing: 1/500"] + [f"importing: {n}/500"
+                                                                       for n in range(50, 501, 50)]
 
 
 def test_cli_failures_are_one_line(ufdl, registry, admin, tmp_path):
