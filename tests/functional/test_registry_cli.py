@@ -585,6 +585,12 @@ def test_cli_failures_are_one_line(ufdl, registry, admin, tmp_path):
         server.shutdown()
 
 
+def test_a_remote_command_without_a_token_says_what_it_needs(ufdl, registry, server_url, tmp_path):
+    for command in (("diff", registry), ("sync", registry), ("export", tmp_path / "exported")):
+        code, out, err = ufdl(*command, "--url", server_url)
+        assert (code, err) == (1, "ufdl: --url needs --token (an administrator's access token)\n"), err
+
+
 def test_a_name_starting_with_a_dot_is_refused(admin):
     # A name is a folder of the registry: hidden (or '.', '..') it would not be read back, or land outside.
     shell = {"name": "x", "version": 1, "scope": "public", "licence": "MIT",
