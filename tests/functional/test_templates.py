@@ -49,6 +49,15 @@ def test_no_version_means_next_version_unless_identical(admin, train):
     assert second["version"] == 2
 
 
+def test_an_unversioned_import_is_compared_with_the_latest_version(admin, train):
+    unversioned = document(TRAIN, version=DELETE, description="v2")
+    second = admin.post("/v1/job-templates/import", unversioned, status=201).json
+    assert admin.post("/v1/job-templates/import", unversioned, status=200).json["pk"] == second["pk"]
+    # The first version's content again is a new version: only the latest is compared.
+    third = admin.post("/v1/job-templates/import", document(TRAIN, version=DELETE), status=201).json
+    assert (second["version"], third["version"]) == (2, 3)
+
+
 def test_export_round_trip_json_and_yaml(admin, train):
     exported = admin.get(f"/v1/job-templates/{train['pk']}/export").json
     assert exported == {**TRAIN, "specific": {**TRAIN["specific"], "parameters": {
