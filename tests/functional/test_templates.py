@@ -58,6 +58,16 @@ def test_an_unversioned_import_is_compared_with_the_latest_version(admin, train)
     assert (second["version"], third["version"]) == (2, 3)
 
 
+def test_a_deleted_version_keeps_its_number(admin, train):
+    second = admin.post("/v1/job-templates/import", document(TRAIN, version=DELETE, description="v2"),
+                        status=201).json
+    admin.delete(f"/v1/job-templates/{second['pk']}")
+    third = admin.post("/v1/job-templates/import", document(TRAIN, version=DELETE, description="v3"),
+                       status=201).json
+    assert third["version"] == 3
+    admin.delete(f"/v1/job-templates/{second['pk']}/reinstate")  # v2 comes back beside it
+
+
 def test_export_round_trip_json_and_yaml(admin, train):
     exported = admin.get(f"/v1/job-templates/{train['pk']}/export").json
     assert exported == {**TRAIN, "specific": {**TRAIN["specific"], "parameters": {
