@@ -68,6 +68,18 @@ def test_a_deleted_version_keeps_its_number(admin, train):
     admin.delete(f"/v1/job-templates/{second['pk']}/reinstate")  # v2 comes back beside it
 
 
+def test_a_deleted_licence_or_domain_is_unknown_to_an_import(admin):
+    licence = admin.post("/v1/licences/create", {"name": "WTFPL", "url": "http://www.wtfpl.net/"}, status=201).json
+    domain = admin.post("/v1/domains/create", {"name": "xx", "description": "Example"}, status=201).json
+    admin.post("/v1/job-templates/import", document(PREDICT, name="first", licence="WTFPL", domain="xx"), status=201)
+    admin.delete(f"/v1/licences/{licence['pk']}")
+    admin.delete(f"/v1/domains/{domain['pk']}")
+    refused = admin.post("/v1/job-templates/import", document(PREDICT, licence="WTFPL"), status=400)
+    assert refused.json["detail"] == "licence: unknown licence 'WTFPL'"
+    refused = admin.post("/v1/job-templates/import", document(PREDICT, domain="xx"), status=400)
+    assert refused.json["detail"] == "domain: unknown domain 'xx'"
+
+
 def test_export_round_trip_json_and_yaml(admin, train):
     exported = admin.get(f"/v1/job-templates/{train['pk']}/export").json
     assert exported == {**TRAIN, "specific": {**TRAIN["specific"], "parameters": {
