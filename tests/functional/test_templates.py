@@ -162,6 +162,16 @@ def test_meta_template(admin, alice, meta, train, predict):
         "detail"]
 
 
+def test_a_meta_template_node_without_a_version_is_the_newest_active_version(admin, train, predict):
+    admin.post("/v1/job-templates/import", document(PREDICT, version=2, description="Newer."), status=201)
+    deleted = admin.post("/v1/job-templates/import", document(PREDICT, version=3, description="Deleted."),
+                         status=201).json
+    admin.delete(f"/v1/job-templates/{deleted['pk']}")
+    meta = admin.post("/v1/job-templates/import", TRAIN_THEN_PREDICT, status=201).json
+    exported = admin.get(f"/v1/job-templates/{meta['pk']}/export").json
+    assert exported["specific"]["nodes"]["predict"] == {"name": "tiny-predict", "version": 2}
+
+
 def test_meta_graph_errors(admin, train, predict):
     admin.post("/v1/job-templates/import", PROCESS, status=201)
 
