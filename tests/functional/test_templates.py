@@ -406,6 +406,21 @@ def test_yaml_values_json_cannot_hold_are_400(admin, default, needle):
     assert needle in refused.json["detail"]
 
 
+def test_a_document_nested_exactly_as_deep_as_the_limit_is_accepted(admin):
+    """At most 100 levels deep (the document itself is the first): 100 is imported, 101 is 400."""
+    import json
+
+    def nested(levels: int) -> str:  # JSON is YAML in flow style: every level a bracket
+        document = yaml.safe_load(JSON_PARAMETER.replace("DEFAULT", "null"))
+        document["specific"]["parameters"]["value"]["default"] = default = []
+        for _ in range(levels - 5):  # the document, specific, parameters, value, default
+            default.append([])
+            default = default[0]
+        return json.dumps(document)
+    yaml_import(admin, nested(100), 201)
+    assert "nested more than 100 levels deep" in yaml_import(admin, nested(101), 400).json["detail"]
+
+
 def test_an_alias_bomb_is_400(admin):
     bomb = "".join(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9))
     text = JSON_PARAMETER.replace("DEFAULT", "*a8").replace("specific:", f"x-anchors:\n  a0: &a0 lol\n{bomb}specific:")
