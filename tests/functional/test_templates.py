@@ -427,6 +427,18 @@ def test_an_alias_bomb_is_400(admin):
     assert "aliases are expanded" in yaml_import(admin, text, 400).json["detail"]
 
 
+def test_a_document_of_exactly_as_many_values_as_the_limit_is_accepted(admin):
+    """At most 200,000 values once the aliases are expanded. The document around the default holds 15 (itself,
+    name, version, ..., the default's list); the default: 1,980 lists of 101 values (one anchored, 1,979 aliases
+    of it), then the rest as plain nulls."""
+    def values(total: int) -> str:
+        block = "&a [" + ", ".join(["null"] * 100) + "]"
+        rest = total - 15 - 1980 * 101
+        return JSON_PARAMETER.replace("DEFAULT", "[" + ", ".join([block] + ["*a"] * 1979 + ["null"] * rest) + "]")
+    yaml_import(admin, values(200_000), 201)
+    assert "more than 200000 values" in yaml_import(admin, values(200_001), 400).json["detail"]
+
+
 def test_deep_json_is_400_not_500(admin, alice):
     for path in ("/v1/job-templates/import", "/v1/jobs/list"):
         body = ("[" * 100000 + "]" * 100000).encode()
