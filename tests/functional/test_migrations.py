@@ -27,6 +27,25 @@ def test_the_models_and_the_migrations_agree(engine, tmp_path, capsys):
     assert "op." not in text, text
 
 
+def test_a_revision_writes_what_the_models_changed_and_empty_writes_nothing(tmp_path, capsys):
+    """Against a database whose schema lacks a table the models have (a model change not migrated yet)."""
+    database = tmp_path / "behind.sqlite"
+    engine = get_engine({"sqlalchemy.url": f"sqlite:///{database}"})
+    schema.upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE job_event_retention"))
+    engine.dispose()
+    ini = tmp_path / "cli.ini"
+    ini.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = sqlite:///{database}\n"
+                   f"ufdl.auth.secret = {TEST_SETTINGS['ufdl.auth.secret']}\n")
+    for name, flags in (("found", []), ("empty", ["--empty"])):
+        folder = tmp_path / name
+        folder.mkdir()
+        assert ufdl(["-c", str(ini), "db", "revision", "-m", name, "--dir", str(folder), *flags]) == 0
+        [written] = folder.glob(f"*_{name}.py")
+        assert ("op.create_table('job_event_retention'" in written.read_text()) == (name == "found")
+
+
 def counts(engine) -> dict:
     with engine.connect() as connection:
         return {table: connection.scalar(text(f"SELECT count(*) FROM {table}"))
