@@ -46,6 +46,20 @@ def test_a_revision_writes_what_the_models_changed_and_empty_writes_nothing(tmp_
         assert ("op.create_table('job_event_retention'" in written.read_text()) == (name == "found")
 
 
+def test_a_revision_against_a_database_not_at_the_newest_schema_is_refused(tmp_path, capsys):
+    database = tmp_path / "old.sqlite"
+    engine = get_engine({"sqlalchemy.url": f"sqlite:///{database}"})
+    schema.upgrade(engine, "0004")
+    engine.dispose()
+    ini = tmp_path / "cli.ini"
+    ini.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = sqlite:///{database}\n"
+                   f"ufdl.auth.secret = {TEST_SETTINGS['ufdl.auth.secret']}\n")
+    assert ufdl(["-c", str(ini), "db", "revision", "-m", "too early", "--dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ufdl: ") and "not up to date" in err and err.count("\n") == 1, err
+    assert not list(tmp_path.glob("*_too_early.py"))
+
+
 def counts(engine) -> dict:
     with engine.connect() as connection:
         return {table: connection.scalar(text(f"SELECT count(*) FROM {table}"))
