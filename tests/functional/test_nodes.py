@@ -21,6 +21,13 @@ def test_minimal_node_and_ipv6(alice):
     assert node["ip"] == "::1" and node["gpu_mem"] is None
 
 
+def test_an_address_is_stored_in_its_canonical_form_so_one_spelling_is_one_node(alice, bob):
+    node = alice.post("/v1/nodes/create", {"ip": "2001:DB8:0:0:0:0:0:1", "index": 0}, status=201).json
+    assert node["ip"] == "2001:db8::1"
+    response = bob.post("/v1/nodes/create", {"ip": "2001:db8::1", "index": 0}, status=409)
+    assert response.json == {"detail": "A node with ip '2001:db8::1' and index 0 already exists"}
+
+
 def test_ip_and_index_are_unique_together(alice, bob, node):
     response = bob.post("/v1/nodes/create", {"ip": NODE["ip"], "index": 0}, status=409)
     assert response.json == {"detail": "A node with ip '192.168.0.10' and index 0 already exists"}
