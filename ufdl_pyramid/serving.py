@@ -4,10 +4,10 @@ One waitress process is bound by Python's global lock: its threads take turns on
 round trip hands the lock over. On PostgreSQL, several processes (``ufdl serve --workers N``) use the other
 cores. The parent binds the socket, builds the app once (so the start-up syncs of job types and templates run
 once) and forks the workers, which accept from the shared socket: an idle worker takes the next connection. The
-parent replaces a worker that dies (a new fork of the same app), backing off when workers keep dying soon after
-they start, and stops them all on SIGTERM or SIGINT. A
-stopped process closes its listening socket, lets the requests under way complete and sends their answers (up
-to ``STOP_GRACE`` seconds), closes its idle connections, and runs its ``on_stop`` before it leaves.
+parent replaces a worker that dies (a new fork of the same app), backing off while workers keep dying soon after
+they start, and stops them all on SIGTERM or SIGINT. A stopped process closes its listening socket, lets the
+requests under way complete and sends their answers (up to ``STOP_GRACE`` seconds), closes its idle
+connections, and runs its ``on_stop`` before it leaves.
 """
 import logging
 import os

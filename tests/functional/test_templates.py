@@ -109,6 +109,10 @@ def test_a_query_string_that_is_not_utf8_is_400(admin, train):
                          ("POST", "/v1/job-templates/list?page=%FF"), ("POST", "/v1/jobs/list?%FF=%FE")):
         response = admin.request(method, path, status=400)
         assert "query string is not valid UTF-8" in response.json["detail"], path
+    # A byte past ASCII sent raw (a client that does not escape it), not only percent-escaped.
+    response = admin.app.post("/v1/jobs/list", headers=admin.headers(), extra_environ={"QUERY_STRING": "page=\xff"},
+                              status=400)
+    assert "query string is not valid UTF-8" in response.json["detail"]
 
 
 def test_yaml_import_errors_name_the_line_and_refuse_tags(admin):

@@ -71,8 +71,9 @@ def undecodable_path(exc, request):
 @exception_view_config(UnicodeDecodeError, renderer="json")
 def undecodable(exc, request):
     # WebOb decodes the query string when a view first reads request.GET; any other decoding error is ours.
+    # WSGI hands the query over as bytes decoded as latin-1: percent-escaped or raw, they must be UTF-8.
     try:
-        unquote_to_bytes(request.query_string.replace("+", " ")).decode("utf-8")
+        unquote_to_bytes(request.environ.get("QUERY_STRING", "").encode("latin-1")).decode("utf-8")
     except UnicodeDecodeError:
         return error_response(request, 400, "The URL's query string is not valid UTF-8 once percent-decoded.")
     return unexpected_error(exc, request)
