@@ -15,7 +15,7 @@ from datetime import timedelta
 import pytest
 import transaction
 import websocket
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
 from ufdl_pyramid.cli.websocket import listener_argv
 from ufdl_pyramid.client import ChannelRefused, channel_url, connect, watch_job
@@ -550,6 +550,48 @@ def test_a_late_commit_is_not_skipped(on_postgresql, engine, make_job):
     assert feed.poll() == [] and not feed.has_open_gaps and feed.horizon > doomed_event.id
     for session in (late, early, doomed, after):
         session.close()
+
+
+@pytest.mark.postgresql
+def test_a_transaction_open_in_another_database_does_not_hold_our_gaps_open(on_postgresql, engine, make_job):
+    """Gaps were settled by the oldest transaction of the whole server: one left open in another database
+    (another application's, a migration) kept every gap of ours open as long as it ran."""
+    first, second = make_job("a"), make_job("b")
+    feed = EventFeed(engine)
+    feed.start()
+    other_database = create_engine(engine.url.set(
+        database="template1" if engine.url.database == "postgres" else "postgres"))
+    sessions = get_session_factory(engine)
+    try:
+        with other_database.connect() as elsewhere:
+            elsewhere.execute(text("SELECT pg_current_xact_id()"))  # a write transaction's id: it holds one
+            doomed = sessions()
+            record_event(doomed, doomed.get(Job, first["pk"]), "progress")
+            doomed.flush()
+            after = sessions()
+            record_event(after, after.get(Job, second["pk"]), "progress")
+            after.commit()
+            after.close()
+            assert len(feed.poll()) == 1 and feed.has_open_gaps
+            doomed.rollback()
+            doomed.close()
+            assert feed.poll() == [] and not feed.has_open_gaps
+            # Ours still count: a transaction of our database holding an id keeps its gap open.
+            held = sessions()
+            held_event = record_event(held, held.get(Job, first["pk"]), "progress", data={"n": "held"})
+            held.flush()
+            after = sessions()
+            record_event(after, after.get(Job, second["pk"]), "progress")
+            after.commit()
+            after.close()
+            assert len(feed.poll()) == 1 and feed.poll() == [] and feed.horizon < held_event.id
+            held.commit()
+            held.close()
+            assert [m["transition_data"] for m in feed.poll()] == [{"n": "held"}]
+            assert not feed.has_open_gaps
+            elsewhere.rollback()
+    finally:
+        other_database.dispose()
 
 
 @pytest.mark.postgresql

@@ -14,8 +14,11 @@ in order for its job, whose events its row lock serialises). A gap is settled on
 it has ended: ``record_event`` takes the transaction id before drawing the event id, so that transaction's id
 is below any transaction id assigned after the gap was seen; the feed takes one such id
 (``pg_current_xact_id()`` in a tiny transaction of its own) per batch of new gaps, and the gaps of that batch
-are settled once the oldest running transaction (``pg_snapshot_xmin``) is past it: a late commit is then
-visible, a rollback never will be. However long a transaction stays open, its gap stays open: only beyond
+are settled once the oldest transaction still running *in our database* is past it: a late commit is then
+visible, a rollback never will be. (Only our database's transactions write our events: one left open in
+another database of the same server must not hold our gaps open.) That oldest transaction is read from
+``pg_stat_activity`` before the rows are: one seen ended there has committed (or rolled back) before the
+rows' snapshot is taken. However long a transaction stays open, its gap stays open: only beyond
 ``max_pending`` open ids at once are the oldest given up (with a warning). Young gaps are looked at again
 within milliseconds (their transaction is committing), old ones once a second. A gap id is settled only by a
 read that looked for it (not one cut short below it by the batch size), and a read that fails midway changes
@@ -26,7 +29,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import BigInteger, any_, literal, literal_column, or_, select, text
+from sqlalchemy import BigInteger, any_, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 
@@ -36,7 +39,19 @@ from .events import event_json
 log = logging.getLogger(__name__)
 
 EVENTS = JobEvent.__table__
-XMIN = literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint").label("xmin_")
+# The id (xid8) of the oldest transaction running in our database, or the next id if none is: what is running
+# holds a 32-bit xid, widened against the snapshot's next xid by its signed distance from it. Read at the first
+# look at pg_stat_activity in a transaction (later ones reuse that copy), so ask it in a fresh transaction.
+OLDEST_RUNNING_HERE = text("""
+    WITH snapshot AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid),
+    running AS (
+        SELECT backend_xid AS xid FROM pg_stat_activity
+        WHERE backend_xid IS NOT NULL AND datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+        UNION ALL
+        SELECT transaction FROM pg_prepared_xacts WHERE database = current_database())
+    SELECT least(next_xid, min(next_xid + ((xid::text::bigint - next_xid) % 4294967296 + 6442450944)
+                                          % 4294967296 - 2147483648))
+    FROM snapshot LEFT JOIN running ON true GROUP BY next_xid""")
 BATCH = 5000
 MAX_PENDING = 100_000
 START_WAIT = 5.0  # seconds a start waits for the transactions that drew the ids so far to end
@@ -98,11 +113,12 @@ class EventFeed:
                 connection.rollback()
                 xid = self._new_xid()
                 deadline = time.monotonic() + START_WAIT
-                while self._xmin(connection) <= xid and time.monotonic() < deadline:
+                while True:
+                    settled = self._xmin(connection) > xid
                     connection.rollback()
+                    if settled or time.monotonic() >= deadline:
+                        break
                     time.sleep(0.01)
-                settled = self._xmin(connection) > xid
-                connection.rollback()
                 if not settled:
                     low = max(0, highest - START_WINDOW)
                     visible = set(connection.scalars(select(EVENTS.c.id).where(EVENTS.c.id > low,
@@ -129,14 +145,11 @@ class EventFeed:
         pending = sorted(set().union(*(batch.ids for batch in self._gaps)))
         if pending:
             wanted = or_(wanted, EVENTS.c.id == any_(literal(pending, ARRAY(BigInteger))))
-        query = select(EVENTS, XMIN).where(wanted).order_by(EVENTS.c.id).limit(self.batch)
-        # One statement: the rows and the oldest running transaction, from the same snapshot. While gaps are
-        # open and nothing new comes, the xmin must come from a snapshot no later than the rows' one: take it
-        # first.
+        query = select(EVENTS).where(wanted).order_by(EVENTS.c.id).limit(self.batch)
         with self.engine.connect() as connection:
-            early_xmin = self._xmin(connection) if self._gaps else 0
+            # Before the rows' snapshot (each statement takes its own): a transaction ended by then is in it.
+            xmin = self._xmin(connection) if self._gaps else 0
             rows = connection.execute(query).all()
-            xmin = rows[0].xmin_ if rows else early_xmin
             connection.rollback()
         self._settle([row.id for row in rows], xmin, complete=len(rows) < self.batch)
         return [self._message(row) for row in rows]
@@ -177,8 +190,10 @@ class EventFeed:
 
     @staticmethod
     def _xmin(connection: Connection) -> int:
-        return connection.scalar(text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"))
+        """The oldest transaction running in our database (see ``OLDEST_RUNNING_HERE``): the connection must
+        have no transaction under way."""
+        return connection.scalar(OLDEST_RUNNING_HERE)
 
     @staticmethod
     def _message(row) -> dict:
-        return event_json(JobEvent(**{key: value for key, value in row._mapping.items() if key != "xmin_"}))
+        return event_json(JobEvent(**row._mapping))
