@@ -144,8 +144,8 @@ def _replace(path, old, new):
     (lambda r: _replace(r / "shell" / "1.yaml", "version: 1\n", ""),
      "shell/1.yaml:1: version: None does not agree with the file name (1)"),
     (lambda r: _replace(r / "word-count" / "1.yaml", "specific:", "specifics:"),
-     "word-count/1.yaml:1: body: Additional properties are not allowed ('specifics' was unexpected); "
-     "body: 'specific' is a required property"),
+     "word-count/1.yaml:1: document: Additional properties are not allowed ('specifics' was unexpected); "
+     "document: 'specific' is a required property"),
     (lambda r: (r / "registry.yaml").write_text("licences: [MIT]\n"),
      "shell/1.yaml:8: licence: 'Apache-2.0' is not one of the registry's licences (MIT)"),
     (lambda r: (r / "registry.yaml").write_text("licences: [MIT\n"),

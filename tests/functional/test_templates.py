@@ -147,6 +147,17 @@ def test_bad_imports_are_400_naming_the_field(admin, changes, needle):
     assert needle in response.json["detail"]
 
 
+def test_every_problem_of_the_specific_part_is_named_in_it(admin):
+    """Only the first of several problems was named in ``specific``: the others read ``body: ...`` or lost
+    their ``specific.``."""
+    bad = document(TRAIN, specific__executor_class=5)
+    del bad["specific"]["required_packages"], bad["specific"]["parameters"]
+    detail = admin.post("/v1/job-templates/import", bad, status=400).json["detail"]
+    assert detail == ("specific: 'required_packages' is a required property; "
+                      "specific: 'parameters' is a required property; "
+                      "specific.executor_class: 5 is not of type 'string'")
+
+
 def test_meta_template(admin, alice, meta, train, predict):
     assert meta["version"] == 1
     assert meta["nodes"] == {"predict": {"name": "tiny-predict", "version": 1},

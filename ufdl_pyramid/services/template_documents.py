@@ -97,15 +97,12 @@ def is_meta(specific: dict) -> bool:
     return "nodes" in specific or "dependencies" in specific
 
 
-def check_document(document) -> None:
-    """Structure only (types, names, graph checks come after); every problem named with its field."""
-    validate(_DOCUMENT, document)
+def check_document(document, name: str = "body") -> None:
+    """Structure only (types, names, graph checks come after); every problem named with its field (problems of
+    the document as a whole with ``name``)."""
+    validate(_DOCUMENT, document, name=name)
     specific = document["specific"]
-    try:
-        validate(_META if is_meta(specific) else _WORKABLE, specific)
-    except InvalidInput as error:
-        raise InvalidInput(error.detail.replace("body", "specific", 1) if error.detail.startswith("body")
-                           else "specific." + error.detail) from None
+    validate(_META if is_meta(specific) else _WORKABLE, specific, name="specific", prefix="specific")
 
 
 def _ordered(mapping: dict, keys: tuple[str, ...]) -> dict:

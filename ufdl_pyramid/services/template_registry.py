@@ -284,7 +284,7 @@ def _check_entry(document, node, path: str, name: str, version: int) -> list[Pro
         return [Problem(path, node.start_mark.line + 1 if node else None, "a template document must be a mapping")]
     problems = []
     try:
-        check_document(document)
+        check_document(document, name="document")
     except InvalidInput as error:
         problems.append(Problem(path, _line_of(node, error.detail), error.detail))
     # A name or a version of the wrong type is the schema's to report; a missing version is ours.

@@ -7,15 +7,17 @@ from jsonschema import Draft202012Validator
 from ..errors import InvalidInput
 
 
-def _where(error) -> str:
+def _where(error, name: str, prefix: str) -> str:
     path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
-    return path.lstrip(".") or "body"
+    return name if not path else prefix + path if prefix else path.lstrip(".")
 
 
-def validate(validator: Draft202012Validator, instance) -> None:
+def validate(validator: Draft202012Validator, instance, *, name: str = "body", prefix: str = "") -> None:
+    """Every problem of ``instance`` in one 400, each named by its place: ``name`` for the instance itself,
+    its fields by their path (after ``prefix``, for an instance nested in a document)."""
     errors = sorted(validator.iter_errors(instance), key=lambda error: list(map(str, error.absolute_path)))
     if errors:
-        raise InvalidInput("; ".join(f"{_where(error)}: {error.message}" for error in errors[:20]))
+        raise InvalidInput("; ".join(f"{_where(error, name, prefix)}: {error.message}" for error in errors[:20]))
 
 
 def compile_schema(schema: dict) -> Draft202012Validator:
