@@ -520,6 +520,17 @@ def test_the_watch_command_refused_by_the_channel_is_one_line_and_exit_1(listene
         assert out == "" and err.startswith(f"ufdl: {detail}") and err.count("\n") == 1, err
 
 
+def write_event(sessions, job: dict, data: dict | None = None, *, commit: bool = True):
+    """A progress event of ``job`` in a session of its own, committed (and closed) or left open; (session, event)."""
+    session = sessions()
+    event = record_event(session, session.get(Job, job["pk"]), "progress", data=data)
+    session.flush()
+    if commit:
+        session.commit()
+        session.close()
+    return session, event
+
+
 @pytest.mark.postgresql
 def test_a_late_commit_is_not_skipped(on_postgresql, engine, make_job):
     """Ids are drawn at insert, transactions commit in any order: the feed must not skip the lower id."""
@@ -565,25 +576,15 @@ def test_a_transaction_open_in_another_database_does_not_hold_our_gaps_open(on_p
     try:
         with other_database.connect() as elsewhere:
             elsewhere.execute(text("SELECT pg_current_xact_id()"))  # a write transaction's id: it holds one
-            doomed = sessions()
-            record_event(doomed, doomed.get(Job, first["pk"]), "progress")
-            doomed.flush()
-            after = sessions()
-            record_event(after, after.get(Job, second["pk"]), "progress")
-            after.commit()
-            after.close()
+            doomed, _ = write_event(sessions, first, commit=False)
+            write_event(sessions, second)
             assert len(feed.poll()) == 1 and feed.has_open_gaps
             doomed.rollback()
             doomed.close()
             assert feed.poll() == [] and not feed.has_open_gaps
             # Ours still count: a transaction of our database holding an id keeps its gap open.
-            held = sessions()
-            held_event = record_event(held, held.get(Job, first["pk"]), "progress", data={"n": "held"})
-            held.flush()
-            after = sessions()
-            record_event(after, after.get(Job, second["pk"]), "progress")
-            after.commit()
-            after.close()
+            held, held_event = write_event(sessions, first, {"n": "held"}, commit=False)
+            write_event(sessions, second)
             assert len(feed.poll()) == 1 and feed.poll() == [] and feed.horizon < held_event.id
             held.commit()
             held.close()
@@ -679,22 +680,13 @@ def test_a_poll_that_fails_midway_loses_nothing(on_postgresql, engine, make_job,
     feed.start()
     sessions = get_session_factory(engine)
 
-    def write(job, n, commit=True):
-        session = sessions()
-        record_event(session, session.get(Job, job["pk"]), "progress", data={"n": n})
-        session.flush()
-        if commit:
-            session.commit()
-            session.close()
-        return session
-
-    held = write(first, "held", commit=False)
-    write(second, "after")
+    held, _ = write_event(sessions, first, {"n": "held"}, commit=False)
+    write_event(sessions, second, {"n": "after"})
     assert [m["transition_data"]["n"] for m in feed.poll()] == ["after"]  # the held id is a gap
-    later = write(third, "later", commit=False)  # the next gap
+    later, _ = write_event(sessions, third, {"n": "later"}, commit=False)  # the next gap
     held.commit()
     held.close()
-    write(second, "last")
+    write_event(sessions, second, {"n": "last"})
     taken = feed._new_xid
 
     def fails_once():
