@@ -6,6 +6,7 @@ invariants, a refused call (4xx) must have changed nothing, and a job a call ans
 The scenario tests pin the expected outcomes one by one; this one finds the orders of calls nobody wrote.
 """
 import collections
+import os
 import random
 import threading
 
@@ -13,7 +14,8 @@ import pytest
 import webtest
 from job_helpers import CONSUME, ECHO, PIPELINE, PRODUCE, register
 
-STEPS = 400
+STEPS = int(os.environ.get("UFDL_WALK_STEPS", "400"))
+SEEDS = [int(seed) for seed in os.environ.get("UFDL_WALK_SEEDS", "1,2,3").split(",")]
 EXECUTORS = ["tests.Echo", "tests.Produce", "tests.Consume"]
 NODE_ACTIONS = ("start", "progress", "finish", "error", "reset", "release", "output")
 # A job that holds a node until the node's finish, or is still to be worked.
@@ -164,7 +166,7 @@ def templates(admin):
     return {template["name"]: template["pk"] for template in listed}
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", SEEDS)
 def test_a_random_walk_keeps_the_invariants(seed, admin, alice, bob, templates):
     walk = Walk(seed, admin, alice, bob, templates)
     outcomes = collections.Counter(walk.step() for _ in range(STEPS))
