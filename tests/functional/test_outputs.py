@@ -256,6 +256,19 @@ def test_a_failed_request_deletes_nothing_and_keeps_no_new_blob(worker, running,
     assert storage.exists(output_key(storage, DATA)) and output["size"] == len(DATA)
 
 
+def test_an_upload_losing_the_race_for_its_name_is_409(worker, running, storage, monkeypatch):
+    """Two uploads of one (job, name, type) at once: both pass the duplicate check, the first commits, and the
+    second's row is refused by the unique index. That one must be told 409, as when the check catches it, and
+    its bytes must go. (Simulated: the second's check passes as if the first had not committed yet.)"""
+    from ufdl_pyramid.services.outputs import JobOutputService
+
+    upload(worker, running)
+    monkeypatch.setattr(JobOutputService, "_check_unique", lambda self, job, name, canonical: None)
+    refused = upload(worker, running, data=b"the loser's bytes", status=409).json
+    assert refused == {"detail": f"Job {running['pk']} already has an output 'model' of type {MODEL}"}
+    assert not storage.exists(output_key(storage, b"the loser's bytes"))
+
+
 def test_over_the_limit_is_413(engine, users, tmp_path):
     app = webtest.TestApp(make_test_app(engine, **{"ufdl.max_output_size": "1K",
                                                    "ufdl.storage.path": str(tmp_path / "outputs")}))

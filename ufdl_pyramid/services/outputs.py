@@ -124,11 +124,12 @@ class JobOutputService:
                            blob_key=blob.key, size=blob.size, creation_time=utcnow(),
                            creator_id=creator_id)
         self.db.add(output)
+        job_id = job.id  # a failed flush expires the session's objects: the message cannot read them
         try:
             self.db.flush()
         except IntegrityError:
             # Another upload of the same (job, name, type) committed first; our blob goes on rollback.
-            raise Conflict(f"Job {job.id} already has an output {name!r} of type {canonical}") from None
+            raise Conflict(f"Job {job_id} already has an output {name!r} of type {canonical}") from None
         self.db.expire(job, ["outputs"])
         record_event(self.db, job, "add_output", data={"name": name, "type": canonical, "pk": output.id})
         return output
