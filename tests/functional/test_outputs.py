@@ -173,6 +173,20 @@ def test_the_content_type_is_kept_whole(worker, bob, running):
         assert bob.get(out(running, name=name)).headers["Content-Type"] == content_type
 
 
+@pytest.mark.parametrize("sent, kept", [
+    ("text/plain\x01x", "application/octet-stream"),  # a control character: it would reach a header
+    ("text/plain\x7f", "application/octet-stream"),
+    ("text/pl\u00e4in", "application/octet-stream"),
+    ("  text/plain  ", "text/plain"),
+    ("a/" + "b" * 198, "a/" + "b" * 198),  # 200 characters: the most kept
+    ("a/" + "b" * 199, "application/octet-stream"),
+])
+def test_a_content_type_is_kept_only_as_printable_ascii(worker, bob, running, sent, kept):
+    """What is stored is answered as the Content-Type of every download: anything else is the generic type."""
+    assert upload(worker, running, data=b"text", content_type=sent).json["content_type"] == kept
+    assert bob.get(out(running)).headers["Content-Type"] == kept
+
+
 def test_an_empty_output(worker, bob, running):
     assert upload(worker, running, data=b"").json["size"] == 0
     response = bob.get(out(running))
