@@ -187,6 +187,12 @@ def test_a_content_type_is_kept_only_as_printable_ascii(worker, bob, running, se
     assert bob.get(out(running)).headers["Content-Type"] == kept
 
 
+def test_a_type_whose_canonical_form_is_just_the_limit_is_accepted(worker, bob, running):
+    type_text = f"Framework<'{'a' * 982}', '1'>"  # 1,000 characters, canonical as sent
+    assert upload(worker, running, type_text=type_text).json["type"] == type_text
+    assert bob.get(out(running, type_text=type_text)).body == DATA
+
+
 def test_an_empty_output(worker, bob, running):
     assert upload(worker, running, data=b"").json["size"] == 0
     response = bob.get(out(running))
