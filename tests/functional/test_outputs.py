@@ -193,6 +193,16 @@ def test_a_type_whose_canonical_form_is_just_the_limit_is_accepted(worker, bob, 
     assert bob.get(out(running, type_text=type_text)).body == DATA
 
 
+def test_a_deleted_output_is_no_longer_found_by_its_name(worker, bob, running):
+    """Found by name and type, a deleted output would shadow the one uploaded again under its name."""
+    upload(worker, running)
+    worker.delete(out(running))
+    assert bob.get(out(running, action="info"), status=404)
+    again = upload(worker, running, data=b"uploaded again").json
+    assert bob.get(out(running, action="info")).json == again
+    assert bob.get(out(running)).body == b"uploaded again"
+
+
 def test_an_empty_output(worker, bob, running):
     assert upload(worker, running, data=b"").json["size"] == 0
     response = bob.get(out(running))
