@@ -203,6 +203,14 @@ def test_a_deleted_output_is_no_longer_found_by_its_name(worker, bob, running):
     assert bob.get(out(running)).body == b"uploaded again"
 
 
+def test_an_output_for_a_deleted_job_the_node_reset_is_refused_as_deleted(admin, worker, running):
+    worker.post(f"/v1/jobs/{running['pk']}/finish", {"error": "boom"})
+    admin.delete(f"/v1/jobs/{running['pk']}")  # failed: the node still holds it, and may reset it
+    worker.delete(f"/v1/jobs/{running['pk']}/reset")
+    refused = upload(worker, running, status=406).json
+    assert refused == {"detail": f"Cannot add an output to job {running['pk']}: it is deleted"}
+
+
 def test_an_empty_output(worker, bob, running):
     assert upload(worker, running, data=b"").json["size"] == 0
     response = bob.get(out(running))
