@@ -261,6 +261,21 @@ def test_job_outputs_collection(worker, bob, admin, running, storage):
     assert bob.get(f"/v1/job-outputs/{output['pk']}", status=404)
 
 
+@pytest.mark.parametrize("name, body, query, filename", [
+    ("model", {"filetype": "zip"}, "", "model.zip"),
+    ("model", {"params": {"filetype": "zip"}}, "", "model.zip"),  # as the UFDL client sends it
+    ("model.bin", {"filetype": "zip"}, "", "model.zip"),  # the extension is replaced, not added to
+    ("model.bin", {"filetype": ".zip"}, "", "model.zip"),
+    ("a.b.c", {"params": {}}, "?filetype=gz", "a.b.gz"),
+    (".hidden", {"filetype": "zip"}, "", ".hidden.zip"),  # a leading dot starts no extension
+    ("model.bin", {"params": {}}, "", "model.bin"),
+])
+def test_the_downloaded_filename_takes_the_filetype_asked_for(worker, bob, running, name, body, query, filename):
+    output = upload(worker, running, name=name).json
+    download = bob.post(f"/v1/job-outputs/{output['pk']}/download{query}", body)
+    assert download.headers["Content-Disposition"] == f'attachment; filename="{filename}"'
+
+
 def output_key(storage, data: bytes) -> str:
     import hashlib
     return hashlib.sha256(data).hexdigest()
