@@ -276,6 +276,12 @@ def test_the_downloaded_filename_takes_the_filetype_asked_for(worker, bob, runni
     assert download.headers["Content-Disposition"] == f'attachment; filename="{filename}"'
 
 
+@pytest.mark.parametrize("body", [{"filetype": 5}, {"params": {"filetype": ["zip"]}}, [1], "zip"])
+def test_a_download_body_of_the_wrong_shape_is_400(worker, bob, running, body):
+    output = upload(worker, running).json
+    bob.post(f"/v1/job-outputs/{output['pk']}/download", body, status=400)
+
+
 def output_key(storage, data: bytes) -> str:
     import hashlib
     return hashlib.sha256(data).hexdigest()
