@@ -282,6 +282,17 @@ def test_a_download_body_of_the_wrong_shape_is_400(worker, bob, running, body):
     bob.post(f"/v1/job-outputs/{output['pk']}/download", body, status=400)
 
 
+def test_conditional_requests_on_head_and_post(worker, bob, running):
+    """If-None-Match spares a GET or HEAD the body (304); the client's POST download always gets the bytes."""
+    output = upload(worker, running, data=b"0123456789").json
+    etag = bob.get(out(running)).headers["ETag"]
+    bob.request("HEAD", out(running), headers={"If-None-Match": etag}, status=304)
+    assert bob.request("HEAD", out(running), headers={"If-None-Match": '"other"'}, status=200).headers[
+        "Content-Length"] == "10"
+    download = bob.post(f"/v1/job-outputs/{output['pk']}/download", {"params": {}}, headers={"If-None-Match": etag})
+    assert download.status_int == 200 and download.body == b"0123456789"
+
+
 def output_key(storage, data: bytes) -> str:
     import hashlib
     return hashlib.sha256(data).hexdigest()
