@@ -293,6 +293,14 @@ def test_conditional_requests_on_head_and_post(worker, bob, running):
     assert download.status_int == 200 and download.body == b"0123456789"
 
 
+def test_anyone_signed_in_reads_an_output(worker, alice, running):
+    """Neither the job's creator (bob) nor an admin: alice, without her node, still reads and lists it."""
+    output = upload(worker, running).json
+    assert alice.get(out(running)).body == DATA
+    assert alice.get(out(running, action="info")).json == output
+    assert alice.post(f"/v1/job-outputs/{output['pk']}/download").body == DATA
+
+
 def output_key(storage, data: bytes) -> str:
     import hashlib
     return hashlib.sha256(data).hexdigest()
