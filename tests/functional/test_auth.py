@@ -122,7 +122,7 @@ def test_deactivating_a_user_ends_its_tokens(alice, anonymous, engine):
 
 
 @pytest.mark.parametrize("change", ["deactivate", "set_password"])
-def test_deactivating_or_a_new_password_revokes_refresh_tokens(alice, anonymous, engine, change):
+def test_deactivating_or_a_new_password_revokes_refresh_tokens(alice, bob, anonymous, engine, change):
     import transaction
     from sqlalchemy import select
 
@@ -137,6 +137,7 @@ def test_deactivating_or_a_new_password_revokes_refresh_tokens(alice, anonymous,
         service, user = AuthService(db, config), db.scalar(select(User).where(User.username == "alice"))
         service.deactivate(user) if change == "deactivate" else service.set_password(user, "a-new-password")
     anonymous.post("/v1/auth/refresh", {"refresh": alice.refresh_token}, status=401)
+    anonymous.post("/v1/auth/refresh", {"refresh": bob.refresh_token}, status=200)  # only alice's tokens end
 
 
 def test_a_token_accepted_before_is_refused_once_it_expires(alice, monkeypatch):
@@ -157,3 +158,5 @@ def test_a_bad_token_is_named_on_a_path_with_no_records_too(alice):
     response = alice.get("/v1/plugins", status=401)
     assert response.json == {"detail": "Token is invalid"}
     assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
