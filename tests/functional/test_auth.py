@@ -160,3 +160,15 @@ def test_a_bad_token_is_named_on_a_path_with_no_records_too(alice):
     assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
+@pytest.mark.parametrize("sub, detail", [
+    (str(2**31 - 1), "User is inactive or no longer exists"),  # the largest id a column holds: no such user
+    ("alice", "Token is invalid"),
+    ("-1", "Token is invalid"),
+    ("1.5", "Token is invalid"),
+])
+def test_a_signed_token_must_name_a_user_id(alice, sub, detail):
+    alice.token = jwt.encode({"sub": sub, "exp": datetime.now(timezone.utc) + timedelta(minutes=5),
+                              "type": "access"}, TEST_SETTINGS["ufdl.auth.secret"], algorithm="HS256")
+    assert alice.post("/v1/job-types/list", status=401).json == {"detail": detail}
+
+
