@@ -172,3 +172,10 @@ def test_a_signed_token_must_name_a_user_id(alice, sub, detail):
     assert alice.post("/v1/job-types/list", status=401).json == {"detail": detail}
 
 
+def test_a_signed_token_without_an_expiry_is_invalid(alice):
+    """A token that never expires must not be taken (it was read as one whose expiry is missing: a 500)."""
+    alice.token = jwt.encode({"sub": str(alice.user_id), "type": "access"}, TEST_SETTINGS["ufdl.auth.secret"],
+                             algorithm="HS256")
+    assert alice.post("/v1/job-types/list", status=401).json == {"detail": "Token is invalid"}
+
+
