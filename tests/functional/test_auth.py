@@ -179,3 +179,11 @@ def test_a_signed_token_without_an_expiry_is_invalid(alice):
     assert alice.post("/v1/job-types/list", status=401).json == {"detail": "Token is invalid"}
 
 
+def test_an_access_token_lasts_the_configured_time(users, anonymous):
+    users.create("carol", password="s3cret-pass")
+    access = anonymous.post("/v1/auth/obtain", {"username": "carol", "password": "s3cret-pass"}).json["access"]
+    claims = jwt.decode(access, TEST_SETTINGS["ufdl.auth.secret"], algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 300  # ufdl.auth.access_ttl's default
+    assert claims["type"] == "access"
+
+
