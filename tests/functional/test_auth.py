@@ -187,3 +187,9 @@ def test_an_access_token_lasts_the_configured_time(users, anonymous):
     assert claims["type"] == "access"
 
 
+def test_the_bearer_scheme_is_case_insensitive_and_spaces_around_the_token_are_ignored(alice):
+    token = alice.token
+    for header in (f"bearer {token}", f"BEARER {token}", f"Bearer   {token}"):
+        alice.post("/v1/job-types/list", headers={"Authorization": header}, status=200)
+
+
