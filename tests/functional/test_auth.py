@@ -193,3 +193,17 @@ def test_the_bearer_scheme_is_case_insensitive_and_spaces_around_the_token_are_i
         alice.post("/v1/job-types/list", headers={"Authorization": header}, status=200)
 
 
+def test_a_refresh_token_lasts_the_configured_time(users, anonymous, engine, monkeypatch):
+    from sqlalchemy import select
+
+    from ufdl_pyramid.models import RefreshToken
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    monkeypatch.setattr(auth, "utcnow", lambda: now)
+    user_id = users.create("carol", password="s3cret-pass")
+    anonymous.post("/v1/auth/obtain", {"username": "carol", "password": "s3cret-pass"})
+    with engine.connect() as connection:
+        expires = connection.scalar(select(RefreshToken.expires_at).where(RefreshToken.user_id == user_id))
+    assert expires == now + timedelta(days=7)  # ufdl.auth.refresh_ttl's default
+
+
