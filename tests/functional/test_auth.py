@@ -207,3 +207,18 @@ def test_a_refresh_token_lasts_the_configured_time(users, anonymous, engine, mon
     assert expires == now + timedelta(days=7)  # ufdl.auth.refresh_ttl's default
 
 
+def test_a_password_hashed_with_other_parameters_is_hashed_again_at_login(users, anonymous, engine):
+    from argon2 import PasswordHasher
+    from sqlalchemy import select, update
+
+    from ufdl_pyramid.models import User
+
+    users.create("carol", password="s3cret-pass")
+    old = PasswordHasher(time_cost=2, memory_cost=1024).hash("s3cret-pass")
+    with engine.begin() as connection:
+        connection.execute(update(User).where(User.username == "carol").values(password_hash=old))
+    anonymous.post("/v1/auth/obtain", {"username": "carol", "password": "s3cret-pass"}, status=200)
+    with engine.connect() as connection:
+        new = connection.scalar(select(User.password_hash).where(User.username == "carol"))
+    assert new != old and ",t=1," in new  # the server's parameters (ufdl.auth.argon2_time_cost)
+    anonymous.post("/v1/auth/obtain", {"username": "carol", "password": "s3cret-pass"}, status=200)
