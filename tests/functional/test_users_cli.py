@@ -92,3 +92,16 @@ def test_bootstrap_leaves_a_user_named_admin_who_is_no_administrator_alone(ini, 
     out, err = capsys.readouterr()
     assert out == "" and err == "a user 'admin' exists but is not an administrator: nothing created\n"
     anonymous.post("/v1/auth/obtain", {"username": "admin", "password": "password123"}, status=200)
+
+
+def test_a_password_of_eight_characters_is_long_enough_and_one_of_seven_is_not(ini, capsys, anonymous, users):
+    assert ufdl(["-c", ini, "users", "create", "carol", "--password", "8-chars!"]) == 0
+    anonymous.post("/v1/auth/obtain", {"username": "carol", "password": "8-chars!"}, status=200)
+    assert ufdl(["-c", ini, "users", "create", "dave", "--password", "7-chars"]) == 1
+    assert "password must be at least 8 characters" in capsys.readouterr().err
+    # A new password is held to the same rule, and a refused one changes nothing.
+    assert ufdl(["-c", ini, "users", "password", "carol", "--password", "7-chars"]) == 1
+    assert "password must be at least 8 characters" in capsys.readouterr().err
+    anonymous.post("/v1/auth/obtain", {"username": "carol", "password": "8-chars!"}, status=200)
+    assert ufdl(["-c", ini, "users", "password", "carol", "--password", "new8char"]) == 0
+    anonymous.post("/v1/auth/obtain", {"username": "carol", "password": "new8char"}, status=200)
