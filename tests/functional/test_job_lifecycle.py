@@ -133,6 +133,9 @@ def test_wrong_node_and_no_node_are_403(worker, other_worker, alice, job):
     # A Node-Id past what an id column holds names no node (and reaches no SQL): refused as malformed.
     for header in ("2147483648", "99999999999999999999", "\u0661"):
         alice.get(path(job), headers={"Node-Id": header}, status=400)
+    # The largest that fits is a node's pk like any other: this one does not exist.
+    refused = alice.get(path(job), headers={"Node-Id": "2147483647"}, status=403).json
+    assert refused == {"detail": "Node 2147483647 does not exist"}
     assert worker.get(path(job)).json == state
 
 
