@@ -101,6 +101,9 @@ def test_a_client_whose_node_was_deleted_logs_in_and_registers_again(alice, anon
     tokens = anonymous.post("/v1/auth/obtain", {"username": "alice", "password": "password123"},
                             headers=stale).json
     anonymous.post("/v1/auth/refresh", {"refresh": tokens["refresh"]}, headers=stale)
+    # With its token as well, which makes the Node-Id count elsewhere.
+    alice.post("/v1/auth/obtain", {"username": "alice", "password": "password123"}, headers=stale)
+    alice.post("/v1/auth/refresh", {"refresh": tokens["refresh"]}, headers=stale)
     alice.post("/v1/job-types/list", headers=stale, status=403)  # elsewhere the stale node is refused
     alice.post("/v1/nodes/create", {"ip": "10.0.0.9", "index": 0}, headers=stale, status=201)
 
