@@ -284,12 +284,15 @@ def test_prepare_removes_what_crashed_uploads_left_and_checks_the_path(storage, 
     os.makedirs(storage.temporary_directory, exist_ok=True)
     stale = os.path.join(storage.temporary_directory, "upload-crashed")
     fresh = os.path.join(storage.temporary_directory, "upload-in-progress")
-    for path in (stale, fresh):
+    not_ours = os.path.join(storage.temporary_directory, "notes.txt")
+    for path in (stale, fresh, not_ours):
         with open(path, "wb") as file:
             file.write(b"partial")
-    os.utime(stale, (0, 0))  # untouched since 1970: no upload in progress writes like that
+    for path in (stale, not_ours):
+        os.utime(path, (0, 0))  # untouched since 1970: no upload in progress writes like that
     assert storage.prepare() == 1
     assert not os.path.exists(stale) and os.path.exists(fresh)
+    assert os.path.exists(not_ours), "only what an upload left is removed"
     (tmp_path / "a-file").write_text("not a directory")
     with pytest.raises(OSError):
         LocalDirectoryStorage(str(tmp_path / "a-file" / "outputs")).prepare()
