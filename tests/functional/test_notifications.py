@@ -157,6 +157,20 @@ def test_an_error_mails_the_creator(app, clients, smtp):
     assert calls == [("connect", "mail.example", 2525), ("starttls",), ("login", "mailer", "s3cret")]
 
 
+def test_each_email_goes_to_its_own_address_or_else_to_the_creator(app, clients, smtp):
+    """Of two e-mails of one transition, the one naming no 'to' goes to the creator, the other to its 'to';
+    without a message or subject of its own, an e-mail takes the default ones."""
+    job = create(clients, notification_override={"actions": {
+        "on_error": [{"type": "email", "to": "ops@example"}, {"type": "email", "message": "{error}"}]}})
+    pk = job["pk"]
+    fail(clients["worker"], pk, "out of memory")
+    notifications_sent(app)
+    assert [message["To"] for message, _ in smtp.sent] == ["ops@example", "bob@example"]
+    assert [message["Subject"] for message, _ in smtp.sent] == [f"UFDL job {pk}: error"] * 2
+    assert [message.get_content().strip() for message, _ in smtp.sent] == [
+        f"Job {pk} (echo v1): error, status FAILED, progress 0.0", "out of memory"]
+
+
 def test_an_email_with_no_recipient_is_not_sent_but_logged(app, clients, smtp, caplog):
     # The admin who creates this job has no e-mail address, and the default on_error action names no 'to'.
     job = clients["admin"].post(f"/v1/job-templates/{clients['template']['pk']}/create-job",
