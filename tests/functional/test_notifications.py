@@ -171,6 +171,22 @@ def test_each_email_goes_to_its_own_address_or_else_to_the_creator(app, clients,
         f"Job {pk} (echo v1): error, status FAILED, progress 0.0", "out of memory"]
 
 
+def test_without_smtp_settings_an_email_goes_to_localhost_without_tls_or_login(engine, smtp, admin, alice, bob):
+    app = make_test_app(engine, **{"ufdl.notifications.defaults": json.dumps(
+        {"on_start": [{"type": "email", "to": "ops@example"}]})})
+    template = on(app, admin).post("/v1/job-templates/import", ECHO, status=201).json
+    node = on(app, alice).post("/v1/nodes/create", {"ip": "10.0.0.1", "index": 0}, status=201).json["pk"]
+    worker = on(app, alice).as_node(node)
+    pk = on(app, bob).post(f"/v1/job-templates/{template['pk']}/create-job",
+                           {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
+    worker.get(f"/v1/jobs/{pk}/acquire")
+    worker.post(f"/v1/jobs/{pk}/start", {})
+    notifications_sent(app)
+    [(message, calls)] = smtp.sent
+    assert message["From"] == "ufdl@localhost" and message["To"] == "ops@example"
+    assert calls == [("connect", "localhost", 25)]
+
+
 def test_an_email_with_no_recipient_is_not_sent_but_logged(app, clients, smtp, caplog):
     # The admin who creates this job has no e-mail address, and the default on_error action names no 'to'.
     job = clients["admin"].post(f"/v1/job-templates/{clients['template']['pk']}/create-job",
