@@ -209,6 +209,14 @@ def test_an_override_replaces_the_defaults(clients, printed, smtp):
     assert [message["To"] for message, _ in smtp.sent] == ["ops@example"]
 
 
+def test_an_empty_override_is_no_override(clients, printed):
+    """Neither actions nor keep_default: the defaults are sent, as with no override at all."""
+    pk = create(clients, notification_override={})["pk"]
+    printed()
+    clients["worker"].get(f"/v1/jobs/{pk}/acquire")
+    assert printed() == [f"acquired {pk} by node {clients['node']} (echo v1) {{nope}}"]
+
+
 def test_keep_default_adds_to_the_defaults(clients, printed):
     job = create(clients, notification_override={"keep_default": True, "actions": {
         "on_start": [{"type": "print", "message": "also {pk} on {node}"}]}})
