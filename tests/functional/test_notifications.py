@@ -242,6 +242,21 @@ def test_node_names_the_node_a_job_left_on_release_and_abort(clients, printed):
     assert printed() == [f"{pk} taken from {node}"]
 
 
+def test_progress_reset_and_cancel_send_theirs(clients, printed):
+    message = "{transition} {pk}: {status} {progress} ({description})"
+    job = create(clients, description="mine", notification_override={"actions": {
+        f"on_{transition}": [{"type": "print", "message": message}] for transition in ("progress", "reset", "cancel")}})
+    worker, pk = clients["worker"], job["pk"]
+    worker.get(f"/v1/jobs/{pk}/acquire")
+    worker.post(f"/v1/jobs/{pk}/start", {})
+    worker.post(f"/v1/jobs/{pk}/progress/0.5", {})
+    worker.post(f"/v1/jobs/{pk}/finish", {"error": "boom"})
+    worker.delete(f"/v1/jobs/{pk}/reset")
+    clients["bob"].delete(f"/v1/jobs/{pk}/cancel")
+    assert printed() == [f"progress {pk}: RUNNING 0.5 (mine)", f"reset {pk}: QUEUED 0.0 (mine)",
+                         f"cancel {pk}: CANCELED 0.0 (mine)"]
+
+
 def test_a_failing_notification_never_fails_the_request(app, clients, smtp, pigeons, caplog):
     smtp.fail = True
     pigeons.broken = True
