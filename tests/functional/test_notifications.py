@@ -383,6 +383,13 @@ def test_headers_that_would_break_an_email_are_400(clients, action):
     clients["bob"].post(f"/v1/job-templates/{clients['template']['pk']}/create-job", body, status=400)
 
 
+def test_at_most_20_notifications_per_transition(clients):
+    for count, status in ((20, 201), (21, 400)):
+        body = {"input_values": {"input": {"value": "x", "type": "str"}},
+                "notification_override": {"actions": {"on_start": [{"type": "websocket"}] * count}}}
+        clients["bob"].post(f"/v1/job-templates/{clients['template']['pk']}/create-job", body, status=status)
+
+
 def test_child_overrides_must_name_a_child(clients):
     body = {"input_values": {"input": {"value": "x", "type": "str"}},
             "child_notification_overrides": {"first": {"keep_default": True}}}
