@@ -289,6 +289,9 @@ def test_conditional_requests_on_head_and_post(worker, bob, running):
     bob.request("HEAD", out(running), headers={"If-None-Match": etag}, status=304)
     assert bob.request("HEAD", out(running), headers={"If-None-Match": '"other"'}, status=200).headers[
         "Content-Length"] == "10"
+    # Range is for GET alone: HEAD describes the whole body.
+    assert bob.request("HEAD", out(running), headers={"Range": "bytes=0-1"}, status=200).headers[
+        "Content-Length"] == "10"
     download = bob.post(f"/v1/job-outputs/{output['pk']}/download", {"params": {}}, headers={"If-None-Match": etag})
     assert download.status_int == 200 and download.body == b"0123456789"
 
