@@ -305,6 +305,20 @@ def test_anyone_signed_in_reads_an_output(worker, alice, running):
     assert alice.post(f"/v1/job-outputs/{output['pk']}/download").body == DATA
 
 
+def test_only_an_admin_deletes_reinstates_or_deletes_for_good_a_job_output(worker, alice, bob, admin, running):
+    """Neither the job's creator, nor the user whose node added it, nor that node: /v1/job-outputs is read-only
+    for them (the node deletes an output by name while it runs the job)."""
+    output = upload(worker, running).json
+    item = f"/v1/job-outputs/{output['pk']}"
+    for client in (bob, alice, worker):
+        client.delete(item, status=403)
+        client.delete(f"{item}/hard", status=403)
+    assert admin.delete(item).json["deletion_time"] is not None
+    for client in (bob, alice, worker):
+        client.delete(f"{item}/reinstate", status=403)
+    assert bob.get(item).json["deletion_time"] is not None
+
+
 def output_key(storage, data: bytes) -> str:
     import hashlib
     return hashlib.sha256(data).hexdigest()
