@@ -144,6 +144,20 @@ def test_hard_deleting_the_parent_deletes_its_steps(admin, alice, bob, parent):
     bob.get(f"/v1/jobs/{first['pk']}", status=404)
 
 
+def test_hard_deleting_the_parent_deletes_the_bytes_of_its_steps_outputs(admin, alice, bob, parent, wsgi_app):
+    """The steps go by the database's ON DELETE CASCADE, which no session sees: the blob of a step's output was
+    left behind if the clean-up looked only at the outputs of the job deleted (the meta-job has its own
+    outputs only once its graph completes)."""
+    import hashlib
+
+    storage = wsgi_app.registry["ufdl.storage"]
+    work(register(alice), children_of(bob, parent)["produce"], b"bytes of the first step")
+    key = hashlib.sha256(b"bytes of the first step").hexdigest()
+    assert storage.exists(key)
+    admin.delete(f"/v1/jobs/{parent['pk']}/hard")
+    assert not storage.exists(key)
+
+
 PARALLEL = {"name": "parallel", "version": 1, "scope": "public", "licence": "MIT",
             "specific": {"nodes": {"a": {"name": "produce"}, "b": {"name": "produce"}}, "dependencies": []}}
 
