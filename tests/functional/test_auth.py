@@ -33,6 +33,9 @@ def test_no_credentials_is_401_with_bearer_challenge(anonymous):
     response = anonymous.post("/v1/job-types/list", status=401)
     assert response.headers["WWW-Authenticate"] == "Bearer"
     assert response.json == {"detail": "Authentication credentials were not provided."}
+    # An empty Authorization header is none.
+    response = anonymous.post("/v1/job-types/list", headers={"Authorization": ""}, status=401)
+    assert response.json == {"detail": "Authentication credentials were not provided."}
 
 
 def test_malformed_authorization_header_is_401(anonymous):
