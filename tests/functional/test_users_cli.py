@@ -17,6 +17,7 @@ def ini(tmp_path, engine):
 @pytest.mark.parametrize("arguments, error", [
     (["a b"], "username must be 1 to 150 letters"),
     (["x" * 151], "username must be 1 to 150 letters"),
+    (["carol\n"], "username must be 1 to 150 letters"),  # '$' would match before a final line break
     (["carol", "--email", "notanemail"], "'notanemail' is not an e-mail address"),
     (["carol", "--email", "carol @example.com"], "is not an e-mail address"),
     (["carol", "--password", "short"], "password must be at least 8 characters"),
