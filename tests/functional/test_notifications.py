@@ -348,6 +348,7 @@ def test_nothing_is_sent_for_a_rolled_back_transaction(engine, clients, capsys):
     ("{pk:%%%}", "{pk:%%%}"),
     # A width that would build a huge string, and conversions, stay as written.
     ("{pk:>200000000}{pk:0>1001}", "{pk:>200000000}{pk:0>1001}"),
+    ("{pk:0>1000}", "0" * 999 + "7"),  # the widest allowed
     ("{pk!r} {pk:{status}}", "{pk!r} {pk:{status}}"),
     ("unbalanced {", "unbalanced {"),
     ("{error}", "None"),
