@@ -82,6 +82,7 @@ def test_another_users_node_id_is_403_on_every_call(bob, node):
     assert as_node.post("/v1/job-types/list", status=403).json == {
         "detail": f"Node {node['pk']} belongs to another user"}
     as_node.get(f"/v1/nodes/{node['pk']}", status=403)
+    as_node.post("/v1/nodes/list", status=403)  # the nodes' collection lets only its create through
 
 
 def test_an_admin_may_act_as_any_node(admin, node):
