@@ -99,6 +99,9 @@ def test_a_duplicate_is_409_but_another_name_or_type_is_fine(worker, running):
 def test_bad_names_are_400(worker, running, name):
     response = worker.request("POST", f"/v1/jobs/{running['pk']}/outputs/{name}/BLOB", body=b"x", status=400)
     assert "output name" in response.json["detail"]
+    # Looked up, too: a name no output can have is a bad request, not an unknown output.
+    for path in (f"/v1/jobs/{running['pk']}/outputs/{name}/BLOB", f"/v1/jobs/{running['pk']}/outputs/{name}/BLOB/info"):
+        assert "output name" in worker.get(path, status=400).json["detail"]
 
 
 @pytest.mark.parametrize("name", ["..", ".", "a%2Fb", "a%2F..%2F..%2Fb"])
