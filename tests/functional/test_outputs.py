@@ -337,6 +337,21 @@ def test_hard_delete_keeps_a_blob_another_output_refers_to(worker, admin, runnin
     assert not storage.exists(output_key(storage, DATA))
 
 
+def test_a_blob_that_cannot_be_deleted_fails_no_request(worker, admin, running, storage, monkeypatch, caplog):
+    """The deletion for good has committed when its blob goes: a storage error then is logged and the blob left
+    behind (for ``ufdl outputs sweep``), and the request still succeeds."""
+    pk = upload(worker, running, data=b"undeletable").json["pk"]
+
+    def broken(key):
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(storage, "delete", broken)
+    assert admin.delete(f"/v1/job-outputs/{pk}/hard").json["pk"] == pk
+    admin.get(f"/v1/job-outputs/{pk}", status=404)
+    assert storage.exists(output_key(storage, b"undeletable"))
+    assert "could not delete unreferenced output blobs" in caplog.text
+
+
 def test_hard_deleting_a_job_deletes_its_blobs(worker, admin, bob, running, storage):
     upload(worker, running)
     upload(worker, running, data=b"other", name="log", type_text="BLOB")
