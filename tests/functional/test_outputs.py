@@ -273,6 +273,7 @@ def test_job_outputs_collection(worker, bob, admin, running, storage):
     (".hidden", {"filetype": "zip"}, "", ".hidden.zip"),  # a leading dot starts no extension
     ("model.bin", {"params": {}}, "", "model.bin"),
     ("model.bin", {"params": "zip"}, "", "model.bin"),  # params that are no object name no filetype
+    ("model.bin", {"params": {}}, "?filetype=", "model.bin"),  # an empty one is none
 ])
 def test_the_downloaded_filename_takes_the_filetype_asked_for(worker, bob, running, name, body, query, filename):
     output = upload(worker, running, name=name).json
