@@ -218,6 +218,10 @@ def test_a_job_deleted_for_good_or_a_deactivated_user_ends_the_channel(listener,
         opcode, data = ws.recv_data(control_frame=True)
     assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == code
     ws.close()
+    if ending == "deactivation":  # nor does its token open another
+        with pytest.raises(ChannelRefused) as refused:
+            connect(listener.url, bob.token, job["pk"])
+        assert refused.value.status == 401 and refused.value.detail == "User is inactive or no longer exists"
 
 
 def test_reconnecting_with_after_loses_nothing(listener, bob, worker, job):
