@@ -298,13 +298,14 @@ def test_prepare_removes_what_crashed_uploads_left_and_checks_the_path(storage, 
         LocalDirectoryStorage(str(tmp_path / "a-file" / "outputs")).prepare()
 
 
-def test_a_full_disk_is_storage_full_and_keeps_nothing(storage, monkeypatch):
+@pytest.mark.parametrize("error_number", ["ENOSPC", "EDQUOT"])  # a full disk, or the user's quota reached
+def test_a_full_disk_is_storage_full_and_keeps_nothing(storage, monkeypatch, error_number):
     import errno
 
     from ufdl_pyramid.storage import StorageFull
 
     def no_room(descriptor):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise OSError(getattr(errno, error_number), "No space left")
 
     monkeypatch.setattr(os, "fsync", no_room)
     with pytest.raises(StorageFull) as full:
