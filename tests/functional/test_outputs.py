@@ -196,6 +196,17 @@ def test_a_type_whose_canonical_form_is_just_the_limit_is_accepted(worker, bob, 
     assert bob.get(out(running, type_text=type_text)).body == DATA
 
 
+def test_an_output_is_found_by_name_in_its_own_job_only(worker, other_worker, bob, running, make_job):
+    other, idle = make_job(), make_job()
+    other_worker.get(f"/v1/jobs/{other['pk']}/acquire")
+    other_worker.post(f"/v1/jobs/{other['pk']}/start", {})
+    mine = upload(worker, running, data=b"mine").json
+    theirs = upload(other_worker, other, data=b"theirs").json
+    assert bob.get(out(running)).body == b"mine" and bob.get(out(other)).body == b"theirs"
+    assert bob.get(out(running, action="info")).json == mine and bob.get(out(other, action="info")).json == theirs
+    assert bob.get(out(idle), status=404) and bob.get(out(idle, action="info"), status=404)
+
+
 def test_a_deleted_output_is_no_longer_found_by_its_name(worker, bob, running):
     """Found by name and type, a deleted output would shadow the one uploaded again under its name."""
     upload(worker, running)
