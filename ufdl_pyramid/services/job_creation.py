@@ -165,5 +165,8 @@ def create_child_job(db: Session, parent: Job, node: str, spec: dict, inputs: di
     db.add(child)
     db.flush()
     if child_template.is_meta:  # a graph inside the graph: its own first children start with it
-        create_ready_children(db, child, child_template, child_inputs, child_parameters, override or {})
+        # With the child's own settings, as its later steps get them (``MetaJobOrchestrator``): overrides
+        # name the children of one graph, so none reaches a graph nested in it.
+        create_ready_children(db, child, child_template, child_inputs, child_parameters,
+                              child.notification_override or {})
     return child
