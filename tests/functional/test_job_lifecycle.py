@@ -189,6 +189,20 @@ def test_a_node_whose_job_was_taken_away_may_start_another_without_finishing_it(
     assert admin.get(f"/v1/nodes/{worker.node_id}").json["current_job"] == second["pk"]
 
 
+def test_a_node_may_start_another_job_while_the_one_taken_from_it_runs_on_another_node(admin, worker,
+                                                                                      other_worker, make_job):
+    """Only a running job the node itself holds keeps it busy: its lost job, now running on another node, must
+    not (a check of the job's state alone would answer 406 until the other node finished it)."""
+    first, second = make_job(), make_job()
+    run_to_running(worker, first)
+    admin.delete(path(first, "abort"))
+    run_to_running(other_worker, first)
+    assert admin.get(f"/v1/nodes/{worker.node_id}").json["current_job"] == first["pk"]
+    worker.get(path(second, "acquire"))
+    assert worker.post(path(second, "start"), {}).json["status"] == "RUNNING"
+    assert admin.get(f"/v1/nodes/{worker.node_id}").json["current_job"] == second["pk"]
+
+
 def test_aborting_a_job_no_node_holds_is_a_no_op(admin, worker, job, engine):
     """As upstream: an admin tool racing a release (or a lease the server already expired) gets the job."""
     from sqlalchemy import text
