@@ -374,6 +374,32 @@ def test_lost_leases_send_jobs_back_and_finally_fail_them(admin, worker, other_w
     assert admin.get(path(job)).json["status"] == "PENDING"
 
 
+def test_the_late_finish_of_a_job_failed_for_its_last_lost_lease_is_answered(admin, worker, other_worker,
+                                                                             make_job, engine):
+    """The lease it lost for good takes the job from the node like an abort (design §9): once the node is back
+    and working on another job, its late finish of the failed one is answered and changes nothing (only the
+    aborts counted: it was 403)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from ufdl_pyramid.models import Job, Node
+    from ufdl_pyramid.models.meta import utcnow
+
+    job, other = make_job(), make_job()
+    run_to_running(worker, job)
+    with engine.begin() as connection:  # its third lease (ufdl.max_tries) is about to be lost
+        past = utcnow() - timedelta(hours=1)
+        connection.execute(update(Node).where(Node.id == worker.node_id).values(last_seen=past))
+        connection.execute(update(Job).where(Job.id == job["pk"]).values(last_status_change=past, lost_leases=2))
+    other_worker.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
+    failed = admin.get(path(job)).json
+    assert (failed["status"], failed["error_category"], failed["node"]) == ("FAILED", "SYSTEM", None)
+    run_to_running(worker, other)
+    assert worker.post(path(job, "finish"), {}).json == failed == admin.get(path(job)).json
+    assert admin.get(f"/v1/nodes/{worker.node_id}").json["current_job"] == other["pk"]
+
+
 def test_a_hidden_template_is_not_read_through_its_jobs_list_filter(admin, bob):
     """A user-scope template is its creator's: a filter on the jobs' template.* must not read it for others."""
     from job_helpers import ECHO
