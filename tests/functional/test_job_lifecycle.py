@@ -68,11 +68,13 @@ def test_acquiring_twice_and_acquiring_a_held_job(worker, other_worker, job):
     assert worker.get(path(job, "acquire")).json == failed and failed["status"] == "FAILED"
 
 
-def test_abort_by_admin_and_the_running_nodes_late_finish(admin, worker, bob, job):
+def test_abort_by_admin_and_the_running_nodes_late_finish(admin, worker, other_worker, bob, job):
     run_to_running(worker, job)
     bob.delete(path(job, "abort"), status=403)
     aborted = admin.delete(path(job, "abort")).json
     assert aborted["status"] == "PENDING" and aborted["node"] is None and aborted["start_time"] is None
+    # Only the node it was taken from may send that finish: another node's is refused.
+    other_worker.post(path(job, "finish"), {}, status=403)
     # The node that was running it finishes later: 2xx, nothing changes, and the node is free again.
     late = worker.post(path(job, "finish"), {}).json
     assert late == admin.get(path(job)).json and late["status"] == "PENDING"
