@@ -35,12 +35,17 @@ def test_a_successful_lifecycle(worker, bob, job):
 
 def test_error_reset_and_retry(worker, job):
     run_to_running(worker, job)
+    worker.post(path(job, "progress/0.5"), {})
+    worker.request("POST", path(job, "outputs/partial/str"), body=b"half", status=201)
     failed = worker.post(path(job, "finish"), {"error": "out of memory"}).json
     assert failed["status"] == "FAILED" and failed["error_reason"] == "out of memory"
-    assert failed["error_category"] == "ALGORITHM"
+    assert failed["error_category"] == "ALGORITHM" and [output["name"] for output in failed["outputs"]] == ["partial"]
+    # The retry starts afresh: nothing of the failed run is left (its output would pass for the retry's).
     reset = worker.delete(path(job, "reset")).json
     assert reset["status"] == "QUEUED" and reset["node"] == worker.node_id
     assert reset["error_reason"] is None and reset["start_time"] is None and reset["progress"] == 0
+    assert reset["outputs"] == [] and reset["end_time"] is None
+    assert worker.get(path(job)).json == reset
     worker.post(path(job, "start"), {})
     assert worker.post(path(job, "finish"), {}).json["status"] == "COMPLETED"
 
