@@ -100,6 +100,17 @@ def test_cancel_by_creator_or_admin_only(admin, alice, bob, worker, make_job):
     assert admin.get(f"/v1/nodes/{worker.node_id}").json["current_job"] is None
 
 
+def test_a_failed_job_may_be_cancelled(bob, worker, job):
+    """A failed job waits for its node's reset or for its creator: the creator may give it up."""
+    run_to_running(worker, job)
+    failed = worker.post(path(job, "finish"), {"error": "boom"}).json
+    cancelled = bob.delete(path(job, "cancel")).json
+    assert cancelled["status"] == "CANCELED" and cancelled["is_cancelled"] is True
+    # It ended when it failed: the cancel keeps that time (and the reason).
+    assert (cancelled["end_time"], cancelled["error_reason"]) == (failed["end_time"], "boom")
+    assert "it is CANCELED" in worker.delete(path(job, "reset"), status=406).json["detail"]
+
+
 def test_the_holder_may_finish_a_job_cancelled_before_it_started(bob, worker, job):
     worker.get(path(job, "acquire"))
     cancelled = bob.delete(path(job, "cancel")).json
