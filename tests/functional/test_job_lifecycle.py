@@ -418,6 +418,36 @@ def test_the_late_finish_of_a_job_failed_for_its_last_lost_lease_is_answered(adm
     assert admin.get(f"/v1/nodes/{worker.node_id}").json["current_job"] == other["pk"]
 
 
+@pytest.mark.parametrize("case", ["failed job", "status changed lately", "node never seen"])
+def test_which_jobs_of_a_silent_node_lose_their_lease(admin, worker, other_worker, job, engine, case):
+    """Only a QUEUED or RUNNING job whose node and status have both been still for the timeout is taken back:
+    a failed job waits for its node (or its user) however long, a job that changed status within the timeout
+    keeps its node, and a node never seen counts as silent."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from ufdl_pyramid.models import Job, Node
+    from ufdl_pyramid.models.meta import utcnow
+
+    run_to_running(worker, job)
+    if case == "failed job":
+        worker.post(path(job, "finish"), {"error": "boom"})
+    past = utcnow() - timedelta(hours=1)
+    with engine.begin() as connection:
+        seen = None if case == "node never seen" else past
+        connection.execute(update(Node).where(Node.id == worker.node_id).values(last_seen=seen))
+        if case != "status changed lately":
+            connection.execute(update(Job).where(Job.id == job["pk"]).values(last_status_change=past))
+    before = admin.get(path(job)).json
+    other_worker.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
+    state = admin.get(path(job)).json
+    if case == "node never seen":
+        assert (state["status"], state["node"]) == ("PENDING", None)
+    else:
+        assert state == before and state["node"] == worker.node_id
+
+
 def test_a_hidden_template_is_not_read_through_its_jobs_list_filter(admin, bob):
     """A user-scope template is its creator's: a filter on the jobs' template.* must not read it for others."""
     from job_helpers import ECHO
