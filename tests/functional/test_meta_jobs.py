@@ -46,6 +46,9 @@ def test_a_two_step_graph_runs_to_completion(alice, bob, parent):
     assert bob.get(f"/v1/jobs/{parent['pk']}").json["progress"] == 0.25  # the mean over both graph nodes
     output = worker.request("POST", f"/v1/jobs/{first['pk']}/outputs/output/BLOB", body=b"from first",
                             content_type="application/data", status=201).json
+    # An output the step deleted is not the meta-job's.
+    worker.request("POST", f"/v1/jobs/{first['pk']}/outputs/scratch/str", body=b"tmp", status=201)
+    worker.request("DELETE", f"/v1/jobs/{first['pk']}/outputs/scratch/str", status=200)
     worker.post(f"/v1/jobs/{first['pk']}/finish", {})
 
     second = children_of(bob, parent)["consume"]
