@@ -184,6 +184,9 @@ def test_the_parent_stays_failed_while_another_child_has_failed(alice, admin, bo
     first, second = register(alice), register(alice, "10.0.0.2")
     work(first, a, error="a broke")
     work(second, b, error="b broke")
+    # The meta-job failed with the first child that failed: b's start and failure change nothing of it.
+    state = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert state["status"] == "FAILED" and state["error_reason"] == f"child job {a['pk']} (a) failed: a broke"
     first.delete(f"/v1/jobs/{a['pk']}/reset")
     assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "FAILED"  # b has still failed
     admin.delete(f"/v1/jobs/{a['pk']}/abort")  # nor does an abort of a child that is not the failed one
