@@ -196,6 +196,39 @@ def test_the_parent_stays_failed_while_another_child_has_failed(alice, admin, bo
     assert state["status"] == "RUNNING" and state["error_reason"] is None
 
 
+def test_a_step_failed_by_its_last_lost_lease_fails_the_meta_job_as_a_system_failure(alice, bob, parent, engine):
+    """The meta-job's error names the step's, and keeps its category: it was not the algorithm that failed."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from ufdl_pyramid.models import Job, Node
+    from ufdl_pyramid.models.meta import utcnow
+
+    lost, poller = register(alice), register(alice, "10.0.0.2")
+    step = children_of(bob, parent)["produce"]
+    lost.get(f"/v1/jobs/{step['pk']}/acquire")
+    lost.post(f"/v1/jobs/{step['pk']}/start", {})
+    with engine.begin() as connection:  # its third lease (ufdl.max_tries) is about to be lost
+        past = utcnow() - timedelta(hours=1)
+        connection.execute(update(Node).where(Node.id == lost.node_id).values(last_seen=past))
+        connection.execute(update(Job).where(Job.id == step["pk"]).values(last_status_change=past, lost_leases=2))
+    poller.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
+    failed = bob.get(f"/v1/jobs/{step['pk']}").json
+    assert (failed["status"], failed["error_category"]) == ("FAILED", "SYSTEM")
+    state = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert (state["status"], state["error_category"]) == ("FAILED", "SYSTEM")
+    assert state["error_reason"] == f"child job {step['pk']} (first) failed: {failed['error_reason']}"
+
+
+def test_cancelling_a_failed_meta_job_cancels_its_failed_step_too(alice, bob, parallel):
+    """A failed step would otherwise wait for its node's reset in a meta-job that is over."""
+    parent, a, b = parallel()
+    work(register(alice), a, error="a broke")
+    assert bob.delete(f"/v1/jobs/{parent['pk']}/cancel").json["status"] == "CANCELED"
+    assert [bob.get(f"/v1/jobs/{step['pk']}").json["status"] for step in (a, b)] == ["CANCELED", "CANCELED"]
+
+
 def test_an_admins_abort_of_the_failed_child_sends_the_parent_back_to_work(alice, admin, bob, parallel):
     parent, a, b = parallel()
     work(register(alice), a, error="a broke")
