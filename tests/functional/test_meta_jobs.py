@@ -270,6 +270,21 @@ def test_an_output_of_another_type_is_not_wired(alice, bob, parent):
     assert set(children_of(bob, parent)) == {"produce"}
 
 
+def test_of_several_outputs_that_fit_the_first_added_is_wired(alice, bob, parent):
+    """Two outputs 'output' of the step, both BLOBs (a Model is one): the next step gets the one added first."""
+    from urllib.parse import quote
+
+    worker = register(alice)
+    first = children_of(bob, parent)["produce"]
+    worker.get(f"/v1/jobs/{first['pk']}/acquire")
+    worker.post(f"/v1/jobs/{first['pk']}/start", {})
+    model = quote("Model<Domain<'ic'>, Framework<'numpy', '1.26'>>")
+    added = [worker.request("POST", f"/v1/jobs/{first['pk']}/outputs/output/{kind}", body=b"x",
+                            content_type="application/data", status=201).json["pk"] for kind in (model, "BLOB")]
+    worker.post(f"/v1/jobs/{first['pk']}/finish", {})
+    assert children_of(bob, parent)["consume"]["input_values"]["input"]["value"] == added[0]
+
+
 def test_a_graph_inside_a_graph_runs(admin, alice, bob, pipeline):
     outer = admin.post("/v1/job-templates/import", {
         "name": "outer", "version": 1, "scope": "public", "licence": "MIT",
