@@ -301,15 +301,99 @@ def test_a_graph_inside_a_graph_runs(admin, alice, bob, pipeline):
     assert sorted(out["name"] for out in finished["outputs"]) == ["inner:first:output", "inner:second:output"]
 
 
+def test_a_graph_inside_a_graph_passes_each_change_of_its_step_up_to_the_top(admin, alice, bob, pipeline):
+    """Each level follows the one below it: the inner meta-job and the outer one start with the first step, move
+    with its progress, fail with it, go back to work with its reset and back to the start with its abort."""
+    outer = admin.post("/v1/job-templates/import", {
+        "name": "outer", "version": 1, "scope": "public", "licence": "MIT",
+        "specific": {"nodes": {"inner": {"name": "pipeline"}}, "dependencies": []}}, status=201).json
+    top = bob.post(f"/v1/job-templates/{outer['pk']}/create-job",
+                   {"input_values": {"inner:first:input": {"value": "words", "type": "str"}}}, status=201).json
+    inner = children_of(bob, top)["pipeline"]
+    step = children_of(bob, inner)["produce"]
+    worker = register(alice)
+
+    def states():
+        return [(job["status"], job["progress"], job["error_reason"])
+                for job in (bob.get(f"/v1/jobs/{pk}").json for pk in (inner["pk"], top["pk"]))]
+
+    worker.get(f"/v1/jobs/{step['pk']}/acquire")
+    worker.post(f"/v1/jobs/{step['pk']}/start", {})
+    assert states() == [("RUNNING", 0.0, None), ("RUNNING", 0.0, None)]
+    worker.post(f"/v1/jobs/{step['pk']}/progress/0.5", {})
+    assert states() == [("RUNNING", 0.25, None), ("RUNNING", 0.25, None)]
+    worker.post(f"/v1/jobs/{step['pk']}/finish", {"error": "disk full"})
+    inner_failed = f"child job {step['pk']} (first) failed: disk full"
+    assert states() == [("FAILED", 0.25, inner_failed),
+                        ("FAILED", 0.25, f"child job {inner['pk']} (inner) failed: {inner_failed}")]
+    worker.delete(f"/v1/jobs/{step['pk']}/reset")
+    assert states() == [("RUNNING", 0.0, None), ("RUNNING", 0.0, None)]
+    worker.post(f"/v1/jobs/{step['pk']}/start", {})
+    worker.post(f"/v1/jobs/{step['pk']}/progress/1", {})
+    assert states() == [("RUNNING", 0.5, None), ("RUNNING", 0.5, None)]
+    admin.delete(f"/v1/jobs/{step['pk']}/abort")  # back to its start: so are both levels' progress
+    assert states() == [("RUNNING", 0.0, None), ("RUNNING", 0.0, None)]
+
+
+# Two branches: a -> c and b -> d, every step of the same two templates.
+BRANCHES = {"name": "branches", "version": 1, "scope": "public", "licence": "MIT",
+            "specific": {"nodes": {"a": {"name": "produce"}, "b": {"name": "produce"}, "c": {"name": "consume"},
+                                   "d": {"name": "consume"}},
+                         "dependencies": [{"from_node": "a", "from_output": "output", "to_node": "c",
+                                           "to_input": "input"},
+                                          {"from_node": "b", "from_output": "output", "to_node": "d",
+                                           "to_input": "input"}]}}
+
+
+@pytest.fixture
+def branches(admin, bob, pipeline):
+    """A meta-job of BRANCHES and a function answering its steps by graph node."""
+    template = admin.post("/v1/job-templates/import", BRANCHES, status=201).json
+    parent = bob.post(f"/v1/job-templates/{template['pk']}/create-job",
+                      {"input_values": {"a:input": {"value": "x", "type": "str"},
+                                        "b:input": {"value": "y", "type": "str"}}}, status=201).json
+    body = {"expressions": [{"type": "exact", "field": "parent", "value": parent["pk"]}]}
+    return parent, lambda: {child["description"].split()[0]: child for child in bob.post("/v1/jobs/list", body).json}
+
+
+def test_a_failed_meta_job_takes_no_further_step_until_its_failed_child_is_retried(alice, bob, branches):
+    """b's finish must not create d while the meta-job has failed; once a is retried and finishes, both c and d
+    are created."""
+    parent, steps = branches
+    first, second = register(alice), register(alice, "10.0.0.2")
+    work(first, steps()["a"], error="a broke")
+    work(second, steps()["b"], b"from b")
+    assert set(steps()) == {"a", "b"}
+    state = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert state["status"] == "FAILED" and state["error_reason"].endswith("a broke")
+    first.delete(f"/v1/jobs/{steps()['a']['pk']}/reset")
+    first.post(f"/v1/jobs/{steps()['a']['pk']}/start", {})
+    first.request("POST", f"/v1/jobs/{steps()['a']['pk']}/outputs/output/BLOB", body=b"from a",
+                  content_type="application/data", status=201)
+    first.post(f"/v1/jobs/{steps()['a']['pk']}/finish", {})
+    assert set(steps()) == {"a", "b", "c", "d"}
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "RUNNING"
+
+
+def test_a_meta_job_failed_by_a_missing_output_stays_failed_when_a_step_that_had_not_failed_is_aborted(
+        admin, alice, bob, branches):
+    """No child has failed, yet the meta-job has (a finished without the output c needs): b sent back to wait
+    for a node is no reason for it to go back to work."""
+    parent, steps = branches
+    first, second = register(alice), register(alice, "10.0.0.2")
+    b = steps()["b"]
+    second.get(f"/v1/jobs/{b['pk']}/acquire")
+    second.post(f"/v1/jobs/{b['pk']}/start", {})
+    work(first, steps()["a"], output=None)
+    failed = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert failed["status"] == "FAILED" and "without its output 'output'" in failed["error_reason"]
+    admin.delete(f"/v1/jobs/{b['pk']}/abort")
+    state = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert (state["status"], state["error_reason"]) == ("FAILED", failed["error_reason"])
+
+
 def test_a_step_waits_for_its_own_predecessor_not_for_any_finished_sibling(admin, alice, bob, pipeline):
-    # Two branches: a -> c and b -> d, every step of the same two templates.
-    template = admin.post("/v1/job-templates/import", {
-        "name": "branches", "version": 1, "scope": "public", "licence": "MIT",
-        "specific": {"nodes": {"a": {"name": "produce"}, "b": {"name": "produce"}, "c": {"name": "consume"},
-                               "d": {"name": "consume"}},
-                     "dependencies": [{"from_node": "a", "from_output": "output", "to_node": "c", "to_input": "input"},
-                                      {"from_node": "b", "from_output": "output", "to_node": "d",
-                                       "to_input": "input"}]}}, status=201).json
+    template = admin.post("/v1/job-templates/import", BRANCHES, status=201).json
     parent = bob.post(f"/v1/job-templates/{template['pk']}/create-job",
                       {"input_values": {"a:input": {"value": "x", "type": "str"},
                                         "b:input": {"value": "y", "type": "str"}}}, status=201).json
