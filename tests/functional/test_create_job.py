@@ -117,6 +117,11 @@ def test_meta_job_creates_the_children_that_wait_on_nothing(alice, meta):
     assert child["input_values"] == {"dataset": DATASET}
     assert child["parameter_values"] == {"tag": {"value": "meta", "type": "str"},
                                          "epochs": {"value": 9, "type": "int"}}
+    # The graph's override is only a default: a value given for the step wins over it.
+    body["parameter_values"]["train:epochs"] = {"value": 3, "type": "int"}
+    parent = create(alice, meta, body).json
+    child = next(job for job in alice.post("/v1/jobs/list").json if job["parent"] == parent["pk"])
+    assert child["parameter_values"]["epochs"] == {"value": 3, "type": "int"}
 
 
 def test_meta_job_validation_uses_prefixed_names(alice, meta):
