@@ -101,6 +101,9 @@ def test_int_is_accepted_where_float_is_expected(admin, alice):
     job = create(alice, template, {"input_values": {"input": {"value": "hi", "type": "str"}},
                                    "parameter_values": {"scale": {"value": 2, "type": "int"}}}).json
     assert job["parameter_values"] == {"scale": {"value": 2, "type": "int"}}
+    # Defaults are not copied into the job: given none, it has none (null, not an empty object).
+    job = create(alice, template, {"input_values": {"input": {"value": "hi", "type": "str"}}}).json
+    assert job["parameter_values"] is None
 
 
 def test_meta_job_creates_the_children_that_wait_on_nothing(alice, meta):

@@ -36,6 +36,7 @@ def test_a_two_step_graph_runs_to_completion(alice, bob, parent):
     worker = register(alice)
     first = children_of(bob, parent)["produce"]
     assert set(children_of(bob, parent)) == {"produce"}
+    assert first["parameter_values"] is None  # none given for it (null, as for any job, not an empty object)
     # The parent cannot be worked directly.
     worker.get(f"/v1/jobs/{parent['pk']}/acquire", status=406)
 
