@@ -4,8 +4,9 @@ import json
 
 import pytest
 import webtest
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
 
+from ufdl_pyramid.models import JobEvent
 from ufdl_pyramid.testing import ApiClient, make_test_app, notifications_sent
 from job_helpers import ECHO, register
 
@@ -50,11 +51,47 @@ def test_a_report_in_order_is_answered_by_the_lane(on_postgresql, engine, statem
     assert progress_events(engine, job) == [(0.25, worker.node_id, "RUNNING", {"epoch": 3})]
 
 
+def test_a_report_with_an_empty_body_is_recorded_with_no_data(engine, worker, job):
+    """The lane (PostgreSQL) and the full stack alike: an empty object is stored as no data, not as ``{}``."""
+    running(worker, job)
+    full = on(make_test_app(engine, **{"ufdl.progress_express": "false"}), worker)
+    worker.post(f"/v1/jobs/{job['pk']}/progress/0.25", {})
+    full.post(f"/v1/jobs/{job['pk']}/progress/0.5", {})
+    with engine.connect() as connection:  # through the model: SQLite keeps a JSON null as the text 'null'
+        written = connection.execute(select(JobEvent.progress, JobEvent.transition_data).where(
+            JobEvent.job_id == job["pk"], JobEvent.transition == "progress").order_by(JobEvent.id)).all()
+    assert written == [(0.25, None), (0.5, None)]
+
+
+def test_a_report_answered_by_the_lane_is_announced_on_the_event_channel(on_postgresql, engine, statements,
+                                                                         worker, job):
+    """The progress channel's listeners wake up on NOTIFY: a report the lane wrote silently would reach them
+    only at their next poll."""
+    running(worker, job)
+    heard = []
+    listening = engine.raw_connection()
+    try:
+        connection = listening.driver_connection
+        connection.autocommit = True
+        connection.add_notify_handler(lambda notify: heard.append((notify.channel, notify.payload)))
+        connection.execute("LISTEN ufdl_job_events")
+        statements.clear()
+        worker.post(f"/v1/jobs/{job['pk']}/progress/0.25", {})
+        assert statements == []
+        connection.execute("SELECT 1")  # delivers what arrived meanwhile
+        assert heard == [("ufdl_job_events", str(job["pk"]))]
+    finally:
+        connection.execute("UNLISTEN *")
+        connection.autocommit = False
+        listening.close()
+
+
 def test_the_lane_answers_what_the_full_stack_answers(on_postgresql, engine, statements, bob, worker, job):
     running(worker, job)
     worker.request("POST", f"/v1/jobs/{job['pk']}/outputs/model/BLOB", body=b"weights", status=201)
     worker.request("POST", f"/v1/jobs/{job['pk']}/outputs/log/str", body=b"text", status=201)
     worker.request("DELETE", f"/v1/jobs/{job['pk']}/outputs/log/str", status=200)
+    worker.request("POST", f"/v1/jobs/{job['pk']}/outputs/metrics/str", body=b"0.9", status=201)
     full = on(make_test_app(engine, **{"ufdl.progress_express": "false"}), worker)
     statements.clear()
     express = worker.post(f"/v1/jobs/{job['pk']}/progress/0.5", {"step": 1})
@@ -63,7 +100,7 @@ def test_the_lane_answers_what_the_full_stack_answers(on_postgresql, engine, sta
     stacked = full.post(f"/v1/jobs/{job['pk']}/progress/0.5", {"step": 1})
     assert len(statements) > 1
     assert express.json == stacked.json
-    assert [output["name"] for output in express.json["outputs"]] == ["model"]
+    assert [output["name"] for output in express.json["outputs"]] == ["model", "metrics"]  # in order added
     assert (express.status, express.content_type, express.charset) == (
         stacked.status, stacked.content_type, stacked.charset)
     assert [row.progress for row in progress_events(engine, job)] == [0.5, 0.5]
