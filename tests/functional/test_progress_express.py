@@ -114,7 +114,7 @@ def test_an_admin_may_report_for_a_node_of_anyone(on_postgresql, statements, adm
 
 
 @pytest.mark.parametrize("case", ["other node", "other users node", "not running", "bad value", "list body",
-                                  "no node header", "inactive user", "extra segment", "not utf-8"])
+                                  "no node header", "inactive user", "extra segment", "not utf-8", "a GET"])
 def test_reports_out_of_the_ordinary_get_the_full_stacks_answer(engine, users, alice, bob, worker, other_worker,
                                                                  make_job, case):
     """Run on both databases: what the lane falls back on must answer exactly as without the lane."""
@@ -142,11 +142,33 @@ def test_reports_out_of_the_ordinary_get_the_full_stacks_answer(engine, users, a
         response = worker.post(path, {}, status=401)
     elif case == "extra segment":
         response = worker.post(path + "/again", {}, status=400)
-    else:
+    elif case == "not utf-8":
         response = worker.post(f"/v1/jobs/{job['pk']}/progress/%FF", {}, status=400)
+    else:
+        response = worker.get(path, status=405)
     assert response.json["detail"]
     assert bob.get(f"/v1/jobs/{job['pk']}").json["progress"] == 0.0
     assert progress_events(engine, job) == []
+
+
+def test_a_node_that_only_reports_progress_keeps_its_lease(engine, admin, worker, other_worker, job):
+    """Each report marks the node seen (the lane's too): a node busy with a long job sends nothing else."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from ufdl_pyramid.models import Job, Node
+    from ufdl_pyramid.models.meta import utcnow
+
+    running(worker, job)
+    with engine.begin() as connection:
+        past = utcnow() - timedelta(hours=1)
+        connection.execute(update(Node).where(Node.id == worker.node_id).values(last_seen=past))
+        connection.execute(update(Job).where(Job.id == job["pk"]).values(last_status_change=past))
+    worker.post(f"/v1/jobs/{job['pk']}/progress/0.5", {})
+    other_worker.post("/v1/jobs/acquire-next", {"executors": []}, status=204)  # lost leases are noticed here
+    state = admin.get(f"/v1/jobs/{job['pk']}").json
+    assert (state["status"], state["node"], state["progress"]) == ("RUNNING", worker.node_id, 0.5)
 
 
 def test_a_job_with_its_own_progress_notifications_goes_through_the_full_stack(bob, worker, template, capsys):
