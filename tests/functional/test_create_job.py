@@ -127,6 +127,32 @@ def test_meta_job_creates_the_children_that_wait_on_nothing(alice, meta):
     assert child["parameter_values"]["epochs"] == {"value": 3, "type": "int"}
 
 
+def test_a_later_step_gets_its_own_inputs_from_the_meta_job_beside_the_wired_one(alice, meta):
+    """predict waits for train's model, and takes its dataset from the meta-job's ``predict:dataset``: both
+    must reach it when train's finish creates it."""
+    from urllib.parse import quote
+
+    from job_helpers import register
+    from templates_fixtures import IC_NUMPY
+
+    body = {"input_values": {"train:dataset": DATASET, "predict:dataset": {**DATASET, "value": 8}},
+            "parameter_values": {"train:tag": {"value": "meta", "type": "str"}}}
+    parent = create(alice, meta, body).json
+
+    def steps():
+        return {job["template"]["name"]: job for job in alice.post("/v1/jobs/list").json
+                if job["parent"] == parent["pk"]}
+
+    train, worker = steps()["tiny-train"], register(alice)
+    worker.get(f"/v1/jobs/{train['pk']}/acquire")
+    worker.post(f"/v1/jobs/{train['pk']}/start", {})
+    model = worker.request("POST", f"/v1/jobs/{train['pk']}/outputs/model/{quote(f'Model<{IC_NUMPY}>')}",
+                           body=b"weights", content_type="application/data", status=201).json
+    worker.post(f"/v1/jobs/{train['pk']}/finish", {})
+    assert steps()["tiny-predict"]["input_values"] == {
+        "dataset": {**DATASET, "value": 8}, "model": {"value": model["pk"], "type": f"JobOutput<{model['type']}>"}}
+
+
 def test_meta_job_validation_uses_prefixed_names(alice, meta):
     detail = create(alice, meta, {"input_values": {"dataset": DATASET}}, status=400).json["detail"]
     assert "unknown input(s) dataset" in detail
