@@ -272,6 +272,10 @@ def test_a_node_is_not_given_a_job_whose_template_its_user_cannot_read(admin, al
     refused = bobs_node.get(path(job, "acquire"), status=403).json["detail"]
     assert refused == f"Node {bobs_node.node_id} cannot run job {job['pk']}: its template is private to its creator"
     assert admin.get(path(job)).json["status"] == "PENDING"
+    # An admin reads every template: an admin's node may run it.
+    admins_node = register(admin, "10.0.0.9")
+    assert admins_node.get(path(job, "acquire")).json["node"] == admins_node.node_id
+    admins_node.delete(path(job, "release"))
     assert alices_node.post("/v1/jobs/acquire-next", {"executors": ["tests.Echo"]}).json["pk"] == job["pk"]
     alices_node.get(f"/v1/job-templates/{template}/get-all-parameters")  # what its worker reads next
 
