@@ -41,6 +41,8 @@ def test_a_two_step_graph_runs_to_completion(alice, bob, parent):
     worker.get(f"/v1/jobs/{parent['pk']}/acquire", status=406)
 
     worker.get(f"/v1/jobs/{first['pk']}/acquire")
+    # Not started yet: a step's report is refused like any job's (a step's goes the full way, not the short one).
+    assert "it is QUEUED" in worker.post(f"/v1/jobs/{first['pk']}/progress/0.5", {}, status=406).json["detail"]
     worker.post(f"/v1/jobs/{first['pk']}/start", {})
     assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "RUNNING"
     worker.post(f"/v1/jobs/{first['pk']}/progress/0.5", {})
