@@ -218,9 +218,9 @@ def test_a_step_failed_by_its_last_lost_lease_fails_the_meta_job_as_a_system_fai
         connection.execute(update(Job).where(Job.id == step["pk"]).values(last_status_change=past, lost_leases=2))
     poller.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
     failed = bob.get(f"/v1/jobs/{step['pk']}").json
-    assert (failed["status"], failed["error_category"]) == ("FAILED", "SYSTEM")
+    assert (failed["status"], failed["error_category"]) == ("FAILED", "SYSTEM") and failed["end_time"]
     state = bob.get(f"/v1/jobs/{parent['pk']}").json
-    assert (state["status"], state["error_category"]) == ("FAILED", "SYSTEM")
+    assert (state["status"], state["error_category"]) == ("FAILED", "SYSTEM") and state["end_time"]
     assert state["error_reason"] == f"child job {step['pk']} (first) failed: {failed['error_reason']}"
 
 
