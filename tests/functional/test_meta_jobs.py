@@ -288,13 +288,19 @@ def test_of_several_outputs_that_fit_the_first_added_is_wired(alice, bob, parent
     assert children_of(bob, parent)["consume"]["input_values"]["input"]["value"] == added[0]
 
 
-def test_a_graph_inside_a_graph_runs(admin, alice, bob, pipeline):
+@pytest.fixture
+def nested(admin, bob, pipeline):
+    """A job of a graph whose one node is the pipeline graph: (the top job, the inner meta-job)."""
     outer = admin.post("/v1/job-templates/import", {
         "name": "outer", "version": 1, "scope": "public", "licence": "MIT",
         "specific": {"nodes": {"inner": {"name": "pipeline"}}, "dependencies": []}}, status=201).json
     top = bob.post(f"/v1/job-templates/{outer['pk']}/create-job",
                    {"input_values": {"inner:first:input": {"value": "words", "type": "str"}}}, status=201).json
-    inner = children_of(bob, top)["pipeline"]
+    return top, children_of(bob, top)["pipeline"]
+
+
+def test_a_graph_inside_a_graph_runs(alice, bob, nested):
+    top, inner = nested
     worker = register(alice)
     work(worker, children_of(bob, inner)["produce"], b"one")
     work(worker, children_of(bob, inner)["consume"], b"two")
@@ -304,15 +310,10 @@ def test_a_graph_inside_a_graph_runs(admin, alice, bob, pipeline):
     assert sorted(out["name"] for out in finished["outputs"]) == ["inner:first:output", "inner:second:output"]
 
 
-def test_a_graph_inside_a_graph_passes_each_change_of_its_step_up_to_the_top(admin, alice, bob, pipeline):
+def test_a_graph_inside_a_graph_passes_each_change_of_its_step_up_to_the_top(admin, alice, bob, nested):
     """Each level follows the one below it: the inner meta-job and the outer one start with the first step, move
     with its progress, fail with it, go back to work with its reset and back to the start with its abort."""
-    outer = admin.post("/v1/job-templates/import", {
-        "name": "outer", "version": 1, "scope": "public", "licence": "MIT",
-        "specific": {"nodes": {"inner": {"name": "pipeline"}}, "dependencies": []}}, status=201).json
-    top = bob.post(f"/v1/job-templates/{outer['pk']}/create-job",
-                   {"input_values": {"inner:first:input": {"value": "words", "type": "str"}}}, status=201).json
-    inner = children_of(bob, top)["pipeline"]
+    top, inner = nested
     step = children_of(bob, inner)["produce"]
     worker = register(alice)
 
