@@ -52,6 +52,7 @@ def test_a_two_step_graph_runs_to_completion(alice, bob, parent):
     # An output the step deleted is not the meta-job's.
     worker.request("POST", f"/v1/jobs/{first['pk']}/outputs/scratch/str", body=b"tmp", status=201)
     worker.request("DELETE", f"/v1/jobs/{first['pk']}/outputs/scratch/str", status=200)
+    worker.request("POST", f"/v1/jobs/{first['pk']}/outputs/log/str", body=b"done", status=201)
     worker.post(f"/v1/jobs/{first['pk']}/finish", {})
 
     second = children_of(bob, parent)["consume"]
@@ -64,7 +65,8 @@ def test_a_two_step_graph_runs_to_completion(alice, bob, parent):
     work(worker, second, b"from second")
     finished = bob.get(f"/v1/jobs/{parent['pk']}").json
     assert finished["status"] == "COMPLETED" and finished["progress"] == 1.0 and finished["end_time"]
-    assert sorted(out["name"] for out in finished["outputs"]) == ["first:output", "second:output"]
+    # Listed by graph node, each step's outputs in the order it added them.
+    assert [out["name"] for out in finished["outputs"]] == ["first:output", "first:log", "second:output"]
     copied = next(out for out in finished["outputs"] if out["name"] == "first:output")
     assert bob.get(f"/v1/jobs/{parent['pk']}/outputs/first:output/BLOB").body == b"from first"
     assert copied["type"] == "BLOB"

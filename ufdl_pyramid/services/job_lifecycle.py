@@ -534,7 +534,8 @@ class MetaJobOrchestrator:
         """The parent finishes with its last child, taking the children's outputs as ``child:name``."""
         for node, child in sorted(children.items()):
             for output in self.db.scalars(select(JobOutput).where(JobOutput.job_id == child.id,
-                                                                  JobOutput.deletion_time.is_(None))):
+                                                                  JobOutput.deletion_time.is_(None))
+                                          .order_by(JobOutput.id)):
                 self.db.add(JobOutput(job_id=parent.id, name=f"{node}:{output.name}", type=output.type,
                                       content_type=output.content_type, blob_key=output.blob_key,
                                       size=output.size, creator_id=output.creator_id))
