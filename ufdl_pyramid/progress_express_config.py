@@ -53,12 +53,22 @@ def progress_express_tween_factory(handler, registry):
         now = utcnow()
         try:
             with autocommit.connect() as connection:
-                job = progress_express.report(connection, user_id=user_id, node_id=node_id, job_id=int(job_id),
-                                              progress=progress, data=data or None, now=now)
-        except (DBAPIError, psycopg.Error):
+                try:
+                    job = progress_express.report(connection, user_id=user_id, node_id=node_id,
+                                                  job_id=int(job_id), progress=progress, data=data or None, now=now)
+                except psycopg.Error:
+                    if connection.connection.driver_connection.broken:
+                        # The database dropped it (a restart, say): the pool must not hand it out again. SQLAlchemy
+                        # does this itself for the statements it runs; this one went to psycopg directly.
+                        connection.invalidate()
+                    raise
+        except (DBAPIError, psycopg.Error) as error:
             # Nothing was written (the statement goes to psycopg itself: its errors come unwrapped, a deadlock
-            # say); the full stack meets the same trouble and answers it as usual.
-            log.warning("progress express lane failed; the full stack answers instead", exc_info=True)
+            # say); the full stack meets the same trouble and answers it as usual (503 for a database it
+            # cannot reach).
+            unreachable = isinstance(error, psycopg.OperationalError) and error.sqlstate is None
+            log.warning("progress express lane failed; the full stack answers instead%s",
+                        f": {error}" if unreachable else "", exc_info=not unreachable)
             return None
         return render_to_response("json", job, request=request) if job is not None else None
 

@@ -17,8 +17,8 @@ from .templates import JobTemplate, TemplateChild, TemplateTypeReference
 from .jobs import Job, JobOutput
 from .events import JobEvent
 
-__all__ = ["Base", "User", "RefreshToken", "Node", "Licence", "DataDomain", "Framework", "JobType", "JobTemplate",
-           "TemplateChild", "TemplateTypeReference", "Job", "JobOutput", "JobEvent",
+__all__ = ["Base", "User", "RefreshToken", "Node", "Licence", "DataDomain", "Framework", "JobType",
+           "JobTemplate", "TemplateChild", "TemplateTypeReference", "Job", "JobOutput", "JobEvent",
            "get_engine", "get_session_factory", "get_tm_session", "mark_written"]
 
 configure_mappers()
@@ -106,6 +106,9 @@ def includeme(config):
     # request sessions join it through one registration on their factory instead of one per request.
     config.include("pyramid_tm")
     config.include("pyramid_retry")
+    # pyramid_tm would read the caller's identity (a database query) to note it on the transaction, outside the
+    # exception views: an error there (the database unreachable) would escape them as a bare 500.
+    settings["tm.annotate_user"] = False
 
     # Tests pass their own engine so that the whole suite shares one connection pool.
     engine = settings.get("ufdl.db.engine") or get_engine(settings)

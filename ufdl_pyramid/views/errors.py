@@ -5,7 +5,9 @@ from urllib.parse import unquote_to_bytes
 from pyramid.exceptions import PredicateMismatch, URLDecodeError
 from pyramid.httpexceptions import HTTPException
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
-from pyramid_retry import is_last_attempt
+from pyramid_retry import is_last_attempt, mark_error_retryable
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ..errors import NO_CREDENTIALS, ConcurrentChange, ServiceError
 
@@ -101,8 +103,47 @@ def unexpected_error(exc, request):
             attempts = request.environ.get("retry.attempts", 1)
             log.warning("giving up on %s %r after %s attempt(s): %s", *where, attempts, exc)
         return error_response(request, 409, "Another request changed the same data at the same moment; try again.")
+    if _database_unavailable(exc):
+        if _lost_pooled_connection(request, exc):
+            # A pooled connection the database had dropped (it restarted, say), found dead before anything was
+            # committed on it: the pool has let it go, and the request runs again on a fresh one.
+            mark_error_retryable(exc)
+            log.info("retrying %s %r after losing a database connection: %s", *where, exc.orig)
+        else:
+            log.warning("database unavailable on %s %r: %s", *where, getattr(exc, "orig", exc))
+        return error_response(request, 503, "The database is unavailable; try again shortly.",
+                              {"Retry-After": str(RETRY_AFTER_OUTAGE)})
     log.exception("unhandled error on %s %r", *where)
     return error_response(request, 500, "Internal server error.")
+
+
+RETRY_AFTER_OUTAGE = 5  # seconds
+
+
+def _database_unavailable(exc) -> bool:
+    """The database could not be reached or could not serve us (down, restarting, out of connections, locked):
+    not the request's fault, and worth sending again later."""
+    if isinstance(exc, PoolTimeout):  # every pooled connection stayed busy
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if exc.orig.__class__.__module__.startswith("psycopg"):
+        # No SQLSTATE: the client's own failure to connect or to talk. 08 connection exception, 53 insufficient
+        # resources (too many connections, disk full), 57 operator intervention (shutdown, cannot connect now).
+        return isinstance(exc, OperationalError) and (sqlstate is None or sqlstate[:2] in ("08", "53", "57"))
+    # SQLite: another process held the write lock for longer than the busy timeout.
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+def _lost_pooled_connection(request, exc) -> bool:
+    """A connection found dead while the request's transaction was open, so that nothing of it was committed
+    (pyramid_tm hands the manager back before it commits: an error without it may have hit the COMMIT, whose
+    outcome is unknown)."""
+    return (getattr(exc, "connection_invalidated", False) and request.environ.get("tm.manager") is not None
+            and not is_last_attempt(request))
 
 
 def _transient(request, exc) -> bool:

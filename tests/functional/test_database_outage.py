@@ -1,0 +1,146 @@
+"""The database going away and coming back (PostgreSQL): the server answers 503 while it cannot reach it, and
+carries on without a restart once it can. A TCP proxy between the app and PostgreSQL plays the outage."""
+import dataclasses
+import logging
+import socket
+import threading
+
+import pytest
+import webtest
+
+from ufdl_pyramid.models import get_engine
+from ufdl_pyramid.testing import make_test_app
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:``port`` to ``target``. ``sever`` drops the open connections (a restarted database
+    or a broken network: the pool's connections are dead), ``cut`` also refuses new ones until ``restore``."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.open: list[socket.socket] = []
+        self.refusing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.refusing:
+                    client.close()  # as a database that is down: the connection ends at once
+                    continue
+                server = socket.create_connection(self.target)
+                self.open += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def sever(self):
+        with self.lock:
+            for end in self.open:
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                end.close()
+            self.open = []
+
+    def cut(self):
+        with self.lock:
+            self.refusing = True
+        self.sever()
+
+    def restore(self):
+        with self.lock:
+            self.refusing = False
+
+    def close(self):
+        self.cut()
+        self.listener.close()
+
+
+@pytest.fixture
+def proxy(engine, on_postgresql):
+    proxy = TcpProxy((engine.url.host or "127.0.0.1", engine.url.port or 5432))
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def through_proxy(engine, proxy):
+    """A second app whose database connections go through the proxy; ``client(api_client)`` re-targets a
+    logged-in client (same tokens, same node) at it."""
+    url = engine.url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxied = get_engine({"sqlalchemy.url": url, "ufdl.db.pool_size": 2})
+    app = webtest.TestApp(make_test_app(proxied))
+    yield lambda client: dataclasses.replace(client, app=app)
+    proxied.dispose()
+
+
+@pytest.fixture
+def outage_log(caplog):
+    caplog.set_level(logging.INFO, logger="ufdl_pyramid.views.errors")
+    return lambda: [record.getMessage() for record in caplog.records if record.name == "ufdl_pyramid.views.errors"]
+
+
+def test_while_the_database_is_unreachable_requests_answer_503_and_work_again_once_it_is_back(
+        bob, job, proxy, through_proxy):
+    bob = through_proxy(bob)
+    assert bob.get(f"/v1/jobs/{job['pk']}", status=200).json["status"] == "PENDING"
+
+    proxy.cut()
+    down = bob.get(f"/v1/jobs/{job['pk']}", status=503)
+    assert down.json == {"detail": "The database is unavailable; try again shortly."}
+    assert down.headers["Retry-After"] == "5"
+    # Logging in, and an anonymous request, meet the same answer (never a 500).
+    assert bob.app.post_json("/v1/auth/obtain", {"username": "bob", "password": "password123"},
+                             status=503).json["detail"].startswith("The database is unavailable")
+
+    proxy.restore()
+    assert bob.get(f"/v1/jobs/{job['pk']}", status=200).json["pk"] == job["pk"]
+
+
+def test_a_connection_the_database_dropped_is_replaced_without_the_client_seeing_it(
+        bob, job, proxy, through_proxy, outage_log):
+    bob = through_proxy(bob)
+    bob.get(f"/v1/jobs/{job['pk']}", status=200)  # the pool now holds a connection
+    proxy.sever()  # the database restarted: that connection is dead, new ones are welcome
+
+    # Nothing had been committed on it: the request runs again on a fresh connection.
+    assert bob.patch(f"/v1/jobs/{job['pk']}", {"description": "after the restart"},
+                     status=200).json["description"] == "after the restart"
+    assert any(message.startswith("retrying PATCH") and "connection" in message for message in outage_log())
+
+
+def test_a_node_reporting_progress_while_the_database_is_unreachable_is_told_to_try_again(
+        job, worker, proxy, through_proxy):
+    node = through_proxy(worker)
+    node.get(f"/v1/jobs/{job['pk']}/acquire", status=200)
+    node.post(f"/v1/jobs/{job['pk']}/start", {}, status=200)
+    node.post(f"/v1/jobs/{job['pk']}/progress/0.25", {}, status=200)  # the express lane's connection is pooled
+
+    proxy.cut()
+    assert node.post(f"/v1/jobs/{job['pk']}/progress/0.5", {}, status=503).headers["Retry-After"] == "5"
+    proxy.restore()
+    assert node.post(f"/v1/jobs/{job['pk']}/progress/0.75", {}, status=200).json["progress"] == 0.75
+    proxy.sever()
+    assert node.post(f"/v1/jobs/{job['pk']}/progress/1", {}, status=200).json["progress"] == 1.0
+
