@@ -4,6 +4,9 @@ from datetime import datetime
 from pyramid.config import Configurator
 from pyramid.renderers import JSON
 
+from .models.meta import utcnow
+from .services import schema
+from .services.lease_clock import mark_resumed
 from .settings import load_settings
 
 
@@ -19,6 +22,7 @@ def make_config(settings: dict) -> Configurator:
     config.add_renderer("json", json_renderer())
     config.include(".models")  # the database session, bound to the request's transaction
     config.include(".security")  # tokens, Node-Id, ACLs
+    config.include(".leases_config")  # a return after losing the database holds leases back
     config.include(".plugins_config")  # load the plugins; sync the job-types table with their types
     config.include(".registry_config")  # sync ufdl.templates_registry, when set
     config.include(".outputs_config")  # output storage, blob clean-up after commit
@@ -30,4 +34,9 @@ def make_config(settings: dict) -> Configurator:
 
 def main(global_config, **settings):
     """The WSGI application factory named in the INI files."""
-    return make_config(settings).make_wsgi_app()
+    app = make_config(settings).make_wsgi_app()
+    engine = app.registry["db.engine"]
+    if schema.is_current(engine):  # else the app serves what there is (see plugins_config.py)
+        # A start: no node could reach the server while it was down (services/lease_clock.py).
+        mark_resumed(engine, utcnow())
+    return app

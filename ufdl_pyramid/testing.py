@@ -97,10 +97,16 @@ def storage_path_for_tests() -> str:
 def make_test_app(engine: Engine, extra_plugins: Iterable[object] = (), **settings):
     """The WSGI app on ``engine``; ``extra_plugins`` are plugin objects registered besides the installed ones.
 
-    Outputs go to a temporary directory (`storage_path_for_tests`) unless ``ufdl.storage.path`` is given."""
+    Outputs go to a temporary directory (`storage_path_for_tests`) unless ``ufdl.storage.path`` is given.
+    Unlike ``ufdl_pyramid.main`` (a server starting), it does not mark the lease clock."""
+    return make_config(app_settings_for_tests(engine, extra_plugins, **settings)).make_wsgi_app()
+
+
+def app_settings_for_tests(engine: Engine, extra_plugins: Iterable[object] = (), **settings) -> dict:
+    """The settings of ``make_test_app`` (for ``ufdl_pyramid.main``, say)."""
     settings.setdefault("ufdl.storage.path", storage_path_for_tests())
-    return make_config({**TEST_SETTINGS, "sqlalchemy.url": str(engine.url), "ufdl.db.engine": engine,
-                        "ufdl.plugins.extra": list(extra_plugins), **settings}).make_wsgi_app()
+    return {**TEST_SETTINGS, "sqlalchemy.url": str(engine.url), "ufdl.db.engine": engine,
+            "ufdl.plugins.extra": list(extra_plugins), **settings}
 
 
 def notifications_sent(app, timeout: float = 10) -> None:

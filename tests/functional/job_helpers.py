@@ -1,4 +1,10 @@
-"""What the job tests share: minimal workable and meta templates, and registering a node to act as."""
+"""What the job tests share: minimal workable and meta templates, registering a node to act as, and leases."""
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from ufdl_pyramid.models import Job, LeaseClock, Node
+from ufdl_pyramid.models.meta import utcnow
 from ufdl_pyramid.testing import ApiClient
 
 ECHO = {"name": "echo", "version": 1, "scope": "public", "licence": "MIT",
@@ -22,3 +28,17 @@ def register(client: ApiClient, ip: str = "10.0.0.1", index: int = 0) -> ApiClie
     """A node registered by ``client``'s user; the returned client acts as it (sends its Node-Id)."""
     pk = client.post("/v1/nodes/create", {"ip": ip, "index": index}, status=201).json["pk"]
     return client.as_node(pk)
+
+
+def silence(engine, node_id: int, job_id: int, *, for_=timedelta(hours=1)) -> None:
+    """The node was last seen, and the job last changed status, ``for_`` ago: its lease is long lost."""
+    past = utcnow() - for_
+    with engine.begin() as connection:
+        connection.execute(update(Node).where(Node.id == node_id).values(last_seen=past))
+        connection.execute(update(Job).where(Job.id == job_id).values(last_status_change=past))
+
+
+def server_came_back(engine, ago: timedelta) -> None:
+    """Move the lease clock's mark of the server's last return ``ago`` into the past."""
+    with engine.begin() as connection:
+        connection.execute(update(LeaseClock).values(resumed_at=utcnow() - ago))

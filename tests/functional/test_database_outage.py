@@ -4,6 +4,7 @@ import dataclasses
 import logging
 import socket
 import threading
+from datetime import timedelta
 
 import pytest
 import webtest
@@ -144,3 +145,25 @@ def test_a_node_reporting_progress_while_the_database_is_unreachable_is_told_to_
     proxy.sever()
     assert node.post(f"/v1/jobs/{job['pk']}/progress/1", {}, status=200).json["progress"] == 1.0
 
+
+def test_leases_wait_a_full_timeout_after_the_database_comes_back(admin, job, worker, other_worker, engine, proxy,
+                                                                   through_proxy):
+    """No node could reach the server while its database was away: the first request after the outage marks
+    the return, and no lease expires until the timeout has passed since. Before, the first poll took the job of
+    every node that had not called again yet."""
+    from job_helpers import server_came_back, silence
+
+    worker.get(f"/v1/jobs/{job['pk']}/acquire", status=200)
+    worker.post(f"/v1/jobs/{job['pk']}/start", {}, status=200)
+    silence(engine, worker.node_id, job["pk"])
+    poller = through_proxy(other_worker)
+    proxy.cut()
+    poller.post("/v1/jobs/acquire-next", {"executors": []}, status=503)
+    proxy.restore()
+    poller.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
+    state = admin.get(f"/v1/jobs/{job['pk']}").json
+    assert (state["status"], state["node"]) == ("RUNNING", worker.node_id)
+
+    server_came_back(engine, ago=timedelta(seconds=125))
+    poller.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
+    assert admin.get(f"/v1/jobs/{job['pk']}").json["status"] == "PENDING"

@@ -471,3 +471,28 @@ def test_a_list_filter_follows_no_one_to_many_relation(bob, job):
     body = {"expressions": [{"type": "exact", "field": "outputs.name", "value": "model"}]}
     refused = bob.post("/v1/jobs/list", body, status=400).json
     assert refused == {"detail": "Unknown field 'outputs.name': 'outputs' is not a relation that can be followed"}
+
+
+def test_a_server_start_holds_leases_back_for_a_full_timeout(admin, worker, other_worker, job, engine):
+    """No node could reach the server while it was down: a node silent since before the start keeps its job
+    until the timeout (120 s) has passed since the start. Before, the first poll after the start took it."""
+    from datetime import timedelta
+
+    from job_helpers import server_came_back, silence
+    from ufdl_pyramid import main
+    from ufdl_pyramid.testing import app_settings_for_tests
+
+    run_to_running(worker, job)
+    silence(engine, worker.node_id, job["pk"])
+    main({}, **app_settings_for_tests(engine))  # the server starts
+    other_worker.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
+    state = admin.get(path(job)).json
+    assert (state["status"], state["node"]) == ("RUNNING", worker.node_id)
+
+    server_came_back(engine, ago=timedelta(seconds=115))
+    other_worker.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
+    assert admin.get(path(job)).json["status"] == "RUNNING"
+    server_came_back(engine, ago=timedelta(seconds=125))
+    other_worker.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
+    state = admin.get(path(job)).json
+    assert (state["status"], state["node"], state["error_category"]) == ("PENDING", None, None)

@@ -10,14 +10,14 @@ from zope.sqlalchemy.datamanager import _SESSION_STATE
 
 from .meta import Base
 from .users import RefreshToken, User
-from .nodes import Node
+from .nodes import LeaseClock, Node
 from .catalogue import DataDomain, Framework, Licence
 from .job_types import JobType
 from .templates import JobTemplate, TemplateChild, TemplateTypeReference
 from .jobs import Job, JobOutput
 from .events import JobEvent
 
-__all__ = ["Base", "User", "RefreshToken", "Node", "Licence", "DataDomain", "Framework", "JobType",
+__all__ = ["Base", "User", "RefreshToken", "Node", "LeaseClock", "Licence", "DataDomain", "Framework", "JobType",
            "JobTemplate", "TemplateChild", "TemplateTypeReference", "Job", "JobOutput", "JobEvent",
            "get_engine", "get_session_factory", "get_tm_session", "mark_written"]
 

@@ -1,7 +1,8 @@
 """The declarative base, with a naming convention so that migrations name constraints the same everywhere."""
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator
+from sqlalchemy import DateTime, MetaData, Table, TypeDecorator
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -15,6 +16,15 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def upsert_into(table: Table, dialect_name: str):
+    """An INSERT that takes ``on_conflict_do_update`` (PostgreSQL's and SQLite's have the same form): for rows
+    that several processes may write at once."""
+    return _INSERTS[dialect_name](table)
 
 
 class UTCDateTime(TypeDecorator):

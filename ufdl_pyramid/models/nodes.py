@@ -26,3 +26,12 @@ class Node(Base):
                                                                   use_alter=True))
 
     owner: Mapped[User] = relationship(lazy="raise_on_sql")
+
+
+class LeaseClock(Base):
+    """One row (id 1): when the server last came back, having been stopped or cut off from its database.
+    Nodes could not reach it meanwhile, so no lease expires until ``ufdl.node_timeout`` after that."""
+    __tablename__ = "lease_clock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    resumed_at: Mapped[datetime] = mapped_column(UTCDateTime)

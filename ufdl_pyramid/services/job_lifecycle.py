@@ -25,6 +25,7 @@ from ..types import InvalidType, is_subtype
 from .auth import ActingNode
 from .events import record_event, record_progress
 from .job_creation import active_child_template, create_child_job
+from .lease_clock import resumed_since
 from .type_registry import type_registry
 
 _JOBS = Job.__table__
@@ -356,12 +357,13 @@ class JobLifecycle:
 
     def expire_leases(self, now: datetime, timeout: float, max_tries: int) -> list[Job]:
         """Abort the jobs whose node has not been seen for ``timeout`` seconds (SYSTEM failure events); the
-        ``max_tries``-th lease a job loses (QUEUED or RUNNING) fails it. Safe to run in several processes at
+        ``max_tries``-th lease a job loses (QUEUED or RUNNING) fails it. None until ``timeout`` seconds after
+        the server came back from a stop or an outage (``lease_clock``). Safe to run in several processes at
         once."""
         cutoff = now - timedelta(seconds=timeout)
         stale = select(Job).join(Node, Job.node_id == Node.id).where(
             Job.status.in_((QUEUED, RUNNING)), (Node.last_seen.is_(None)) | (Node.last_seen < cutoff),
-            Job.last_status_change < cutoff)
+            Job.last_status_change < cutoff, ~resumed_since(cutoff))
         if self.db.get_bind().dialect.name == "postgresql":
             locked = self._lock_stale(stale)
             if not locked:

@@ -3,13 +3,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from ..models import JobType
-
-# INSERT ... ON CONFLICT DO UPDATE: several server processes starting at once may sync the same names.
-_UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+from ..models.meta import upsert_into
 
 
 @dataclass(frozen=True)
@@ -34,7 +31,8 @@ def sync_job_types(engine: Engine, types: Mapping[str, type]) -> JobTypeSync:
             select(JobType.name, JobType.pkg, JobType.cls).where(JobType.name.in_([row["name"] for row in wanted])))}
         changed = [row for row in wanted if existing.get(row["name"]) != (row["pkg"], row["cls"])]
         if changed:
-            upsert = _UPSERTS[engine.dialect.name](JobType.__table__)
+            # Several server processes starting at once may sync the same names.
+            upsert = upsert_into(JobType.__table__, engine.dialect.name)
             connection.execute(upsert.on_conflict_do_update(
                 index_elements=[JobType.__table__.c.name],
                 set_={"pkg": upsert.excluded.pkg, "cls": upsert.excluded.cls}), changed)

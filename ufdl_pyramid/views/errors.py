@@ -104,6 +104,7 @@ def unexpected_error(exc, request):
             log.warning("giving up on %s %r after %s attempt(s): %s", *where, attempts, exc)
         return error_response(request, 409, "Another request changed the same data at the same moment; try again.")
     if _database_unavailable(exc):
+        request.registry["db.outages"].seen()  # the next request records the return: leases wait
         if _lost_pooled_connection(request, exc):
             # A pooled connection the database had dropped (it restarted, say), found dead before anything was
             # committed on it: the pool has let it go, and the request runs again on a fresh one.

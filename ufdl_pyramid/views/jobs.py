@@ -36,7 +36,7 @@ def acquire_next(context, request):
     body = read_json_object(request)
     validate(ACQUIRE_NEXT, body)
     jobs = lifecycle(request)
-    # Idle nodes poll here, so this is where lost leases are noticed (and by `ufdl serve`'s timer).
+    # Idle nodes poll here, so this is where lost leases are noticed.
     settings = request.registry.settings
     jobs.expire_leases(utcnow(), settings["ufdl.node_timeout"], settings["ufdl.max_tries"])
     job = jobs.acquire_next(request.node, body["executors"], request.identity)
