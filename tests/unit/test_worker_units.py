@@ -219,3 +219,54 @@ def test_a_refused_login_is_one_line_and_exit_1(capsys):
     assert printed.strip().splitlines()[-1] == \
         "ufdl: POST /v1/auth/obtain: 401 No active account found with the given credentials"
     assert "Traceback" not in printed
+
+
+def test_an_idle_worker_waits_out_server_errors_instead_of_dying(caplog):
+    """A 500 while logging in or polling for work (a server's bug or hiccup: its database restarting, before
+    the server answered 503 for that) is retried with back-off; it used to end the worker's thread."""
+    from ufdl_pyramid.worker.api import ApiError
+
+    class Failing:
+        node_id = None
+
+        def __init__(self):
+            self.logins = self.polls = 0
+
+        def login(self):
+            self.logins += 1
+            if self.logins == 1:
+                raise ApiError(500, "Internal server error.", "POST", "/v1/auth/obtain")
+
+        def request(self, method, path, body=None):
+            return {"pk": 5, "current_job": None}  # the node registered, then read back
+
+        def acquire_next(self, executors):
+            self.polls += 1
+            if self.polls < 3:
+                raise ApiError(500, "Internal server error.", "POST", "/v1/jobs/acquire-next")
+            return None
+
+    api = Failing()
+    worker = Worker(api, {"x.Y": Executor}, WorkerOptions(ip="10.0.0.1", once=True, max_backoff=0.01),
+                    threading.Event())
+    with caplog.at_level("WARNING", logger="ufdl_pyramid.worker"):
+        assert worker.run() == 0
+    assert (api.logins, api.polls) == (2, 3)
+    assert sum("500 Internal server error." in record.getMessage() for record in caplog.records) == 3
+
+
+def test_a_progress_report_the_server_fails_is_skipped_not_the_job(tmp_path):
+    from ufdl_pyramid.worker.api import ApiError
+    from ufdl_pyramid.worker.context import HttpExecutionContext
+
+    answers = [ApiError(500, "Internal server error."), ApiError(403, "Node 5 does not hold job 7")]
+
+    class Api:
+        def progress(self, pk, fraction, data):
+            raise answers.pop(0)
+
+    context = HttpExecutionContext(Api(), {"pk": 7}, {}, {}, tmp_path, lambda: False)
+    context.progress(0.5)
+    assert not context.is_cancelled()
+    context.progress(0.6)
+    assert context.is_cancelled()  # a refusal still stops the job

@@ -67,6 +67,8 @@ class HttpExecutionContext(ExecutionContext):
             if error.status in (403, 406):
                 self.refused = True
                 log.warning("job %s: progress refused (%s); stopping", self.pk, error.detail)
+            elif error.status == 500:  # best-effort too: a server's error is no reason to fail the job
+                log.warning("job %s: progress %.2f not sent: %s", self.pk, fraction, error)
             else:
                 raise
 

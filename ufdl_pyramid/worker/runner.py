@@ -126,14 +126,19 @@ class Worker:
     def interrupted(self) -> bool:
         return self.interrupt_event.is_set()
 
-    def retrying(self, what: str, call: Callable, *, give_up_on_stop: bool = True):
-        """``call()``, retried with back-off while the server is unavailable."""
+    def retrying(self, what: str, call: Callable, *, give_up_on_stop: bool = True,
+                 through_server_errors: bool = False):
+        """``call()``, retried with back-off while the server is unavailable. ``through_server_errors``: and
+        while it answers 500, for the calls of a worker with no job (connecting, polling): it waits out a
+        server's bug or hiccup instead of dying of it."""
         while True:
             try:
                 result = call()
                 self.backoff.reset()
                 return result
-            except ServerUnavailable as error:
+            except (ServerUnavailable, ApiError) as error:
+                if isinstance(error, ApiError) and not (through_server_errors and error.status == 500):
+                    raise
                 if give_up_on_stop and self.stopping:
                     raise WorkerStopped() from None
                 delay = self.backoff.next()
@@ -192,7 +197,7 @@ class Worker:
             self.api.login()
             self.register_node()
             self.recover()
-        self.retrying("connecting", start)
+        self.retrying("connecting", start, through_server_errors=True)
         log.info("worker ready on node %s with executors %s", self.node_id, ", ".join(sorted(self.executors)))
 
     # -- the loop --------------------------------------------------------------------------------------------
@@ -200,7 +205,8 @@ class Worker:
         try:
             self.connect()
             while not self.stopping:
-                job = self.retrying("acquiring", lambda: self.api.acquire_next(sorted(self.executors)))
+                job = self.retrying("acquiring", lambda: self.api.acquire_next(sorted(self.executors)),
+                                    through_server_errors=True)
                 if job is None:
                     if self.options.once:
                         log.info("no job to run")
