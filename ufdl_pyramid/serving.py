@@ -62,15 +62,32 @@ def serve(load_app: Callable[[], object], sockets: list[socket.socket], *, worke
     return _Supervisor(app, sockets, workers, options, on_stop).run()
 
 
-def _stop_serving(*_signal) -> None:
-    raise SystemExit(0)
+class _StopSignals:
+    """The first stop signal (SIGTERM, SIGHUP, SIGINT) ends the serving loop. During the grace period that
+    follows only a second SIGINT (Ctrl-C again) cuts it short: a worker gets SIGTERM twice when the service
+    manager signals the whole control group (systemd's default) and the parent passes its own on, and the
+    second must not cost the requests under way their answers. During the clean-up, none interrupts."""
+
+    def __init__(self):
+        self.received = 0
+        for stop_signal in (*STOP_SIGNALS, signal.SIGINT):
+            signal.signal(stop_signal, self._on_signal)
+
+    def _on_signal(self, number, _frame) -> None:
+        self.received += 1
+        if number == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.received == 1:
+            raise SystemExit(0)
+
+    @staticmethod
+    def ignore() -> None:
+        for stop_signal in (*STOP_SIGNALS, signal.SIGINT):
+            signal.signal(stop_signal, signal.SIG_IGN)
 
 
 def _serve_until_stopped(app, sockets: list[socket.socket], options: dict, on_stop) -> None:
-    # SIGTERM (and SIGHUP, a closed terminal) as SIGINT: either ends the loop below; a second one ends the
-    # grace period as well.
-    for stop_signal in STOP_SIGNALS:
-        signal.signal(stop_signal, _stop_serving)
+    stops = _StopSignals()
     dispatchers: dict = {}  # waitress's map: the listening sockets, its wake-up pipe and the connections
     server = waitress.create_server(app, map=dispatchers, sockets=sockets, **options)
     server.print_listen("Serving on http://{}:{}")
@@ -82,6 +99,7 @@ def _serve_until_stopped(app, sockets: list[socket.socket], options: dict, on_st
             pass
         _finish_under_way(dispatchers, server.adj)
     finally:
+        stops.ignore()  # bounded: waitress's threads (1 s), then on_stop's own limits
         server.task_dispatcher.shutdown(timeout=1)
         wasyncore.close_all(dispatchers)
         if on_stop is not None:
@@ -190,7 +208,6 @@ class _Supervisor:
         threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
         code = 1
         try:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
             _serve_until_stopped(self.app, self.sockets, self.options, self.on_stop)
             code = 0
         except BaseException:  # noqa: B036 - report whatever ended the worker, then leave without cleanup

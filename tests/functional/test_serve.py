@@ -246,8 +246,11 @@ def refuses_connections(port: int) -> bool:
         return False
 
 
+@pytest.mark.parametrize("stop", ["server", "control group"])
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_a_stopped_server_answers_the_requests_under_way(serve, engine, admin, workers, tmp_path):
+def test_a_stopped_server_answers_the_requests_under_way(serve, engine, admin, workers, stop, tmp_path):
+    """Stopped by a SIGTERM to the server, or to its whole control group, as systemd does by default: each
+    worker then gets two, the service manager's and its parent's, and the second one cut the grace short."""
     template = admin.post("/v1/job-templates/import", ECHO, status=201).json["pk"]
     job = admin.post(f"/v1/job-templates/{template}/create-job",
                      {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
@@ -271,7 +274,10 @@ def test_a_stopped_server_answers_the_requests_under_way(serve, engine, admin, w
     upload.endheaders()
     upload.send(body[:len(body) // 2])
     time.sleep(0.5)  # received by the server
-    process.send_signal(signal.SIGTERM)
+    if stop == "server":
+        process.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(process.pid, signal.SIGTERM)
     wait_for(lambda: refuses_connections(port), seconds=10)  # no new connection meanwhile
     upload.send(body[len(body) // 2:])
     response = upload.getresponse()
@@ -284,6 +290,37 @@ def test_a_stopped_server_answers_the_requests_under_way(serve, engine, admin, w
     # Quietly: the request that ended after the socket closed found waitress's wake-up pipe still open.
     log = (tmp_path / "serve.log").read_text()
     assert "Traceback" not in log, log
+
+
+def test_a_second_ctrl_c_cuts_the_grace_short_and_a_second_sigterm_does_not(serve, engine, admin, tmp_path):
+    template = admin.post("/v1/job-templates/import", ECHO, status=201).json["pk"]
+    job = admin.post(f"/v1/job-templates/{template}/create-job",
+                     {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
+    node = register(admin)
+    node.get(f"/v1/jobs/{job}/acquire")
+    node.post(f"/v1/jobs/{job}/start", {})
+    process, port = serve(engine.url.render_as_string(hide_password=False),
+                          server=f"ufdl.storage.path = {storage_path_for_tests()}\n")
+    wait_for(lambda: answers(port, admin.token))
+    upload = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    upload.putrequest("POST", f"/v1/jobs/{job}/outputs/result/BLOB")
+    for name, value in (("Authorization", f"Bearer {admin.token}"), ("Node-Id", str(node.node_id)),
+                        ("Content-Type", "application/data"), ("Content-Length", "1000")):
+        upload.putheader(name, value)
+    upload.endheaders()
+    upload.send(b"x" * 500)
+    time.sleep(0.5)  # received by the server, which now waits for the rest
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)  # two signals at once would merge into one
+    process.send_signal(signal.SIGTERM)  # the service manager's and the parent's: still the same stop
+    time.sleep(1)
+    assert process.poll() is None  # the upload still has its grace
+    process.send_signal(signal.SIGINT)  # Ctrl-C: now
+    assert process.wait(10) == 0
+    with pytest.raises((ConnectionError, http.client.HTTPException)):
+        upload.send(b"x" * 500)
+        upload.getresponse()
+    assert "stopping at once: requests under way are not answered" in (tmp_path / "serve.log").read_text()
 
 
 def list_licences_on(connection: http.client.HTTPConnection, token: str) -> int:
