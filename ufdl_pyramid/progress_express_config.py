@@ -13,6 +13,7 @@ from pyramid.renderers import render_to_response
 from sqlalchemy.exc import DBAPIError
 
 from .errors import ServiceError
+from .models import database_unavailable
 from .models.meta import utcnow
 from .security import bearer_token, node_id_of
 from .services import progress_express
@@ -66,7 +67,7 @@ def progress_express_tween_factory(handler, registry):
             # Nothing was written (the statement goes to psycopg itself: its errors come unwrapped, a deadlock
             # say); the full stack meets the same trouble and answers it as usual (503 for a database it
             # cannot reach).
-            unreachable = isinstance(error, psycopg.OperationalError) and error.sqlstate is None
+            unreachable = database_unavailable(error)
             log.warning("progress express lane failed; the full stack answers instead%s",
                         f": {error}" if unreachable else "", exc_info=not unreachable)
             return None

@@ -43,7 +43,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .cli.websocket import CHILD_OF_SERVE
 from .errors import NO_CREDENTIALS, NotAuthenticated
-from .models import Job, JobEvent, User, get_engine, get_session_factory
+from .models import Job, JobEvent, User, database_unavailable, get_engine, get_session_factory
 from .models.jobs import CANCELED, COMPLETED
 from .models.meta import MAX_ID
 from .services.auth import AuthConfig, AuthService
@@ -208,6 +208,7 @@ class Listener:
         self.watchers: dict[int, set[Watcher]] = defaultdict(set)
         self.wakeups = 0
         self._tailer = None
+        self._lost_database_at: float | None = None  # time.monotonic() when the tailer lost the database
         self._next_recheck = time.monotonic() + self.ping_interval
 
     # The tailer
@@ -229,15 +230,28 @@ class Listener:
                 else:
                     while True:
                         self._wake()
+                        self._back()
                         if self.retention and time.monotonic() >= next_prune:
                             next_prune = time.monotonic() + self.prune_interval
                             self._prune()
                         gevent.sleep(self.poll_interval)
             except gevent.GreenletExit:
                 raise
-            except Exception:
-                log.exception("the event tailer failed; restarting in 1 s")
+            except Exception as error:
+                if not database_unavailable(error):
+                    log.exception("the event tailer failed; restarting in 1 s")
+                elif self._lost_database_at is None:  # one line for the whole outage, not one a second
+                    log.warning("the event tailer lost the database (%s); trying again every second",
+                                str(error).splitlines()[0])
+                    self._lost_database_at = time.monotonic()
                 gevent.sleep(1)
+
+    def _back(self) -> None:
+        """The tailer reached the database again after losing it: say so, once."""
+        if self._lost_database_at is not None:
+            log.warning("the event tailer is back after %.0f s without the database",
+                        time.monotonic() - self._lost_database_at)
+            self._lost_database_at = None
 
     def _tail_notifications(self) -> None:
         import psycopg
@@ -247,6 +261,7 @@ class Listener:
             connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
             next_prune = time.monotonic()
             self._wake()  # whatever committed while we were not listening
+            self._back()
             while True:
                 # Open gaps may fill without a notification we can tie to them: look again soon.
                 readable, _, _ = gevent.select.select([connection.fileno()], [], [], self.feed.poll_delay())

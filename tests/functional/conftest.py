@@ -4,6 +4,7 @@ import logging
 import pytest
 
 from job_helpers import ECHO, register
+from tcp_proxy import TcpProxy
 
 
 @pytest.fixture
@@ -11,6 +12,14 @@ def on_postgresql(engine):
     """Skips a test that needs PostgreSQL when the suite runs on SQLite."""
     if engine.dialect.name != "postgresql":
         pytest.skip("needs PostgreSQL (UFDL_TEST_DATABASE_URL)")
+
+
+@pytest.fixture
+def proxy(engine, on_postgresql):
+    """A TCP proxy to the test database (PostgreSQL): ``cut``, ``sever`` and ``restore`` play an outage."""
+    proxy = TcpProxy((engine.url.host or "127.0.0.1", engine.url.port or 5432))
+    yield proxy
+    proxy.close()
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 carries on without a restart once it can. A TCP proxy between the app and PostgreSQL plays the outage."""
 import dataclasses
 import logging
-import socket
-import threading
 from datetime import timedelta
 
 import pytest
@@ -12,77 +10,6 @@ import webtest
 from ufdl_pyramid.models import get_engine
 from ufdl_pyramid.testing import make_test_app
 
-
-class TcpProxy:
-    """Forwards 127.0.0.1:``port`` to ``target``. ``sever`` drops the open connections (a restarted database
-    or a broken network: the pool's connections are dead), ``cut`` also refuses new ones until ``restore``."""
-
-    def __init__(self, target: tuple[str, int]):
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.lock = threading.Lock()
-        self.open: list[socket.socket] = []
-        self.refusing = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            with self.lock:
-                if self.refusing:
-                    client.close()  # as a database that is down: the connection ends at once
-                    continue
-                server = socket.create_connection(self.target)
-                self.open += [client, server]
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(source, sink):
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        for end in (source, sink):
-            try:
-                end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def sever(self):
-        with self.lock:
-            for end in self.open:
-                try:
-                    end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                end.close()
-            self.open = []
-
-    def cut(self):
-        with self.lock:
-            self.refusing = True
-        self.sever()
-
-    def restore(self):
-        with self.lock:
-            self.refusing = False
-
-    def close(self):
-        self.cut()
-        self.listener.close()
-
-
-@pytest.fixture
-def proxy(engine, on_postgresql):
-    proxy = TcpProxy((engine.url.host or "127.0.0.1", engine.url.port or 5432))
-    yield proxy
-    proxy.close()
 
 
 @pytest.fixture

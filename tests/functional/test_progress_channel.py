@@ -863,3 +863,35 @@ def test_a_peer_that_stops_reading_is_dropped_when_too_far_behind(engine, tmp_pa
     finally:
         listener.stop()
     assert "messages behind" in open(tmp_path / "listener.log").read()
+
+
+def test_the_listener_carries_on_after_losing_the_database(engine, proxy, bob, worker, job, tmp_path):
+    """Its LISTEN connection dropped and PostgreSQL unreachable for a while: the tailer says so once, tries
+    again every second, and once back sends what was committed meanwhile, on the watcher's same connection
+    (it logged a traceback a second)."""
+    from types import SimpleNamespace
+
+    proxied = SimpleNamespace(url=engine.url.set(host="127.0.0.1", port=proxy.port))
+    listener = ListenerProcess(proxied, tmp_path)
+    try:
+        ws = connect(listener.url, bob.token, job["pk"], timeout=15)  # one connection: no reconnecting
+        received = queue.Queue()
+        # Reading all along, so that the listener's pings are answered (websocket-client does it in recv).
+        reader = threading.Thread(target=lambda: [received.put(json.loads(ws.recv())) for _ in range(3)],
+                                  daemon=True)
+        reader.start()
+        assert received.get(timeout=10)["transition"] == "state"
+        proxy.cut()
+        time.sleep(2.5)  # long enough for the tailer to notice, and fail to reconnect twice
+        worker.get(path(job, "acquire"))  # committed while the listener cannot see the database
+        proxy.restore()
+        assert received.get(timeout=15)["transition"] == "acquire"
+        worker.post(path(job, "start"), {})
+        assert received.get(timeout=10)["transition"] == "start"
+        reader.join(5)
+        ws.close()
+    finally:
+        listener.stop()
+    log = (tmp_path / "listener.log").read_text()
+    assert log.count("the event tailer lost the database") == 1, log
+    assert "the event tailer is back after" in log, log

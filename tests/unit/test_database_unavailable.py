@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from ufdl_pyramid.views.errors import _database_unavailable
+from ufdl_pyramid.models import database_unavailable
 
 
 def wrapped(cls, original, invalidated=False):
@@ -21,10 +21,11 @@ def wrapped(cls, original, invalidated=False):
     wrapped(OperationalError, psycopg.OperationalError("consuming input failed"), invalidated=True),
     wrapped(OperationalError, sqlite3.OperationalError("database is locked")),
     PoolTimeout("QueuePool limit of size 10 overflow 10 reached"),
+    psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly"),
 ], ids=["refused", "admin shutdown", "too many clients", "connection failure", "dropped", "sqlite locked",
-        "pool exhausted"])
+        "pool exhausted", "psycopg's own"])
 def test_unavailable(error):
-    assert _database_unavailable(error)
+    assert database_unavailable(error)
 
 
 @pytest.mark.parametrize("error", [
@@ -33,6 +34,7 @@ def test_unavailable(error):
     wrapped(OperationalError, psycopg.errors.lookup("22012")("division by zero")),
     wrapped(OperationalError, sqlite3.OperationalError("no such table: jobs")),
     ValueError("not a database error"),
-], ids=["missing table", "duplicate", "data error", "sqlite missing table", "other"])
+    psycopg.errors.lookup("40P01")("deadlock detected"),
+], ids=["missing table", "duplicate", "data error", "sqlite missing table", "other", "psycopg deadlock"])
 def test_not_unavailable(error):
-    assert not _database_unavailable(error)
+    assert not database_unavailable(error)

@@ -1,8 +1,12 @@
 """Database access: the engine, the session factory and the request-scoped session bound to pyramid_tm."""
 import os
+import sqlite3
 
+import psycopg
 from sqlalchemy import engine_from_config, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 import transaction
 import zope.sqlalchemy
@@ -19,7 +23,7 @@ from .events import JobEvent
 
 __all__ = ["Base", "User", "RefreshToken", "Node", "LeaseClock", "Licence", "DataDomain", "Framework", "JobType",
            "JobTemplate", "TemplateChild", "TemplateTypeReference", "Job", "JobOutput", "JobEvent",
-           "get_engine", "get_session_factory", "get_tm_session", "mark_written"]
+           "get_engine", "get_session_factory", "get_tm_session", "mark_written", "database_unavailable"]
 
 configure_mappers()
 
@@ -67,6 +71,24 @@ def get_engine(settings: dict, prefix: str = "sqlalchemy.") -> Engine:
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     return engine
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """The database could not be reached or could not serve (down, restarting, out of connections, locked):
+    nobody's fault here, and worth trying again later. SQLAlchemy's errors, or the driver's own (for
+    statements sent to psycopg directly)."""
+    if isinstance(error, PoolTimeout):  # every pooled connection stayed busy
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        error = error.orig
+    if isinstance(error, psycopg.OperationalError):
+        # No SQLSTATE: the client's own failure to connect or to talk. 08 connection exception, 53 insufficient
+        # resources (too many connections, disk full), 57 operator intervention (shutdown, cannot connect now).
+        return error.sqlstate is None or error.sqlstate[:2] in ("08", "53", "57")
+    # SQLite: another process held the write lock for longer than the busy timeout.
+    return isinstance(error, sqlite3.OperationalError) and "database is locked" in str(error)
 
 
 def get_session_factory(engine: Engine) -> sessionmaker[Session]:

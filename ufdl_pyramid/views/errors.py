@@ -6,10 +6,9 @@ from pyramid.exceptions import PredicateMismatch, URLDecodeError
 from pyramid.httpexceptions import HTTPException
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
 from pyramid_retry import is_last_attempt, mark_error_retryable
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ..errors import NO_CREDENTIALS, ConcurrentChange, ServiceError
+from ..models import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ def unexpected_error(exc, request):
             attempts = request.environ.get("retry.attempts", 1)
             log.warning("giving up on %s %r after %s attempt(s): %s", *where, attempts, exc)
         return error_response(request, 409, "Another request changed the same data at the same moment; try again.")
-    if _database_unavailable(exc):
+    if database_unavailable(exc):
         request.registry["db.outages"].seen()  # the next request records the return: leases wait
         if _lost_pooled_connection(request, exc):
             # A pooled connection the database had dropped (it restarted, say), found dead before anything was
@@ -119,24 +118,6 @@ def unexpected_error(exc, request):
 
 
 RETRY_AFTER_OUTAGE = 5  # seconds
-
-
-def _database_unavailable(exc) -> bool:
-    """The database could not be reached or could not serve us (down, restarting, out of connections, locked):
-    not the request's fault, and worth sending again later."""
-    if isinstance(exc, PoolTimeout):  # every pooled connection stayed busy
-        return True
-    if not isinstance(exc, DBAPIError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    if exc.orig.__class__.__module__.startswith("psycopg"):
-        # No SQLSTATE: the client's own failure to connect or to talk. 08 connection exception, 53 insufficient
-        # resources (too many connections, disk full), 57 operator intervention (shutdown, cannot connect now).
-        return isinstance(exc, OperationalError) and (sqlstate is None or sqlstate[:2] in ("08", "53", "57"))
-    # SQLite: another process held the write lock for longer than the busy timeout.
-    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
 
 
 def _lost_pooled_connection(request, exc) -> bool:
