@@ -246,17 +246,23 @@ def refuses_connections(port: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("stop", ["server", "control group"])
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_a_stopped_server_answers_the_requests_under_way(serve, engine, admin, workers, stop, tmp_path):
-    """Stopped by a SIGTERM to the server, or to its whole control group, as systemd does by default: each
-    worker then gets two, the service manager's and its parent's, and the second one cut the grace short."""
+def running_job(admin):
+    """A job started by a node of admin's (who may then upload its outputs): its pk, and the node's client."""
     template = admin.post("/v1/job-templates/import", ECHO, status=201).json["pk"]
     job = admin.post(f"/v1/job-templates/{template}/create-job",
                      {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
     node = register(admin)
     node.get(f"/v1/jobs/{job}/acquire")
     node.post(f"/v1/jobs/{job}/start", {})
+    return job, node
+
+
+@pytest.mark.parametrize("stop", ["server", "control group"])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stopped_server_answers_the_requests_under_way(serve, engine, admin, workers, stop, tmp_path):
+    """Stopped by a SIGTERM to the server, or to its whole control group, as systemd does by default: each
+    worker then gets two, the service manager's and its parent's, and the second one cut the grace short."""
+    job, node = running_job(admin)
     # The server stores outputs where this test's app reads them.
     process, port = serve(engine.url.render_as_string(hide_password=False), "--workers", workers,
                           server=f"ufdl.storage.path = {storage_path_for_tests()}\n")
@@ -293,12 +299,7 @@ def test_a_stopped_server_answers_the_requests_under_way(serve, engine, admin, w
 
 
 def test_a_second_ctrl_c_cuts_the_grace_short_and_a_second_sigterm_does_not(serve, engine, admin, tmp_path):
-    template = admin.post("/v1/job-templates/import", ECHO, status=201).json["pk"]
-    job = admin.post(f"/v1/job-templates/{template}/create-job",
-                     {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
-    node = register(admin)
-    node.get(f"/v1/jobs/{job}/acquire")
-    node.post(f"/v1/jobs/{job}/start", {})
+    job, node = running_job(admin)
     process, port = serve(engine.url.render_as_string(hide_password=False),
                           server=f"ufdl.storage.path = {storage_path_for_tests()}\n")
     wait_for(lambda: answers(port, admin.token))
