@@ -5,7 +5,8 @@ import threading
 
 class TcpProxy:
     """Forwards 127.0.0.1:``port`` to ``target``. ``sever`` drops the open connections (a restarted database
-    or a broken network: the pool's connections are dead), ``cut`` also refuses new ones until ``restore``."""
+    or a broken network: the pool's connections are dead), ``cut`` also refuses new ones until ``restore``.
+    ``sever_at(marker)`` severs them when a client next sends bytes holding ``marker`` (which never arrive)."""
 
     def __init__(self, target: tuple[str, int]):
         self.target = target
@@ -14,6 +15,7 @@ class TcpProxy:
         self.lock = threading.Lock()
         self.open: list[socket.socket] = []
         self.refusing = False
+        self.marker: bytes | None = None
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -29,12 +31,15 @@ class TcpProxy:
                 server = socket.create_connection(self.target)
                 self.open += [client, server]
             for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+                threading.Thread(target=self._pump, args=(source, sink, source is client), daemon=True).start()
 
-    @staticmethod
-    def _pump(source, sink):
+    def _pump(self, source, sink, from_client: bool):
         try:
             while data := source.recv(65536):
+                if from_client and self.marker is not None and self.marker in data:
+                    self.marker = None
+                    self.sever()
+                    return
                 sink.sendall(data)
         except OSError:
             pass
@@ -53,6 +58,9 @@ class TcpProxy:
                     pass
                 end.close()
             self.open = []
+
+    def sever_at(self, marker: bytes):
+        self.marker = marker
 
     def cut(self):
         with self.lock:

@@ -94,3 +94,14 @@ def test_leases_wait_a_full_timeout_after_the_database_comes_back(admin, job, wo
     server_came_back(engine, ago=timedelta(seconds=125))
     poller.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
     assert admin.get(f"/v1/jobs/{job['pk']}").json["status"] == "PENDING"
+
+
+def test_a_connection_lost_at_the_commit_is_answered_503_not_run_again(bob, job, proxy, through_proxy, outage_log):
+    """Whether that COMMIT was carried out cannot be known: running the request again could do it twice
+    (another job created, say). The client is told to try again, and decides."""
+    bob = through_proxy(bob)
+    bob.get(f"/v1/jobs/{job['pk']}", status=200)
+    proxy.sever_at(b"COMMIT")  # here it never reaches the database: nothing changed
+    assert bob.patch(f"/v1/jobs/{job['pk']}", {"description": "lost"}, status=503).headers["Retry-After"] == "5"
+    assert not any(message.startswith("retrying") for message in outage_log())
+    assert bob.get(f"/v1/jobs/{job['pk']}", status=200).json["description"] == job["description"]
