@@ -6,8 +6,8 @@ that had not called again by the first lease check after the return (a worker ca
 idle node's poll often comes first), and each such return would count towards ``ufdl.max_tries``.
 
 So the return is recorded: by ``ufdl_pyramid.main`` when a server builds its app (a start), and by a process
-on the first request it serves after a database error that made it answer 503 or drop a dead connection. The lease check then
-leaves every job alone until the timeout has passed since.
+on the first request it serves after a database error that made it answer 503 or drop a dead connection. The
+lease check then leaves every job alone until the timeout has passed since.
 """
 import logging
 from datetime import datetime

@@ -12,6 +12,8 @@ from ..models import database_unavailable
 
 log = logging.getLogger(__name__)
 
+RETRY_AFTER_OUTAGE = 5  # seconds a client should wait before sending again a request the database could not serve
+
 
 def error_response(request, status: int, detail: str, headers: dict | None = None, extra: dict | None = None):
     response = request.response
@@ -115,9 +117,6 @@ def unexpected_error(exc, request):
                               {"Retry-After": str(RETRY_AFTER_OUTAGE)})
     log.exception("unhandled error on %s %r", *where)
     return error_response(request, 500, "Internal server error.")
-
-
-RETRY_AFTER_OUTAGE = 5  # seconds
 
 
 def _lost_pooled_connection(request, exc) -> bool:
