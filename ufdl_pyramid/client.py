@@ -57,8 +57,10 @@ def watch_job(url: str, token: str, pk: int, *, after: int | None = None, timeou
     while True:
         try:
             ws = connect(url, token, pk, last_id, timeout)
-        except (OSError, websocket.WebSocketException) as error:
-            if isinstance(error, ChannelRefused) or reconnects >= max_reconnects:
+        except (OSError, websocket.WebSocketException, ChannelRefused) as error:
+            # A refusal is final, but for the database being away (503): that one passes.
+            refused = isinstance(error, ChannelRefused) and error.status != 503
+            if refused or reconnects >= max_reconnects:
                 raise
             reconnects += 1
             time.sleep(reconnect_delay)

@@ -24,6 +24,9 @@ class NotAuthenticated(ServiceError):
 
 
 NO_CREDENTIALS = "Authentication credentials were not provided."
+# The answer (503, with Retry-After in seconds) while the database cannot be reached (``database_unavailable``).
+DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly."
+RETRY_AFTER_OUTAGE = 5
 
 
 class Forbidden(ServiceError):

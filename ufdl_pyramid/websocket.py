@@ -42,7 +42,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
 from .cli.websocket import CHILD_OF_SERVE
-from .errors import NO_CREDENTIALS, NotAuthenticated
+from .errors import DATABASE_UNAVAILABLE, NO_CREDENTIALS, RETRY_AFTER_OUTAGE, NotAuthenticated
 from .models import Job, JobEvent, User, database_unavailable, get_engine, get_session_factory
 from .models.jobs import CANCELED, COMPLETED
 from .models.meta import MAX_ID
@@ -342,15 +342,21 @@ class Listener:
         pk = int(CHANNEL_PATH.match(environ["PATH_INFO"]).group(1))
         if pk > MAX_ID:  # no such row (and past what the column's type can be compared with)
             return "404 Not Found", f"Job {pk} not found"
-        with self.sessions() as db:
-            try:
-                user_id = AuthService(db, self.auth_config).user_for_access_token(token).id
-            except NotAuthenticated as error:
-                return "401 Unauthorized", error.detail
-            # A soft-deleted job is still retrieved (and may still run): it may still be watched.
-            if db.get(Job, pk) is None:
-                return "404 Not Found", f"Job {pk} not found"
-            db.rollback()
+        try:
+            with self.sessions() as db:
+                try:
+                    user_id = AuthService(db, self.auth_config).user_for_access_token(token).id
+                except NotAuthenticated as error:
+                    return "401 Unauthorized", error.detail
+                # A soft-deleted job is still retrieved (and may still run): it may still be watched.
+                if db.get(Job, pk) is None:
+                    return "404 Not Found", f"Job {pk} not found"
+                db.rollback()
+        except DBAPIError as error:
+            if not database_unavailable(error):
+                raise
+            log.warning("database unavailable for a watcher of job %s: %s", pk, str(error.orig).splitlines()[0])
+            return "503 Service Unavailable", DATABASE_UNAVAILABLE
         environ["ufdl.job_id"] = pk
         environ["ufdl.user_id"] = user_id
         environ["ufdl.after"] = int(after) if after is not None else None
@@ -373,6 +379,8 @@ class Listener:
         headers = [("WWW-Authenticate", "Bearer")] if status.startswith("401") else []
         if status.startswith("426"):
             headers = [("Sec-WebSocket-Version", "13")]
+        if status.startswith("503"):
+            headers = [("Retry-After", str(RETRY_AFTER_OUTAGE))]
         return self._json(start_response, status, {"detail": detail}, headers)
 
     @staticmethod

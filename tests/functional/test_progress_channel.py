@@ -313,11 +313,17 @@ def test_malformed_upgrades_get_whole_json_answers(listener, bob, job, protocol,
         assert b"Sec-WebSocket-Version: 13" in head
 
 
-def test_unknown_job_is_404_and_a_query_token_works(listener, admin, bob, job):
+def test_unknown_job_is_404_and_a_query_token_works(listener, admin, bob, job, monkeypatch):
     for pk in (999999, 2**31, 10**17):  # past the id column's type: a 500 on PostgreSQL before
         with pytest.raises(ChannelRefused) as refused:
             connect(listener.url, bob.token, pk)
         assert refused.value.status == 404 and refused.value.detail == f"Job {pk} not found"
+    import ufdl_pyramid.client
+    waits = []
+    monkeypatch.setattr(ufdl_pyramid.client.time, "sleep", waits.append)
+    with pytest.raises(ChannelRefused):  # final: watch_job does not try again (it does after a 503)
+        next(watch_job(listener.url, bob.token, 999999))
+    assert waits == []
     admin.delete(f"/v1/jobs/{job['pk']}")  # soft-deleted, still retrieved over REST: still watched
     deleted = websocket.create_connection(channel_url(listener.url, job["pk"]), timeout=5,
                                           header=[f"Authorization: Bearer {bob.token}"])
@@ -895,3 +901,23 @@ def test_the_listener_carries_on_after_losing_the_database(engine, proxy, bob, w
     log = (tmp_path / "listener.log").read_text()
     assert log.count("the event tailer lost the database") == 1, log
     assert "the event tailer is back after" in log, log
+
+
+def test_a_watcher_connecting_while_the_database_is_away_is_told_to_try_again(engine, proxy, bob, job, tmp_path):
+    """503 with Retry-After (it was a 500 and a traceback), which ``watch_job`` waits out like a drop."""
+    from types import SimpleNamespace
+
+    proxied = SimpleNamespace(url=engine.url.set(host="127.0.0.1", port=proxy.port))
+    listener = ListenerProcess(proxied, tmp_path)
+    try:
+        listener.status()  # started: its event feed has read the database (a listener that cannot, stops)
+        proxy.cut()
+        with pytest.raises(ChannelRefused) as refused:
+            connect(listener.url, bob.token, job["pk"])
+        assert (refused.value.status, refused.value.detail) == (503, "The database is unavailable; try again shortly.")
+        watch = Watch(listener, bob.token, job["pk"])
+        time.sleep(1.5)  # refused a few times meanwhile
+        proxy.restore()
+        assert watch.next(timeout=15)["transition"] == "state"
+    finally:
+        listener.stop()

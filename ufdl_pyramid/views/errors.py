@@ -7,12 +7,10 @@ from pyramid.httpexceptions import HTTPException
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
 from pyramid_retry import is_last_attempt, mark_error_retryable
 
-from ..errors import NO_CREDENTIALS, ConcurrentChange, ServiceError
+from ..errors import DATABASE_UNAVAILABLE, NO_CREDENTIALS, RETRY_AFTER_OUTAGE, ConcurrentChange, ServiceError
 from ..models import database_unavailable
 
 log = logging.getLogger(__name__)
-
-RETRY_AFTER_OUTAGE = 5  # seconds a client should wait before sending again a request the database could not serve
 
 
 def error_response(request, status: int, detail: str, headers: dict | None = None, extra: dict | None = None):
@@ -113,8 +111,7 @@ def unexpected_error(exc, request):
             log.info("retrying %s %r after losing a database connection: %s", *where, exc.orig)
         else:
             log.warning("database unavailable on %s %r: %s", *where, getattr(exc, "orig", exc))
-        return error_response(request, 503, "The database is unavailable; try again shortly.",
-                              {"Retry-After": str(RETRY_AFTER_OUTAGE)})
+        return error_response(request, 503, DATABASE_UNAVAILABLE, {"Retry-After": str(RETRY_AFTER_OUTAGE)})
     log.exception("unhandled error on %s %r", *where)
     return error_response(request, 500, "Internal server error.")
 
