@@ -104,6 +104,8 @@ SETTINGS = (
     Setting("ufdl.progress_express", True, _bool, "PostgreSQL: answer a node's progress report in one statement "
             "when all is in order (false: always through the full stack)."),
     Setting("ufdl.db.pool_size", 10, _positive(int), "Connections kept per process (PostgreSQL)."),
+    Setting("ufdl.db.connect_timeout", 10, _positive(int), "Seconds to wait for a new PostgreSQL connection "
+            "(a host that does not answer: the request is answered 503 then, instead of waiting minutes)."),
     Setting("ufdl.db.echo", False, _bool, "Log every SQL statement."),
     Setting("ufdl.plugins.strict", False, _bool, "A plugin that fails to load stops the server (else: skipped)."),
     Setting("ufdl.templates_registry", None, str, "A templates registry directory synced at start-up (off when "

@@ -257,6 +257,7 @@ class Listener:
         import psycopg
 
         args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
+        kwargs.setdefault("connect_timeout", int(self.settings.get("ufdl.db.connect_timeout") or 10))
         with psycopg.connect(*args, **kwargs, autocommit=True) as connection:
             connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
             next_prune = time.monotonic()

@@ -38,3 +38,30 @@ def test_unavailable(error):
 ], ids=["missing table", "duplicate", "data error", "sqlite missing table", "other", "psycopg deadlock"])
 def test_not_unavailable(error):
     assert not database_unavailable(error)
+
+
+def test_a_database_host_that_never_answers_fails_a_connection_after_the_timeout():
+    """libpq waits for ever by default: every request thread would hang on such a host."""
+    import socket
+    import threading
+
+    from ufdl_pyramid.models import get_engine
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes connections (backlog), never answers
+        port = silent.getsockname()[1]
+        engine = get_engine({"sqlalchemy.url": f"postgresql+psycopg://nobody@127.0.0.1:{port}/none",
+                             "ufdl.db.connect_timeout": 2})
+        failed = []
+
+        def connect():
+            try:
+                engine.connect().close()
+            except Exception as error:
+                failed.append(error)
+
+        attempt = threading.Thread(target=connect, daemon=True)
+        attempt.start()
+        attempt.join(60)  # for ever without the timeout; 2 s with it
+        assert not attempt.is_alive(), "still connecting"
+        assert database_unavailable(failed[0])
+        engine.dispose()

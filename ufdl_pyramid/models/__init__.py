@@ -61,7 +61,9 @@ def get_engine(settings: dict, prefix: str = "sqlalchemy.") -> Engine:
     if url.startswith("postgresql"):
         options = {"pool_size": settings.get("ufdl.db.pool_size", 10), "max_overflow": 10,
                    # No ping per checkout (a round trip on every request); stale connections are recycled.
-                   "pool_recycle": 1800}
+                   "pool_recycle": 1800,
+                   # libpq waits for ever by default: a host that drops packets would hold every thread.
+                   "connect_args": {"connect_timeout": settings.get("ufdl.db.connect_timeout", 10)}}
     elif url.startswith("sqlite"):
         options = {"connect_args": {"timeout": 30, "check_same_thread": False}}
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
