@@ -51,6 +51,10 @@ class PayloadTooLarge(ServiceError):
     status = 413
 
 
+class ServiceUnavailable(ServiceError):
+    status = 503
+
+
 class ConcurrentChange(TransientError):
     """Another request changed the same rows at the same moment. A TransientError, so pyramid_tm has the
     whole request run again (it then sees the other's change); answered 409 if every attempt collides."""

@@ -12,6 +12,7 @@ class Permission(StrEnum):
     ACT = "act"  # a node's actions on a job (the service checks that the node holds it)
     CANCEL = "cancel"  # cancel a job: admins and the job's creator
     ADMIN = "admin"  # server-wide administration
+    PROBE = "probe"  # the health check: everyone (a load balancer has no token)
 
 
 ADMIN_ROLE = "role:admin"

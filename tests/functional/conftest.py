@@ -1,10 +1,14 @@
 """Job fixtures: the ECHO template, jobs bob creates from it, and nodes of alice's to work them."""
+import dataclasses
 import logging
 
 import pytest
+import webtest
 
 from job_helpers import ECHO, register
 from tcp_proxy import TcpProxy
+from ufdl_pyramid.models import get_engine
+from ufdl_pyramid.testing import make_test_app
 
 
 @pytest.fixture
@@ -20,6 +24,17 @@ def proxy(engine, on_postgresql):
     proxy = TcpProxy((engine.url.host or "127.0.0.1", engine.url.port or 5432))
     yield proxy
     proxy.close()
+
+
+@pytest.fixture
+def through_proxy(engine, proxy):
+    """A second app whose database connections go through the proxy; ``client(api_client)`` re-targets a
+    logged-in client (same tokens, same node) at it."""
+    url = engine.url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxied = get_engine({"sqlalchemy.url": url, "ufdl.db.pool_size": 2})
+    app = webtest.TestApp(make_test_app(proxied))
+    yield lambda client: dataclasses.replace(client, app=app)
+    proxied.dispose()
 
 
 @pytest.fixture

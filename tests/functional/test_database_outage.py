@@ -1,26 +1,9 @@
 """The database going away and coming back (PostgreSQL): the server answers 503 while it cannot reach it, and
 carries on without a restart once it can. A TCP proxy between the app and PostgreSQL plays the outage."""
-import dataclasses
 import logging
 from datetime import timedelta
 
 import pytest
-import webtest
-
-from ufdl_pyramid.models import get_engine
-from ufdl_pyramid.testing import make_test_app
-
-
-
-@pytest.fixture
-def through_proxy(engine, proxy):
-    """A second app whose database connections go through the proxy; ``client(api_client)`` re-targets a
-    logged-in client (same tokens, same node) at it."""
-    url = engine.url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    proxied = get_engine({"sqlalchemy.url": url, "ufdl.db.pool_size": 2})
-    app = webtest.TestApp(make_test_app(proxied))
-    yield lambda client: dataclasses.replace(client, app=app)
-    proxied.dispose()
 
 
 @pytest.fixture

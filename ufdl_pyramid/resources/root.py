@@ -4,6 +4,7 @@ from pyramid.authorization import Allow, Everyone
 from ..permissions import Permission
 from .base import ADMIN_ACE, Container, Resource
 from .catalogue import Domains, Frameworks, Licences
+from .health import Health
 from .job_types import JobTypes
 from .jobs import JobOutputs, Jobs
 from .nodes import Nodes
@@ -18,6 +19,7 @@ class Auth(Resource):
 class V1(Container):
     children = {
         "auth": Auth,
+        "health": Health,
         "nodes": Nodes,
         "licences": Licences,
         "domains": Domains,

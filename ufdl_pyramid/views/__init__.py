@@ -10,3 +10,4 @@ def includeme(config):
     config.scan(".templates")
     config.scan(".jobs")
     config.scan(".outputs")
+    config.include(".health")
