@@ -1,16 +1,24 @@
-"""Start-up for the lease clock (``services/lease_clock.py``): the first request a process serves after it
-lost its database records the return (``main`` records the server's start)."""
+"""Start-up for leases: the lease clock (``services/lease_clock.py``), whose mark the first request a process
+serves after it lost its database records (``main`` records the server's start), and each process's own lease
+checks (``services/lease_watch.py``), which its first request starts."""
 from pyramid.events import NewRequest
 
 from .models.meta import utcnow
 from .services.lease_clock import DatabaseOutages
+from .services.lease_watch import LeaseWatch
 
 
-def record_return_after_outage(event):
+def on_request(event):
     registry = event.request.registry
     registry["db.outages"].record_return(registry["db.engine"], utcnow())
+    registry["ufdl.lease_watch"].ensure_running()
 
 
 def includeme(config):
-    config.registry["db.outages"] = DatabaseOutages()  # the error views note each outage in it
-    config.add_subscriber(record_return_after_outage, NewRequest)
+    settings = config.get_settings()
+    outages = config.registry["db.outages"] = DatabaseOutages()  # the error views note each outage in it
+    config.registry["ufdl.lease_watch"] = LeaseWatch(
+        config.registry["db.session_factory"], config.registry["db.engine"], outages,
+        interval=settings["ufdl.leases.check_interval"], timeout=settings["ufdl.node_timeout"],
+        max_tries=settings["ufdl.max_tries"])
+    config.add_subscriber(on_request, NewRequest)

@@ -60,6 +60,11 @@ def _positive(kind: Callable[[Any], Any], most: float = math.inf) -> Callable[[A
 _seconds = _positive(float, most=10 * 365 * 86400)  # ten years: beyond, datetime arithmetic overflows
 
 
+def _seconds_or_off(value: Any) -> float:
+    """Seconds, or 0: off."""
+    return 0.0 if float(value) == 0 else _seconds(value)
+
+
 def _age(value: Any) -> str | None:
     """An age such as ``30d`` (see ``parse_age``), checked here and kept as written; blank is unset."""
     from .services.events import parse_age  # the events module imports the models: not at start-up
@@ -99,6 +104,8 @@ SETTINGS = (
     Setting("ufdl.max_page_size", 1000, _positive(int), "Largest page a list request may ask for."),
     Setting("ufdl.node_timeout", 120, _seconds, "Seconds without a request from a node before its jobs "
             "are aborted (a lost lease)."),
+    Setting("ufdl.leases.check_interval", 30.0, _seconds_or_off, "Seconds between each server process's own "
+            "checks of the leases (each acquire-next checks them too); 0: only at acquire-next."),
     Setting("ufdl.max_tries", 3, _positive(int), "Lost leases after which a job fails instead of going back to "
             "PENDING."),
     Setting("ufdl.progress_express", True, _bool, "PostgreSQL: answer a node's progress report in one statement "

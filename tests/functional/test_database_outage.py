@@ -88,3 +88,39 @@ def test_a_connection_lost_at_the_commit_is_answered_503_not_run_again(bob, job,
     assert bob.patch(f"/v1/jobs/{job['pk']}", {"description": "lost"}, status=503).headers["Retry-After"] == "5"
     assert not any(message.startswith("retrying") for message in outage_log())
     assert bob.get(f"/v1/jobs/{job['pk']}", status=200).json["description"] == job["description"]
+
+
+def test_a_process_lease_check_waits_out_an_outage_and_marks_the_return(engine, proxy, caplog):
+    """One warning for the whole outage (not one per check), then the return is marked on the lease clock,
+    as a request that met the outage would have marked it."""
+    import time
+
+    import webtest
+    from sqlalchemy import select
+
+    from ufdl_pyramid.models import LeaseClock, get_engine
+    from ufdl_pyramid.testing import make_test_app
+
+    url = engine.url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxied = get_engine({"sqlalchemy.url": url, "ufdl.db.pool_size": 2})
+    app = make_test_app(proxied, **{"ufdl.leases.check_interval": "0.1"})
+    caplog.set_level(logging.INFO, logger="ufdl_pyramid.services.lease_watch")
+
+    def marked():
+        with engine.connect() as connection:
+            return connection.scalar(select(LeaseClock.resumed_at))
+    try:
+        webtest.TestApp(app).get("/v1/health", status=200)  # starts the process's checks
+        proxy.cut()
+        time.sleep(1)  # several checks fail meanwhile
+        assert marked() is None
+        proxy.restore()
+        deadline = time.monotonic() + 30
+        while marked() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        app.registry["ufdl.lease_watch"].stop()
+        proxied.dispose()
+    assert marked() is not None
+    warnings = [record.getMessage() for record in caplog.records if record.name.endswith("lease_watch")]
+    assert len(warnings) == 1 and warnings[0].startswith("the lease check cannot reach the database"), warnings

@@ -496,3 +496,28 @@ def test_a_server_start_holds_leases_back_for_a_full_timeout(admin, worker, othe
     other_worker.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
     state = admin.get(path(job)).json
     assert (state["status"], state["node"], state["error_category"]) == ("PENDING", None, None)
+
+
+def test_each_server_process_checks_the_leases_itself_while_no_node_polls(admin, worker, job, engine):
+    """No acquire-next at all (every node busy, or none left): the process's own check, every
+    ``ufdl.leases.check_interval`` seconds, takes the job back. Before, it showed RUNNING until a node polled."""
+    import time
+
+    import webtest
+
+    from job_helpers import silence
+    from ufdl_pyramid.testing import make_test_app
+
+    run_to_running(worker, job)
+    silence(engine, worker.node_id, job["pk"])
+    app = make_test_app(engine, **{"ufdl.leases.check_interval": "0.1"})
+    try:
+        webtest.TestApp(app).get("/v1/health", status=200)  # a process's first request starts its checks
+        deadline = time.monotonic() + 30
+        while admin.get(path(job)).json["status"] == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        app.registry["ufdl.lease_watch"].stop()
+    state = admin.get(path(job)).json
+    assert (state["status"], state["node"]) == ("PENDING", None)
+    assert admin.get(f"/v1/nodes/{worker.node_id}").json["current_job"] == job["pk"]  # until its late finish

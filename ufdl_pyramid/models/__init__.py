@@ -23,7 +23,8 @@ from .events import JobEvent
 
 __all__ = ["Base", "User", "RefreshToken", "Node", "LeaseClock", "Licence", "DataDomain", "Framework", "JobType",
            "JobTemplate", "TemplateChild", "TemplateTypeReference", "Job", "JobOutput", "JobEvent",
-           "get_engine", "get_session_factory", "get_tm_session", "mark_written", "database_unavailable"]
+           "get_engine", "get_session_factory", "get_tm_session", "begin_for", "mark_written",
+           "database_unavailable"]
 
 configure_mappers()
 

@@ -1,0 +1,76 @@
+"""Each server process's own lease checks, every ``ufdl.leases.check_interval`` seconds.
+
+Every ``acquire-next`` checks the leases too, but while no node polls (all of them busy, or none left) a job
+whose node died would show RUNNING for as long, and its notifications would wait. The check runs in a thread
+of each process (started by the process's first request: a forked worker starts its own), in a transaction
+of its own, so its aborts are committed, evented and notified as a request's are.
+"""
+import logging
+import os
+import threading
+
+import transaction
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
+
+from ..models import begin_for, database_unavailable
+from ..models.meta import utcnow
+from .job_lifecycle import JobLifecycle
+from .lease_clock import DatabaseOutages
+
+log = logging.getLogger(__name__)
+
+
+class LeaseWatch:
+    def __init__(self, session_factory: sessionmaker, engine: Engine, outages: DatabaseOutages, *,
+                 interval: float, timeout: float, max_tries: int):
+        self.session_factory, self.engine, self.outages = session_factory, engine, outages
+        self.interval, self.timeout, self.max_tries = interval, timeout, max_tries
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def ensure_running(self) -> None:
+        """Start this process's thread, unless it runs already (cheap: every request calls it)."""
+        if self.interval <= 0 or self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._stopped = threading.Event()
+                self._thread = threading.Thread(target=self._run, name="ufdl-lease-watch", daemon=True)
+                self._thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def check(self) -> int:
+        """One check (its own transaction, committed); how many jobs lost their lease."""
+        self.outages.record_return(self.engine, utcnow())
+        # This thread's own transaction manager, which the request sessions' factory joins (models.includeme);
+        # it closes the session once committed or aborted.
+        with transaction.manager:
+            db = begin_for(self.session_factory(), read_only=False)
+            return len(JobLifecycle(db).expire_leases(utcnow(), self.timeout, self.max_tries))
+
+    def _run(self) -> None:
+        away = False
+        while not self._stopped.wait(self.interval):
+            try:
+                lost = self.check()
+            except Exception as error:
+                if not database_unavailable(error):
+                    log.exception("the lease check failed; trying again in %g s", self.interval)
+                elif not away:  # one line for the whole outage
+                    log.warning("the lease check cannot reach the database (%s); trying again every %g s",
+                                str(getattr(error, "orig", error)).splitlines()[0], self.interval)
+                if database_unavailable(error):
+                    self.outages.seen()  # the return holds the leases back (lease_clock)
+                    away = True
+                continue
+            away = False
+            if lost:
+                log.info("%d job(s) lost their lease", lost)
