@@ -3,7 +3,7 @@ import sqlite3
 
 import psycopg
 import pytest
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ufdl_pyramid.models import database_unavailable
@@ -19,11 +19,15 @@ def wrapped(cls, original, invalidated=False):
     wrapped(OperationalError, psycopg.errors.lookup("53300")("sorry, too many clients already")),
     wrapped(OperationalError, psycopg.errors.lookup("08006")("connection failure")),
     wrapped(OperationalError, psycopg.OperationalError("consuming input failed"), invalidated=True),
+    # The server ended the session for a reason of its own (SQLSTATE 25P03); SQLAlchemy saw the connection closed.
+    wrapped(OperationalError, psycopg.errors.lookup("25P03")("terminating connection due to idle-in-transaction "
+                                                             "timeout"), invalidated=True),
+    wrapped(InterfaceError, psycopg.InterfaceError("the connection is closed"), invalidated=True),
     wrapped(OperationalError, sqlite3.OperationalError("database is locked")),
     PoolTimeout("QueuePool limit of size 10 overflow 10 reached"),
     psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly"),
-], ids=["refused", "admin shutdown", "too many clients", "connection failure", "dropped", "sqlite locked",
-        "pool exhausted", "psycopg's own"])
+], ids=["refused", "admin shutdown", "too many clients", "connection failure", "dropped", "idle timeout",
+        "closed", "sqlite locked", "pool exhausted", "psycopg's own"])
 def test_unavailable(error):
     assert database_unavailable(error)
 
@@ -35,7 +39,10 @@ def test_unavailable(error):
     wrapped(OperationalError, sqlite3.OperationalError("no such table: jobs")),
     ValueError("not a database error"),
     psycopg.errors.lookup("40P01")("deadlock detected"),
-], ids=["missing table", "duplicate", "data error", "sqlite missing table", "other", "psycopg deadlock"])
+    # psycopg's own complaint about a statement (no SQLSTATE, the server never saw it): a bug, not an outage.
+    wrapped(ProgrammingError, psycopg.ProgrammingError("the query has 1 placeholder but 0 parameters were passed")),
+], ids=["missing table", "duplicate", "data error", "sqlite missing table", "other", "psycopg deadlock",
+        "psycopg misuse"])
 def test_not_unavailable(error):
     assert not database_unavailable(error)
 
@@ -65,3 +72,17 @@ def test_a_database_host_that_never_answers_fails_a_connection_after_the_timeout
         assert not attempt.is_alive(), "still connecting"
         assert database_unavailable(failed[0])
         engine.dispose()
+
+
+def test_the_connect_timeout_setting_reaches_the_driver(engine):
+    from ufdl_pyramid.models import get_engine
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL setting")
+    timed = get_engine({"sqlalchemy.url": engine.url.render_as_string(hide_password=False),
+                        "ufdl.db.connect_timeout": 7})
+    try:
+        with timed.connect() as connection:
+            assert connection.connection.driver_connection.info.get_parameters()["connect_timeout"] == "7"
+    finally:
+        timed.dispose()
