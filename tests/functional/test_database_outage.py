@@ -1,9 +1,24 @@
 """The database going away and coming back (PostgreSQL): the server answers 503 while it cannot reach it, and
 carries on without a restart once it can. A TCP proxy between the app and PostgreSQL plays the outage."""
+import dataclasses
 import logging
 from datetime import timedelta
 
 import pytest
+import webtest
+
+from ufdl_pyramid.models import get_engine
+from ufdl_pyramid.testing import make_test_app
+
+
+@pytest.fixture
+def through_proxy_once(engine, proxy):
+    """As ``through_proxy``, with an app that makes one attempt per request (``retry.attempts = 1``)."""
+    url = engine.url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxied = get_engine({"sqlalchemy.url": url, "ufdl.db.pool_size": 2})
+    app = webtest.TestApp(make_test_app(proxied, **{"retry.attempts": "1"}))
+    yield lambda client: dataclasses.replace(client, app=app)
+    proxied.dispose()
 
 
 @pytest.fixture
@@ -42,7 +57,7 @@ def test_a_connection_the_database_dropped_is_replaced_without_the_client_seeing
 
 
 def test_a_node_reporting_progress_while_the_database_is_unreachable_is_told_to_try_again(
-        job, worker, proxy, through_proxy):
+        job, worker, proxy, through_proxy, caplog):
     node = through_proxy(worker)
     node.get(f"/v1/jobs/{job['pk']}/acquire", status=200)
     node.post(f"/v1/jobs/{job['pk']}/start", {}, status=200)
@@ -54,6 +69,9 @@ def test_a_node_reporting_progress_while_the_database_is_unreachable_is_told_to_
     assert node.post(f"/v1/jobs/{job['pk']}/progress/0.75", {}, status=200).json["progress"] == 0.75
     proxy.sever()
     assert node.post(f"/v1/jobs/{job['pk']}/progress/1", {}, status=200).json["progress"] == 1.0
+    # The express lane let its dead connection go: the pool did not meet it again (an error and a traceback).
+    assert not [record for record in caplog.records if record.name.startswith("sqlalchemy.pool")
+                and record.levelno >= logging.ERROR]
 
 
 def test_leases_wait_a_full_timeout_after_the_database_comes_back(admin, job, worker, other_worker, engine, proxy,
@@ -95,11 +113,9 @@ def test_a_process_lease_check_waits_out_an_outage_and_marks_the_return(engine, 
     as a request that met the outage would have marked it."""
     import time
 
-    import webtest
     from sqlalchemy import select
 
-    from ufdl_pyramid.models import LeaseClock, get_engine
-    from ufdl_pyramid.testing import make_test_app
+    from ufdl_pyramid.models import LeaseClock
 
     url = engine.url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     proxied = get_engine({"sqlalchemy.url": url, "ufdl.db.pool_size": 2})
@@ -124,3 +140,61 @@ def test_a_process_lease_check_waits_out_an_outage_and_marks_the_return(engine, 
     assert marked() is not None
     warnings = [record.getMessage() for record in caplog.records if record.name.endswith("lease_watch")]
     assert len(warnings) == 1 and warnings[0].startswith("the lease check cannot reach the database"), warnings
+
+
+def test_a_database_refusing_connections_is_answered_503_without_running_the_request_again(
+        bob, job, proxy, through_proxy, outage_log):
+    """Running a request again is for a pooled connection found dead: a database that refused a new one
+    would refuse the next too."""
+    bob = through_proxy(bob)
+    proxy.cut()
+    bob.get(f"/v1/jobs/{job['pk']}", status=503)  # the pool's dead connection: run again, and refused
+    seen = len(outage_log())
+    bob.get(f"/v1/jobs/{job['pk']}", status=503)  # refused at once
+    assert [message.split(" on ")[0] for message in outage_log()[seen:]] == ["database unavailable"]
+
+
+def test_a_connection_lost_on_the_last_attempt_is_not_said_to_be_retried(bob, job, proxy, through_proxy_once,
+                                                                           outage_log):
+    bob = through_proxy_once(bob)
+    bob.get(f"/v1/jobs/{job['pk']}", status=200)
+    proxy.sever()
+    assert bob.patch(f"/v1/jobs/{job['pk']}", {"description": "lost"}, status=503).headers["Retry-After"] == "5"
+    assert [message.split(" on ")[0] for message in outage_log()] == ["database unavailable"]
+
+
+def test_each_return_from_an_outage_holds_leases_back(admin, job, worker, other_worker, engine, proxy,
+                                                      through_proxy):
+    """Not the first outage only: each return moves the lease clock's mark on."""
+    from job_helpers import server_came_back, silence
+
+    worker.get(f"/v1/jobs/{job['pk']}/acquire", status=200)
+    worker.post(f"/v1/jobs/{job['pk']}/start", {}, status=200)
+    silence(engine, worker.node_id, job["pk"])
+    poller = through_proxy(other_worker)
+    proxy.cut()
+    poller.post("/v1/jobs/acquire-next", {"executors": []}, status=503)
+    proxy.restore()
+    poller.post("/v1/jobs/acquire-next", {"executors": []}, status=204)  # the first return, marked
+    server_came_back(engine, ago=timedelta(seconds=125))  # and long ago
+
+    proxy.cut()
+    poller.post("/v1/jobs/acquire-next", {"executors": []}, status=503)
+    proxy.restore()
+    poller.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
+    state = admin.get(f"/v1/jobs/{job['pk']}").json
+    assert (state["status"], state["node"]) == ("RUNNING", worker.node_id)
+
+
+def test_the_express_lane_logs_an_unreachable_database_in_one_line(job, worker, proxy, through_proxy, caplog):
+    """A traceback is for a failure to look into; the database being away is said in one line."""
+    caplog.set_level(logging.WARNING, logger="ufdl_pyramid.progress_express_config")
+    node = through_proxy(worker)
+    node.get(f"/v1/jobs/{job['pk']}/acquire", status=200)
+    node.post(f"/v1/jobs/{job['pk']}/start", {}, status=200)
+    node.post(f"/v1/jobs/{job['pk']}/progress/0.25", {}, status=200)
+    proxy.cut()
+    node.post(f"/v1/jobs/{job['pk']}/progress/0.5", {}, status=503)
+    [record] = [record for record in caplog.records if record.name == "ufdl_pyramid.progress_express_config"]
+    assert record.getMessage().startswith("progress express lane failed; the full stack answers instead: ")
+    assert not record.exc_info
