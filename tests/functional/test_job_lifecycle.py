@@ -521,3 +521,22 @@ def test_each_server_process_checks_the_leases_itself_while_no_node_polls(admin,
     state = admin.get(path(job)).json
     assert (state["status"], state["node"]) == ("PENDING", None)
     assert admin.get(f"/v1/nodes/{worker.node_id}").json["current_job"] == job["pk"]  # until its late finish
+
+
+def test_a_return_marked_after_a_later_one_does_not_move_the_lease_clock_back(admin, worker, other_worker, job,
+                                                                                engine):
+    """Processes mark their returns each on its own: a return from before the last one, marked after it (its
+    request began earlier), leaves the later mark."""
+    from datetime import timedelta
+
+    from job_helpers import silence
+    from ufdl_pyramid.models.meta import utcnow
+    from ufdl_pyramid.services.lease_clock import mark_resumed
+
+    run_to_running(worker, job)
+    silence(engine, worker.node_id, job["pk"])
+    mark_resumed(engine, utcnow())
+    mark_resumed(engine, utcnow() - timedelta(seconds=125))
+    other_worker.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
+    state = admin.get(path(job)).json
+    assert (state["status"], state["node"]) == ("RUNNING", worker.node_id)
