@@ -915,9 +915,78 @@ def test_a_watcher_connecting_while_the_database_is_away_is_told_to_try_again(en
         with pytest.raises(ChannelRefused) as refused:
             connect(listener.url, bob.token, job["pk"])
         assert (refused.value.status, refused.value.detail) == (503, "The database is unavailable; try again shortly.")
+        with pytest.raises(websocket.WebSocketBadStatusException) as answered:
+            websocket.create_connection(channel_url(listener.url, job["pk"]),
+                                        header=[f"Authorization: Bearer {bob.token}"])
+        assert (answered.value.status_code, answered.value.resp_headers.get("retry-after")) == (503, "5")
         watch = Watch(listener, bob.token, job["pk"])
         time.sleep(1.5)  # refused a few times meanwhile
         proxy.restore()
         assert watch.next(timeout=15)["transition"] == "state"
     finally:
         listener.stop()
+
+
+def test_the_listener_says_so_at_each_outage(engine, proxy, tmp_path):
+    """Once per outage, the first and the next: that it lost the database, and that it is back."""
+    from types import SimpleNamespace
+
+    def said(text: str, times: int) -> None:
+        deadline = time.monotonic() + 15
+        while (tmp_path / "listener.log").read_text().count(text) < times and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / "listener.log").read_text().count(text) == times, text
+
+    proxied = SimpleNamespace(url=engine.url.set(host="127.0.0.1", port=proxy.port))
+    listener = ListenerProcess(proxied, tmp_path)
+    try:
+        listener.status()
+        for outage in (1, 2):
+            proxy.cut()
+            said("the event tailer lost the database", outage)
+            proxy.restore()
+            said("the event tailer is back after", outage)
+    finally:
+        listener.stop()
+
+
+def test_the_listener_gives_up_on_a_database_host_that_never_answers():
+    """``ufdl.db.connect_timeout`` for its LISTEN connection too: libpq would wait for ever, and the tailer with
+    it (then to notice nothing when the database answers again)."""
+    from ufdl_pyramid.models import database_unavailable
+    from ufdl_pyramid.settings import load_settings
+    from ufdl_pyramid.websocket import Listener
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes connections (backlog), never answers
+        port = silent.getsockname()[1]
+        listener = Listener(load_settings({**TEST_SETTINGS, "ufdl.db.connect_timeout": "1",
+                                           "sqlalchemy.url": f"postgresql+psycopg://nobody@127.0.0.1:{port}/none"}))
+        failed = []
+
+        def tail():
+            try:
+                listener._tail_notifications()
+            except Exception as error:
+                failed.append(error)
+
+        attempt = threading.Thread(target=tail, daemon=True)
+        attempt.start()
+        attempt.join(60)  # for ever without the timeout; 1 s with it
+        assert not attempt.is_alive(), "still connecting"
+        assert database_unavailable(failed[0])
+        listener.engine.dispose()
+
+
+def test_a_refusal_is_final_at_once(listener, bob, monkeypatch):
+    """Not after ``max_reconnects`` tries: watch_job does not wait to connect again (it does after a 503)."""
+    from types import SimpleNamespace
+
+    import ufdl_pyramid.client
+
+    def wait(_seconds):
+        raise AssertionError("watch_job waited to try again")
+
+    monkeypatch.setattr(ufdl_pyramid.client, "time", SimpleNamespace(sleep=wait))
+    with pytest.raises(ChannelRefused) as refused:
+        next(watch_job(listener.url, bob.token, 999999))
+    assert refused.value.status == 404
