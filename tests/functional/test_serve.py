@@ -236,6 +236,33 @@ def test_a_stopped_server_sends_its_waiting_notifications_first(serve, engine, a
     assert f"email notification for job {job} failed" in (tmp_path / "serve.log").read_text()
 
 
+
+def test_a_ctrl_c_during_the_clean_up_does_not_cut_it_short(serve, engine, admin, tmp_path):
+    """Once the serving loop has ended, the waiting notifications are sent to the end (each within its own
+    limits): no signal interrupts that."""
+    silent = socket.create_server(("127.0.0.1", 0))  # a mail server that never answers
+    notify = json.dumps({"on_acquire": [{"type": "email", "to": "ops@example", "message": "job {pk} taken"}]})
+    settings = (f"ufdl.notifications.defaults = {notify}\nufdl.smtp.host = 127.0.0.1\n"
+                f"ufdl.smtp.port = {silent.getsockname()[1]}\nufdl.smtp.timeout = 2\n")
+    template = admin.post("/v1/job-templates/import", ECHO, status=201).json["pk"]
+    job = admin.post(f"/v1/job-templates/{template}/create-job",
+                     {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
+    node = register(admin).node_id
+    process, port = serve(engine.url.render_as_string(hide_password=False), server=settings)
+    wait_for(lambda: answers(port, admin.token))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", f"/v1/jobs/{job}/acquire",
+                       headers={"Authorization": f"Bearer {admin.token}", "Node-Id": str(node)})
+    assert connection.getresponse().status == 200
+    connection.close()
+    process.send_signal(signal.SIGTERM)
+    wait_for(lambda: refuses_connections(port), seconds=10)  # the loop has ended: the clean-up is under way
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C, while the e-mail still waits for the silent server
+    assert process.wait(30) == 0
+    silent.close()
+    assert f"email notification for job {job} failed" in (tmp_path / "serve.log").read_text()
+
+
 def refuses_connections(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
