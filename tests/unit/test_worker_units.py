@@ -3,6 +3,8 @@ for a server that is down and stops cleanly when asked to."""
 import threading
 import time
 
+import pytest
+
 from ufdl_pyramid.executors import Executor, RecordingContext, output_bytes
 from ufdl_pyramid.worker.api import UfdlApi
 from ufdl_pyramid.worker.context import merged_parameters
@@ -270,3 +272,26 @@ def test_a_progress_report_the_server_fails_is_skipped_not_the_job(tmp_path):
     assert not context.is_cancelled()
     context.progress(0.6)
     assert context.is_cancelled()  # a refusal still stops the job
+
+
+def test_only_an_idle_worker_waits_out_a_500_and_no_worker_a_refusal():
+    """A call of a job under way (a finish, say) is not retried through a 500, and no call through another
+    error: the server is not unavailable, and would answer the same again."""
+    from ufdl_pyramid.worker.api import ApiError
+
+    worker = Worker(None, {}, WorkerOptions(max_backoff=0.01), threading.Event())
+    for error, idle in ((ApiError(500, "Internal server error."), None), (ApiError(400, "Bad request"), True)):
+        answers = [error, "done"]
+
+        def call():
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        with pytest.raises(ApiError):
+            if idle is None:
+                worker.retrying("finishing", call)
+            else:
+                worker.retrying("acquiring", call, through_server_errors=idle)
+        assert answers == ["done"]
