@@ -27,6 +27,21 @@ def outage_log(caplog):
     return lambda: [record.getMessage() for record in caplog.records if record.name == "ufdl_pyramid.views.errors"]
 
 
+def silent_node_then_outage(job, worker, other_worker, engine, proxy, through_proxy):
+    """The job runs on ``worker``, silent for an hour; ``other_worker`` polls through the proxy during an
+    outage (503), which then ends. The poller's client, through the proxy."""
+    from job_helpers import silence
+
+    worker.get(f"/v1/jobs/{job['pk']}/acquire", status=200)
+    worker.post(f"/v1/jobs/{job['pk']}/start", {}, status=200)
+    silence(engine, worker.node_id, job["pk"])
+    poller = through_proxy(other_worker)
+    proxy.cut()
+    poller.post("/v1/jobs/acquire-next", {"executors": []}, status=503)
+    proxy.restore()
+    return poller
+
+
 def test_while_the_database_is_unreachable_requests_answer_503_and_work_again_once_it_is_back(
         bob, job, proxy, through_proxy):
     bob = through_proxy(bob)
@@ -79,15 +94,9 @@ def test_leases_wait_a_full_timeout_after_the_database_comes_back(admin, job, wo
     """No node could reach the server while its database was away: the first request after the outage marks
     the return, and no lease expires until the timeout has passed since. Before, the first poll took the job of
     every node that had not called again yet."""
-    from job_helpers import server_came_back, silence
+    from job_helpers import server_came_back
 
-    worker.get(f"/v1/jobs/{job['pk']}/acquire", status=200)
-    worker.post(f"/v1/jobs/{job['pk']}/start", {}, status=200)
-    silence(engine, worker.node_id, job["pk"])
-    poller = through_proxy(other_worker)
-    proxy.cut()
-    poller.post("/v1/jobs/acquire-next", {"executors": []}, status=503)
-    proxy.restore()
+    poller = silent_node_then_outage(job, worker, other_worker, engine, proxy, through_proxy)
     poller.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
     state = admin.get(f"/v1/jobs/{job['pk']}").json
     assert (state["status"], state["node"]) == ("RUNNING", worker.node_id)
@@ -166,15 +175,9 @@ def test_a_connection_lost_on_the_last_attempt_is_not_said_to_be_retried(bob, jo
 def test_each_return_from_an_outage_holds_leases_back(admin, job, worker, other_worker, engine, proxy,
                                                       through_proxy):
     """Not the first outage only: each return moves the lease clock's mark on."""
-    from job_helpers import server_came_back, silence
+    from job_helpers import server_came_back
 
-    worker.get(f"/v1/jobs/{job['pk']}/acquire", status=200)
-    worker.post(f"/v1/jobs/{job['pk']}/start", {}, status=200)
-    silence(engine, worker.node_id, job["pk"])
-    poller = through_proxy(other_worker)
-    proxy.cut()
-    poller.post("/v1/jobs/acquire-next", {"executors": []}, status=503)
-    proxy.restore()
+    poller = silent_node_then_outage(job, worker, other_worker, engine, proxy, through_proxy)
     poller.post("/v1/jobs/acquire-next", {"executors": []}, status=204)  # the first return, marked
     server_came_back(engine, ago=timedelta(seconds=125))  # and long ago
 

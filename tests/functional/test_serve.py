@@ -211,9 +211,10 @@ def test_an_unknown_waitress_option_is_refused_before_serving(serve, engine, tmp
     assert "Unknown adjustment 'threds'" in (tmp_path / "serve.log").read_text()
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_a_stopped_server_sends_its_waiting_notifications_first(serve, engine, admin, tmp_path, workers):
-    # A mail server that accepts the connection and never answers: the e-mail waits for the SMTP timeout.
+def serving_with_an_email_waiting(serve, engine, admin, *arguments):
+    """A server whose e-mail for an acquire waits on a mail server that accepts the connection and never
+    answers (until the SMTP timeout, 2 s): the process, its port, the job acquired and the mail server's
+    socket (to close once the process has left)."""
     silent = socket.create_server(("127.0.0.1", 0))
     notify = json.dumps({"on_acquire": [{"type": "email", "to": "ops@example", "message": "job {pk} taken"}]})
     settings = (f"ufdl.notifications.defaults = {notify}\nufdl.smtp.host = 127.0.0.1\n"
@@ -222,13 +223,19 @@ def test_a_stopped_server_sends_its_waiting_notifications_first(serve, engine, a
     job = admin.post(f"/v1/job-templates/{template}/create-job",
                      {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
     node = register(admin).node_id
-    process, port = serve(engine.url.render_as_string(hide_password=False), "--workers", workers, server=settings)
+    process, port = serve(engine.url.render_as_string(hide_password=False), *arguments, server=settings)
     wait_for(lambda: answers(port, admin.token))
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     connection.request("GET", f"/v1/jobs/{job}/acquire",
                        headers={"Authorization": f"Bearer {admin.token}", "Node-Id": str(node)})
     assert connection.getresponse().status == 200
     connection.close()
+    return process, port, job, silent
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stopped_server_sends_its_waiting_notifications_first(serve, engine, admin, tmp_path, workers):
+    process, _port, job, silent = serving_with_an_email_waiting(serve, engine, admin, "--workers", workers)
     process.send_signal(signal.SIGTERM)  # while the e-mail still waits for the silent server
     assert process.wait(30) == 0
     silent.close()
@@ -240,21 +247,7 @@ def test_a_stopped_server_sends_its_waiting_notifications_first(serve, engine, a
 def test_a_ctrl_c_during_the_clean_up_does_not_cut_it_short(serve, engine, admin, tmp_path):
     """Once the serving loop has ended, the waiting notifications are sent to the end (each within its own
     limits): no signal interrupts that."""
-    silent = socket.create_server(("127.0.0.1", 0))  # a mail server that never answers
-    notify = json.dumps({"on_acquire": [{"type": "email", "to": "ops@example", "message": "job {pk} taken"}]})
-    settings = (f"ufdl.notifications.defaults = {notify}\nufdl.smtp.host = 127.0.0.1\n"
-                f"ufdl.smtp.port = {silent.getsockname()[1]}\nufdl.smtp.timeout = 2\n")
-    template = admin.post("/v1/job-templates/import", ECHO, status=201).json["pk"]
-    job = admin.post(f"/v1/job-templates/{template}/create-job",
-                     {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
-    node = register(admin).node_id
-    process, port = serve(engine.url.render_as_string(hide_password=False), server=settings)
-    wait_for(lambda: answers(port, admin.token))
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    connection.request("GET", f"/v1/jobs/{job}/acquire",
-                       headers={"Authorization": f"Bearer {admin.token}", "Node-Id": str(node)})
-    assert connection.getresponse().status == 200
-    connection.close()
+    process, port, job, silent = serving_with_an_email_waiting(serve, engine, admin)
     process.send_signal(signal.SIGTERM)
     wait_for(lambda: refuses_connections(port), seconds=10)  # the loop has ended: the clean-up is under way
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C, while the e-mail still waits for the silent server
