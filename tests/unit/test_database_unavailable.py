@@ -47,6 +47,17 @@ def test_not_unavailable(error):
     assert not database_unavailable(error)
 
 
+def test_a_full_sqlite_database_is_unavailable_not_a_bug():
+    """A real SQLITE_FULL (a page limit stands in for the disk): PostgreSQL's full disk (53100) is 503 too."""
+    connection = sqlite3.connect(":memory:")
+    connection.execute("PRAGMA max_page_count = 8")
+    connection.execute("CREATE TABLE t (x)")
+    with pytest.raises(sqlite3.OperationalError) as raised:
+        connection.execute("INSERT INTO t VALUES (zeroblob(100000))")
+    assert database_unavailable(wrapped(OperationalError, raised.value))
+    assert database_unavailable(wrapped(OperationalError, psycopg.errors.lookup("53100")("could not extend file")))
+
+
 def test_a_database_host_that_never_answers_fails_a_connection_after_the_timeout():
     """libpq waits for ever by default: every request thread would hang on such a host."""
     import socket

@@ -90,8 +90,10 @@ def database_unavailable(error: BaseException) -> bool:
         # No SQLSTATE: the client's own failure to connect or to talk. 08 connection exception, 53 insufficient
         # resources (too many connections, disk full), 57 operator intervention (shutdown, cannot connect now).
         return error.sqlstate is None or error.sqlstate[:2] in ("08", "53", "57")
-    # SQLite: another process held the write lock for longer than the busy timeout.
-    return isinstance(error, sqlite3.OperationalError) and "database is locked" in str(error)
+    # SQLite: another process held the write lock for longer than the busy timeout, or the disk is full (as
+    # PostgreSQL's class 53 above: the write can succeed once space is freed, and nothing was half-written).
+    return isinstance(error, sqlite3.OperationalError) and any(
+        message in str(error) for message in ("database is locked", "database or disk is full"))
 
 
 def get_session_factory(engine: Engine) -> sessionmaker[Session]:
