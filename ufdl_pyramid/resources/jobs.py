@@ -4,7 +4,7 @@
 yet: adding it is a POST there). ``/v1/job-outputs/{pk}`` is an output by primary key.
 """
 from pyramid.authorization import Allow, Authenticated
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import defaultload
 
 from ..errors import ConcurrentChange, InvalidInput, WrongState
@@ -175,6 +175,11 @@ class Jobs(Collection):
     item_class = JobItem
     service_class = JobRecords
     represent = staticmethod(job_json)
+
+    def query(self) -> Select:
+        # A list loads each job's template as a single job does: not its documents, whose JSON would be
+        # parsed again for every row of a long list.
+        return select(Job).options(*JOB_LOAD_OPTIONS)
 
     def __getitem__(self, key: str) -> JobItem:
         require_caller(self.request)
