@@ -354,6 +354,41 @@ def test_jobs_list_filters(bob, worker, make_job):
     assert "out of its range" in bob.post("/v1/jobs/list", body, status=400).json["detail"]
 
 
+def test_a_list_longer_than_a_batch_answers_each_job_once_in_order_with_its_own_outputs(engine, bob, worker,
+                                                                                         make_job):
+    """An unpaged list is read and encoded LIST_BATCH_SIZE rows at a time: the jobs on either side of a batch's
+    edge keep their outputs, and the answer is the pages' rows end to end."""
+    from sqlalchemy import insert, select
+
+    from ufdl_pyramid.models import Job
+    from ufdl_pyramid.services.listing import LIST_BATCH_SIZE
+
+    def with_output(text):
+        job = make_job(text)
+        run_to_running(worker, job)
+        worker.request("POST", path(job, f"outputs/out-{text}/str"), body=text.encode(), status=201)
+        return worker.post(path(job, "finish"), {}).json
+
+    first = with_output("first")
+    with engine.begin() as connection:  # copies of a pending job: a batch and a half's worth, fast
+        row = dict(connection.execute(select(Job.__table__).where(Job.id == make_job("copy")["pk"])).mappings().one())
+        del row["id"]
+        connection.execute(insert(Job.__table__), [row] * LIST_BATCH_SIZE)
+    last = with_output("last")
+    total = LIST_BATCH_SIZE + 3
+
+    unpaged = bob.post("/v1/jobs/list")
+    assert unpaged.headers["X-Total-Count"] == str(total)
+    assert unpaged.content_type == "application/json" and unpaged.content_length == len(unpaged.body)
+    jobs = unpaged.json
+    assert [job["pk"] for job in jobs] == sorted({job["pk"] for job in jobs}) and len(jobs) == total
+    assert jobs[0] == first and jobs[-1] == last
+    assert jobs[0]["outputs"][0]["name"] == "out-first" and jobs[-1]["outputs"][0]["name"] == "out-last"
+    assert all(job["outputs"] == [] for job in jobs[1:-1])
+    pages = [bob.post("/v1/jobs/list", {"page": page, "page_size": 200}).json for page in range(1, 4)]
+    assert [job for page in pages for job in page] == jobs
+
+
 def test_lost_leases_send_jobs_back_and_finally_fail_them(admin, worker, other_worker, job, engine):
     from datetime import timedelta
 

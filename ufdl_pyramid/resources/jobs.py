@@ -5,7 +5,7 @@ yet: adding it is a POST there). ``/v1/job-outputs/{pk}`` is an output by primar
 """
 from pyramid.authorization import Allow, Authenticated
 from sqlalchemy import Select, bindparam, select
-from sqlalchemy.orm import defaultload
+from sqlalchemy.orm import defaultload, selectinload
 
 from ..errors import ConcurrentChange, InvalidInput, WrongState
 from ..models import Job, JobOutput, JobTemplate
@@ -178,8 +178,9 @@ class Jobs(Collection):
 
     def query(self) -> Select:
         # A list loads each job's template as a single job does: not its documents, whose JSON would be
-        # parsed again for every row of a long list.
-        return select(Job).options(*JOB_LOAD_OPTIONS)
+        # parsed again for every row of a long list. Its outputs come by batch of jobs (a list is read in
+        # batches, which a joined collection does not allow).
+        return select(Job).options(*JOB_LOAD_OPTIONS, selectinload(Job.outputs))
 
     def __getitem__(self, key: str) -> JobItem:
         require_caller(self.request)

@@ -8,6 +8,7 @@ Every value is checked against its column's type, so bad input is a 400, never a
 """
 from dataclasses import dataclass, field as dataclass_field
 from datetime import datetime
+from collections.abc import Iterable
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -78,9 +79,14 @@ _MAX_OFFSET = 2**62
 _OPERATORS = {"<": "__lt__", ">": "__gt__", "<=": "__le__", ">=": "__ge__"}
 
 
+# Rows are fetched (and answered) this many at a time, so that a long unpaged list never holds all its rows
+# as objects at once.
+LIST_BATCH_SIZE = 500
+
+
 @dataclass
 class ListResult:
-    rows: list
+    rows: Iterable  # a list for a page; an unpaged list's rows stream in batches of LIST_BATCH_SIZE
     total: int
     page: int | None
     page_size: int | None
@@ -260,7 +266,10 @@ def run_list(db: Session, query: Select, model: type, body: dict | None, *, page
     query = query.order_by(*orderings)
     if page_size is not None:
         query = query.limit(page_size).offset(min((page - 1) * page_size, _MAX_OFFSET))
-    rows = list(db.scalars(query).unique())
-    if page is not None and page > 1 and not rows:  # as upstream: only page 1 may be empty
-        raise NotFound("Invalid page.")
+    # No eager load of a collection may join (each row once): the query is read in batches.
+    rows = db.scalars(query.execution_options(yield_per=LIST_BATCH_SIZE))
+    if page is not None:
+        rows = list(rows)
+        if page > 1 and not rows:  # as upstream: only page 1 may be empty
+            raise NotFound("Invalid page.")
     return ListResult(rows=rows, total=total, page=page, page_size=page_size)

@@ -1,6 +1,8 @@
 """What every API view shares: the view decorator that insists on a permission, and JSON body reading."""
+import itertools
 import json
 import math
+from collections.abc import Iterable
 from urllib.parse import urlencode
 
 from pyramid.view import view_config
@@ -74,6 +76,23 @@ def read_json_object(request, *, optional: bool = False, limit_setting: str = "u
     if not isinstance(body, dict):
         raise InvalidInput("The JSON body must be an object")
     return body
+
+
+def json_array_response(request, items: Iterable[dict], batch_size: int):
+    """The items as a JSON array, encoded ``batch_size`` at a time: a long list keeps its encoded bytes, not its
+    rows and their dicts, in memory. Answered on ``request.response`` (headers set before are kept)."""
+    chunks = [b"["]
+    items = iter(items)
+    for batch in iter(lambda: list(itertools.islice(items, batch_size)), []):
+        if len(chunks) > 1:
+            chunks.append(b", ")
+        chunks.append(json.dumps(batch)[1:-1].encode())  # the batch's items without their brackets
+    chunks.append(b"]")
+    response = request.response
+    response.content_type = "application/json"
+    response.app_iter = chunks
+    response.content_length = sum(len(chunk) for chunk in chunks)
+    return response
 
 
 def set_paging_headers(request, result) -> None:

@@ -6,8 +6,9 @@ tables (model, schema, checks, JSON form, ACL) lives on the collection and its s
 from ..permissions import Permission
 from ..resources.base import (Collection, CreatableCollection, DeletableItem, EditableItem, Item,
                               SoftDeletableItem)
-from ..services.listing import parse_paging, run_list
-from .api import api_view, read_json, read_json_object, set_paging_headers
+from ..services.listing import LIST_BATCH_SIZE, parse_paging, run_list
+from .api import (api_view, json_array_response, read_json, read_json_object,
+                  set_paging_headers)
 
 
 @api_view(context=Collection, name="list", request_method="POST", permission=Permission.VIEW)
@@ -18,7 +19,7 @@ def list_rows(context, request):
     result = run_list(request.db, context.query(), context.model, body, page=page, page_size=page_size,
                       caller=request.identity)
     set_paging_headers(request, result)
-    return [context.represent(row) for row in result.rows]
+    return json_array_response(request, map(context.represent, result.rows), LIST_BATCH_SIZE)
 
 
 @api_view(context=CreatableCollection, name="create", request_method="POST", permission=Permission.CREATE)
