@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Protocol
 
-from .errors import NotFound, PayloadTooLarge, ServiceError
+from .errors import InvalidInput, NotFound, PayloadTooLarge, ServiceError
 
 DEFAULT_CHUNK_SIZE = 1 << 20
 DEFAULT_STORAGE_PATH = os.path.join("var", "outputs")
@@ -50,6 +50,14 @@ class BlobTooLarge(PayloadTooLarge):
         self.max_size = max_size
 
 
+class UnreadableStream(InvalidInput):
+    """Reading the stream to store failed (a request body shorter than its Content-Length): the sender's
+    failure, not the storage's. Answers 400 if uncaught; nothing of it was kept."""
+
+    def __init__(self, error: OSError):
+        super().__init__(f"the output's bytes could not be read to their end: {error}")
+
+
 @dataclass(frozen=True)
 class StoredBlob:
     key: str
@@ -68,7 +76,8 @@ class OutputStorage(abc.ABC):
 
     * `store` consumes a stream to EOF and answers a `StoredBlob` whose ``key`` is the only way back to the
       bytes. Keys are opaque to callers: keep them as given, never build or parse them. Storing must be
-      all-or-nothing: on any error (including `BlobTooLarge`) nothing readable is left under any key.
+      all-or-nothing: on any error (including `BlobTooLarge`) nothing readable is left under any key. An
+      OSError reading the stream is the sender's, raised as `UnreadableStream`.
     * Identical bytes may share one key (deduplication). Hence reference counting is NOT the storage's job:
       the database knows which outputs point at a key, and the caller deletes a blob only once no row refers
       to it any more. A `delete` racing with a `store` of the same bytes can remove the blob the store just
@@ -265,8 +274,11 @@ def _copy_with_limit(stream: ReadableStream, target: BinaryIO, max_size: int, ch
     digest = hashlib.sha256()
     size = 0
     while True:
-        # Never ask for more than one byte past the limit, so an endless stream is cut off promptly.
-        chunk = stream.read(min(chunk_size, max_size - size + 1))
+        try:
+            # Never ask for more than one byte past the limit, so an endless stream is cut off promptly.
+            chunk = stream.read(min(chunk_size, max_size - size + 1))
+        except OSError as error:
+            raise UnreadableStream(error) from error
         if not chunk:
             return digest, size
         size += len(chunk)

@@ -416,6 +416,17 @@ def test_over_the_limit_is_413(engine, users, tmp_path):
     assert "1024 bytes" in refused.json["detail"]
 
 
+def test_a_body_shorter_than_its_content_length_is_400_and_nothing_is_kept(worker, bob, running, storage):
+    """WebOb reports the missing bytes with an OSError: that was a 500, and is the sender's doing, not the
+    storage's."""
+    refused = worker.request("POST", out(running), body=b"x" * 10, content_type="application/data",
+                             headers={"Content-Length": "20"}, status=400).json
+    assert refused == {"detail": "the output's bytes could not be read to their end: The client disconnected "
+                                 "while sending the body (10 more bytes were expected)"}
+    assert os.listdir(storage.temporary_directory) == []
+    assert bob.post("/v1/job-outputs/list").json == []
+
+
 def _tokens(users, app, username, admin=False):
     user_id = users.create(username, admin=admin)
     tokens = app.post_json("/v1/auth/obtain", {"username": username, "password": "password123"}).json

@@ -10,8 +10,8 @@ import pytest
 
 from ufdl_pyramid.errors import NotFound, PayloadTooLarge
 from ufdl_pyramid.storage import (BlobNotFound, BlobTooLarge, InvalidBlobKey, LocalDirectoryStorage,
-                                  OutputStorage, RangeNotSatisfiable, StoredBlob, parse_range,
-                                  storage_from_settings)
+                                  OutputStorage, RangeNotSatisfiable, StoredBlob, UnreadableStream,
+                                  parse_range, storage_from_settings)
 
 MiB = 1 << 20
 
@@ -112,14 +112,16 @@ def test_an_endless_stream_is_cut_off(storage):
 
 
 def test_a_stream_failing_midway_leaves_nothing(storage):
-    with pytest.raises(ConnectionResetError):
+    # The sender's failure, told apart from the storage's (a 400, not a 503).
+    with pytest.raises(UnreadableStream) as failed:
         storage.store(GeneratedStream(total=8 * MiB, fail_after=3 * MiB), max_size=100 * MiB)
+    assert isinstance(failed.value.__cause__, ConnectionResetError) and failed.value.status == 400
     assert files_under(storage.root) == []
 
 
 def test_a_failure_after_earlier_blobs_keeps_them(storage):
     kept = storage.store(io.BytesIO(b"kept"), max_size=100)
-    with pytest.raises(ConnectionResetError):
+    with pytest.raises(UnreadableStream):
         storage.store(GeneratedStream(total=MiB, fail_after=1000), max_size=MiB, chunk_size=100)
     assert files_under(storage.root) == [os.path.join(kept.key[:2], kept.key[2:4], kept.key)]
 
