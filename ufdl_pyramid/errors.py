@@ -9,6 +9,7 @@ from transaction.interfaces import TransientError
 class ServiceError(Exception):
     status = 400
     extra: dict = {}  # more fields for the JSON answer, beside "detail"
+    retry_after: int | None = None  # seconds after which the same request may succeed (Retry-After)
 
     def __init__(self, detail: str):
         super().__init__(detail)

@@ -7,6 +7,7 @@ answer with. No Pyramid and no database here: the storage knows bytes and keys, 
 import abc
 import errno
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -14,7 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Protocol
 
-from .errors import InvalidInput, NotFound, PayloadTooLarge, ServiceError
+from .errors import RETRY_AFTER_OUTAGE, InvalidInput, NotFound, PayloadTooLarge, ServiceError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 1 << 20
 DEFAULT_STORAGE_PATH = os.path.join("var", "outputs")
@@ -40,6 +43,24 @@ class StorageFull(ServiceError):
 
     def __init__(self):
         super().__init__("The output storage is full: nothing was stored")
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The storage failed with an OS error other than a full disk (its directory turned into a file or read-only,
+    a failing disk): 503 with Retry-After, and nothing of a blob being stored was kept. The client is only told
+    to try again; what failed is logged for the operator where it is raised (`storage_unavailable`)."""
+
+    retry_after = RETRY_AFTER_OUTAGE
+
+    def __init__(self):
+        super().__init__("The output storage cannot be used; try again shortly.")
+
+
+def storage_unavailable(where: str, doing: str, error: OSError) -> StorageUnavailable:
+    """The error to raise for an OS error that makes the storage at ``where`` unusable, once it is logged in one
+    line (errno, reason and path: what the operator must fix)."""
+    log.error("output storage %s: %s failed: %s", where, doing, error)
+    return StorageUnavailable()
 
 
 class BlobTooLarge(PayloadTooLarge):
@@ -78,6 +99,10 @@ class OutputStorage(abc.ABC):
       bytes. Keys are opaque to callers: keep them as given, never build or parse them. Storing must be
       all-or-nothing: on any error (including `BlobTooLarge`) nothing readable is left under any key. An
       OSError reading the stream is the sender's, raised as `UnreadableStream`.
+    * What a request waits on (`store`, `open`, `size`, and `iter_range` until it answers) raises a failure of
+      the backend itself as `StorageFull` for a full disk, else as `StorageUnavailable` (`storage_unavailable`):
+      never a bare OSError, which would answer 500. The upkeep calls (`prepare`, `keys`, `delete`) raise the
+      OSError as is, for their caller to report (start-up stops, the sweep says why, the clean-up logs it).
     * Identical bytes may share one key (deduplication). Hence reference counting is NOT the storage's job:
       the database knows which outputs point at a key, and the caller deletes a blob only once no row refers
       to it any more. A `delete` racing with a `store` of the same bytes can remove the blob the store just
@@ -179,7 +204,8 @@ class LocalDirectoryStorage(OutputStorage):
       fsynced, then `os.replace`-d onto the final name: a reader sees the whole blob or none. A failed store
       removes its temporary file; one interrupted by a crash leaves an ``upload-*`` file in ``root/tmp/`` that
       is never visible as a blob, and that `prepare` removes at the next start once it is an hour old.
-    * A full disk (or quota) is `StorageFull` (507), with nothing kept.
+    * A full disk (or quota) is `StorageFull` (507), any other OS error of `store`, `open` or `size`
+      `StorageUnavailable` (503); nothing is kept.
     * Concurrent stores of identical bytes all succeed: each renames its own complete copy onto the same
       name, and the last one wins with identical content.
     * Fan-out directories are never removed, so a `delete` cannot pull a directory from under a concurrent
@@ -195,6 +221,14 @@ class LocalDirectoryStorage(OutputStorage):
         _require_positive_chunk_size(chunk_size)
         if max_size < 0:
             raise ValueError(f"max_size must not be negative, not {max_size}")
+        try:
+            return self._store(stream, max_size, chunk_size)
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull() from error
+            raise storage_unavailable(self.root, "storing a blob", error) from error
+
+    def _store(self, stream: ReadableStream, max_size: int, chunk_size: int) -> StoredBlob:
         os.makedirs(self.temporary_directory, exist_ok=True)
         descriptor, temporary_path = tempfile.mkstemp(prefix=_TEMPORARY_PREFIX, dir=self.temporary_directory)
         try:
@@ -206,11 +240,9 @@ class LocalDirectoryStorage(OutputStorage):
             final_path = self._path_for(key)
             os.makedirs(os.path.dirname(final_path), exist_ok=True)
             os.replace(temporary_path, final_path)
-        except BaseException as error:
+        except BaseException:
             # BaseException too: an interrupted upload (KeyboardInterrupt, a greenlet kill) must not leak a file.
             _remove_if_present(temporary_path)
-            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFull() from error
             raise
         _fsync_directory(os.path.dirname(final_path))
         return StoredBlob(key=key, size=size, sha256=key)
@@ -251,12 +283,16 @@ class LocalDirectoryStorage(OutputStorage):
             return open(self._path_for(key), "rb")
         except FileNotFoundError:
             raise BlobNotFound(key) from None
+        except OSError as error:
+            raise storage_unavailable(self.root, "opening a blob", error) from error
 
     def size(self, key: str) -> int:
         try:
             return os.stat(self._path_for(key)).st_size
         except FileNotFoundError:
             raise BlobNotFound(key) from None
+        except OSError as error:
+            raise storage_unavailable(self.root, "reading a blob's size", error) from error
 
     def exists(self, key: str) -> bool:
         return os.path.isfile(self._path_for(key))

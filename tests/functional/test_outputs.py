@@ -1,4 +1,6 @@
 """Job outputs (seeds 003 and 004): a node adds bytes to the job it runs; everyone signed in reads them."""
+import contextlib
+import logging
 import os
 from urllib.parse import quote
 
@@ -425,6 +427,69 @@ def test_a_body_shorter_than_its_content_length_is_400_and_nothing_is_kept(worke
                                  "while sending the body (10 more bytes were expected)"}
     assert os.listdir(storage.temporary_directory) == []
     assert bob.post("/v1/job-outputs/list").json == []
+
+
+UNAVAILABLE = {"detail": "The output storage cannot be used; try again shortly."}
+
+
+@contextlib.contextmanager
+def file_in_place_of(path: str):
+    """A file where the storage needs a directory (an operator's slip, a restore gone wrong): a real OS error,
+    which chmod cannot give as the tests run as root. The directory is put back afterwards."""
+    os.makedirs(path, exist_ok=True)
+    os.rename(path, path + ".aside")
+    with open(path, "w") as file:
+        file.write("not a directory")
+    try:
+        yield
+    finally:
+        os.remove(path)
+        os.rename(path + ".aside", path)
+
+
+def storage_log(caplog) -> list[tuple]:
+    return [(record.levelno, record.getMessage(), record.exc_info) for record in caplog.records
+            if record.name == "ufdl_pyramid.storage"]
+
+
+@pytest.mark.parametrize("directory", ["tmp", "the blob's"])
+def test_a_storage_that_cannot_be_written_answers_503_and_keeps_nothing(worker, bob, running, storage, engine,
+                                                                       caplog, directory):
+    """An OS error of the storage other than a full disk was a 500 with a traceback: it is a 503 that the worker
+    waits out, and one line in the log for the operator. It fails before the bytes are written (tmp/) or after
+    (the blob's directory): either way no file, row or event is left."""
+    data = f"bytes the storage cannot take ({directory} directory)".encode()
+    key = output_key(storage, data)
+    path = storage.temporary_directory if directory == "tmp" else os.path.join(storage.root, key[:2], key[2:4])
+    with file_in_place_of(path):
+        refused = upload(worker, running, data=data, status=503)
+    assert refused.json == UNAVAILABLE and refused.headers["Retry-After"] == "5"
+    assert storage_log(caplog) == [
+        (logging.ERROR, f"output storage {storage.root}: storing a blob failed: [Errno 17] File exists: '{path}'",
+         None)]
+    assert os.listdir(storage.temporary_directory) == [] and not storage.exists(key)
+    assert bob.post("/v1/job-outputs/list").json == []
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM job_events WHERE transition = 'add_output'")) == 0
+    upload(worker, running, data=data)  # the directory is back: the same upload goes through
+
+
+def test_a_blob_the_storage_cannot_read_answers_503_before_the_answer_starts(worker, bob, running, storage,
+                                                                             caplog):
+    """The blob's directory turned into a file (ENOTDIR): by name, in a range, or as a download, a 503 logged in
+    one line each time; it was a 500 with a traceback."""
+    output = upload(worker, running).json
+    key = output_key(storage, DATA)
+    directory = os.path.join(storage.root, key[:2], key[2:4])
+    with file_in_place_of(directory):
+        for refused in (bob.get(out(running), status=503),
+                        bob.get(out(running), headers={"Range": "bytes=2-5"}, status=503),
+                        bob.post(f"/v1/job-outputs/{output['pk']}/download", {"params": {}}, status=503)):
+            assert refused.json == UNAVAILABLE and refused.headers["Retry-After"] == "5"
+    message = (f"output storage {storage.root}: reading a blob's size failed: [Errno 20] Not a directory: "
+               f"'{os.path.join(directory, key)}'")
+    assert storage_log(caplog) == [(logging.ERROR, message, None)] * 3
+    assert bob.get(out(running)).body == DATA
 
 
 def _tokens(users, app, username, admin=False):

@@ -193,6 +193,26 @@ def wait_for_log(worker: subprocess.Popen, text: str, seconds: float = 30) -> No
         time.sleep(0.05)
 
 
+def test_an_output_the_storage_cannot_take_is_sent_again_until_it_can(e2e):
+    """The storage's tmp/ turned into a file: the upload is answered 503, which the worker waits out (a 500
+    failed the job); once the directory is back, the job completes with its output."""
+    temporary = e2e.folder / "outputs" / "tmp"
+    aside = temporary.with_name("tmp.aside")
+    job = e2e.create_job("shell", "kept\n", command="cat")
+    temporary.rename(aside)
+    temporary.write_text("not a directory")
+    try:
+        worker = e2e.worker("--once")
+        wait_for_log(worker, "adding output output again")
+    finally:
+        temporary.unlink()
+        aside.rename(temporary)
+    assert finished(worker) == 0
+    e2e.wait_for(job["pk"], "COMPLETED", seconds=5)
+    assert e2e.output(job["pk"], "output", "BLOB") == b"kept\n"
+    assert f"storing a blob failed: [Errno 17] File exists: '{temporary}'" in (e2e.folder / "server.log").read_text()
+
+
 def test_with_a_grace_period_sigterm_lets_the_running_job_finish(e2e, tmp_path):
     go = tmp_path / "go"
     job = e2e.create_job("shell", "", command=f"sh -c 'while [ ! -e {go} ]; do sleep 0.05; done; echo finished'")

@@ -316,6 +316,36 @@ def test_a_full_disk_is_storage_full_and_keeps_nothing(storage, monkeypatch, err
     assert files_under(storage.root) == []
 
 
+def test_any_other_os_error_is_storage_unavailable_logged_once_and_keeps_nothing(storage, monkeypatch, caplog):
+    import errno
+
+    from ufdl_pyramid.storage import StorageUnavailable
+
+    def failing_disk(descriptor):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_disk)
+    with pytest.raises(StorageUnavailable) as failed:
+        storage.store(io.BytesIO(b"data"), max_size=100)
+    assert failed.value.status == 503 and failed.value.retry_after == 5
+    assert files_under(storage.root) == []
+    assert [(record.levelname, record.getMessage()) for record in caplog.records] == [
+        ("ERROR", f"output storage {storage.root}: storing a blob failed: [Errno 5] Input/output error")]
+
+
+def test_a_blob_that_cannot_be_opened_is_storage_unavailable(storage, caplog):
+    from ufdl_pyramid.storage import StorageUnavailable
+
+    key = storage.store(io.BytesIO(b"data"), max_size=100).key
+    path = storage._path_for(key)
+    os.remove(path)
+    os.mkdir(path)  # EISDIR: a restore gone wrong, say
+    with pytest.raises(StorageUnavailable):
+        storage.open(key)
+    assert [record.getMessage() for record in caplog.records] == [
+        f"output storage {storage.root}: opening a blob failed: [Errno 21] Is a directory: '{path}'"]
+
+
 def test_listing_skips_what_is_not_a_blob(tmp_path):
     storage = LocalDirectoryStorage(str(tmp_path))
     key = storage.store(io.BytesIO(b"bytes"), max_size=10).key

@@ -23,7 +23,9 @@ def error_response(request, status: int, detail: str, headers: dict | None = Non
 
 @exception_view_config(ServiceError, renderer="json")
 def service_error(exc, request):
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
     return error_response(request, exc.status, exc.detail, headers, exc.extra)
 
 
