@@ -101,8 +101,10 @@ class OutputStorage(abc.ABC):
       OSError reading the stream is the sender's, raised as `UnreadableStream`.
     * What a request waits on (`store`, `open`, `size`, and `iter_range` until it answers) raises a failure of
       the backend itself as `StorageFull` for a full disk, else as `StorageUnavailable` (`storage_unavailable`):
-      never a bare OSError, which would answer 500. The upkeep calls (`prepare`, `keys`, `delete`) raise the
-      OSError as is, for their caller to report (start-up stops, the sweep says why, the clean-up logs it).
+      never a bare OSError, which would answer 500. The iterator `iter_range` answers raises an OSError as is:
+      the answer has started, and the view can only cut it short. The upkeep calls (`prepare`, `keys`,
+      `delete`) raise the OSError as is too, for their caller to report (start-up stops, the sweep says why,
+      the clean-up logs it).
     * Identical bytes may share one key (deduplication). Hence reference counting is NOT the storage's job:
       the database knows which outputs point at a key, and the caller deletes a blob only once no row refers
       to it any more. A `delete` racing with a `store` of the same bytes can remove the blob the store just

@@ -492,6 +492,47 @@ def test_a_blob_the_storage_cannot_read_answers_503_before_the_answer_starts(wor
     assert bob.get(out(running)).body == DATA
 
 
+def test_a_blob_failing_mid_stream_is_logged_in_one_line_and_the_connection_closed(wsgi_app, worker, bob, running,
+                                                                                   storage, monkeypatch, caplog):
+    """Once the headers are sent the status cannot change: the body stops short of its Content-Length, so the
+    server closes the connection (the client sees it cut), and the log says why in one line (waitress logged a
+    traceback)."""
+    import errno
+    import http.client
+    import io
+
+    from webtest.http import StopableWSGIServer
+
+    class FailingDisk(io.BytesIO):
+        """Its first read answers 100 bytes; the next one fails, as a dying disk would (EIO)."""
+
+        def read(self, size=-1):
+            if self.tell():
+                raise OSError(errno.EIO, "Input/output error")
+            return super().read(100)
+
+    output = upload(worker, running).json
+    monkeypatch.setattr(storage, "open", lambda key: FailingDisk(DATA))
+    server = StopableWSGIServer.create(wsgi_app)
+    try:
+        assert server.wait()
+        connection = http.client.HTTPConnection(server.adj.host, server.adj.port, timeout=10)
+        connection.request("GET", out(running), headers=bob.headers())
+        response = connection.getresponse()
+        assert response.status == 200 and response.getheader("Content-Length") == str(len(DATA))
+        with pytest.raises(http.client.IncompleteRead) as cut:  # not a timeout: the server closed it
+            response.read()
+        assert cut.value.partial == DATA[:100]
+        connection.close()
+    finally:
+        server.shutdown(debug=True)
+    assert not [record.getMessage() for record in caplog.records if record.exc_info]
+    assert [(record.levelno, record.getMessage()) for record in caplog.records
+            if record.name.startswith("ufdl_pyramid")] == [
+        (logging.ERROR, f"output {output['pk']}: reading its blob failed after the answer started (the connection "
+                        f"is closed): [Errno 5] Input/output error")]
+
+
 def _tokens(users, app, username, admin=False):
     user_id = users.create(username, admin=admin)
     tokens = app.post_json("/v1/auth/obtain", {"username": username, "password": "password123"}).json

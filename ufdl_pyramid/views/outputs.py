@@ -4,6 +4,9 @@
 List, retrieve, destroy, reinstate and hard delete of ``/v1/job-outputs`` are the generic views of
 views/records.py; deleting a blob once no row needs it is `services.outputs.BlobCleanup`'s job.
 """
+import logging
+from collections.abc import Iterable, Iterator
+
 from pyramid.response import Response
 
 from ..errors import InvalidInput
@@ -14,6 +17,8 @@ from ..services.outputs import JobOutputService, download_filename
 from ..storage import RangeNotSatisfiable, parse_range
 from .api import api_view, read_json
 from .errors import error_response
+
+log = logging.getLogger(__name__)
 
 
 def output_service(request) -> JobOutputService:
@@ -94,10 +99,21 @@ def stream_output(request, output, filename: str):
         app_iter = storage.iter_range(output.blob_key, start, end)
         length = end - start + 1
         headers["Content-Range"] = f"bytes {start}-{end}/{output.size}"
-    response = Response(status=status, app_iter=app_iter, content_type=output.content_type, charset=None)
+    response = Response(status=status, app_iter=_cut_short_on_error(app_iter, output.id),
+                        content_type=output.content_type, charset=None)
     response.headers.update(headers)
     response.content_length = length
     return response
+
+
+def _cut_short_on_error(chunks: Iterable[bytes], output_id: int) -> Iterator[bytes]:
+    """The body, once the answer has started: its status is sent, so a failing read can only be logged. The body
+    then ends short of its Content-Length, which makes the server close the connection (the client sees it cut)."""
+    try:
+        yield from chunks
+    except OSError as error:
+        log.error("output %s: reading its blob failed after the answer started (the connection is closed): %s",
+                  output_id, error)
 
 
 def _etag_listed(header: str | None, etag: str) -> bool:
