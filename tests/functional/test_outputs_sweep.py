@@ -81,3 +81,33 @@ def test_sweep_deletes_old_orphans_only(app, admin, alice, bob, sweep):
     assert sweep("--older-than", "0s")[1].startswith("deleted 1 of 3 blob(s)")  # the recent one, now
     assert not storage.exists(recent_orphan)
     assert sweep("--older-than", "soon")[0] == 2
+
+
+def test_a_storage_that_cannot_be_listed_is_one_line_and_exit_1(sweep, storage_path):
+    """The storage's directory turned into a file (ENOTDIR): it was a traceback."""
+    with open(storage_path, "w") as file:
+        file.write("not a directory")
+    code, out, err = sweep()
+    assert (code, out) == (1, "")
+    assert err == f"ufdl: the output storage cannot be used: [Errno 20] Not a directory: '{storage_path}'\n"
+
+
+def test_a_blob_that_cannot_be_deleted_is_one_line_and_exit_1(app, sweep, monkeypatch):
+    """A read-only disk (no real one here: the tests run as root on a writable one): it was a traceback."""
+    import errno
+
+    from ufdl_pyramid.storage import LocalDirectoryStorage
+
+    storage = app.registry["ufdl.storage"]
+    orphan = storage.store(io.BytesIO(b"orphan"), max_size=100).key
+    age(storage, orphan, 7200)
+    path = storage._path_for(orphan)
+
+    def read_only(self, key):
+        raise OSError(errno.EROFS, "Read-only file system", path)
+
+    monkeypatch.setattr(LocalDirectoryStorage, "delete", read_only)
+    code, out, err = sweep()
+    assert (code, out) == (1, "")
+    assert err == f"ufdl: the output storage cannot be used: [Errno 30] Read-only file system: '{path}'\n"
+    assert storage.exists(orphan)

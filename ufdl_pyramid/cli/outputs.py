@@ -24,20 +24,28 @@ def run_sweep(args, environment) -> int:
         return 2
     storage = storage_from_settings(environment.settings)
     tty = sys.stderr.isatty()
+    counted = False
 
     def progress(checked: int, orphaned: int) -> None:
         # The listing streams (its length is unknown): a running count, rewritten in place on a terminal.
+        nonlocal counted
+        counted = True
         line = f"checked {checked} blob(s), {orphaned} orphaned"
         print("\r" + line if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
+    failure = None
     try:
         checked, orphaned = sweep_blobs(environment.engine, storage, older_than=age.total_seconds(),
                                         dry_run=args.dry_run, progress=progress)
     except NotImplementedError as error:
-        print(f"ufdl: {error}", file=sys.stderr)
+        failure = str(error)
+    except OSError as error:  # the storage's own error: its errno, reason and path say what to fix
+        failure = f"the output storage cannot be used: {error}"
+    if tty and counted:
+        print(file=sys.stderr)  # ends the running count's line
+    if failure is not None:
+        print(f"ufdl: {failure}", file=sys.stderr)
         return 1
-    if tty and checked:
-        print(file=sys.stderr)
     verb = "would delete" if args.dry_run else "deleted"
     print(f"{verb} {orphaned} of {checked} blob(s) last written over {args.older_than} ago: no output refers to them")
     return 0
