@@ -6,9 +6,9 @@ sub-expressions; all top-level expressions must hold. A field is a column name o
 many-to-one relationships (``template.name``). Columns marked ``info={"private": True}`` are never reachable.
 Every value is checked against its column's type, so bad input is a 400, never a database error.
 """
+from collections.abc import Iterable
 from dataclasses import dataclass, field as dataclass_field
 from datetime import datetime
-from collections.abc import Iterable
 from typing import Any
 
 from jsonschema import Draft202012Validator

@@ -7,8 +7,7 @@ from ..permissions import Permission
 from ..resources.base import (Collection, CreatableCollection, DeletableItem, EditableItem, Item,
                               SoftDeletableItem)
 from ..services.listing import LIST_BATCH_SIZE, parse_paging, run_list
-from .api import (api_view, json_array_response, read_json, read_json_object,
-                  set_paging_headers)
+from .api import api_view, json_array_response, read_json, read_json_object, set_paging_headers
 
 
 @api_view(context=Collection, name="list", request_method="POST", permission=Permission.VIEW)
