@@ -66,24 +66,24 @@ class _StopSignals:
     """The first stop signal (SIGTERM, SIGHUP, SIGINT) ends the serving loop. During the grace period that
     follows only a second SIGINT (Ctrl-C again) cuts it short: a worker gets SIGTERM twice when the service
     manager signals the whole control group (systemd's default) and the parent passes its own on, and the
-    second must not cost the requests under way their answers. During the clean-up, none interrupts."""
+    second must not cost the requests under way their answers. During the clean-up, none interrupts.
+
+    A signal raises only while ``armed``, and disarms it as it raises: the code that catches the exception arms
+    it again for its next phase, and disarms it as the last step inside its ``try``. A signal landing just
+    after a phase is over then finds it disarmed, instead of raising where nothing catches it (the process
+    died of a Ctrl-C that came as its clean-up began)."""
 
     def __init__(self):
         self.received = 0
+        self.armed = True
         for stop_signal in (*STOP_SIGNALS, signal.SIGINT):
             signal.signal(stop_signal, self._on_signal)
 
     def _on_signal(self, number, _frame) -> None:
         self.received += 1
-        if number == signal.SIGINT:
-            raise KeyboardInterrupt
-        if self.received == 1:
-            raise SystemExit(0)
-
-    @staticmethod
-    def ignore() -> None:
-        for stop_signal in (*STOP_SIGNALS, signal.SIGINT):
-            signal.signal(stop_signal, signal.SIG_IGN)
+        if self.armed and (number == signal.SIGINT or self.received == 1):
+            self.armed = False
+            raise KeyboardInterrupt if number == signal.SIGINT else SystemExit(0)
 
 
 def _serve_until_stopped(app, sockets: list[socket.socket], options: dict, on_stop) -> None:
@@ -97,9 +97,9 @@ def _serve_until_stopped(app, sockets: list[socket.socket], options: dict, on_st
                            use_poll=server.adj.asyncore_use_poll)
         except (SystemExit, KeyboardInterrupt):
             pass
-        _finish_under_way(dispatchers, server.adj)
+        _finish_under_way(dispatchers, server.adj, stops)
     finally:
-        stops.ignore()  # bounded: waitress's threads (1 s), then on_stop's own limits
+        stops.armed = False  # the clean-up runs to its end (bounded: waitress's threads, 1 s, then on_stop's limits)
         server.task_dispatcher.shutdown(timeout=1)
         wasyncore.close_all(dispatchers)
         if on_stop is not None:
@@ -111,7 +111,7 @@ def _busy(channel: HTTPChannel) -> bool:
     return bool(channel.request is not None or channel.requests or channel.total_outbufs_len)
 
 
-def _finish_under_way(dispatchers: dict, adjustments) -> None:
+def _finish_under_way(dispatchers: dict, adjustments, stops: _StopSignals) -> None:
     """Stop accepting, then keep waitress's loop going until each connection's requests are answered (each
     closed once idle, so a keep-alive client does not send another), for at most ``STOP_GRACE`` seconds.
     Waitress's own stop ends the loop first: the answers of the requests under way were never sent."""
@@ -121,17 +121,25 @@ def _finish_under_way(dispatchers: dict, adjustments) -> None:
         wasyncore.dispatcher.close(listener)
     deadline = time.monotonic() + STOP_GRACE
     try:
-        while time.monotonic() < deadline:
-            channels = [d for d in list(dispatchers.values()) if isinstance(d, HTTPChannel)]
-            for channel in channels:
-                if not _busy(channel):
-                    channel.handle_close()
-            if not any(map(_busy, channels)):
-                return
-            wasyncore.loop(timeout=0.05, map=dispatchers, use_poll=adjustments.asyncore_use_poll, count=1)
-        log.warning("stopping with requests still under way after %g s", STOP_GRACE)
+        stops.armed = True  # a second Ctrl-C cuts the grace period short
+        if not _answer_under_way(dispatchers, adjustments, deadline):
+            log.warning("stopping with requests still under way after %g s", STOP_GRACE)
+        stops.armed = False
     except (SystemExit, KeyboardInterrupt):
         log.warning("stopping at once: requests under way are not answered")
+
+
+def _answer_under_way(dispatchers: dict, adjustments, deadline: float) -> bool:
+    """Whether every connection's requests were answered (and the connection closed) before ``deadline``."""
+    while time.monotonic() < deadline:
+        channels = [d for d in list(dispatchers.values()) if isinstance(d, HTTPChannel)]
+        for channel in channels:
+            if not _busy(channel):
+                channel.handle_close()
+        if not any(map(_busy, channels)):
+            return True
+        wasyncore.loop(timeout=0.05, map=dispatchers, use_poll=adjustments.asyncore_use_poll, count=1)
+    return False
 
 
 def _exit_with_parent(parent: int) -> None:
