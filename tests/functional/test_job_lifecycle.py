@@ -1,4 +1,6 @@
 """The node lifecycle of jobs (seed 003) through HTTP: every transition, its preconditions and permissions."""
+import json
+
 import pytest
 
 
@@ -354,13 +356,23 @@ def test_jobs_list_filters(bob, worker, make_job):
     assert "out of its range" in bob.post("/v1/jobs/list", body, status=400).json["detail"]
 
 
-def test_a_list_longer_than_a_batch_answers_each_job_once_in_order_with_its_own_outputs(engine, bob, worker,
-                                                                                         make_job):
-    """An unpaged list is read and encoded LIST_BATCH_SIZE rows at a time: the jobs on either side of a batch's
-    edge keep their outputs, and the answer is the pages' rows end to end."""
+def copies_of_a_pending_job(engine, make_job, count: int) -> None:
+    """``count`` rows copied from one job in one statement: creating hundreds through the API is slow."""
     from sqlalchemy import insert, select
 
     from ufdl_pyramid.models import Job
+
+    with engine.begin() as connection:
+        row = dict(connection.execute(select(Job.__table__).where(Job.id == make_job("copy")["pk"])).mappings().one())
+        del row["id"]
+        connection.execute(insert(Job.__table__), [row] * count)
+
+
+def test_a_list_longer_than_a_batch_answers_each_job_once_in_order_with_its_own_outputs(engine, bob, worker,
+                                                                                         make_job):
+    """A long unpaged list is read and sent LIST_BATCH_SIZE rows at a time, from a transaction of its own: the
+    jobs on either side of a batch's edge keep their outputs, the answer is the pages' rows end to end, and the
+    list's connection goes back to the pool."""
     from ufdl_pyramid.services.listing import LIST_BATCH_SIZE
 
     def with_output(text):
@@ -370,16 +382,12 @@ def test_a_list_longer_than_a_batch_answers_each_job_once_in_order_with_its_own_
         return worker.post(path(job, "finish"), {}).json
 
     first = with_output("first")
-    with engine.begin() as connection:  # copies of a pending job: a batch and a half's worth, fast
-        row = dict(connection.execute(select(Job.__table__).where(Job.id == make_job("copy")["pk"])).mappings().one())
-        del row["id"]
-        connection.execute(insert(Job.__table__), [row] * LIST_BATCH_SIZE)
+    copies_of_a_pending_job(engine, make_job, LIST_BATCH_SIZE)  # with the original: a batch and one
     last = with_output("last")
     total = LIST_BATCH_SIZE + 3
 
     unpaged = bob.post("/v1/jobs/list")
-    assert unpaged.headers["X-Total-Count"] == str(total)
-    assert unpaged.content_type == "application/json" and unpaged.content_length == len(unpaged.body)
+    assert unpaged.headers["X-Total-Count"] == str(total) and unpaged.content_type == "application/json"
     jobs = unpaged.json
     assert [job["pk"] for job in jobs] == sorted({job["pk"] for job in jobs}) and len(jobs) == total
     assert jobs[0] == first and jobs[-1] == last
@@ -387,6 +395,67 @@ def test_a_list_longer_than_a_batch_answers_each_job_once_in_order_with_its_own_
     assert all(job["outputs"] == [] for job in jobs[1:-1])
     pages = [bob.post("/v1/jobs/list", {"page": page, "page_size": 200}).json for page in range(1, 4)]
     assert [job for page in pages for job in page] == jobs
+    assert engine.pool.checkedout() == 0
+
+
+def test_a_long_list_abandoned_by_its_client_ends_its_transaction(engine, wsgi_app, bob, make_job):
+    """The client leaves after the first bytes (the server closes the answer): the list's own session ends
+    there, its connection back in the pool, instead of staying checked out with a transaction open."""
+    from webob import Request
+
+    from ufdl_pyramid.services.listing import LIST_BATCH_SIZE
+
+    copies_of_a_pending_job(engine, make_job, LIST_BATCH_SIZE + 1)
+    request = Request.blank("/v1/jobs/list", method="POST", headers=bob.headers())
+    status, _headers, body = request.call_application(wsgi_app)
+    assert status.startswith("200") and "Content-Length" not in dict(_headers)  # sent as it is read
+    chunks = iter(body)
+    assert next(chunks) == b"[" and next(chunks).startswith(b'{"pk": ')  # the first batch
+    assert engine.pool.checkedout() == 1  # the list's, still reading
+    body.close()
+    assert engine.pool.checkedout() == 0
+
+
+def test_a_long_list_is_sent_chunked_and_cut_short_if_the_database_fails_part_way(engine, wsgi_app, bob, make_job,
+                                                                                  monkeypatch):
+    """Over real HTTP (waitress): no Content-Length, chunked; a failure after the first batch closes the
+    connection before the array's end, so that no client takes a part for the whole list."""
+    import http.client
+
+    from sqlalchemy.exc import OperationalError
+    from webtest.http import StopableWSGIServer
+
+    from ufdl_pyramid.services import listing
+
+    copies_of_a_pending_job(engine, make_job, 2 * listing.LIST_BATCH_SIZE)
+    read_rows = listing.read_rows
+
+    def failing_after_a_batch(db, query):
+        for number, row in enumerate(read_rows(db, query)):
+            if number == listing.LIST_BATCH_SIZE:
+                raise OperationalError("SELECT", {}, Exception("server closed the connection unexpectedly"))
+            yield row
+
+    server = StopableWSGIServer.create(wsgi_app)
+    try:
+        assert server.wait()
+        connection = http.client.HTTPConnection(server.adj.host, server.adj.port, timeout=10)
+        connection.request("POST", "/v1/jobs/list", headers=bob.headers())
+        response = connection.getresponse()
+        assert response.getheader("Transfer-Encoding") == "chunked" and response.getheader("Content-Length") is None
+        assert len(json.loads(response.read())) == 2 * listing.LIST_BATCH_SIZE + 1
+
+        monkeypatch.setattr(listing, "read_rows", failing_after_a_batch)
+        connection.request("POST", "/v1/jobs/list", headers=bob.headers())
+        response = connection.getresponse()
+        assert response.status == 200
+        with pytest.raises(http.client.IncompleteRead) as cut:  # not a timeout: the server closed it
+            response.read()
+        assert cut.value.partial.startswith(b'[{"pk": ') and not cut.value.partial.endswith(b"]")
+        connection.close()
+    finally:
+        server.shutdown()
+    assert engine.pool.checkedout() == 0
 
 
 def test_lost_leases_send_jobs_back_and_finally_fail_them(admin, worker, other_worker, job, engine):

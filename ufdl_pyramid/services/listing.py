@@ -6,7 +6,7 @@ sub-expressions; all top-level expressions must hold. A field is a column name o
 many-to-one relationships (``template.name``). Columns marked ``info={"private": True}`` are never reachable.
 Every value is checked against its column's type, so bad input is a 400, never a database error.
 """
-from collections.abc import Iterable
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field as dataclass_field
 from datetime import datetime
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from sqlalchemy import (BigInteger, Boolean, DateTime, Float, Integer, Numeric, String, Text, and_, func, not_, or_,
                         select)
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.interfaces import MANYTOONE
 from sqlalchemy.sql import Select
@@ -79,14 +80,14 @@ _MAX_OFFSET = 2**62
 _OPERATORS = {"<": "__lt__", ">": "__gt__", "<=": "__le__", ">=": "__ge__"}
 
 
-# Rows are fetched (and answered) this many at a time, so that a long unpaged list never holds all its rows
-# as objects at once.
+# Rows are fetched (and answered) this many at a time, so that a long list never holds all its rows as
+# objects at once.
 LIST_BATCH_SIZE = 500
 
 
 @dataclass
 class ListResult:
-    rows: Iterable  # a list for a page; an unpaged list's rows stream in batches of LIST_BATCH_SIZE
+    query: Select  # the rows asked for (a page's, or all), in order: `read_rows` or `stream_rows` reads them
     total: int
     page: int | None
     page_size: int | None
@@ -266,10 +267,21 @@ def run_list(db: Session, query: Select, model: type, body: dict | None, *, page
     query = query.order_by(*orderings)
     if page_size is not None:
         query = query.limit(page_size).offset(min((page - 1) * page_size, _MAX_OFFSET))
-    # No eager load of a collection may join (each row once): the query is read in batches.
-    rows = db.scalars(query.execution_options(yield_per=LIST_BATCH_SIZE))
-    if page is not None:
-        rows = list(rows)
-        if page > 1 and not rows:  # as upstream: only page 1 may be empty
+        if page > 1 and (page - 1) * page_size >= total:  # as upstream: only page 1 may be empty
             raise NotFound("Invalid page.")
-    return ListResult(rows=rows, total=total, page=page, page_size=page_size)
+    return ListResult(query=query, total=total, page=page, page_size=page_size)
+
+
+def read_rows(db: Session, query: Select) -> Iterator:
+    """The query's rows, fetched LIST_BATCH_SIZE at a time (so no eager load of a collection may join: each
+    row comes once)."""
+    return db.scalars(query.execution_options(yield_per=LIST_BATCH_SIZE))
+
+
+def stream_rows(engine: Engine, query: Select) -> Generator:
+    """`read_rows` in a transaction of their own (it only reads), for an answer sent while its rows are read,
+    after the request's transaction has ended. A plain session: one of the request's factory would join the
+    thread's transaction manager, which nobody would end. Closing the generator (the answer was sent or
+    abandoned) ends the transaction."""
+    with Session(engine) as db, db.begin():
+        yield from read_rows(db, query)

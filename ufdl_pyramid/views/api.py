@@ -1,14 +1,17 @@
 """What every API view shares: the view decorator that insists on a permission, and JSON body reading."""
+import contextlib
 import itertools
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 from pyramid.view import view_config
 
 from ..errors import InvalidInput, PayloadTooLarge
 from ..permissions import Permission
+from ..services.listing import LIST_BATCH_SIZE
 from ..services.validation import UNSTORABLE, holds_unstorable
 
 
@@ -78,20 +81,39 @@ def read_json_object(request, *, optional: bool = False, limit_setting: str = "u
     return body
 
 
-def json_array_response(request, items: Iterable[dict], batch_size: int):
-    """The items as a JSON array, encoded ``batch_size`` at a time: a long list keeps its encoded bytes, not its
-    rows and their dicts, in memory. Answered on ``request.response`` (headers set before are kept)."""
-    chunks = [b"["]
+def json_array_chunks(items: Iterable[dict]) -> Iterator[bytes]:
+    """The items as a JSON array, encoded LIST_BATCH_SIZE at a time: what is in memory is one batch of items,
+    not the whole list of them."""
+    yield b"["
     items = iter(items)
-    for batch in iter(lambda: list(itertools.islice(items, batch_size)), []):
-        if len(chunks) > 1:
-            chunks.append(b", ")
-        chunks.append(json.dumps(batch)[1:-1].encode())  # the batch's items without their brackets
-    chunks.append(b"]")
+    separator = b""
+    for batch in iter(lambda: list(itertools.islice(items, LIST_BATCH_SIZE)), []):
+        yield separator + json.dumps(batch)[1:-1].encode()  # the batch's items without their brackets
+        separator = b", "
+    yield b"]"
+
+
+def json_array_response(request, items: Iterable[dict]):
+    """The items as a JSON array, encoded before the answer starts (its Content-Length known), on
+    ``request.response`` (headers set before are kept)."""
+    chunks = list(json_array_chunks(items))
     response = request.response
     response.content_type = "application/json"
     response.app_iter = chunks
-    response.content_length = sum(len(chunk) for chunk in chunks)
+    response.content_length = sum(map(len, chunks))
+    return response
+
+
+def json_array_stream(request, rows: Generator, represent: Callable[[Any], dict]):
+    """The rows as a JSON array, sent as they are read and encoded (chunked: no Content-Length), on
+    ``request.response``. The end of the answer, sent or abandoned by the client, closes ``rows``."""
+    def chunks():
+        with contextlib.closing(rows):
+            yield from json_array_chunks(map(represent, rows))
+
+    response = request.response
+    response.content_type = "application/json"
+    response.app_iter = chunks()
     return response
 
 

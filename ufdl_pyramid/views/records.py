@@ -6,8 +6,9 @@ tables (model, schema, checks, JSON form, ACL) lives on the collection and its s
 from ..permissions import Permission
 from ..resources.base import (Collection, CreatableCollection, DeletableItem, EditableItem, Item,
                               SoftDeletableItem)
-from ..services.listing import LIST_BATCH_SIZE, parse_paging, run_list
-from .api import api_view, json_array_response, read_json, read_json_object, set_paging_headers
+from ..services.listing import LIST_BATCH_SIZE, parse_paging, read_rows, run_list, stream_rows
+from .api import (api_view, json_array_response, json_array_stream, read_json, read_json_object,
+                  set_paging_headers)
 
 
 @api_view(context=Collection, name="list", request_method="POST", permission=Permission.VIEW)
@@ -18,7 +19,12 @@ def list_rows(context, request):
     result = run_list(request.db, context.query(), context.model, body, page=page, page_size=page_size,
                       caller=request.identity)
     set_paging_headers(request, result)
-    return json_array_response(request, map(context.represent, result.rows), LIST_BATCH_SIZE)
+    if result.page_size is None and result.total > LIST_BATCH_SIZE:
+        # A long unpaged list is sent as it is read, from a transaction of its own: the process holds one
+        # batch of it at a time, however long it is.
+        rows = stream_rows(request.registry["db.engine"], result.query)
+        return json_array_stream(request, rows, context.represent)
+    return json_array_response(request, map(context.represent, read_rows(request.db, result.query)))
 
 
 @api_view(context=CreatableCollection, name="create", request_method="POST", permission=Permission.CREATE)
