@@ -111,3 +111,33 @@ def test_a_blob_that_cannot_be_deleted_is_one_line_and_exit_1(app, sweep, monkey
     assert (code, out) == (1, "")
     assert err == f"ufdl: the output storage cannot be used: [Errno 30] Read-only file system: '{path}'\n"
     assert storage.exists(orphan)
+
+
+def test_on_a_terminal_the_running_count_is_ended_before_what_follows(app, sweep, monkeypatch):
+    """On a terminal the count is rewritten in place (no newline of its own): the summary or the failure must
+    start on a line of its own, a failure before any count adds no empty line, and a failure after a count is
+    still one line, not a traceback (the tests' stderr is no terminal: every other test misses this)."""
+    import errno
+    import sys
+
+    from ufdl_pyramid.storage import LocalDirectoryStorage
+
+    storage = app.registry["ufdl.storage"]
+    age(storage, storage.store(io.BytesIO(b"orphan"), max_size=100).key, 7200)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert sweep("--dry-run") == (
+        0, "would delete 1 of 1 blob(s) last written over 1h ago: no output refers to them\n",
+        "\rchecked 1 blob(s), 1 orphaned\n")
+
+    def failing(after: int):
+        def keys(self, *, stored_before):
+            yield from (f"{number:064x}" for number in range(after))  # a full batch (100) is counted first
+            raise OSError(errno.EIO, "Input/output error")
+        return keys
+
+    monkeypatch.setattr(LocalDirectoryStorage, "keys", failing(100))
+    assert sweep("--dry-run") == (
+        1, "", "\rchecked 100 blob(s), 100 orphaned\nufdl: the output storage cannot be used: [Errno 5] "
+               "Input/output error\n")
+    monkeypatch.setattr(LocalDirectoryStorage, "keys", failing(0))
+    assert sweep("--dry-run") == (1, "", "ufdl: the output storage cannot be used: [Errno 5] Input/output error\n")
