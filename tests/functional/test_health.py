@@ -25,11 +25,15 @@ def test_a_database_that_cannot_be_reached_is_503(bob, proxy, through_proxy):
 
 
 def test_a_schema_behind_the_code_is_503(tmp_path):
+    """Without Retry-After: an operator's upgrade ends it, not a wait (unlike an unreachable database or output
+    storage, whose 503 says when to try again)."""
     engine = get_engine({"sqlalchemy.url": f"sqlite:///{tmp_path}/behind.sqlite"})
     try:
         schema.upgrade(engine, "0005")
         app = webtest.TestApp(make_test_app(engine))
-        assert app.get("/v1/health", status=503).json == {
+        refused = app.get("/v1/health", status=503)
+        assert refused.json == {
             "detail": "The database schema is not current: run 'ufdl db upgrade', then restart the server."}
+        assert "Retry-After" not in refused.headers
     finally:
         engine.dispose()
