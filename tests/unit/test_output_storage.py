@@ -119,6 +119,18 @@ def test_a_stream_failing_midway_leaves_nothing(storage):
     assert files_under(storage.root) == []
 
 
+def test_an_interrupted_store_leaves_nothing(storage):
+    """Not an Exception (Ctrl-C, a greenlet killed mid-upload): its temporary file must go all the same."""
+    class Interrupted(io.BytesIO):
+        def read(self, size=-1):
+            if self.tell():
+                raise KeyboardInterrupt
+            return super().read(100)
+
+    with pytest.raises(KeyboardInterrupt):
+        storage.store(Interrupted(b"x" * 1000), max_size=MiB)
+    assert files_under(storage.root) == []
+
 def test_a_failure_after_earlier_blobs_keeps_them(storage):
     kept = storage.store(io.BytesIO(b"kept"), max_size=100)
     with pytest.raises(UnreadableStream):
