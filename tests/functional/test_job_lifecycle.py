@@ -459,8 +459,9 @@ def test_a_long_list_is_sent_chunked_and_cut_short_if_the_database_fails_part_wa
 
 
 def test_a_list_answer_declares_its_length(wsgi_app, bob, make_job):
-    """A list is encoded whole before it is answered, so it says its length (Content-Length) as the JSON renderer
-    did, rather than being sent chunked. Read from the app's own headers: WebTest fills in a length from the body."""
+    """A list of one batch or less, or a page, is encoded whole before it is answered, so it says its length
+    (Content-Length) as the JSON renderer did, rather than being sent chunked. Read from the app's own headers:
+    WebTest fills in a length from the body."""
     from webob import Request
 
     for text in ("one", "two"):
@@ -470,6 +471,7 @@ def test_a_list_answer_declares_its_length(wsgi_app, bob, make_job):
                                headers=bob.headers()).get_response(wsgi_app)
         assert answer.status_int == 200 and answer.headers["X-Total-Count"] == "2"
         assert answer.headers["Content-Length"] == str(len(b"".join(answer.app_iter)))
+
 
 def test_lost_leases_send_jobs_back_and_finally_fail_them(admin, worker, other_worker, job, engine):
     from datetime import timedelta
