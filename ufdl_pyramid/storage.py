@@ -207,7 +207,9 @@ class LocalDirectoryStorage(OutputStorage):
       removes its temporary file; one interrupted by a crash leaves an ``upload-*`` file in ``root/tmp/`` that
       is never visible as a blob, and that `prepare` removes at the next start once it is an hour old.
     * A full disk (or quota) is `StorageFull` (507), any other OS error of `store`, `open` or `size`
-      `StorageUnavailable` (503); nothing is kept.
+      `StorageUnavailable` (503); nothing is kept, but for one case: the fsync of the blob's directory,
+      after the rename, failing. The blob then stays (the same bytes may be another output's already: it is
+      not ours to delete); `ufdl outputs sweep` removes it if no output refers to it.
     * Concurrent stores of identical bytes all succeed: each renames its own complete copy onto the same
       name, and the last one wins with identical content.
     * Fan-out directories are never removed, so a `delete` cannot pull a directory from under a concurrent
