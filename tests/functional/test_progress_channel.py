@@ -477,14 +477,16 @@ def test_the_listener_prunes_events_past_the_retention(engine, tmp_path, worker,
         listener.stop()
 
 
-def test_the_prune_command(engine, tmp_path, job):
+def test_the_prune_command(engine, tmp_path, job, capsys):
     from ufdl_pyramid.cli import main as ufdl
     ini = tmp_path / "cli.ini"
     url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
     ini.write_text("[app:main]\nuse = egg:ufdl-pyramid\n" + "".join(
         f"{k} = {v}\n" for k, v in {**TEST_SETTINGS, "sqlalchemy.url": url}.items()))
     assert ufdl(["-c", str(ini), "events", "prune", "--older-than", "30d"]) == 0
+    capsys.readouterr()
     assert ufdl(["-c", str(ini), "events", "prune", "--older-than", "soon"]) == 2
+    assert capsys.readouterr() == ("", "ufdl: --older-than must look like 30d, 12h, 15m or 90s, not 'soon'\n")
 
 
 def test_the_prune_command_deletes_the_events_older_than_the_age_and_keeps_the_others(engine, tmp_path, capsys,

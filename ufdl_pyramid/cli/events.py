@@ -1,4 +1,6 @@
 """``ufdl events prune --older-than 30d``: delete old job events (the progress channel's outbox)."""
+import sys
+
 from ..services.events import parse_age, prune_events
 
 
@@ -14,7 +16,7 @@ def run_prune(args, environment) -> int:
     try:
         age = parse_age(args.older_than)
     except ValueError:
-        print(f"ufdl: --older-than must look like 30d, 12h, 15m or 90s, not {args.older_than!r}")
+        print(f"ufdl: --older-than must look like 30d, 12h, 15m or 90s, not {args.older_than!r}", file=sys.stderr)
         return 2
     with environment.session() as db:
         count = prune_events(db, age)
