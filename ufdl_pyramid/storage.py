@@ -63,6 +63,17 @@ def storage_unavailable(where: str, doing: str, error: OSError) -> StorageUnavai
     return StorageUnavailable()
 
 
+class DamagedBlob(ServiceError):
+    """The blob holds fewer bytes than asked for, though the caller's range comes from the size recorded when it
+    was stored: its file was cut short behind the server's back (a restore gone wrong, a damaged disk). Not a
+    failure that passes with time, so 500 without Retry-After; the operator learns which blob from the log."""
+
+    status = 500
+
+    def __init__(self):
+        super().__init__("The stored bytes of this output are damaged; the server's log says which.")
+
+
 class BlobTooLarge(PayloadTooLarge):
     """The stream held more than max_size bytes; nothing of it was kept. Answers 413 if uncaught."""
 
@@ -110,6 +121,8 @@ class OutputStorage(abc.ABC):
       to it any more. A `delete` racing with a `store` of the same bytes can remove the blob the store just
       answered, so callers must serialise the two for a key (e.g. delete from the same worker/transaction that
       checked no row refers to it).
+    * `iter_range` raises `DamagedBlob` for a range that ends beyond the blob: callers ask for ranges within
+      the size `store` answered, so the blob has lost bytes since.
     * `open`, `size` and `iter_range` raise `BlobNotFound` for an unknown key; `exists` answers False and
       `delete` does nothing for one. A key that this storage could never have issued may be refused with
       `InvalidBlobKey` (both a `BlobNotFound` and a `ValueError`) by every method.
@@ -161,9 +174,13 @@ class OutputStorage(abc.ABC):
         (WSGI servers close an app_iter when the response ends).
         """
         _require_positive_chunk_size(chunk_size)
+        if not 0 <= start <= end:
+            raise ValueError(f"bytes {start}-{end} are not a range")
         size = self.size(key)
-        if not 0 <= start <= end < size:
-            raise ValueError(f"bytes {start}-{end} are not within a blob of {size} bytes")
+        if end >= size:
+            log.error("output storage: blob %s holds %d bytes, the request asked for bytes %d-%d: it is damaged",
+                      key, size, start, end)
+            raise DamagedBlob()
         blob = self.open(key)
         return _read_span(blob, start, end - start + 1, chunk_size)
 

@@ -492,6 +492,26 @@ def test_a_blob_the_storage_cannot_read_answers_503_before_the_answer_starts(wor
     assert bob.get(out(running)).body == DATA
 
 
+def test_a_blob_cut_short_behind_the_servers_back_answers_a_json_500_logged_in_one_line(worker, bob, running,
+                                                                                        storage, caplog):
+    """A blob file shorter than the size recorded for its output (a restore gone wrong): what it still holds is
+    served, anything beyond answers 500 as JSON before the answer starts; it was a 500 with a traceback."""
+    output = upload(worker, running).json
+    key = output_key(storage, DATA)
+    with open(os.path.join(storage.root, key[:2], key[2:4], key), "r+b") as blob:
+        blob.truncate(10)
+    for refused in (bob.get(out(running), status=500),
+                    bob.get(out(running), headers={"Range": "bytes=5-10"}, status=500),
+                    bob.post(f"/v1/job-outputs/{output['pk']}/download", {"params": {}}, status=500)):
+        assert refused.json == {"detail": "The stored bytes of this output are damaged; the server's log says which."}
+        assert "Retry-After" not in refused.headers
+    assert storage_log(caplog) == [
+        (logging.ERROR, f"output storage: blob {key} holds 10 bytes, the request asked for bytes {start}-{end}: "
+                        f"it is damaged", None)
+        for start, end in ((0, len(DATA) - 1), (5, 10), (0, len(DATA) - 1))]
+    assert bob.get(out(running), headers={"Range": "bytes=2-9"}, status=206).body == DATA[2:10]
+
+
 def test_a_blob_failing_mid_stream_is_logged_in_one_line_and_the_connection_closed(wsgi_app, worker, bob, running,
                                                                                    storage, monkeypatch, caplog):
     """Once the headers are sent the status cannot change: the body stops short of its Content-Length, so the
