@@ -43,7 +43,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .cli.websocket import CHILD_OF_SERVE
 from .errors import DATABASE_UNAVAILABLE, NO_CREDENTIALS, RETRY_AFTER_OUTAGE, NotAuthenticated
-from .models import Job, JobEvent, User, database_unavailable, get_engine, get_session_factory
+from .models import Job, JobEvent, User, database_error_line, database_unavailable, get_engine, get_session_factory
 from .models.jobs import CANCELED, COMPLETED
 from .models.meta import MAX_ID
 from .services.auth import AuthConfig, AuthService
@@ -242,7 +242,7 @@ class Listener:
                     log.exception("the event tailer failed; restarting in 1 s")
                 elif self._lost_database_at is None:  # one line for the whole outage, not one a second
                     log.warning("the event tailer lost the database (%s); trying again every second",
-                                str(error).splitlines()[0])
+                                database_error_line(error))
                     self._lost_database_at = time.monotonic()
                 gevent.sleep(1)
 
@@ -356,7 +356,7 @@ class Listener:
         except DBAPIError as error:
             if not database_unavailable(error):
                 raise
-            log.warning("database unavailable for a watcher of job %s: %s", pk, str(error.orig).splitlines()[0])
+            log.warning("database unavailable for a watcher of job %s: %s", pk, database_error_line(error))
             return "503 Service Unavailable", DATABASE_UNAVAILABLE
         environ["ufdl.job_id"] = pk
         environ["ufdl.user_id"] = user_id
@@ -566,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         return _fail(f"cannot listen on {args.listen}: {error}")
     except DBAPIError as error:
-        return _fail(f"database error: {(str(error.orig).strip().splitlines() or ['?'])[0]}")
+        return _fail(f"database error: {database_error_line(error)}")
     except KeyboardInterrupt:  # Ctrl-C (make run): a normal stop
         pass
     return 0

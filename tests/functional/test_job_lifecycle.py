@@ -1,5 +1,6 @@
 """The node lifecycle of jobs (seed 003) through HTTP: every transition, its preconditions and permissions."""
 import json
+import logging
 
 import pytest
 
@@ -417,9 +418,10 @@ def test_a_long_list_abandoned_by_its_client_ends_its_transaction(engine, wsgi_a
 
 
 def test_a_long_list_is_sent_chunked_and_cut_short_if_the_database_fails_part_way(engine, wsgi_app, bob, make_job,
-                                                                                  monkeypatch):
+                                                                                  monkeypatch, caplog):
     """Over real HTTP (waitress): no Content-Length, chunked; a failure after the first batch closes the
-    connection before the array's end, so that no client takes a part for the whole list."""
+    connection before the array's end, so that no client takes a part for the whole list. The log says so in
+    one line (waitress logged a traceback)."""
     import http.client
 
     from sqlalchemy.exc import OperationalError
@@ -456,6 +458,10 @@ def test_a_long_list_is_sent_chunked_and_cut_short_if_the_database_fails_part_wa
     finally:
         server.shutdown()
     assert engine.pool.checkedout() == 0
+    assert [(record.name, record.levelno, record.getMessage(), record.exc_info) for record in caplog.records
+            if record.levelno >= logging.WARNING] == [
+        ("ufdl_pyramid.views.api", logging.ERROR, "/v1/jobs/list: the database failed after the answer started "
+         "(the connection is closed): server closed the connection unexpectedly", None)]
 
 
 def test_a_list_answer_declares_its_length(wsgi_app, bob, make_job):

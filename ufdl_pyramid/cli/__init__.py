@@ -5,6 +5,7 @@ import sys
 from sqlalchemy.exc import DBAPIError
 
 from ..errors import ServiceError
+from ..models import database_error_line
 from ..settings import SettingsError
 from ..plugins import PluginError
 from ..worker.api import ApiError
@@ -39,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ufdl: {error}", file=sys.stderr)
         return 1
     except DBAPIError as error:  # the database cannot be reached, or refused us: its own first line says why
-        reason = (str(error.orig).strip().splitlines() or [type(error.orig).__name__])[0]
-        print(f"ufdl: database error: {reason}", file=sys.stderr)
+        print(f"ufdl: database error: {database_error_line(error)}", file=sys.stderr)
         return 1
 
 

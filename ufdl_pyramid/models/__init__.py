@@ -96,6 +96,13 @@ def database_unavailable(error: BaseException) -> bool:
         message in str(error) for message in ("database is locked", "database or disk is full"))
 
 
+def database_error_line(error: BaseException) -> str:
+    """The first line of what the database or its driver said, for a log or a message: SQLAlchemy's own text
+    adds the statement and a link on lines of their own."""
+    said = getattr(error, "orig", None) or error
+    return (str(said).strip().splitlines() or [type(said).__name__])[0]
+
+
 def get_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 

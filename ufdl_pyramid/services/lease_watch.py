@@ -13,7 +13,7 @@ import transaction
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
-from ..models import begin_for, database_unavailable
+from ..models import begin_for, database_error_line, database_unavailable
 from ..models.meta import utcnow
 from .job_lifecycle import JobLifecycle
 from .lease_clock import DatabaseOutages
@@ -66,7 +66,7 @@ class LeaseWatch:
                     log.exception("the lease check failed; trying again in %g s", self.interval)
                 elif not away:  # one line for the whole outage
                     log.warning("the lease check cannot reach the database (%s); trying again every %g s",
-                                str(getattr(error, "orig", error)).splitlines()[0], self.interval)
+                                database_error_line(error), self.interval)
                 if database_unavailable(error):
                     self.outages.seen()  # the return holds the leases back (lease_clock)
                     away = True

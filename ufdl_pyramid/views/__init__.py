@@ -3,6 +3,7 @@
 
 def includeme(config):
     config.include(".errors")
+    config.include(".api")  # waitress's log: no traceback for a chunked answer cut short on purpose
     config.scan(".auth")
     config.scan(".records")
     config.scan(".job_types")

@@ -2,17 +2,22 @@
 import contextlib
 import itertools
 import json
+import logging
 import math
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
 from pyramid.view import view_config
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import InvalidInput, PayloadTooLarge
+from ..models import database_error_line
 from ..permissions import Permission
 from ..services.listing import LIST_BATCH_SIZE
 from ..services.validation import UNSTORABLE, holds_unstorable
+
+log = logging.getLogger(__name__)
 
 
 def api_view(*, permission: Permission, **settings):
@@ -109,12 +114,34 @@ def json_array_stream(request, rows: Generator, represent: Callable[[Any], dict]
     ``request.response``. The end of the answer, sent or abandoned by the client, closes ``rows``."""
     def chunks():
         with contextlib.closing(rows):
-            yield from json_array_chunks(map(represent, rows))
+            try:
+                yield from json_array_chunks(map(represent, rows))
+            except SQLAlchemyError as error:
+                log.error("%s: the database failed after the answer started (the connection is closed): %s",
+                          request.path, database_error_line(error))
+                raise AnswerCutShort() from None
 
     response = request.response
     response.content_type = "application/json"
     response.app_iter = chunks()
     return response
+
+
+class AnswerCutShort(Exception):
+    """Raised from a chunked body under way, whose failure was logged: the WSGI server must close the connection
+    before the body's last chunk, so that the client sees the answer cut, not complete. Raising is the only way
+    to say so through WSGI, and waitress logs what is raised with a traceback: ``includeme`` keeps it from
+    logging this one, which says nothing the line before it did not."""
+
+
+def _not_a_cut_answer(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], AnswerCutShort))
+
+
+def includeme(config):
+    waitress_log = logging.getLogger("waitress")
+    if _not_a_cut_answer not in waitress_log.filters:  # one app per process, but tests build many
+        waitress_log.addFilter(_not_a_cut_answer)
 
 
 def set_paging_headers(request, result) -> None:
