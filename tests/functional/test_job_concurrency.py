@@ -435,3 +435,87 @@ def test_of_two_deletions_for_good_at_once_the_second_finds_nothing(wsgi_app, ad
                          {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
         for path in (f"/v1/jobs/{job}/hard", f"/v1/job-templates/{template}/hard"):
             assert sorted(race(wsgi_app, [(admin, "DELETE", path, None)] * 2)) == [200, 404], path
+
+
+def wait_until_done_or_blocked(engine, thread: threading.Thread) -> None:
+    """Until ``thread`` has ended or one of our database sessions waits for a lock (PostgreSQL)."""
+    waiting = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND wait_event_type = 'Lock'")
+    with engine.connect() as watcher:
+        for _ in range(1200):
+            thread.join(0.05)
+            if not thread.is_alive() or watcher.execute(waiting).scalar():
+                return
+            watcher.rollback()
+    raise AssertionError("the thread neither ended nor waited for a lock")
+
+
+def test_a_step_acquired_while_its_meta_job_is_cancelled_or_deleted_is_not_left_held(on_postgresql, monkeypatch,
+                                                                                     wsgi_app, engine, admin,
+                                                                                     alice, bob):
+    """The cancel and the deletion of a meta-job lock its steps as they read them: acquire-next (which locks
+    the one step it takes, not the meta-job) skips them meanwhile. Before, it took a step they had read as
+    PENDING, and they wrote it over: CANCELED with the event naming no node while the row kept the node,
+    or deleted yet QUEUED on that node, never aborted."""
+    from ufdl_pyramid.resources.jobs import JobRecords
+
+    for template in (PRODUCE, CONSUME, PIPELINE):
+        admin.post("/v1/job-templates/import", template, status=201)
+    pipeline = next(t for t in admin.post("/v1/job-templates/list", {}).json if t["name"] == PIPELINE["name"])
+    node = nodes_of(alice, 1)[0]
+    record_event, flush = job_lifecycle.record_event, JobRecords._flush
+    paused, go = threading.Event(), threading.Event()
+
+    def pause():
+        if not paused.is_set():
+            paused.set()
+            assert go.wait(60)
+
+    def pausing_event(db, job, transition, **kwargs):  # the cancel, its steps read, before it writes them
+        if transition == "cancel":
+            pause()
+        return record_event(db, job, transition, **kwargs)
+
+    def pausing_flush(self, *args):  # the deletion, likewise
+        pause()
+        return flush(self, *args)
+
+    monkeypatch.setattr(job_lifecycle, "record_event", pausing_event)
+    monkeypatch.setattr(JobRecords, "_flush", pausing_flush)
+    for path in ("cancel", ""):
+        paused.clear()
+        go.clear()
+        parent = bob.post(f"/v1/job-templates/{pipeline['pk']}/create-job",
+                          {"input_values": {"first:input": {"value": "words", "type": "str"}}}, status=201).json
+        step = children_of(bob, parent)[0]
+        answers = {}
+        meta = threading.Thread(target=lambda: answers.setdefault("meta", admin.delete(
+            f"/v1/jobs/{parent['pk']}/{path}".rstrip("/"), status="*").status_int))
+        meta.start()
+        try:
+            assert paused.wait(60)
+            acquiring = threading.Thread(target=lambda: answers.setdefault("acquire", node.post(
+                "/v1/jobs/acquire-next", {"executors": ["tests.Produce"]}, status="*").status_int))
+            acquiring.start()
+            wait_until_done_or_blocked(engine, acquiring)
+        finally:
+            go.set()
+        meta.join(60)
+        acquiring.join(60)
+        assert answers["meta"] == 200, answers
+        state = admin.get(f"/v1/jobs/{step}").json
+        with engine.connect() as connection:
+            last = connection.execute(text("SELECT status, node_id FROM job_events WHERE job_id = :job "
+                                           "ORDER BY id DESC LIMIT 1"), {"job": step}).first()
+        # A step's first state is written by no event (PENDING, no node); each event records the state after it.
+        assert tuple(last or ("PENDING", None)) == (state["status"], state["node"]), (path, answers, state)
+        if path == "cancel":
+            assert state["status"] == "CANCELED", state
+        else:
+            assert state["deletion_time"] and (state["status"], state["node"]) == ("PENDING", None), state
+        node.post(f"/v1/jobs/{step}/finish", {}, status="*")
+
+
+def children_of(client, parent) -> list[int]:
+    body = {"expressions": [{"type": "exact", "field": "parent", "value": parent["pk"]}]}
+    return [child["pk"] for child in client.post("/v1/jobs/list", body).json]

@@ -12,7 +12,7 @@ from ..models import Job, JobOutput, JobTemplate
 from ..models.jobs import QUEUED, RUNNING
 from ..permissions import Permission, user_principal
 from ..representations import job_json, job_output_json
-from ..services.job_lifecycle import JobLifecycle, lineage, lock_in_order, lock_nodes_working_on
+from ..services.job_lifecycle import JobLifecycle, lineage, lock_descendants, lock_in_order, lock_nodes_working_on
 from ..services.outputs import check_output_name
 from ..services.records import RecordService
 from .base import Collection, EditableItem, Resource, SoftDeletableItem, parse_pk, require_caller
@@ -77,12 +77,7 @@ class JobRecords(RecordService):
                              f"{action} that one")
 
     def _descendants(self, row: Job) -> list[Job]:
-        found, parents = [], [row.id]
-        while parents:
-            children = self.db.scalars(select(Job).where(Job.parent_id.in_(parents))).unique().all()
-            found += children
-            parents = [child.id for child in children]
-        return found
+        return lock_descendants(self.db, row.id)
 
 
 class JobOutputRecords(RecordService):

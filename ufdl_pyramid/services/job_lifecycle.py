@@ -69,6 +69,14 @@ def lock_in_order(statement: Select, *, skip_locked: bool = False) -> Select:
     return statement.order_by(Job.id).with_for_update(of=Job, skip_locked=skip_locked)
 
 
+def lock_descendants(db: Session, job_id: int) -> list[Job]:
+    """A meta-job's steps (nested ones too), locked in the lock order and read afresh. What decides on them
+    from the meta-job's lock alone (its cancel, its deletion) must: acquire-next locks the one step it takes,
+    not its meta-job, and would otherwise take a step read as PENDING just before it is written over."""
+    query = lock_in_order(select(Job).where(Job.id.in_(family(job_id)), Job.id != job_id))
+    return db.scalars(query.execution_options(populate_existing=True)).unique().all()
+
+
 def parse_progress(text: str) -> float:
     """A progress value from the URL: any float in [0, 1] as Python's str(float) writes it (``1``, ``1e-05``)."""
     try:
@@ -338,6 +346,7 @@ class JobLifecycle:
         self._require_status(job, "cancel", PENDING, QUEUED, RUNNING, FAILED)
         if not job.is_active:  # reinstated, it must wait for a node again (it came back CANCELED)
             raise WrongState(f"Cannot cancel job {job.id}: it is deleted")
+        lock_descendants(self.db, job.id)
         self._cancel_tree(job)
         return job
 
