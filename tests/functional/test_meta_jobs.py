@@ -476,3 +476,59 @@ def test_a_child_template_deleted_while_the_graph_runs_fails_the_parent(admin, a
     assert finished["status"] == "COMPLETED"
     state = bob.get(f"/v1/jobs/{parent['pk']}").json
     assert state["status"] == "FAILED" and "was deleted" in state["error_reason"]
+
+
+def test_the_meta_jobs_outputs_keep_their_bytes_when_a_steps_output_is_deleted_for_good_as_it_completes(
+        on_postgresql, monkeypatch, engine, wsgi_app, admin, alice, bob, pipeline):
+    """The meta-job's completion copies its steps' output rows, which share their blobs: it holds the blobs'
+    locks from its read of them to its commit, so the clean-up after an admin's deletion for good of a step's
+    output, at that moment, sees the copy. Before, it deleted the blob, and the meta-job's output had no bytes."""
+    import threading
+
+    from sqlalchemy import text
+
+    from test_job_concurrency import wait_until_done_or_blocked
+    from ufdl_pyramid.services import job_lifecycle
+
+    single = admin.post("/v1/job-templates/import", {**PARALLEL, "name": "single", "specific": {
+        "nodes": {"only": {"name": "produce"}}, "dependencies": []}}, status=201).json
+    parent = bob.post(f"/v1/job-templates/{single['pk']}/create-job",
+                      {"input_values": {"only:input": {"value": "x", "type": "str"}}}, status=201).json
+    step = children_of(bob, parent)["produce"]
+    node = register(alice)
+    node.get(f"/v1/jobs/{step['pk']}/acquire")
+    node.post(f"/v1/jobs/{step['pk']}/start", {})
+    output = node.request("POST", f"/v1/jobs/{step['pk']}/outputs/output/BLOB", body=b"the step's bytes",
+                          status=201).json
+    record_event = job_lifecycle.record_event
+    paused, go = threading.Event(), threading.Event()
+
+    def pausing(db, job, transition, **kwargs):  # the meta-job's finish, its outputs copied, before its commit
+        if job.id == parent["pk"] and transition == "finish":
+            paused.set()
+            assert go.wait(60)
+        return record_event(db, job, transition, **kwargs)
+
+    monkeypatch.setattr(job_lifecycle, "record_event", pausing)
+    answers = {}
+    finishing = threading.Thread(target=lambda: answers.setdefault("finish", node.post(
+        f"/v1/jobs/{step['pk']}/finish", {}, status="*").status_int))
+    finishing.start()
+    try:
+        assert paused.wait(60)
+        deleting = threading.Thread(target=lambda: answers.setdefault("delete", admin.delete(
+            f"/v1/job-outputs/{output['pk']}/hard", status="*").status_int))
+        deleting.start()
+        wait_until_done_or_blocked(engine, deleting)
+    finally:
+        go.set()
+    finishing.join(60)
+    deleting.join(60)
+    assert answers == {"finish": 200, "delete": 200}
+    finished = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert finished["status"] == "COMPLETED" and [o["name"] for o in finished["outputs"]] == ["only:output"]
+    storage = wsgi_app.registry["ufdl.storage"]
+    with engine.connect() as connection:
+        keys = connection.execute(text("SELECT blob_key FROM job_outputs")).scalars().all()
+    assert keys and all(storage.exists(key) for key in keys)
+    assert bob.get(f"/v1/jobs/{parent['pk']}/outputs/only:output/BLOB").body == b"the step's bytes"

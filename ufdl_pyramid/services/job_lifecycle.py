@@ -26,6 +26,7 @@ from .auth import ActingNode
 from .events import record_event, record_progress
 from .job_creation import active_child_template, create_child_job
 from .lease_clock import resumed_since
+from .outputs import lock_blob_keys
 from .type_registry import type_registry
 
 _JOBS = Job.__table__
@@ -543,13 +544,24 @@ class MetaJobOrchestrator:
 
     def _complete(self, parent: Job, children: dict[str, Job]) -> None:
         """The parent finishes with its last child, taking the children's outputs as ``child:name``."""
-        for node, child in sorted(children.items()):
-            for output in self.db.scalars(select(JobOutput).where(JobOutput.job_id == child.id,
-                                                                  JobOutput.deletion_time.is_(None))
-                                          .order_by(JobOutput.id)):
-                self.db.add(JobOutput(job_id=parent.id, name=f"{node}:{output.name}", type=output.type,
-                                      content_type=output.content_type, blob_key=output.blob_key,
-                                      size=output.size, creator_id=output.creator_id))
+        # The copies share the children's blobs: their locks are held from the read to our commit, as an upload
+        # holds its blob's, so that the clean-up after a child's output deleted for good meanwhile sees the
+        # copy (else it deletes the blob from under it). Read again once locked, until no new blob shows up.
+        locked: set[str] = set()
+        while True:
+            copied = [(node, output) for node, child in sorted(children.items())
+                      for output in self.db.scalars(select(JobOutput).where(
+                          JobOutput.job_id == child.id, JobOutput.deletion_time.is_(None))
+                          .order_by(JobOutput.id).execution_options(populate_existing=True))]
+            keys = {output.blob_key for _, output in copied} - locked
+            if not keys:
+                break
+            lock_blob_keys(self.db.connection(), keys)
+            locked |= keys
+        for node, output in copied:
+            self.db.add(JobOutput(job_id=parent.id, name=f"{node}:{output.name}", type=output.type,
+                                  content_type=output.content_type, blob_key=output.blob_key,
+                                  size=output.size, creator_id=output.creator_id))
         parent.progress = 1.0
         parent.end_time = utcnow()
         self.lifecycle._set_status(parent, COMPLETED)
