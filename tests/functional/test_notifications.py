@@ -442,3 +442,74 @@ def test_actions_for():
     assert actions_for(defaults, own, "start") == [{"type": "email"}]
     assert actions_for(defaults, {**own, "keep_default": True}, "start") == [{"type": "print"}, {"type": "email"}]
     assert actions_for(defaults, own, "finish") == []
+
+
+def test_a_jobs_notifications_keep_the_order_of_its_commits_whichever_thread_queues_first(engine, admin, alice,
+                                                                                           capsys):
+    """A node's failing finish commits, and its thread is held up before it queues the notification; an admin's
+    abort of the job commits meanwhile. The finish's notification still goes first: its place in the queue was
+    taken before its commit (before, each was queued after its commit, and the abort's went first)."""
+    from sqlalchemy import event
+
+    from ufdl_pyramid.services.events import NEW_EVENTS
+    from job_helpers import register
+
+    app = make_test_app(engine, **{"ufdl.notifications.defaults": json.dumps({
+        "on_error": [{"type": "print", "message": "job {pk}: error"}],
+        "on_abort": [{"type": "print", "message": "job {pk}: abort"}]})})
+    held, go = threading.Event(), threading.Event()
+
+    def hold_up(session):  # the finish's thread, between its COMMIT and its own after-commit work
+        if any(event.transition == "error" for event in session.info.get(NEW_EVENTS) or ()) and not held.is_set():
+            held.set()
+            assert go.wait(60)
+
+    event.listen(app.registry["db.session_factory"], "after_commit", hold_up, insert=True)
+    admin, alice = on(app, admin), on(app, alice)
+    template = admin.post("/v1/job-templates/import", ECHO, status=201).json["pk"]
+    pk = alice.post(f"/v1/job-templates/{template}/create-job",
+                    {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
+    node = register(alice)
+    node.get(f"/v1/jobs/{pk}/acquire")
+    node.post(f"/v1/jobs/{pk}/start", {})
+    finishing = threading.Thread(target=lambda: node.post(f"/v1/jobs/{pk}/finish", {"error": "boom"}))
+    finishing.start()
+    try:
+        assert held.wait(60)
+        admin.delete(f"/v1/jobs/{pk}/abort", status=200)
+    finally:
+        go.set()
+    finishing.join(60)
+    notifications_sent(app)
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("job ")] == [
+        f"job {pk}: error", f"job {pk}: abort"]
+
+
+def test_a_transaction_that_does_not_commit_holds_up_no_notification(engine, clients, capsys):
+    """Its place in the queue, taken before the commit, is given up however the transaction ends."""
+    from sqlalchemy import event
+
+    pk = create(clients)["pk"]
+    notifier = Notifier(defaults={"on_start": [{"type": "print", "message": "started {pk}"}]})
+    factory = get_session_factory(engine)
+    notifier.install(factory)
+    capsys.readouterr()
+
+    def failing_flush(session, _context, _instances):
+        raise RuntimeError("the flush in the commit fails")
+
+    manager = transaction.TransactionManager(explicit=True)
+    manager.begin()
+    db = get_tm_session(factory, manager)
+    record_event(db, db.get(Job, pk), "start")
+    db.get(Job, pk).description = "changed"  # a flush to fail, after before_commit took its place
+    event.listen(db, "before_flush", failing_flush)
+    with pytest.raises(RuntimeError):
+        manager.commit()
+    manager.abort()
+    manager.begin()
+    db = get_tm_session(factory, manager)
+    record_event(db, db.get(Job, pk), "start")
+    manager.commit()
+    assert notifier.outbox.drain(10)
+    assert [line for line in capsys.readouterr().out.splitlines() if line] == [f"started {pk}"]

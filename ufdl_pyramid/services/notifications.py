@@ -12,11 +12,12 @@ server of the ``ufdl.smtp.*`` settings to ``to`` (default: the job creator's add
 nothing more, since the progress channel already pushes every event to its listeners. Plugins add kinds with
 the ``ufdl_register_notifiers`` hook: ``callable(message, job_json, notification)``.
 
-The work is split around the commit: `Notifier.before_commit` reads the events the transaction wrote
-(``db.info["ufdl.new_events"]``) and prepares the messages while the session can still query; `after_commit`
-hands them to the `Outbox`, whose thread sends them; `after_rollback` drops them, so nothing is sent for a
-change that did not happen. A failing notification is logged and never fails the request, and a slow one
-(a mail server that does not answer) never holds it either. No Pyramid here.
+The work is split around the commit: `Notifier.before_commit` takes the transaction's place in the `Outbox`,
+reads the events the transaction wrote (``db.info["ufdl.new_events"]``) and prepares the messages while the
+session can still query; `after_commit` puts them in that place, whose turn the outbox's thread waits for;
+`after_rollback` leaves it empty, so nothing is sent for a change that did not happen. A failing notification
+is logged and never fails the request, and a slow one (a mail server that does not answer) never holds it
+either. No Pyramid here.
 """
 import atexit
 import collections
@@ -44,6 +45,7 @@ TRANSITIONS = ("acquire", "release", "start", "progress", "finish", "error", "re
 DEFAULT_MESSAGE = "Job {pk} ({template}): {transition}, status {status}, progress {progress}"
 DEFAULT_SUBJECT = "UFDL job {pk}: {transition}"
 PENDING = "ufdl.pending_notifications"
+SLOT = "ufdl.notifications_slot"
 
 
 MAX_RENDERED = 100_000  # characters: what a template may grow to once filled in
@@ -167,14 +169,38 @@ class Outbox:
             return
         self._start()
         with self._changed:
-            for notification in notifications:
-                if len(self._waiting) >= self.capacity:
-                    log.error("%s notification for job %s dropped: %d notifications are waiting to be sent",
-                              notification.notification.get("type"), notification.job.get("pk"), self.capacity)
-                    continue
-                self._waiting.append(notification)
-                self._unsent += 1
+            self._waiting.extend(self._within_capacity(notifications))
             self._changed.notify_all()
+
+    def reserve(self) -> "_Slot":
+        """A place in the queue for a transaction's notifications, taken before its commit: the thread sends
+        nothing queued after it until ``fill`` (with none, should the transaction not commit)."""
+        self._start()
+        slot = _Slot()
+        with self._changed:
+            self._waiting.append(slot)
+            self._unsent += 1
+        return slot
+
+    def fill(self, slot: "_Slot", notifications) -> None:
+        with self._changed:
+            if slot.filled:
+                return
+            slot.notifications, slot.filled = self._within_capacity(list(notifications)), True
+            self._unsent -= 1
+            self._changed.notify_all()
+
+    def _within_capacity(self, notifications: list) -> list:
+        """Those that fit (counted as unsent); the others are dropped with an error. Hold ``_changed``."""
+        kept = []
+        for notification in notifications:
+            if len(self._waiting) + len(kept) >= self.capacity:
+                log.error("%s notification for job %s dropped: %d notifications are waiting to be sent",
+                          notification.notification.get("type"), notification.job.get("pk"), self.capacity)
+                continue
+            kept.append(notification)
+        self._unsent += len(kept)
+        return kept
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until everything put so far has been sent (or has failed); False if ``timeout`` ran out first."""
@@ -191,8 +217,13 @@ class Outbox:
     def _run(self) -> None:
         while True:
             with self._changed:
-                self._changed.wait_for(lambda: self._waiting)
-                notification = self._waiting.popleft()
+                while True:
+                    self._changed.wait_for(lambda: self._waiting and not (
+                        isinstance(self._waiting[0], _Slot) and not self._waiting[0].filled))
+                    notification = self._waiting.popleft()
+                    if not isinstance(notification, _Slot):
+                        break
+                    self._waiting.extendleft(reversed(notification.notifications))
             try:
                 self._send(notification)
             finally:
@@ -204,6 +235,13 @@ class Outbox:
         """Before the process exits: wait up to ``exit_timeout`` seconds for the waiting notifications to go."""
         if not self.drain(self.exit_timeout):
             log.error("%d notification(s) not sent: still waiting at exit", self._unsent)
+
+
+@dataclass
+class _Slot:
+    """A committing transaction's place in the outbox (see ``Outbox.reserve``)."""
+    notifications: list = field(default_factory=list)
+    filled: bool = False
 
 
 @dataclass
@@ -220,6 +258,7 @@ class Notifier:
         event.listen(session_factory, "before_commit", self.before_commit)
         event.listen(session_factory, "after_commit", self.after_commit)
         event.listen(session_factory, "after_rollback", self.after_rollback)
+        event.listen(session_factory, "after_transaction_end", self.after_transaction_end)
 
     # Around the commit
 
@@ -227,6 +266,11 @@ class Notifier:
         events = list(session.info.get(NEW_EVENTS) or ())
         if not events:
             return
+        # The queue's place is taken now, while the transaction still holds its jobs' rows: a later transition
+        # of the same job (which waits for them) queues behind it, even should its thread reach after_commit
+        # first. Queued only in after_commit, a thread held up between the COMMIT and it sent the job's
+        # notifications out of order.
+        session.info[SLOT] = self.outbox.reserve()
         try:
             session.info[PENDING] = self.prepare(session, events)
         except Exception:
@@ -234,11 +278,23 @@ class Notifier:
 
     def after_commit(self, session: Session) -> None:
         session.info.pop(NEW_EVENTS, None)
-        self.outbox.put(session.info.pop(PENDING, ()))
+        slot = session.info.pop(SLOT, None)
+        if slot is not None:
+            self.outbox.fill(slot, session.info.pop(PENDING, ()))
 
     def after_rollback(self, session: Session) -> None:
         session.info.pop(NEW_EVENTS, None)
         session.info.pop(PENDING, None)
+        self._release(session)
+
+    def after_transaction_end(self, session: Session, transaction) -> None:
+        if transaction.parent is None:  # however it ended: a place left behind would hold up the queue
+            self._release(session)
+
+    def _release(self, session: Session) -> None:
+        slot = session.info.pop(SLOT, None)
+        if slot is not None:
+            self.outbox.fill(slot, ())
 
     # Preparing and sending
 
