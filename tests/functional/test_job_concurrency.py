@@ -519,3 +519,95 @@ def test_a_step_acquired_while_its_meta_job_is_cancelled_or_deleted_is_not_left_
 def children_of(client, parent) -> list[int]:
     body = {"expressions": [{"type": "exact", "field": "parent", "value": parent["pk"]}]}
     return [child["pk"] for child in client.post("/v1/jobs/list", body).json]
+
+
+def storing_held_up(monkeypatch, storage):
+    """Uploads wait inside the store until ``go`` is set; ``storing`` is set once one does."""
+    store = storage.store
+    storing, go = threading.Event(), threading.Event()
+
+    def held_up(*args, **kwargs):
+        storing.set()
+        assert go.wait(60)
+        return store(*args, **kwargs)
+
+    monkeypatch.setattr(storage, "store", held_up)
+    return storing, go
+
+
+def test_an_upload_being_stored_holds_up_neither_its_nodes_heartbeats_nor_its_lease(on_postgresql, monkeypatch,
+                                                                                    wsgi_app, engine, admin, alice):
+    """An upload marks its node seen in a statement committed at once, and locks the node's row only once its
+    bytes are stored. Before, it held the row from its start: the node's heartbeats waited behind it, and a
+    store longer than ``ufdl.node_timeout`` lost the job, aborted under a node that was calling all along."""
+    from datetime import timedelta
+
+    from ufdl_pyramid.models import get_session_factory
+    from ufdl_pyramid.models.meta import utcnow
+    from ufdl_pyramid.services import auth
+
+    pk = create_jobs(alice, admin, 1)[0]
+    node = nodes_of(alice, 1)[0]
+    node.get(f"/v1/jobs/{pk}/acquire", status=200)
+    node.post(f"/v1/jobs/{pk}/start", {}, status=200)
+    clock = [timedelta(0)]  # how far the server's clock has moved on, as the nodes are seen
+    monkeypatch.setattr(auth, "utcnow", lambda: utcnow() + clock[0])
+    storing, go = storing_held_up(monkeypatch, wsgi_app.registry["ufdl.storage"])
+    answers = {}
+    uploading = threading.Thread(target=lambda: answers.setdefault("upload", node.request(
+        "POST", f"/v1/jobs/{pk}/outputs/out/BLOB", body=b"many bytes", status="*").status_int))
+    uploading.start()
+    try:
+        assert storing.wait(60)
+        clock[0] = timedelta(hours=1)  # the store takes an hour, the node's heartbeats go on
+        beating = threading.Thread(target=lambda: answers.setdefault("heartbeat", node.get(
+            f"/v1/jobs/{pk}", status="*").status_int))
+        beating.start()
+        wait_until_done_or_blocked(engine, beating)
+        assert not beating.is_alive(), "the heartbeat waits for the upload"
+        db = get_session_factory(engine)()
+        try:  # the lease check, at that hour
+            lost = job_lifecycle.JobLifecycle(db).expire_leases(utcnow() + timedelta(hours=1, seconds=1), 120, 3)
+            db.commit()
+        finally:
+            db.close()
+        assert lost == []
+    finally:
+        go.set()
+    uploading.join(60)
+    beating.join(60)
+    assert answers == {"heartbeat": 200, "upload": 201}
+    assert admin.get(f"/v1/jobs/{pk}").json["status"] == "RUNNING"
+
+
+def test_a_job_deleted_for_good_while_an_upload_is_stored_answers_404_and_keeps_no_blob(on_postgresql, monkeypatch,
+                                                                                      wsgi_app, engine, admin,
+                                                                                      alice):
+    """The deletion no longer waits for the upload's node (see above): the upload finds the job gone."""
+    import hashlib
+
+    pk = create_jobs(alice, admin, 1)[0]
+    node = nodes_of(alice, 1)[0]
+    node.get(f"/v1/jobs/{pk}/acquire", status=200)
+    node.post(f"/v1/jobs/{pk}/start", {}, status=200)
+    storage = wsgi_app.registry["ufdl.storage"]
+    storing, go = storing_held_up(monkeypatch, storage)
+    answers = {}
+    uploading = threading.Thread(target=lambda: answers.setdefault("upload", node.request(
+        "POST", f"/v1/jobs/{pk}/outputs/out/BLOB", body=b"bytes of a deleted job", status="*")))
+    uploading.start()
+    try:
+        assert storing.wait(60)
+        deleting = threading.Thread(target=lambda: answers.setdefault("delete", admin.delete(
+            f"/v1/jobs/{pk}/hard", status="*")))
+        deleting.start()
+        wait_until_done_or_blocked(engine, deleting)
+        assert not deleting.is_alive(), "the deletion waits for the upload"
+    finally:
+        go.set()
+    uploading.join(60)
+    deleting.join(60)
+    assert answers["delete"].status_int == 200
+    assert answers["upload"].status_int == 404 and "deleted" in answers["upload"].json["detail"]
+    assert not storage.exists(hashlib.sha256(b"bytes of a deleted job").hexdigest())
+    assert admin.get(f"/v1/nodes/{node.node_id}").json["current_job"] is None

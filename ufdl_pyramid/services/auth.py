@@ -191,15 +191,24 @@ class AuthService:
             raise NotAuthenticated("User is inactive or no longer exists")
         return ActiveUser(row.id, bool(row.is_admin))
 
-    def active_user_acting_as(self, token: str, node_id: int) -> tuple[ActiveUser, ActingNode] | None:
+    def active_user_acting_as(self, token: str, node_id: int, *,
+                              unlocked: bool = False) -> tuple[ActiveUser, ActingNode] | None:
         """The token's user and the node it acts as, marked seen, if the user is active and may act as the node
-        (one statement: a node's every request asks this); None when either check fails."""
+        (one statement: a node's every request asks this); None when either check fails. ``unlocked``
+        (PostgreSQL): marked seen in a transaction of its own, committed at once, so that the request does not
+        hold the node's row (an upload, until its bytes are stored: see ``JobOutputService.add``)."""
         user_id = self._user_id_of(token)
-        row = self.db.connection().execute(_SEE_NODE_AS_USER, {"node_id": node_id, "user_id": user_id,
-                                                                "now": utcnow()}).first()
+        values = {"node_id": node_id, "user_id": user_id, "now": utcnow()}
+        if unlocked and self.db.get_bind().dialect.name == "postgresql":
+            with self.db.get_bind().connect() as connection:
+                row = connection.execute(_SEE_NODE_AS_USER, values).first()
+                connection.commit()
+        else:
+            row = self.db.connection().execute(_SEE_NODE_AS_USER, values).first()
+            if row is not None:
+                mark_written(self.db)
         if row is None:
             return None
-        mark_written(self.db)
         return ActiveUser(user_id, bool(row.is_admin)), ActingNode(row.id, row.owner_id, row.current_job_id)
 
     def see_node(self, node_id: int) -> ActingNode | None:

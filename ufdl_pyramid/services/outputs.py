@@ -13,11 +13,11 @@ from typing import BinaryIO
 
 from sqlalchemy import event, select, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError, WrongState
-from ..models import Job, JobOutput, User
+from ..models import Job, JobOutput, Node, User
 from ..models.jobs import FINAL_STATUSES, RUNNING
 from ..models.meta import utcnow
 from ..storage import BlobTooLarge, OutputStorage
@@ -109,10 +109,18 @@ class JobOutputService:
             raise BlobTooLarge(self.max_size)
         blob = self.storage.store(stream, max_size=self.max_size)
         BlobCleanup.note_stored(self.db, blob.key)
+        # The node was marked seen without holding its row while the bytes streamed in (its heartbeats keep its
+        # lease meanwhile): its row is locked now, before the job's (the lock order, see job_lifecycle.py).
+        if self.db.scalar(select(Node.id).where(Node.id == node.id).with_for_update()) is None:
+            raise Forbidden(f"Node {node.id} does not exist")
         # The job was read, unlocked, before the bytes streamed in: an abort or a cancel may have come since
         # (the abort clears the outputs: one added after it would wait for the next run). Read again, locked
         # from here to our commit, it must still be open to outputs.
-        self.db.refresh(job, with_for_update={"of": Job})
+        job_id = job.id
+        try:
+            self.db.refresh(job, with_for_update={"of": Job})
+        except InvalidRequestError:  # deleted for good meanwhile
+            raise NotFound(f"Job {job_id} was deleted at the same moment") from None
         self._check_open(job, node)
         # From here to our commit no clean-up can delete the blob (it waits for the lock, then sees our row);
         # one that ran between the store and the lock may have deleted it already: then send it again.
