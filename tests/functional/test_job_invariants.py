@@ -255,3 +255,171 @@ def test_the_invariants_catch_a_node_running_two_jobs():
     jobs = {1: {**job, "pk": 1}, 2: {**job, "pk": 2}}
     found = violations(jobs, {7: {"pk": 7, "current_job": 1}})
     assert found == ["job 2: RUNNING on node 7, whose current job is 1", "node 7 runs 2 jobs"]
+
+
+PARALLEL = {"name": "parallel", "version": 1, "scope": "public", "licence": "MIT",
+            "specific": {"nodes": {"a": {"name": "produce"}, "b": {"name": "produce"}}, "dependencies": []}}
+
+
+def test_events_blobs_and_the_event_feed_agree_with_the_jobs_after_a_storm(on_postgresql, engine, tmp_path, admin,
+                                                                            alice, bob, templates):
+    """Six nodes work single jobs, two-step and two-branch meta-jobs (progress through the express lane,
+    outputs of the same bytes) while two admins cancel, abort, delete, reinstate and delete for good jobs and
+    outputs, and take the leases of running jobs. At the end: each job's last event states its row (status,
+    node, progress), every output row has its blob and no blob is left without one, the event feed tailing
+    all along delivered every event once and each job's in order, and the invariants hold. (It found the
+    steps that acquire-next took while their meta-job was cancelled: see "Concurrency" in the README.)"""
+    from sqlalchemy import text
+
+    from datetime import timedelta
+
+    from ufdl_pyramid.models import get_session_factory
+    from ufdl_pyramid.models.meta import utcnow
+    from ufdl_pyramid.services.event_feed import EventFeed
+    from ufdl_pyramid.services.job_lifecycle import JobLifecycle
+    from ufdl_pyramid.testing import make_test_app
+
+    admin.post("/v1/job-templates/import", PARALLEL, status=201)
+    names = {template["name"]: template["pk"] for template in admin.post("/v1/job-templates/list", {}).json}
+    inputs = {ECHO["name"]: {"input": {"value": "w", "type": "str"}},
+              PIPELINE["name"]: {"first:input": {"value": "w", "type": "str"}},
+              PARALLEL["name"]: {"a:input": {"value": "w", "type": "str"}, "b:input": {"value": "w", "type": "str"}}}
+    workers = [register(alice, f"10.0.0.{i}") for i in range(5)] + [register(bob, "10.0.1.1")]
+    wsgi_app = make_test_app(engine, **{"ufdl.storage.path": str(tmp_path)})  # blobs of this test's only
+    storage = wsgi_app.registry["ufdl.storage"]
+    answers = collections.Counter()
+    errors, lock = [], threading.Lock()
+
+    def own(client):
+        return client.__class__(webtest.TestApp(wsgi_app), client.token, client.refresh_token, client.node_id,
+                                client.user_id)
+
+    def node_loop(rng, node):
+        for _ in range(35):
+            if rng.random() < 0.3:
+                name = rng.choice(list(inputs))
+                yield "create", node.post(f"/v1/job-templates/{names[name]}/create-job",
+                                          {"input_values": inputs[name]}, status="*")
+                continue
+            job = node.post("/v1/jobs/acquire-next", {"executors": EXECUTORS}, status="*")
+            yield "acquire-next", job
+            if job.status_int != 200:
+                continue
+            path = f"/v1/jobs/{job.json['pk']}"
+            yield "start", node.post(f"{path}/start", {}, status="*")
+            for step in range(rng.randint(0, 4)):
+                yield "progress", node.post(f"{path}/progress/{rng.random():.3f}", {"step": step}, status="*")
+            if rng.random() < 0.8:
+                yield "output", node.request("POST", f"{path}/outputs/output/BLOB", status="*",
+                                             body=rng.choice([b"same bytes", b"other bytes", b"x" * rng.randint(1, 5)]))
+            failed = rng.random() < 0.25
+            yield "finish", node.post(f"{path}/finish", {"error": "boom"} if failed else {}, status="*")
+            if failed:
+                yield "reset", node.delete(f"{path}/{rng.choice(['reset', 'release'])}", status="*")
+                yield "finish", node.post(f"{path}/finish", {}, status="*")
+
+    def admin_loop(rng, admin_here):
+        creator = own(bob)
+        for _ in range(70):
+            action = rng.choice(["abort", "cancel", "delete", "reinstate", "hard", "lease", "lease", "output"])
+            if action == "lease":  # a lease check an hour from now: every job held loses its lease
+                db = get_session_factory(engine)()
+                try:
+                    JobLifecycle(db).expire_leases(utcnow() + timedelta(hours=1), 120, 3)
+                    db.commit()
+                finally:
+                    db.close()
+                continue
+            if action == "output":
+                outputs = admin_here.post("/v1/job-outputs/list", {}).json
+                if outputs:
+                    path = f"/v1/job-outputs/{rng.choice(outputs)['pk']}{rng.choice(['', '/hard'])}"
+                    yield "output", admin_here.delete(path, status="*")
+                continue
+            if action == "hard" and rng.random() < 0.7:
+                continue
+            listed = admin_here.post("/v1/jobs/list", {"include_inactive": True}).json
+            # Mostly a job the action applies to (a step for an abort, a meta-job or single job for the rest).
+            fits = [job for job in listed if (job["parent"] is None) != (action == "abort")
+                    and job["status"] not in ("COMPLETED", "CANCELED")]
+            if not fits or rng.random() < 0.1:
+                fits = listed or [{"pk": 10 ** 6}]
+            path = f"/v1/jobs/{rng.choice(fits)['pk']}"
+            client = rng.choice([admin_here, creator]) if action in ("abort", "cancel") else admin_here
+            suffix = {"delete": "", "hard": "/hard"}.get(action, f"/{action}")
+            yield action, client.delete(f"{path}{suffix}", status="*")
+
+    def run(index, loop, client):
+        try:
+            for action, response in loop(random.Random(index), own(client)):
+                with lock:
+                    answers[action, response.status_int] += 1
+                    if response.status_int >= 500:
+                        errors.append(f"{action}: {response.status_int} {response.text}")
+        except Exception as error:  # reported below: a thread's failure must fail the test
+            errors.append(error)
+
+    feed, fed, done = EventFeed(engine), [], threading.Event()
+    feed.start()
+
+    def tail():
+        while not done.is_set():
+            fed.extend(feed.poll())
+            done.wait(0.005)
+
+    tailer = threading.Thread(target=tail)
+    threads = [threading.Thread(target=run, args=(index, node_loop, node)) for index, node in enumerate(workers)]
+    threads += [threading.Thread(target=run, args=(10 + index, admin_loop, admin)) for index in range(2)]
+    for thread in [tailer, *threads]:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    tailer.join()
+    for _ in range(1000):  # the gaps of the last reads settle once their transactions are seen ended
+        fed.extend(feed.poll())
+        if not feed.has_open_gaps:
+            break
+    # A 503 is an upload whose bytes an output's deletion for good removed at that moment: sent again.
+    assert not [error for error in errors if "send it again" not in str(error)], errors[:3]
+    assert answers["finish", 200] and answers["cancel", 200] and answers["abort", 200], answers
+
+    problems = []
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, status, node_id, progress FROM jobs")).all()
+        last_events = {row.job_id: row for row in connection.execute(text(
+            "SELECT DISTINCT ON (job_id) job_id, status, node_id, progress FROM job_events "
+            "ORDER BY job_id, id DESC"))}
+        all_events = connection.execute(text("SELECT id FROM job_events")).scalars().all()
+        keys = set(connection.execute(text("SELECT blob_key FROM job_outputs")).scalars())
+        lost_leases = connection.scalar(text("SELECT count(*) FROM job_events WHERE transition IN ('abort', 'error') "
+                                             "AND CAST(transition_data AS jsonb) ->> 'category' = 'SYSTEM'"))
+    assert lost_leases, answers
+    for row in rows:
+        last = last_events.get(row.id)
+        stated = (last.status, last.node_id, last.progress) if last else ("PENDING", None, 0.0)
+        if stated != (row.status, row.node_id, pytest.approx(row.progress)):
+            problems.append(f"job {row.id}: {row.status} on node {row.node_id} at {row.progress}, its last "
+                            f"event says {stated}")
+    problems += [f"blob {key} of an output is missing" for key in keys if not storage.exists(key)]
+    problems += [f"blob {key} is no output's" for key in set(storage.keys(stored_before=float("inf"))) - keys]
+    fed_ids = [message["id"] for message in fed]
+    problems += [f"event {event} fed twice" for event, count in collections.Counter(fed_ids).items() if count > 1]
+    problems += [f"event {event} never fed" for event in set(all_events) - set(fed_ids)]  # (the rest deleted)
+    by_job = collections.defaultdict(list)
+    for message in fed:
+        by_job[message["pk"]].append(message["id"])
+    problems += [f"job {pk}'s events fed out of order" for pk, ids in by_job.items() if ids != sorted(ids)]
+    jobs = {job["pk"]: job for job in admin.post("/v1/jobs/list", {"include_inactive": True}).json}
+    nodes = {node["pk"]: node for node in admin.post("/v1/nodes/list", {}).json}
+    problems += violations({pk: job for pk, job in jobs.items() if job["template"]["name"] != PARALLEL["name"]},
+                           nodes)
+    for parent in (job for job in jobs.values() if job["template"]["name"] == PARALLEL["name"]):
+        steps = [job for job in jobs.values() if job["parent"] == parent["pk"]]
+        statuses = sorted(step["status"] for step in steps)
+        if parent["status"] == "RUNNING" and ("FAILED" in statuses or parent["progress"] != pytest.approx(
+                sum(step["progress"] for step in steps) / 2)):
+            problems.append(f"meta-job {parent['pk']}: RUNNING at {parent['progress']}, steps {steps}")
+        if parent["status"] == "COMPLETED" and statuses != ["COMPLETED", "COMPLETED"]:
+            problems.append(f"meta-job {parent['pk']}: COMPLETED with steps {statuses}")
+    assert not problems, problems[:10]
