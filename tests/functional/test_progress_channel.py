@@ -532,6 +532,18 @@ def test_the_watch_command_refused_by_the_channel_is_one_line_and_exit_1(listene
         assert out == "" and err.startswith(f"ufdl: {detail}") and err.count("\n") == 1, err
 
 
+def test_the_watch_command_with_no_listener_or_a_bad_url_is_one_line_and_exit_1(bob, job, capsys, monkeypatch):
+    """It printed a traceback: at once for a URL websocket-client cannot parse, and after its reconnects (50 s)
+    for a port nothing listens on."""
+    from ufdl_pyramid.cli import main as ufdl
+    monkeypatch.setattr("ufdl_pyramid.client.time.sleep", lambda seconds: None)  # the reconnects, at once
+    for url, reason in ((f"http://127.0.0.1:{free_port()}", "Connection refused"), ("nonsense", "url is invalid")):
+        assert ufdl(["jobs", "watch", str(job["pk"]), "--url", url, "--token", bob.token]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith(f"ufdl: cannot watch job {job['pk']} at {url}: ") and reason in err
+        assert err.count("\n") == 1, err
+
+
 def write_event(sessions, job: dict, data: dict | None = None, *, commit: bool = True):
     """A progress event of ``job`` in a session of its own, committed (and closed) or left open; (session, event)."""
     session = sessions()

@@ -1,6 +1,8 @@
 """``ufdl jobs watch PK --url URL --token TOKEN``: follow a job's progress channel with a progress bar."""
 import sys
 
+import websocket
+
 from ..client import ChannelRefused, watch_job
 
 
@@ -35,6 +37,10 @@ def run_watch(args, environment) -> int:
                 break
     except ChannelRefused as error:
         print(f"ufdl: {error}", file=sys.stderr)
+        return 1
+    except (OSError, websocket.WebSocketException, ValueError) as error:
+        # No listener there (after watch_job's reconnects), or a URL it cannot use: one line, not a traceback.
+        print(f"ufdl: cannot watch job {args.pk} at {args.url}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
