@@ -34,14 +34,21 @@ STOP_GRACE = 5.0  # seconds a stopping process gives the requests under way (wai
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+def parse_listen(listen: str, default_host: str = "") -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) -> (host, port); ValueError naming what is wrong."""
+    host, _, port = listen.rpartition(":")
+    host = host or default_host
+    # A port past 65535 reached bind() and its OverflowError came out as a traceback.
+    if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError(f"--listen must be HOST:PORT (a port from 0 to 65535), not {listen!r}")
+    return host.strip("[]"), int(port)
+
+
 def bind(listen: str) -> socket.socket:
     """A listening socket for ``HOST:PORT`` (``[::1]:PORT`` for IPv6)."""
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"--listen must be HOST:PORT, not {listen!r}")
-    host = host.strip("[]")
+    host, port = parse_listen(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, int(port)), family=family, backlog=1024)
+    return socket.create_server((host, port), family=family, backlog=1024)
 
 
 def serve(load_app: Callable[[], object], sockets: list[socket.socket], *, workers: int = 1,

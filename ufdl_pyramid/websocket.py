@@ -49,6 +49,7 @@ from .models.meta import MAX_ID
 from .services.auth import AuthConfig, AuthService
 from .services.event_feed import EventFeed
 from .services.events import NOTIFY_CHANNEL, event_json, parse_age, prune_events, pruned_through
+from .serving import parse_listen
 
 log = logging.getLogger(__name__)
 
@@ -515,9 +516,9 @@ class Listener:
 
 
 def serve(settings: dict, listen: str, *, ready=None) -> None:
-    host, _, port = listen.rpartition(":")
+    host, port = parse_listen(listen, default_host="127.0.0.1")  # brackets around an IPv6 host stripped
     listener = Listener(settings)
-    server = ChannelServer((host or "127.0.0.1", int(port)), listener, log=None,
+    server = ChannelServer((host, port), listener, log=None,
                            error_log=logging.getLogger("ufdl_pyramid.websocket.server"))
     # Ctrl-C and SIGTERM stop it quietly: in a greenlet, a KeyboardInterrupt came with the hub's traceback.
     # (Beside `ufdl serve`, SIGINT is ignored: the server stops its listener itself.) Set before the port
@@ -533,7 +534,7 @@ def serve(settings: dict, listen: str, *, ready=None) -> None:
             gevent.signal_handler(stop_signal, stop_serving)
     server.init_socket()  # binds: a port already taken fails here, before anything is announced
     listener.start()
-    print(f"progress channel on ws://{host}:{port}/v1/jobs/{{pk}}", flush=True)
+    print(f"progress channel on ws://{f'[{host}]' if ':' in host else host}:{port}/v1/jobs/{{pk}}", flush=True)
     if ready:
         ready()
     try:
@@ -563,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         serve(load_settings(get_appsettings(args.config)), args.listen)
     except SettingsError as error:
         return _fail(str(error))
-    except OSError as error:
+    except (OSError, ValueError) as error:
         return _fail(f"cannot listen on {args.listen}: {error}")
     except DBAPIError as error:
         return _fail(f"database error: {database_error_line(error)}")

@@ -191,10 +191,47 @@ def test_workers_are_forked_from_one_app_built_once(serve, engine, admin, tmp_pa
     assert log.count(": not synced") == 1, log
 
 
-def test_a_bad_listen_address_is_refused(serve, engine):
+@pytest.mark.parametrize("flag, address", [("--listen", "nowhere"), ("--listen", "127.0.0.1:99999"),
+                                           ("--ws-listen", "127.0.0.1:70000")])
+def test_a_bad_listen_address_is_refused(serve, engine, tmp_path, flag, address):
+    """A port past 65535 was a traceback (bind's OverflowError)."""
     url = engine.url.render_as_string(hide_password=False)
-    process, _port = serve(url, "--workers", "2", "--listen", "nowhere")
+    process, _port = serve(url, "--workers", "2", flag, address)
     assert process.wait(30) == 1
+    log = (tmp_path / "serve.log").read_text()
+    assert log.startswith(f"ufdl: cannot listen on {address}") and log.count("\n") == 1, log
+
+
+@pytest.mark.parametrize("address", ["nowhere", "127.0.0.1:70000", "127.0.0.1:"])
+def test_ufdl_websocket_refuses_a_bad_listen_address_in_one_line(tmp_path, engine, address):
+    """These were tracebacks of the listener (int('nowhere'), bind's OverflowError)."""
+    ini = write_ini(tmp_path / "ws.ini", engine.url.render_as_string(hide_password=False), "")
+    done = subprocess.run([UFDL, "-c", ini, "websocket", "--listen", address], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith(f"ufdl websocket: cannot listen on {address}: ") and done.stderr.count("\n") == 1
+
+
+def test_ufdl_websocket_listens_on_an_ipv6_address_in_brackets(tmp_path, engine):
+    """``[::1]:PORT`` works for ``ufdl serve``; the listener kept the brackets and could not resolve the host."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+            port = probe.getsockname()[1]
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    ini = write_ini(tmp_path / "ws.ini", engine.url.render_as_string(hide_password=False), "")
+    process = subprocess.Popen([UFDL, "-c", ini, "websocket", "--listen", f"[::1]:{port}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout.readline() == f"progress channel on ws://[::1]:{port}/v1/jobs/{{pk}}\n"
+        connection = http.client.HTTPConnection("::1", port, timeout=10)
+        connection.request("GET", "/v1/websocket/status")
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def test_waitress_options_come_from_the_ini(serve, engine, admin, tmp_path):

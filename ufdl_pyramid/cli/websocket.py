@@ -6,6 +6,8 @@ replaces itself (exec) with a fresh interpreter that patches first.
 import os
 import sys
 
+from ..serving import parse_listen
+
 # In the environment of the listener that `ufdl serve` starts beside itself (it then ignores Ctrl-C).
 CHILD_OF_SERVE = "UFDL_LISTENER_CHILD_OF_SERVE"
 LAUNCH = ("from gevent import monkey; monkey.patch_all()\n"
@@ -26,5 +28,10 @@ def listener_argv(config_path: str, listen: str) -> list[str]:
 
 def run_websocket(args, environment) -> int:
     environment.settings  # fail early, with a clear message, on a bad configuration
+    try:  # here, before the exec: the listener's own check would come after its start-up logging
+        parse_listen(args.listen, default_host="127.0.0.1")
+    except ValueError as error:
+        print(f"ufdl websocket: cannot listen on {args.listen}: {error}", file=sys.stderr)
+        return 1
     argv = listener_argv(environment.config_path, args.listen)
     os.execv(argv[0], argv)
