@@ -223,6 +223,25 @@ def test_a_refused_login_is_one_line_and_exit_1(capsys):
     assert "Traceback" not in printed
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--poll", "0", "--poll must be a number of seconds above 0"),
+    ("--poll", "-1", "--poll must be a number of seconds above 0"),
+    ("--heartbeat", "0", "--heartbeat must be a number of seconds above 0"),
+    ("--max-backoff", "nan", "--max-backoff must be a number of seconds above 0"),
+    ("--poll", "inf", "--poll must be a number of seconds above 0"),
+    ("--grace", "inf", "--grace must be a number of seconds, 0 or more"),
+    ("--concurrency", "0", "--concurrency must be at least 1 and --index 0 or more"),
+    ("--index", "-1", "--concurrency must be at least 1 and --index 0 or more"),
+])
+def test_worker_options_that_cannot_work_are_refused_before_connecting(capsys, option, value, message):
+    """A --poll or --heartbeat of 0 or less sent requests in a busy loop; --concurrency 0 ran one node."""
+    from ufdl_pyramid.cli import main
+    # Nothing listens on port 1: the worker would retry its login for ever, had it not refused first.
+    assert main(["worker", "--url", "http://127.0.0.1:1", "--username", "u", "--password", "p", "--once",
+                 option, value]) == 1
+    assert capsys.readouterr().err == f"ufdl: {message}\n"
+
+
 def test_an_idle_worker_waits_out_server_errors_instead_of_dying(caplog):
     """A 500 while logging in or polling for work (a server's bug or hiccup: its database restarting, before
     the server answered 503 for that) is retried with back-off; it used to end the worker's thread."""

@@ -1,5 +1,6 @@
 """``ufdl worker``: run jobs from a server with the executors of the installed plugins (no INI needed)."""
 import logging
+import math
 import os
 import signal
 import sys
@@ -59,8 +60,16 @@ def run_worker(args, environment) -> int:
     except ValueError as error:
         print(f"ufdl: {error}", file=sys.stderr)
         return 1
-    if args.grace < 0:
-        print("ufdl: --grace must be 0 or more seconds", file=sys.stderr)
+    if not 0 <= args.grace < math.inf:
+        print("ufdl: --grace must be a number of seconds, 0 or more", file=sys.stderr)
+        return 1
+    # 0 (or less) made a busy loop: acquire-next, or the heartbeat, sent again and again without a pause.
+    for flag, value in (("--poll", args.poll), ("--heartbeat", args.heartbeat), ("--max-backoff", args.max_backoff)):
+        if not 0 < value < math.inf:
+            print(f"ufdl: {flag} must be a number of seconds above 0", file=sys.stderr)
+            return 1
+    if args.concurrency < 1 or args.index < 0:
+        print("ufdl: --concurrency must be at least 1 and --index 0 or more", file=sys.stderr)
         return 1
     stop, interrupt = threading.Event(), threading.Event()
     log = logging.getLogger("ufdl_pyramid.worker")
@@ -84,4 +93,4 @@ def run_worker(args, environment) -> int:
     options = WorkerOptions(ip=args.ip, index=args.index, once=args.once, poll=args.poll,
                             heartbeat=args.heartbeat, max_backoff=args.max_backoff)
     return run_workers(lambda: UfdlApi(args.url, args.username, password), executors, options,
-                       max(1, args.concurrency), stop, interrupt)
+                       args.concurrency, stop, interrupt)
