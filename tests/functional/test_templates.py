@@ -103,6 +103,15 @@ def test_export_round_trip_json_and_yaml(admin, train):
     assert admin.get(f"/v1/job-templates/{reimported['pk']}/export").json == exported
 
 
+def test_export_takes_format_json_or_yaml_over_accept_and_refuses_another(admin, train):
+    export = f"/v1/job-templates/{train['pk']}/export"
+    as_json = admin.get(f"{export}?format=json", headers={"Accept": "application/yaml"})
+    assert as_json.content_type == "application/json" and as_json.json["name"] == train["name"]
+    # ?format=xml was answered JSON, as if the server had understood it.
+    refused = admin.get(f"{export}?format=xml", status=400).json
+    assert refused == {"detail": "format must be json or yaml, not 'xml'"}
+
+
 def test_a_query_string_that_is_not_utf8_is_400(admin, train):
     # The views that read the query string: an export's format, and a list's paging.
     for method, path in (("GET", f"/v1/job-templates/{train['pk']}/export?format=%FE"),

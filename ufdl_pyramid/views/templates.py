@@ -59,8 +59,11 @@ def sync_registry(context, request):
 @api_view(context=TemplateItem, name="export", request_method="GET", permission=Permission.ADMIN)
 def export_template(context, request):
     document = template_document(context.row)
+    chosen = request.GET.get("format")
+    if chosen is not None and chosen not in ("json", "yaml"):  # was answered JSON, as if it had been understood
+        raise InvalidInput(f"format must be json or yaml, not {chosen!r}")
     offers = request.accept.acceptable_offers(["application/json", *YAML_TYPES])
-    wants_yaml = request.GET.get("format") == "yaml" or (offers and offers[0][0] in YAML_TYPES)
+    wants_yaml = chosen == "yaml" or (chosen is None and offers and offers[0][0] in YAML_TYPES)
     if wants_yaml:
         return Response(to_yaml(document), content_type="application/yaml", charset="utf-8")
     return Response(to_json(document), content_type="application/json", charset="utf-8")
