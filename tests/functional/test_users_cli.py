@@ -67,6 +67,18 @@ def test_deactivate_ends_the_users_tokens_at_once_and_list_shows_it(ini, capsys,
     assert rows == [["alice", "user", "inactive"], ["root", "admin", "active"]]
 
 
+def test_activate_lets_a_deactivated_user_log_in_again_but_not_refresh_old_tokens(ini, capsys, users, anonymous):
+    alice = users.login("alice")
+    assert ufdl(["-c", ini, "users", "deactivate", "alice"]) == 0
+    anonymous.post("/v1/auth/obtain", {"username": "alice", "password": "password123"}, status=401)
+    assert ufdl(["-c", ini, "users", "activate", "alice"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "'alice' activated; it can log in again"
+    anonymous.post("/v1/auth/obtain", {"username": "alice", "password": "password123"}, status=200)
+    anonymous.post("/v1/auth/refresh", {"refresh": alice.refresh_token}, status=401)
+    assert ufdl(["-c", ini, "users", "activate", "nobody"]) == 1
+    assert capsys.readouterr().err == "ufdl: no user 'nobody'\n"
+
+
 def test_the_password_comes_from_the_environment_without_password(ini, capsys, anonymous, monkeypatch):
     monkeypatch.setenv("UFDL_PASSWORD", "from-the-environment")
     assert ufdl(["-c", ini, "users", "create", "carol"]) == 0

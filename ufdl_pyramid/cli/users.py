@@ -30,6 +30,10 @@ def register(areas) -> None:
     deactivate.add_argument("name")
     deactivate.set_defaults(handler=run_deactivate)
 
+    activate = actions.add_parser("activate", help="let a deactivated user log in again")
+    activate.add_argument("name")
+    activate.set_defaults(handler=run_activate)
+
     listing = actions.add_parser("list", help="list users")
     listing.set_defaults(handler=run_list)
 
@@ -74,6 +78,14 @@ def run_deactivate(args, environment) -> int:
     with environment.session() as db:
         _service(environment, db).deactivate(_user(db, args.name))
     print(f"{args.name!r} deactivated; its tokens no longer work")
+    return 0
+
+
+def run_activate(args, environment) -> int:
+    # Without it a deactivation could only be undone in SQL. The refresh tokens it revoked stay revoked.
+    with environment.session() as db:
+        _user(db, args.name).is_active = True
+    print(f"{args.name!r} activated; it can log in again")
     return 0
 
 
