@@ -92,6 +92,16 @@ def test_a_storage_that_cannot_be_listed_is_one_line_and_exit_1(sweep, storage_p
     assert err == f"ufdl: the output storage cannot be used: [Errno 20] Not a directory: '{storage_path}'\n"
 
 
+def test_a_storage_directory_that_does_not_exist_is_one_line_and_exit_1(sweep, storage_path):
+    """No server ever ran there (a wrong path, or a relative one from another working directory): the sweep
+    answered "deleted 0 of 0 blob(s)" and exit 0."""
+    assert not os.path.exists(storage_path)
+    code, out, err = sweep()
+    assert (code, out) == (1, "")
+    assert err == (f"ufdl: the output storage cannot be used: no directory '{storage_path}' (ufdl.storage.path; "
+                   "the server creates it at its start)\n")
+
+
 def test_a_blob_that_cannot_be_deleted_is_one_line_and_exit_1(app, sweep, monkeypatch):
     """A read-only disk (no real one here: the tests run as root on a writable one): it was a traceback."""
     import errno

@@ -1,4 +1,5 @@
 """``ufdl outputs sweep [--older-than 1h] [--dry-run]``: delete stored blobs that no output row refers to."""
+import os
 import sys
 
 from ..services.events import parse_age
@@ -23,6 +24,13 @@ def run_sweep(args, environment) -> int:
         print(f"ufdl: --older-than must look like 30d, 12h, 15m or 90s, not {args.older_than!r}", file=sys.stderr)
         return 2
     storage = storage_from_settings(environment.settings)
+    root = getattr(storage, "root", None)
+    if root is not None and not os.path.exists(root):
+        # Not an empty storage but the wrong place (a relative path from another working directory, say): the
+        # sweep said "deleted 0 of 0 blob(s)", exit 0, for ever.
+        print(f"ufdl: the output storage cannot be used: no directory {root!r} (ufdl.storage.path; the server "
+              "creates it at its start)", file=sys.stderr)
+        return 1
     tty = sys.stderr.isatty()
     counted = False
 
