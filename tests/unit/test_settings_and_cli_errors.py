@@ -39,3 +39,18 @@ def test_a_database_the_cli_cannot_use_is_one_line(tmp_path, monkeypatch, capsys
     assert ufdl(["-c", str(ini), "db", "upgrade"]) == 1
     error = capsys.readouterr().err
     assert error.startswith(expected) and error.count("\n") == 1, error
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("garbage\n", "File contains no section headers."),
+    ("[server:main]\nuse = egg:waitress#main\n", "No section 'main'"),
+    ("[app:main]\nuse = egg:ufdl-pyramid\n[loggers]\nkeys = root\n", "no 'formatters' in it"),
+    ("[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = %(nope)s\n", "Bad value substitution"),
+])
+def test_an_ini_file_that_cannot_be_read_is_one_line(tmp_path, capsys, text, reason):
+    """An INI with no [app:main], a line outside any section, an incomplete logging set-up: tracebacks before."""
+    ini = tmp_path / "broken.ini"
+    ini.write_text(text)
+    assert ufdl(["-c", str(ini), "users", "list"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"ufdl: cannot read {ini}: ") and reason in error and error.count("\n") == 1, error

@@ -1,4 +1,5 @@
 """What the commands share: the INI's settings, an engine, and a transaction scope."""
+import configparser
 import os
 from contextlib import contextmanager
 from functools import cached_property
@@ -19,8 +20,14 @@ class CliEnvironment:
     def settings(self) -> dict:
         if not os.path.exists(self.config_path):
             raise FileNotFoundError(f"no configuration file {self.config_path!r} (give one with -c)")
-        setup_logging(self.config_path)
-        return load_settings(get_appsettings(self.config_path))
+        try:
+            setup_logging(self.config_path)
+            raw = get_appsettings(self.config_path)
+        except (configparser.Error, LookupError) as error:  # no [app:main], a line outside any section, ...
+            # They were tracebacks; their text spans lines.
+            reason = f"no {error.args[0]!r} in it" if isinstance(error, KeyError) else " ".join(str(error).split())
+            raise SettingsError(f"cannot read {self.config_path}: {reason}") from None
+        return load_settings(raw)
 
     @cached_property
     def engine(self):
