@@ -27,14 +27,21 @@ def _bool(value: Any) -> bool:
 
 
 def _size(value: Any) -> int:
-    """Bytes, with an optional K/M/G suffix (binary multiples)."""
+    """Bytes, with an optional K/M/G suffix (binary multiples): at least one."""
     text = str(value).strip().upper().removesuffix("B").removesuffix("I")
     multiplier = 1
     for suffix, factor in (("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30)):
         if text.endswith(suffix):
             text, multiplier = text[:-1], factor
             break
-    return int(float(text) * multiplier)
+    try:
+        size = float(text) * multiplier
+    except ValueError:
+        raise ValueError(f"must be a size such as 512K, 1M or 10G, not {value!r}") from None
+    # 0 or a negative size was taken, and refused every body (413) once the server ran.
+    if not 1 <= size < math.inf:  # NaN fails it too
+        raise ValueError(f"must be a size of at least 1 byte, not {value!r}")
+    return int(size)
 
 
 def _json_object(value: Any) -> dict:
@@ -49,7 +56,10 @@ def _json_object(value: Any) -> dict:
 
 def _positive(kind: Callable[[Any], Any], most: float = math.inf) -> Callable[[Any], Any]:
     def coerce(value: Any):
-        number = kind(value)
+        try:
+            number = kind(value)
+        except ValueError:  # int()'s or float()'s own message named neither the setting's kind nor its range
+            raise ValueError(f"must be a {'whole ' if kind is int else ''}number above 0, not {value!r}") from None
         if not 0 < number <= most or number == math.inf:  # NaN fails the first test
             raise ValueError(f"must be a finite number above 0{f' and at most {most:g}' if most < math.inf else ''}"
                              f", not {value!r}")
@@ -62,7 +72,11 @@ _seconds = _positive(float, most=10 * 365 * 86400)  # ten years: beyond, datetim
 
 def _seconds_or_off(value: Any) -> float:
     """Seconds, or 0: off."""
-    return 0.0 if float(value) == 0 else _seconds(value)
+    try:
+        off = float(value) == 0
+    except ValueError:
+        raise ValueError(f"must be a number of seconds (0: off), not {value!r}") from None
+    return 0.0 if off else _seconds(value)
 
 
 def _age(value: Any) -> str | None:

@@ -12,11 +12,26 @@ BASE = {"sqlalchemy.url": "sqlite://", "ufdl.auth.secret": "x" * 32}
     ("ufdl.ws_ping_interval", "-1"), ("ufdl.ws_ping_interval", "0"), ("ufdl.node_timeout", "nan"),
     ("ufdl.max_tries", "0"), ("ufdl.events.retention", "30x"), ("ufdl.events.retention", "0d"),
     ("ufdl.max_page_size", "-5"), ("ufdl.node_timeout", "inf"), ("ufdl.node_timeout", "1e300"),
-    ("ufdl.events.retention", "1e300d"),
+    ("ufdl.events.retention", "1e300d"), ("ufdl.max_json_size", "0"), ("ufdl.max_output_size", "-1M"),
+    ("ufdl.max_output_size", "0.5"), ("ufdl.max_registry_size", "nan"),
 ])
 def test_settings_that_cannot_work_are_refused(name, value):
     with pytest.raises(SettingsError, match=name.replace(".", r"\.")):
         load_settings({**BASE, name: value}, environ={})
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("ufdl.node_timeout", "abc", "must be a number above 0, not 'abc'"),
+    ("ufdl.max_tries", "2.5", "must be a whole number above 0, not '2.5'"),
+    ("ufdl.max_output_size", "lots", "must be a size such as 512K, 1M or 10G, not 'lots'"),
+    ("ufdl.max_json_size", "0", "must be a size of at least 1 byte, not '0'"),
+    ("ufdl.leases.check_interval", "", "must be a number of seconds (0: off), not ''"),
+])
+def test_a_value_that_does_not_parse_is_said_in_the_settings_terms(name, value, message):
+    """Python's own words before: "could not convert string to float: 'abc'"."""
+    with pytest.raises(SettingsError) as refused:
+        load_settings({**BASE, name: value}, environ={})
+    assert str(refused.value).endswith(f": {message}"), refused.value
 
 
 def test_good_settings_load():
