@@ -308,6 +308,22 @@ def test_a_conflict_aborts_with_nothing_applied(sync_cli, registry, engine):
     assert templates(engine) == ALL  # echo was not created
 
 
+def test_a_conflicts_diff_shows_what_differs_in_substance_only(sync_cli, registry):
+    assert sync_cli("sync", registry)[0] == 0
+
+    def change(document):
+        del document["domain"]  # null: the same template, written by hand without it
+        document["specific"]["parameters"]["timeout"].pop("default_type")  # int: inferred from the default
+        document["description"] = "Changed"
+    edit(registry / "shell" / "1.yaml", change)
+    code, out, err = sync_cli("diff", registry)
+    assert code == 1 and "CONFLICT  shell/1.yaml" in out
+    changed = [line for line in out.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    # "-domain: null" and "-      default_type: int" showed too, as if they were part of the conflict.
+    assert changed == ["-description: |-", "-  Runs a command line with the input text on its standard input.",
+                       "-  The standard output becomes the output 'output'.", "+description: Changed"], out
+
+
 def test_an_import_error_rolls_everything_back(sync_cli, registry, engine):
     # Valid offline, but the licence is unknown to the server: the last import fails, the others are undone.
     edit(registry / "shell-then-count" / "1.yaml", lambda document: document.update(licence="Nope-1.0"))

@@ -402,11 +402,15 @@ class PlanConflict:
     entry: RegistryEntry
     existing: dict  # the server's document
     reason: str = ""
+    normalised: dict | None = None  # the file's document in the server's export form, when it has one
 
     def diff(self) -> str:
+        # The export form on both sides, so that only what differs in substance shows: a file that leaves out
+        # ``domain: null`` (or a parameter's ``default_type``) showed it as a change beside the real one.
+        ours = self.entry.document if self.normalised is None else ordered_document(self.normalised)
         return "".join(difflib.unified_diff(
-            to_yaml(self.existing).splitlines(keepends=True),
-            to_yaml(self.entry.document).splitlines(keepends=True),
+            to_yaml(ordered_document(self.existing)).splitlines(keepends=True),
+            to_yaml(ours).splitlines(keepends=True),
             fromfile=f"server: {self.entry.key[0]} version {self.entry.key[1]}", tofile=self.entry.path))
 
 
@@ -456,15 +460,16 @@ def plan_sync(registry: Registry, existing: dict[Key, dict],
         elif same_document(entry.document, server):
             plan.identical.append(entry)
         else:
-            reason = ""
+            reason, normalised = "", None
             if normalise is not None:
                 try:
-                    if same_document(normalise(copy.deepcopy(entry.document)), server):
+                    normalised = normalise(copy.deepcopy(entry.document))
+                    if same_document(normalised, server):
                         plan.identical.append(entry)
                         continue
                 except InvalidInput as error:
                     reason = error.detail
-            plan.conflicts.append(PlanConflict(entry, server, reason))
+            plan.conflicts.append(PlanConflict(entry, server, reason, normalised))
     plan.prune = sorted(set(existing) - registry.keys())
     return plan
 
