@@ -120,6 +120,8 @@ def _replace(path, old, new):
 @pytest.mark.parametrize("breaking, expected", [
     (lambda r: _replace(r / "shell" / "1.yaml", "scope: public", "scope: [public"),
      "shell/1.yaml:7: invalid YAML"),
+    (lambda r: _replace(r / "shell" / "1.yaml", "scope: public", "scope: public\nversion: 2"),
+     "shell/1.yaml:7: invalid YAML: found the key 'version' twice"),
     (lambda r: _replace(r / "shell" / "1.yaml", "scope: public", "scope: everyone"),
      "shell/1.yaml:6: scope: 'everyone' is not one of"),
     (lambda r: _replace(r / "shell" / "1.yaml", "job_type: Process<str, BLOB>", "job_type: Process<str, BLOBB>"),

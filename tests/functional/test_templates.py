@@ -135,6 +135,16 @@ def test_yaml_import_errors_name_the_line_and_refuse_tags(admin):
     assert "Invalid YAML" in response.json["detail"]
 
 
+def test_yaml_import_refuses_a_key_given_twice_but_lets_a_merge_key_be_overridden(admin):
+    """PyYAML keeps the last of two values of a key: the import took version 2 here without a word."""
+    text = yaml.safe_dump({**TRAIN, "version": 1}, sort_keys=False) + "version: 2\n"
+    refused = yaml_import(admin, text, 400).json["detail"]
+    assert "found the key 'version' twice" in refused and f"line {text.count(chr(10))}" in refused, refused
+    merged = yaml.safe_dump({**TRAIN, "description": "overridden"}, sort_keys=False).replace(
+        "description: overridden\n", "<<: {description: merged}\ndescription: overridden\n")
+    assert yaml_import(admin, merged, 201).json["description"] == "overridden"
+
+
 @pytest.mark.parametrize("changes, needle", [
     ({"colour": "red"}, "colour"),
     ({"licence": "No-Such-Licence"}, "licence: unknown licence"),

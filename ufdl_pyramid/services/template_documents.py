@@ -210,12 +210,35 @@ def same_json(first, second) -> bool:
     return json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
 
 
+class UniqueKeys:
+    """A loader mixin that refuses a key given twice in one mapping. PyYAML keeps the last value: a registry file
+    with a leftover of a merge, ``version: 1`` then ``version: 2``, was read as version 2 without a word (a
+    merge key's values, ``<<: *defaults``, may still be overridden)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _value in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                if (key_node.tag, key_node.value) in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"found the key {key_node.value!r} twice", key_node.start_mark)
+                seen.add((key_node.tag, key_node.value))
+        return super().construct_mapping(node, deep)
+
+
+class UniqueKeysLoader(UniqueKeys, yaml.SafeLoader):
+    pass
+
+
 def parse_yaml(text: str | bytes, source: str = "body"):
     """YAML with the safe loader, as JSON values (`json_compatible`); errors name the line (and refuse tags
-    such as ``!!python/object``)."""
+    such as ``!!python/object``, and a key given twice)."""
     check_nesting(text, source)
     try:
-        return json_compatible(yaml.safe_load(text), source)
+        return json_compatible(yaml.load(text, Loader=UniqueKeysLoader), source)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark else source
