@@ -59,7 +59,8 @@ def test_job_types_have_no_soft_delete_actions(admin):
 
 def test_duplicate_domain_is_409_and_bad_code_is_400(admin):
     admin.post("/v1/domains/create", {"name": "ic", "description": "again"}, status=409)
-    admin.post("/v1/domains/create", {"name": "Image", "description": "too long"}, status=400)
+    refused = admin.post("/v1/domains/create", {"name": "Image", "description": "too long"}, status=400).json
+    assert refused == {"detail": "name: 'Image' must be two lower-case letters"}
 
 
 def test_a_timestamp_without_a_time_zone_is_400(alice):

@@ -371,17 +371,20 @@ def test_a_multiline_error_in_the_subject_still_mails(app, clients, smtp):
     assert message["Subject"] == f"Job {pk} failed: Traceback:   File x ValueError: y"
 
 
-@pytest.mark.parametrize("action", [
-    {"type": "email", "to": "a@example.com\r\nBcc: evil@example.com"},
-    {"type": "email", "to": "a@example.com, b@example.com"},
-    {"type": "email", "to": "not an address"},
-    {"type": "email", "to": "a@example.com\n"},
-    {"type": "email", "subject": "hi\r\nBcc: evil@example.com"},
+@pytest.mark.parametrize("action, wanted", [
+    ({"type": "email", "to": "a@example.com\r\nBcc: evil@example.com"}, "one e-mail address"),
+    ({"type": "email", "to": "a@example.com, b@example.com"}, "one e-mail address"),
+    ({"type": "email", "to": "not an address"}, "one e-mail address"),
+    ({"type": "email", "to": "a@example.com\n"}, "one e-mail address"),
+    ({"type": "email", "subject": "hi\r\nBcc: evil@example.com"}, "one line"),
 ])
-def test_headers_that_would_break_an_email_are_400(clients, action):
+def test_headers_that_would_break_an_email_are_400(clients, action, wanted):
     body = {"input_values": {"input": {"value": "x", "type": "str"}},
             "notification_override": {"actions": {"on_start": [action]}}}
-    clients["bob"].post(f"/v1/job-templates/{clients['template']['pk']}/create-job", body, status=400)
+    refused = clients["bob"].post(f"/v1/job-templates/{clients['template']['pk']}/create-job", body, status=400)
+    # Said in words: it quoted the regular expression the value failed.
+    field, value = next((key, value) for key, value in action.items() if key != "type")
+    assert refused.json == {"detail": f"notification_override.actions.on_start[0].{field}: {value!r} must be {wanted}"}
 
 
 def test_at_most_20_notifications_per_transition(clients):

@@ -59,8 +59,9 @@ def actions_schema(kinds=KINDS) -> dict:
     notification = {"type": "object", "required": ["type"], "additionalProperties": False, "properties": {
         "type": {"enum": list(kinds)}, "message": {"type": "string", "maxLength": 10000},
         # One address, and nothing that would end the header (CR, LF) or add recipients.
-        "to": {"type": "string", "maxLength": 254, "pattern": r"\A[^@\s,;:<>()\[\]\"\\]+@[^@\s,;:<>()\[\]\"\\]+\Z"},
-        "subject": {"type": "string", "maxLength": 1000, "pattern": r"\A[^\r\n]*\Z"}}}
+        "to": {"type": "string", "maxLength": 254, "pattern": r"\A[^@\s,;:<>()\[\]\"\\]+@[^@\s,;:<>()\[\]\"\\]+\Z",
+               "description": "one e-mail address"},
+        "subject": {"type": "string", "maxLength": 1000, "pattern": r"\A[^\r\n]*\Z", "description": "one line"}}}
     return {"type": "object", "additionalProperties": False, "properties": {
         f"on_{transition}": {"type": "array", "maxItems": 20, "items": notification}
         for transition in TRANSITIONS}}

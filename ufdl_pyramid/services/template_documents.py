@@ -14,8 +14,10 @@ from ..errors import InvalidInput
 from .validation import UNSTORABLE, compile_schema, unstorable, validate
 
 # Not starting with a dot: the name is a folder of the registry (hidden, or '.' and '..', it would not be).
-_NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\A[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z"}
-_IDENTIFIER = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\A[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z",
+         "description": "letters, digits, '_', '.' and '-', not starting with '.' or '-'"}
+_IDENTIFIER = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$",
+               "description": "an identifier: letters, digits and '_', not starting with a digit"}
 _TYPE = {"type": "string", "minLength": 1, "maxLength": 1000}
 _VALUE_AND_TYPE = {"type": "object", "additionalProperties": False, "required": ["value", "type"],
                    "properties": {"value": True, "type": _TYPE}}
@@ -40,7 +42,8 @@ WORKABLE_SCHEMA = {
     "properties": {
         "job_type": {"type": "string", "minLength": 1, "maxLength": 1000},
         "executor_class": {"type": "string", "minLength": 1, "maxLength": 200,
-                           "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"},
+                           "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+                           "description": "a dotted Python name (module.ClassName)"},
         "required_packages": {"type": "string", "maxLength": 10000},
         "parameters": {"type": "object", "maxProperties": 200, "propertyNames": _IDENTIFIER,
                        "additionalProperties": PARAMETER_SCHEMA},

@@ -7,6 +7,13 @@ from jsonschema import Draft202012Validator
 from ..errors import InvalidInput
 
 
+def _message(error) -> str:
+    # A pattern's error quoted the regular expression; a schema's "description" says what it wants instead.
+    if error.validator == "pattern" and isinstance(error.schema, dict) and "description" in error.schema:
+        return f"{error.instance!r} must be {error.schema['description']}"
+    return error.message
+
+
 def _where(error, name: str, prefix: str) -> str:
     path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
     return name if not path else prefix + path if prefix else path.lstrip(".")
@@ -17,7 +24,7 @@ def validate(validator: Draft202012Validator, instance, *, name: str = "body", p
     its fields by their path (after ``prefix``, for an instance nested in a document)."""
     errors = sorted(validator.iter_errors(instance), key=lambda error: list(map(str, error.absolute_path)))
     if errors:
-        raise InvalidInput("; ".join(f"{_where(error, name, prefix)}: {error.message}" for error in errors[:20]))
+        raise InvalidInput("; ".join(f"{_where(error, name, prefix)}: {_message(error)}" for error in errors[:20]))
 
 
 def compile_schema(schema: dict) -> Draft202012Validator:
