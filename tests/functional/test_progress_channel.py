@@ -271,6 +271,35 @@ def test_watch_job_reconnects_by_itself(listener, bob, worker, job):
     assert watch.done.wait(5) and watch.error is None
 
 
+def test_watch_job_counts_only_the_drops_in_a_row_toward_giving_up(monkeypatch):
+    """A long watch whose connection drops now and then, each time after new events came, gave up once it had
+    reconnected max_reconnects times over its whole life, as if the listener had been gone all along."""
+    connections = []
+
+    class Dropping:  # a channel that delivers its state and one new event, then drops; the sixth ends normally
+        def __init__(self, after):
+            self.frames = [{"id": after, "transition": "state"}, {"id": after + 1, "transition": "progress"}]
+            self.last = len(connections) == 6
+
+        def recv_data(self, control_frame=False):
+            if self.frames:
+                return websocket.ABNF.OPCODE_TEXT, json.dumps(self.frames.pop(0)).encode()
+            if self.last:
+                return websocket.ABNF.OPCODE_CLOSE, (1000).to_bytes(2, "big")
+            raise ConnectionResetError("dropped")
+
+        def close(self):
+            pass
+
+    def connect(url, token, pk, after=None, timeout=30):
+        connections.append(after)
+        return Dropping(after)
+    monkeypatch.setattr("ufdl_pyramid.client.connect", connect)
+    events = [m["id"] for m in watch_job("http://x", "t", 1, after=0, reconnect_delay=0, max_reconnects=2)
+              if m["transition"] == "progress"]
+    assert events == [1, 2, 3, 4, 5, 6] and connections == [0, 1, 2, 3, 4, 5]
+
+
 @pytest.mark.parametrize("query, headers, status", [
     ("", [], 401),
     ("", ["Authorization: Bearer not-a-token"], 401),
