@@ -72,10 +72,14 @@ def run_serve(args, environment) -> int:
     try:
         if with_channel:
             listener = ListenerChild(listener_argv(environment.config_path, args.ws_listen))
-        print(f"serving on http://{' http://'.join(listen.split())} ({args.workers} worker(s) of "
-              f"{options['threads']} threads)", flush=True)
-        return serving.serve(lambda: forkable_app(environment.config_path), sockets, workers=args.workers,
-                             on_stop=send_what_is_left, **options)
+
+        def load_app():
+            app = forkable_app(environment.config_path)
+            # Said once the app is built: an app that cannot be built was announced as served, then failed.
+            print(f"serving on http://{' http://'.join(listen.split())} ({args.workers} worker(s) of "
+                  f"{options['threads']} threads)", flush=True)
+            return app
+        return serving.serve(load_app, sockets, workers=args.workers, on_stop=send_what_is_left, **options)
     except ValueError as error:  # a bad waitress option of [server:main]
         print(f"ufdl: {error}", file=sys.stderr)
         return 1
