@@ -468,6 +468,20 @@ def test_an_export_into_an_earlier_one_rewrites_the_files_that_differ_and_only_t
     assert (exported / "shell" / "1.yaml").read_text() == (registry / "shell" / "1.yaml").read_text()
 
 
+def test_an_export_says_which_files_of_the_directory_it_did_not_write(ufdl, registry, tmp_path, admin):
+    """They stay (a sync of the directory would create them again), and it said nothing of them."""
+    assert ufdl("sync", registry)[0] == 0
+    exported = tmp_path / "exported"
+    assert ufdl("export", exported)[0] == 0
+    count = admin.post("/v1/job-templates/list", {"expressions": [
+        {"type": "exact", "field": "name", "value": "shell-then-count"}]}).json[0]
+    admin.delete(f"/v1/job-templates/{count['pk']}")
+    (exported / "registry.yaml").write_text("licences: [Apache-2.0]\n")
+    code, out, err = ufdl("export", exported)
+    assert (code, out) == (0, "kept      shell-then-count/1.yaml (not exported: left as it was)\n"), out
+    assert "1 other file(s) left as they were" in err
+
+
 # Start-up and remote
 
 def test_the_server_syncs_the_registry_at_start_up(engine, registry, caplog):

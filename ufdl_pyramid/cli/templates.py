@@ -12,8 +12,8 @@ from ..errors import InvalidInput, ServiceError
 from ..plugins import load_plugins
 from ..services.job_type_sync import sync_job_types
 from ..services.template_documents import to_yaml
-from ..services.template_registry import (Problem, RegistryConflicts, RegistryInvalid, RegistrySync,
-                                          export_documents, read_registry, registry_files, summary,
+from ..services.template_registry import (SETTINGS_FILE, Problem, RegistryConflicts, RegistryInvalid,
+                                          RegistrySync, export_documents, read_registry, registry_files, summary,
                                           validate_offline, write_registry)
 
 CHANGES_PENDING = 3
@@ -192,7 +192,14 @@ def run_export(args, environment) -> int:
         raise ServiceError(f"cannot write {args.directory}: {error.strerror or error}") from None
     for path in written:
         print(f"wrote     {path}")
-    print(f"{len(files)} template(s) exported, {len(written)} file(s) written", file=sys.stderr)
+    # An earlier export's files of templates deleted since (or older versions) stay: a sync of DIR would create
+    # them again. Said, not deleted: DIR may be a git checkout holding what the server never had.
+    others = sorted(path for path in registry_files(args.directory)[0]
+                    if path not in files and path != SETTINGS_FILE)
+    for path in others:
+        print(f"kept      {path} (not exported: left as it was)")
+    print(f"{len(files)} template(s) exported, {len(written)} file(s) written"
+          + (f", {len(others)} other file(s) left as they were" if others else ""), file=sys.stderr)
     return 0
 
 
