@@ -69,3 +69,16 @@ def test_an_ini_file_that_cannot_be_read_is_one_line(tmp_path, capsys, text, rea
     assert ufdl(["-c", str(ini), "users", "list"]) == 1
     error = capsys.readouterr().err
     assert error.startswith(f"ufdl: cannot read {ini}: ") and reason in error and error.count("\n") == 1, error
+
+
+def test_a_command_run_before_db_upgrade_says_to_run_it(tmp_path, monkeypatch, capsys):
+    """It said only "database error: no such table: users"."""
+    ini = tmp_path / "cli.ini"
+    ini.write_text("[app:main]\nuse = egg:ufdl-pyramid\n")
+    monkeypatch.setenv("UFDL_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    monkeypatch.setenv("UFDL_AUTH_SECRET", "y" * 32)
+    assert ufdl(["-c", str(ini), "users", "list"]) == 1
+    assert capsys.readouterr().err == ("ufdl: database error: no such table: users (the database is not at the newest "
+                                       "schema: run 'ufdl db upgrade')\n")
+    assert ufdl(["-c", str(ini), "db", "upgrade"]) == 0
+    assert ufdl(["-c", str(ini), "users", "list"]) == 0

@@ -1,5 +1,6 @@
 """The ``ufdl`` command: ``ufdl [-c INI] AREA ACTION ...``. Each area lives in its own module."""
 import argparse
+import logging
 import sys
 
 from sqlalchemy.exc import DBAPIError
@@ -8,6 +9,7 @@ from ..errors import ServiceError
 from ..models import database_error_line
 from ..settings import SettingsError
 from ..plugins import PluginError
+from ..services import schema
 from ..worker.api import ApiError
 from . import db, events, jobs, outputs, plugins, serve, templates, users, websocket, worker
 from .environment import CliEnvironment
@@ -40,8 +42,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ufdl: {error}", file=sys.stderr)
         return 1
     except DBAPIError as error:  # the database cannot be reached, or refused us: its own first line says why
-        print(f"ufdl: database error: {database_error_line(error)}", file=sys.stderr)
+        hint = _schema_hint(args, environment)
+        print(f"ufdl: database error: {database_error_line(error)}{hint}", file=sys.stderr)
         return 1
+
+
+def _schema_hint(args, environment) -> str:
+    """A command run before ``ufdl db upgrade`` said only "no such table: users": say what to do."""
+    if args.area == "db":
+        return ""
+    quiet = logging.getLogger("alembic.runtime.migration")  # its INFO lines would split the one-line error
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        behind = not schema.is_current(environment.engine)
+    except Exception:  # noqa: BLE001 - the database cannot tell (unreachable): its error says enough
+        return ""
+    finally:
+        quiet.setLevel(level)
+    return " (the database is not at the newest schema: run 'ufdl db upgrade')" if behind else ""
 
 
 if __name__ == "__main__":  # pragma: no cover
