@@ -27,6 +27,7 @@ class NotAuthenticated(ServiceError):
 NO_CREDENTIALS = "Authentication credentials were not provided."
 # The answer (503, with Retry-After in seconds) while the database cannot be reached (``database_unavailable``).
 DATABASE_UNAVAILABLE = "The database is unavailable; try again shortly."
+SCHEMA_NOT_CURRENT = "The database schema is not current: run 'ufdl db upgrade', then restart the server."
 RETRY_AFTER_OUTAGE = 5
 
 

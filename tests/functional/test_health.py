@@ -37,3 +37,17 @@ def test_a_schema_behind_the_code_is_503(tmp_path):
         assert "Retry-After" not in refused.headers
     finally:
         engine.dispose()
+
+
+def test_a_request_on_a_database_without_the_schema_is_503_not_500(tmp_path, caplog):
+    """A server started before 'ufdl db upgrade' answered every request 500 with a traceback in its log."""
+    engine = get_engine({"sqlalchemy.url": f"sqlite:///{tmp_path}/empty.sqlite"})
+    try:
+        app = webtest.TestApp(make_test_app(engine))
+        refused = app.post_json("/v1/auth/obtain", {"username": "admin", "password": "password123"}, status=503)
+        assert refused.json == {
+            "detail": "The database schema is not current: run 'ufdl db upgrade', then restart the server."}
+        assert "Retry-After" not in refused.headers
+        assert "Traceback" not in caplog.text and "database schema not current on POST" in caplog.text
+    finally:
+        engine.dispose()

@@ -2,12 +2,15 @@
 import logging
 from urllib.parse import unquote_to_bytes
 
+from alembic.runtime.migration import MigrationContext
 from pyramid.exceptions import PredicateMismatch, URLDecodeError
 from pyramid.httpexceptions import HTTPException
 from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config
 from pyramid_retry import is_last_attempt, mark_error_retryable
+from sqlalchemy.exc import DBAPIError
 
-from ..errors import DATABASE_UNAVAILABLE, NO_CREDENTIALS, RETRY_AFTER_OUTAGE, ConcurrentChange, ServiceError
+from ..errors import (DATABASE_UNAVAILABLE, NO_CREDENTIALS, RETRY_AFTER_OUTAGE, SCHEMA_NOT_CURRENT, ConcurrentChange,
+                      ServiceError)
 from ..models import database_unavailable
 
 log = logging.getLogger(__name__)
@@ -114,6 +117,11 @@ def unexpected_error(exc, request):
         else:
             log.warning("database unavailable on %s %r: %s", *where, getattr(exc, "orig", exc))
         return error_response(request, 503, DATABASE_UNAVAILABLE, {"Retry-After": str(RETRY_AFTER_OUTAGE)})
+    if isinstance(exc, DBAPIError) and _schema_behind(request):
+        # A server started before 'ufdl db upgrade': its tables are missing or old, so every request failed
+        # with a 500 and a traceback. No Retry-After, as for the health check: an upgrade ends it, not a wait.
+        log.warning("database schema not current on %s %r: %s", *where, getattr(exc, "orig", exc))
+        return error_response(request, 503, SCHEMA_NOT_CURRENT)
     log.exception("unhandled error on %s %r", *where)
     return error_response(request, 500, "Internal server error.")
 
@@ -124,6 +132,17 @@ def _lost_pooled_connection(request, exc) -> bool:
     outcome is unknown)."""
     return (getattr(exc, "connection_invalidated", False) and request.environ.get("tm.manager") is not None
             and not is_last_attempt(request))
+
+
+def _schema_behind(request) -> bool:
+    """Whether the database is not at the schema this code expects (asked on a connection of its own: the
+    request's transaction may be aborted)."""
+    try:
+        with request.registry["db.engine"].connect() as connection:
+            revision = MigrationContext.configure(connection).get_current_revision()
+    except Exception:  # noqa: BLE001 - it cannot tell: the error stays a 500
+        return False
+    return revision != request.registry["db.schema_head"]
 
 
 def _transient(request, exc) -> bool:

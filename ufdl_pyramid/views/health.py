@@ -2,7 +2,7 @@
 (a load balancer's or a service manager's check; no token needed, nothing about the data told)."""
 from alembic.runtime.migration import MigrationContext
 
-from ..errors import ServiceUnavailable
+from ..errors import SCHEMA_NOT_CURRENT, ServiceUnavailable
 from ..permissions import Permission
 from ..resources.health import Health
 from ..services import schema
@@ -14,8 +14,7 @@ def health(context, request):
     # A database that cannot be reached raises here, and is answered 503 like any request (views/errors.py).
     revision = MigrationContext.configure(request.db.connection()).get_current_revision()
     if revision != request.registry["db.schema_head"]:  # read once, at start-up
-        raise ServiceUnavailable("The database schema is not current: run 'ufdl db upgrade', then restart the "
-                                 "server.")
+        raise ServiceUnavailable(SCHEMA_NOT_CURRENT)
     return {"status": "ok"}
 
 
