@@ -7,7 +7,7 @@ a FAILED job may still be reset or aborted, so its channel stays open: stop iter
 """
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import websocket
@@ -50,8 +50,10 @@ def connect(url: str, token: str, pk: int, after: int | None = None, timeout: fl
 
 
 def watch_job(url: str, token: str, pk: int, *, after: int | None = None, timeout: float = 60,
-              reconnect_delay: float = 0.5, max_reconnects: int = 100) -> Iterator[dict]:
-    """Yield the job's messages until the channel closes normally; reconnect (``after=``) when it drops."""
+              reconnect_delay: float = 0.5, max_reconnects: int = 100,
+              on_retry: Callable[[Exception], None] | None = None) -> Iterator[dict]:
+    """Yield the job's messages until the channel closes normally; reconnect (``after=``) when it drops.
+    ``on_retry(error)`` is told of each connection that failed and is tried again."""
     last_id = after
     reconnects = 0
     while True:
@@ -62,6 +64,8 @@ def watch_job(url: str, token: str, pk: int, *, after: int | None = None, timeou
             refused = isinstance(error, ChannelRefused) and error.status != 503
             if refused or reconnects >= max_reconnects:
                 raise
+            if on_retry is not None:
+                on_retry(error)
             reconnects += 1
             time.sleep(reconnect_delay)
             continue

@@ -26,8 +26,16 @@ def bar(progress: float, width: int = 30) -> str:
 
 def run_watch(args, environment) -> int:
     status = None
+    told = []
+
+    def on_retry(error):  # once: a listener that is not there kept the command silent for 50 s
+        if not told:
+            told.append(error)
+            print(f"ufdl: cannot reach the progress channel at {args.url} ({error}); trying again", file=sys.stderr,
+                  flush=True)
+
     try:
-        for message in watch_job(args.url, args.token, args.pk, after=args.after):
+        for message in watch_job(args.url, args.token, args.pk, after=args.after, on_retry=on_retry):
             status = message["status"]
             line = f"job {message['pk']} {bar(message['progress'])} {status:<9} {message['transition']}"
             if message.get("error"):
