@@ -120,7 +120,8 @@ def unexpected_error(exc, request):
     if isinstance(exc, DBAPIError) and _schema_behind(request):
         # A server started before 'ufdl db upgrade': its tables are missing or old, so every request failed
         # with a 500 and a traceback. No Retry-After, as for the health check: an upgrade ends it, not a wait.
-        log.warning("database schema not current on %s %r: %s", *where, getattr(exc, "orig", exc))
+        reason = (str(getattr(exc, "orig", exc)).strip().splitlines() or ["?"])[0]  # PostgreSQL's adds LINE 2: ...
+        log.warning("database schema not current on %s %r: %s", *where, reason)
         return error_response(request, 503, SCHEMA_NOT_CURRENT)
     log.exception("unhandled error on %s %r", *where)
     return error_response(request, 500, "Internal server error.")
