@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..errors import (DATABASE_UNAVAILABLE, NO_CREDENTIALS, RETRY_AFTER_OUTAGE, SCHEMA_NOT_CURRENT, ConcurrentChange,
                       ServiceError)
-from ..models import database_unavailable
+from ..models import database_error_line, database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,7 @@ def unexpected_error(exc, request):
     if isinstance(exc, DBAPIError) and _schema_behind(request):
         # A server started before 'ufdl db upgrade': its tables are missing or old, so every request failed
         # with a 500 and a traceback. No Retry-After, as for the health check: an upgrade ends it, not a wait.
-        reason = (str(getattr(exc, "orig", exc)).strip().splitlines() or ["?"])[0]  # PostgreSQL's adds LINE 2: ...
-        log.warning("database schema not current on %s %r: %s", *where, reason)
+        log.warning("database schema not current on %s %r: %s", *where, database_error_line(exc))
         return error_response(request, 503, SCHEMA_NOT_CURRENT)
     log.exception("unhandled error on %s %r", *where)
     return error_response(request, 500, "Internal server error.")
