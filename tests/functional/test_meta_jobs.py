@@ -381,6 +381,17 @@ def test_a_failed_meta_job_takes_no_further_step_until_its_failed_child_is_retri
     assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "RUNNING"
 
 
+def test_a_failed_meta_jobs_progress_still_follows_a_step_that_completes(alice, bob, parallel):
+    """Its progress is the mean of its steps' whatever its status: b's reports moved it, so must b's finish."""
+    parent, a, b = parallel()
+    work(register(alice), a, error="a broke")
+    work(register(alice, "10.0.0.2"), b)
+    steps = [bob.get(f"/v1/jobs/{step['pk']}").json for step in (a, b)]
+    assert [step["status"] for step in steps] == ["FAILED", "COMPLETED"] and steps[1]["progress"] == 1.0
+    state = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert state["status"] == "FAILED" and state["progress"] == (steps[0]["progress"] + 1.0) / 2
+
+
 def test_a_meta_job_failed_by_a_missing_output_stays_failed_when_a_step_that_had_not_failed_is_aborted(
         admin, alice, bob, branches):
     """No child has failed, yet the meta-job has (a finished without the output c needs): b sent back to wait

@@ -482,7 +482,14 @@ class MetaJobOrchestrator:
 
     def child_completed(self, child: Job) -> None:
         parent = self._parent(child)
-        if parent is None or parent.status in FINAL_STATUSES:
+        if parent is None or parent.status in (COMPLETED, CANCELED):
+            return
+        if parent.status == FAILED:
+            # No further step until its failed child is retried (which sees this one done), but its progress
+            # is still the mean of its steps', as when they report.
+            self._update_progress(parent, self._children(parent))
+            record_event(self.db, parent, "progress", data={"child": child.id})
+            self.child_progressed(parent)
             return
         spec = parent.template.spec
         children = self._children(parent)
