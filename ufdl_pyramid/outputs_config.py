@@ -1,24 +1,18 @@
 """Start-up for job outputs: the storage at ``registry["ufdl.storage"]`` (from ``ufdl.storage.path``), blob
 clean-up after commits, and no retry copy of upload bodies."""
 import logging
-import re
 
+from .request_kinds import is_output_upload
 from .services.outputs import BlobCleanup
 from .settings import SettingsError
 from .storage import storage_from_settings
 
 log = logging.getLogger(__name__)
 
-_UPLOAD_PATH = re.compile(r"/v1/jobs/[0-9]+/outputs/")  # matched against the raw PATH_INFO
-
-
 def upload_attempts(request):
     """pyramid_retry copies a request's whole body before the first attempt when it may retry; an output
     upload is streamed to storage instead, so it runs once (a conflict then answers 409)."""
-    # The raw WSGI path: this runs before Pyramid, and decoding a malformed path here would crash the request.
-    if request.method == "POST" and _UPLOAD_PATH.match(request.environ.get("PATH_INFO", "")):
-        return 1
-    return None
+    return 1 if is_output_upload(request) else None
 
 
 def includeme(config):

@@ -1,5 +1,4 @@
 """Who is calling: Bearer access tokens, the optional ``Node-Id`` header, and the ACL check (Pyramid 2 policy)."""
-import re
 from functools import cached_property
 
 from pyramid.authorization import ACLHelper, Authenticated, Everyone
@@ -10,6 +9,7 @@ from .errors import Forbidden, InvalidInput, NotAuthenticated
 from .models import Node, User
 from .models.meta import MAX_ID
 from .permissions import ADMIN_ROLE, user_principal
+from .request_kinds import is_output_upload
 from .resources.nodes import Nodes
 from .resources.root import Auth
 from .services.auth import ActingNode, ActiveUser, AuthConfig, AuthService
@@ -46,16 +46,6 @@ def node_id_of(request) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= MAX_ID else None
 
 
-# An output upload: POST /v1/jobs/{pk}/outputs/{NAME}/{TYPE} (the raw path: a decoded one may raise).
-_UPLOAD_PATH = re.compile(r"/v1/jobs/[^/]+/outputs/[^/]+/[^/]+/?")
-
-
-def _is_upload(request) -> bool:
-    """Its bytes may take longer to store than ``ufdl.node_timeout``: holding the node's row meanwhile would
-    hold up the node's heartbeats, and its lease would expire under it."""
-    return request.method == "POST" and _UPLOAD_PATH.fullmatch(request.environ.get("PATH_INFO", "")) is not None
-
-
 def _identity(request) -> Identity | None:
     """Computed once per request; the reason for a refusal is kept for the 401 answer. A node's request (the
     bulk of the traffic) also finds its node here, in the same statement (``request.node`` hands it out)."""
@@ -67,7 +57,7 @@ def _identity(request) -> Identity | None:
             return None
         service = request.auth_service
         node_id = node_id_of(request)
-        found = (service.active_user_acting_as(token, node_id, unlocked=_is_upload(request))
+        found = (service.active_user_acting_as(token, node_id, unlocked=is_output_upload(request))
                  if node_id is not None else None)
         if found is not None:
             active, request.seen_node = found

@@ -649,7 +649,44 @@ def test_uploads_run_once_so_their_body_is_not_copied_first(wsgi_app):
     assert hook(Request.blank("/v1/jobs/3/outputs/model/BLOB", method="POST")) == 1
     assert hook(Request.blank("/v1/jobs/3/outputs/model/BLOB", method="GET")) is None
     assert hook(Request.blank("/v1/jobs/3/start", method="POST")) is None
-    assert hook(Request.blank("/v1/jobs/%FF/outputs/x/BLOB", method="POST")) is None  # no decoding, no crash
+    assert hook(Request.blank("/v1/jobs/%FF/outputs/x/BLOB", method="POST")) == 1  # no decoding, no crash
+
+
+def test_an_upload_being_stored_holds_up_no_other_write(wsgi_app, make_job, worker, other_worker, running,
+                                                          storage, monkeypatch):
+    """While its bytes come in, an upload holds no lock: on SQLite it begins as a reader and takes the write
+    lock once they are stored. Before, it held SQLite's one write lock from its start: every other writer
+    waited, and answered 503 after the 30 s busy timeout."""
+    import threading
+
+    other = make_job()
+    other_worker.get(f"/v1/jobs/{other['pk']}/acquire")
+    storing, go = threading.Event(), threading.Event()
+    store = storage.store
+
+    def held_up(*args, **kwargs):
+        storing.set()
+        assert go.wait(120)
+        return store(*args, **kwargs)
+
+    monkeypatch.setattr(storage, "store", held_up)
+    answers = {}
+    uploading = threading.Thread(target=lambda: answers.setdefault("upload", upload(worker, running, status="*")))
+    uploading.start()
+    try:
+        assert storing.wait(60)
+        # Writes of other requests, among them the uploading node's own heartbeat (it marks the node seen).
+        answers["start"] = other_worker.post(f"/v1/jobs/{other['pk']}/start", {}, status="*").status_int
+        answers["heartbeat"] = worker.get(f"/v1/jobs/{running['pk']}", status="*").status_int
+        answers["progress"] = worker.post(f"/v1/jobs/{running['pk']}/progress/0.5", {}, status="*").status_int
+    finally:
+        go.set()
+        uploading.join(60)
+    assert {name: answers[name] for name in ("start", "heartbeat", "progress")} == {
+        "start": 200, "heartbeat": 200, "progress": 200}
+    # The upload, stored after those writes committed, is recorded against the job as it is now.
+    assert answers["upload"].status_int == 201
+    assert worker.get(out(running)).body == DATA
 
 
 @pytest.mark.allow_500

@@ -12,6 +12,7 @@ import transaction
 import zope.sqlalchemy
 from zope.sqlalchemy.datamanager import _SESSION_STATE
 
+from ..request_kinds import is_output_upload
 from .meta import Base
 from .users import RefreshToken, User
 from .nodes import LeaseClock, Node
@@ -23,7 +24,7 @@ from .events import JobEvent
 
 __all__ = ["Base", "User", "RefreshToken", "Node", "LeaseClock", "Licence", "DataDomain", "Framework", "JobType",
            "JobTemplate", "TemplateChild", "TemplateTypeReference", "Job", "JobOutput", "JobEvent",
-           "get_engine", "get_session_factory", "get_tm_session", "begin_for", "mark_written",
+           "get_engine", "get_session_factory", "get_tm_session", "begin_for", "write_from_here", "mark_written",
            "database_unavailable"]
 
 configure_mappers()
@@ -130,8 +131,25 @@ def mark_written(session: Session) -> None:
 
 
 def request_may_write(request) -> bool:
-    """Reads are GETs without Node-Id; a node's GET records last_seen (and acquire is a GET)."""
+    """Reads are GETs without Node-Id; a node's GET records last_seen (and acquire is a GET). An output upload
+    begins as a reader too, and becomes the writer once its bytes are stored (``write_from_here``)."""
+    if is_output_upload(request):
+        return False
     return request.method not in ("GET", "HEAD") or "Node-Id" in request.headers
+
+
+def write_from_here(session: Session) -> None:
+    """A session begun as a reader takes SQLite's write lock now, waiting its turn as BEGIN IMMEDIATE does
+    (PostgreSQL locks rows as it goes: nothing to do). What it read before is of an older snapshot: the
+    caller reads again, locked, what it decides on."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite" or connection.get_execution_options().get("sqlite_immediate"):
+        return
+    # A reader of a WAL database cannot become its writer once another writer has committed since its
+    # snapshot (SQLite refuses at once, without waiting): it has written nothing, so it ends its read and
+    # begins again. pysqlite, left out of transaction handling (see _configure_sqlite), commits what we begin.
+    connection.exec_driver_sql("COMMIT")
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def includeme(config):

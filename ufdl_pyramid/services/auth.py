@@ -194,13 +194,13 @@ class AuthService:
     def active_user_acting_as(self, token: str, node_id: int, *,
                               unlocked: bool = False) -> tuple[ActiveUser, ActingNode] | None:
         """The token's user and the node it acts as, marked seen, if the user is active and may act as the node
-        (one statement: a node's every request asks this); None when either check fails. ``unlocked``
-        (PostgreSQL): marked seen in a transaction of its own, committed at once, so that the request does not
-        hold the node's row (an upload, until its bytes are stored: see ``JobOutputService.add``)."""
+        (one statement: a node's every request asks this); None when either check fails. ``unlocked``: marked
+        seen in a transaction of its own, committed at once, so that the request holds neither the node's row
+        nor SQLite's write lock (an upload, until its bytes are stored: see ``JobOutputService.add``)."""
         user_id = self._user_id_of(token)
         values = {"node_id": node_id, "user_id": user_id, "now": utcnow()}
-        if unlocked and self.db.get_bind().dialect.name == "postgresql":
-            with self.db.get_bind().connect() as connection:
+        if unlocked:
+            with self.db.get_bind().connect().execution_options(sqlite_immediate=True) as connection:
                 row = connection.execute(_SEE_NODE_AS_USER, values).first()
                 connection.commit()
         else:

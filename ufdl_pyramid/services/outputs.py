@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError, WrongState
-from ..models import Job, JobOutput, Node, User
+from ..models import Job, JobOutput, Node, User, write_from_here
 from ..models.jobs import FINAL_STATUSES, RUNNING
 from ..models.meta import utcnow
 from ..storage import BlobTooLarge, OutputStorage
@@ -109,8 +109,10 @@ class JobOutputService:
             raise BlobTooLarge(self.max_size)
         blob = self.storage.store(stream, max_size=self.max_size)
         BlobCleanup.note_stored(self.db, blob.key)
-        # The node was marked seen without holding its row while the bytes streamed in (its heartbeats keep its
-        # lease meanwhile): its row is locked now, before the job's (the lock order, see job_lifecycle.py).
+        # The node was marked seen without holding its row (nor SQLite's write lock) while the bytes streamed in
+        # (its heartbeats keep its lease meanwhile): its row is locked now, before the job's (the lock order,
+        # see job_lifecycle.py).
+        write_from_here(self.db)
         if self.db.scalar(select(Node.id).where(Node.id == node.id).with_for_update()) is None:
             raise Forbidden(f"Node {node.id} does not exist")
         # The job was read, unlocked, before the bytes streamed in: an abort or a cancel may have come since
