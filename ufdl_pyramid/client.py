@@ -51,21 +51,35 @@ def connect(url: str, token: str, pk: int, after: int | None = None, timeout: fl
 
 def watch_job(url: str, token: str, pk: int, *, after: int | None = None, timeout: float = 60,
               reconnect_delay: float = 0.5, max_reconnects: int = 100,
-              on_retry: Callable[[Exception], None] | None = None) -> Iterator[dict]:
+              on_retry: Callable[[Exception], None] | None = None,
+              renew: Callable[[], str] | None = None) -> Iterator[dict]:
     """Yield the job's messages until the channel closes normally; reconnect (``after=``) when it drops.
-    ``on_retry(error)`` is told of each connection that failed and is tried again."""
+    ``on_retry(error)`` is told of each connection that failed and is tried again. ``renew()`` answers a new
+    access token: an open channel outlives its token, but a reconnect after it expired is refused (401), and
+    is then tried once more with a renewed one; without ``renew`` that refusal is final."""
     last_id = after
     reconnects = 0
+    renewed = False
     while True:
         try:
             ws = connect(url, token, pk, last_id, timeout)
-        except (OSError, websocket.WebSocketException, ChannelRefused) as error:
-            # A refusal is final, but for the database being away (503): that one passes.
-            refused = isinstance(error, ChannelRefused) and error.status != 503
-            if refused or reconnects >= max_reconnects:
+            renewed = False
+        except ChannelRefused as error:
+            if error.status == 401 and renew is not None and not renewed:
+                token, renewed = renew(), True
+                continue
+            if error.status != 503:  # a refusal is final, but for the database being away
                 raise
+            failed = error
+        except (OSError, websocket.WebSocketException) as error:
+            failed = error
+        else:
+            failed = None
+        if failed is not None:
+            if reconnects >= max_reconnects:
+                raise failed
             if on_retry is not None:
-                on_retry(error)
+                on_retry(failed)
             reconnects += 1
             time.sleep(reconnect_delay)
             continue

@@ -542,6 +542,93 @@ def test_the_prune_command_deletes_the_events_older_than_the_age_and_keeps_the_o
     assert [event.id for event in events_of(engine, job["pk"])] == ids[1:]
 
 
+def test_watch_job_renews_an_expired_token_once_per_refusal(monkeypatch):
+    """An open channel outlives its token; a reconnect after the token expired is refused (401). With ``renew``
+    it connects again with a new token; a new token refused too is final (no loop)."""
+    tokens = []
+
+    class Channel:  # its state and one event, then it drops; with the renewed token it then ends normally
+        def __init__(self, token, after):
+            self.frames = [{"id": after or 0, "transition": "state"}, {"id": (after or 0) + 1, "transition": "x"}]
+            self.last = token == "renewed"
+
+        def recv_data(self, control_frame=False):
+            if self.frames:
+                return websocket.ABNF.OPCODE_TEXT, json.dumps(self.frames.pop(0)).encode()
+            if self.last:
+                return websocket.ABNF.OPCODE_CLOSE, (1000).to_bytes(2, "big")
+            raise ConnectionResetError("dropped")
+
+        def close(self):
+            pass
+
+    def connect(url, token, pk, after=None, timeout=30):
+        tokens.append(token)
+        if len(tokens) > 1 and token != "renewed":  # the first token expires after the first connection
+            raise ChannelRefused(401, "Token has expired")
+        return Channel(token, after)
+
+    monkeypatch.setattr("ufdl_pyramid.client.connect", connect)
+    events = [m["id"] for m in watch_job("http://x", "first", 1, reconnect_delay=0, renew=lambda: "renewed")
+              if m["transition"] == "x"]
+    assert events == [1, 2] and tokens == ["first", "first", "renewed"]
+    tokens.clear()
+    renewals = iter(["expired", "expired"])
+
+    def refused_from_the_second(url, token, pk, after=None, timeout=30):
+        tokens.append(token)
+        if len(tokens) > 1:
+            raise ChannelRefused(401, "Token has expired")
+        return Channel(token, after)
+
+    monkeypatch.setattr("ufdl_pyramid.client.connect", refused_from_the_second)
+    with pytest.raises(ChannelRefused):
+        list(watch_job("http://x", "first", 1, reconnect_delay=0, renew=lambda: next(renewals)))
+    assert tokens == ["first", "first", "expired"]  # refused, renewed once, refused again: final
+    with pytest.raises(ChannelRefused):  # without renew, the first refusal is final
+        tokens.clear()
+        list(watch_job("http://x", "first", 1, reconnect_delay=0))
+    assert tokens == ["first", "first"]
+
+
+def test_the_watch_command_logs_in_and_renews_its_token_when_it_expires(engine, tmp_path, users, bob, worker, job,
+                                                                         capsys):
+    """With ``--username`` it logs in through the API; its token (1 s here) expires while the listener is away,
+    and the reconnect renews it. With ``--token`` that reconnect was refused (exit 1) after access_ttl."""
+    from webtest.http import StopableWSGIServer
+
+    from ufdl_pyramid.cli import main as ufdl
+    from ufdl_pyramid.testing import make_test_app
+
+    api = StopableWSGIServer.create(make_test_app(engine, **{"ufdl.auth.access_ttl": "1"}))
+    listener = ListenerProcess(engine, tmp_path)
+    try:
+        worker.get(path(job, "acquire"))
+        worker.post(path(job, "start"), {})
+        answer = {}
+        watching = threading.Thread(target=lambda: answer.setdefault("code", ufdl(
+            ["jobs", "watch", str(job["pk"]), "--url", listener.url, "--username", "bob", "--password",
+             "password123", "--api-url", api.application_url])))
+        watching.start()
+        deadline = time.time() + 30
+        while listener.status()["watchers"] < 1:
+            assert time.time() < deadline, "the watch did not connect"
+            time.sleep(0.05)
+        listener.process.kill()
+        listener.process.wait(5)
+        time.sleep(1.5)  # its access token expires meanwhile
+        listener.process = subprocess.Popen(listener.process.args, stdout=listener.log, stderr=subprocess.STDOUT)
+        worker.post(path(job, "progress/0.5"), {})
+        worker.post(path(job, "finish"), {})
+        watching.join(60)
+    finally:
+        listener.stop()
+        api.shutdown()
+    out, err = capsys.readouterr()
+    assert answer == {"code": 0}, err
+    assert "COMPLETED" in out.splitlines()[-1]
+
+
 def test_the_watch_command_prints_a_progress_bar(listener, bob, worker, job, capsys):
     from ufdl_pyramid.cli import main as ufdl
     worker.get(path(job, "acquire"))

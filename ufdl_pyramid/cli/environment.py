@@ -8,6 +8,7 @@ import transaction
 from pyramid.paster import get_appsettings, setup_logging
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from ..errors import InvalidInput
 from ..models import get_engine, get_session_factory, get_tm_session
 from ..settings import SettingsError, load_settings
 
@@ -42,3 +43,11 @@ class CliEnvironment:
         manager = transaction.TransactionManager(explicit=True)
         with manager:
             yield get_tm_session(get_session_factory(self.engine), manager)
+
+
+def password_of(args) -> str:
+    """``--password``, else the UFDL_PASSWORD environment variable (which keeps it out of the process list)."""
+    password = args.password or os.environ.get("UFDL_PASSWORD")
+    if not password:
+        raise InvalidInput("give the password with --password or the UFDL_PASSWORD environment variable")
+    return password

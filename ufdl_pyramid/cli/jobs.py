@@ -1,9 +1,12 @@
-"""``ufdl jobs watch PK --url URL --token TOKEN``: follow a job's progress channel with a progress bar."""
+"""``ufdl jobs watch PK --url URL (--token TOKEN | --username U)``: follow a job's progress channel with a
+progress bar."""
 import sys
 
 import websocket
 
 from ..client import ChannelRefused, watch_job
+from ..worker.api import ServerUnavailable, UfdlApi
+from .environment import password_of
 
 
 def register(areas) -> None:
@@ -12,7 +15,11 @@ def register(areas) -> None:
     watch = actions.add_parser("watch", help="print a job's progress until it ends")
     watch.add_argument("pk", type=int)
     watch.add_argument("--url", default="http://127.0.0.1:6544", help="the progress channel's base URL")
-    watch.add_argument("--token", required=True, help="an access token")
+    who = watch.add_mutually_exclusive_group(required=True)
+    who.add_argument("--token", help="an access token (it cannot be renewed: a reconnect after it expired fails)")
+    who.add_argument("--username", help="log in through --api-url, and renew the token when it expires")
+    watch.add_argument("--password", help="with --username (default: the UFDL_PASSWORD environment variable)")
+    watch.add_argument("--api-url", default="http://127.0.0.1:6543", help="the API's base URL, for --username")
     watch.add_argument("--after", type=int, default=None, help="replay the events after this id first")
     watch.add_argument("--follow-retries", action="store_true",
                        help="go on watching a FAILED job, which a reset or an abort may run again (default: stop)")
@@ -34,8 +41,17 @@ def run_watch(args, environment) -> int:
             print(f"ufdl: cannot reach the progress channel at {args.url} ({error}); trying again", file=sys.stderr,
                   flush=True)
 
+    token, renew = args.token, None
+    if args.username is not None:
+        try:
+            api = UfdlApi(args.api_url, args.username, password_of(args))
+            api.login()
+        except (ValueError, ServerUnavailable) as error:
+            print(f"ufdl: cannot log in at {args.api_url}: {error}", file=sys.stderr)
+            return 1
+        token, renew = api.access, api.renewed_access
     try:
-        for message in watch_job(args.url, args.token, args.pk, after=args.after, on_retry=on_retry):
+        for message in watch_job(args.url, token, args.pk, after=args.after, on_retry=on_retry, renew=renew):
             status = message["status"]
             line = f"job {message['pk']} {bar(message['progress'])} {status:<9} {message['transition']}"
             if message.get("error"):
@@ -44,7 +60,12 @@ def run_watch(args, environment) -> int:
             if status == "FAILED" and not args.follow_retries:
                 break
     except ChannelRefused as error:
-        print(f"ufdl: {error}", file=sys.stderr)
+        expired = error.status == 401 and "expired" in error.detail and args.token is not None
+        hint = " (give --username instead of --token, and the token is renewed as it expires)" if expired else ""
+        print(f"ufdl: {error}{hint}", file=sys.stderr)
+        return 1
+    except ServerUnavailable as error:  # renewing the token, the API could not be reached
+        print(f"ufdl: cannot renew the access token at {args.api_url}: {error}", file=sys.stderr)
         return 1
     except (OSError, websocket.WebSocketException, ValueError) as error:
         # No listener there (after watch_job's reconnects), or a URL it cannot use: one line, not a traceback.

@@ -1,13 +1,13 @@
 """``ufdl users ...``: create users, set passwords, deactivate, and make the first admin."""
-import os
 import secrets
 import sys
 
 from sqlalchemy import select
 
-from ..errors import InvalidInput, NotFound
+from ..errors import NotFound
 from ..models import User
 from ..services.auth import AuthConfig, AuthService
+from .environment import password_of
 
 
 def register(areas) -> None:
@@ -41,13 +41,6 @@ def register(areas) -> None:
     bootstrap.set_defaults(handler=run_bootstrap)
 
 
-def _password(args) -> str:
-    password = args.password or os.environ.get("UFDL_PASSWORD")
-    if not password:
-        raise InvalidInput("give the password with --password or the UFDL_PASSWORD environment variable")
-    return password
-
-
 def _service(environment, db) -> AuthService:
     return AuthService(db, AuthConfig.from_settings(environment.settings))
 
@@ -61,7 +54,7 @@ def _user(db, name: str) -> User:
 
 def run_create(args, environment) -> int:
     with environment.session() as db:
-        user = _service(environment, db).create_user(args.name, _password(args), is_admin=args.admin,
+        user = _service(environment, db).create_user(args.name, password_of(args), is_admin=args.admin,
                                                      email=args.email)
         print(f"created {'admin' if user.is_admin else 'user'} {user.username!r} (pk {user.id})")
     return 0
@@ -69,7 +62,7 @@ def run_create(args, environment) -> int:
 
 def run_password(args, environment) -> int:
     with environment.session() as db:
-        _service(environment, db).set_password(_user(db, args.name), _password(args))
+        _service(environment, db).set_password(_user(db, args.name), password_of(args))
     print(f"password of {args.name!r} changed")
     return 0
 

@@ -1,12 +1,12 @@
 """``ufdl worker``: run jobs from a server with the executors of the installed plugins (no INI needed)."""
 import logging
 import math
-import os
 import signal
 import sys
 import threading
 
 from ..plugins import load_plugins
+from .environment import password_of
 
 
 def register(areas) -> None:
@@ -41,10 +41,7 @@ def run_worker(args, environment) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                             stream=sys.stderr)
-    password = args.password or os.environ.get("UFDL_PASSWORD")
-    if not password:
-        print("ufdl: give the password with --password or the UFDL_PASSWORD environment variable", file=sys.stderr)
-        return 1
+    password = password_of(args)
     executors = dict(load_plugins(strict=False).executors)
     if args.executor:
         unknown = sorted(set(args.executor) - set(executors))

@@ -108,6 +108,11 @@ class UfdlApi:
                         raise
             self.login()
 
+    def renewed_access(self) -> str:
+        """A new access token, the current one having been refused (expired): refreshed, or logged in again."""
+        self._renew(self.access)
+        return self.access
+
     # -- API -------------------------------------------------------------------------------------------------
     def request(self, method: str, path: str, payload=None, *, body: bytes | None = None,
                 content_type: str | None = None, headers: Mapping | None = None, stream_to=None,
