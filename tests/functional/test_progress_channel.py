@@ -271,29 +271,33 @@ def test_watch_job_reconnects_by_itself(listener, bob, worker, job):
     assert watch.done.wait(5) and watch.error is None
 
 
+class ScriptedChannel:
+    """A channel for ``watch_job`` without a listener: its state and one new event (``transition``), then it
+    drops, or closes normally if it is the ``last``."""
+
+    def __init__(self, after: int, transition: str, *, last: bool = False):
+        self.frames = [{"id": after, "transition": "state"}, {"id": after + 1, "transition": transition}]
+        self.last = last
+
+    def recv_data(self, control_frame=False):
+        if self.frames:
+            return websocket.ABNF.OPCODE_TEXT, json.dumps(self.frames.pop(0)).encode()
+        if self.last:
+            return websocket.ABNF.OPCODE_CLOSE, (1000).to_bytes(2, "big")
+        raise ConnectionResetError("dropped")
+
+    def close(self):
+        pass
+
+
 def test_watch_job_counts_only_the_drops_in_a_row_toward_giving_up(monkeypatch):
     """A long watch whose connection drops now and then, each time after new events came, gave up once it had
     reconnected max_reconnects times over its whole life, as if the listener had been gone all along."""
     connections = []
 
-    class Dropping:  # a channel that delivers its state and one new event, then drops; the sixth ends normally
-        def __init__(self, after):
-            self.frames = [{"id": after, "transition": "state"}, {"id": after + 1, "transition": "progress"}]
-            self.last = len(connections) == 6
-
-        def recv_data(self, control_frame=False):
-            if self.frames:
-                return websocket.ABNF.OPCODE_TEXT, json.dumps(self.frames.pop(0)).encode()
-            if self.last:
-                return websocket.ABNF.OPCODE_CLOSE, (1000).to_bytes(2, "big")
-            raise ConnectionResetError("dropped")
-
-        def close(self):
-            pass
-
-    def connect(url, token, pk, after=None, timeout=30):
+    def connect(url, token, pk, after=None, timeout=30):  # the sixth ends normally
         connections.append(after)
-        return Dropping(after)
+        return ScriptedChannel(after, "progress", last=len(connections) == 6)
     monkeypatch.setattr("ufdl_pyramid.client.connect", connect)
     events = [m["id"] for m in watch_job("http://x", "t", 1, after=0, reconnect_delay=0, max_reconnects=2)
               if m["transition"] == "progress"]
@@ -547,26 +551,11 @@ def test_watch_job_renews_an_expired_token_once_per_refusal(monkeypatch):
     it connects again with a new token; a new token refused too is final (no loop)."""
     tokens = []
 
-    class Channel:  # its state and one event, then it drops; with the renewed token it then ends normally
-        def __init__(self, token, after):
-            self.frames = [{"id": after or 0, "transition": "state"}, {"id": (after or 0) + 1, "transition": "x"}]
-            self.last = token == "renewed"
-
-        def recv_data(self, control_frame=False):
-            if self.frames:
-                return websocket.ABNF.OPCODE_TEXT, json.dumps(self.frames.pop(0)).encode()
-            if self.last:
-                return websocket.ABNF.OPCODE_CLOSE, (1000).to_bytes(2, "big")
-            raise ConnectionResetError("dropped")
-
-        def close(self):
-            pass
-
     def connect(url, token, pk, after=None, timeout=30):
         tokens.append(token)
         if len(tokens) > 1 and token != "renewed":  # the first token expires after the first connection
             raise ChannelRefused(401, "Token has expired")
-        return Channel(token, after)
+        return ScriptedChannel(after or 0, "x", last=token == "renewed")
 
     monkeypatch.setattr("ufdl_pyramid.client.connect", connect)
     events = [m["id"] for m in watch_job("http://x", "first", 1, reconnect_delay=0, renew=lambda: "renewed")
@@ -579,7 +568,7 @@ def test_watch_job_renews_an_expired_token_once_per_refusal(monkeypatch):
         tokens.append(token)
         if len(tokens) > 1:
             raise ChannelRefused(401, "Token has expired")
-        return Channel(token, after)
+        return ScriptedChannel(after or 0, "x")
 
     monkeypatch.setattr("ufdl_pyramid.client.connect", refused_from_the_second)
     with pytest.raises(ChannelRefused):
