@@ -357,6 +357,32 @@ def test_jobs_list_filters(bob, worker, make_job):
     assert "out of its range" in bob.post("/v1/jobs/list", body, status=400).json["detail"]
 
 
+def test_an_exact_filter_on_a_column_of_fixed_values_refuses_a_value_outside_them(bob, job):
+    """A typo (FINSHED) answered an empty list, as if no job matched: it is a 400 naming the values."""
+    def refusal(field, value, **more):
+        body = {"expressions": [{"type": "exact", "field": field, "value": value, **more}]}
+        return bob.post("/v1/jobs/list", body, status=400).json["detail"]
+
+    assert refusal("status", "FINSHED") == \
+        "Field 'status' is one of PENDING, QUEUED, RUNNING, COMPLETED, FAILED, CANCELED: 'FINSHED' is not one"
+    assert refusal("status", "pending").endswith("'pending' is not one")
+    assert refusal("status", "FINSHED", invert=True).startswith("Field 'status' is one of")
+    assert refusal("error_category", "ALGO") == \
+        "Field 'error_category' is one of SYSTEM, ALGORITHM, DATA: 'ALGO' is not one"
+    assert refusal("template.kind", "workabel").startswith("Field 'template.kind' is one of workable, meta")
+    assert refusal("template.scope", "private").startswith("Field 'template.scope' is one of public, project, user")
+    templates = {"expressions": [{"type": "exact", "field": "scope", "value": "pubic"}]}
+    assert "one of public, project, user" in bob.post("/v1/job-templates/list", templates, status=400).json["detail"]
+    # A value of the set, or one in another case when case_insensitive says so, filters as before; so does
+    # contains, which matches parts of values.
+    for expression in ({"type": "exact", "field": "status", "value": "PENDING"},
+                       {"type": "exact", "field": "status", "value": "pending", "case_insensitive": True},
+                       {"type": "exact", "field": "status", "value": "FAILED", "invert": True},
+                       {"type": "contains", "field": "status", "sub_string": "PEND"}):
+        assert [row["pk"] for row in bob.post("/v1/jobs/list", {"expressions": [expression]}).json] == \
+            [job["pk"]], expression
+
+
 def copies_of_a_pending_job(engine, make_job, count: int) -> None:
     """``count`` rows copied from one job in one statement: creating hundreds through the API is slow."""
     from sqlalchemy import insert, select

@@ -16,6 +16,11 @@ COMPLETED = "COMPLETED"
 FAILED = "FAILED"
 CANCELED = "CANCELED"
 FINAL_STATUSES = (COMPLETED, FAILED, CANCELED)
+STATUSES = (PENDING, QUEUED, RUNNING, COMPLETED, FAILED, CANCELED)
+ALGORITHM = "ALGORITHM"  # the executor reported an error
+SYSTEM = "SYSTEM"  # the infrastructure failed the job (lost node, expired lease)
+DATA = "DATA"  # design.md's third category; nothing sets it yet
+ERROR_CATEGORIES = (SYSTEM, ALGORITHM, DATA)
 
 
 class Job(SoftDeleteMixin, Base):
@@ -31,14 +36,15 @@ class Job(SoftDeleteMixin, Base):
     input_values: Mapped[dict] = mapped_column(JSON)
     parameter_values: Mapped[dict | None] = mapped_column(JSON)
     notification_override: Mapped[dict | None] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    # "choices": the only values the column holds; a list filter refuses others (services/listing.py).
+    status: Mapped[str] = mapped_column(String(16), default=PENDING, info={"choices": STATUSES})
     last_status_change: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"), index=True)
     start_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error_reason: Mapped[str | None] = mapped_column(Text)
-    error_category: Mapped[str | None] = mapped_column(String(16))
+    error_category: Mapped[str | None] = mapped_column(String(16), info={"choices": ERROR_CATEGORIES})
     is_cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
     lost_leases: Mapped[int] = mapped_column(Integer, default=0)  # automatic aborts; ufdl.max_tries fails it
 

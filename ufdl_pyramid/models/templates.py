@@ -28,10 +28,10 @@ class JobTemplate(SoftDeleteMixin, Base):
     name: Mapped[str] = mapped_column(String(200), index=True)
     version: Mapped[int] = mapped_column(Integer)
     description: Mapped[str] = mapped_column(Text, default="")
-    scope: Mapped[str] = mapped_column(String(16), default="public")
+    scope: Mapped[str] = mapped_column(String(16), default="public", info={"choices": SCOPES})
     domain_id: Mapped[int | None] = mapped_column(ForeignKey("domains.id"))
     licence_id: Mapped[int] = mapped_column(ForeignKey("licences.id"))
-    kind: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(8), info={"choices": (WORKABLE, META)})
     # Workable templates only: the canonical contract type string and the executor.
     contract: Mapped[str | None] = mapped_column(String(1000), info={"api_name": "type"})  # answered as type
     contract_name: Mapped[str | None] = mapped_column(String(200), index=True)

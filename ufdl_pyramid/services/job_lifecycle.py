@@ -19,7 +19,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from ..errors import Forbidden, InvalidInput, WrongState
 from ..models import Job, JobEvent, JobOutput, JobTemplate, Node, User, mark_written
-from ..models.jobs import CANCELED, COMPLETED, FAILED, FINAL_STATUSES, PENDING, QUEUED, RUNNING
+from ..models.jobs import (ALGORITHM, CANCELED, COMPLETED, FAILED, FINAL_STATUSES, PENDING, QUEUED, RUNNING,
+                           SYSTEM)
 from ..models.meta import utcnow
 from ..types import InvalidType, is_subtype
 from .auth import ActingNode
@@ -32,8 +33,6 @@ from .type_registry import type_registry
 _JOBS = Job.__table__
 _NODES = Node.__table__
 _OUTPUTS = JobOutput.__table__
-ALGORITHM = "ALGORITHM"  # the executor reported an error
-SYSTEM = "SYSTEM"  # the infrastructure failed the job (lost node, expired lease)
 
 
 # The lock order on PostgreSQL, which every request keeps so that no two wait for each other:

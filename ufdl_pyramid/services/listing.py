@@ -3,7 +3,8 @@
 Body: ``{expressions: [...], order_by: [{field, ascending, nulls_first}], include_inactive, page, page_size}``.
 Expressions are ``exact``, ``contains``, ``isnull``, ``compare`` (each may ``invert``) and ``and``/``or`` of
 sub-expressions; all top-level expressions must hold. A field is a column name or a dotted path through
-many-to-one relationships (``template.name``). Columns marked ``info={"private": True}`` are never reachable.
+many-to-one relationships (``template.name``). Columns marked ``info={"private": True}`` are never reachable;
+an ``exact`` value for a column marked ``info={"choices": (...)}`` must be one of those.
 Every value is checked against its column's type, so bad input is a 400, never a database error.
 """
 from collections.abc import Generator, Iterator
@@ -110,6 +111,7 @@ class _Resolver:
     join_order: list = dataclass_field(default_factory=list)
 
     def column(self, path: str):
+        """The attribute to filter on (of the path's alias) and its table column (type, ``info``)."""
         *relations, column_name = path.split(".")
         entity, mapper, prefix = self.model, self.model.__mapper__, ""
         for name in relations:
@@ -130,8 +132,7 @@ class _Resolver:
         key = self._attribute_key(mapper, column_name)
         if key is None:
             raise InvalidInput(f"Unknown field '{path}'")
-        column_name, attribute = key, mapper.columns[key]
-        return getattr(entity, column_name), attribute.type
+        return getattr(entity, key), mapper.columns[key]
 
 
     @staticmethod
@@ -184,6 +185,16 @@ def _check_value(path: str, column_type, value, *, ordering: bool = False):
     raise InvalidInput(f"Field '{path}' cannot be filtered on")
 
 
+def _check_choice(path: str, choices, value, case_insensitive: bool) -> None:
+    """A column of a fixed set of values (``info={"choices": ...}``) matches nothing else: a typo such as
+    ``FINSHED`` is refused rather than answered with an empty list."""
+    if choices is None:
+        return
+    fold = str.lower if case_insensitive else str
+    if fold(value) not in map(fold, choices):
+        raise InvalidInput(f"Field '{path}' is one of {', '.join(choices)}: {value!r} is not one")
+
+
 def _condition(resolver: _Resolver, expression: dict):
     kind = expression["type"]
     if kind in ("and", "or"):
@@ -191,7 +202,8 @@ def _condition(resolver: _Resolver, expression: dict):
         condition = and_(*parts) if kind == "and" else or_(*parts)
     else:
         path = expression["field"]
-        column, column_type = resolver.column(path)
+        column, table_column = resolver.column(path)
+        column_type = table_column.type
         if kind == "isnull":
             condition = column.is_(None)
         elif kind == "contains":
@@ -203,6 +215,7 @@ def _condition(resolver: _Resolver, expression: dict):
                 condition = column.contains(expression["sub_string"], autoescape=True)
         elif kind == "exact":
             value = _check_value(path, column_type, expression["value"])
+            _check_choice(path, table_column.info.get("choices"), value, expression.get("case_insensitive"))
             if expression.get("case_insensitive") and isinstance(value, str):
                 condition = func.lower(column) == value.lower()
             else:
@@ -247,8 +260,8 @@ def run_list(db: Session, query: Select, model: type, body: dict | None, *, page
     conditions = [_condition(resolver, expression) for expression in body.get("expressions", [])]
     orderings = []
     for order in body.get("order_by", []):
-        column, column_type = resolver.column(order["field"])
-        if not isinstance(column_type, _ORDERABLE):
+        column, table_column = resolver.column(order["field"])
+        if not isinstance(table_column.type, _ORDERABLE):
             raise InvalidInput(f"Field '{order['field']}' cannot be ordered by")
         ordering = column.asc() if order.get("ascending", True) else column.desc()
         if order.get("nulls_first") is not None:
