@@ -99,6 +99,18 @@ def test_malformed_json_is_400(admin):
     assert response.json["detail"].startswith("Malformed JSON body")
 
 
+def test_a_json_key_given_twice_is_400_naming_it_at_any_depth(admin):
+    """Python's parser kept the last value without a word; YAML bodies already refused a repeated key."""
+    for path, body, key in (
+            ("/v1/job-types/create", b'{"name": "first", "pkg": "p", "cls": "p.C", "name": "second"}', "name"),
+            ("/v1/job-types/list", b'{"expressions": [{"type": "exact", "field": "name", "value": "a", '
+                                   b'"value": "b"}]}', "value")):
+        response = admin.request("POST", path, body=body, content_type="application/json", status=400)
+        assert response.json["detail"] == f"Malformed JSON body: the key '{key}' is given twice in one object"
+    assert admin.post("/v1/job-types/list", {"expressions": [{"type": "exact", "field": "name", "value": "a"}]}
+                      ).json == []
+
+
 def test_duplicate_name_is_409(admin, job_type):
     response = admin.post("/v1/job-types/create", STR, status=409)
     assert response.json == {"detail": "A job type with name 'str' already exists"}

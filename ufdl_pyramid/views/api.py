@@ -54,7 +54,8 @@ def read_json(request, *, optional: bool = False, limit_setting: str = "ufdl.max
             return {}
         raise InvalidInput("A JSON body is required")
     try:
-        value = json.loads(body, parse_float=_finite_float, parse_constant=_no_constant)
+        value = json.loads(body, parse_float=_finite_float, parse_constant=_no_constant,
+                           object_pairs_hook=_unique_keys)
         # Checked here, or the database would refuse it as a 500. Bodies that hold no escape, no NUL byte (UTF-16
         # and 32 hold many) and no UTF-8 lead byte of the surrogates' block cannot hold one: no walk for them.
         bad_text = (b"\\u" in body or b"\x00" in body or b"\xed" in body) and holds_unstorable(value)
@@ -72,6 +73,16 @@ def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _unique_keys(pairs: list) -> dict:
+    # Python keeps a repeated key's last value without a word; YAML bodies refuse it too (UniqueKeys).
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"the key {repeated!r} is given twice in one object")
     return value
 
 
