@@ -98,6 +98,22 @@ def test_fields_past_their_limits_are_400(admin):
     admin.post("/v1/domains/create", {"name": "xx", "description": "d" * 100}, status=201)
 
 
+def test_a_licence_url_must_be_an_absolute_http_or_https_url(admin):
+    """Anything was stored before, an empty url too (upstream's URLField refuses blank)."""
+    licence = admin.post("/v1/licences/create", {"name": "WTFPL", "url": "HTTPS://www.wtfpl.net/about"},
+                         status=201).json
+    for url in ("", "www.wtfpl.net", "ftp://www.wtfpl.net/", "javascript:alert(1)", "http://", "http:///about",
+                "http://www.wtfpl.net:http/", "http://www.wtf pl.net/", "/about", "http://[::1"):
+        refused = admin.post("/v1/licences/create", {"name": "Other", "url": url}, status=400).json
+        assert refused == {"detail": f"url must be an absolute http or https URL, not {url!r}"}
+        admin.patch(f"/v1/licences/{licence['pk']}", {"url": url}, status=400)
+        admin.put(f"/v1/licences/{licence['pk']}", {"name": "WTFPL", "url": url}, status=400)
+    assert admin.get(f"/v1/licences/{licence['pk']}").json["url"] == "HTTPS://www.wtfpl.net/about"
+    assert admin.patch(f"/v1/licences/{licence['pk']}", {"url": "http://[::1]:8080/wtfpl"}).json["url"] == \
+        "http://[::1]:8080/wtfpl"
+    assert admin.patch(f"/v1/licences/{licence['pk']}", {"name": "WTFPL-2"}).json["name"] == "WTFPL-2"
+
+
 def test_frameworks_are_unique_by_name_and_version(admin):
     frameworks = {(row["name"], row["version"]): row["pk"] for row in admin.post("/v1/frameworks/list").json}
     assert admin.post("/v1/frameworks/create", {"name": "tensorflow", "version": "2.16"}, status=201)
