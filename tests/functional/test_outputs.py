@@ -336,6 +336,23 @@ def test_only_an_admin_deletes_reinstates_or_deletes_for_good_a_job_output(worke
     assert bob.get(item).json["deletion_time"] is not None
 
 
+def test_reinstating_an_output_whose_name_and_type_are_taken_again_is_409_naming_the_holder(worker, admin,
+                                                                                              running):
+    """A deleted output's (job, name, type) may be taken by a new upload: reinstating the old one then says which
+    output holds them (it answered a bare 'it conflicts with an existing record')."""
+    old = upload(worker, running).json
+    admin.delete(f"/v1/job-outputs/{old['pk']}")
+    new = upload(worker, running, data=b"new bytes").json
+    refused = admin.delete(f"/v1/job-outputs/{old['pk']}/reinstate", status=409).json
+    assert refused == {"detail": f"Job {running['pk']} already has an output 'model' of type {MODEL}: output "
+                                 f"{new['pk']}; delete that one first"}
+    assert admin.get(f"/v1/job-outputs/{old['pk']}").json["deletion_time"] is not None
+    admin.delete(f"/v1/job-outputs/{new['pk']}")
+    assert admin.delete(f"/v1/job-outputs/{old['pk']}/reinstate").json["deletion_time"] is None
+    # Reinstating an active output changes nothing: it is no conflict with itself.
+    assert admin.delete(f"/v1/job-outputs/{old['pk']}/reinstate").json["deletion_time"] is None
+
+
 def output_key(storage, data: bytes) -> str:
     import hashlib
     return hashlib.sha256(data).hexdigest()

@@ -7,7 +7,7 @@ from pyramid.authorization import Allow, Authenticated
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import defaultload, selectinload
 
-from ..errors import ConcurrentChange, InvalidInput, WrongState
+from ..errors import ConcurrentChange, Conflict, InvalidInput, WrongState
 from ..models import Job, JobOutput, JobTemplate
 from ..models.jobs import QUEUED, RUNNING
 from ..permissions import Permission, user_principal
@@ -83,6 +83,17 @@ class JobRecords(RecordService):
 class JobOutputRecords(RecordService):
     model = JobOutput
     schema = {}
+
+    def reinstate(self, output: JobOutput) -> JobOutput:
+        # A new upload may have taken the deleted output's (job, name, type): the 409 names it, as an
+        # upload's does.
+        holder = self.db.scalar(select(JobOutput.id).where(
+            JobOutput.job_id == output.job_id, JobOutput.name == output.name, JobOutput.type == output.type,
+            JobOutput.active(), JobOutput.id != output.id))
+        if holder is not None:
+            raise Conflict(f"Job {output.job_id} already has an output {output.name!r} of type {output.type}: "
+                           f"output {holder}; delete that one first")
+        return super().reinstate(output)
 
 
 class OutputSlot(Resource):
