@@ -99,12 +99,34 @@ def test_admin_creates_an_administrator(ini, capsys, testapp):
         ApiClient(testapp, token).get("/v1/plugins", status=status)
 
 
-def test_bootstrap_leaves_a_user_named_admin_who_is_no_administrator_alone(ini, capsys, users, anonymous):
+def test_bootstrap_leaves_a_user_named_admin_who_is_no_administrator_alone_and_fails(ini, capsys, users,
+                                                                                     anonymous):
+    """No administrator can log in afterwards: exit 1 (it was 0, and ``make run`` went on to serve), one line."""
     users.create("admin")
-    assert ufdl(["-c", ini, "users", "bootstrap"]) == 0
+    assert ufdl(["-c", ini, "users", "bootstrap"]) == 1
     out, err = capsys.readouterr()
-    assert out == "" and err == "a user 'admin' exists but is not an administrator: nothing created\n"
+    assert out == "" and err == ("ufdl: a user 'admin' exists but is not an administrator: nothing created; "
+                                 "create one with 'ufdl users create NAME --admin'\n")
     anonymous.post("/v1/auth/obtain", {"username": "admin", "password": "password123"}, status=200)
+
+
+def test_bootstrap_with_every_administrator_deactivated_says_to_activate_one_and_fails(ini, capsys, users,
+                                                                                       anonymous):
+    users.create("admin", admin=True)
+    assert ufdl(["-c", ini, "users", "deactivate", "admin"]) == 0
+    capsys.readouterr()
+    assert ufdl(["-c", ini, "users", "bootstrap"]) == 1
+    assert capsys.readouterr() == ("", "ufdl: every administrator is deactivated ('admin'): nothing created; "
+                                       "run 'ufdl users activate admin'\n")
+    users.create("root", admin=True)
+    assert ufdl(["-c", ini, "users", "deactivate", "root"]) == 0
+    capsys.readouterr()
+    assert ufdl(["-c", ini, "users", "bootstrap"]) == 1
+    assert capsys.readouterr().err.endswith("('admin', 'root'): nothing created; run 'ufdl users activate NAME'\n")
+    assert ufdl(["-c", ini, "users", "activate", "root"]) == 0
+    assert ufdl(["-c", ini, "users", "bootstrap"]) == 0
+    assert capsys.readouterr().out.endswith("an administrator exists: nothing to do\n")
+    anonymous.post("/v1/auth/obtain", {"username": "admin", "password": "password123"}, status=401)
 
 
 def test_a_password_of_eight_characters_is_long_enough_and_one_of_seven_is_not(ini, capsys, anonymous, users):

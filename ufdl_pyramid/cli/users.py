@@ -1,10 +1,9 @@
 """``ufdl users ...``: create users, set passwords, deactivate, and make the first admin."""
 import secrets
-import sys
 
 from sqlalchemy import select
 
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 from ..models import User
 from ..services.auth import AuthConfig, AuthService
 from .environment import password_of
@@ -92,13 +91,22 @@ def run_list(args, environment) -> int:
 
 
 def run_bootstrap(args, environment) -> int:
+    # Exit 0 only if an administrator can log in afterwards (``make run`` goes on to serve): otherwise it says
+    # why not and what to do, and leaves the users as they are.
     with environment.session() as db:
-        if db.scalar(select(User.id).where(User.is_admin.is_(True)).limit(1)) is not None:
+        admins = db.execute(select(User.username, User.is_active).where(User.is_admin.is_(True))
+                            .order_by(User.id)).all()
+        if any(active for _, active in admins):
             print("an administrator exists: nothing to do")
             return 0
+        if admins:
+            names = [name for name, _ in admins]
+            which = names[0] if len(names) == 1 else "NAME"
+            raise Conflict(f"every administrator is deactivated ({', '.join(map(repr, names))}): nothing created; "
+                           f"run 'ufdl users activate {which}'")
         if db.scalar(select(User.id).where(User.username == "admin")) is not None:
-            print("a user 'admin' exists but is not an administrator: nothing created", file=sys.stderr)
-            return 0
+            raise Conflict("a user 'admin' exists but is not an administrator: nothing created; "
+                           "create one with 'ufdl users create NAME --admin'")
         password = secrets.token_urlsafe(12)
         _service(environment, db).create_user("admin", password, is_admin=True)
     print(f"created the administrator 'admin' with the password: {password}\n"
