@@ -223,6 +223,60 @@ def test_a_refused_login_is_one_line_and_exit_1(capsys):
     assert "Traceback" not in printed
 
 
+def failing_resolver(monkeypatch, host: str, errno: int, message: str) -> None:
+    """``host`` fails to resolve with the resolver's ``errno``; every other name resolves as usual."""
+    import socket
+
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(name, *args, **kwargs):
+        if name == host:
+            raise socket.gaierror(errno, message)
+        return resolve(name, *args, **kwargs)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def test_a_url_whose_host_does_not_resolve_is_one_line_and_exit_1(capsys, monkeypatch):
+    """A typo in --url was retried for ever, logged as 'server unavailable' every time like a server that is
+    down; it is refused before the first contact."""
+    import os
+    import signal
+    import socket
+
+    from ufdl_pyramid.cli import main
+
+    failing_resolver(monkeypatch, "ufdl-sever.example", socket.EAI_NONAME, "Name or service not known")
+    # Should the worker retry (as it did), a Ctrl-C stops it (exit 0) rather than the test hanging.
+    stopper = threading.Timer(5, os.kill, (os.getpid(), signal.SIGINT))
+    stopper.start()
+    try:
+        code = main(["worker", "--url", "http://ufdl-sever.example:6543", "--username", "u", "--password", "p",
+                     "--once", "--max-backoff", "0.5"])
+    finally:
+        stopper.cancel()
+    assert code == 1
+    assert capsys.readouterr().err == \
+        "ufdl: cannot resolve the host 'ufdl-sever.example' of the URL: Name or service not known\n"
+
+
+def test_a_resolver_that_cannot_answer_yet_and_a_name_lost_later_are_waited_out(monkeypatch, caplog):
+    """Only a name that does not exist at start-up ends the worker: a resolver that has no answer for now
+    (EAI_AGAIN) may be a network still coming up, and a worker that has started waits out whatever fails."""
+    import socket
+
+    failing_resolver(monkeypatch, "ufdl-server.example", socket.EAI_AGAIN, "Temporary failure in name resolution")
+    api = UfdlApi("http://ufdl-server.example", "u", "p")
+    api.check_host()
+    failing_resolver(monkeypatch, "ufdl-server.example", socket.EAI_NONAME, "Name or service not known")
+    stop = threading.Event()
+    worker = Worker(api, {"x.Y": Executor}, WorkerOptions(max_backoff=0.2), stop)
+    threading.Timer(1.0, stop.set).start()
+    with caplog.at_level("WARNING", logger="ufdl_pyramid.worker"):
+        assert worker.run() == 0
+    retries = [record for record in caplog.records if "Name or service not known" in record.getMessage()]
+    assert len(retries) >= 3
+
+
 @pytest.mark.parametrize("option, value, message", [
     ("--poll", "0", "--poll must be a number of seconds above 0"),
     ("--poll", "-1", "--poll must be a number of seconds above 0"),

@@ -53,7 +53,7 @@ def run_worker(args, environment) -> int:
         print("ufdl: no executors are installed (install a plugin that registers some)", file=sys.stderr)
         return 1
     try:
-        UfdlApi(args.url, args.username, password)
+        UfdlApi(args.url, args.username, password).check_host()  # a host that may only be down is waited for
     except ValueError as error:
         print(f"ufdl: {error}", file=sys.stderr)
         return 1

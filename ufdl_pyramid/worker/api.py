@@ -3,6 +3,7 @@ the node is known. Standard library only (``http.client``), one connection per t
 import http.client
 import json
 import logging
+import socket
 import threading
 import urllib.parse
 from collections.abc import Mapping
@@ -23,6 +24,10 @@ class ServerUnavailable(Exception):
     """The server cannot be reached, or answered 502/503/504: try again later."""
 
 
+# The resolver's answers that a name does not exist (a typo), unlike EAI_AGAIN: no answer for now.
+_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
 class UfdlApi:
     def __init__(self, url: str, username: str, password: str, timeout: float = 30):
         parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
@@ -37,6 +42,16 @@ class UfdlApi:
         self.refresh: str | None = None
         self._token_lock = threading.Lock()
         self._local = threading.local()
+
+    def check_host(self) -> None:
+        """ValueError if the URL's host name does not exist. The worker asks it before its first contact: every
+        failure to connect is retried (the server may be down), and a typo in the URL was retried for ever."""
+        try:
+            socket.getaddrinfo(self.host, self.port or (443 if self.scheme == "https" else 80),
+                               type=socket.SOCK_STREAM)
+        except socket.gaierror as error:
+            if error.errno in _NO_SUCH_NAME:
+                raise ValueError(f"cannot resolve the host {self.host!r} of the URL: {error.strerror}") from None
 
     # -- transport -------------------------------------------------------------------------------------------
     def _connection(self) -> http.client.HTTPConnection:
