@@ -172,6 +172,20 @@ def test_a_failing_command_fails_the_job_with_its_error(e2e):
     assert e2e.wait_for(job["pk"], "FAILED", seconds=5)["error_reason"] == "false exited with status 1"
 
 
+def test_a_placeholder_that_names_nothing_fails_the_job_and_a_doubled_one_is_text(e2e):
+    """An unknown {name} was left in the command as it stood: the job ran, and completed, with the typo."""
+    job = e2e.create_job("shell", "x", command="echo {input} {timeuot}")
+    assert finished(e2e.worker("--once")) == 0
+    job = e2e.wait_for(job["pk"], "FAILED", seconds=5)
+    assert job["error_reason"] == ("the command line's placeholder {timeuot} names no input or parameter (there "
+                                   "are command, input, timeout); write {{timeuot}} for the text {timeuot}")
+
+    job = e2e.create_job("shell", "x", command="echo {input} {{timeuot}} {timeout}")
+    assert finished(e2e.worker("--once")) == 0
+    job = e2e.wait_for(job["pk"], "COMPLETED", seconds=5)
+    assert e2e.output(job["pk"], "output", "BLOB") == b"x {timeuot} 60\n"
+
+
 def test_a_cancelled_job_stops_its_process(e2e):
     job = e2e.create_job("shell", "", command="sleep 30")
     worker = e2e.worker("--once")

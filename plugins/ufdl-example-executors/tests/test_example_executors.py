@@ -30,9 +30,19 @@ def test_shell_gives_the_input_on_stdin_and_keeps_stdout():
 
 
 def test_shell_substitutes_placeholders_and_runs_no_shell():
-    context = shell("echo {input} '{nope}' $HOME {word}", "in", word="w")
+    context = shell("echo {input} '{{nope}}' $HOME {word} {} {a,b} '{print $1}'", "in", word="w")
     ShellExecutor().execute(context)
-    assert context.outputs[("output", "BLOB")] == b"in {nope} $HOME w\n"
+    assert context.outputs[("output", "BLOB")] == b"in {nope} $HOME w {} {a,b} {print $1}\n"
+
+
+def test_shell_refuses_a_placeholder_that_names_no_input_or_parameter():
+    """It was left in the command as it stood: a typo ran the command with the braces as text."""
+    context = shell("echo {input} {inptu}", "in")
+    with pytest.raises(ExecutionError) as refused:
+        ShellExecutor().execute(context)
+    assert str(refused.value) == ("the command line's placeholder {inptu} names no input or parameter (there are "
+                                  "command, input, timeout); write {{inptu}} for the text {inptu}")
+    assert context.outputs == {}
 
 
 def test_shell_failure_is_an_error_with_the_tail_of_stderr():

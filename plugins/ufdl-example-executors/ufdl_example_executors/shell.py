@@ -10,14 +10,16 @@ from pathlib import Path
 
 from ufdl_pyramid.executors import ExecutionContext, ExecutionError, Executor, JobCancelled
 
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# {name}, or {{name}}: the text {name} (a word in braces is otherwise always a placeholder).
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}|\{(\w+)\}")
 _POLL_SECONDS = 0.1
 _STDERR_TAIL = 2000
 
 
 class ShellExecutor(Executor):
     """Parameters: ``command`` (a command line, split like a POSIX shell would; ``{name}`` placeholders are
-    replaced by the input or parameter of that name, other braces are left alone) and ``timeout`` (seconds,
+    replaced by the input or parameter of that name, and one that names neither fails the job; ``{{name}}`` is
+    the text ``{name}``; other braces are left alone) and ``timeout`` (seconds,
     default 60). The input ``input`` goes to standard input (text as UTF-8; a downloaded job output as its
     bytes). Standard output becomes the output ``output`` (``BLOB``); a non-empty standard error is also kept, as
     the output ``stderr``. A non-zero exit status, a timeout or a cancellation fails the job, the first with the
@@ -59,8 +61,14 @@ class ShellExecutor(Executor):
         values = {**{name: value for name, value in context.parameters.items()}, **context.inputs}
 
         def substitute(match):
-            name = match.group(1)
-            return str(values[name]) if name in values else match.group(0)
+            escaped, name = match.groups()
+            if escaped is not None:
+                return f"{{{escaped}}}"
+            if name not in values:  # a typo left in the command would run it with the braces as text
+                raise ExecutionError(f"the command line's placeholder {{{name}}} names no input or parameter "
+                                     f"(there are {', '.join(sorted(values))}); write {{{{{name}}}}} for the "
+                                     f"text {{{name}}}")
+            return str(values[name])
 
         try:
             return [_PLACEHOLDER.sub(substitute, word) for word in shlex.split(command)]
