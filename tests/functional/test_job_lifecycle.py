@@ -383,6 +383,28 @@ def test_an_exact_filter_on_a_column_of_fixed_values_refuses_a_value_outside_the
             [job["pk"]], expression
 
 
+def test_an_inverted_filter_keeps_the_rows_whose_field_is_null(worker, bob, job, make_job):
+    """"Not ALGORITHM" keeps the jobs with no error category at all, as upstream's exclude() does: SQL's
+    NOT (NULL = 'ALGORITHM') is NULL, which dropped them."""
+    other = make_job("no error")
+    run_to_running(worker, job)
+    worker.post(path(job, "finish"), {"error": "out of memory"})
+
+    def listed(expression):
+        return sorted(row["pk"] for row in bob.post("/v1/jobs/list", {"expressions": [expression]}).json)
+
+    assert listed({"type": "exact", "field": "error_category", "value": "ALGORITHM", "invert": True}) == [other["pk"]]
+    assert listed({"type": "exact", "field": "error_category", "value": "DATA", "invert": True}) == \
+        sorted([job["pk"], other["pk"]])
+    assert listed({"type": "contains", "field": "error_reason", "sub_string": "memory", "invert": True}) == \
+        [other["pk"]]
+    assert listed({"type": "compare", "field": "start_time", "operator": ">", "value": "2000-01-01T00:00:00Z",
+                   "invert": True}) == [other["pk"]]
+    assert listed({"type": "or", "invert": True, "sub_expressions": [
+        {"type": "exact", "field": "error_category", "value": "ALGORITHM"},
+        {"type": "exact", "field": "error_category", "value": "DATA"}]}) == [other["pk"]]
+
+
 def copies_of_a_pending_job(engine, make_job, count: int) -> None:
     """``count`` rows copied from one job in one statement: creating hundreds through the API is slow."""
     from sqlalchemy import insert, select

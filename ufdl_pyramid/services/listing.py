@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from sqlalchemy import (BigInteger, Boolean, DateTime, Float, Integer, Numeric, String, Text, and_, func, not_, or_,
-                        select)
+from sqlalchemy import (BigInteger, Boolean, DateTime, Float, Integer, Numeric, String, Text, and_, false, func, not_,
+                        or_, select)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.interfaces import MANYTOONE
@@ -223,7 +223,11 @@ def _condition(resolver: _Resolver, expression: dict):
         else:  # compare
             value = _check_value(path, column_type, expression["value"], ordering=True)
             condition = getattr(column, _OPERATORS[expression["operator"]])(value)
-    return not_(condition) if expression.get("invert") else condition
+    if not expression.get("invert"):
+        return condition
+    # NOT over a NULL comparison is NULL, which would drop the row: an inverted filter keeps every row the
+    # filter does not match, as upstream's exclude() does.
+    return not_(func.coalesce(condition, false()))
 
 
 def parse_paging(body: dict, query_params, max_page_size: int) -> tuple[int | None, int | None]:
