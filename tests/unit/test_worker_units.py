@@ -1,5 +1,6 @@
 """The worker's pieces without a server: defaults merged into parameters, back-off, and a worker that waits
 for a server that is down and stops cleanly when asked to."""
+import logging
 import threading
 import time
 
@@ -188,6 +189,26 @@ def test_workers_that_cannot_run_make_the_process_fail():
             raise ApiError(401, "No active account found with the given credentials", "POST", "/v1/auth/obtain")
 
     assert run_workers(Refusing, {"x.Y": Executor}, WorkerOptions(), 2, threading.Event()) == 1
+
+
+def test_a_login_refused_to_several_nodes_is_one_line_each_without_a_traceback(caplog):
+    """With --concurrency 2 a refused login was logged with a traceback per node."""
+    from ufdl_pyramid.worker.api import ApiError
+    from ufdl_pyramid.worker.runner import run_workers
+
+    class Refusing:
+        node_id = None
+
+        def login(self):
+            raise ApiError(401, "No active account found with the given credentials", "POST", "/v1/auth/obtain")
+
+    with caplog.at_level(logging.INFO, logger="ufdl_pyramid.worker"):
+        assert run_workers(Refusing, {"x.Y": Executor}, WorkerOptions(index=3), 2, threading.Event()) == 1
+    refusals = sorted(record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR)
+    assert refusals == [
+        "worker 0 (index 3) stopped: POST /v1/auth/obtain: 401 No active account found with the given credentials",
+        "worker 1 (index 4) stopped: POST /v1/auth/obtain: 401 No active account found with the given credentials"]
+    assert not any(record.exc_info for record in caplog.records)
 
 
 def test_a_refused_login_is_one_line_and_exit_1(capsys):

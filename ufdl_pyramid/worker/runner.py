@@ -320,10 +320,15 @@ def run_workers(make_api: Callable[[], UfdlApi], executors: Mapping[str, type], 
 
     def one(offset: int):
         slot = WorkerOptions(**{**options.__dict__, "index": options.index + offset})
+        # A node that cannot run makes the process fail, not hide it; a refusal (bad credentials, say) is one
+        # line per node, as with one node, and only the unexpected gets a traceback.
         try:
             results.append(Worker(make_api(), executors, slot, stop, interrupt).run())
-        except Exception:  # a node that cannot run (bad credentials, say) makes the process fail, not hide it
-            log.exception("worker %d failed", offset)
+        except ApiError as error:
+            log.error("worker %d (index %d) stopped: %s", offset, slot.index, error)
+            results.append(1)
+        except Exception:
+            log.exception("worker %d (index %d) failed", offset, slot.index)
             results.append(1)
 
     threads = [threading.Thread(target=one, args=(offset,), name=f"worker-{offset}") for offset in range(concurrency)]
