@@ -543,3 +543,58 @@ def test_the_meta_jobs_outputs_keep_their_bytes_when_a_steps_output_is_deleted_f
         keys = connection.execute(text("SELECT blob_key FROM job_outputs")).scalars().all()
     assert keys and all(storage.exists(key) for key in keys)
     assert bob.get(f"/v1/jobs/{parent['pk']}/outputs/only:output/BLOB").body == b"the step's bytes"
+
+
+def test_a_graph_wires_an_output_of_an_inner_graph_and_an_input_of_one(admin, alice, bob, pipeline):
+    """An inner meta-job's outputs and inputs are named ``step:name``: a dependency can name them, so a graph
+    can feed a graph and use what it produced (the identifiers used to refuse the colon)."""
+    admin.post("/v1/job-templates/import", {
+        "name": "relay", "version": 1, "scope": "public", "licence": "MIT",
+        "specific": {"nodes": {"a": {"name": "consume"}, "b": {"name": "consume"}},
+                     "dependencies": [{"from_node": "a", "from_output": "output", "to_node": "b",
+                                       "to_input": "input"}]}}, status=201)
+    outer = admin.post("/v1/job-templates/import", {
+        "name": "around", "version": 1, "scope": "public", "licence": "MIT",
+        "specific": {"nodes": {"before": {"name": "produce"}, "inner": {"name": "relay"},
+                               "after": {"name": "consume"}},
+                     "dependencies": [
+                         {"from_node": "before", "from_output": "output", "to_node": "inner", "to_input": "a:input"},
+                         {"from_node": "inner", "from_output": "b:output", "to_node": "after",
+                          "to_input": "input"}]}}, status=201).json
+    assert sorted(admin.get(f"/v1/job-templates/{outer['pk']}/get-inputs").json) == ["before:input"]
+    top = bob.post(f"/v1/job-templates/{outer['pk']}/create-job",
+                   {"input_values": {"before:input": {"value": "words", "type": "str"}}}, status=201).json
+    worker = register(alice)
+    produced = work(worker, children_of(bob, top)["produce"], b"one")["outputs"][0]["pk"]
+    inner = children_of(bob, top)["relay"]
+    assert inner["input_values"] == {"a:input": {"value": produced, "type": "JobOutput<BLOB>"}}
+    # The inner graph hands the wired value on to its own first step.
+    (first,) = bob.post("/v1/jobs/list", {"expressions": [
+        {"type": "exact", "field": "parent", "value": inner["pk"]}]}).json
+    assert first["input_values"] == {"input": {"value": produced, "type": "JobOutput<BLOB>"}}
+    work(worker, first, b"two")
+    second = next(job for job in bob.post("/v1/jobs/list", {"expressions": [
+        {"type": "exact", "field": "parent", "value": inner["pk"]}]}).json if job["pk"] != first["pk"])
+    work(worker, second, b"three")
+    copied = {output["name"]: output for output in bob.get(f"/v1/jobs/{inner['pk']}").json["outputs"]}
+    after = children_of(bob, top)["consume"]
+    assert after["input_values"] == {"input": {"value": copied["b:output"]["pk"], "type": "JobOutput<BLOB>"}}
+    work(worker, after, b"four")
+    assert bob.get(f"/v1/jobs/{top['pk']}").json["status"] == "COMPLETED"
+
+
+def test_a_dependency_naming_no_input_or_output_of_an_inner_graph_is_refused(admin, pipeline):
+    def refusal(dependency):
+        document = {"name": "badly-wired", "version": 1, "scope": "public", "licence": "MIT",
+                    "specific": {"nodes": {"inner": {"name": "pipeline"}, "after": {"name": "consume"}},
+                                 "dependencies": [dependency]}}
+        return admin.post("/v1/job-templates/import", document, status=400).json["detail"]
+
+    wire = {"from_node": "inner", "to_node": "after", "to_input": "input"}
+    assert refusal({**wire, "from_output": "second:nothing"}) == \
+        "specific.dependencies[0].from_output: template 'pipeline' has no output 'second:nothing'"
+    for name in ("second:", ":output", "second::output", "second:out put"):
+        assert refusal({**wire, "from_output": name}) == f"specific.dependencies[0].from_output: {name!r} must be " \
+            "an input or output name: an identifier, or for an inner graph's 'step:name'"
+    assert refusal({"from_node": "after", "from_output": "output", "to_node": "inner", "to_input": "first:nothing"}) \
+        == "specific.dependencies[0].to_input: template 'pipeline' has no input 'first:nothing'"

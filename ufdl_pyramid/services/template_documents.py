@@ -18,6 +18,10 @@ _NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\A[A-Z
          "description": "letters, digits, '_', '.' and '-', not starting with '.' or '-'"}
 _IDENTIFIER = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$",
                "description": "an identifier: letters, digits and '_', not starting with a digit"}
+# An inner meta-template's inputs and outputs are its steps', named ``step:name`` (nested: ``a:b:name``).
+_PORT = {"type": "string", "minLength": 1, "maxLength": 1000,
+         "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(:[A-Za-z_][A-Za-z0-9_]*)*$",
+         "description": "an input or output name: an identifier, or for an inner graph's 'step:name'"}
 _TYPE = {"type": "string", "minLength": 1, "maxLength": 1000}
 _VALUE_AND_TYPE = {"type": "object", "additionalProperties": False, "required": ["value", "type"],
                    "properties": {"value": True, "type": _TYPE}}
@@ -64,8 +68,8 @@ META_SCHEMA = {
         "dependencies": {"type": "array", "maxItems": 1000, "items": {
             "type": "object", "additionalProperties": False,
             "required": ["from_node", "from_output", "to_node", "to_input"],
-            "properties": {"from_node": _IDENTIFIER, "from_output": _IDENTIFIER, "to_node": _IDENTIFIER,
-                           "to_input": _IDENTIFIER}}},
+            "properties": {"from_node": _IDENTIFIER, "from_output": _PORT, "to_node": _IDENTIFIER,
+                           "to_input": _PORT}}},
     },
 }
 
