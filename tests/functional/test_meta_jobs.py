@@ -598,3 +598,52 @@ def test_a_dependency_naming_no_input_or_output_of_an_inner_graph_is_refused(adm
             "an input or output name: an identifier, or for an inner graph's 'step:name'"
     assert refusal({"from_node": "after", "from_output": "output", "to_node": "inner", "to_input": "first:nothing"}) \
         == "specific.dependencies[0].to_input: template 'pipeline' has no input 'first:nothing'"
+
+
+def test_graphs_nest_fifty_deep_and_no_deeper(admin, alice, bob):
+    """Hundreds of levels exhausted Python's stack on create-job (a 500): import refuses a 51st level, and a job
+    of the deepest graph allowed runs, completes and is deleted for good through every level."""
+    from ufdl_pyramid.services.templates import MAX_NESTING
+
+    admin.post("/v1/job-templates/import", PRODUCE, status=201)
+    inner, input_name = "produce", "input"
+
+    def graph_around(name, child):
+        return {"name": name, "version": 1, "scope": "public", "licence": "MIT",
+                "specific": {"nodes": {"s": {"name": child}}, "dependencies": []}}
+
+    for depth in range(1, MAX_NESTING + 1):
+        deepest = admin.post("/v1/job-templates/import", graph_around(f"level{depth}", inner), status=201).json
+        inner, input_name = f"level{depth}", f"s:{input_name}"
+    refusal = admin.post("/v1/job-templates/import", graph_around("too-deep", inner), status=400).json
+    assert refusal["detail"].startswith(f"specific.nodes: graphs nest at most {MAX_NESTING} deep")
+    # Two graphs, each allowed, cannot be joined into one beyond the limit either.
+    admin.post("/v1/job-templates/import", {
+        "name": "side-by-side", "version": 1, "scope": "public", "licence": "MIT",
+        "specific": {"nodes": {"a": {"name": "level1"}, "b": {"name": inner}}, "dependencies": []}}, status=400)
+
+    top = bob.post(f"/v1/job-templates/{deepest['pk']}/create-job",
+                   {"input_values": {input_name: {"value": "w", "type": "str"}}}, status=201).json
+    (leaf,) = bob.post("/v1/jobs/list", {"expressions": [
+        {"type": "exact", "field": "template.name", "value": "produce"}]}).json
+    work(register(alice), leaf)
+    finished = bob.get(f"/v1/jobs/{top['pk']}").json
+    assert finished["status"] == "COMPLETED" and [output["name"] for output in finished["outputs"]] == \
+        [input_name.replace("input", "output")]
+    admin.delete(f"/v1/jobs/{top['pk']}/hard")
+    assert bob.post("/v1/jobs/list", {"include_inactive": True}).json == []
+
+
+def test_a_graph_whose_outputs_would_bear_names_too_long_to_store_is_refused(admin, pipeline):
+    """The meta-job carries its steps' outputs as ``node:name``: past 200 characters the completion failed on
+    PostgreSQL (a 500 on the last step's finish, again on each retry)."""
+    def graph(node):
+        return {"name": "long-named", "version": 1, "scope": "public", "licence": "MIT",
+                "specific": {"nodes": {node: {"name": "pipeline"}}, "dependencies": []}}
+
+    longest = "n" * (200 - len(":second:output"))
+    assert admin.post("/v1/job-templates/import", graph(longest + "n"), status=400).json["detail"] == \
+        f"specific.nodes.{longest}n: the graph's output '{longest}n:second:output' would be longer than an " \
+        "output name may be (200 characters)"
+    outputs = admin.post("/v1/job-templates/import", graph(longest), status=201).json["outputs"]
+    assert sorted(map(len, outputs)) == [199, 200]

@@ -21,6 +21,7 @@ ALGORITHM = "ALGORITHM"  # the executor reported an error
 SYSTEM = "SYSTEM"  # the infrastructure failed the job (lost node, expired lease)
 DATA = "DATA"  # design.md's third category; nothing sets it yet
 ERROR_CATEGORIES = (SYSTEM, ALGORITHM, DATA)
+OUTPUT_NAME_LENGTH = 200
 
 
 class Job(SoftDeleteMixin, Base):
@@ -66,7 +67,7 @@ class JobOutput(SoftDeleteMixin, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(OUTPUT_NAME_LENGTH))
     type: Mapped[str] = mapped_column(String(1000))
     content_type: Mapped[str] = mapped_column(String(200), default="application/octet-stream")
     blob_key: Mapped[str] = mapped_column(String(64), index=True)

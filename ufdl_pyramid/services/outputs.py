@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError, WrongState
 from ..models import Job, JobOutput, Node, User, write_from_here
-from ..models.jobs import FINAL_STATUSES, RUNNING
+from ..models.jobs import FINAL_STATUSES, OUTPUT_NAME_LENGTH, RUNNING
 from ..models.meta import utcnow
 from ..storage import BlobTooLarge, OutputStorage
 from ..types import MAX_TYPE_LENGTH
@@ -28,7 +28,7 @@ from .type_registry import resolve, type_registry
 
 log = logging.getLogger(__name__)
 
-OUTPUT_NAME = re.compile(r"[A-Za-z0-9_.:\-]{1,200}")
+OUTPUT_NAME = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{OUTPUT_NAME_LENGTH}}}")
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _CONTENT_TYPE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,199}")
 
@@ -42,7 +42,8 @@ class NotStarted(WrongState):
 def check_output_name(name: str) -> str:
     """A name safe in a URL segment and a filename: letters, digits, ``_ . : -``; not ``.`` or ``..``."""
     if not OUTPUT_NAME.fullmatch(name) or set(name) == {"."}:
-        raise InvalidInput(f"Invalid output name {name!r}: use 1 to 200 letters, digits, '_', '.', ':' or '-'")
+        raise InvalidInput(f"Invalid output name {name!r}: use 1 to {OUTPUT_NAME_LENGTH} letters, digits, '_', '.', "
+                           "':' or '-'")
     return name
 
 

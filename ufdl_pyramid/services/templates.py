@@ -14,10 +14,15 @@ from sqlalchemy.sql import Select
 
 from ..errors import ConcurrentChange, Conflict, InvalidInput
 from ..models import DataDomain, JobTemplate, JobType, Licence, TemplateChild, TemplateTypeReference, User
+from ..models.jobs import OUTPUT_NAME_LENGTH
 from ..models.templates import META, WORKABLE
 from ..types import MAX_TYPE_LENGTH, Contract, TypeInstance, TypeRegistry, is_subtype, type_names
 from .template_documents import check_document, is_meta, same_json
 from .type_registry import resolve
+
+# How deep graphs may nest (a meta-template of workable ones is 1 deep). Creating, finishing and deleting a
+# nested job walks its levels; hundreds of them once exhausted Python's stack (a 500). No real graph comes near.
+MAX_NESTING = 50
 
 
 def check_json_value(value, schema: dict, where: str) -> None:
@@ -249,6 +254,7 @@ class TemplateService:
             dependencies.append({key: dependency[key] for key in ("from_node", "from_output", "to_node",
                                                                     "to_input")})
         _check_acyclic(children, dependencies)
+        self._check_nesting(children)
         dependencies.sort(key=lambda d: (d["from_node"], d["from_output"], d["to_node"], d["to_input"]))
 
         inputs, parameters, outputs = {}, {}, {}
@@ -262,6 +268,10 @@ class TemplateService:
                     spec = {**spec, "default": override["value"], "default_type": override["type"]}
                 parameters[f"{node}:{name}"] = spec
             for name, output_type in child.outputs.items():
+                # The meta-job carries it under this name: one too long to store would fail its completion.
+                if len(f"{node}:{name}") > OUTPUT_NAME_LENGTH:
+                    raise InvalidInput(f"specific.nodes.{node}: the graph's output '{node}:{name}' would be longer "
+                                       f"than an output name may be ({OUTPUT_NAME_LENGTH} characters)")
                 outputs[f"{node}:{name}"] = output_type
         return NormalisedTemplate(**common, kind=META, spec={"nodes": nodes, "dependencies": dependencies},
                                   inputs=inputs, outputs=outputs, parameters=parameters, children=children)
@@ -277,6 +287,16 @@ class TemplateService:
         if child is None:
             raise InvalidInput(f"{where}: no template '{spec['name']}'")
         return child
+
+    def _check_nesting(self, children: dict[str, JobTemplate]) -> None:
+        """400 if a graph of these children would nest deeper than MAX_NESTING: one query per level."""
+        level, depth = {child.id for child in children.values()}, 1
+        while level := set(self.db.scalars(select(TemplateChild.child_id)
+                                           .where(TemplateChild.template_id.in_(level)))):
+            depth += 1
+            if depth > MAX_NESTING:
+                raise InvalidInput(f"specific.nodes: graphs nest at most {MAX_NESTING} deep (a meta-template of "
+                                   "workable templates is 1 deep); this one would be deeper")
 
     # Questions about a template
 
