@@ -228,6 +228,24 @@ def test_validate_finds_cycles_between_templates(ufdl, registry):
     assert "loop/1.yaml:9: templates refer to each other in a cycle: loop/1 -> loop/1" in out
 
 
+def test_validate_and_sync_refuse_graphs_nested_too_deep(sync_cli, ufdl, registry, engine):
+    """A registry checks nesting as the server's import does: offline (validate) by the registry's own graphs."""
+    from ufdl_pyramid.services.templates import MAX_NESTING
+
+    inner = "word-count"
+    for depth in range(1, MAX_NESTING + 2):
+        (registry / f"level{depth}").mkdir()
+        level = {"name": f"level{depth}", "version": 1, "scope": "public", "licence": "Apache-2.0",
+                 "specific": {"nodes": {"s": {"name": inner}}, "dependencies": []}}
+        (registry / f"level{depth}" / "1.yaml").write_text(yaml.safe_dump(level, sort_keys=False))
+        inner = f"level{depth}"
+    code, out, err = ufdl("validate", registry)
+    assert code == 1 and out.count("nest at most") == 1
+    assert f"level{MAX_NESTING + 1}/1.yaml:7: specific.nodes: graphs nest at most {MAX_NESTING} deep" in out
+    assert sync_cli("sync", registry)[0] == 1
+    assert templates(engine) == set()
+
+
 # diff, sync, export
 
 def test_sync_and_diff_refuse_what_the_registry_settings_forbid(sync_cli, registry, engine):

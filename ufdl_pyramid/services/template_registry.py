@@ -378,6 +378,9 @@ class _OfflineTemplates(TemplateService):
             raise InvalidInput(f"{where}: template '{spec['name']}' is not in the registry (or is invalid)")
         return self.known[key]
 
+    def _deepest(self, children) -> int:
+        return max(child.depth for child in children.values())
+
 
 def validate_offline(registry: Registry, types: TypeRegistry) -> list[Problem]:
     """Every template checked as the server's import would, with ``types`` (the installed plugins' types)."""
@@ -391,7 +394,8 @@ def validate_offline(registry: Registry, types: TypeRegistry) -> list[Problem]:
             continue
         service.known[entry.key] = SimpleNamespace(name=normalised.name, version=entry.key[1],
                                                    scope=normalised.scope, inputs=normalised.inputs,
-                                                   outputs=normalised.outputs, parameters=normalised.parameters)
+                                                   outputs=normalised.outputs, parameters=normalised.parameters,
+                                                   depth=normalised.depth)
     return problems
 
 

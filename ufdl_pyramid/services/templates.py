@@ -50,6 +50,7 @@ class NormalisedTemplate:
     executor_class: str | None = None
     required_packages: str = ""
     children: dict | None = None  # graph node -> child template
+    depth: int = 0  # how deep its graph nests: 0 for a workable template, 1 for a graph of workable ones
 
     def document(self, version: int) -> dict:
         return {"name": self.name, "version": version, "description": self.description, "scope": self.scope,
@@ -254,7 +255,10 @@ class TemplateService:
             dependencies.append({key: dependency[key] for key in ("from_node", "from_output", "to_node",
                                                                     "to_input")})
         _check_acyclic(children, dependencies)
-        self._check_nesting(children)
+        depth = 1 + self._deepest(children)
+        if depth > MAX_NESTING:
+            raise InvalidInput(f"specific.nodes: graphs nest at most {MAX_NESTING} deep (a meta-template of workable "
+                               "templates is 1 deep); this one would be deeper")
         dependencies.sort(key=lambda d: (d["from_node"], d["from_output"], d["to_node"], d["to_input"]))
 
         inputs, parameters, outputs = {}, {}, {}
@@ -274,7 +278,8 @@ class TemplateService:
                                        f"than an output name may be ({OUTPUT_NAME_LENGTH} characters)")
                 outputs[f"{node}:{name}"] = output_type
         return NormalisedTemplate(**common, kind=META, spec={"nodes": nodes, "dependencies": dependencies},
-                                  inputs=inputs, outputs=outputs, parameters=parameters, children=children)
+                                  inputs=inputs, outputs=outputs, parameters=parameters, children=children,
+                                  depth=depth)
 
     def _find_child(self, spec: dict, where: str) -> JobTemplate:
         query = select(JobTemplate).where(JobTemplate.name == spec["name"], JobTemplate.active())
@@ -288,15 +293,14 @@ class TemplateService:
             raise InvalidInput(f"{where}: no template '{spec['name']}'")
         return child
 
-    def _check_nesting(self, children: dict[str, JobTemplate]) -> None:
-        """400 if a graph of these children would nest deeper than MAX_NESTING: one query per level."""
-        level, depth = {child.id for child in children.values()}, 1
-        while level := set(self.db.scalars(select(TemplateChild.child_id)
-                                           .where(TemplateChild.template_id.in_(level)))):
+    def _deepest(self, children: dict[str, JobTemplate]) -> int:
+        """The depth of the deepest of these templates' graphs (0: all workable), found one query per level and
+        no further than MAX_NESTING."""
+        level, depth = {child.id for child in children.values()}, 0
+        while depth <= MAX_NESTING and (level := set(self.db.scalars(
+                select(TemplateChild.child_id).where(TemplateChild.template_id.in_(level))))):
             depth += 1
-            if depth > MAX_NESTING:
-                raise InvalidInput(f"specific.nodes: graphs nest at most {MAX_NESTING} deep (a meta-template of "
-                                   "workable templates is 1 deep); this one would be deeper")
+        return depth
 
     # Questions about a template
 
