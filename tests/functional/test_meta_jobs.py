@@ -647,3 +647,29 @@ def test_a_graph_whose_outputs_would_bear_names_too_long_to_store_is_refused(adm
         "output name may be (200 characters)"
     outputs = admin.post("/v1/job-templates/import", graph(longest), status=201).json["outputs"]
     assert sorted(map(len, outputs)) == [199, 200]
+
+
+def test_the_job_launchers_poll_filter_finds_the_workable_jobs_a_node_may_take(alice, bob, parent, pipeline):
+    """ufdl-job-launcher polls ``POST /v1/jobs/list`` with Django's names for the template's sub-records
+    (``template.workabletemplate``): they were unknown fields (400), so the launcher never found a job."""
+    worker = register(alice)
+    first = children_of(bob, parent)["produce"]
+    # As the launcher's generate_filter sends it: IsNull(...) & ... & ~IsNull("template.workabletemplate").
+    poll = {"expressions": [{"type": "and", "sub_expressions": [
+        {"type": "isnull", "field": "start_time"}, {"type": "isnull", "field": "error_reason"},
+        {"type": "isnull", "field": "node"}, {"type": "isnull", "field": "template.workabletemplate",
+                                               "invert": True}]}]}
+    assert [job["pk"] for job in worker.post("/v1/jobs/list", poll).json] == [first["pk"]]
+    metas = {"expressions": [{"type": "isnull", "field": "template.metatemplate", "invert": True}]}
+    assert [job["pk"] for job in worker.post("/v1/jobs/list", metas).json] == [parent["pk"]]
+    # The field is the template's pk when it is of that kind (Django's reverse one-to-one), else null.
+    exact = {"expressions": [{"type": "exact", "field": "template.metatemplate", "value": pipeline["pk"]}]}
+    assert [job["pk"] for job in worker.post("/v1/jobs/list", exact).json] == [parent["pk"]]
+    templates = {"expressions": [{"type": "isnull", "field": "workabletemplate"}]}
+    assert [t["pk"] for t in worker.post("/v1/job-templates/list", templates).json] == [pipeline["pk"]]
+    # Acquired, the job leaves the poll's answer.
+    worker.get(f"/v1/jobs/{first['pk']}/acquire")
+    assert worker.post("/v1/jobs/list", poll).json == []
+    # A value that is no pk is refused like any integer field's.
+    wrong = {"expressions": [{"type": "exact", "field": "template.workabletemplate", "value": "yes"}]}
+    assert "is an integer" in worker.post("/v1/jobs/list", wrong, status=400).json["detail"]

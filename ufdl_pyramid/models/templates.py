@@ -46,6 +46,12 @@ class JobTemplate(SoftDeleteMixin, Base):
     domain: Mapped[DataDomain | None] = relationship(lazy="joined")
     licence: Mapped[Licence] = relationship(lazy="joined")
 
+    # Upstream (Django) keeps workable and meta templates in sub-tables of the templates table, and its
+    # clients filter on those sub-records: the job launcher polls with ``template.workabletemplate`` not null.
+    # A list filter reads each of these names as the template's pk when the template is of that kind, else
+    # null, as Django's reverse one-to-one would.
+    subtype_fields = {"workabletemplate": WORKABLE, "metatemplate": META}
+
     @property
     def is_meta(self) -> bool:
         return self.kind == META

@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from sqlalchemy import (BigInteger, Boolean, DateTime, Float, Integer, Numeric, String, Text, and_, false, func, not_,
-                        or_, select)
+from sqlalchemy import (BigInteger, Boolean, DateTime, Float, Integer, Numeric, String, Text, and_, case, false, func,
+                        not_, or_, select)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.interfaces import MANYTOONE
@@ -98,6 +98,16 @@ class ListResult:
         return max(1, -(-self.total // self.page_size)) if self.page_size else 1
 
 
+@dataclass(frozen=True)
+class _DerivedColumn:
+    """What the checks read of a table column (its type and ``info``), for a field no column holds."""
+    type: Any
+    info: dict
+
+
+_SUBTYPE_COLUMN = _DerivedColumn(Integer(), {})
+
+
 @dataclass
 class _Resolver:
     """Turns dotted field names into columns, adding the outer joins the path needs (once per path)."""
@@ -129,6 +139,11 @@ class _Resolver:
                                                                     target))
                 self.join_order.append(join)
             entity, mapper = self.joins[prefix], relationship.mapper
+        subtype = getattr(mapper.class_, "subtype_fields", {}).get(column_name)
+        if subtype is not None:
+            # The pk when the row is of that kind, else null (see ``JobTemplate.subtype_fields``).
+            primary_key = getattr(entity, mapper.get_property_by_column(mapper.primary_key[0]).key)
+            return case((entity.kind == subtype, primary_key), else_=None), _SUBTYPE_COLUMN
         key = self._attribute_key(mapper, column_name)
         if key is None:
             raise InvalidInput(f"Unknown field '{path}'")
