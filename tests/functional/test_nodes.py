@@ -126,3 +126,20 @@ def test_list_filters_on_owner_and_memory(alice, bob, node):
     # Private columns cannot be reached, not even through a relation.
     alice.post("/v1/nodes/list", {"expressions": [{"type": "contains", "field": "owner.password_hash",
                                                    "sub_string": "$"}]}, status=400)
+
+
+def test_a_node_pings_the_server_which_marks_it_seen(alice, bob, anonymous, node):
+    """``GET /v1/nodes/ping`` (upstream's PingNodeViewSet): a node says it is alive; upstream answers 200 with an
+    empty body. It was a 404 here."""
+    as_node = alice.as_node(node["pk"])
+    answer = as_node.get("/v1/nodes/ping", status=200)
+    assert answer.body == b""
+    seen = alice.get(f"/v1/nodes/{node['pk']}").json["last_seen"]
+    assert seen is not None
+    as_node.get("/v1/nodes/ping/", status=200)  # the python client's trailing slash
+    assert alice.get(f"/v1/nodes/{node['pk']}").json["last_seen"] > seen
+    # Only a node pings (upstream: IsNode), and only as a node of its user's.
+    assert alice.get("/v1/nodes/ping", status=403).json == {"detail": "Only a node may ping: send its Node-Id"}
+    bob.as_node(node["pk"]).get("/v1/nodes/ping", status=403)
+    anonymous.as_node(node["pk"]).get("/v1/nodes/ping", status=401)
+    assert "GET" in as_node.post("/v1/nodes/ping", {}, status=405).headers["Allow"]

@@ -6,6 +6,7 @@ def includeme(config):
     config.include(".api")  # waitress's log: no traceback for a chunked answer cut short on purpose
     config.scan(".auth")
     config.scan(".records")
+    config.scan(".nodes")
     config.scan(".job_types")
     config.scan(".plugins")
     config.scan(".templates")
