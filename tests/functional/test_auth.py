@@ -225,3 +225,27 @@ def test_a_password_hashed_with_other_parameters_is_hashed_again_at_login(users,
         new = connection.scalar(select(User.password_hash).where(User.username == "carol"))
     assert new != old and ",t=1," in new  # the server's parameters (ufdl.auth.argon2_time_cost)
     anonymous.post("/v1/auth/obtain", {"username": "carol", "password": "s3cret-pass"}, status=200)
+
+
+def test_verify_answers_whether_a_token_is_good(alice, anonymous, engine):
+    """``POST /v1/auth/verify {token}`` (the python client's UFDLServerContext._jwt_verify, simplejwt's verify
+    upstream): 200 ``{}`` for a token the server would accept now, 401 with a detail otherwise. It was a 404."""
+    from sqlalchemy import update
+
+    from ufdl_pyramid.models import User
+
+    for token in (alice.token, alice.refresh_token):
+        assert anonymous.post("/v1/auth/verify", {"token": token}, status=200).json == {}
+    past = datetime.now(timezone.utc) - timedelta(hours=1)
+    expired = jwt.encode({"sub": str(alice.user_id), "iat": past, "exp": past + timedelta(minutes=5),
+                          "type": "access"}, TEST_SETTINGS["ufdl.auth.secret"], algorithm="HS256")
+    for token in ("not-a-token", expired):
+        refused = anonymous.post("/v1/auth/verify", {"token": token}, status=401)
+        assert refused.json == {"detail": "Token is invalid or expired"}
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    anonymous.post("/v1/auth/verify", {}, status=400)
+    anonymous.post("/v1/auth/verify", {"token": 5}, status=400)
+    with engine.begin() as connection:
+        connection.execute(update(User).where(User.id == alice.user_id).values(is_active=False))
+    for token in (alice.token, alice.refresh_token):  # a deactivated user's tokens are over
+        anonymous.post("/v1/auth/verify", {"token": token}, status=401)

@@ -1,4 +1,5 @@
-"""``/v1/auth/obtain`` and ``/v1/auth/refresh``: the token pair the UFDL clients log in with."""
+"""``/v1/auth/obtain``, ``/v1/auth/refresh`` and ``/v1/auth/verify``: the token pair the UFDL clients log in
+with."""
 from ..permissions import Permission
 from ..resources.root import Auth
 from ..services.validation import compile_schema, validate
@@ -8,6 +9,7 @@ _STRING = {"type": "string", "minLength": 1, "maxLength": 1024}
 OBTAIN = compile_schema({"type": "object", "required": ["username", "password"],
                          "properties": {"username": _STRING, "password": _STRING}})
 REFRESH = compile_schema({"type": "object", "required": ["refresh"], "properties": {"refresh": _STRING}})
+VERIFY = compile_schema({"type": "object", "required": ["token"], "properties": {"token": _STRING}})
 
 
 @api_view(context=Auth, name="obtain", request_method="POST", permission=Permission.AUTHENTICATE)
@@ -22,3 +24,12 @@ def refresh(context, request):
     body = read_json_object(request)
     validate(REFRESH, body)
     return request.auth_service.refresh(body["refresh"])
+
+
+@api_view(context=Auth, name="verify", request_method="POST", permission=Permission.AUTHENTICATE)
+def verify(context, request):
+    # The python client's UFDLServerContext._jwt_verify: 200 means valid; 401 (with a detail) means not.
+    body = read_json_object(request)
+    validate(VERIFY, body)
+    request.auth_service.verify(body["token"])
+    return {}
