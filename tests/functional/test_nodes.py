@@ -143,3 +143,18 @@ def test_a_node_pings_the_server_which_marks_it_seen(alice, bob, anonymous, node
     bob.as_node(node["pk"]).get("/v1/nodes/ping", status=403)
     anonymous.as_node(node["pk"]).get("/v1/nodes/ping", status=401)
     assert "GET" in as_node.post("/v1/nodes/ping", {}, status=405).headers["Allow"]
+
+
+def test_memory_in_bytes_past_32_bits_is_stored_and_filtered_on(alice):
+    """The job launcher registers a node's memory in bytes (psutil's total): 64 GiB is past 2**31, which the
+    column (and the body's check) refused. It is a 64-bit column now (migration 0007)."""
+    big = 64 * 2**30
+    body = {"ip": "10.0.0.7", "index": 0, "driver_version": None, "hardware_generation": None,
+            "gpu_mem": 24 * 2**30, "cpu_mem": big}
+    node = alice.post("/v1/nodes/create", body, status=201).json
+    assert (node["gpu_mem"], node["cpu_mem"]) == (24 * 2**30, big)
+    assert alice.get(f"/v1/nodes/{node['pk']}").json["cpu_mem"] == big
+    assert alice.patch(f"/v1/nodes/{node['pk']}", {"cpu_mem": 2**63 - 1}).json["cpu_mem"] == 2**63 - 1
+    alice.patch(f"/v1/nodes/{node['pk']}", {"cpu_mem": 2**63}, status=400)
+    big_ones = {"expressions": [{"type": "compare", "field": "cpu_mem", "operator": ">", "value": 2**40}]}
+    assert [row["pk"] for row in alice.post("/v1/nodes/list", big_ones).json] == [node["pk"]]

@@ -1,11 +1,17 @@
 """Worker nodes: machines that acquire and run jobs on behalf of the user who registered them."""
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .meta import Base, UTCDateTime
 from .users import User
+
+
+# Memory as the job launcher reports it: bytes (psutil's total), past 2**31 on any machine of 2 GiB or more.
+# SQLite's INTEGER holds 64 bits already (and rebuilding the table to rename its type would, with foreign keys
+# on, null every job's node): only PostgreSQL's column is a BIGINT.
+MEMORY = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Node(Base):
@@ -18,8 +24,8 @@ class Node(Base):
     index: Mapped[int] = mapped_column(Integer, default=0)
     driver_version: Mapped[str | None] = mapped_column(String(32))
     hardware_generation: Mapped[str | None] = mapped_column(String(32))
-    gpu_mem: Mapped[int | None] = mapped_column(Integer)
-    cpu_mem: Mapped[int | None] = mapped_column(Integer)
+    gpu_mem: Mapped[int | None] = mapped_column(MEMORY)
+    cpu_mem: Mapped[int | None] = mapped_column(MEMORY)
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The job this node is working on.
     current_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL",

@@ -9,7 +9,7 @@ from ..models.jobs import QUEUED, RUNNING
 from .records import RecordService
 
 _OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 32}
-_OPTIONAL_MEMORY = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**31 - 1}
+_OPTIONAL_MEMORY = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**63 - 1}  # bytes, or MB
 
 
 class NodeService(RecordService):
