@@ -3,8 +3,10 @@
 Body: ``{expressions: [...], order_by: [{field, ascending, nulls_first}], include_inactive, page, page_size}``.
 Expressions are ``exact``, ``contains``, ``isnull``, ``compare`` (each may ``invert``) and ``and``/``or`` of
 sub-expressions; all top-level expressions must hold. A field is a column name or a dotted path through
-many-to-one relationships (``template.name``). Columns marked ``info={"private": True}`` are never reachable;
-an ``exact`` value for a column marked ``info={"choices": (...)}`` must be one of those.
+many-to-one relationships (``template.name``); a model's ``subtype_fields`` (upstream's sub-record names, such as
+a template's ``workabletemplate``) read as its pk when the row is of that kind, else null. Columns marked
+``info={"private": True}`` are never reachable; an ``exact`` value for a column marked
+``info={"choices": (...)}`` must be one of those.
 Every value is checked against its column's type, so bad input is a 400, never a database error.
 """
 from collections.abc import Generator, Iterator
