@@ -318,7 +318,17 @@ def test_a_cancelled_job_is_seen_by_the_launcher_and_its_finish_changes_nothing(
     finished = launcher.post(detail_url("v1/jobs", pk) + "finish",
                              {"success": False, "send_notification": "email",
                               "error": "An error occurred during run, check log!"}, status=200).json
-    assert finished["is_cancelled"] is True and finished["error_reason"] is None
+    assert finished["is_cancelled"] is True and finished["error_reason"] == "Cancelled by submitter"
+
+
+def test_a_job_cancelled_before_any_node_took_it_leaves_the_launchers_poll(launcher, submitter, echo):
+    """It had no start time, error or node, so it matched the poll: every launcher took the oldest match, had
+    its acquire refused (406) and polled the same job again, for ever."""
+    register_node(launcher)
+    cancelled, waiting = (create_job(submitter, echo["pk"])["pk"] for _ in range(2))
+    submitter.delete(detail_url("v1/jobs", cancelled) + "cancel", status=200)
+    assert [entry["pk"] for entry in launcher.post("v1/jobs/list", launcher_poll_filter(), status=200).json] == \
+        [waiting]
 
 
 def quote_safe() -> str:

@@ -347,18 +347,22 @@ class JobLifecycle:
         if not job.is_active:  # reinstated, it must wait for a node again (it came back CANCELED)
             raise WrongState(f"Cannot cancel job {job.id}: it is deleted")
         lock_descendants(self.db, job.id)
-        self._cancel_tree(job)
+        self._cancel_tree(job, f"Cancelled by {user.username}")
         return job
 
-    def _cancel_tree(self, job: Job) -> None:
+    def _cancel_tree(self, job: Job, reason: str) -> None:
         for child in self.db.scalars(select(Job).where(Job.parent_id == job.id)).unique():
             if child.status not in FINAL_STATUSES or child.status == FAILED:
-                self._cancel_tree(child)
+                self._cancel_tree(child, reason)
         if job.status in (COMPLETED, CANCELED):
             return
         # The node keeps running until it finishes; it is freed then (see finish).
         job.is_cancelled = True
         job.end_time = job.end_time or utcnow()
+        # A failed job keeps its own reason. Without one, a job cancelled before any node took it still matched
+        # the job launcher's poll (no start time, error or node): every launcher took it, was refused, and
+        # polled the same job again for ever.
+        job.error_reason = job.error_reason or reason
         self._set_status(job, CANCELED)
         record_event(self.db, job, "cancel")
 
