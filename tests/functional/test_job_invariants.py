@@ -41,6 +41,10 @@ def violations(jobs: dict, nodes: dict) -> list[str]:
             found.append(f"job {pk}: {status} without a node")
         if status == "PENDING" and node is not None:
             found.append(f"job {pk}: PENDING but held by node {node}")
+        # The job launcher's poll: what it lists must be a job a node can acquire.
+        if (job["start_time"], job["error_reason"], node, job["deletion_time"]) == (None,) * 4 \
+                and status != "PENDING":
+            found.append(f"job {pk}: {status} but in the job launcher's poll")
         if status == "RUNNING":
             runs[node] += 1
             if not job["start_time"]:
@@ -251,10 +255,13 @@ def test_nodes_and_admins_at_the_same_time_keep_the_invariants(wsgi_app, retried
 def test_the_invariants_catch_a_node_running_two_jobs():
     """The checker itself: a state the server must never store is reported."""
     job = {"template": {"name": ECHO["name"]}, "node": 7, "status": "RUNNING", "progress": 0.5,
-           "is_cancelled": False, "start_time": "2026-01-01T00:00:00Z", "end_time": None, "parent": None}
+           "is_cancelled": False, "start_time": "2026-01-01T00:00:00Z", "end_time": None, "parent": None,
+           "error_reason": None, "deletion_time": None}
     jobs = {1: {**job, "pk": 1}, 2: {**job, "pk": 2}}
     found = violations(jobs, {7: {"pk": 7, "current_job": 1}})
     assert found == ["job 2: RUNNING on node 7, whose current job is 1", "node 7 runs 2 jobs"]
+    cancelled = {**job, "pk": 3, "node": None, "status": "CANCELED", "is_cancelled": True, "start_time": None}
+    assert violations({3: cancelled}, {}) == ["job 3: CANCELED but in the job launcher's poll"]
 
 
 PARALLEL = {"name": "parallel", "version": 1, "scope": "public", "licence": "MIT",
