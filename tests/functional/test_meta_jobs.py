@@ -673,3 +673,27 @@ def test_the_job_launchers_poll_filter_finds_the_workable_jobs_a_node_may_take(a
     # A value that is no pk is refused like any integer field's.
     wrong = {"expressions": [{"type": "exact", "field": "template.workabletemplate", "value": "yes"}]}
     assert "is an integer" in worker.post("/v1/jobs/list", wrong, status=400).json["detail"]
+
+
+def test_a_graph_runs_at_most_a_thousand_steps_in_all(admin, bob):
+    """Graphs of graphs multiply: ten graphs of ten graphs of ten steps is a thousand jobs, which is allowed;
+    twice that is refused at import, as create-job would otherwise make them all, level by level."""
+    from ufdl_pyramid.services.templates import MAX_STEPS
+
+    admin.post("/v1/job-templates/import", PRODUCE, status=201)
+
+    def graph(name, child, width):
+        return {"name": name, "version": 1, "scope": "public", "licence": "MIT",
+                "specific": {"nodes": {f"n{i}": {"name": child} for i in range(width)}, "dependencies": []}}
+
+    for name, child in (("tens", "produce"), ("hundreds", "tens"), ("thousand", "hundreds")):
+        imported = admin.post("/v1/job-templates/import", graph(name, child, 10), status=201).json
+    assert MAX_STEPS == 1000 and len(imported["inputs"]) == 1000
+    refusal = admin.post("/v1/job-templates/import", graph("two-thousand", "thousand", 2), status=400).json
+    assert refusal["detail"] == "specific.nodes: a graph runs at most 1000 workable steps in all, its inner " \
+        "graphs' included; this one would run 2000"
+    # Beside a graph of a thousand, one more step is one too many.
+    admin.post("/v1/job-templates/import", {
+        "name": "one-more", "version": 1, "scope": "public", "licence": "MIT",
+        "specific": {"nodes": {"a": {"name": "thousand"}, "b": {"name": "produce"}}, "dependencies": []}},
+        status=400)

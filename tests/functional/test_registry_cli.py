@@ -246,6 +246,18 @@ def test_validate_and_sync_refuse_graphs_nested_too_deep(sync_cli, ufdl, registr
     assert templates(engine) == set()
 
 
+def test_validate_counts_the_steps_of_graphs_of_graphs(ufdl, registry):
+    for name, child, width in (("tens", "word-count", 10), ("hundreds", "tens", 10), ("thousand", "hundreds", 10),
+                               ("two-thousand", "thousand", 2)):
+        (registry / name).mkdir()
+        graph = {"name": name, "version": 1, "scope": "public", "licence": "Apache-2.0",
+                 "specific": {"nodes": {f"n{i}": {"name": child} for i in range(width)}, "dependencies": []}}
+        (registry / name / "1.yaml").write_text(yaml.safe_dump(graph, sort_keys=False))
+    code, out, err = ufdl("validate", registry)
+    assert code == 1 and out.count("workable steps") == 1
+    assert "two-thousand/1.yaml:7: specific.nodes: a graph runs at most 1000 workable steps in all" in out
+
+
 # diff, sync, export
 
 def test_sync_and_diff_refuse_what_the_registry_settings_forbid(sync_cli, registry, engine):

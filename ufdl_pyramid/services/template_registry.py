@@ -378,8 +378,8 @@ class _OfflineTemplates(TemplateService):
             raise InvalidInput(f"{where}: template '{spec['name']}' is not in the registry (or is invalid)")
         return self.known[key]
 
-    def _deepest(self, children) -> int:
-        return max(child.depth for child in children.values())
+    def _measure(self, children) -> tuple[int, int]:
+        return max(child.depth for child in children.values()), sum(child.steps for child in children.values())
 
 
 def validate_offline(registry: Registry, types: TypeRegistry) -> list[Problem]:
@@ -395,7 +395,7 @@ def validate_offline(registry: Registry, types: TypeRegistry) -> list[Problem]:
         service.known[entry.key] = SimpleNamespace(name=normalised.name, version=entry.key[1],
                                                    scope=normalised.scope, inputs=normalised.inputs,
                                                    outputs=normalised.outputs, parameters=normalised.parameters,
-                                                   depth=normalised.depth)
+                                                   depth=normalised.depth, steps=normalised.steps)
     return problems
 
 

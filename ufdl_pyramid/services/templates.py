@@ -20,9 +20,12 @@ from ..types import MAX_TYPE_LENGTH, Contract, TypeInstance, TypeRegistry, is_su
 from .template_documents import check_document, is_meta, same_json
 from .type_registry import resolve
 
-# How deep graphs may nest (a meta-template of workable ones is 1 deep). Creating, finishing and deleting a
-# nested job walks its levels; hundreds of them once exhausted Python's stack (a 500). No real graph comes near.
+# How deep graphs may nest (a meta-template of workable ones is 1 deep), and how many workable steps one may run
+# in all, its inner graphs' included. Creating, finishing and deleting a nested job walks its levels: hundreds
+# of them once exhausted Python's stack (a 500). A graph of graphs multiplies: 100 nodes of 100 nodes of 100
+# steps would be a million jobs. No real graph comes near either limit.
 MAX_NESTING = 50
+MAX_STEPS = 1000
 
 
 def check_json_value(value, schema: dict, where: str) -> None:
@@ -51,6 +54,7 @@ class NormalisedTemplate:
     required_packages: str = ""
     children: dict | None = None  # graph node -> child template
     depth: int = 0  # how deep its graph nests: 0 for a workable template, 1 for a graph of workable ones
+    steps: int = 1  # the workable steps a job of it runs in all
 
     def document(self, version: int) -> dict:
         return {"name": self.name, "version": version, "description": self.description, "scope": self.scope,
@@ -255,10 +259,13 @@ class TemplateService:
             dependencies.append({key: dependency[key] for key in ("from_node", "from_output", "to_node",
                                                                     "to_input")})
         _check_acyclic(children, dependencies)
-        depth = 1 + self._deepest(children)
-        if depth > MAX_NESTING:
+        deepest, steps = self._measure(children)
+        if deepest + 1 > MAX_NESTING:
             raise InvalidInput(f"specific.nodes: graphs nest at most {MAX_NESTING} deep (a meta-template of workable "
                                "templates is 1 deep); this one would be deeper")
+        if steps > MAX_STEPS:
+            raise InvalidInput(f"specific.nodes: a graph runs at most {MAX_STEPS} workable steps in all, its inner "
+                               f"graphs' included; this one would run {steps}")
         dependencies.sort(key=lambda d: (d["from_node"], d["from_output"], d["to_node"], d["to_input"]))
 
         inputs, parameters, outputs = {}, {}, {}
@@ -279,7 +286,7 @@ class TemplateService:
                 outputs[f"{node}:{name}"] = output_type
         return NormalisedTemplate(**common, kind=META, spec={"nodes": nodes, "dependencies": dependencies},
                                   inputs=inputs, outputs=outputs, parameters=parameters, children=children,
-                                  depth=depth)
+                                  depth=deepest + 1, steps=steps)
 
     def _find_child(self, spec: dict, where: str) -> JobTemplate:
         query = select(JobTemplate).where(JobTemplate.name == spec["name"], JobTemplate.active())
@@ -293,14 +300,30 @@ class TemplateService:
             raise InvalidInput(f"{where}: no template '{spec['name']}'")
         return child
 
-    def _deepest(self, children: dict[str, JobTemplate]) -> int:
-        """The depth of the deepest of these templates' graphs (0: all workable), found one query per level and
-        no further than MAX_NESTING."""
-        level, depth = {child.id for child in children.values()}, 0
-        while depth <= MAX_NESTING and (level := set(self.db.scalars(
-                select(TemplateChild.child_id).where(TemplateChild.template_id.in_(level))))):
-            depth += 1
-        return depth
+    def _measure(self, children: dict[str, JobTemplate]) -> tuple[int, int]:
+        """The depth of the deepest of these templates' graphs (0: all workable) and their workable steps in all.
+        Their graphs are read one query per level, no deeper than just past MAX_NESTING."""
+        graphs: dict[int, list[int]] = {}  # a meta-template's id: its children's, one per graph node
+        level = {child.id for child in children.values()}
+        for _ in range(MAX_NESTING + 1):
+            rows = self.db.execute(select(TemplateChild.template_id, TemplateChild.child_id)
+                                   .where(TemplateChild.template_id.in_(level))).all()
+            for template_id, child_id in rows:
+                graphs.setdefault(template_id, []).append(child_id)
+            level = {child_id for _, child_id in rows} - graphs.keys()
+            if not level:
+                break
+        sizes: dict[int, tuple[int, int]] = {}
+
+        def size(template_id: int) -> tuple[int, int]:  # recursion as deep as the graphs: MAX_NESTING at most
+            if template_id not in sizes:
+                parts = [size(child_id) for child_id in graphs.get(template_id, ())]
+                sizes[template_id] = (1 + max(depth for depth, _ in parts), sum(steps for _, steps in parts)) \
+                    if parts else (0, 1)
+            return sizes[template_id]
+
+        measured = [size(child.id) for child in children.values()]
+        return max(depth for depth, _ in measured), sum(steps for _, steps in measured)
 
     # Questions about a template
 
