@@ -1,5 +1,6 @@
 """The server the benchmarks measure: our app, with a bare Pyramid JSON hello view mounted at /hello, on
 waitress in ``workers`` processes (as ``ufdl serve --workers``) of ``threads`` threads each."""
+import argparse
 import logging
 import sys
 
@@ -38,4 +39,11 @@ def main(url: str, port: int, threads: int, workers: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    # Started by bench/common.py's server(); by hand, to profile the server under a benchmark's load.
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("url", help="SQLAlchemy URL of a migrated database")
+    parser.add_argument("port", type=int)
+    parser.add_argument("threads", type=int)
+    parser.add_argument("workers", type=int)
+    arguments = parser.parse_args()
+    main(arguments.url, arguments.port, arguments.threads, arguments.workers)
