@@ -650,7 +650,25 @@ def test_cli_failures_are_one_line(ufdl, registry, admin, tmp_path):
 def test_a_remote_command_without_a_token_says_what_it_needs(ufdl, registry, server_url, tmp_path):
     for command in (("diff", registry), ("sync", registry), ("export", tmp_path / "exported")):
         code, out, err = ufdl(*command, "--url", server_url)
-        assert (code, err) == (1, "ufdl: --url needs --token (an administrator's access token)\n"), err
+        assert (code, err) == (1, "ufdl: --url needs --token or --username (an administrator's)\n"), err
+
+
+def test_a_remote_command_logs_in_with_a_username(ufdl, registry, engine, admin, server_url, tmp_path,
+                                                  monkeypatch):
+    # A pipeline keeps a password in its secrets, not an access token that expires within the hour.
+    code, out, err = ufdl("sync", registry, "--url", server_url, "--username", "admin", "--password", "password123")
+    assert code == 0, out + err
+    assert templates(engine) == ALL
+    monkeypatch.setenv("UFDL_PASSWORD", "password123")
+    assert ufdl("export", tmp_path / "exported", "--url", server_url, "--username", "admin")[0] == 0
+    assert (tmp_path / "exported" / "shell" / "1.yaml").read_text() == (registry / "shell" / "1.yaml").read_text()
+    code, out, err = ufdl("diff", registry, "--url", server_url, "--username", "admin", "--password", "wrong")
+    assert code == 1 and err.startswith(f"ufdl: cannot log in at {server_url} as admin: ") and err.count("\n") == 1
+    code, out, err = ufdl("diff", registry, "--url", "ftp://x", "--username", "admin")
+    assert (code, err) == (1, "ufdl: cannot log in at ftp://x: not an http(s) URL: 'ftp://x'\n")
+    with pytest.raises(SystemExit) as usage:
+        ufdl("diff", registry, "--url", server_url, "--username", "admin", "--token", admin.token)
+    assert usage.value.code == 2
 
 
 def test_a_name_starting_with_a_dot_is_refused(admin):

@@ -15,11 +15,13 @@ from ..services.template_documents import to_yaml
 from ..services.template_registry import (SETTINGS_FILE, Problem, RegistryConflicts, RegistryInvalid,
                                           RegistrySync, export_documents, read_registry, registry_files, summary,
                                           validate_offline, write_registry)
+from ..worker.api import ApiError, ServerUnavailable, UfdlApi
+from .environment import password_of
 
 CHANGES_PENDING = 3
 
-_REMOTE_HELP = ("act through the HTTP API of the server at URL (with --token) instead of the database of -c INI "
-                "(the server applies the registry in one transaction, as locally)")
+_REMOTE_HELP = ("act through the HTTP API of the server at URL (with --token or --username) instead of the database "
+                "of -c INI (the server applies the registry in one transaction, as locally)")
 
 
 def register(areas) -> None:
@@ -56,7 +58,30 @@ def register(areas) -> None:
 
 def _remote_options(parser) -> None:
     parser.add_argument("--url", help=_REMOTE_HELP)
-    parser.add_argument("--token", help="an admin's access token for --url")
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument("--token", help="an admin's access token for --url")
+    who.add_argument("--username", help="an admin's username for --url: log in with it")
+    parser.add_argument("--password", help="with --username (default: the UFDL_PASSWORD environment variable)")
+
+
+def _remote(args) -> "RemoteServer":
+    """The server of ``--url``, with ``--token`` or a token obtained by logging in as ``--username``."""
+    token = args.token
+    if args.username is not None:
+        try:
+            api = UfdlApi(args.url, args.username, password_of(args))
+        except ValueError as error:  # not an http(s) URL
+            raise ServiceError(f"cannot log in at {args.url}: {error}") from None
+        try:
+            api.login()
+        except ApiError as error:
+            raise ServiceError(f"cannot log in at {args.url} as {args.username}: {error.detail}") from None
+        except (ValueError, ServerUnavailable) as error:  # ValueError: the answer is not JSON
+            raise ServiceError(f"cannot log in at {args.url}: {error}") from None
+        finally:
+            api.close()
+        token = api.access
+    return RemoteServer(args.url, token)
 
 
 def _problems(error: RegistryInvalid) -> int:
@@ -125,7 +150,7 @@ def run_diff(args, environment) -> int:
     # here too, not a "create" that sync then refuses.
     try:
         if args.url:
-            plan = RemoteServer(args.url, args.token).sync(args.directory, args.prune, dry_run=True)
+            plan = _remote(args).sync(args.directory, args.prune, dry_run=True)
         else:
             plan = _sync_locally(environment, args.directory, args.prune, dry_run=True)
     except RegistryInvalid as error:
@@ -166,7 +191,7 @@ def _sync_locally(environment, directory: str, prune: bool, dry_run: bool, progr
 def run_sync(args, environment) -> int:
     try:
         if args.url:
-            plan = RemoteServer(args.url, args.token).sync(args.directory, args.prune, args.dry_run)
+            plan = _remote(args).sync(args.directory, args.prune, args.dry_run)
         else:
             plan = _sync_locally(environment, args.directory, args.prune, args.dry_run, Progress("importing"))
     except RegistryConflicts as error:
@@ -182,7 +207,7 @@ def run_sync(args, environment) -> int:
 
 def run_export(args, environment) -> int:
     if args.url:
-        files = RemoteServer(args.url, args.token).export(args.all_versions)
+        files = _remote(args).export(args.all_versions)
     else:
         with environment.session() as db:
             files = export_documents(db, args.all_versions)
@@ -209,7 +234,7 @@ class RemoteServer:
 
     def __init__(self, url: str, token: str | None):
         if not token:
-            raise InvalidInput("--url needs --token (an administrator's access token)")
+            raise InvalidInput("--url needs --token or --username (an administrator's)")
         self.url = url.rstrip("/")
         self.token = token
 
