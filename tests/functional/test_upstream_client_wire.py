@@ -130,20 +130,21 @@ JOB_FIELDS = {"pk", "template", "parent", "start_time", "end_time", "error_reaso
 OUTPUT_FIELDS = {"pk", "job", "name", "type", "creator", "creation_time", "deletion_time"}
 
 
-@pytest.fixture
-def launcher(users, testapp):
-    users.create("launcher", password=PASSWORD)
-    client = WireClient(testapp, "launcher")
+def logged_in(users, testapp, username: str) -> WireClient:
+    users.create(username, password=PASSWORD)
+    client = WireClient(testapp, username)
     client.log_in()
     return client
+
+
+@pytest.fixture
+def launcher(users, testapp):
+    return logged_in(users, testapp, "launcher")
 
 
 @pytest.fixture
 def submitter(users, testapp):
-    users.create("submitter", password=PASSWORD)
-    client = WireClient(testapp, "submitter")
-    client.log_in()
-    return client
+    return logged_in(users, testapp, "submitter")
 
 
 @pytest.fixture
