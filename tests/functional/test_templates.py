@@ -135,6 +135,15 @@ def test_yaml_import_errors_name_the_line_and_refuse_tags(admin):
     assert "Invalid YAML" in response.json["detail"]
 
 
+@pytest.mark.parametrize("value", ["!!int x", "!!int ''", "!!float x", "!!bool 12", "!!timestamp 12",
+                                   "!!timestamp x", "!!binary x", "!foo x", "!!python/object:os.system x",
+                                   "!!int [1]", "!!str {a: 1}"])
+def test_a_tag_that_does_not_fit_its_value_is_400(admin, value):
+    """An explicit tag makes the loader convert the value: ``!!int x`` was a ValueError, and a 500."""
+    refused = yaml_import(admin, JSON_PARAMETER.replace("DEFAULT", value), 400).json["detail"]
+    assert refused.startswith("Invalid YAML (body, line 13, column 16): "), refused
+
+
 def test_yaml_import_refuses_a_key_given_twice_but_lets_a_merge_key_be_overridden(admin):
     """PyYAML keeps the last of two values of a key: the import took version 2 here without a word."""
     text = yaml.safe_dump({**TRAIN, "version": 1}, sort_keys=False) + "version: 2\n"

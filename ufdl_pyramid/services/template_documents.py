@@ -236,7 +236,24 @@ class UniqueKeys:
         return super().construct_mapping(node, deep)
 
 
-class UniqueKeysLoader(UniqueKeys, yaml.SafeLoader):
+class FittingTags:
+    """A loader mixin: a value its explicit tag does not fit (``!!int x``, ``!!timestamp 12``) is a
+    ConstructorError at its line, not the ValueError (IndexError, KeyError...) PyYAML's constructor raises."""
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, LookupError, AttributeError) as error:
+            value = node.value if isinstance(node, yaml.ScalarNode) else "a collection"
+            value = f"{value[:40]}..." if len(value) > 40 else value
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise yaml.constructor.ConstructorError(None, None, f"{value!r} is not a valid {tag}",
+                                                    node.start_mark) from error
+
+
+class UniqueKeysLoader(FittingTags, UniqueKeys, yaml.SafeLoader):
     pass
 
 
