@@ -122,6 +122,8 @@ def _replace(path, old, new):
      "shell/1.yaml:7: invalid YAML"),
     (lambda r: _replace(r / "shell" / "1.yaml", "scope: public", "scope: public\nversion: 2"),
      "shell/1.yaml:7: invalid YAML: found the key 'version' twice"),
+    (lambda r: (r / "shell" / "1.yaml").write_text("- " * 5000 + "x\n"),
+     "shell/1.yaml:1: invalid YAML: "),
     (lambda r: _replace(r / "shell" / "1.yaml", "default: 60", "default: !!int sixty"),
      "shell/1.yaml:22: invalid YAML: 'sixty' is not a valid !!int"),
     (lambda r: _replace(r / "shell" / "1.yaml", "version: 1", "version: !!timestamp 1"),

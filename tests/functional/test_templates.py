@@ -464,6 +464,21 @@ def test_a_document_nested_exactly_as_deep_as_the_limit_is_accepted(admin):
     assert "nested more than 100 levels deep" in yaml_import(admin, nested(101), 400).json["detail"]
 
 
+def test_block_style_nests_as_deep_as_flow_style(admin):
+    """Indentation and '- ' nest as brackets do (up to 100 levels). PyYAML's composer recursed once per level:
+    5,000 levels of them were a RecursionError, and a 500."""
+    def nested(levels: int) -> str:  # the default: '- - - x', lists in compact block style
+        return JSON_PARAMETER.replace("default: DEFAULT", "default:\n        " + "- " * (levels - 4) + "x")
+    default = yaml_import(admin, nested(100), 201).json["parameters"]["value"]["default"]
+    for _ in range(96):
+        default = default[0]
+    assert default == "x"
+    refused = yaml_import(admin, nested(101), 400).json["detail"]
+    assert "nested more than 100 levels deep" in refused and "line 14" in refused, refused
+    for deep in ("- " * 5000 + "x\n", "".join(" " * level + "a:\n" for level in range(1000))):
+        assert "nested more than 100 levels deep" in yaml_import(admin, deep, 400).json["detail"]
+
+
 def test_an_alias_bomb_is_400(admin):
     bomb = "".join(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9))
     text = JSON_PARAMETER.replace("DEFAULT", "*a8").replace("specific:", f"x-anchors:\n  a0: &a0 lol\n{bomb}specific:")

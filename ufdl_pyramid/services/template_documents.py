@@ -253,7 +253,31 @@ class FittingTags:
                                                     node.start_mark) from error
 
 
-class UniqueKeysLoader(FittingTags, UniqueKeys, yaml.SafeLoader):
+class BoundedNesting:
+    """A loader mixin: lists and mappings at most `MAX_NESTING` levels deep, refused at the line of the first one
+    deeper. PyYAML's composer recurses once per level, of indentation as of brackets (`check_nesting` only sees
+    brackets): 5,000 levels of ``- `` were a RecursionError. (libyaml's composer is C, and stops at 1,000.)"""
+
+    _levels = 0
+
+    def _deeper(self, compose, anchor):
+        if self._levels >= MAX_NESTING:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_NESTING} levels deep",
+                                              self.peek_event().start_mark)
+        self._levels += 1
+        try:
+            return compose(anchor)
+        finally:
+            self._levels -= 1
+
+    def compose_sequence_node(self, anchor):
+        return self._deeper(super().compose_sequence_node, anchor)
+
+    def compose_mapping_node(self, anchor):
+        return self._deeper(super().compose_mapping_node, anchor)
+
+
+class UniqueKeysLoader(BoundedNesting, FittingTags, UniqueKeys, yaml.SafeLoader):
     pass
 
 

@@ -23,8 +23,8 @@ from ..errors import Conflict, InvalidInput, ServiceError
 from ..models import Job, JobTemplate, TemplateChild
 from ..models.jobs import FINAL_STATUSES
 from ..types import TypeRegistry
-from .template_documents import (FittingTags, UniqueKeys, check_document, check_nesting, is_meta,
-                                 json_compatible, ordered_document, same_json, to_yaml)
+from .template_documents import (BoundedNesting, FittingTags, UniqueKeys, check_document, check_nesting,
+                                 is_meta, json_compatible, ordered_document, same_json, to_yaml)
 from .templates import TemplateService, template_document
 from .type_registry import type_registry
 
@@ -32,7 +32,7 @@ SETTINGS_FILE = "registry.yaml"
 _VERSION_FILE = re.compile(r"^([1-9][0-9]*)\.yaml$")
 
 
-class _Loader(FittingTags, UniqueKeys, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+class _Loader(BoundedNesting, FittingTags, UniqueKeys, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """The safe loader (libyaml's when there is one; a key given twice refused), with scalars' implicit tags
     cached: re-syncs of large registries spend most of their time here."""
 
