@@ -170,6 +170,12 @@ def test_validate_names_file_and_line_of_each_kind_of_error(ufdl, registry, brea
     assert expected in out, out
 
 
+def test_brackets_in_text_are_no_nesting(ufdl, registry):
+    edit(registry / "shell" / "1.yaml", lambda document: document.update(description="[" * 200 + "\n" + "{" * 200))
+    code, out, err = ufdl("validate", registry)
+    assert code == 0, out
+
+
 def test_hidden_files_are_no_part_of_the_registry(ufdl, registry, engine):
     """A checkout's own files (``.git``, an editor's swap file, ``.DS_Store``) are skipped, not refused."""
     (registry / ".git").mkdir()

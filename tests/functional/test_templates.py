@@ -464,6 +464,27 @@ def test_a_document_nested_exactly_as_deep_as_the_limit_is_accepted(admin):
     assert "nested more than 100 levels deep" in yaml_import(admin, nested(101), 400).json["detail"]
 
 
+@pytest.mark.parametrize("description", [
+    "[" * 200,                                              # exported in quotes
+    "Usage: [[" + "{" * 200 + "\n  # it's \"quoted\" [" * 3,  # exported as a literal block
+    "a" + "[" * 200,                                        # exported plain
+])
+def test_brackets_in_text_are_no_nesting(admin, description):
+    """Every '[' and '{' counted as a level, in strings too: a template with such a description imported as JSON
+    and its own YAML export was then refused as nested too deep."""
+    pk = admin.post("/v1/job-templates/import", document(TRAIN, description=description), status=201).json["pk"]
+    exported = admin.get(f"/v1/job-templates/{pk}/export?format=yaml").body
+    assert yaml_import(admin, exported.decode(), 200).json["pk"] == pk
+    written = JSON_PARAMETER.replace("help: ''", "help: 'it''s " + "[" * 200 + "' # [[[ {{{ \"")
+    assert yaml_import(admin, written, 201).json["parameters"]["value"]["help"] == "it's " + "[" * 200
+
+
+def test_brackets_in_text_do_not_hide_nesting(admin):
+    text = JSON_PARAMETER.replace("help: ''", "help: '" + "[" * 200 + "'").replace(
+        "DEFAULT", "[" * 101 + "]" * 101)
+    assert "nested more than 100 levels deep" in yaml_import(admin, text, 400).json["detail"]
+
+
 def test_block_style_nests_as_deep_as_flow_style(admin):
     """Indentation and '- ' nest as brackets do (up to 100 levels). PyYAML's composer recursed once per level:
     5,000 levels of them were a RecursionError, and a 500."""

@@ -163,8 +163,11 @@ MAX_NODES = 200_000  # values in a document once its aliases are expanded: a "bi
 
 def check_nesting(text: str | bytes, source: str = "body") -> None:
     """Refuse flow-style nesting deeper than `MAX_NESTING` before a parser recurses into it (libyaml's C loader
-    crashes the process on a hundred thousand ``[``; Python's raises RecursionError). Brackets in strings
-    count too: a template has no reason for hundreds of them unclosed."""
+    crashes the process on a hundred thousand ``[``; Python's raises RecursionError).
+
+    Counting brackets is quick but counts those in strings and comments too (a description of 200 ``[`` is no
+    nesting): past the limit, the parser's events tell the nesting for sure. Both parsers are loops, not
+    recursions; the composers, which build the nodes, are what recurses."""
     depth = deepest = 0
     for character in text.decode("utf-8", "replace") if isinstance(text, bytes) else text:
         if character in "[{":
@@ -172,8 +175,19 @@ def check_nesting(text: str | bytes, source: str = "body") -> None:
             deepest = max(deepest, depth)
         elif character in "]}":
             depth = max(0, depth - 1)
-    if deepest > MAX_NESTING:
-        raise InvalidInput(f"Invalid YAML ({source}): nested more than {MAX_NESTING} levels deep")
+    if deepest <= MAX_NESTING:
+        return
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=getattr(yaml, "CBaseLoader", yaml.BaseLoader)):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise InvalidInput(f"Invalid YAML ({source}): nested more than {MAX_NESTING} levels deep")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return  # not YAML: the loader says where, having nested no deeper than the events before
 
 
 def json_compatible(value, source: str = "body"):
