@@ -1,4 +1,6 @@
 """Job templates (seed 001): import/export, meta graphs, the template questions, permissions."""
+import json
+
 import pytest
 import yaml
 
@@ -451,7 +453,6 @@ def test_yaml_values_json_cannot_hold_are_400(admin, default, needle):
 
 def test_a_document_nested_exactly_as_deep_as_the_limit_is_accepted(admin):
     """At most 100 levels deep (the document itself is the first): 100 is imported, 101 is 400."""
-    import json
 
     def nested(levels: int) -> str:  # JSON is YAML in flow style: every level a bracket
         document = yaml.safe_load(JSON_PARAMETER.replace("DEFAULT", "null"))
@@ -523,6 +524,49 @@ def test_deep_json_is_400_not_500(admin, alice):
         body = ("[" * 100000 + "]" * 100000).encode()
         assert "nested too deeply" in admin.request("POST", path, body=body, content_type="application/json",
                                                     status=400).json["detail"]
+
+
+def json_import(admin, value, status: int):
+    return admin.request("POST", "/v1/job-templates/import", body=json.dumps(value).encode(),
+                         content_type="application/json", status=status)
+
+
+def test_a_json_import_has_the_limits_of_a_yaml_one(admin):
+    """A JSON document 101 to 900 levels deep (Python's parser goes further) was stored, and its YAML export was
+    then a RecursionError; a JSON import also held any number of values."""
+    def nested(levels: int) -> dict:
+        default = []
+        parameter = {"types": ["JSON"], "help": "", "default": default}
+        for _ in range(levels - 5):  # the document, specific, parameters, the parameter, the default
+            default.append([])
+            default = default[0]
+        return document(PREDICT, name=f"deep-{levels}", specific__parameters={"value": parameter})
+    pk = json_import(admin, nested(100), 201).json["pk"]
+    admin.get(f"/v1/job-templates/{pk}/export?format=yaml")
+    for levels in (101, 600):
+        refused = json_import(admin, nested(levels), 400).json["detail"]
+        assert refused == "Invalid JSON (body): nested more than 100 levels deep", refused
+    values = {"types": ["JSON"], "help": "", "default": [0] * 200_000}
+    refused = json_import(admin, document(PREDICT, specific__parameters={"value": values}), 400).json["detail"]
+    assert refused == "Invalid JSON (body): more than 200000 values", refused
+
+
+def test_integers_past_what_python_writes_as_text_are_400(admin):
+    """Python reads and writes at most 4,300 digits of an int: more was a 500 (JSON's own message named
+    sys.set_int_max_str_digits; in YAML a ValueError, or for a hexadecimal one a failure to store it)."""
+    def with_default(default: str) -> str:
+        return JSON_PARAMETER.replace("name: values", f"name: n{len(default)}").replace("DEFAULT", default)
+    largest = "9" * 4300
+    pk = yaml_import(admin, with_default(largest), 201).json["pk"]
+    exported = admin.get(f"/v1/job-templates/{pk}/export?format=yaml").text
+    assert yaml_import(admin, exported, 200).json["parameters"]["value"]["default"] == int(largest)
+    for default in ("1" + "0" * 4300, "0x" + "f" * 4000, "1:" * 3000 + "1"):
+        refused = yaml_import(admin, with_default(default), 400).json["detail"]
+        assert "an integer of more than 4300 digits" in refused, refused
+    body = json.dumps(yaml.safe_load(with_default("0"))).replace('"default": 0', '"default": 1' + "0" * 4300)
+    refused = admin.request("POST", "/v1/job-templates/import", body=body.encode(), content_type="application/json",
+                            status=400).json["detail"]
+    assert refused == "Malformed JSON body: an integer of more than 4300 digits", refused
 
 
 def test_a_changed_boolean_is_not_taken_for_the_same_document(admin):

@@ -11,7 +11,7 @@ import math
 import yaml
 
 from ..errors import InvalidInput
-from .validation import UNSTORABLE, compile_schema, unstorable, validate
+from .validation import MAX_INT_DIGITS, UNSTORABLE, compile_schema, unstorable, validate
 
 # Not starting with a dot: the name is a folder of the registry (hidden, or '.' and '..', it would not be).
 _NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\A[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z",
@@ -159,6 +159,7 @@ def to_json(document: dict) -> str:
 
 MAX_NESTING = 100  # levels of lists and mappings in a document: far past any template, short of any stack
 MAX_NODES = 200_000  # values in a document once its aliases are expanded: a "billion laughs" stops here
+_TOO_MANY_DIGITS = 10 ** MAX_INT_DIGITS  # a YAML int in hexadecimal (or 1:2:3, base 60) can be that large
 
 
 def check_nesting(text: str | bytes, source: str = "body") -> None:
@@ -190,38 +191,44 @@ def check_nesting(text: str | bytes, source: str = "body") -> None:
         return  # not YAML: the loader says where, having nested no deeper than the events before
 
 
-def json_compatible(value, source: str = "body"):
+def json_compatible(value, source: str = "body", language: str = "YAML"):
     """A YAML document as the JSON it will be stored as, or InvalidInput: only strings as keys, only JSON's
-    values (not dates, sets or bytes; no NaN), at most `MAX_NESTING` levels and `MAX_NODES` values, which also
-    ends a self-referencing alias or an alias bomb. Stored and compared as JSON, a document then reads back the
-    same (``{1: a}`` would come back as ``{"1": "a"}``)."""
+    values (not dates, sets or bytes; no NaN; integers of at most `MAX_INT_DIGITS`), at most `MAX_NESTING`
+    levels of lists and mappings and `MAX_NODES` values, which also ends a self-referencing alias or an alias
+    bomb. Stored and compared as JSON, a document then reads back the same (``{1: a}`` would come back as
+    ``{"1": "a"}``). A JSON document (``language``) is held to the same limits."""
     budget = [MAX_NODES]
+    invalid = f"Invalid {language} ({source})"
+    aliases = language == "YAML"
 
     def convert(item, depth: int):
         budget[0] -= 1
         if budget[0] < 0:
-            raise InvalidInput(f"Invalid YAML ({source}): more than {MAX_NODES} values once its aliases are expanded")
-        if depth > MAX_NESTING:
-            raise InvalidInput(f"Invalid YAML ({source}): nested more than {MAX_NESTING} levels deep (or an alias "
-                               f"that contains itself)")
+            raise InvalidInput(f"{invalid}: more than {MAX_NODES} values"
+                               + (" once its aliases are expanded" if aliases else ""))
+        if depth >= MAX_NESTING and isinstance(item, (list, dict)):
+            raise InvalidInput(f"{invalid}: nested more than {MAX_NESTING} levels deep"
+                               + (" (or an alias that contains itself)" if aliases else ""))
         if isinstance(item, str) and unstorable(item):
-            raise InvalidInput(f"Invalid YAML ({source}): {UNSTORABLE}")
+            raise InvalidInput(f"{invalid}: {UNSTORABLE}")
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) >= _TOO_MANY_DIGITS:
+            raise InvalidInput(f"{invalid}: an integer of more than {MAX_INT_DIGITS} digits")
         if item is None or isinstance(item, (str, bool, int)):
             return item
         if isinstance(item, float):
             if not math.isfinite(item):
-                raise InvalidInput(f"Invalid YAML ({source}): {item} is not a JSON number")
+                raise InvalidInput(f"{invalid}: {item} is not a JSON number")
             return item
         if isinstance(item, list):
             return [convert(element, depth + 1) for element in item]
         if isinstance(item, dict):
             for key in item:
                 if not isinstance(key, str):
-                    raise InvalidInput(f"Invalid YAML ({source}): the key {key!r} is not a string")
+                    raise InvalidInput(f"{invalid}: the key {key!r} is not a string")
                 if unstorable(key):
-                    raise InvalidInput(f"Invalid YAML ({source}): {UNSTORABLE}")
+                    raise InvalidInput(f"{invalid}: {UNSTORABLE}")
             return {key: convert(element, depth + 1) for key, element in item.items()}
-        raise InvalidInput(f"Invalid YAML ({source}): a {type(item).__name__} is not a JSON value")
+        raise InvalidInput(f"{invalid}: a {type(item).__name__} is not a JSON value")
 
     return convert(value, 0)
 
@@ -255,6 +262,9 @@ class FittingTags:
     ConstructorError at its line, not the ValueError (IndexError, KeyError...) PyYAML's constructor raises."""
 
     def construct_object(self, node, deep=False):
+        if node.tag == "tag:yaml.org,2002:int" and len(node.value) > MAX_INT_DIGITS:  # int() would refuse it
+            raise yaml.constructor.ConstructorError(None, None, f"an integer of more than {MAX_INT_DIGITS} digits",
+                                                    node.start_mark)
         try:
             return super().construct_object(node, deep)
         except yaml.YAMLError:

@@ -35,6 +35,9 @@ def compile_schema(schema: dict) -> Draft202012Validator:
 # NUL (PostgreSQL stores none in text or JSON) and the halves of surrogate pairs, which JSON's \uD800 escapes
 # and YAML's can produce alone, but which no UTF-8 text holds: either would fail in the database as a 500.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Python reads and writes an int as decimal text up to this many digits (sys.int_info.default_max_str_digits): a
+# longer one could not be stored as JSON.
+MAX_INT_DIGITS = 4300
 UNSTORABLE = "a string holds a character that cannot be stored (NUL, or half of a surrogate pair)"
 
 

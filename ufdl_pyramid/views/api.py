@@ -15,7 +15,7 @@ from ..errors import InvalidInput, PayloadTooLarge
 from ..models import database_error_line
 from ..permissions import Permission
 from ..services.listing import LIST_BATCH_SIZE
-from ..services.validation import UNSTORABLE, holds_unstorable
+from ..services.validation import MAX_INT_DIGITS, UNSTORABLE, holds_unstorable
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,8 @@ def read_json(request, *, optional: bool = False, limit_setting: str = "ufdl.max
         # and 32 hold many) and no UTF-8 lead byte of the surrogates' block cannot hold one: no walk for them.
         bad_text = (b"\\u" in body or b"\x00" in body or b"\xed" in body) and holds_unstorable(value)
     except (UnicodeDecodeError, ValueError) as error:
+        if str(error).startswith("Exceeds the limit"):  # Python's message names sys.set_int_max_str_digits
+            error = f"an integer of more than {MAX_INT_DIGITS} digits"
         raise InvalidInput(f"Malformed JSON body: {error}") from None
     except RecursionError:  # Python's parser recurses once per level of nesting
         raise InvalidInput("Malformed JSON body: nested too deeply") from None

@@ -8,7 +8,7 @@ from ..permissions import Permission
 from ..representations import job_json, template_json
 from ..resources.templates import JobTemplates, TemplateItem
 from ..services.job_creation import JobCreator
-from ..services.template_documents import parse_yaml, to_json, to_yaml
+from ..services.template_documents import json_compatible, parse_yaml, to_json, to_yaml
 from ..services.template_registry import RegistrySync
 from ..services.templates import TemplateService, template_document
 from ..services.type_registry import resolve, type_registry
@@ -23,10 +23,10 @@ def template_service(request) -> TemplateService:
 
 
 def read_document(request):
-    """An import body in JSON or (by its Content-Type) YAML."""
+    """An import body in JSON or (by its Content-Type) YAML, held to the same limits."""
     if request.content_type in YAML_TYPES:
         return parse_yaml(read_body(request))
-    return read_json(request)
+    return json_compatible(read_json(request), language="JSON")
 
 
 @api_view(context=JobTemplates, name="import", request_method="POST", permission=Permission.CREATE)
