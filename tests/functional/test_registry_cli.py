@@ -229,6 +229,22 @@ def test_a_version_of_the_wrong_type_is_reported_once(ufdl, registry):
     assert "shell/1.yaml:2: version: 'one' is not of type 'integer'" in out and "does not agree" not in out, out
 
 
+def test_a_version_written_as_a_float_is_that_integer(sync_cli, ufdl, registry, engine):
+    """JSON Schema takes 1.0 for an integer: 'version: 2.0' in 1.yaml was no problem of its own, but made the file
+    template version 2.0 (only the meta-template using version 1 said something was wrong)."""
+    _replace(registry / "shell" / "1.yaml", "version: 1", "version: 2.0")
+    code, out, err = ufdl("validate", registry)
+    assert code == 1
+    assert out.startswith("shell/1.yaml:2: version: 2 does not agree with the file name (1)\n"), out
+    _replace(registry / "shell" / "1.yaml", "version: 2.0", "version: 1.0")
+    assert ufdl("validate", registry)[0] == 0
+    assert sync_cli("sync", registry)[0] == 0
+    assert templates(engine) == ALL
+    code, out, err = sync_cli("diff", registry)
+    assert code == 0 and sorted(out.splitlines()) == ["identical shell-then-count/1.yaml", "identical shell/1.yaml",
+                                                      "identical word-count/1.yaml"], out
+
+
 def test_validate_finds_cycles_between_templates(ufdl, registry):
     (registry / "loop").mkdir()
     loop = {"name": "loop", "version": 1, "description": "", "scope": "public", "domain": None,

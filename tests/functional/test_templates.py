@@ -44,6 +44,12 @@ def test_reimport_identical_is_a_no_op_and_different_is_409(admin, train):
     assert "version 1 already exists with different content" in response.json["detail"]
 
 
+def test_a_version_written_as_a_float_is_that_integer(admin):
+    imported = admin.post("/v1/job-templates/import", document(TRAIN, version=1.0), status=201).json
+    assert imported["version"] == 1 and isinstance(imported["version"], int)  # was answered 1.0
+    assert admin.post("/v1/job-templates/import", TRAIN, status=200).json["pk"] == imported["pk"]
+
+
 def test_no_version_means_next_version_unless_identical(admin, train):
     unversioned = document(TRAIN, version=DELETE)
     assert admin.post("/v1/job-templates/import", unversioned, status=200).json["pk"] == train["pk"]

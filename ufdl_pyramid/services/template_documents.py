@@ -104,9 +104,24 @@ def is_meta(specific: dict) -> bool:
     return "nodes" in specific or "dependencies" in specific
 
 
+def whole_versions(document) -> None:
+    """A version written ``1.0`` (the document's, a node's) made the integer it is, in place: JSON Schema takes
+    1.0 for an integer, and the template was then version 1.0 (in a registry, ``version: 2.0`` in ``1.yaml`` did
+    not disagree with its file name)."""
+    if not isinstance(document, dict):
+        return
+    specific = document.get("specific")
+    nodes = specific.get("nodes") if isinstance(specific, dict) else None
+    for holder in [document, *(nodes.values() if isinstance(nodes, dict) else ())]:
+        version = holder.get("version") if isinstance(holder, dict) else None
+        if isinstance(version, float) and version.is_integer():
+            holder["version"] = int(version)
+
+
 def check_document(document, name: str = "body") -> None:
     """Structure only (types, names, graph checks come after); every problem named with its field (problems of
-    the document as a whole with ``name``)."""
+    the document as a whole with ``name``). Versions written ``1.0`` become ``1`` (`whole_versions`)."""
+    whole_versions(document)
     validate(_DOCUMENT, document, name=name)
     specific = document["specific"]
     validate(_META if is_meta(specific) else _WORKABLE, specific, name="specific", prefix="specific")

@@ -24,7 +24,7 @@ from ..models import Job, JobTemplate, TemplateChild
 from ..models.jobs import FINAL_STATUSES
 from ..types import TypeRegistry
 from .template_documents import (BoundedNesting, FittingTags, UniqueKeys, check_document, check_nesting,
-                                 is_meta, json_compatible, ordered_document, same_json, to_yaml)
+                                 is_meta, json_compatible, ordered_document, same_json, to_yaml, whole_versions)
 from .templates import TemplateService, template_document
 from .type_registry import type_registry
 
@@ -226,6 +226,7 @@ def parse_registry(files: Mapping[str, str], known: dict[Key, dict] | None = Non
             problems.append(error.problem)
             continue
         version = int(_VERSION_FILE.match(file_name).group(1))
+        whole_versions(document)
         if isinstance(document, dict) and document.get("name") == name and document.get("version") == version \
                 and known.get((name, version)) == document:
             entries.append(RegistryEntry(path, document, node))
