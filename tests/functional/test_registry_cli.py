@@ -675,6 +675,44 @@ def test_cli_failures_are_one_line(ufdl, registry, admin, tmp_path):
         server.shutdown()
 
 
+@pytest.mark.parametrize("status, answer", [
+    (200, b"[]"), (200, b'"ok"'), (200, b"{}"), (200, b'{"create": 1}'), (200, b'[{"pk": 1}]'),
+    (400, b'{"problems": [1]}'), (409, b'{"plan": {}}'), (404, b"<html>Not Found</html>"),
+])
+def test_a_remote_command_says_when_the_answer_is_not_a_ufdl_servers(ufdl, registry, tmp_path, status, answer):
+    """Another service's JSON (a list, an object of other fields) was read as a plan, a list of templates or of
+    problems: a KeyError, TypeError or AttributeError, and a traceback."""
+    import http.server
+
+    class OtherService(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        do_GET = do_POST
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OtherService)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        for command in (("diff", registry), ("sync", registry), ("export", tmp_path / "exported")):
+            if command[0] == "export" and answer == b"[]":
+                continue  # a server without templates
+            code, out, err = ufdl(*command, "--url", url, "--token", "a-token")
+            expected = f"ufdl: {url}: the answer is not a ufdl server's" if status != 404 else "ufdl: POST /v1/"
+            assert (code, out) == (1, "") and err.splitlines()[-1].startswith(expected), (command, out, err)
+            assert err.endswith(" (is this a ufdl server?)\n") and "Traceback" not in err, err
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_remote_command_without_a_token_says_what_it_needs(ufdl, registry, server_url, tmp_path):
     for command in (("diff", registry), ("sync", registry), ("export", tmp_path / "exported")):
         code, out, err = ufdl(*command, "--url", server_url)

@@ -11,10 +11,11 @@ import urllib.request
 from ..errors import InvalidInput, ServiceError
 from ..plugins import load_plugins
 from ..services.job_type_sync import sync_job_types
-from ..services.template_documents import to_yaml
+from ..services.template_documents import check_document, to_yaml
 from ..services.template_registry import (SETTINGS_FILE, Problem, RegistryConflicts, RegistryInvalid,
                                           RegistrySync, export_documents, read_registry, registry_files, summary,
                                           validate_offline, write_registry)
+from ..services.validation import compile_schema
 from ..worker.api import ApiError, ServerUnavailable, UfdlApi
 from .environment import password_of
 
@@ -228,6 +229,23 @@ def run_export(args, environment) -> int:
     return 0
 
 
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+# What a ufdl server answers: anything else is another service's (a proxy's, a server of another API).
+_PLAN = compile_schema({"type": "object", "required": ["create", "identical", "conflicts", "prune", "keep"],
+                        "properties": {"create": _STRINGS, "identical": _STRINGS, "prune": _STRINGS,
+                                       "keep": {"type": "object", "additionalProperties": {"type": "string"}},
+                                       "conflicts": {"type": "array", "items": {
+                                           "type": "object", "required": ["path", "reason", "diff"],
+                                           "properties": {"path": {"type": "string"}, "reason": {"type": "string"},
+                                                          "diff": {"type": "string"}}}}}})
+_PROBLEMS = compile_schema({"type": "array", "items": {
+    "type": "object", "properties": {"path": {"type": "string"}, "line": {"type": ["integer", "null"]},
+                                     "message": {"type": "string"}}}})
+_TEMPLATES = compile_schema({"type": "array", "items": {
+    "type": "object", "required": ["pk", "name", "version"],
+    "properties": {"pk": {"type": "integer"}, "name": {"type": "string"}, "version": {"type": "integer"}}}})
+
+
 class RemoteServer:
     """The same actions through the v1 API (an admin's token): the server applies a registry in one transaction
     (``POST /v1/job-templates/sync``, a dry run for ``diff``); export reads its templates one by one."""
@@ -252,12 +270,15 @@ class RemoteServer:
                 answer = None
             answer = answer if isinstance(answer, dict) else {}
             # The server's registry errors become the ones a local run raises, and print the same.
-            if isinstance(answer.get("problems"), list):
+            if "problems" in answer:
+                problems = self.checked(_PROBLEMS, answer["problems"])
                 raise RegistryInvalid([Problem(problem.get("path", ""), problem.get("line"),
-                                               problem.get("message", "")) for problem in answer["problems"]]) from None
-            if error.code == 409 and isinstance(answer.get("plan"), dict):
-                raise RegistryConflicts(answer["plan"]) from None
+                                               problem.get("message", "")) for problem in problems]) from None
+            if error.code == 409 and "plan" in answer:
+                raise RegistryConflicts(self.checked(_PLAN, answer["plan"])) from None
             detail = answer.get("detail", "")
+            if error.code == 404 and not detail:  # a ufdl server says what it did not find
+                detail = "(is this a ufdl server?)"
             raise ServiceError(f"{method} {path}: HTTP {error.code} {detail}".rstrip()) from None
         except urllib.error.URLError as error:
             raise ServiceError(f"{self.url}: {error.reason}") from None
@@ -268,6 +289,15 @@ class RemoteServer:
         except OSError as error:  # the connection dropped or timed out while the answer was read
             raise ServiceError(f"{self.url}: {error}") from None
 
+    def checked(self, schema, answer):
+        """The answer, if it is one a ufdl server gives."""
+        if not schema.is_valid(answer):
+            raise self.not_ufdl()
+        return answer
+
+    def not_ufdl(self) -> ServiceError:
+        return ServiceError(f"{self.url}: the answer is not a ufdl server's (is this a ufdl server?)")
+
     def sync(self, directory: str, prune: bool, dry_run: bool) -> dict:
         """The server's plan (``Plan.as_json``), applied unless ``dry_run``."""
         files, problems = registry_files(directory)
@@ -275,14 +305,21 @@ class RemoteServer:
             raise RegistryInvalid(problems)
         body = json.dumps({"files": files, "prune": prune, "dry_run": dry_run}).encode()
         print(f"sending {len(files)} file(s) ({len(body) // 1024} KiB) to {self.url}", file=sys.stderr)
-        plan = self.request("POST", "/v1/job-templates/sync", body)
+        plan = self.checked(_PLAN, self.request("POST", "/v1/job-templates/sync", body))
         plan.pop("applied", None)
         return plan
 
     def documents(self) -> dict[tuple[str, int], dict]:
-        rows = self.request("POST", "/v1/job-templates/list", b"{}")
-        return {(row["name"], row["version"]): self.request("GET", f"/v1/job-templates/{row['pk']}/export")
-                for row in rows}
+        rows = self.checked(_TEMPLATES, self.request("POST", "/v1/job-templates/list", b"{}"))
+        return {(row["name"], row["version"]): self.document(row["pk"]) for row in rows}
+
+    def document(self, pk: int) -> dict:
+        document = self.request("GET", f"/v1/job-templates/{pk}/export")
+        try:
+            check_document(document)
+        except InvalidInput:
+            raise self.not_ufdl() from None
+        return document
 
     def export(self, all_versions: bool) -> dict[str, str]:
         documents = self.documents()
