@@ -249,12 +249,17 @@ def parse_registry(files: Mapping[str, str], known: dict[Key, dict] | None = Non
 _SETTINGS = {"licences": "licence", "domains": "domain"}
 
 
+def _kind(value) -> str:
+    return {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), "null" if value is None else type(value).__name__)
+
+
 def _checked_settings(settings, node: yaml.Node | None, problems: list[Problem]) -> dict:
     """registry.yaml's settings; its problems are added to ``problems`` (a wrong setting is ignored)."""
     if settings is None:
         return {}
     if not isinstance(settings, dict):
-        problems.append(Problem(SETTINGS_FILE, 1, "registry settings must be a mapping"))
+        problems.append(Problem(SETTINGS_FILE, 1, f"registry settings must be a mapping, not {_kind(settings)}"))
         return {}
     checked = {}
     for key, value in settings.items():
@@ -281,8 +286,11 @@ def _settings_problems(entry: RegistryEntry, settings: dict) -> list[Problem]:
 
 def _check_entry(document, node, path: str, name: str, version: int) -> list[Problem]:
     """Every problem of one template file: its schema's, and its name and version against its place."""
+    if node is None:
+        return [Problem(path, None, "the file is empty: a template document is a mapping")]
     if not isinstance(document, dict):
-        return [Problem(path, node.start_mark.line + 1 if node else None, "a template document must be a mapping")]
+        return [Problem(path, node.start_mark.line + 1, f"a template document must be a mapping, not "
+                                                        f"{_kind(document)}")]
     problems = []
     try:
         check_document(document, name="document")
