@@ -2,6 +2,8 @@
 import io
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -774,3 +776,79 @@ def test_an_unversioned_child_is_the_registrys_version_even_when_a_newer_one_is_
         stored = db.scalar(select(JobTemplate).where(JobTemplate.name == "unversioned", JobTemplate.active()))
         assert stored.spec["nodes"]["shell"]["version"] == 1
     assert sync_cli("diff", registry)[0] == 0  # and the next diff finds nothing to do
+
+
+# What a registry directory may hold
+
+def _validate_in_a_subprocess(registry) -> subprocess.CompletedProcess:
+    """``ufdl templates validate`` in its own process: a read that blocks fails the test instead of hanging it."""
+    ufdl_script = os.path.join(os.path.dirname(sys.executable), "ufdl")
+    return subprocess.run([ufdl_script, "templates", "validate", str(registry)], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_links_to_outside_the_registry_fifos_and_devices_are_refused(registry, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(registry / "shell" / "1.yaml", outside / "1.yaml")
+    (registry / "shell" / "2.yaml").symlink_to(outside / "1.yaml")  # a valid template: it would pass unseen
+    (registry / "linked").symlink_to(outside, target_is_directory=True)
+    os.mkfifo(registry / "shell" / "3.yaml")  # reading it would wait for a writer forever
+    (registry / "null").mkdir()
+    (registry / "null" / "1.yaml").symlink_to("/dev/null")
+    (registry / "word-count" / "2.yaml").symlink_to("1.yaml")  # inside the registry: read (and checked)
+    done = _validate_in_a_subprocess(registry)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    problems = done.stdout.splitlines()
+    assert "shell/2.yaml: a symbolic link to outside the registry: refused" in problems
+    assert "linked: a symbolic link to outside the registry: refused" in problems
+    assert "shell/3.yaml: not a regular file (a FIFO, device or socket): refused" in problems
+    assert "null/1.yaml: a symbolic link to outside the registry: refused" in problems
+    assert "word-count/2.yaml:2: version: 1 does not agree with the file name (2)" in problems
+    assert len(problems) == 5, problems
+
+
+def test_a_fifo_inside_the_registry_is_refused_unread(registry):
+    os.mkfifo(registry / "shell" / "3.yaml")
+    (registry / "shell" / "4.yaml").symlink_to("3.yaml")
+    done = _validate_in_a_subprocess(registry)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.splitlines() == [
+        "shell/3.yaml: not a regular file (a FIFO, device or socket): refused",
+        "shell/4.yaml: not a regular file (a FIFO, device or socket): refused"]
+
+
+def test_a_file_over_8_mib_is_refused(ufdl, registry):
+    big = registry / "shell" / "2.yaml"
+    big.write_text((registry / "shell" / "1.yaml").read_text().replace("version: 1", "version: 2", 1)
+                   + "# padding\n" * (8 * 1024 * 1024 // 10))
+    assert big.stat().st_size > 8 * 1024 * 1024
+    code, out, err = ufdl("validate", registry)
+    assert (code, out) == (1, f"shell/2.yaml: {big.stat().st_size} bytes: larger than the 8 MiB a registry file "
+                              f"may hold\n"), out + err
+    big.write_text(big.read_text()[:8 * 1024 * 1024 - 100])  # just under the limit: read
+    code, out, err = ufdl("validate", registry)
+    assert code == 0, out + err
+
+
+def _denied(listing, denied: str):
+    def listing_but(path="."):
+        if os.path.basename(os.fspath(path)) == denied:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return listing(path)
+    return listing_but
+
+
+def test_a_directory_that_cannot_be_listed_is_a_problem(ufdl, registry, monkeypatch):
+    (registry / "locked").mkdir()
+    (registry / "locked").chmod(0)
+    try:
+        if os.geteuid() == 0:  # root lists it anyway: make the listing fail as it fails for anyone else
+            for name in ("listdir", "scandir"):
+                monkeypatch.setattr(os, name, _denied(getattr(os, name), "locked"))
+        code, out, err = ufdl("validate", registry)
+    finally:
+        (registry / "locked").chmod(0o755)
+    assert (code, out) == (1, "locked: cannot list: Permission denied\n"), out + err
+    assert "Traceback" not in err

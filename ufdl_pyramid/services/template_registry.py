@@ -11,6 +11,7 @@ import copy
 import difflib
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -145,36 +146,80 @@ class _ProblemError(Exception):
         self.problem = problem
 
 
+MAX_FILE_SIZE = 8 * 1024 * 1024  # bytes a registry file may hold: far past any template, short of any memory
+
+
 def registry_files(directory: str) -> tuple[dict[str, str], list[Problem]]:
     """The texts of a registry directory's files by path (``registry.yaml``, ``<name>/<version>.yaml``), and
-    the problems of the files that cannot be read or have no place in a registry (hidden files are skipped)."""
+    the problems of the files that cannot be read or have no place in a registry (hidden files are skipped).
+
+    Refused unread: a symbolic link to outside the directory, what is not a regular file (a FIFO would block the
+    read), a file over ``MAX_FILE_SIZE``."""
     if not os.path.isdir(directory):
         raise InvalidInput(f"{directory}: no such directory")
+    root = os.path.realpath(directory)
     files: dict[str, str] = {}
     problems: list[Problem] = []
 
-    def read(path: str, full: str) -> None:
-        problem = _layout_problem(path)
-        if problem:
-            problems.append(problem)
-            return
+    def listing(path: str, full: str) -> list[os.DirEntry]:
         try:
-            with open(full, encoding="utf-8") as file:
-                files[path] = file.read()
-        except (OSError, UnicodeDecodeError) as error:
-            problems.append(Problem(path, None, f"cannot read: {error}"))
+            with os.scandir(full) as entries:
+                return sorted((entry for entry in entries if not entry.name.startswith(".")),
+                              key=lambda entry: entry.name)
+        except OSError as error:
+            if not path:
+                raise InvalidInput(f"{directory}: cannot list: {error.strerror or error}") from None
+            problems.append(Problem(path, None, f"cannot list: {error.strerror or error}"))
+            return []
 
-    for name in sorted(os.listdir(directory)):
-        full = os.path.join(directory, name)
-        if name.startswith("."):
+    def outside(path: str, entry: os.DirEntry) -> bool:
+        if entry.is_symlink() and os.path.commonpath([root, os.path.realpath(entry.path)]) != root:
+            problems.append(Problem(path, None, "a symbolic link to outside the registry: refused"))
+            return True
+        return False
+
+    for entry in listing("", directory):
+        if outside(entry.name, entry):
             continue
-        if not os.path.isdir(full):
-            read(name, full)
+        if not entry.is_dir():
+            _read_file(entry.name, entry.path, files, problems)
             continue
-        for file_name in sorted(os.listdir(full)):
-            if not file_name.startswith("."):
-                read(f"{name}/{file_name}", os.path.join(full, file_name))
+        for file_entry in listing(entry.name, entry.path):
+            path = f"{entry.name}/{file_entry.name}"
+            if not outside(path, file_entry):
+                _read_file(path, file_entry.path, files, problems)
     return files, problems
+
+
+def _read_file(path: str, full: str, files: dict[str, str], problems: list[Problem]) -> None:
+    problem = _layout_problem(path)
+    if problem:
+        problems.append(problem)
+        return
+    try:
+        if not stat.S_ISREG(os.stat(full).st_mode):  # not opened: opening a device may do something
+            problems.append(Problem(path, None, "not a regular file (a FIFO, device or socket): refused"))
+            return
+        # Non-blocking: a FIFO put in the file's place since would otherwise wait for a writer.
+        descriptor = os.open(full, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            status = os.fstat(descriptor)
+            if not stat.S_ISREG(status.st_mode):
+                problems.append(Problem(path, None, "not a regular file (a FIFO, device or socket): refused"))
+                return
+            data = b""
+            if status.st_size <= MAX_FILE_SIZE:
+                with os.fdopen(os.dup(descriptor), "rb") as file:
+                    data = file.read(MAX_FILE_SIZE + 1)  # it may have grown since
+            if status.st_size > MAX_FILE_SIZE or len(data) > MAX_FILE_SIZE:
+                problems.append(Problem(path, None, f"{max(status.st_size, len(data))} bytes: larger than the "
+                                                    f"{MAX_FILE_SIZE // 1024 // 1024} MiB a registry file may hold"))
+                return
+        finally:
+            os.close(descriptor)
+        files[path] = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        problems.append(Problem(path, None, f"cannot read: {error}"))
 
 
 def _layout_problem(path: str) -> Problem | None:
