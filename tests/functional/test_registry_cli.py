@@ -500,6 +500,33 @@ def test_a_deleted_job_keeps_no_template_from_being_pruned(sync_cli, registry, e
     assert templates(engine) == ALL
 
 
+def test_prune_with_a_registry_of_no_templates_is_refused(sync_cli, registry, engine, tmp_path):
+    """An empty directory (a wrong path, a checkout gone wrong) would soft-delete every template."""
+    assert sync_cli("sync", registry)[0] == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    settings_only = tmp_path / "settings-only"
+    settings_only.mkdir()
+    (settings_only / "registry.yaml").write_text("licences: [Apache-2.0]\n")
+    for directory in (empty, settings_only):
+        for command in (("sync", directory, "--prune"), ("sync", directory, "--prune", "--dry-run"),
+                        ("diff", directory, "--prune")):
+            code, out, err = sync_cli(*command)
+            assert code == 1 and err.endswith("the registry holds no templates: --prune would delete every "
+                                              "template (refused)\n"), (command, out, err)
+    assert templates(engine) == ALL
+    assert sync_cli("sync", empty)[0] == 0  # without --prune: nothing to do
+    assert templates(engine) == ALL
+
+
+def test_the_sync_endpoint_refuses_prune_with_a_registry_of_no_templates(admin, registry, engine):
+    admin.post("/v1/job-templates/import", yaml.safe_load((registry / "shell" / "1.yaml").read_text()), status=201)
+    answer = admin.post("/v1/job-templates/sync", {"files": {"registry.yaml": "domains: [ic]\n"}, "prune": True},
+                        status=400).json
+    assert answer["detail"] == "the registry holds no templates: --prune would delete every template (refused)"
+    assert templates(engine) == {("shell", 1)}
+
+
 def test_export_writes_the_latest_active_version_and_those_meta_templates_use(sync_cli, registry, admin, tmp_path):
     assert sync_cli("sync", registry)[0] == 0
     # shell-then-count uses shell 1; no meta-template uses upper. Version 3 of each is deleted below.

@@ -12,9 +12,9 @@ from ..errors import InvalidInput, ServiceError
 from ..plugins import load_plugins
 from ..services.job_type_sync import sync_job_types
 from ..services.template_documents import check_document, to_yaml
-from ..services.template_registry import (SETTINGS_FILE, Problem, RegistryConflicts, RegistryInvalid,
-                                          RegistrySync, export_documents, read_registry, registry_files, summary,
-                                          validate_offline, write_registry)
+from ..services.template_registry import (NOTHING_TO_PRUNE_AGAINST, SETTINGS_FILE, Problem, RegistryConflicts,
+                                          RegistryInvalid, RegistrySync, export_documents, read_registry,
+                                          registry_files, summary, validate_offline, write_registry)
 from ..services.validation import compile_schema
 from ..worker.api import ApiError, ServerUnavailable, UfdlApi
 from .environment import password_of
@@ -303,6 +303,8 @@ class RemoteServer:
         files, problems = registry_files(directory)
         if problems:  # unreadable or misplaced files: the server would not see them
             raise RegistryInvalid(problems)
+        if prune and not set(files) - {SETTINGS_FILE}:  # as the server would refuse it, without sending
+            raise InvalidInput(NOTHING_TO_PRUNE_AGAINST)
         body = json.dumps({"files": files, "prune": prune, "dry_run": dry_run}).encode()
         print(f"sending {len(files)} file(s) ({len(body) // 1024} KiB) to {self.url}", file=sys.stderr)
         plan = self.checked(_PLAN, self.request("POST", "/v1/job-templates/sync", body))

@@ -532,6 +532,10 @@ def plan_sync(registry: Registry, existing: dict[Key, dict],
     return plan
 
 
+# An empty directory (a wrong path, a checkout gone wrong) is far likelier than the wish to delete everything.
+NOTHING_TO_PRUNE_AGAINST = "the registry holds no templates: --prune would delete every template (refused)"
+
+
 class RegistrySync:
     """Applies a registry to a database in the caller's transaction (the caller commits or rolls back)."""
 
@@ -569,6 +573,8 @@ class RegistrySync:
         return self._active
 
     def plan(self, registry: Registry, prune: bool = False) -> Plan:
+        if prune and not registry.entries:
+            raise InvalidInput(NOTHING_TO_PRUNE_AGAINST)
         rows, documents = self._loaded()
         plan = plan_sync(registry, documents, self._normalised)
         if prune:
