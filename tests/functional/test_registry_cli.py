@@ -563,6 +563,48 @@ def test_an_export_into_an_earlier_one_rewrites_the_files_that_differ_and_only_t
     assert (exported / "shell" / "1.yaml").read_text() == (registry / "shell" / "1.yaml").read_text()
 
 
+def test_an_export_names_each_file_it_cannot_write_and_writes_the_others(ufdl, registry, tmp_path):
+    assert ufdl("sync", registry)[0] == 0
+    exported = tmp_path / "exported"
+    (exported / "shell" / "1.yaml").mkdir(parents=True)  # a folder where a file goes
+    (exported / "shell" / "1.yaml" / "notes").write_text("mine\n")
+    (exported / "word-count").write_text("a file where a folder goes\n")
+    code, out, err = ufdl("export", exported)
+    assert code == 1, out + err
+    assert out.splitlines() == ["PROBLEM   shell/1.yaml (cannot write: Is a directory)",
+                                "wrote     shell-then-count/1.yaml",
+                                "PROBLEM   word-count/1.yaml (cannot write: File exists)"], out
+    assert err.splitlines()[-1] == "3 template(s) exported, 1 file(s) written, 2 could not be written"
+    assert (exported / "shell-then-count" / "1.yaml").read_text() == \
+        (registry / "shell-then-count" / "1.yaml").read_text()
+    assert (exported / "shell" / "1.yaml" / "notes").read_text() == "mine\n"
+
+
+def test_an_interrupted_export_leaves_no_half_written_file(ufdl, ini, registry, tmp_path):
+    """The disk filling up half-way through a file: the file is as it was, and no temporary file stays."""
+    import resource
+    import signal
+    assert ufdl("sync", registry)[0] == 0
+    exported = tmp_path / "exported"
+    assert ufdl("export", exported)[0] == 0
+    (exported / "shell" / "1.yaml").write_text("edited by hand\n")
+    (exported / "word-count" / "1.yaml").unlink()
+    before = sorted(path.relative_to(exported) for path in exported.rglob("*"))
+
+    def small_files_only():  # writing past 400 bytes fails with EFBIG (shell/1.yaml holds 585)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (400, 400))
+
+    done = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ufdl"), "-c", ini, "templates",
+                           "export", str(exported)], capture_output=True, text=True, timeout=60,
+                          preexec_fn=small_files_only)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (exported / "shell" / "1.yaml").read_text() == "edited by hand\n"
+    assert done.stdout.splitlines() == ["PROBLEM   shell/1.yaml (cannot write: File too large)",
+                                        "PROBLEM   word-count/1.yaml (cannot write: File too large)"]
+    assert sorted(path.relative_to(exported) for path in exported.rglob("*")) == before
+
+
 def test_an_export_says_which_files_of_the_directory_it_did_not_write(ufdl, registry, tmp_path, admin):
     """They stay (a sync of the directory would create them again), and it said nothing of them."""
     assert ufdl("sync", registry)[0] == 0
@@ -616,6 +658,24 @@ def test_remote_diff_sync_export(ufdl, registry, engine, admin, server_url, tmp_
     assert ufdl("export", exported, *remote)[0] == 0
     for path in ("shell/1.yaml", "word-count/1.yaml", "shell-then-count/1.yaml"):
         assert (exported / path).read_text() == (registry / path).read_text()
+
+
+def test_a_remote_export_shows_its_progress_as_sync_does(ufdl, registry, admin, server_url, tmp_path, monkeypatch):
+    """It reads the templates one request each: a long export says how far it got."""
+    shell = yaml.safe_load((registry / "shell" / "1.yaml").read_text())
+    for number in range(20):
+        (registry / f"copy-{number}").mkdir()
+        (registry / f"copy-{number}" / "1.yaml").write_text(yaml.safe_dump({**shell, "name": f"copy-{number}"}))
+    assert ufdl("sync", registry)[0] == 0
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code, out, err = ufdl("export", tmp_path / "exported", "--url", server_url, "--token", admin.token)
+    assert code == 0, out + terminal.getvalue()
+    assert f"\rexporting [{'#' * 30}] 23/23\n" in terminal.getvalue()
 
 
 def test_remote_sync_reports_misplaced_files_before_sending(ufdl, registry, admin, server_url, engine):

@@ -208,16 +208,20 @@ def run_sync(args, environment) -> int:
 
 def run_export(args, environment) -> int:
     if args.url:
-        files = _remote(args).export(args.all_versions)
+        files = _remote(args).export(args.all_versions, Progress("exporting"))
     else:
         with environment.session() as db:
             files = export_documents(db, args.all_versions)
     try:
-        written = write_registry(args.directory, files)
-    except OSError as error:  # DIR is a file, or cannot be written
+        written, problems = write_registry(args.directory, files)
+    except OSError as error:  # DIR is a file, or cannot be made
         raise ServiceError(f"cannot write {args.directory}: {error.strerror or error}") from None
-    for path in written:
-        print(f"wrote     {path}")
+    failed = {problem.path: problem.message for problem in problems}
+    for path in files:
+        if path in failed:
+            print(f"PROBLEM   {path} ({failed[path]})")
+        elif path in written:
+            print(f"wrote     {path}")
     # An earlier export's files of templates deleted since (or older versions) stay: a sync of DIR would create
     # them again. Said, not deleted: DIR may be a git checkout holding what the server never had.
     others = sorted(path for path in registry_files(args.directory)[0]
@@ -225,8 +229,9 @@ def run_export(args, environment) -> int:
     for path in others:
         print(f"kept      {path} (not exported: left as it was)")
     print(f"{len(files)} template(s) exported, {len(written)} file(s) written"
-          + (f", {len(others)} other file(s) left as they were" if others else ""), file=sys.stderr)
-    return 0
+          + (f", {len(others)} other file(s) left as they were" if others else "")
+          + (f", {len(problems)} could not be written" if problems else ""), file=sys.stderr)
+    return 1 if problems else 0
 
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
@@ -311,9 +316,14 @@ class RemoteServer:
         plan.pop("applied", None)
         return plan
 
-    def documents(self) -> dict[tuple[str, int], dict]:
+    def documents(self, progress=None) -> dict[tuple[str, int], dict]:
         rows = self.checked(_TEMPLATES, self.request("POST", "/v1/job-templates/list", b"{}"))
-        return {(row["name"], row["version"]): self.document(row["pk"]) for row in rows}
+        documents = {}
+        for count, row in enumerate(rows, 1):
+            documents[(row["name"], row["version"])] = self.document(row["pk"])
+            if progress:
+                progress(count, len(rows))
+        return documents
 
     def document(self, pk: int) -> dict:
         document = self.request("GET", f"/v1/job-templates/{pk}/export")
@@ -323,8 +333,8 @@ class RemoteServer:
             raise self.not_ufdl() from None
         return document
 
-    def export(self, all_versions: bool) -> dict[str, str]:
-        documents = self.documents()
+    def export(self, all_versions: bool, progress=None) -> dict[str, str]:
+        documents = self.documents(progress)
         chosen = set(documents)
         if not all_versions:
             latest: dict[str, int] = {}

@@ -7,11 +7,13 @@ server has, and ``RegistrySync`` applies it in the caller's transaction. Importi
 ``TemplateService``, so the rules are the API's (identical = no-op, same version with other content =
 conflict).
 """
+import contextlib
 import copy
 import difflib
 import os
 import re
 import stat
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -654,21 +656,49 @@ def export_documents(db: Session, all_versions: bool = False) -> dict[str, str]:
             for name, version in sorted(chosen)}
 
 
-def write_registry(directory: str, files: dict[str, str]) -> list[str]:
-    """Write the files; the paths of those that changed."""
+def write_registry(directory: str, files: dict[str, str]) -> tuple[list[str], list[Problem]]:
+    """Write the files, each whole or not at all (a temporary file renamed over it): the paths of those that
+    changed, and a problem for each that could not be written (the others are written all the same)."""
     os.makedirs(directory, exist_ok=True)  # a file in the way is an error even when nothing is to be written
-    written = []
+    written, problems = [], []
     for path, text in files.items():
         full = os.path.join(directory, *path.split("/"))
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        if os.path.exists(full):
-            with open(full, encoding="utf-8") as file:
-                if file.read() == text:
-                    continue
-        with open(full, "w", encoding="utf-8") as file:
+        try:
+            if _write_file(full, text):
+                written.append(path)
+        except OSError as error:
+            problems.append(Problem(path, None, f"cannot write: {error.strerror or error}"))
+    return written, problems
+
+
+def _write_file(full: str, text: str) -> bool:
+    """Write ``text`` to ``full`` unless it holds it already; whether it was written."""
+    folder = os.path.dirname(full)
+    os.makedirs(folder, exist_ok=True)
+    mode = 0o666 & ~_umask()  # as open() would make it
+    if os.path.isfile(full):  # a regular file (opening a FIFO would block)
+        mode = stat.S_IMODE(os.stat(full).st_mode)  # a file replaced keeps its permissions
+        with contextlib.suppress(UnicodeDecodeError), open(full, encoding="utf-8") as file:
+            if file.read(len(text) + 1) == text:
+                return False
+    # Hidden, so that a registry read never takes one left by a crash for a template.
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(full)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             file.write(text)
-        written.append(path)
-    return written
+        os.chmod(temporary, mode)  # mkstemp's are 0600
+        os.replace(temporary, full)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return True
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def summary(plan: dict) -> Iterable[str]:
