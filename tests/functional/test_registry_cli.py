@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from ufdl_pyramid.cli import main
 from ufdl_pyramid.cli.templates import Progress
-from ufdl_pyramid.models import Job, JobTemplate
+from ufdl_pyramid.models import Job, JobTemplate, JobType
 from ufdl_pyramid.testing import TEST_SETTINGS, make_test_app
 
 REGISTRY = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "templates_registry")
@@ -409,6 +409,29 @@ def test_dry_run_changes_nothing(sync_cli, registry, engine):
     assert out.count("create") == 3
     assert "rolled back" in err
     assert templates(engine) == set()
+
+
+def test_diff_and_a_dry_run_write_nothing_the_job_types_included(ufdl, registry, engine):
+    """They bring the job-types table up to the plugins' types to check the templates as sync would, then roll
+    that back with the rest: a read-only look commits nothing."""
+    def process_row():
+        with Session(engine) as db:
+            return db.execute(select(JobType.pkg, JobType.cls).where(JobType.name == "Process")).one()
+    synced = process_row()
+    with Session(engine) as db, db.begin():
+        db.scalar(select(JobType).where(JobType.name == "Process")).cls = "Renamed"
+    for command in (("diff", registry), ("diff", registry, "--prune"), ("sync", registry, "--dry-run")):
+        code, out, err = ufdl(*command)
+        assert code in (0, 3), (command, out, err)
+        assert process_row() == (synced.pkg, "Renamed"), command
+    assert templates(engine) == set()
+    assert ufdl("sync", registry)[0] == 0  # a sync brings the table up to date with the templates
+    assert process_row() == synced
+    assert templates(engine) == ALL
+    with Session(engine) as db, db.begin():
+        db.scalar(select(JobType).where(JobType.name == "Process")).cls = "Renamed"
+    assert ufdl("sync", registry)[0] == 0  # and so does one with no template to create
+    assert process_row() == synced
 
 
 def _add_job(engine, name, status):

@@ -9,8 +9,9 @@ import urllib.error
 import urllib.request
 
 from ..errors import InvalidInput, ServiceError
+from ..models import mark_written
 from ..plugins import load_plugins
-from ..services.job_type_sync import sync_job_types
+from ..services.job_type_sync import sync_job_types_on
 from ..services.template_documents import check_document, to_yaml
 from ..services.template_registry import (NOTHING_TO_PRUNE_AGAINST, SETTINGS_FILE, Problem, RegistryConflicts,
                                           RegistryInvalid, RegistrySync, export_documents, read_registry,
@@ -164,9 +165,12 @@ def run_diff(args, environment) -> int:
     return CHANGES_PENDING if plan["create"] or plan["prune"] else 0
 
 
-def _sync_job_types(environment) -> None:
-    """The job-types table as the server's start-up leaves it: templates name the installed plugins' types."""
-    sync_job_types(environment.engine, load_plugins(environment.settings["ufdl.plugins.strict"]).types)
+def _sync_job_types(environment, db) -> None:
+    """The job-types table as the server's start-up leaves it (templates name the installed plugins' types), in
+    the sync's transaction: a dry run (``diff``) rolls it back with the rest."""
+    synced = sync_job_types_on(db.connection(), load_plugins(environment.settings["ufdl.plugins.strict"]).types)
+    if synced.added or synced.updated:
+        mark_written(db)
 
 
 class _DryRun(Exception):
@@ -177,9 +181,9 @@ class _DryRun(Exception):
 
 def _sync_locally(environment, directory: str, prune: bool, dry_run: bool, progress=None) -> dict:
     """``sync`` on the INI's database in one transaction (rolled back for a dry run); the plan's JSON."""
-    _sync_job_types(environment)
     try:
         with environment.session() as db:
+            _sync_job_types(environment, db)
             sync = RegistrySync(db)
             plan = sync.sync(sync.read(directory), prune, progress).as_json()
             if dry_run:
