@@ -217,6 +217,35 @@ def test_a_child_named_without_a_version_is_the_registrys_newest(ufdl, registry,
         assert stored.spec["nodes"]["count"]["version"] == 2
 
 
+def test_validate_warns_of_executors_no_plugin_provides_and_of_names_differing_only_in_case(ufdl, registry):
+    """Neither is an error (a worker may have executors the server does not; Linux tells Train from train), but
+    a template no worker can run and folders that are one on macOS or Windows are likelier mistakes."""
+    _replace(registry / "word-count" / "1.yaml", "executor_class: ufdl_example_executors.WordCounter",
+             "executor_class: ufdl_example_executors.WordCount")
+    (registry / "Shell").mkdir()
+    (registry / "Shell" / "1.yaml").write_text((registry / "shell" / "1.yaml").read_text().replace(
+        "name: shell\n", "name: Shell\n", 1))
+    code, out, err = ufdl("validate", registry)
+    assert code == 0, out + err
+    assert out.splitlines() == [
+        "shell: warning: the template names Shell and shell differ only in case: on a case-insensitive "
+        "filesystem (macOS, Windows) their folders are one",
+        "word-count/1.yaml:9: warning: executor_class 'ufdl_example_executors.WordCount' is no installed "
+        "plugin's executor (only a worker that has one can run the template)"]
+    assert err.splitlines()[-1] == "4 template(s): valid, 2 warning(s)"
+
+
+def test_an_export_warns_of_names_differing_only_in_case(ufdl, registry, tmp_path):
+    (registry / "Shell").mkdir()
+    (registry / "Shell" / "1.yaml").write_text((registry / "shell" / "1.yaml").read_text().replace(
+        "name: shell\n", "name: Shell\n", 1))
+    assert ufdl("sync", registry)[0] == 0
+    code, out, err = ufdl("export", tmp_path / "exported")
+    assert code == 0, out + err
+    assert "warning: the template names Shell and shell differ only in case: on a case-insensitive filesystem " \
+           "(macOS, Windows) their folders are one\n" in err
+
+
 def test_validate_reports_every_problem_of_a_file_at_once(ufdl, registry):
     _replace(registry / "shell" / "1.yaml", "name: shell\n", "name: shelly\n")
     _replace(registry / "shell" / "1.yaml", "version: 1", "version: 2")

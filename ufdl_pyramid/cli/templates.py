@@ -14,8 +14,9 @@ from ..plugins import load_plugins
 from ..services.job_type_sync import sync_job_types_on
 from ..services.template_documents import check_document, to_yaml
 from ..services.template_registry import (NOTHING_TO_PRUNE_AGAINST, SETTINGS_FILE, Problem, RegistryConflicts,
-                                          RegistryInvalid, RegistrySync, export_documents, read_registry,
-                                          registry_files, summary, validate_offline, write_registry)
+                                          RegistryInvalid, RegistrySync, case_collision, case_collisions,
+                                          export_documents, read_registry, registry_files, registry_warnings,
+                                          summary, validate_offline, write_registry)
 from ..services.validation import compile_schema
 from ..worker.api import ApiError, ServerUnavailable, UfdlApi
 from .environment import password_of
@@ -121,11 +122,14 @@ def run_validate(args, environment) -> int:
         registry = read_registry(args.directory)
     except RegistryInvalid as error:
         return _problems(error)
-    problems = validate_offline(registry, load_plugins(strict=False).type_registry())
-    for problem in problems:
+    plugins = load_plugins(strict=False)
+    problems = validate_offline(registry, plugins.type_registry())
+    warnings = registry_warnings(registry, plugins.executors)
+    for problem in problems + warnings:
         print(problem)
     if not problems:
-        print(f"{len(registry.entries)} template(s): valid", file=sys.stderr)
+        print(f"{len(registry.entries)} template(s): valid"
+              + (f", {len(warnings)} warning(s)" if warnings else ""), file=sys.stderr)
     return 1 if problems else 0
 
 
@@ -216,6 +220,8 @@ def run_export(args, environment) -> int:
     else:
         with environment.session() as db:
             files = export_documents(db, args.all_versions)
+    for names in case_collisions(path.split("/")[0] for path in files):
+        print(f"warning: {case_collision(names)}", file=sys.stderr)
     try:
         written, problems = write_registry(args.directory, files)
     except OSError as error:  # DIR is a file, or cannot be made

@@ -455,6 +455,34 @@ def validate_offline(registry: Registry, types: TypeRegistry) -> list[Problem]:
     return problems
 
 
+def registry_warnings(registry: Registry, executors: Iterable[str]) -> list[Problem]:
+    """What is allowed but likely a mistake (``validate`` prints it, and exits 0 all the same): template names
+    that differ only in case, and an ``executor_class`` that none of ``executors`` (the installed plugins') is."""
+    warnings = [Problem(names[-1], None, f"warning: {case_collision(names)}")
+                for names in case_collisions(entry.document["name"] for entry in registry.entries)]
+    executors = set(executors)
+    for entry in sorted(registry.entries, key=lambda entry: entry.path.split("/")):
+        specific = entry.document["specific"]
+        if not is_meta(specific) and specific["executor_class"] not in executors:
+            warnings.append(Problem(entry.path, entry.line("specific.executor_class"),
+                                    f"warning: executor_class '{specific['executor_class']}' is no installed "
+                                    f"plugin's executor (only a worker that has one can run the template)"))
+    return warnings
+
+
+def case_collisions(names: Iterable[str]) -> list[list[str]]:
+    """The groups of template names that differ only in case, each sorted."""
+    groups: dict[str, set[str]] = {}
+    for name in names:
+        groups.setdefault(name.casefold(), set()).add(name)
+    return [sorted(group) for _, group in sorted(groups.items()) if len(group) > 1]
+
+
+def case_collision(names: list[str]) -> str:
+    return (f"the template names {', '.join(names[:-1])} and {names[-1]} differ only in case: on a "
+            f"case-insensitive filesystem (macOS, Windows) their folders are one")
+
+
 # Planning and applying
 
 @dataclass
