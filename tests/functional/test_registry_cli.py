@@ -313,6 +313,29 @@ def test_validate_and_sync_refuse_graphs_nested_too_deep(sync_cli, ufdl, registr
     assert templates(engine) == set()
 
 
+def test_a_long_chain_of_meta_templates_is_refused_without_a_crash(sync_cli, ufdl, registry, engine):
+    """Ordering the registry (children first) must not recurse once per level: a chain far past the nesting
+    limit (and Python's recursion limit) gets the nesting problem, not a RecursionError."""
+    from ufdl_pyramid.services.templates import MAX_NESTING
+
+    inner = "word-count"
+    for depth in range(1, 3001):  # the outermost's name first in sorted order: the walk goes down the chain
+        name = f"level{9999 - depth}"
+        (registry / name).mkdir()
+        (registry / name / "1.yaml").write_text(
+            f"name: {name}\nversion: 1\nscope: public\nlicence: Apache-2.0\nspecific:\n  nodes:\n"
+            f"    s:\n      name: {inner}\n  dependencies: []\n")
+        inner = name
+    code, out, err = ufdl("validate", registry)
+    assert code == 1 and "Traceback" not in err, err
+    too_deep = f"level{9999 - MAX_NESTING - 1}"
+    assert f"{too_deep}/1.yaml:7: specific.nodes: graphs nest at most {MAX_NESTING} deep" in out
+    code, out, err = sync_cli("sync", registry)
+    assert code == 1 and "Traceback" not in err, err
+    assert f"nest at most {MAX_NESTING} deep" in out
+    assert templates(engine) == set()
+
+
 def test_validate_counts_the_steps_of_graphs_of_graphs(ufdl, registry):
     for name, child, width in (("tens", "word-count", 10), ("hundreds", "tens", 10), ("thousand", "hundreds", 10),
                                ("two-thousand", "thousand", 2)):

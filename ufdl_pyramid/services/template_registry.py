@@ -362,7 +362,10 @@ def _child_key(spec: dict, versions: dict[str, list[int]]) -> Key | None:
 
 
 def _ordered(entries: list[RegistryEntry], problems: list[Problem]) -> list[RegistryEntry]:
-    """Children before parents; problems for children missing from the registry and for cycles."""
+    """Children before parents; problems for children missing from the registry and for cycles.
+
+    The walk keeps its own stack: a chain of meta-templates may be far longer than Python's recursion limit
+    before the nesting check refuses it."""
     by_key = {entry.key: entry for entry in entries}
     versions: dict[str, list[int]] = {}
     for name, version in by_key:
@@ -383,26 +386,27 @@ def _ordered(entries: list[RegistryEntry], problems: list[Problem]) -> list[Regi
                 children[entry.key].append(key)
     ordered: list[RegistryEntry] = []
     state: dict[Key, int] = {}  # 1: on the path, 2: done
-    path: list[Key] = []
-
-    def visit(key: Key) -> None:
-        state[key] = 1
-        path.append(key)
-        for child in children[key]:
-            if state.get(child) == 1:
+    for root in sorted(by_key):
+        if root in state:
+            continue
+        state[root] = 1
+        path, pending = [root], [iter(children[root])]  # the keys from the root down, their children to visit
+        while path:
+            key, child = path[-1], next(pending[-1], None)
+            if child is None:
+                path.pop()
+                pending.pop()
+                state[key] = 2
+                ordered.append(by_key[key])
+            elif state.get(child) == 1:
                 cycle = path[path.index(child):] + [child]
                 entry = by_key[key]
                 problems.append(Problem(entry.path, entry.line("specific.nodes"), "templates refer to each other "
                                         "in a cycle: " + " -> ".join(f"{n}/{v}" for n, v in cycle)))
             elif child not in state:
-                visit(child)
-        path.pop()
-        state[key] = 2
-        ordered.append(by_key[key])
-
-    for key in sorted(by_key):
-        if key not in state:
-            visit(key)
+                state[child] = 1
+                path.append(child)
+                pending.append(iter(children[child]))
     return ordered
 
 
