@@ -940,6 +940,28 @@ def test_an_unversioned_child_is_the_registrys_version_even_when_a_newer_one_is_
     assert sync_cli("diff", registry)[0] == 0  # and the next diff finds nothing to do
 
 
+def test_an_unversioned_child_is_the_registrys_newest_whatever_newer_ones_the_server_has(sync_cli, registry,
+                                                                                          engine, admin):
+    """Resolved when the registry is read: validate checked the meta-template against shell 1, so sync must
+    not take the server's shell 2 (not in the registry, not pruned)."""
+    assert sync_cli("sync", registry)[0] == 0
+    shell = yaml.safe_load((registry / "shell" / "1.yaml").read_text())
+    admin.post("/v1/job-templates/import", {**shell, "version": 2, "description": "the server's own"}, status=201)
+    meta = yaml.safe_load((registry / "shell-then-count" / "1.yaml").read_text())
+    meta["name"] = "unversioned"
+    del meta["specific"]["nodes"]["shell"]["version"]
+    (registry / "unversioned").mkdir()
+    (registry / "unversioned" / "1.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    code, out, err = sync_cli("diff", registry)
+    assert code == 3 and out.splitlines()[0] == "create    unversioned/1.yaml", out + err
+    code, out, err = sync_cli("sync", registry)
+    assert code == 0, out + err
+    with Session(engine) as db:
+        stored = db.scalar(select(JobTemplate).where(JobTemplate.name == "unversioned"))
+        assert stored.spec["nodes"]["shell"]["version"] == 1
+    assert sync_cli("diff", registry)[0] == 0
+
+
 # What a registry directory may hold
 
 def _validate_in_a_subprocess(registry) -> subprocess.CompletedProcess:

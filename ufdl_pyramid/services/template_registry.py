@@ -364,8 +364,9 @@ def _child_key(spec: dict, versions: dict[str, list[int]]) -> Key | None:
 def _ordered(entries: list[RegistryEntry], problems: list[Problem]) -> list[RegistryEntry]:
     """Children before parents; problems for children missing from the registry and for cycles.
 
-    The walk keeps its own stack: a chain of meta-templates may be far longer than Python's recursion limit
-    before the nesting check refuses it."""
+    A child named without a version gets the registry's newest here, when the registry is read: validate, diff
+    and sync then agree on it, whatever newer versions the server has. The walk keeps its own stack (a chain of
+    meta-templates may be far longer than Python's recursion limit before the nesting check refuses it)."""
     by_key = {entry.key: entry for entry in entries}
     versions: dict[str, list[int]] = {}
     for name, version in by_key:
@@ -383,6 +384,7 @@ def _ordered(entries: list[RegistryEntry], problems: list[Problem]) -> list[Regi
                 problems.append(Problem(entry.path, entry.line(f"specific.nodes.{node_name}.name"),
                                         f"specific.nodes.{node_name}: template {wanted} is not in the registry"))
             else:
+                spec["version"] = key[1]
                 children[entry.key].append(key)
     ordered: list[RegistryEntry] = []
     state: dict[Key, int] = {}  # 1: on the path, 2: done
