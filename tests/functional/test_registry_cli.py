@@ -1036,3 +1036,84 @@ def test_a_directory_that_cannot_be_listed_is_a_problem(ufdl, registry, monkeypa
         (registry / "locked").chmod(0o755)
     assert (code, out) == (1, "locked: cannot list: Permission denied\n"), out + err
     assert "Traceback" not in err
+
+
+# A prune racing a create-job (PostgreSQL: SQLite runs one writer at a time)
+
+def _registry_files(directory) -> dict[str, str]:
+    return {str(path.relative_to(directory)): path.read_text() for path in directory.rglob("*.yaml")}
+
+
+def _busy_template(admin, registry) -> int:
+    """A template on the server that the registry does not have: ``sync --prune`` deletes it unless it has jobs."""
+    shell = yaml.safe_load((registry / "shell" / "1.yaml").read_text())
+    return admin.post("/v1/job-templates/import", {**shell, "name": "busy"}, status=201).json["pk"]
+
+
+CREATE_BUSY_JOB = {"input_values": {"input": {"value": "x", "type": "str"}},
+                   "parameter_values": {"command": {"value": "cat", "type": "str"}}}
+
+
+def _jobs_on_deleted_templates(engine) -> list:
+    with Session(engine) as db:
+        return db.execute(select(Job.id, JobTemplate.name).join(JobTemplate, Job.template_id == JobTemplate.id)
+                          .where(Job.active(), JobTemplate.deletion_time.is_not(None))).all()
+
+
+@pytest.mark.parametrize("first", ["create-job", "prune"])
+def test_a_prune_racing_a_create_job_leaves_no_job_on_a_deleted_template(on_postgresql, monkeypatch, first,
+                                                                       wsgi_app, engine, admin, bob, registry):
+    """create-job share-locks its template, a prune locks those it would delete before counting their jobs:
+    whichever comes second waits for the first to commit, then sees its outcome. Before, the job's foreign key
+    took a lock that the prune's update did not conflict with: a job was created on a template deleted at the
+    same moment."""
+    from test_job_concurrency import wait_until_done_or_blocked
+    from ufdl_pyramid.services.job_creation import JobCreator
+    from ufdl_pyramid.services.template_registry import RegistrySync
+
+    busy = _busy_template(admin, registry)
+    paused, go = threading.Event(), threading.Event()
+
+    def pausing(method):
+        def paused_before_commit(*args, **kwargs):
+            result = method(*args, **kwargs)
+            paused.set()
+            assert go.wait(60)
+            return result
+        return paused_before_commit
+
+    if first == "create-job":
+        monkeypatch.setattr(JobCreator, "create", pausing(JobCreator.create))
+    else:
+        monkeypatch.setattr(RegistrySync, "apply", pausing(RegistrySync.apply))
+    answers = {}
+
+    def create_job():
+        answers["create-job"] = webtest.TestApp(wsgi_app).post_json(
+            f"/v1/job-templates/{busy}/create-job", CREATE_BUSY_JOB, headers=bob.headers(), expect_errors=True)
+
+    def prune():
+        answers["prune"] = webtest.TestApp(wsgi_app).post_json(
+            "/v1/job-templates/sync", {"files": _registry_files(registry), "prune": True}, headers=admin.headers(),
+            expect_errors=True)
+
+    threads = {"create-job": threading.Thread(target=create_job), "prune": threading.Thread(target=prune)}
+    second = "prune" if first == "create-job" else "create-job"
+    threads[first].start()
+    try:
+        assert paused.wait(60)
+        threads[second].start()
+        wait_until_done_or_blocked(engine, threads[second])
+    finally:
+        go.set()
+        for thread in threads.values():
+            thread.join(60)
+    assert answers["prune"].status_int == 200, answers["prune"].text
+    if first == "create-job":
+        assert answers["create-job"].status_int == 201, answers["create-job"].text
+        assert answers["prune"].json["keep"] == {"busy/1": "1 active job(s)"}, answers["prune"].json
+    else:
+        assert answers["prune"].json["prune"] == ["busy/1"], answers["prune"].json
+        assert answers["create-job"].status_int == 400, answers["create-job"].text
+        assert "is deleted" in answers["create-job"].json["detail"]
+    assert _jobs_on_deleted_templates(engine) == []

@@ -40,7 +40,14 @@ class JobCreator:
 
     def create(self, template: JobTemplate, body, creator_id: int) -> Job:
         validate(CREATE_JOB, body)
-        if not template.is_active:
+        # Share-locked until the job commits (a template's deletion takes the row's update lock): a registry
+        # prune deciding whether the template has jobs waits for this one, or this waits for the prune and sees
+        # the template deleted. The job's foreign key alone takes a lock the deletion's update does not wait for.
+        locked = self.db.execute(select(JobTemplate.deletion_time).where(JobTemplate.id == template.id)
+                                 .with_for_update(read=True)).first()
+        if locked is None:
+            raise NotFound(f"Template {template.id} was deleted at the same moment")
+        if locked.deletion_time is not None:
             raise InvalidInput(f"Template {template.id} is deleted: reinstate it to create jobs from it")
         inputs = self._check_inputs(template, body.get("input_values", {}))
         parameters = self._check_parameters(template, body.get("parameter_values") or {})

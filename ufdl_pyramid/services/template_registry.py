@@ -626,6 +626,12 @@ class RegistrySync:
     def _check_prunable(self, plan: Plan, rows: dict[Key, JobTemplate], wanted: set[Key]) -> None:
         candidates = {key: rows[key] for key in plan.prune}
         ids = [row.id for row in candidates.values()]
+        if ids:
+            # Locked before their jobs are counted: a create-job under way (it share-locks its template) commits
+            # first and its job is counted, or waits for this sync and finds the template deleted. Parents before
+            # their children (imported before them: lower ids), as a meta-job's creation locks them.
+            self.db.execute(select(JobTemplate.id).where(JobTemplate.id.in_(ids))
+                            .order_by(JobTemplate.id.desc()).with_for_update())
         busy = dict(self.db.execute(
             select(Job.template_id, func.count()).where(Job.template_id.in_(ids), Job.active(),
                                                         Job.status.not_in(FINAL_STATUSES))
