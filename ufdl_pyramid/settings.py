@@ -67,6 +67,19 @@ def _positive(kind: Callable[[Any], Any], most: float = math.inf) -> Callable[[A
     return coerce
 
 
+def _whole(least: int, most: int) -> Callable[[Any], int]:
+    """A whole number from ``least`` to ``most``."""
+    def coerce(value: Any) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or not least <= number <= most:
+            raise ValueError(f"must be a whole number from {least} to {most}, not {value!r}")
+        return number
+    return coerce
+
+
 _seconds = _positive(float, most=10 * 365 * 86400)  # ten years: beyond, datetime arithmetic overflows
 
 
@@ -110,8 +123,10 @@ SETTINGS = (
     Setting("ufdl.auth.secret", None, str, "Key that signs access tokens. Required."),
     Setting("ufdl.auth.access_ttl", 300, _positive(int), "Lifetime of an access token, seconds."),
     Setting("ufdl.auth.refresh_ttl", 7 * 24 * 3600, _positive(int), "Lifetime of a refresh token, seconds."),
-    Setting("ufdl.auth.argon2_time_cost", 2, int, "Argon2 passes when hashing a password."),
-    Setting("ufdl.auth.argon2_memory_cost", 19456, int, "Argon2 memory per hash, KiB."),
+    # Argon2's own bounds (its C library takes 32-bit unsigned numbers; memory at least 8 KiB per lane, and
+    # argon2-cffi's PasswordHasher hashes with 4 lanes): beyond them every login failed with argon2's traceback.
+    Setting("ufdl.auth.argon2_time_cost", 2, _whole(1, 2**32 - 1), "Argon2 passes when hashing a password."),
+    Setting("ufdl.auth.argon2_memory_cost", 19456, _whole(32, 2**32 - 1), "Argon2 memory per hash, KiB."),
     Setting("ufdl.max_json_size", "1M", _size, "Largest JSON request body (413 beyond)."),
     Setting("ufdl.max_registry_size", "64M", _size, "Largest templates registry a remote sync may send "
             "(POST /v1/job-templates/sync; 413 beyond)."),
@@ -144,7 +159,7 @@ SETTINGS = (
     Setting("ufdl.notifications.defaults", "{}", _json_object, "Server-wide notifications as JSON: "
             "`{\"on_finish\": [{\"type\": \"print\", \"message\": \"...\"}]}`."),
     Setting("ufdl.smtp.host", "localhost", str, "SMTP server for `email` notifications."),
-    Setting("ufdl.smtp.port", 25, int, "SMTP port."),
+    Setting("ufdl.smtp.port", 25, _whole(1, 65535), "SMTP port."),
     Setting("ufdl.smtp.from", "ufdl@localhost", str, "Sender of notification e-mails."),
     Setting("ufdl.smtp.user", None, str, "SMTP login (none when unset)."),
     Setting("ufdl.smtp.password", None, str, "SMTP password."),

@@ -14,6 +14,12 @@ BASE = {"sqlalchemy.url": "sqlite://", "ufdl.auth.secret": "x" * 32}
     ("ufdl.max_page_size", "-5"), ("ufdl.node_timeout", "inf"), ("ufdl.node_timeout", "1e300"),
     ("ufdl.events.retention", "1e300d"), ("ufdl.max_json_size", "0"), ("ufdl.max_output_size", "-1M"),
     ("ufdl.max_output_size", "0.5"), ("ufdl.max_registry_size", "nan"),
+    # Taken as they were: the first login (or the start-up's dummy hash) then failed with argon2's traceback.
+    ("ufdl.auth.argon2_time_cost", "0"), ("ufdl.auth.argon2_time_cost", "-1"),
+    ("ufdl.auth.argon2_memory_cost", "0"), ("ufdl.auth.argon2_memory_cost", "31"),
+    ("ufdl.auth.argon2_memory_cost", "-19456"), ("ufdl.auth.argon2_memory_cost", str(2 ** 32)),
+    # Taken as they were: every e-mail notification then failed to send.
+    ("ufdl.smtp.port", "0"), ("ufdl.smtp.port", "-25"), ("ufdl.smtp.port", "65536"),
 ])
 def test_settings_that_cannot_work_are_refused(name, value):
     with pytest.raises(SettingsError, match=name.replace(".", r"\.")):
@@ -26,6 +32,8 @@ def test_settings_that_cannot_work_are_refused(name, value):
     ("ufdl.max_output_size", "lots", "must be a size such as 512K, 1M or 10G, not 'lots'"),
     ("ufdl.max_json_size", "0", "must be a size of at least 1 byte, not '0'"),
     ("ufdl.leases.check_interval", "", "must be a number of seconds (0: off), not ''"),
+    ("ufdl.smtp.port", "70000", "must be a whole number from 1 to 65535, not '70000'"),
+    ("ufdl.auth.argon2_memory_cost", "8", "must be a whole number from 32 to 4294967295, not '8'"),
 ])
 def test_a_value_that_does_not_parse_is_said_in_the_settings_terms(name, value, message):
     """Python's own words before: "could not convert string to float: 'abc'"."""
@@ -37,6 +45,10 @@ def test_a_value_that_does_not_parse_is_said_in_the_settings_terms(name, value, 
 def test_good_settings_load():
     settings = load_settings({**BASE, "ufdl.events.retention": "30d", "ufdl.ws_ping_interval": "0.5"}, environ={})
     assert settings["ufdl.events.retention"] == "30d" and settings["ufdl.ws_ping_interval"] == 0.5
+    settings = load_settings({**BASE, "ufdl.smtp.port": "587", "ufdl.auth.argon2_time_cost": "1",
+                              "ufdl.auth.argon2_memory_cost": "32"}, environ={})
+    assert (settings["ufdl.smtp.port"], settings["ufdl.auth.argon2_time_cost"],
+            settings["ufdl.auth.argon2_memory_cost"]) == (587, 1, 32)
     # An empty variable (a usual way to unset one in compose or systemd files) is unset: events kept for ever.
     assert load_settings(BASE, environ={"UFDL_EVENTS_RETENTION": ""})["ufdl.events.retention"] is None
 
