@@ -8,6 +8,7 @@ import pytest
 import webtest
 
 from ufdl_pyramid.cli import main
+from ufdl_pyramid.storage import LocalDirectoryStorage
 from ufdl_pyramid.testing import TEST_SETTINGS, ApiClient, make_test_app
 from job_helpers import ECHO, register
 
@@ -81,6 +82,17 @@ def test_sweep_deletes_old_orphans_only(app, admin, alice, bob, sweep):
     assert sweep("--older-than", "0s")[1].startswith("deleted 1 of 3 blob(s)")  # the recent one, now
     assert not storage.exists(recent_orphan)
     assert sweep("--older-than", "soon")[0] == 2
+
+
+@pytest.mark.parametrize("age", ["-1d", "-3600", "inf", "1e300d", "nan"])
+def test_an_age_below_0_is_a_usage_error(storage_path, sweep, age):
+    """A negative age swept the blobs of the uploads still committing too (every blob is older than a time in
+    the future), exit 0; "inf" was a traceback. 0s stays: every orphan, however recent."""
+    storage = LocalDirectoryStorage(storage_path)
+    recent_orphan = storage.store(io.BytesIO(b"an upload still committing"), max_size=100).key
+    assert sweep(f"--older-than={age}") == (2, "", "ufdl: --older-than must be an age of 0 or above such as 30d, "
+                                                   f"12h, 15m or 90s, not {age!r}\n")
+    assert storage.exists(recent_orphan)
 
 
 def test_a_storage_that_cannot_be_listed_is_one_line_and_exit_1(sweep, storage_path):

@@ -519,7 +519,26 @@ def test_the_prune_command(engine, tmp_path, job, capsys):
     assert ufdl(["-c", str(ini), "events", "prune", "--older-than", "30d"]) == 0
     capsys.readouterr()
     assert ufdl(["-c", str(ini), "events", "prune", "--older-than", "soon"]) == 2
-    assert capsys.readouterr() == ("", "ufdl: --older-than must look like 30d, 12h, 15m or 90s, not 'soon'\n")
+    assert capsys.readouterr() == ("", "ufdl: --older-than must be an age above 0 such as 30d, 12h, 15m or 90s, "
+                                       "not 'soon'\n")
+
+
+@pytest.mark.parametrize("age", ["-1d", "-3600", "0s", "0", "inf", "1e300d", "nan"])
+def test_the_prune_command_refuses_an_age_that_is_not_above_0(engine, tmp_path, worker, job, capsys, age):
+    """A negative age put the cutoff in the future and deleted every event, exit 0 (and "inf" was a
+    traceback); 0 too deleted them all, where the retention setting refuses it."""
+    from ufdl_pyramid.cli import main as ufdl
+    worker.get(path(job, "acquire"))
+    before = [event.id for event in events_of(engine, job["pk"])]
+    assert before
+    ini = tmp_path / "cli.ini"
+    url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    ini.write_text("[app:main]\nuse = egg:ufdl-pyramid\n" + "".join(
+        f"{k} = {v}\n" for k, v in {**TEST_SETTINGS, "sqlalchemy.url": url}.items()))
+    assert ufdl(["-c", str(ini), "events", "prune", f"--older-than={age}"]) == 2
+    assert capsys.readouterr() == ("", "ufdl: --older-than must be an age above 0 such as 30d, 12h, 15m or 90s, "
+                                       f"not {age!r}\n")
+    assert [event.id for event in events_of(engine, job["pk"])] == before
 
 
 def test_the_prune_command_deletes_the_events_older_than_the_age_and_keeps_the_others(engine, tmp_path, capsys,

@@ -2,9 +2,9 @@
 import os
 import sys
 
-from ..services.events import parse_age
 from ..services.outputs import sweep_blobs
 from ..storage import storage_from_settings
+from .events import age_option
 
 
 def register(areas) -> None:
@@ -18,10 +18,8 @@ def register(areas) -> None:
 
 
 def run_sweep(args, environment) -> int:
-    try:
-        age = parse_age(args.older_than)
-    except ValueError:
-        print(f"ufdl: --older-than must look like 30d, 12h, 15m or 90s, not {args.older_than!r}", file=sys.stderr)
+    age = age_option(args.older_than, zero=True)  # 0: every orphan, however recent
+    if age is None:
         return 2
     storage = storage_from_settings(environment.settings)
     root = getattr(storage, "root", None)
