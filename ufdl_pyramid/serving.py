@@ -45,8 +45,12 @@ def parse_listen(listen: str, default_host: str = "") -> tuple[str, int]:
 
 
 def bind(listen: str) -> socket.socket:
-    """A listening socket for ``HOST:PORT`` (``[::1]:PORT`` for IPv6)."""
+    """A listening socket for ``HOST:PORT`` (``[::1]:PORT`` for IPv6, ``*:PORT`` for every interface)."""
     host, port = parse_listen(listen)
+    if host == "*":  # waitress's spelling: IPv6 and IPv4 on one socket where the system can
+        if socket.has_dualstack_ipv6():
+            return socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=1024)
+        return socket.create_server(("", port), family=socket.AF_INET, backlog=1024)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return socket.create_server((host, port), family=family, backlog=1024)
 

@@ -4,6 +4,7 @@ be built stops before it forks."""
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -81,7 +82,8 @@ def serve(tmp_path):
     def run(url: str, *arguments: str, server: str = "") -> tuple[subprocess.Popen, int]:
         """``ufdl serve`` on a free port (given by --listen unless ``server``, the INI's [server:main], does)."""
         port = free_port()
-        listen = [] if "listen" in server else ["--listen", f"127.0.0.1:{port}"]
+        binds = re.search(r"^(listen|host|port|unix_socket) *=", server, re.MULTILINE) or "--listen" in arguments
+        listen = [] if binds else ["--listen", f"127.0.0.1:{port}"]
         ini = write_ini(tmp_path / "serve.ini", url, server.replace("PORT", str(port)))
         with open(tmp_path / "serve.log", "w") as log:
             process = subprocess.Popen([UFDL, "-c", ini, "serve", *listen, "--ws-listen", "none", *arguments],
@@ -240,6 +242,33 @@ def test_waitress_options_come_from_the_ini(serve, engine, admin, tmp_path):
                           server="[server:main]\nuse = egg:waitress#main\nlisten = 127.0.0.1:PORT\nthreads = 3\n")
     wait_for(lambda: answers(port, admin.token))
     assert "2 worker(s) of 3 threads" in (tmp_path / "serve.log").read_text()
+
+
+def test_host_and_port_of_the_ini_are_where_it_listens(serve, engine, admin, tmp_path):
+    """They were dropped: the server listened on 127.0.0.1:6543 whatever [server:main] said (pserve honours
+    them)."""
+    process, port = serve(engine.url.render_as_string(hide_password=False),
+                          server="[server:main]\nuse = egg:waitress#main\nhost = 127.0.0.1\nport = PORT\n")
+    wait_for(lambda: answers(port, admin.token) or process.poll() is not None)
+    assert f"serving on http://127.0.0.1:{port} " in (tmp_path / "serve.log").read_text()
+
+
+def test_listen_on_every_interface_with_a_star(serve, engine, admin, tmp_path):
+    """``*:PORT`` (waitress's own spelling for every interface) was "Name or service not known"."""
+    port = free_port()
+    process, _port = serve(engine.url.render_as_string(hide_password=False), "--listen", f"*:{port}")
+    wait_for(lambda: answers(port, admin.token) or process.poll() is not None)
+    assert answers(port, admin.token), (tmp_path / "serve.log").read_text()
+
+
+def test_a_unix_socket_in_the_ini_is_refused_in_one_line(serve, engine, tmp_path):
+    """It was dropped: the server listened on TCP 127.0.0.1:6543 instead, silently."""
+    process, _port = serve(engine.url.render_as_string(hide_password=False),
+                           server=f"[server:main]\nunix_socket = {tmp_path / 'ufdl.sock'}\n")
+    assert process.wait(30) == 1
+    assert (tmp_path / "serve.log").read_text() == (
+        "ufdl: [server:main] unix_socket: ufdl serve listens on TCP only (give listen = HOST:PORT, or serve the "
+        "socket with pserve)\n")
 
 
 def test_an_unknown_waitress_option_is_refused_before_serving(serve, engine, tmp_path):

@@ -23,7 +23,8 @@ NOT_WAITRESS = {"use", "here", "__file__", "listen", "host", "port", "unix_socke
 def register(areas) -> None:
     serve = areas.add_parser("serve", help="serve the API with waitress")
     serve.add_argument("--listen", metavar="HOST:PORT",
-                       help=f"where to listen (default: [server:main] listen, else {DEFAULT_LISTEN})")
+                       help="where to listen, *:PORT for every interface (default: [server:main] listen, or its host "
+                       f"and port, else {DEFAULT_LISTEN})")
     serve.add_argument("--threads", type=int, help="threads per worker process (default: [server:main], else 8)")
     serve.add_argument("--workers", type=int, default=1,
                        help="processes sharing the listening socket (PostgreSQL; about one per core)")
@@ -41,6 +42,16 @@ def waitress_options(section: dict, args) -> dict:
     return options
 
 
+def ini_host_port(section: dict) -> str | None:
+    """``[server:main]``'s ``host`` and ``port`` as ``HOST:PORT`` (waitress's defaults for the one not given, as
+    under pserve), or None when neither is given."""
+    host, port = section.get("host"), section.get("port")
+    if not host and not port:
+        return None
+    host = host or "0.0.0.0"
+    return f"{f'[{host}]' if ':' in host else host}:{port or 8080}"
+
+
 def run_serve(args, environment) -> int:
     settings = environment.settings  # fail early, with a clear message, on a bad configuration
     section = plaster.get_settings(environment.config_path, "server:main")
@@ -51,7 +62,11 @@ def run_serve(args, environment) -> int:
     # waitress refuses bodies over 1 GiB by default; job outputs may be as large as ufdl.max_output_size.
     options.setdefault("max_request_body_size",
                        max(settings["ufdl.max_output_size"], settings["ufdl.max_json_size"]))
-    listen = args.listen or section.get("listen") or DEFAULT_LISTEN
+    if section.get("unix_socket"):  # dropped, it served TCP on the default address instead
+        print("ufdl: [server:main] unix_socket: ufdl serve listens on TCP only (give listen = HOST:PORT, or serve "
+              "the socket with pserve)", file=sys.stderr)
+        return 1
+    listen = args.listen or section.get("listen") or ini_host_port(section) or DEFAULT_LISTEN
     try:
         sockets = [serving.bind(address) for address in listen.split()]
     except (ValueError, OSError) as error:
