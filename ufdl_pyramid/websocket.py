@@ -41,13 +41,14 @@ from geventwebsocket.websocket import Header, WebSocket
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
-from .cli.websocket import CHILD_OF_SERVE
+from .cli.websocket import CHILD_OF_SERVE, SCHEMA_NOT_CURRENT_EXIT
 from .errors import DATABASE_UNAVAILABLE, NO_CREDENTIALS, RETRY_AFTER_OUTAGE, NotAuthenticated
 from .models import Job, JobEvent, User, database_error_line, database_unavailable, get_engine, get_session_factory
 from .models.jobs import CANCELED, COMPLETED
 from .models.meta import MAX_ID
 from .services.auth import AuthConfig, AuthService
 from .services.event_feed import EventFeed
+from .services import schema
 from .services.events import NOTIFY_CHANNEL, event_json, parse_age, prune_events, pruned_through
 from .serving import parse_listen
 
@@ -515,9 +516,15 @@ class Listener:
             watcher.queue.put(CLOSED)
 
 
+class SchemaNotCurrent(Exception):
+    """The database is not at the schema this code expects (started before 'ufdl db upgrade')."""
+
+
 def serve(settings: dict, listen: str, *, ready=None) -> None:
     host, port = parse_listen(listen, default_host="127.0.0.1")  # brackets around an IPv6 host stripped
     listener = Listener(settings)
+    if not schema.is_current(listener.engine):  # it failed on "no such table: job_events", saying no more
+        raise SchemaNotCurrent()
     server = ChannelServer((host, port), listener, log=None,
                            error_log=logging.getLogger("ufdl_pyramid.websocket.server"))
     # Ctrl-C and SIGTERM stop it quietly: in a greenlet, a KeyboardInterrupt came with the hub's traceback.
@@ -564,6 +571,10 @@ def main(argv: list[str] | None = None) -> int:
         serve(load_settings(get_appsettings(args.config)), args.listen)
     except SettingsError as error:
         return _fail(str(error))
+    except SchemaNotCurrent:
+        _fail("the database is not at the newest schema: run 'ufdl db upgrade', then "
+              + ("restart the server" if os.environ.get(CHILD_OF_SERVE) else "start the progress channel again"))
+        return SCHEMA_NOT_CURRENT_EXIT
     except (OSError, ValueError) as error:
         return _fail(f"cannot listen on {args.listen}: {error}")
     except DBAPIError as error:

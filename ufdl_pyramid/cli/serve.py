@@ -13,7 +13,7 @@ from pyramid.paster import get_app
 
 from .. import serving
 from ..notifications_config import send_what_is_left
-from .websocket import CHILD_OF_SERVE, listener_argv
+from .websocket import CHILD_OF_SERVE, SCHEMA_NOT_CURRENT_EXIT, listener_argv
 
 DEFAULT_LISTEN = "127.0.0.1:6543"
 # ``[server:main]`` keys that are not waitress options, or that ``ufdl serve`` handles itself (it binds).
@@ -113,7 +113,8 @@ def forkable_app(config_path: str):
 
 class ListenerChild:
     """The progress channel's process beside a development server, started again when it dies (a crash, a
-    kill); left stopped after three deaths in a row within seconds of their start (it cannot run)."""
+    kill); left stopped after three deaths in a row within seconds of their start (it cannot run), or at once when
+    the database is not at the newest schema (it said so)."""
 
     QUICK = 5.0  # seconds: a listener that dies sooner did not really start
 
@@ -122,7 +123,8 @@ class ListenerChild:
         self.lock = threading.Lock()
         self.stopping = False
         self.process = self._start()
-        threading.Thread(target=self._watch, name="progress-channel", daemon=True).start()
+        self.watcher = threading.Thread(target=self._watch, name="progress-channel", daemon=True)
+        self.watcher.start()
 
     def _start(self) -> subprocess.Popen:
         # It ignores Ctrl-C (which reaches the whole process group): this server stops it, and only then.
@@ -135,7 +137,7 @@ class ListenerChild:
             code = self.process.wait()
             quick_deaths = quick_deaths + 1 if time.monotonic() - started < self.QUICK else 0
             with self.lock:
-                if self.stopping:
+                if self.stopping or code == SCHEMA_NOT_CURRENT_EXIT:  # it said what to do: to start again is not it
                     return
                 if quick_deaths >= 3:
                     print(f"ufdl: the progress channel keeps stopping (exit {code}); it is left stopped",

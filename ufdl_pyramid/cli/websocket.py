@@ -10,6 +10,8 @@ from ..serving import parse_listen
 
 # In the environment of the listener that `ufdl serve` starts beside itself (it then ignores Ctrl-C).
 CHILD_OF_SERVE = "UFDL_LISTENER_CHILD_OF_SERVE"
+# The listener's exit status when the database is not at the newest schema: `ufdl serve` does not start it again.
+SCHEMA_NOT_CURRENT_EXIT = 3
 LAUNCH = ("from gevent import monkey; monkey.patch_all()\n"
           "import sys\n"
           "from ufdl_pyramid.websocket import main\n"

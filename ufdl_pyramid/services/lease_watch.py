@@ -16,6 +16,7 @@ from sqlalchemy.orm import sessionmaker
 from ..models import begin_for, database_error_line, database_unavailable
 from ..models.meta import utcnow
 from .job_lifecycle import JobLifecycle
+from . import schema
 from .lease_clock import DatabaseOutages
 
 log = logging.getLogger(__name__)
@@ -56,13 +57,27 @@ class LeaseWatch:
             db = begin_for(self.session_factory(), read_only=False)
             return len(JobLifecycle(db).expire_leases(utcnow(), self.timeout, self.max_tries))
 
+    def _schema_behind(self) -> bool:
+        """Whether the database is not at the schema this code expects (False when it cannot tell)."""
+        try:
+            return not schema.is_current(self.engine)
+        except Exception:  # noqa: BLE001 - it cannot tell: the check's own error is logged
+            return False
+
     def _run(self) -> None:
-        away = False
+        away = behind = False
         while not self._stopped.wait(self.interval):
             try:
                 lost = self.check()
             except Exception as error:
-                if not database_unavailable(error):
+                # A server started before 'ufdl db upgrade': a traceback at every check said nothing more. (Asked
+                # once: alembic logs two lines at every look at the schema.)
+                if not database_unavailable(error) and (behind or self._schema_behind()):
+                    if not behind:
+                        log.warning("the lease check cannot run: the database is not at the newest schema (run "
+                                    "'ufdl db upgrade', then restart the server)")
+                    behind = True
+                elif not database_unavailable(error):
                     log.exception("the lease check failed; trying again in %g s", self.interval)
                 elif not away:  # one line for the whole outage
                     log.warning("the lease check cannot reach the database (%s); trying again every %g s",
@@ -71,6 +86,6 @@ class LeaseWatch:
                     self.outages.seen()  # the return holds the leases back (lease_clock)
                     away = True
                 continue
-            away = False
+            away = behind = False
             if lost:
                 log.info("%d job(s) lost their lease", lost)
