@@ -94,3 +94,29 @@ def test_a_command_run_before_db_upgrade_says_to_run_it(tmp_path, monkeypatch, c
                                        "schema: run 'ufdl db upgrade')\n")
     assert ufdl(["-c", str(ini), "db", "upgrade"]) == 0
     assert ufdl(["-c", str(ini), "users", "list"]) == 0
+
+
+@pytest.mark.parametrize("logging_sections", [True, False])
+def test_db_echo_logs_each_statement_once(tmp_path, logging_sections):
+    """Each statement came twice: once through SQLAlchemy's own handler (echo) and once through the INI's
+    logging (or, without logging sections, the basic set-up the CLI makes then)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ini = tmp_path / "echo.ini"
+    ini.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = sqlite:///{tmp_path / 'echo.sqlite'}\n"
+                   f"ufdl.auth.secret = {'y' * 32}\nufdl.db.echo = true\n" + (
+                       "[loggers]\nkeys = root\n[handlers]\nkeys = console\n[formatters]\nkeys = generic\n"
+                       "[logger_root]\nlevel = INFO\nhandlers = console\n"
+                       "[handler_console]\nclass = StreamHandler\nargs = (sys.stderr,)\nformatter = generic\n"
+                       "[formatter_generic]\nformat = %(levelname)s [%(name)s] %(message)s\n"
+                       if logging_sections else ""))
+    ufdl = str(Path(sys.executable).with_name("ufdl"))
+    assert subprocess.run([ufdl, "-c", str(ini), "db", "upgrade"], capture_output=True, timeout=120).returncode == 0
+    done = subprocess.run([ufdl, "-c", str(ini), "users", "list"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    said = (done.stdout + done.stderr).splitlines()
+    assert len([line for line in said if line.endswith("SELECT users.id, users.username, users.password_hash, "
+                                                        "users.email, users.is_admin, users.is_active, "
+                                                        "users.date_joined ")]) == 1, said

@@ -1,4 +1,5 @@
 """Database access: the engine, the session factory and the request-scoped session bound to pyramid_tm."""
+import logging
 import os
 import sqlite3
 
@@ -71,7 +72,14 @@ def get_engine(settings: dict, prefix: str = "sqlalchemy.") -> Engine:
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         # The embedded database lives in a file under the project (var/ by default): make its folder.
         os.makedirs(os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))), exist_ok=True)
-    engine = engine_from_config({"url": url}, prefix="", echo=settings.get("ufdl.db.echo", False), **options)
+    echo = settings.get("ufdl.db.echo", False)
+    statements = logging.getLogger("sqlalchemy.engine.Engine")
+    if echo and statements.hasHandlers():
+        # Logging is set up (the INI's sections): it shows the statements once its level lets them through.
+        # SQLAlchemy's echo adds a handler of its own besides, and each statement was logged twice.
+        statements.setLevel(logging.INFO)
+        echo = False
+    engine = engine_from_config({"url": url}, prefix="", echo=echo, **options)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     return engine
