@@ -170,19 +170,23 @@ SETTINGS = (
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
+def load_setting(setting: Setting, raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Any:
+    """One setting's value: the environment's, else the INI's, else its default; coerced."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(setting.env_var, raw.get(setting.name, setting.default))
+    if value is None:
+        return None
+    try:
+        return setting.coerce(value)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise SettingsError(f"setting {setting.name} ({setting.env_var}): {error}") from None
+
+
 def load_settings(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Merge defaults, the INI's values and the environment; coerce the known settings."""
-    environ = os.environ if environ is None else environ
     settings = dict(raw)
     for setting in SETTINGS:
-        value = environ.get(setting.env_var, settings.get(setting.name, setting.default))
-        if value is None:
-            settings[setting.name] = None
-            continue
-        try:
-            settings[setting.name] = setting.coerce(value)
-        except (TypeError, ValueError, OverflowError) as error:
-            raise SettingsError(f"setting {setting.name} ({setting.env_var}): {error}") from None
+        settings[setting.name] = load_setting(setting, raw, environ)
     if not settings.get("sqlalchemy.url"):
         raise SettingsError("no database: set sqlalchemy.url in the INI file or UFDL_DATABASE_URL")
     if not settings.get("ufdl.auth.secret"):

@@ -254,6 +254,36 @@ def test_cli_fails_on_a_broken_plugin_when_strict(ini, install, capsys, monkeypa
         "RuntimeError: the plugin is broken (ufdl.plugins.strict is set)\n")
 
 
+def test_cli_lists_plugins_without_an_ini(tmp_path, install, capsys, monkeypatch):
+    """It needs only the installed entry points (and ufdl.plugins.strict): it said "no configuration file
+    'development.ini'" where there was none, and "no database" with production.ini and no UFDL_DATABASE_URL."""
+    monkeypatch.chdir(tmp_path)  # no development.ini here
+    monkeypatch.delenv("UFDL_DATABASE_URL", raising=False)
+    monkeypatch.delenv("UFDL_AUTH_SECRET", raising=False)
+    assert ufdl(["plugins", "list"]) == 0
+    assert f"core_types\tufdl-core-types {CORE_VERSION}\n" in capsys.readouterr().out
+    production = tmp_path / "production.ini"
+    production.write_text("[app:main]\nuse = egg:ufdl-pyramid\n")
+    assert ufdl(["-c", str(production), "plugins", "list"]) == 0
+    assert f"core_types\tufdl-core-types {CORE_VERSION}\n" in capsys.readouterr().out
+    install("ufdl-broken", "ufdl_broken_plugin", BROKEN, version="0.9")
+    monkeypatch.setenv("UFDL_PLUGINS_STRICT", "true")  # the environment still counts
+    assert ufdl(["plugins", "list"]) == 1
+    assert "(ufdl.plugins.strict is set)" in capsys.readouterr().err
+    production.write_text("[app:main]\nuse = egg:ufdl-pyramid\nufdl.plugins.strict = maybe\n")
+    monkeypatch.delenv("UFDL_PLUGINS_STRICT")
+    assert ufdl(["-c", str(production), "plugins", "list"]) == 1
+    assert capsys.readouterr().err == ("ufdl: setting ufdl.plugins.strict (UFDL_PLUGINS_STRICT): not a boolean: "
+                                       "'maybe'\n")
+
+
+def test_cli_plugins_list_with_an_ini_named_that_does_not_exist_is_an_error(tmp_path, capsys):
+    """A -c given is meant: a misspelt one says so rather than listing with the defaults."""
+    assert ufdl(["-c", str(tmp_path / "prodution.ini"), "plugins", "list"]) == 1
+    assert capsys.readouterr().err == f"ufdl: no configuration file {str(tmp_path / 'prodution.ini')!r} (give one " \
+                                      "with -c)\n"
+
+
 def test_start_up_logs_what_it_changed_in_the_job_types_table(engine, admin, caplog):
     caplog.set_level(logging.INFO, logger="ufdl_pyramid.plugins_config")
     make_test_app(engine)

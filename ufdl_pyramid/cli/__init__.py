@@ -12,14 +12,14 @@ from ..plugins import PluginError
 from ..services import schema
 from ..worker.api import ApiError
 from . import db, events, jobs, outputs, plugins, serve, templates, users, websocket, worker
-from .environment import CliEnvironment
+from .environment import DEFAULT_CONFIG, CliEnvironment
 
 AREAS = (db, users, plugins, templates, serve, worker, websocket, events, outputs, jobs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ufdl", description="Manage and run a ufdl-pyramid server.")
-    parser.add_argument("-c", "--config", default="development.ini", metavar="INI",
+    parser.add_argument("-c", "--config", default=None, metavar="INI",
                         help="the PasteDeploy INI file (default: development.ini)")
     areas = parser.add_subparsers(dest="area", metavar="AREA", required=True)
     for area in AREAS:
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    environment = CliEnvironment(args.config)
+    environment = CliEnvironment(args.config or DEFAULT_CONFIG, given=args.config is not None)
     try:
         return args.handler(args, environment) or 0
     except (SettingsError, ServiceError, PluginError) as error:

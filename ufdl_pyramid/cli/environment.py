@@ -10,25 +10,40 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ..errors import InvalidInput
 from ..models import get_engine, get_session_factory, get_tm_session
-from ..settings import SettingsError, load_settings
+from ..settings import SETTINGS_BY_NAME, SettingsError, load_setting, load_settings
+
+
+DEFAULT_CONFIG = "development.ini"
 
 
 class CliEnvironment:
-    def __init__(self, config_path: str):
+    def __init__(self, config_path: str, given: bool = True):
         self.config_path = config_path
+        self.given = given  # with -c (else the default, which may not be there)
 
     @cached_property
-    def settings(self) -> dict:
+    def raw_settings(self) -> dict:
+        """The INI's ``[app:main]`` as written (logging set up from it)."""
         if not os.path.exists(self.config_path):
             raise FileNotFoundError(f"no configuration file {self.config_path!r} (give one with -c)")
         try:
             setup_logging(self.config_path)
-            raw = get_appsettings(self.config_path)
+            return get_appsettings(self.config_path)
         except (configparser.Error, LookupError) as error:  # no [app:main], a line outside any section, ...
             # They were tracebacks; their text spans lines.
             reason = f"no {error.args[0]!r} in it" if isinstance(error, KeyError) else " ".join(str(error).split())
             raise SettingsError(f"cannot read {self.config_path}: {reason}") from None
-        return load_settings(raw)
+
+    @cached_property
+    def settings(self) -> dict:
+        return load_settings(self.raw_settings)
+
+    def setting(self, name: str):
+        """One setting, for a command that needs no database: from the environment or the INI, whose other
+        settings may be missing (production.ini's database URL and secret come from the environment), or
+        which may be missing itself unless given with -c."""
+        raw = self.raw_settings if self.given or os.path.exists(self.config_path) else {}
+        return load_setting(SETTINGS_BY_NAME[name], raw)
 
     @cached_property
     def engine(self):

@@ -12,7 +12,7 @@ def register(areas) -> None:
 
 
 def run_list(args, environment) -> int:
-    registry = load_plugins(environment.settings["ufdl.plugins.strict"])
+    registry = load_plugins(environment.setting("ufdl.plugins.strict"))  # no database: no INI needed
     if not registry.plugins:
         print("no plugins installed (entry-point group 'ufdl_pyramid')")
     for plugin in registry.plugins:
