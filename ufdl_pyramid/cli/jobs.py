@@ -1,4 +1,4 @@
-"""``ufdl jobs watch PK --url URL (--token TOKEN | --username U)``: follow a job's progress channel with a
+"""``ufdl jobs watch PK [--url URL] (--token TOKEN | --username U)``: follow a job's progress channel with a
 progress bar."""
 import sys
 
@@ -14,7 +14,7 @@ def register(areas) -> None:
     actions = jobs.add_subparsers(dest="action", metavar="ACTION", required=True)
     watch = actions.add_parser("watch", help="print a job's progress until it ends")
     watch.add_argument("pk", type=int)
-    watch.add_argument("--url", default="http://127.0.0.1:6544", help="the progress channel's base URL")
+    watch.add_argument("--url", default="http://127.0.0.1:6544", help="the progress channel's base URL (default: http://127.0.0.1:6544)")
     who = watch.add_mutually_exclusive_group(required=True)
     who.add_argument("--token", help="an access token (it cannot be renewed: a reconnect after it expired fails)")
     who.add_argument("--username", help="log in through --api-url, and renew the token when it expires")
