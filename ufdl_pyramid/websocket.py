@@ -46,9 +46,9 @@ from .errors import DATABASE_UNAVAILABLE, NO_CREDENTIALS, RETRY_AFTER_OUTAGE, No
 from .models import Job, JobEvent, User, database_error_line, database_unavailable, get_engine, get_session_factory
 from .models.jobs import CANCELED, COMPLETED
 from .models.meta import MAX_ID
+from .services import schema
 from .services.auth import AuthConfig, AuthService
 from .services.event_feed import EventFeed
-from .services import schema
 from .services.events import NOTIFY_CHANNEL, event_json, parse_age, prune_events, pruned_through
 from .serving import parse_listen
 

@@ -15,8 +15,8 @@ from sqlalchemy.orm import sessionmaker
 
 from ..models import begin_for, database_error_line, database_unavailable
 from ..models.meta import utcnow
-from .job_lifecycle import JobLifecycle
 from . import schema
+from .job_lifecycle import JobLifecycle
 from .lease_clock import DatabaseOutages
 
 log = logging.getLogger(__name__)
