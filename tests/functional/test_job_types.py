@@ -247,6 +247,20 @@ def test_a_page_past_any_end_is_404(alice, many):
     assert alice.post("/v1/job-types/list", {**body, "page": 2}, status=404).json == {"detail": "Invalid page."}
 
 
+def test_a_json_body_nested_past_100_levels_is_400_not_500(alice):
+    """The README holds every JSON body to 100 levels of lists and objects, as an import: a filter of 200 nested
+    'and's parsed, then the schema check recursed past Python's limit and answered 500."""
+    def nested_ands(ands: int) -> dict:  # the body, its list of expressions, then two levels for each 'and'
+        expression = {"type": "exact", "field": "name", "value": "str"}
+        for _ in range(ands):
+            expression = {"type": "and", "sub_expressions": [expression]}
+        return {"expressions": [expression]}
+    assert alice.post("/v1/job-types/list", nested_ands(48)).json == []  # 99 levels
+    for ands in (49, 200):
+        refused = alice.post("/v1/job-types/list", nested_ands(ands), status=400).json["detail"]
+        assert refused == "Invalid JSON (body): nested more than 100 levels deep", refused
+
+
 def test_a_path_that_is_not_utf8_is_400(admin):
     for method in ("GET", "POST"):
         response = admin.request(method, "/v1/jobs/%FF/outputs/x/BLOB", status=400)

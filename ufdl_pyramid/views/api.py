@@ -15,6 +15,7 @@ from ..errors import InvalidInput, PayloadTooLarge
 from ..models import database_error_line
 from ..permissions import Permission
 from ..services.listing import LIST_BATCH_SIZE
+from ..services.template_documents import MAX_NESTING
 from ..services.validation import MAX_INT_DIGITS, UNSTORABLE, holds_unstorable
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,26 @@ def read_json(request, *, optional: bool = False, limit_setting: str = "ufdl.max
         raise InvalidInput("Malformed JSON body: nested too deeply") from None
     if bad_text:
         raise InvalidInput(f"Malformed JSON body: {UNSTORABLE}")
+    # Fewer brackets than the limit cannot nest past it: most bodies are not walked.
+    if body.count(b"[") + body.count(b"{") > MAX_NESTING and _nested_too_deep(value):
+        raise InvalidInput(f"Invalid JSON (body): nested more than {MAX_NESTING} levels deep")
     return value
+
+
+def _nested_too_deep(value) -> bool:
+    """Whether lists and objects nest more than `MAX_NESTING` levels (the body itself the first), as an import
+    refuses: deeper, what reads the body next (a list filter's schema check, say) could recurse past Python's
+    limit and answer 500. A loop, not a recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= MAX_NESTING:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _finite_float(text: str) -> float:
