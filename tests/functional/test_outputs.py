@@ -300,6 +300,20 @@ def test_a_download_body_of_the_wrong_shape_is_400(worker, bob, running, body):
     bob.post(f"/v1/job-outputs/{output['pk']}/download", body, status=400)
 
 
+def test_if_match_naming_other_bytes_is_412(worker, bob, running):
+    """If-Match (RFC 9110 13.1.1) was ignored: a client resuming a download with 'Range' and 'If-Match' of the bytes
+    it began got a range of other bytes (an output deleted and uploaded again under its name) to splice on."""
+    upload(worker, running, data=b"0123456789")
+    etag = bob.get(out(running)).headers["ETag"]
+    for header in ('"other"', "W/" + etag, f'"other", W/{etag}'):  # the comparison is strong
+        refused = bob.get(out(running), headers={"Range": "bytes=2-5", "If-Match": header}, status=412)
+        assert refused.json == {"detail": "The output's bytes are not the ones If-Match names"}
+        bob.request("HEAD", out(running), headers={"If-Match": header}, status=412)
+    for header in (etag, f'"other", {etag}', "*"):
+        assert bob.get(out(running), headers={"Range": "bytes=2-5", "If-Match": header}, status=206).body == b"2345"
+        bob.request("HEAD", out(running), headers={"If-Match": header}, status=200)
+
+
 def test_conditional_requests_on_head_and_post(worker, bob, running):
     """If-None-Match spares a GET or HEAD the body (304); the client's POST download always gets the bytes."""
     output = upload(worker, running, data=b"0123456789").json

@@ -77,6 +77,9 @@ def stream_output(request, output, filename: str):
     storage = request.registry["ufdl.storage"]
     etag = f'"{output.blob_key}"'
     headers = {"Accept-Ranges": "bytes", "Content-Disposition": f'attachment; filename="{filename}"', "ETag": etag}
+    if request.method in ("GET", "HEAD") and not _if_match_holds(request.headers.get("If-Match"), etag):
+        # Checked before If-None-Match and Range (RFC 9110 §13.2.2): a resumed download gets no other bytes' range.
+        return error_response(request, 412, "The output's bytes are not the ones If-Match names", {"ETag": etag})
     if request.method in ("GET", "HEAD") and _etag_listed(request.headers.get("If-None-Match"), etag):
         response = Response(status=304)
         response.headers["ETag"] = etag
@@ -114,6 +117,15 @@ def _cut_short_on_error(chunks: Iterable[bytes], output_id: int) -> Iterator[byt
     except OSError as error:
         log.error("output %s: reading its blob failed after the answer started (the connection is closed): %s",
                   output_id, error)
+
+
+def _if_match_holds(header: str | None, etag: str) -> bool:
+    """Whether an If-Match header (if any) names ``etag`` or is ``*``, comparing strongly: a ``W/`` tag never
+    matches (RFC 9110 §13.1.1)."""
+    if header is None:
+        return True
+    tags = [tag.strip() for tag in header.split(",")]
+    return "*" in tags or etag in tags
 
 
 def _etag_listed(header: str | None, etag: str) -> bool:
