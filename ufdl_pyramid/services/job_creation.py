@@ -94,15 +94,18 @@ class JobCreator:
             where = f"input_values.{name}"
             type_text = self.templates.check_value(entry["value"], entry["type"], template.inputs[name]["types"],
                                                    where)
-            self._check_job_output(entry["value"], type_text, where)
-            checked[name] = {"value": entry["value"], "type": type_text}
+            value = self._check_job_output(entry["value"], type_text, where)
+            checked[name] = {"value": value, "type": type_text}
         return checked
 
-    def _check_job_output(self, value, type_text: str, where: str) -> None:
-        """A JobOutput<T> value must name an existing, active output whose type is a T."""
+    def _check_job_output(self, value, type_text: str, where: str):
+        """A JobOutput<T> value must name an existing, active output whose type is a T. The value, as the job
+        keeps it: ``1.0``, which JSON Schema takes for an integer, is the output 1."""
         given = self.templates.registry.resolve(type_text)
         if given.name != "JobOutput":
-            return
+            return value
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         known = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
         output = self.db.get(JobOutput, value) if known else None
         if output is None or withheld(self.db, output):
@@ -111,6 +114,7 @@ class JobCreator:
             produced = resolve(self.templates.registry, output.type, where)
             if not is_subtype(produced, given.args[0]):
                 raise InvalidInput(f"{where}: job output {value} is a '{produced}', not a '{given.args[0]}'")
+        return value
 
     def _check_parameters(self, template: JobTemplate, given: dict) -> dict:
         unknown = sorted(set(given) - set(template.parameters))
