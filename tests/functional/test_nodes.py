@@ -16,6 +16,17 @@ def test_a_user_registers_a_node(alice, node):
     assert alice.post("/v1/nodes/list").json == [node]
 
 
+def test_whole_numbers_written_as_floats_are_answered_as_the_integers_stored(alice):
+    """JSON Schema takes 1.0 for an integer: the columns stored 1, but the answer echoed 1.0 (and 1e+18)."""
+    node = alice.post("/v1/nodes/create", {"ip": "10.4.4.4", "index": 1.0, "gpu_mem": 5.0, "cpu_mem": 1e18},
+                      status=201).json
+    assert (node["index"], node["gpu_mem"], node["cpu_mem"]) == (1, 5, 10**18)
+    assert all(isinstance(node[field], int) for field in ("index", "gpu_mem", "cpu_mem"))
+    assert alice.get(f"/v1/nodes/{node['pk']}").json == node
+    changed = alice.patch(f"/v1/nodes/{node['pk']}", {"cpu_mem": 2.0}, status=200).json
+    assert changed["cpu_mem"] == 2 and isinstance(changed["cpu_mem"], int)
+
+
 def test_minimal_node_and_ipv6(alice):
     node = alice.post("/v1/nodes/create", {"ip": "::1", "index": 2}, status=201).json
     assert node["ip"] == "::1" and node["gpu_mem"] is None

@@ -17,6 +17,17 @@ def partial_schema(schema: dict) -> dict:
     return {**schema, "required": []}
 
 
+def whole_integers(schema: dict, data: dict) -> dict:
+    """The body with its integer fields written ``1.0`` made the integers they are: JSON Schema takes 1.0 for an
+    integer, and the row then answered 1.0 where it stored 1."""
+    for name, spec in schema.get("properties", {}).items():
+        types = spec.get("type")
+        value = data.get(name)
+        if "integer" in (types if isinstance(types, list) else [types]) and isinstance(value, float):
+            data = {**data, name: int(value)}  # validated: a whole number
+    return data
+
+
 class RecordService:
     model: ClassVar[type]
     # JSON schema of a full body (create and PUT); PATCH uses it with nothing required.
@@ -41,7 +52,7 @@ class RecordService:
 
     def create(self, data: Any, user: User | None):
         validate(self._validator(False), data)
-        values = self.check(data)
+        values = self.check(whole_integers(self.schema, data))
         self._check_unique(values)
         row = self.new_row(values, user)
         self.db.add(row)
@@ -56,7 +67,7 @@ class RecordService:
 
     def update(self, row, data: Any, *, partial: bool):
         validate(self._validator(partial), data)
-        values = self.check(data, row)
+        values = self.check(whole_integers(self.schema, data), row)
         self._check_unique(values, row)
         for name, value in values.items():
             setattr(row, name, value)
