@@ -97,6 +97,17 @@ def test_a_job_output_input_must_be_of_the_declared_type(admin, alice):
     assert isinstance(alice.get(f"/v1/jobs/{job.json['pk']}").json["input_values"]["input"]["value"], int)
 
 
+def test_whole_numbers_written_as_floats_are_kept_as_integers(alice, train):
+    """An int parameter (or a primary key) written 5.0 passed JSON Schema and was kept as 5.0: the executor got a
+    float where its template promised an int (range(5.0) fails)."""
+    job = create(alice, train, {"input_values": {"dataset": {**DATASET, "value": 7.0}},
+                                "parameter_values": {"epochs": {"value": 5.0, "type": "int"},
+                                                     "tag": {"value": "t", "type": "str"}}}).json
+    for entry in (job["input_values"]["dataset"], job["parameter_values"]["epochs"]):
+        assert isinstance(entry["value"], int), entry
+    assert alice.get(f"/v1/jobs/{job['pk']}").json == job
+
+
 def test_int_is_accepted_where_float_is_expected(admin, alice):
     template = admin.post("/v1/job-templates/import", {
         "name": "floaty", "version": 1, "scope": "public", "licence": "MIT",

@@ -94,18 +94,26 @@ class JobCreator:
             where = f"input_values.{name}"
             type_text = self.templates.check_value(entry["value"], entry["type"], template.inputs[name]["types"],
                                                    where)
-            value = self._check_job_output(entry["value"], type_text, where)
+            value = self._whole_number(entry["value"], type_text)
+            self._check_job_output(value, type_text, where)
             checked[name] = {"value": value, "type": type_text}
         return checked
 
-    def _check_job_output(self, value, type_text: str, where: str):
-        """A JobOutput<T> value must name an existing, active output whose type is a T. The value, as the job
-        keeps it: ``1.0``, which JSON Schema takes for an integer, is the output 1."""
+    def _whole_number(self, value, type_text: str):
+        """The value as the job keeps it: of a type whose values are integers (int, a primary key, JobOutput<T>),
+        ``5.0``, which JSON Schema takes for an integer, is the integer 5 (the executor, or the output's lookup,
+        would get a float)."""
+        if isinstance(value, float) and value.is_integer():
+            types = self.templates.registry.resolve(type_text).json_schema().get("type")
+            if "integer" in (types if isinstance(types, list) else [types]):
+                return int(value)
+        return value
+
+    def _check_job_output(self, value, type_text: str, where: str) -> None:
+        """A JobOutput<T> value must name an existing, active output whose type is a T."""
         given = self.templates.registry.resolve(type_text)
         if given.name != "JobOutput":
-            return value
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
+            return
         known = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
         output = self.db.get(JobOutput, value) if known else None
         if output is None or withheld(self.db, output):
@@ -114,7 +122,6 @@ class JobCreator:
             produced = resolve(self.templates.registry, output.type, where)
             if not is_subtype(produced, given.args[0]):
                 raise InvalidInput(f"{where}: job output {value} is a '{produced}', not a '{given.args[0]}'")
-        return value
 
     def _check_parameters(self, template: JobTemplate, given: dict) -> dict:
         unknown = sorted(set(given) - set(template.parameters))
@@ -130,9 +137,8 @@ class JobCreator:
             if spec.get("const"):
                 raise InvalidInput(f"{where}: the parameter is constant and cannot be set")
             entry = given[name]
-            checked[name] = {"value": entry["value"],
-                             "type": self.templates.check_value(entry["value"], entry["type"], spec["types"],
-                                                                where)}
+            type_text = self.templates.check_value(entry["value"], entry["type"], spec["types"], where)
+            checked[name] = {"value": self._whole_number(entry["value"], type_text), "type": type_text}
         return checked
 
 
