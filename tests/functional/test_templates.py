@@ -111,6 +111,14 @@ def test_export_round_trip_json_and_yaml(admin, train):
     assert admin.get(f"/v1/job-templates/{reimported['pk']}/export").json == exported
 
 
+def test_a_yaml_media_type_is_recognised_in_any_case(admin):
+    """Media types are case-insensitive (RFC 9110 8.3.1): 'Application/YAML' was read as JSON and refused as
+    malformed JSON."""
+    text = yaml.safe_dump(TRAIN).encode()
+    for content_type, status in (("Application/YAML", 201), ("TEXT/YAML; charset=utf-8", 200)):  # then identical
+        admin.request("POST", "/v1/job-templates/import", body=text, content_type=content_type, status=status)
+
+
 def test_export_takes_format_json_or_yaml_over_accept_and_refuses_another(admin, train):
     export = f"/v1/job-templates/{train['pk']}/export"
     as_json = admin.get(f"{export}?format=json", headers={"Accept": "application/yaml"})

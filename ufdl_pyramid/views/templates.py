@@ -24,7 +24,7 @@ def template_service(request) -> TemplateService:
 
 def read_document(request):
     """An import body in JSON or (by its Content-Type) YAML, held to the same limits."""
-    if request.content_type in YAML_TYPES:
+    if request.content_type.lower() in YAML_TYPES:  # media types are case-insensitive (RFC 9110 §8.3.1)
         return parse_yaml(read_body(request))
     return json_compatible(read_json(request), language="JSON")
 
