@@ -611,3 +611,24 @@ def test_a_job_deleted_for_good_while_an_upload_is_stored_answers_404_and_keeps_
     assert answers["upload"].status_int == 404 and "deleted" in answers["upload"].json["detail"]
     assert not storage.exists(hashlib.sha256(b"bytes of a deleted job").hexdigest())
     assert admin.get(f"/v1/nodes/{node.node_id}").json["current_job"] is None
+
+
+def test_a_path_spelt_with_empty_segments_still_reads_the_job_locked(on_postgresql, engine, make_job, worker):
+    """Traversal skips an empty segment ('/v1//jobs/1/start' is '/v1/jobs/1/start'), but the check of which
+    requests change the job counted segments: so spelt, a start or a finish read the job unlocked and raced
+    a concurrent abort or cancel as if no lock were taken."""
+    from sqlalchemy import event
+    job = make_job()["pk"]
+    worker.get(f"/v1/jobs/{job}/acquire")
+    sent = []
+
+    def record(connection, cursor, statement, *args):
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        worker.post(f"/v1//jobs/{job}//start", {}, status=200)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    # The job and its meta-jobs, read locked as for '/v1/jobs/{pk}/start' (the event's own lock comes later).
+    assert any("lineage" in statement and "FOR UPDATE" in statement for statement in sent), sent

@@ -683,6 +683,20 @@ def test_uploads_run_once_so_their_body_is_not_copied_first(wsgi_app):
     assert hook(Request.blank("/v1/jobs/%FF/outputs/x/BLOB", method="POST")) == 1  # no decoding, no crash
 
 
+def test_an_upload_spelt_with_empty_or_dot_segments_is_an_upload_too(wsgi_app):
+    """Traversal reads '/v1//jobs/3/outputs/model/BLOB' (or '/v1/jobs/3/./outputs/...') as an upload, but the raw
+    path's pattern did not: such an upload had its whole body copied for a retry first, and held its node's row
+    (and on SQLite the write lock) while its bytes came in."""
+    from pyramid.request import Request
+
+    hook = wsgi_app.registry.settings["retry.activate_hook"]
+    for path in ("/v1//jobs/3/outputs/model/BLOB", "//v1/jobs/3//outputs/model/BLOB/", "/v1/jobs/3/./outputs/model/BLOB",
+                 "/v1/jobs/9/../3/outputs/model/BLOB"):
+        assert hook(Request.blank(path, method="POST")) == 1, path
+    for path in ("/v1//jobs/3/outputs/model", "/v1/jobs/3/outputs/model/BLOB/../x/y", "/v1/jobs/3/outputs/m/BLOB/info"):
+        assert hook(Request.blank(path, method="POST")) is None, path
+
+
 def test_an_upload_being_stored_holds_up_no_other_write(wsgi_app, make_job, worker, other_worker, running,
                                                           storage, monkeypatch):
     """While its bytes come in, an upload holds no lock: on SQLite it begins as a reader and takes the write

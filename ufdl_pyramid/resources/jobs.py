@@ -4,6 +4,7 @@
 yet: adding it is a POST there). ``/v1/job-outputs/{pk}`` is an output by primary key.
 """
 from pyramid.authorization import Allow, Authenticated
+from pyramid.traversal import split_path_info
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import defaultload, selectinload
 
@@ -170,7 +171,7 @@ _CHANGING_ACTIONS = {"acquire", "release", "start", "progress", "finish", "reset
 def _changes_the_job(request) -> bool:
     """Whether the request is one of the job's state changes: ``/v1/jobs/{pk}/{action}``, or PUT, PATCH,
     DELETE on the job itself (traversal has not reached the view name yet: the path tells)."""
-    segments = request.path_info.strip("/").split("/")
+    segments = split_path_info(request.path_info)  # as traversal reads it: "//" and "." are no segments
     action = segments[3] if len(segments) > 3 else ""
     return action in _CHANGING_ACTIONS or (action == "" and request.method in ("PUT", "PATCH", "DELETE"))
 
