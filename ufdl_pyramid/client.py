@@ -96,7 +96,9 @@ def watch_job(url: str, token: str, pk: int, *, after: int | None = None, timeou
                 message = json.loads(data)
                 if message["transition"] in ("state", "gap"):
                     yield message
-                    if last_id is None or message["transition"] == "gap":
+                    # The state's id is the job's newest event: an ``after`` beyond it (a mistyped --after)
+                    # would have hidden every live event numbered up to it.
+                    if last_id is None or message["transition"] == "gap" or last_id > message["id"]:
                         last_id = message["id"]
                     continue
                 if last_id is not None and message["id"] <= last_id:

@@ -1135,3 +1135,17 @@ def test_a_refusal_is_final_at_once(listener, bob, monkeypatch):
     with pytest.raises(ChannelRefused) as refused:
         next(watch_job(listener.url, bob.token, 999999))
     assert refused.value.status == 404
+
+
+def test_an_after_beyond_the_newest_event_still_gets_the_live_ones(listener, bob, worker, job):
+    """``--after`` past any event there is (mistyped, or from another server): the events to come were skipped
+    as already seen, up to that id."""
+    worker.get(path(job, "acquire"))
+    worker.post(path(job, "start"), {})
+    watch = Watch(listener, bob.token, job["pk"], after=10 ** 12)
+    assert watch.next()["transition"] == "state"
+    worker.post(path(job, "progress/0.5"), {"step": 1})
+    assert watch.next()["transition_data"] == {"step": 1}
+    worker.post(path(job, "finish"), {})
+    assert watch.next()["transition"] == "finish"
+    assert watch.done.wait(5) and watch.error is None
