@@ -675,6 +675,20 @@ def test_the_watch_command_with_no_listener_or_a_bad_url_is_one_line_and_exit_1(
             assert line.endswith("; trying again")
 
 
+
+@pytest.mark.parametrize("arguments, wrong", [
+    (["-5"], "argument pk"), (["0"], "argument pk"), (["1" * 19], "argument pk"), (["x"], "argument pk"),
+    (["5", "--after", "-1"], "argument --after"), (["5", "--after", "²"], "argument --after"),
+])
+def test_the_watch_command_takes_only_ids_the_channel_does(arguments, wrong, capsys):
+    """A usage error (exit 2): ``-5`` went to the channel, whose "no such job" hid the typo."""
+    from ufdl_pyramid.cli import main as ufdl
+    with pytest.raises(SystemExit) as exited:
+        ufdl(["jobs", "watch", *arguments, "--url", "http://127.0.0.1:1", "--token", "t"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{wrong}: must be an integer of" in err and "Traceback" not in err
+
 def write_event(sessions, job: dict, data: dict | None = None, *, commit: bool = True):
     """A progress event of ``job`` in a session of its own, committed (and closed) or left open; (session, event)."""
     session = sessions()

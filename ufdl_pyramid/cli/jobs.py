@@ -1,5 +1,6 @@
 """``ufdl jobs watch PK [--url URL] (--token TOKEN | --username U)``: follow a job's progress channel with a
 progress bar."""
+import argparse
 import sys
 
 import websocket
@@ -13,17 +14,28 @@ def register(areas) -> None:
     jobs = areas.add_parser("jobs", help="follow jobs")
     actions = jobs.add_subparsers(dest="action", metavar="ACTION", required=True)
     watch = actions.add_parser("watch", help="print a job's progress until it ends")
-    watch.add_argument("pk", type=int)
+    watch.add_argument("pk", type=database_id(1))
     watch.add_argument("--url", default="http://127.0.0.1:6544", help="the progress channel's base URL (default: http://127.0.0.1:6544)")
     who = watch.add_mutually_exclusive_group(required=True)
     who.add_argument("--token", help="an access token (it cannot be renewed: a reconnect after it expired fails)")
     who.add_argument("--username", help="log in through --api-url, and renew the token when it expires")
     watch.add_argument("--password", help="with --username (default: the UFDL_PASSWORD environment variable)")
     watch.add_argument("--api-url", default="http://127.0.0.1:6543", help="the API's base URL, for --username")
-    watch.add_argument("--after", type=int, default=None, help="replay the events after this id first")
+    watch.add_argument("--after", type=database_id(0), default=None, metavar="ID",
+                       help="replay the events after this event id first")
     watch.add_argument("--follow-retries", action="store_true",
                        help="go on watching a FAILED job, which a reset or an abort may run again (default: stop)")
     watch.set_defaults(handler=run_watch)
+
+
+def database_id(least: int):
+    """An argparse type: a pk or event id as the channel takes them (-5 was sent, and refused as no such job)."""
+    def parse(text: str) -> int:
+        if not (text.isascii() and text.isdigit() and len(text) <= 18 and int(text) >= least):
+            raise argparse.ArgumentTypeError(f"must be an integer of {least} or above (at most 18 digits), "
+                                             f"not {text!r}")
+        return int(text)
+    return parse
 
 
 def bar(progress: float, width: int = 30) -> str:
