@@ -128,6 +128,19 @@ def test_export_takes_format_json_or_yaml_over_accept_and_refuses_another(admin,
     assert refused == {"detail": "format must be json or yaml, not 'xml'"}
 
 
+def test_an_export_chosen_by_accept_varies_on_accept(admin, train):
+    """The one URL answers JSON or YAML by the Accept header: without 'Vary: Accept' a shared cache could hand
+    the YAML it stored to a client asking for JSON."""
+    export = f"/v1/job-templates/{train['pk']}/export"
+    for accept, content_type in (("application/yaml", "application/yaml"), ("application/json", "application/json"),
+                                 ("*/*", "application/json"), (None, "application/json")):
+        answer = admin.get(export, headers={"Accept": accept} if accept else {})
+        assert answer.content_type == content_type
+        assert answer.headers["Vary"] == "Accept"
+    # ?format= chooses alone: the URL tells the two apart, the Accept header plays no part.
+    assert "Vary" not in admin.get(f"{export}?format=yaml", headers={"Accept": "application/json"}).headers
+
+
 def test_a_query_string_that_is_not_utf8_is_400(admin, train):
     # The views that read the query string: an export's format, and a list's paging.
     for method, path in (("GET", f"/v1/job-templates/{train['pk']}/export?format=%FE"),

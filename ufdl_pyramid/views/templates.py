@@ -65,8 +65,12 @@ def export_template(context, request):
     offers = request.accept.acceptable_offers(["application/json", *YAML_TYPES])
     wants_yaml = chosen == "yaml" or (chosen is None and offers and offers[0][0] in YAML_TYPES)
     if wants_yaml:
-        return Response(to_yaml(document), content_type="application/yaml", charset="utf-8")
-    return Response(to_json(document), content_type="application/json", charset="utf-8")
+        response = Response(to_yaml(document), content_type="application/yaml", charset="utf-8")
+    else:
+        response = Response(to_json(document), content_type="application/json", charset="utf-8")
+    if chosen is None:  # Accept chose: a cache must not give one representation to a client asking the other
+        response.vary = ("Accept",)
+    return response
 
 
 @api_view(context=TemplateItem, name="get-all-parameters", request_method="GET", permission=Permission.VIEW)
