@@ -12,3 +12,9 @@ def is_output_upload(request) -> bool:
         return False
     segments = split_path_info(request.environ.get("PATH_INFO", ""))
     return len(segments) == 6 and segments[:2] == ("v1", "jobs") and segments[3] == "outputs"
+
+
+def is_health_check(request) -> bool:
+    """``/v1/health``, a load balancer's liveness probe: a ``Node-Id`` sent with it (a client sends its own on
+    every request) is no node's call, so it neither marks the node seen nor is checked."""
+    return split_path_info(request.environ.get("PATH_INFO", "")) == ("v1", "health")

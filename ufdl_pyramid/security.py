@@ -9,7 +9,7 @@ from .errors import Forbidden, InvalidInput, NotAuthenticated
 from .models import Node, User
 from .models.meta import MAX_ID
 from .permissions import ADMIN_ROLE, user_principal
-from .request_kinds import is_output_upload
+from .request_kinds import is_health_check, is_output_upload
 from .resources.nodes import Nodes
 from .resources.root import Auth
 from .services.auth import ActingNode, ActiveUser, AuthConfig, AuthService
@@ -56,7 +56,8 @@ def _identity(request) -> Identity | None:
         if token is None:
             return None
         service = request.auth_service
-        node_id = node_id_of(request)
+        # The health check ignores Node-Id (see _acting_node): the node is not marked seen.
+        node_id = None if is_health_check(request) else node_id_of(request)
         found = (service.active_user_acting_as(token, node_id, unlocked=is_output_upload(request))
                  if node_id is not None else None)
         if found is not None:
@@ -70,9 +71,10 @@ def _identity(request) -> Identity | None:
 
 
 def _acting_node(request) -> ActingNode | None:
-    """The node named by ``Node-Id``; only its owner (or an admin) may act as it."""
+    """The node named by ``Node-Id``; only its owner (or an admin) may act as it. None for the health check, a
+    liveness probe that answers alike with the header or without (a client sends its own on every request)."""
     header = request.headers.get("Node-Id")
-    if header is None:
+    if header is None or is_health_check(request):
         return None
     node_id = node_id_of(request)
     if node_id is None:

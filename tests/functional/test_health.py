@@ -51,3 +51,32 @@ def test_a_request_on_a_database_without_the_schema_is_503_not_500(tmp_path, cap
         assert "Traceback" not in caplog.text and "database schema not current on POST" in caplog.text
     finally:
         engine.dispose()
+
+
+def test_a_node_id_header_changes_nothing_about_the_health_check(engine, testapp, alice, bob, worker):
+    """A liveness probe, not a node's call: a client that sends its Node-Id on every request (the UFDL client
+    does once it has a node) was refused 403 for another user's node and 400 for a malformed header, and marked
+    its node seen, which could keep the lease of a node whose worker had died while a probe still ran."""
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from ufdl_pyramid.models import Node
+    from ufdl_pyramid.models.meta import utcnow
+
+    def last_seen():
+        with engine.connect() as connection:
+            return connection.scalar(select(Node.last_seen).where(Node.id == worker.node_id))
+
+    with engine.begin() as connection:
+        connection.execute(update(Node).where(Node.id == worker.node_id).values(
+            last_seen=utcnow() - timedelta(hours=1)))
+    before = last_seen()
+    for header in (str(worker.node_id), "2147483647", "not a node"):
+        for client in (worker, bob, alice, testapp):  # its owner, another user, a user without it, no token
+            answer = client.get("/v1/health", headers={"Node-Id": header}, status=200)
+            assert answer.json == {"status": "ok"}
+    assert bob.as_node(worker.node_id).get("/v1/health", status=200).json == {"status": "ok"}
+    assert last_seen() == before
+    worker.get("/v1/nodes/ping")  # where any other call marks it seen
+    assert last_seen() > before

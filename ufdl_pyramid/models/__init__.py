@@ -13,7 +13,7 @@ import transaction
 import zope.sqlalchemy
 from zope.sqlalchemy.datamanager import _SESSION_STATE
 
-from ..request_kinds import is_output_upload
+from ..request_kinds import is_health_check, is_output_upload
 from .meta import Base
 from .users import RefreshToken, User
 from .nodes import LeaseClock, Node
@@ -139,11 +139,14 @@ def mark_written(session: Session) -> None:
 
 
 def request_may_write(request) -> bool:
-    """Reads are GETs without Node-Id; a node's GET records last_seen (and acquire is a GET). An output upload
-    begins as a reader too, and becomes the writer once its bytes are stored (``write_from_here``)."""
+    """Reads are GETs without Node-Id; a node's GET records last_seen (and acquire is a GET), but for the health
+    check's, which ignores its Node-Id. An output upload begins as a reader too, and becomes the writer once its
+    bytes are stored (``write_from_here``)."""
     if is_output_upload(request):
         return False
-    return request.method not in ("GET", "HEAD") or "Node-Id" in request.headers
+    if request.method in ("GET", "HEAD"):
+        return "Node-Id" in request.headers and not is_health_check(request)
+    return True
 
 
 def write_from_here(session: Session) -> None:
