@@ -151,6 +151,41 @@ def test_reports_out_of_the_ordinary_get_the_full_stacks_answer(engine, users, a
     assert progress_events(engine, job) == []
 
 
+# Percent-encoded as a client would send them: spaces, a tab, a fullwidth and an Arabic-Indic digit.
+NOT_JSON_NUMBERS = ["nan", "NaN", "inf", "-inf", "infinity", "Infinity", "1_0", "0_5", "0.0_1", "%200.5", "0.5%20",
+                    "%090.5", "+0.5", ".5", "5.", "00.5", "0x1", "1e", "0.5e", "--0", "%D9%A1", "%EF%BC%90.5", "0.5f"]
+OUT_OF_RANGE = ["1.5", "-0.1", "2e0", "1e400", "-1e-1", "1.0000001"]
+IN_RANGE = [("0", 0.0), ("1", 1.0), ("0.5", 0.5), ("1.0", 1.0), ("5e-1", 0.5), ("1e-05", 1e-05), ("1E0", 1.0),
+            ("-0", 0.0), ("-0.0", 0.0), ("0.25e+0", 0.25), ("1e-400", 0.0), ("0.125", 0.125)]
+
+
+def test_the_lane_and_the_full_stack_read_progress_values_alike(engine, statements, bob, worker, job):
+    """A progress value is a JSON number in [0, 1] on both paths. Python's float() took ' 0.5', '+0.5', '.5',
+    '0.0_1' and the digits of any script (an Arabic-Indic one was 1.0) as numbers: the full stack stored them,
+    and the lane (whose path is the raw, undecoded one) agreed only by falling back on it. Bad values are 400 on
+    both."""
+    running(worker, job)
+    full = on(make_test_app(engine, **{"ufdl.progress_express": "false"}), worker)
+    lane_on = engine.dialect.name == "postgresql"  # the lane is PostgreSQL's alone: on SQLite both are the stack
+    for spelling in NOT_JSON_NUMBERS + OUT_OF_RANGE:
+        answers = [client.post(f"/v1/jobs/{job['pk']}/progress/{spelling}", {}, status="*")
+                   for client in (worker, full)]
+        assert [(answer.status_int, answer.json) for answer in answers] == [(400, answers[0].json)] * 2, spelling
+        assert "between 0 and 1" in answers[0].json["detail"], spelling
+        if spelling in NOT_JSON_NUMBERS:
+            assert "JSON number" in answers[0].json["detail"], spelling
+    assert bob.get(f"/v1/jobs/{job['pk']}").json["progress"] == 0.0
+    assert progress_events(engine, job) == []
+    for spelling, value in IN_RANGE:
+        statements.clear()
+        express = worker.post(f"/v1/jobs/{job['pk']}/progress/{spelling}", {}, status="*")
+        assert (statements == []) == lane_on, spelling  # the lane answered it, where there is one
+        stacked = full.post(f"/v1/jobs/{job['pk']}/progress/{spelling}", {}, status="*")
+        assert (express.status_int, express.json["progress"]) == (stacked.status_int, stacked.json["progress"]) == (
+            200, value), spelling
+    assert [row.progress for row in progress_events(engine, job)] == [value for _, value in IN_RANGE for _ in "ab"]
+
+
 def test_a_node_that_only_reports_progress_keeps_its_lease(engine, admin, worker, other_worker, job):
     """Each report marks the node seen (the lane's too): a node busy with a long job sends nothing else."""
     from datetime import timedelta

@@ -10,7 +10,7 @@ A wrong state answers 406 naming the state; a node acting on a job it does not h
 conditional UPDATE, so of any number of nodes racing for a job exactly one wins, on PostgreSQL and SQLite.
 Meta-jobs (a parent over child jobs) are worked through their children: see ``MetaJobOrchestrator``.
 """
-import math
+import re
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, exists, select, update
@@ -77,13 +77,18 @@ def lock_descendants(db: Session, job_id: int) -> list[Job]:
     return db.scalars(query.execution_options(populate_existing=True)).unique().all()
 
 
+# JSON's number grammar (RFC 8259 §6), ASCII digits only: float() alone also takes 'nan', 'inf', ' 0.5', '+.5',
+# '0_5' and the digits of every script.
+JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
 def parse_progress(text: str) -> float:
-    """A progress value from the URL: any float in [0, 1] as Python's str(float) writes it (``1``, ``1e-05``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidInput(f"Progress must be a number between 0 and 1, not {text!r}") from None
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
+    """A progress value from the URL: a JSON number in [0, 1], which every str(float) in range is (``1``,
+    ``1e-05``). The full stack and the express lane both read it here, so that they take the same values."""
+    if JSON_NUMBER.fullmatch(text) is None:
+        raise InvalidInput(f"Progress must be a JSON number between 0 and 1 (0, 0.5, 1e-05), not {text!r}")
+    value = float(text)  # a huge exponent is inf, out of range below
+    if not 0.0 <= value <= 1.0:
         raise InvalidInput(f"Progress must be between 0 and 1, not {text}")
     return value + 0.0  # -0 is 0
 
