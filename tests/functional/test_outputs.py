@@ -1,5 +1,6 @@
 """Job outputs (seeds 003 and 004): a node adds bytes to the job it runs; everyone signed in reads them."""
 import contextlib
+import json
 import logging
 import os
 from urllib.parse import quote
@@ -285,7 +286,6 @@ def test_job_outputs_collection(worker, bob, admin, running, storage):
     ("a.b.c", {"params": {}}, "?filetype=gz", "a.b.gz"),
     (".hidden", {"filetype": "zip"}, "", ".hidden.zip"),  # a leading dot starts no extension
     ("model.bin", {"params": {}}, "", "model.bin"),
-    ("model.bin", {"params": "zip"}, "", "model.bin"),  # params that are no object name no filetype
     ("model.bin", {"params": {}}, "?filetype=", "model.bin"),  # an empty one is none
 ])
 def test_the_downloaded_filename_takes_the_filetype_asked_for(worker, bob, running, name, body, query, filename):
@@ -294,10 +294,24 @@ def test_the_downloaded_filename_takes_the_filetype_asked_for(worker, bob, runni
     assert download.headers["Content-Disposition"] == f'attachment; filename="{filename}"'
 
 
-@pytest.mark.parametrize("body", [{"filetype": 5}, {"params": {"filetype": ["zip"]}}, [1], "zip"])
+@pytest.mark.parametrize("body", [{"filetype": 5}, {"params": {"filetype": ["zip"]}}, [1], "zip", 5, None])
 def test_a_download_body_of_the_wrong_shape_is_400(worker, bob, running, body):
     output = upload(worker, running).json
-    bob.post(f"/v1/job-outputs/{output['pk']}/download", body, status=400)
+    bob.request("POST", f"/v1/job-outputs/{output['pk']}/download", body=json.dumps(body).encode(),  # null too
+                content_type="application/json", status=400)
+
+
+@pytest.mark.parametrize("params", ["zip", ["zip"], 5, None, True])
+def test_download_params_that_are_no_json_object_are_400(worker, bob, running, params):
+    """They were taken as no params at all (null too), so a client's mistake went unseen: a download with the
+    original filename instead of the one it asked for."""
+    output = upload(worker, running).json
+    download = f"/v1/job-outputs/{output['pk']}/download"
+    refused = bob.post(download, {"params": params, "filetype": "zip"}, status=400).json
+    assert refused == {"detail": 'params must be a JSON object, such as {} or {"filetype": "zip"}'}
+    # No params, or no body at all, are fine as before.
+    assert bob.post(download, {"filetype": "zip"}).headers["Content-Disposition"].endswith('.zip"')
+    assert bob.request("POST", download).body == DATA
 
 
 def test_if_match_naming_other_bytes_is_412(worker, bob, running):

@@ -63,7 +63,9 @@ def download(context, request):
     body = read_json(request, optional=True) if request.method == "POST" else {}
     if not isinstance(body, dict):
         raise InvalidInput("The download body must be a JSON object")
-    params = body.get("params") if isinstance(body.get("params"), dict) else {}
+    params = body.get("params", {})
+    if not isinstance(params, dict):  # null too: it was taken as no params, as any other value was
+        raise InvalidInput("params must be a JSON object, such as {} or {\"filetype\": \"zip\"}")
     filetype = body.get("filetype") or params.get("filetype") or request.GET.get("filetype")
     if filetype is not None and not isinstance(filetype, str):
         raise InvalidInput("filetype must be a string")
