@@ -68,28 +68,52 @@ def _iso(moment) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
+class SendTimedOut(WebSocketError):
+    """A write the peer did not take within the send timeout: it stopped reading."""
+
+
 class ChannelSocket(WebSocket):
-    """gevent-websocket's socket with a correct close frame, serialised writes and a liveness clock."""
+    """gevent-websocket's socket with a correct close frame, serialised writes with a time limit and a
+    liveness clock."""
 
     def __init__(self, environ, read, write):
         super().__init__(environ, read, write)
         self.write_lock = gevent.lock.Semaphore()
         self.last_heard = time.monotonic()
         self.message_bytes = 0  # of the data message being read, over its frames
+        # Seconds a write (waiting for the lock included) may take; None: no limit. A peer that stops reading
+        # fills the socket buffers and the write blocks: without a limit its greenlet stayed pinned for ever.
+        self.send_timeout: float | None = None
+
+    def _write(self, write, *args):
+        with gevent.Timeout(self.send_timeout, SendTimedOut(f"the peer took no data for {self.send_timeout} s")):
+            try:
+                with self.write_lock:
+                    return write(*args)
+            except SendTimedOut:
+                # A frame may be half written: the stream is unusable, and a close frame would block too.
+                self.cut()
+                raise
 
     def send_frame(self, message, opcode):
-        with self.write_lock:
-            return super().send_frame(message, opcode)
+        return self._write(super().send_frame, message, opcode)
 
     def send_prebuilt(self, frame: bytes) -> None:
         """A whole frame built once for every watcher (see ``text_frame``)."""
         if self.closed:
             raise WebSocketError("socket already closed")
-        with self.write_lock:
-            try:
-                self.raw_write(frame)
-            except OSError:
-                raise WebSocketError("socket dead") from None
+        try:
+            self._write(self.raw_write, frame)
+        except OSError:
+            raise WebSocketError("socket dead") from None
+
+    def cut(self) -> None:
+        """Drop the connection without a close frame (a peer that stopped reading would never get it)."""
+        self.closed = True
+        try:
+            self.handler.socket.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
 
     def handle_pong(self, header, payload):
         self.last_heard = time.monotonic()
@@ -182,6 +206,9 @@ class ChannelServer(WSGIServer):
 
 # A watcher this far behind (its peer stopped reading: its writes block) is dropped; it reconnects with after=.
 MAX_BACKLOG = 10000
+# The queued messages one write joins, in bytes (one bigger message goes alone): a slow peer's backlog was
+# joined whole (256 messages of any size) into one buffer, and its write had no bounded duration.
+MAX_WRITE = 1 << 20
 
 
 class Watcher:
@@ -419,6 +446,7 @@ class Listener:
         watcher = Watcher(pk, user_id)
         self.watchers[pk].add(watcher)  # before the snapshot: nothing committed after it is missed
         reader = None
+        ws.send_timeout = 2 * self.ping_interval + 1  # as long as a silent peer is given to answer a ping
         try:
             state, replay, gap = self._snapshot(pk, after)
             if state is None:
@@ -447,9 +475,14 @@ class Listener:
                     message = watcher.queue.get(timeout=max(0.0, next_ping - time.monotonic()))
                 except gevent.queue.Empty:
                     continue
-                # Everything already queued goes out in one write.
-                items = [message]
-                while len(items) < 256 and not watcher.queue.empty():
+                # What is already queued goes out in one write, up to MAX_WRITE bytes.
+                items, size = [message], 0 if message is CLOSED else len(message[1])
+                while not watcher.queue.empty():
+                    following = watcher.queue.peek_nowait()
+                    if following is not CLOSED:
+                        if size + len(following[1]) > MAX_WRITE:
+                            break
+                        size += len(following[1])
                     items.append(watcher.queue.get_nowait())
                 frames, final, closed = [], False, False
                 for item in items:
@@ -472,15 +505,13 @@ class Listener:
                     return
                 if final:
                     return self._finish(ws, reader)
+        except SendTimedOut as error:
+            log.info("dropping a watcher of job %s that stopped reading: %s", pk, error)
         except (WebSocketError, OSError) as error:
             log.debug("watcher of job %s gone: %s", pk, error)
         except gevent.GreenletExit:
             # Dropped while (probably) blocked writing to a peer that stopped reading: no close frame.
-            ws.closed = True
-            try:
-                ws.handler.socket.shutdown(socket.SHUT_RDWR)
-            except (OSError, AttributeError):
-                pass
+            ws.cut()
         finally:
             self._forget(watcher)
             if reader is not None:

@@ -1030,6 +1030,67 @@ def test_a_peer_that_stops_reading_is_dropped_when_too_far_behind(engine, tmp_pa
     assert "messages behind" in open(tmp_path / "listener.log").read()
 
 
+def record_big_events(engine, job: dict, count: int, size: int) -> None:
+    """``count`` progress events of ``size`` bytes of data each, committed together."""
+    manager = transaction.TransactionManager(explicit=True)
+    with manager:
+        db = get_tm_session(get_session_factory(engine), manager)
+        row = db.get(Job, job["pk"])
+        for _ in range(count):
+            record_event(db, row, "progress", data={"blob": "x" * size})
+
+
+def test_a_peer_that_stops_reading_is_cut_when_a_write_times_out(listener, engine, bob, job):
+    """Far fewer messages than the backlog limit, but more bytes than the socket buffers hold: the write
+    blocked for ever (no pings go out meanwhile), pinning the watcher's greenlet. Now a write that takes
+    longer than 2 x ws_ping_interval + 1 s cuts the connection."""
+    stuck = websocket.create_connection(channel_url(listener.url, job["pk"]), timeout=10,
+                                        header=[f"Authorization: Bearer {bob.token}"],
+                                        sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),))
+    try:
+        assert listener.status()["watchers"] == 1
+        record_big_events(engine, job, 40, 512 * 1024)  # 20 MB, never read
+        deadline = time.time() + 60
+        while time.time() < deadline and listener.status()["watchers"]:
+            time.sleep(0.2)
+        assert listener.status()["watchers"] == 0
+        # Cut, not left open: what the buffers held, then the end of the stream.
+        stuck.sock.settimeout(10)
+        try:
+            while stuck.sock.recv(1 << 20):
+                pass
+        except ConnectionResetError:
+            pass
+    finally:
+        stuck.sock.close()
+
+
+def test_one_write_joins_at_most_a_megabyte_of_queued_messages(engine, tmp_path, bob, job):
+    """A burst of queued messages went out joined into one write whatever their size (here 2.4 MB)."""
+    from ufdl_pyramid.cli.websocket import LAUNCH
+    listener = ListenerProcess(engine, tmp_path, LAUNCH.replace(
+        "from ufdl_pyramid.websocket import main\n",
+        "from ufdl_pyramid.websocket import main\n"
+        "import ufdl_pyramid.websocket as w\n"
+        "_send = w.ChannelSocket.send_prebuilt\n"
+        "def send_prebuilt(self, frame):\n"
+        "    print('WRITE', len(frame), flush=True)\n"
+        "    return _send(self, frame)\n"
+        "w.ChannelSocket.send_prebuilt = send_prebuilt\n"))
+    try:
+        ws = connect(listener.url, bob.token, job["pk"])
+        assert json.loads(ws.recv())["transition"] == "state"
+        record_big_events(engine, job, 12, 200 * 1000)  # one transaction: queued together
+        blobs = [len(json.loads(ws.recv())["transition_data"]["blob"]) for _ in range(12)]
+        assert blobs == [200 * 1000] * 12
+        ws.close()
+    finally:
+        listener.stop()
+    writes = [int(line.split()[1]) for line in (tmp_path / "listener.log").read_text().splitlines()
+              if line.startswith("WRITE ")]
+    assert sum(writes) > 12 * 200 * 1000 and max(writes) <= 1 << 20, writes
+
+
 def test_the_listener_carries_on_after_losing_the_database(engine, proxy, bob, worker, job, tmp_path):
     """Its LISTEN connection dropped and PostgreSQL unreachable for a while: the tailer says so once, tries
     again every second, and once back sends what was committed meanwhile, on the watcher's same connection
