@@ -675,7 +675,6 @@ def test_the_watch_command_with_no_listener_or_a_bad_url_is_one_line_and_exit_1(
             assert line.endswith("; trying again")
 
 
-
 @pytest.mark.parametrize("arguments, wrong", [
     (["-5"], "argument pk"), (["0"], "argument pk"), (["1" * 19], "argument pk"), (["x"], "argument pk"),
     (["5", "--after", "-1"], "argument --after"), (["5", "--after", "²"], "argument --after"),
@@ -688,6 +687,35 @@ def test_the_watch_command_takes_only_ids_the_channel_does(arguments, wrong, cap
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert f"{wrong}: must be an integer of" in err and "Traceback" not in err
+
+
+def test_ctrl_c_while_the_watch_command_logs_in_exits_130_quietly(job, capsys):
+    """A Ctrl-C while the login waited on the API came out as a KeyboardInterrupt traceback (it is 130, quietly,
+    while watching). The API here takes the connection and never answers; SIGINT arrives meanwhile."""
+    from ufdl_pyramid.cli import main as ufdl
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's Ctrl-C
+    main_thread = threading.get_ident()
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        def interrupt():
+            connection, _ = silent.accept()  # the login's request is on its way
+            with connection:
+                time.sleep(0.2)
+                signal.pthread_kill(main_thread, signal.SIGINT)
+                time.sleep(1)
+
+        threading.Thread(target=interrupt, daemon=True).start()
+        try:
+            code = ufdl(["jobs", "watch", str(job["pk"]), "--url", f"http://127.0.0.1:{free_port()}",
+                         "--username", "bob", "--password", "password123",
+                         "--api-url", f"http://127.0.0.1:{silent.getsockname()[1]}"])
+        except KeyboardInterrupt:
+            pytest.fail("the Ctrl-C came out of the command (a traceback)")
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    assert code == 130
+    assert capsys.readouterr() == ("", "")
+
 
 def write_event(sessions, job: dict, data: dict | None = None, *, commit: bool = True):
     """A progress event of ``job`` in a session of its own, committed (and closed) or left open; (session, event)."""

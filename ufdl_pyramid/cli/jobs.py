@@ -61,6 +61,8 @@ def run_watch(args, environment) -> int:
         except (ValueError, ServerUnavailable) as error:
             print(f"ufdl: cannot log in at {args.api_url}: {error}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:  # Ctrl-C while logging in (an API slow to answer): as while watching
+            return 130
         token, renew = api.access, api.renewed_access
     try:
         for message in watch_job(args.url, token, args.pk, after=args.after, on_retry=on_retry, renew=renew):
