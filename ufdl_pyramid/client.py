@@ -1,9 +1,10 @@
 """Watching a job's progress channel from Python: ``for event in watch_job(url, token, pk): ...``.
 
 ``watch_job`` yields every message (the ``state`` message of each connection, ``gap`` markers, the events)
-and reconnects after a dropped connection with ``after=`` the last event id it yielded, so no event is lost
-(nor yielded twice). It stops when the server closes the channel with 1000 (the job COMPLETED or was CANCELED;
-a FAILED job may still be reset or aborted, so its channel stays open: stop iterating to give up on it).
+and reconnects after a dropped connection (or a close other than 1000: 1013 when the listener lost its
+database) with ``after=`` the last event id it yielded, so no event is lost (nor yielded twice). It stops when
+the server closes the channel with 1000 (the job COMPLETED or was CANCELED; a FAILED job may still be reset or
+aborted, so its channel stays open: stop iterating to give up on it).
 """
 import json
 import time

@@ -39,7 +39,7 @@ import geventwebsocket.handler
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import Header, WebSocket
 from sqlalchemy import func, select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 
 from .cli.websocket import CHILD_OF_SERVE, SCHEMA_NOT_CURRENT_EXIT
 from .errors import DATABASE_UNAVAILABLE, NO_CREDENTIALS, RETRY_AFTER_OUTAGE, NotAuthenticated
@@ -382,7 +382,7 @@ class Listener:
                 if db.get(Job, pk) is None:
                     return "404 Not Found", f"Job {pk} not found"
                 db.rollback()
-        except DBAPIError as error:
+        except (DBAPIError, PoolTimeout) as error:  # a pool whose connections all stay busy too (it was a 500)
             if not database_unavailable(error):
                 raise
             log.warning("database unavailable for a watcher of job %s: %s", pk, database_error_line(error))
@@ -507,6 +507,13 @@ class Listener:
                     return self._finish(ws, reader)
         except SendTimedOut as error:
             log.info("dropping a watcher of job %s that stopped reading: %s", pk, error)
+        except (DBAPIError, PoolTimeout) as error:
+            # Lost after the upgrade (its connect-time reads): too late for a 503, so 1013, try again later (it
+            # escaped as a traceback and a 1001). The client reconnects with after= as after any drop.
+            if not database_unavailable(error):
+                raise
+            log.warning("database unavailable for a watcher of job %s: %s", pk, database_error_line(error))
+            ws.close(1013, "database unavailable; try again later")
         except (WebSocketError, OSError) as error:
             log.debug("watcher of job %s gone: %s", pk, error)
         except gevent.GreenletExit:

@@ -1175,6 +1175,99 @@ def test_a_watcher_connecting_while_the_database_is_away_is_told_to_try_again(en
         listener.stop()
 
 
+def lock_table(engine, table: str):
+    """A connection holding ``table`` locked (ACCESS EXCLUSIVE): the listener's reads of it wait."""
+    locker = engine.connect()
+    locker.execute(text("SET lock_timeout = '10s'"))
+    locker.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+    return locker
+
+
+def wait_for_lock_waiters(engine, table: str, count: int = 1) -> None:
+    """Until ``count`` connections wait for a lock on ``table``."""
+    deadline = time.time() + 15
+    with engine.connect() as connection:
+        while connection.scalar(text(f"SELECT count(*) FROM pg_locks WHERE relation = '{table}'::regclass"
+                                     " AND NOT granted")) < count:
+            assert time.time() < deadline, f"fewer than {count} waiting on {table}"
+            time.sleep(0.05)
+
+
+@pytest.mark.postgresql
+def test_a_watcher_connecting_while_every_pooled_connection_is_busy_is_told_to_try_again(
+        on_postgresql, engine, bob, job, tmp_path):
+    """The pool's wait for a connection timed out (a busy pool): a 500 with a traceback; now 503 with
+    Retry-After, as while the database is away. Two pooled connections here (the event feed's start takes
+    both), each held by a connect whose read of its user waits on a lock."""
+    from ufdl_pyramid.cli.websocket import LAUNCH
+    listener = ListenerProcess(engine, tmp_path, LAUNCH.replace(
+        "from ufdl_pyramid.websocket import main\n",
+        "from ufdl_pyramid.websocket import main\n"
+        "import ufdl_pyramid.websocket as w\n"
+        "from sqlalchemy import create_engine\n"
+        "_get_engine = w.get_engine\n"
+        "w.get_engine = lambda settings: create_engine(\n"
+        "    _get_engine(settings).url, pool_size=2, max_overflow=0, pool_timeout=1)\n"))
+    try:
+        listener.status()
+        locker = lock_table(engine, "users")
+        first = queue.Queue()
+        waiting = [threading.Thread(target=lambda: first.put(connect(listener.url, bob.token, job["pk"])))
+                   for _ in range(2)]
+        try:
+            for thread in waiting:
+                thread.start()
+            wait_for_lock_waiters(engine, "users", count=2)
+            with pytest.raises(websocket.WebSocketBadStatusException) as answered:
+                websocket.create_connection(channel_url(listener.url, job["pk"]),
+                                            header=[f"Authorization: Bearer {bob.token}"])
+            assert (answered.value.status_code, answered.value.resp_headers.get("retry-after")) == (503, "5")
+            assert json.loads(answered.value.resp_body) == {"detail": "The database is unavailable; try again shortly."}
+        finally:
+            locker.rollback()
+            locker.close()
+            for thread in waiting:
+                thread.join(15)
+        for _ in waiting:  # the first ones, served once unlocked
+            ws = first.get(timeout=1)
+            assert json.loads(ws.recv())["transition"] == "state"
+            ws.close()
+    finally:
+        listener.stop()
+
+
+def test_a_watcher_losing_the_database_after_the_upgrade_is_closed_with_1013_and_watch_job_reconnects(
+        engine, proxy, bob, job, tmp_path):
+    """Its connect-time reads lost the database after the upgrade (too late for a 503): it escaped as a
+    traceback and a close with 1001; now 1013 (try again later), after which ``watch_job`` connects again."""
+    from types import SimpleNamespace
+
+    proxied = SimpleNamespace(url=engine.url.set(host="127.0.0.1", port=proxy.port))
+    listener = ListenerProcess(proxied, tmp_path)
+    try:
+        listener.status()
+        # The snapshot of a connect with after= reads it (the gate and the event feed do not).
+        locker = lock_table(engine, "job_event_retention")
+        try:
+            ws = connect(listener.url, bob.token, job["pk"], after=0, timeout=15)  # upgraded
+            watch = Watch(listener, bob.token, job["pk"], after=0)
+            wait_for_lock_waiters(engine, "job_event_retention", count=2)
+            proxy.cut()
+            opcode, data = ws.recv_data(control_frame=True)
+            assert (opcode, int.from_bytes(data[:2], "big")) == (websocket.ABNF.OPCODE_CLOSE, 1013)
+            assert b"try again later" in data
+            ws.close()
+        finally:
+            locker.rollback()
+            locker.close()
+        proxy.restore()
+        assert watch.next(timeout=20)["transition"] == "state"
+        assert watch.error is None
+    finally:
+        listener.stop()
+    assert "database unavailable for a watcher of job" in (tmp_path / "listener.log").read_text()
+
+
 def test_the_listener_says_so_at_each_outage(engine, proxy, tmp_path):
     """Once per outage, the first and the next: that it lost the database, and that it is back."""
     from types import SimpleNamespace
