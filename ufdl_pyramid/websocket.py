@@ -206,6 +206,9 @@ class ChannelServer(WSGIServer):
 
 # A watcher this far behind (its peer stopped reading: its writes block) is dropped; it reconnects with after=.
 MAX_BACKLOG = 10000
+# A replay (after=) reads this many events at a time, each page sent before the next is read: it read them all
+# at once, holding every one (and its JSON) in memory until the last was sent.
+REPLAY_PAGE = 20
 # The queued messages one write joins, in bytes (one bigger message goes alone): a slow peer's backlog was
 # joined whole (256 messages of any size) into one buffer, and its write had no bounded duration.
 MAX_WRITE = 1 << 20
@@ -421,7 +424,7 @@ class Listener:
         return [data]
 
     def _snapshot(self, pk: int, after: int | None):
-        """The job's state, the events to replay and whether some were pruned, from one snapshot."""
+        """The job's state and whether events after ``after`` were pruned, from one snapshot."""
         connection_options = {"isolation_level": "REPEATABLE READ"} if self.engine.dialect.name == "postgresql" \
             else {}
         with self.engine.connect().execution_options(**connection_options) as connection:
@@ -429,18 +432,38 @@ class Listener:
                 job = db.get(Job, pk)
                 latest = db.scalar(select(func.max(JobEvent.id)).where(JobEvent.job_id == pk)) or 0
                 if job is None:
-                    return None, [], False
+                    return None, False
                 state = {"id": latest, "transition": "state", "pk": pk, "status": job.status,
                          "progress": job.progress, "node": job.node_id, "error": job.error_reason,
                          "transition_data": None, "time": _iso(job.last_status_change)}
                 gap = after is not None and after < pruned_through(db)
-                replay = []
-                if after is not None and not gap:
-                    replay = [event_json(event) for event in db.scalars(
-                        select(JobEvent).where(JobEvent.job_id == pk, JobEvent.id > after, JobEvent.id <= latest)
-                        .order_by(JobEvent.id))]
                 db.rollback()
-        return state, replay, gap
+        return state, gap
+
+    def _replay(self, ws: ChannelSocket, pk: int, after: int, through: int) -> bool:
+        """Send the job's events after ``after`` up to ``through``, a page at a time (no connection held while
+        sending); False when some not sent yet were pruned meanwhile (the caller says so with a gap)."""
+        while after < through:
+            page = self._replay_page(pk, after, through)
+            if page is None:
+                return False
+            if not page:
+                break
+            for message in page:
+                ws.send(json.dumps(message))
+            after = page[-1]["id"]
+        return True
+
+    def _replay_page(self, pk: int, after: int, through: int) -> list[dict] | None:
+        """The next ``REPLAY_PAGE`` events after ``after`` up to ``through``; None when events after ``after``
+        were pruned. The mark is read after the page: a prune committed before the page was read shows there."""
+        with self.sessions() as db:
+            page = [event_json(event) for event in db.scalars(
+                select(JobEvent).where(JobEvent.job_id == pk, JobEvent.id > after, JobEvent.id <= through)
+                .order_by(JobEvent.id).limit(REPLAY_PAGE))]
+            pruned = after < pruned_through(db)
+            db.rollback()
+        return None if pruned else page
 
     def channel(self, ws: ChannelSocket, pk: int, after: int | None, user_id: int | None = None) -> None:
         watcher = Watcher(pk, user_id)
@@ -448,16 +471,16 @@ class Listener:
         reader = None
         ws.send_timeout = 2 * self.ping_interval + 1  # as long as a silent peer is given to answer a ping
         try:
-            state, replay, gap = self._snapshot(pk, after)
+            state, gap = self._snapshot(pk, after)
             if state is None:
                 ws.close(1011, "job vanished")
                 return
             ws.send(json.dumps(state))
+            if after is not None and not gap:
+                gap = not self._replay(ws, pk, after, state["id"])
             if gap:
                 ws.send(json.dumps({**state, "transition": "gap", "transition_data": {
                     "detail": f"events after {after} were pruned: re-read the job"}}))
-            for message in replay:
-                ws.send(json.dumps(message))
             last_sent = state["id"]
             if state["status"] in ENDED:
                 return self._finish(ws, None)

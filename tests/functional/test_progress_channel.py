@@ -492,6 +492,82 @@ def test_a_resume_after_pruned_events_gets_a_gap_marker(listener, engine, bob, w
     ws.close()
 
 
+def paging_listener(engine, tmp_path, prune_after_first_page: bool = False) -> ListenerProcess:
+    """A listener that logs the size of each replay page it reads (``PAGE n``, ``PAGE gap``), and prunes every
+    event after the first page if asked."""
+    from ufdl_pyramid.cli.websocket import LAUNCH
+    return ListenerProcess(engine, tmp_path, LAUNCH.replace(
+        "from ufdl_pyramid.websocket import main\n",
+        "from ufdl_pyramid.websocket import main\n"
+        "from datetime import timedelta\n"
+        "import ufdl_pyramid.websocket as w\n"
+        "from ufdl_pyramid.models.meta import utcnow\n"
+        "from ufdl_pyramid.services.events import prune_events\n"
+        "_read_page = w.Listener._replay_page\n"
+        "pages = []\n"
+        "def read_page(self, pk, after, through):\n"
+        "    page = _read_page(self, pk, after, through)\n"
+        "    pages.append(page)\n"
+        "    print('PAGE', 'gap' if page is None else len(page), flush=True)\n"
+        f"    if {prune_after_first_page} and len(pages) == 1:\n"
+        "        with self.sessions() as db, db.begin():\n"
+        "            prune_events(db, timedelta(days=30), now=utcnow() + timedelta(days=31))\n"
+        "    return page\n"
+        "w.Listener._replay_page = read_page\n"))
+
+
+def replay_pages(tmp_path) -> list[str]:
+    return [line.split()[1] for line in (tmp_path / "listener.log").read_text().splitlines()
+            if line.startswith("PAGE ")]
+
+
+def record_progress_events(engine, job: dict, count: int) -> list[int]:
+    """``count`` progress events of ``job`` (0.01, 0.02, ...); their ids."""
+    manager = transaction.TransactionManager(explicit=True)
+    with manager:
+        db = get_tm_session(get_session_factory(engine), manager)
+        row = db.get(Job, job["pk"])
+        for step in range(1, count + 1):
+            record_event(db, row, "progress", data={"step": step})
+    return [event.id for event in events_of(engine, job["pk"])][-count:]
+
+
+def test_a_long_replay_is_read_a_page_at_a_time_and_arrives_whole_and_in_order(engine, tmp_path, bob, job):
+    """It was read whole into memory before the first was sent; now 20 events at a time."""
+    listener = paging_listener(engine, tmp_path)
+    try:
+        ids = record_progress_events(engine, job, 45)
+        ws = connect(listener.url, bob.token, job["pk"], after=ids[0] - 1)
+        assert json.loads(ws.recv())["transition"] == "state"
+        replayed = [json.loads(ws.recv()) for _ in ids]
+        assert [message["id"] for message in replayed] == ids
+        assert [message["transition_data"]["step"] for message in replayed] == list(range(1, 46))
+        ws.close()
+    finally:
+        listener.stop()
+    assert replay_pages(tmp_path) == ["20", "20", "5"]
+
+
+def test_events_pruned_between_replay_pages_give_the_gap_message(engine, tmp_path, bob, worker, job):
+    """The page after the prune finds the events it was to send gone: the rest of the replay is the gap message
+    a resume after pruned events gets (re-read the job), and the channel goes live."""
+    listener = paging_listener(engine, tmp_path, prune_after_first_page=True)
+    try:
+        ids = record_progress_events(engine, job, 30)
+        ws = connect(listener.url, bob.token, job["pk"], after=ids[0] - 1)
+        state = json.loads(ws.recv())
+        assert state["transition"] == "state"
+        assert [json.loads(ws.recv())["id"] for _ in range(20)] == ids[:20]
+        gap = json.loads(ws.recv())
+        assert gap["transition"] == "gap" and gap["id"] == state["id"] and "pruned" in gap["transition_data"]["detail"]
+        worker.get(path(job, "acquire"))
+        assert json.loads(ws.recv())["transition"] == "acquire"
+        ws.close()
+    finally:
+        listener.stop()
+    assert replay_pages(tmp_path) == ["20", "gap"]
+
+
 def test_the_listener_prunes_events_past_the_retention(engine, tmp_path, worker, job):
     from sqlalchemy import update
 
