@@ -97,8 +97,12 @@ def _age(value: Any) -> str | None:
     from .services.events import parse_age  # the events module imports the models: not at start-up
     if not str(value).strip():
         return None
-    if parse_age(value).total_seconds() <= 0:
-        raise ValueError(f"must be above 0, not {value!r}")
+    try:
+        seconds = parse_age(value).total_seconds()
+    except (ValueError, OverflowError):  # float()'s own words ("could not convert string to float") named no age
+        seconds = None
+    if seconds is None or not seconds > 0:
+        raise ValueError(f"must be an age above 0 such as 30d, 12h, 15m or 90s, not {value!r}")
     return str(value)
 
 

@@ -34,6 +34,8 @@ def test_settings_that_cannot_work_are_refused(name, value):
     ("ufdl.leases.check_interval", "", "must be a number of seconds (0: off), not ''"),
     ("ufdl.smtp.port", "70000", "must be a whole number from 1 to 65535, not '70000'"),
     ("ufdl.auth.argon2_memory_cost", "8", "must be a whole number from 32 to 4294967295, not '8'"),
+    ("ufdl.events.retention", "30x", "must be an age above 0 such as 30d, 12h, 15m or 90s, not '30x'"),
+    ("ufdl.events.retention", "0d", "must be an age above 0 such as 30d, 12h, 15m or 90s, not '0d'"),
 ])
 def test_a_value_that_does_not_parse_is_said_in_the_settings_terms(name, value, message):
     """Python's own words before: "could not convert string to float: 'abc'"."""
