@@ -122,3 +122,21 @@ def test_db_echo_logs_each_statement_once(tmp_path, logging_sections):
     assert len([line for line in said if line.endswith("SELECT users.id, users.username, users.password_hash, "
                                                         "users.email, users.is_admin, users.is_active, "
                                                         "users.date_joined ")]) == 1, said
+
+
+@pytest.mark.parametrize("command, said, not_said", [
+    # export only reads: its --url help said that the server applies the registry in one transaction.
+    (["templates", "export"], "a request per template", "applies the registry"),
+    (["templates", "sync"], "applies the registry in one transaction", None),
+    # The defaults the README gives were not in the help.
+    (["websocket"], "default: 127.0.0.1:6544", None),
+    (["jobs", "watch"], "default: http://127.0.0.1:6543", None),
+])
+def test_the_help_says_what_the_command_does(capsys, monkeypatch, command, said, not_said):
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option: the phrases are not wrapped
+    with pytest.raises(SystemExit) as ended:
+        ufdl([*command, "--help"])
+    assert ended.value.code == 0
+    text = capsys.readouterr().out
+    assert said in text, text
+    assert not_said is None or not_said not in text, text

@@ -20,7 +20,8 @@ def register(areas) -> None:
     who.add_argument("--token", help="an access token (it cannot be renewed: a reconnect after it expired fails)")
     who.add_argument("--username", help="log in through --api-url, and renew the token when it expires")
     watch.add_argument("--password", help="with --username (default: the UFDL_PASSWORD environment variable)")
-    watch.add_argument("--api-url", default="http://127.0.0.1:6543", help="the API's base URL, for --username")
+    watch.add_argument("--api-url", default="http://127.0.0.1:6543",
+                       help="the API's base URL, for --username (default: http://127.0.0.1:6543)")
     watch.add_argument("--after", type=database_id(0), default=None, metavar="ID",
                        help="replay the events after this event id first")
     watch.add_argument("--follow-retries", action="store_true",

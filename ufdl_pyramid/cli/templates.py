@@ -24,7 +24,9 @@ from .environment import password_of
 CHANGES_PENDING = 3
 
 _REMOTE_HELP = ("act through the HTTP API of the server at URL (with --token or --username) instead of the database "
-                "of -c INI (the server applies the registry in one transaction, as locally)")
+                "of -c INI")
+# diff and sync send the registry to POST /v1/job-templates/sync; export only reads (it applies nothing).
+_APPLY_REMOTELY = " (the server applies the registry in one transaction, as locally)"
 
 
 def register(areas) -> None:
@@ -39,7 +41,7 @@ def register(areas) -> None:
     diff = actions.add_parser("diff", help="what sync would do (exit 3 if it would change something)")
     diff.add_argument("directory", metavar="DIR")
     diff.add_argument("--prune", action="store_true", help="also list server templates not in the registry")
-    _remote_options(diff)
+    _remote_options(diff, _REMOTE_HELP + _APPLY_REMOTELY)
     diff.set_defaults(handler=run_diff)
 
     sync = actions.add_parser("sync", help="apply a registry in one transaction (all or nothing)")
@@ -47,7 +49,7 @@ def register(areas) -> None:
     sync.add_argument("--dry-run", action="store_true", help="do everything, then roll back")
     sync.add_argument("--prune", action="store_true",
                       help="soft-delete templates not in the registry (unless they have active jobs)")
-    _remote_options(sync)
+    _remote_options(sync, _REMOTE_HELP + _APPLY_REMOTELY)
     sync.set_defaults(handler=run_sync)
 
     export = actions.add_parser("export", help="write the server's templates as a registry directory")
@@ -55,12 +57,12 @@ def register(areas) -> None:
     export.add_argument("--all-versions", action="store_true",
                         help="every active version (default: the latest of each, and the versions meta-templates "
                              "use)")
-    _remote_options(export)
+    _remote_options(export, _REMOTE_HELP + " (a request per template)")
     export.set_defaults(handler=run_export)
 
 
-def _remote_options(parser) -> None:
-    parser.add_argument("--url", help=_REMOTE_HELP)
+def _remote_options(parser, url_help: str) -> None:
+    parser.add_argument("--url", help=url_help)
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--token", help="an admin's access token for --url")
     who.add_argument("--username", help="an admin's username for --url: log in with it")

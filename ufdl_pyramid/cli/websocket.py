@@ -20,7 +20,8 @@ LAUNCH = ("from gevent import monkey; monkey.patch_all()\n"
 
 def register(areas) -> None:
     command = areas.add_parser("websocket", help="serve the progress channel (gevent websocket listener)")
-    command.add_argument("--listen", default="127.0.0.1:6544", metavar="HOST:PORT")
+    command.add_argument("--listen", default="127.0.0.1:6544", metavar="HOST:PORT",
+                         help="where to listen (default: 127.0.0.1:6544)")
     command.set_defaults(handler=run_websocket)
 
 
