@@ -161,6 +161,16 @@ def test_once_with_nothing_to_do_exits_0(e2e):
     assert "no job to run" in worker.log_path.read_text()
 
 
+def test_the_node_registers_its_memory_in_bytes(e2e):
+    """The API's unit, as the job launcher sends it; the worker sent MiB (a 24 GiB machine: cpu_mem 24105)."""
+    total_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                     if line.startswith("MemTotal:"))
+    assert finished(e2e.worker("--once", index=7)) == 0
+    [node] = e2e.api.request("POST", "/v1/nodes/list", {"expressions": [
+        {"type": "exact", "field": "ip", "value": "127.0.0.1"}, {"type": "exact", "field": "index", "value": 7}]})
+    assert node["cpu_mem"] == total_kib * 1024
+
+
 def test_a_failing_command_fails_the_job_with_its_error(e2e):
     job = e2e.create_job("shell", "", command="sh -c 'echo it broke >&2; exit 4'")
     assert finished(e2e.worker("--once")) == 0

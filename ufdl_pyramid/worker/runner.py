@@ -62,12 +62,14 @@ def local_ip_towards(host: str, port: int | None) -> str:
         return "127.0.0.1"
 
 
-def memory_mib() -> int | None:
+def memory_bytes() -> int | None:
+    """The machine's memory in bytes, the unit of a node's ``cpu_mem`` (the job launcher sends psutil's total).
+    It sent MiB, capped for the 32-bit column that migration 0007 widened: a 24 GiB node read as 24 KB."""
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
-                if line.startswith("MemTotal:"):
-                    return min(int(line.split()[1]) // 1024, 2**31 - 1)
+                if line.startswith("MemTotal:"):  # in KiB, whatever the "kB" says
+                    return min(int(line.split()[1]) * 1024, 2**63 - 1)
     except (OSError, ValueError, IndexError):
         pass
     return None
@@ -151,7 +153,7 @@ class Worker:
     # -- start-up --------------------------------------------------------------------------------------------
     def register_node(self) -> int:
         ip = self.options.ip or local_ip_towards(self.api.host, self.api.port)
-        facts = {"cpu_mem": memory_mib()}
+        facts = {"cpu_mem": memory_bytes()}
         facts = {key: value for key, value in facts.items() if value is not None}
         self.api.node_id = None
         try:
