@@ -313,7 +313,7 @@ def test_worker_options_that_cannot_work_are_refused_before_connecting(capsys, o
     from ufdl_pyramid.cli import main
     # Nothing listens on port 1: the worker would retry its login for ever, had it not refused first.
     assert main(["worker", "--url", "http://127.0.0.1:1", "--username", "u", "--password", "p", "--once",
-                 option, value]) == 1
+                 option, value]) == 2  # a usage error, as the other commands' option values
     assert capsys.readouterr().err == f"ufdl: {message}\n"
 
 

@@ -57,17 +57,18 @@ def run_worker(args, environment) -> int:
     except ValueError as error:
         print(f"ufdl: {error}", file=sys.stderr)
         return 1
+    # Option values out of range are usage errors (exit 2), as argparse's own and the other commands' are.
     if not 0 <= args.grace < math.inf:
         print("ufdl: --grace must be a number of seconds, 0 or more", file=sys.stderr)
-        return 1
+        return 2
     # 0 (or less) made a busy loop: acquire-next, or the heartbeat, sent again and again without a pause.
     for flag, value in (("--poll", args.poll), ("--heartbeat", args.heartbeat), ("--max-backoff", args.max_backoff)):
         if not 0 < value < math.inf:
             print(f"ufdl: {flag} must be a number of seconds above 0", file=sys.stderr)
-            return 1
+            return 2
     if args.concurrency < 1 or args.index < 0:
         print("ufdl: --concurrency must be at least 1 and --index 0 or more", file=sys.stderr)
-        return 1
+        return 2
     stop, interrupt = threading.Event(), threading.Event()
     log = logging.getLogger("ufdl_pyramid.worker")
 
