@@ -22,9 +22,11 @@ from .job_types import JobType
 from .templates import JobTemplate, TemplateChild, TemplateTypeReference
 from .jobs import Job, JobOutput
 from .events import JobEvent
+from .seed_job_types import SeedJobType, SeedJobTypeRevision
 
 __all__ = ["Base", "User", "RefreshToken", "Node", "LeaseClock", "Licence", "DataDomain", "Framework", "JobType",
            "JobTemplate", "TemplateChild", "TemplateTypeReference", "Job", "JobOutput", "JobEvent",
+           "SeedJobType", "SeedJobTypeRevision",
            "get_engine", "get_session_factory", "get_tm_session", "begin_for", "write_from_here", "mark_written",
            "database_unavailable"]
 

@@ -1,0 +1,59 @@
+"""Scale job types (the v6 API): a Seed image and its manifest, by (name, version), with its revisions."""
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .meta import Base, UTCDateTime, utcnow
+
+NAME_LENGTH = 200
+VERSION_LENGTH = 200
+DOCKER_IMAGE_LENGTH = 1000
+ICON_CODE_LENGTH = 200
+
+
+class SeedJobType(Base):
+    __tablename__ = "seed_job_types"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
+    version: Mapped[str] = mapped_column(String(VERSION_LENGTH))
+    # From the manifest's job: what the lists show and the keyword search reads (tags one per line).
+    title: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[str] = mapped_column(Text, default="")
+    icon_code: Mapped[str | None] = mapped_column(String(ICON_CODE_LENGTH))
+    is_published: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_system: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_scheduled: Mapped[int | None] = mapped_column(Integer)
+    max_tries: Mapped[int] = mapped_column(Integer, default=3)
+    docker_image: Mapped[str] = mapped_column(String(DOCKER_IMAGE_LENGTH))
+    manifest: Mapped[dict] = mapped_column(JSON)
+    # Without the secret settings' values: those are in ``secrets``, encrypted (a Fernet token of a JSON object).
+    configuration: Mapped[dict | None] = mapped_column(JSON)
+    secrets: Mapped[str | None] = mapped_column(Text)
+    revision_num: Mapped[int] = mapped_column(Integer, default=1)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deprecated: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_modified: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    revisions: Mapped[list["SeedJobTypeRevision"]] = relationship(
+        back_populates="job_type", order_by="SeedJobTypeRevision.revision_num", lazy="raise_on_sql")
+
+
+class SeedJobTypeRevision(Base):
+    __tablename__ = "seed_job_type_revisions"
+    __table_args__ = (UniqueConstraint("job_type_id", "revision_num"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_type_id: Mapped[int] = mapped_column(ForeignKey("seed_job_types.id", ondelete="CASCADE"))
+    revision_num: Mapped[int] = mapped_column(Integer)
+    docker_image: Mapped[str] = mapped_column(String(DOCKER_IMAGE_LENGTH))
+    manifest: Mapped[dict] = mapped_column(JSON)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    job_type: Mapped[SeedJobType] = relationship(back_populates="revisions", lazy="joined")
