@@ -21,6 +21,7 @@ requires = [
     "gevent>=23.9",
     "gevent-websocket>=0.10.1",
     "websocket-client>=1.6",
+    "cryptography>=42.0",  # Fernet: the secret settings of Scale job types, encrypted at rest
 ]
 
 tests_require = [

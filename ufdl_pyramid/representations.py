@@ -1,7 +1,8 @@
 """The JSON form of each model, as the v1 API answers it (field names follow the UFDL seeds)."""
 from datetime import datetime, timezone
 
-from .models import DataDomain, Framework, Job, JobOutput, JobTemplate, JobType, Licence, Node, User
+from .models import (DataDomain, Framework, Job, JobOutput, JobTemplate, JobType, Licence, Node, SeedJobType,
+                     SeedJobTypeRevision, User)
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -75,3 +76,48 @@ def job_json(job: Job) -> dict:
             "is_cancelled": job.is_cancelled, "status": job.status, "progress": job.progress,
             "last_status_change": timestamp(job.last_status_change), "error_category": job.error_category,
             **soft_delete_fields(job)}
+
+
+# The v6 (Scale) API's job types. ``unmet`` is the job type's unmet resources (NodeCapacity.unmet).
+
+def seed_job_type_json(row: SeedJobType) -> dict:
+    """A job type in the list of every version."""
+    return {"id": row.id, "name": row.name, "version": row.version, "title": row.title,
+            "description": row.description, "icon_code": row.icon_code, "is_published": row.is_published,
+            "is_active": row.is_active, "is_paused": row.is_paused, "is_system": row.is_system,
+            "max_scheduled": row.max_scheduled, "revision_num": row.revision_num, "docker_image": row.docker_image,
+            "created": timestamp(row.created), "deprecated": timestamp(row.deprecated),
+            "paused": timestamp(row.paused), "last_modified": timestamp(row.last_modified)}
+
+
+def seed_job_type_version_json(row: SeedJobType, unmet: str | None) -> dict:
+    """A job type in the list of one name's versions."""
+    return {**seed_job_type_json(row), "unmet_resources": unmet}
+
+
+def seed_job_type_details_json(row: SeedJobType, unmet: str | None) -> dict:
+    # The configuration is stored without the secret settings' values: none can be answered.
+    return {**seed_job_type_version_json(row, unmet), "max_tries": row.max_tries, "manifest": row.manifest,
+            "configuration": row.configuration, "recipe_types": []}
+
+
+def seed_job_type_names_json(versions: list[SeedJobType]) -> dict:
+    """One name, from its versions in order of precedence: the fields are the latest one's."""
+    latest = versions[-1]
+    return {"name": latest.name, "title": latest.title, "description": latest.description,
+            "icon_code": latest.icon_code, "is_published": latest.is_published,
+            "versions": [row.version for row in versions], "latest_version": latest.version}
+
+
+def seed_job_type_brief_json(row: SeedJobType, unmet: str | None) -> dict:
+    """The job type as a revision (or a count) shows it."""
+    return {"id": row.id, "name": row.name, "version": row.version, "title": row.title,
+            "description": row.description, "is_active": row.is_active, "is_paused": row.is_paused,
+            "is_published": row.is_published, "icon_code": row.icon_code, "unmet_resources": unmet}
+
+
+def seed_job_type_revision_json(revision: SeedJobTypeRevision, unmet: str | None, *, details: bool = False) -> dict:
+    answer = {"id": revision.id, "job_type": seed_job_type_brief_json(revision.job_type, unmet),
+              "revision_num": revision.revision_num, "docker_image": revision.docker_image,
+              "created": timestamp(revision.created)}
+    return {**answer, "manifest": revision.manifest} if details else answer

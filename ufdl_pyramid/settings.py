@@ -106,6 +106,22 @@ def _age(value: Any) -> str | None:
     return str(value)
 
 
+def _fernet_key(value: Any) -> str | None:
+    """A Fernet key (32 bytes, url-safe base64), checked at start-up rather than at the first secret stored;
+    blank is unset."""
+    from cryptography.fernet import Fernet
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        Fernet(text)
+    except (TypeError, ValueError):
+        raise ValueError("must be a Fernet key (32 url-safe base64-encoded bytes), as "
+                         "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'` "
+                         "makes one") from None
+    return text
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -169,6 +185,8 @@ SETTINGS = (
     Setting("ufdl.smtp.password", None, str, "SMTP password."),
     Setting("ufdl.smtp.starttls", False, _bool, "Switch to TLS with STARTTLS before logging in."),
     Setting("ufdl.smtp.timeout", 10, _seconds, "Seconds to wait for the SMTP server."),
+    Setting("ufdl.seed.secret_key", None, _fernet_key, "Fernet key that encrypts the secret settings of Scale job "
+            "types (v6); unset: a job type with secret setting values is refused."),
 )
 
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -32,6 +32,8 @@ TEST_SETTINGS = {
     "retry.attempts": "3",
     # No lease checks of the app's own in the background: a test expires leases when it means to.
     "ufdl.leases.check_interval": "0",
+    # Encrypts the secret settings of Scale job types (32 bytes: "test-only-key-not-for-production").
+    "ufdl.seed.secret_key": "dGVzdC1vbmx5LWtleS1ub3QtZm9yLXByb2R1Y3Rpb24=",
 }
 
 

@@ -1,4 +1,4 @@
-"""The top of the traversal tree: ``/`` and ``/v1``."""
+"""The top of the traversal tree: ``/``, ``/v1`` (the UFDL API) and ``/v6`` (the Scale job-type API)."""
 from pyramid.authorization import Allow, Everyone
 
 from ..permissions import Permission
@@ -9,6 +9,7 @@ from .job_types import JobTypes
 from .jobs import JobOutputs, Jobs
 from .nodes import Nodes
 from .plugins import Plugins
+from .scale import V6
 from .templates import JobTemplates
 
 
@@ -35,7 +36,7 @@ class V1(Container):
 class Root(Container):
     # Admins may do anything; everything below only grants to ordinary users.
     __acl__ = [ADMIN_ACE]
-    children = {"v1": V1}
+    children = {"v1": V1, "v6": V6}
 
     def __init__(self, request):
         super().__init__(request)

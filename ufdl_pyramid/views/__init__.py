@@ -12,4 +12,5 @@ def includeme(config):
     config.scan(".templates")
     config.scan(".jobs")
     config.scan(".outputs")
+    config.scan(".scale_job_types")
     config.include(".health")

@@ -1,0 +1,500 @@
+"""The Scale v6 job-type API (seed 002): reads, paging and filters, validation, creation, revisions, editing,
+secret settings, permissions and bad input."""
+import copy
+import json
+import pathlib
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import select
+
+from ufdl_pyramid.models import SeedJobType
+
+MANIFESTS = pathlib.Path(__file__).parent / "seed_manifests"
+# The body of the spec's "Add Seed Image" example (its JSON is valid as written).
+SPEC_POST = json.loads((MANIFESTS / "spec_add_seed_image.json").read_text())
+
+
+def manifest(name: str, version: str | None = None, job_name: str | None = None) -> dict:
+    """One of the Seed spec's example manifests, with another jobVersion or name if asked."""
+    document = json.loads((MANIFESTS / f"{name}.manifest.json").read_text())
+    if version is not None:
+        document["job"]["jobVersion"] = version
+    if job_name is not None:
+        document["job"]["name"] = job_name
+    return document
+
+
+def add(admin, document: dict, image: str = "registry/job:1", status: int = 201, **fields):
+    return admin.post("/v6/job-types/", {"docker_image": image, "manifest": document, **fields}, status=status)
+
+
+@pytest.fixture
+def spec_job(admin):
+    return admin.post("/v6/job-types/", SPEC_POST, status=201)
+
+
+# Reads
+
+def test_anonymous_is_401_everywhere(anonymous, spec_job):
+    for path in ("/v6/job-type-names/", "/v6/job-types/", "/v6/job-types/test/", "/v6/job-types/test/1.0.0/",
+                 "/v6/job-types/test/1.0.0/revisions/", "/v6/job-types/test/1.0.0/revisions/1/",
+                 "/v6/job-types/nothing/9.9.9/"):
+        refused = anonymous.get(path, status=401)
+        assert refused.json == {"detail": "Authentication credentials were not provided."}
+    anonymous.post("/v6/job-types/", SPEC_POST, status=401)
+    anonymous.post("/v6/job-types/validation/", {"manifest": SPEC_POST["manifest"]}, status=401)
+    anonymous.patch("/v6/job-types/test/1.0.0/", {"is_paused": True}, status=401)
+
+
+def test_the_spec_example_is_created_and_read_back(admin, alice, spec_job):
+    details = spec_job.json
+    assert spec_job.headers["Location"] == "http://localhost/v6/job-types/test/1.0.0/"
+    assert details["name"] == "test" and details["version"] == "1.0.0"
+    assert details["title"] == "Job to demonstrate job type APIs"
+    assert details["description"] == SPEC_POST["manifest"]["job"]["description"]
+    assert (details["icon_code"], details["max_scheduled"], details["docker_image"]) == (
+        "f1c5", 1, "test-1.0.0-seed:1.0.0")
+    assert (details["is_published"], details["is_active"], details["is_paused"], details["is_system"]) == (
+        False, True, False, False)
+    assert (details["max_tries"], details["revision_num"], details["recipe_types"]) == (3, 1, [])
+    assert details["manifest"] == SPEC_POST["manifest"]
+    assert details["deprecated"] is None and details["paused"] is None
+    assert details["created"].endswith("Z") and details["last_modified"].endswith("Z")
+    # Any user reads it, with or without the trailing slash.
+    assert alice.get("/v6/job-types/test/1.0.0/").json == details
+    assert alice.get("/v6/job-types/test/1.0.0").json == details
+
+
+def test_lists(admin, alice, spec_job):
+    add(admin, manifest("complete"))
+    add(admin, manifest("complete", "1.1.0"))
+    listed = alice.get("/v6/job-types/").json
+    assert listed["count"] == 3 and listed["next"] is None and listed["previous"] is None
+    assert [(row["name"], row["version"]) for row in listed["results"]] == [
+        ("my-job", "1.0.0"), ("my-job", "1.1.0"), ("test", "1.0.0")]
+    assert set(listed["results"][0]) == {
+        "id", "name", "version", "title", "description", "icon_code", "is_published", "is_active", "is_paused",
+        "is_system", "max_scheduled", "revision_num", "docker_image", "created", "deprecated", "paused",
+        "last_modified"}
+    assert alice.get("/v6/job-types").json == listed
+    names = alice.get("/v6/job-type-names/").json
+    assert names == {"count": 2, "next": None, "previous": None, "results": [
+        {"name": "my-job", "title": "My first job", "description": manifest("complete")["job"]["description"],
+         "icon_code": None, "is_published": False, "versions": ["1.0.0", "1.1.0"],
+         "latest_version": "1.1.0"},
+        {"name": "test", "title": "Job to demonstrate job type APIs", "description": SPEC_POST["manifest"]["job"][
+            "description"], "icon_code": "f1c5", "is_published": False, "versions": ["1.0.0"],
+         "latest_version": "1.0.0"}]}
+    versions = alice.get("/v6/job-types/my-job/").json
+    assert [row["version"] for row in versions["results"]] == ["1.0.0", "1.1.0"]
+    assert versions["count"] == 2 and "unmet_resources" in versions["results"][0]
+
+
+def test_latest_version_follows_semantic_versioning(admin, alice):
+    for version in ("1.10.0", "1.9.0", "1.10.0-alpha", "1.10.0-alpha.2", "1.10.0-alpha.10", "1.10.0+build.7"):
+        add(admin, manifest("random-number", version))
+    [names] = alice.get("/v6/job-type-names/").json["results"]
+    assert names["versions"] == ["1.9.0", "1.10.0-alpha", "1.10.0-alpha.2", "1.10.0-alpha.10", "1.10.0",
+                                 "1.10.0+build.7"]
+    assert names["latest_version"] == "1.10.0+build.7"
+
+
+@pytest.mark.parametrize("version", ["1.0.0-alpha", "1.0.0+build.1", "2.0.0-rc.1+exp.sha.5114f85"])
+def test_versions_with_pre_release_or_build_parts_are_reachable(admin, alice, version):
+    created = add(admin, manifest("random-number", version))
+    assert created.json["version"] == version
+    assert alice.get(created.headers["Location"]).json["version"] == version
+    assert alice.get(f"/v6/job-types/random-number-gen/{version}/").json == created.json
+    assert alice.get(f"/v6/job-types/random-number-gen/{version}/revisions/1/").json["job_type"]["version"] == version
+
+
+def test_unknown_names_versions_and_revisions_are_404(alice, spec_job):
+    for path in ("/v6/job-types/nothing/", "/v6/job-types/nothing/1.0.0/", "/v6/job-types/test/2.0.0/",
+                 "/v6/job-types/test/1.0.0/revisions/2/", "/v6/job-types/test/1.0.0/revisions/x/",
+                 "/v6/job-types/test/1.0.0/revisions/0/", "/v6/job-types/test/1.0.0/revisions/99999999999/",
+                 "/v6/job-types/test/1.0.0/other/", "/v6/job-types/%00/", "/v6/job-types/test/%00/",
+                 "/v6/job-types/" + "a" * 300 + "/", "/v6/nothing/"):
+        assert alice.get(path, status=404).json == {"detail": "Not found."}, path
+
+
+def test_the_count_endpoints_are_not_served(alice):
+    """Not built (README): 404, not empty counts."""
+    for path in ("status", "pending", "running", "system-failures"):
+        assert alice.get(f"/v6/job-types/{path}/", status=404).json == {"detail": "Not found."}
+
+
+def test_revisions(admin, alice, spec_job):
+    changed = copy.deepcopy(SPEC_POST)
+    changed["manifest"]["job"]["title"] = "A new title"
+    second = admin.post("/v6/job-types/", changed, status=201).json
+    assert second["revision_num"] == 2 and second["id"] == spec_job.json["id"] and second["title"] == "A new title"
+    revisions = alice.get("/v6/job-types/test/1.0.0/revisions/").json
+    assert revisions["count"] == 2 and [row["revision_num"] for row in revisions["results"]] == [1, 2]
+    first = revisions["results"][0]
+    assert set(first) == {"id", "job_type", "revision_num", "docker_image", "created"}
+    assert first["job_type"] == {"id": second["id"], "name": "test", "version": "1.0.0", "title": "A new title",
+                                 "description": second["description"], "is_active": True, "is_paused": False,
+                                 "is_published": False, "icon_code": "f1c5", "unmet_resources": "mem"}
+    one = alice.get("/v6/job-types/test/1.0.0/revisions/1/").json
+    assert one["manifest"] == SPEC_POST["manifest"] and one["docker_image"] == "test-1.0.0-seed:1.0.0"
+    assert alice.get("/v6/job-types/test/1.0.0/revisions/2").json["manifest"] == changed["manifest"]
+
+
+def test_unmet_resources_lists_what_no_node_offers(admin, alice):
+    document = manifest("random-number")
+    document["job"]["resources"] = {"scalar": [{"name": "cpus", "value": 1}, {"name": "mem", "value": 1024},
+                                               {"name": "gpus", "value": 1}, {"name": "chocolate", "value": 2}]}
+    add(admin, document)
+    path = "/v6/job-types/random-number-gen/0.1.0/"
+    assert alice.get(path).json["unmet_resources"] == "mem,gpus,chocolate"
+    alice.post("/v1/nodes/create", {"ip": "10.0.0.1", "index": 0, "driver_version": "1", "hardware_generation":
+                                    "Pascal", "gpu_mem": 8 * 2**30, "cpu_mem": 2 * 2**30}, status=201)
+    assert alice.get(path).json["unmet_resources"] == "chocolate"
+
+
+# Paging
+
+def test_paging(admin, alice):
+    for minor in range(5):
+        add(admin, manifest("random-number", f"1.{minor}.0"))
+    first = alice.get("/v6/job-types/?page_size=2&is_system=false").json
+    assert first["count"] == 5 and len(first["results"]) == 2 and first["previous"] is None
+    next_url = urlsplit(first["next"])
+    assert next_url.scheme == "http" and next_url.path == "/v6/job-types/"
+    assert parse_qs(next_url.query) == {"page_size": ["2"], "is_system": ["false"], "page": ["2"]}
+    second = alice.get(first["next"]).json
+    assert parse_qs(urlsplit(second["previous"]).query)["page"] == ["1"]
+    third = alice.get(second["next"]).json
+    assert third["next"] is None and len(third["results"]) == 1
+    seen = [row["version"] for page in (first, second, third) for row in page["results"]]
+    assert sorted(seen) == [f"1.{minor}.0" for minor in range(5)]
+    assert alice.get("/v6/job-types/?page=4&page_size=2", status=404).json == {"detail": "Invalid page."}
+    assert alice.get("/v6/job-types/?page=0", status=404).json == {"detail": "Invalid page."}
+    # page_size is brought into 1..1000.
+    assert len(alice.get("/v6/job-types/?page_size=0").json["results"]) == 1
+    assert len(alice.get("/v6/job-types/?page_size=-5").json["results"]) == 1
+    assert len(alice.get("/v6/job-types/?page_size=5000").json["results"]) == 5
+    # An empty first page exists.
+    assert alice.get("/v6/job-types/?keyword=nothing").json == {"count": 0, "next": None, "previous": None,
+                                                                 "results": []}
+    assert alice.get("/v6/job-type-names/?page=2", status=404).json == {"detail": "Invalid page."}
+    assert alice.get("/v6/job-types/random-number-gen/?page_size=3&page=2").json["count"] == 5
+    assert alice.get("/v6/job-types/random-number-gen/1.0.0/revisions/?page=2", status=404).json == {
+        "detail": "Invalid page."}
+
+
+# Filters and order
+
+def test_filters(admin, alice, spec_job):
+    add(admin, manifest("complete"))
+    add(admin, manifest("watermark"))
+    other = add(admin, manifest("random-number")).json
+    admin.patch("/v6/job-types/image-watermark/0.1.0/", {"is_active": False}, status=200)
+
+    def names(query: str, path: str = "/v6/job-types/") -> list:
+        return [row["name"] for row in alice.get(path + query).json["results"]]
+
+    assert names("?keyword=WATER") == ["image-watermark"]  # name, case-insensitive
+    assert names("?keyword=sample") == ["test"]  # a tag
+    assert names("?keyword=sample&keyword=random") == ["random-number-gen", "test"]
+    assert names("?keyword=%25") == [] and names("?keyword=_") == []  # literal % and _
+    assert names("?keyword=-") == ["image-watermark", "my-job", "random-number-gen"]
+    assert names(f"?id={other['id']}") == ["random-number-gen"]
+    assert names(f"?id={other['id']}&id={spec_job.json['id']}") == ["random-number-gen", "test"]
+    assert names("?id=99999999999") == []
+    assert names("?is_active=FALSE") == ["image-watermark"]
+    assert names("?is_active=1") == ["my-job", "random-number-gen", "test"]
+    assert names("?is_system=true") == [] and len(names("?is_system=0")) == 4
+    assert names("?is_active=false", "/v6/job-type-names/") == ["image-watermark"]
+    assert names("?keyword=job", "/v6/job-type-names/") == ["my-job", "test"]
+    assert [row["version"] for row in alice.get("/v6/job-types/my-job/?is_active=false").json["results"]] == []
+
+
+def test_order(admin, alice):
+    add(admin, manifest("random-number", "1.0.0"), image="b")
+    add(admin, manifest("random-number", "2.0.0"), image="a")
+    add(admin, manifest("watermark"), image="a")
+
+    def order(query: str) -> list:
+        return [(row["name"], row["version"]) for row in alice.get("/v6/job-types/" + query).json["results"]]
+
+    assert order("?order=-name") == [("random-number-gen", "1.0.0"), ("random-number-gen", "2.0.0"),
+                                     ("image-watermark", "0.1.0")]
+    assert order("?order=docker_image&order=-version") == [
+        ("random-number-gen", "2.0.0"), ("image-watermark", "0.1.0"), ("random-number-gen", "1.0.0")]
+    assert [row["name"] for row in alice.get("/v6/job-type-names/?order=-name").json["results"]] == [
+        "random-number-gen", "image-watermark"]
+
+
+@pytest.mark.parametrize("query", [
+    "page=x", "page=1.5", "page=", "page=" + "9" * 30, "page_size=abc", "page_size=" + "1" * 5000,
+    "id=abc", "id=1.0", "id=", "is_active=yes", "is_active=", "is_system=maybe", "order=nope", "order=",
+    "order=--name", "keyword=%00", "keyword=%ED%A0%80", "page=%FF"])
+@pytest.mark.parametrize("path", ["/v6/job-types/", "/v6/job-type-names/"])
+def test_malformed_query_parameters_are_400(alice, spec_job, path, query):
+    refused = alice.get(f"{path}?{query}", status=400)
+    assert set(refused.json) == {"detail"}
+
+
+@pytest.mark.parametrize("query", ["page=x", "page_size=y", "is_active=2"])
+def test_malformed_paging_of_versions_and_revisions_is_400(alice, spec_job, query):
+    alice.get(f"/v6/job-types/test/?{query}", status=400)
+    if not query.startswith("is_active"):
+        alice.get(f"/v6/job-types/test/1.0.0/revisions/?{query}", status=400)
+
+
+# Validation
+
+def test_validation(alice):
+    for name in ("complete", "random-number", "read-bytes", "watermark"):
+        answer = alice.post("/v6/job-types/validation/", {"manifest": manifest(name)}).json
+        assert answer == {"is_valid": True, "errors": [], "warnings": []}, name
+    spec = {"manifest": SPEC_POST["manifest"], "configuration": SPEC_POST["configuration"]}
+    assert alice.post("/v6/job-types/validation/", spec).json["is_valid"] is True
+    assert alice.post("/v6/job-types/validation", spec).json["is_valid"] is True
+
+
+@pytest.mark.parametrize("document", [
+    {"seedVersion": "0.9.0", "job": manifest("random-number")["job"]},
+    manifest("random-number", job_name="my-job\n"),
+    ["not", "an", "object"], "a string", {"seedVersion": "1.0.0"}])
+def test_validation_reports_invalid_manifests(alice, admin, document):
+    answer = alice.post("/v6/job-types/validation/", {"manifest": document}).json
+    assert answer["is_valid"] is False and answer["errors"]
+    assert all(set(error) == {"name", "description"} for error in answer["errors"])
+    assert answer["errors"][0]["name"] == "JSON_VALIDATION_ERROR"
+    # The same manifest is refused on creation, with the same errors, and nothing is stored.
+    refused = add(admin, document, status=400).json
+    assert refused["is_valid"] is False and refused["errors"] == answer["errors"] and refused["detail"]
+    assert admin.get("/v6/job-types/").json["count"] == 0
+
+
+@pytest.mark.parametrize("body", [[], "x", 1, None, {}, {"configuration": {}}, {"manifest": {}, "other": 1}])
+def test_validation_of_a_body_without_a_manifest_is_400(alice, body):
+    refused = alice.post("/v6/job-types/validation/", body, status=400)
+    assert set(refused.json) == {"detail"}
+
+
+def test_malformed_json_bodies_are_400(admin):
+    for method, path in (("post", "/v6/job-types/validation/"), ("post", "/v6/job-types/"),
+                         ("patch", "/v6/job-types/test/1.0.0/")):
+        if method == "patch":
+            admin.post("/v6/job-types/", SPEC_POST, status=201)
+        for body in (b"{", b"", b"\xff", b'{"manifest": NaN}', b'{"a": 1, "a": 2}', b'{"manifest": "\\u0000"}'):
+            refused = getattr(admin.app, method)(path, body, headers=admin.headers(), status=400,
+                                                 content_type="application/json")
+            assert set(refused.json) == {"detail"}
+
+
+# Creation
+
+def test_only_admins_create_and_edit(alice, spec_job):
+    assert alice.post("/v6/job-types/", SPEC_POST, status=403).json == {
+        "detail": "You do not have permission to perform this action."}
+    alice.patch("/v6/job-types/test/1.0.0/", {"is_paused": True}, status=403)
+
+
+def test_posting_the_same_manifest_again_makes_no_new_revision(admin, spec_job):
+    again = admin.post("/v6/job-types/", {**SPEC_POST, "icon_code": "f000", "is_published": True}, status=201)
+    assert again.json["revision_num"] == 1 and again.json["id"] == spec_job.json["id"]
+    assert (again.json["icon_code"], again.json["is_published"]) == ("f000", True)
+    assert admin.get("/v6/job-types/test/1.0.0/revisions/").json["count"] == 1
+    # A new image is a new revision.
+    image = admin.post("/v6/job-types/", {**SPEC_POST, "docker_image": "test:2"}, status=201).json
+    assert image["revision_num"] == 2 and image["docker_image"] == "test:2"
+    assert admin.get("/v6/job-types/test/1.0.0/revisions/2/").json["docker_image"] == "test:2"
+
+
+def test_a_new_version_is_a_new_job_type(admin, spec_job):
+    changed = copy.deepcopy(SPEC_POST)
+    changed["manifest"]["job"]["jobVersion"] = "1.1.0"
+    created = admin.post("/v6/job-types/", changed, status=201)
+    assert created.headers["Location"].endswith("/v6/job-types/test/1.1.0/")
+    assert created.json["id"] != spec_job.json["id"] and created.json["revision_num"] == 1
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"manifest": SPEC_POST["manifest"]}, "docker_image"),
+    ({"docker_image": "x"}, "manifest"),
+    ({**SPEC_POST, "docker_image": ""}, "docker_image"),
+    ({**SPEC_POST, "docker_image": 5}, "docker_image"),
+    ({**SPEC_POST, "docker_image": "x" * 1001}, "docker_image"),
+    ({**SPEC_POST, "icon_code": 5}, "icon_code"),
+    ({**SPEC_POST, "icon_code": "x" * 201}, "icon_code"),
+    ({**SPEC_POST, "is_published": "yes"}, "is_published"),
+    ({**SPEC_POST, "is_active": 1}, "is_active"),
+    ({**SPEC_POST, "is_paused": None}, "is_paused"),
+    ({**SPEC_POST, "auto_update": "true"}, "auto_update"),
+    ({**SPEC_POST, "max_scheduled": 0}, "max_scheduled"),
+    ({**SPEC_POST, "max_scheduled": 2**31}, "max_scheduled"),
+    ({**SPEC_POST, "max_scheduled": 1.5}, "max_scheduled"),
+    ({**SPEC_POST, "max_scheduled": True}, "max_scheduled"),
+    ({**SPEC_POST, "max_scheduled": 10**5000}, "body"),
+    ({**SPEC_POST, "unknown": 1}, "unknown"),
+])
+def test_bad_create_fields_are_400(admin, body, field):
+    if field == "body":
+        text = json.dumps({**SPEC_POST, "max_scheduled": 0}).replace('"max_scheduled": 0', '"max_scheduled": '
+                                                                     + "9" * 5000)
+        refused = admin.app.post("/v6/job-types/", text, headers=admin.headers(), status=400,
+                                 content_type="application/json")
+    else:
+        refused = admin.post("/v6/job-types/", body, status=400)
+    assert field in refused.json["detail"]
+    assert admin.get("/v6/job-types/").json["count"] == 0
+
+
+def test_a_reserved_name_is_refused(admin):
+    for name in ("validation", "status", "pending", "running", "system-failures"):
+        assert "reserved" in add(admin, manifest("random-number", job_name=name), status=400).json["detail"]
+
+
+def test_a_name_or_version_too_long_to_store_is_400(admin):
+    add(admin, manifest("random-number", job_name="a" * 201), status=400)
+    add(admin, manifest("random-number", version="1.0.0-" + "a" * 200), status=400)
+
+
+def test_max_scheduled_null_and_integral_float(admin, spec_job):
+    assert add(admin, manifest("random-number"), max_scheduled=5.0).json["max_scheduled"] == 5
+    assert add(admin, manifest("random-number"), max_scheduled=None).json["max_scheduled"] is None
+
+
+# Secret settings
+
+def stored(engine, name: str) -> SeedJobType:
+    with engine.connect() as connection:
+        return connection.execute(select(SeedJobType).where(SeedJobType.name == name)).one()
+
+
+def test_secret_settings_are_stored_encrypted_and_never_returned(admin, alice, engine, spec_job):
+    for answer in (spec_job.text, alice.get("/v6/job-types/test/1.0.0/").text, alice.get("/v6/job-types/").text,
+                   alice.get("/v6/job-types/test/").text, alice.get("/v6/job-types/test/1.0.0/revisions/1/").text,
+                   alice.get("/v6/job-type-names/").text):
+        assert "secret_password" not in answer and "DB_PASS" not in json.dumps(
+            json.loads(answer).get("configuration", {}))
+    assert spec_job.json["configuration"]["settings"] == {"DB_HOST": "som.host.name"}
+    assert spec_job.json["configuration"]["mounts"] == SPEC_POST["configuration"]["mounts"]
+    row = stored(engine, "test")
+    assert "secret_password" not in json.dumps(row.configuration) and "secret_password" not in row.secrets
+    from cryptography.fernet import Fernet
+    from ufdl_pyramid.testing import TEST_SETTINGS
+    assert json.loads(Fernet(TEST_SETTINGS["ufdl.seed.secret_key"]).decrypt(row.secrets.encode())) == {
+        "DB_PASS": "secret_password"}
+
+
+def test_an_edit_replaces_given_secrets_and_keeps_the_others(admin, engine, spec_job):
+    from cryptography.fernet import Fernet
+    from ufdl_pyramid.testing import TEST_SETTINGS
+    fernet = Fernet(TEST_SETTINGS["ufdl.seed.secret_key"])
+    configuration = copy.deepcopy(SPEC_POST["configuration"])
+    configuration["settings"] = {"DB_HOST": "other.host"}
+    admin.patch("/v6/job-types/test/1.0.0/", {"configuration": configuration}, status=200)
+    row = stored(engine, "test")
+    assert row.configuration["settings"] == {"DB_HOST": "other.host"}
+    assert json.loads(fernet.decrypt(row.secrets.encode())) == {"DB_PASS": "secret_password"}
+    configuration["settings"]["DB_PASS"] = "new_password"
+    admin.patch("/v6/job-types/test/1.0.0/", {"configuration": configuration}, status=200)
+    assert json.loads(fernet.decrypt(stored(engine, "test").secrets.encode())) == {"DB_PASS": "new_password"}
+    assert "new_password" not in admin.get("/v6/job-types/test/1.0.0/").text
+
+
+@pytest.fixture
+def keyless(engine):
+    """A client of an app configured without ufdl.seed.secret_key."""
+    import webtest
+    from ufdl_pyramid.testing import ApiClient, make_test_app
+    app = webtest.TestApp(make_test_app(engine, **{"ufdl.seed.secret_key": ""}))
+    return lambda client: ApiClient(app, client.token, client.refresh_token, user_id=client.user_id)
+
+
+def test_secret_values_without_a_key_are_a_clear_503(admin, keyless):
+    refused = keyless(admin).post("/v6/job-types/", SPEC_POST, status=503).json
+    assert refused == {"detail": "Secret setting values cannot be stored: the server has no encryption key. Set "
+                                 "ufdl.seed.secret_key (or the environment variable UFDL_SEED_SECRET_KEY) to a "
+                                 "Fernet key."}
+    assert admin.get("/v6/job-types/").json["count"] == 0
+    # Without secret values, a server without a key creates job types.
+    body = copy.deepcopy(SPEC_POST)
+    del body["configuration"]["settings"]["DB_PASS"]
+    keyless(admin).post("/v6/job-types/", body, status=201)
+
+
+# Editing
+
+def test_edit(admin, alice, spec_job):
+    path = "/v6/job-types/test/1.0.0/"
+    answer = admin.patch(path, {"icon_code": "012F", "is_published": True, "is_active": True, "is_paused": False,
+                                "max_scheduled": 7}, status=200).json
+    assert answer == {"is_valid": True, "errors": [], "warnings": []}
+    details = alice.get(path).json
+    assert (details["icon_code"], details["is_published"], details["max_scheduled"], details["revision_num"]) == (
+        "012F", True, 7, 1)
+    assert details["last_modified"] >= spec_job.json["last_modified"]
+    # The spec's example edit.
+    example = {"icon_code": "012F", "is_published": True, "is_active": True, "is_paused": False, "max_scheduled": 1,
+               "configuration": SPEC_POST["configuration"]}
+    assert admin.patch(path, example, status=200).json["is_valid"] is True
+
+
+def test_edit_deprecates_and_pauses(admin, alice, spec_job):
+    path = "/v6/job-types/test/1.0.0/"
+    admin.patch(path, {"is_active": False, "is_paused": True}, status=200)
+    details = alice.get(path).json
+    assert details["is_active"] is False and details["deprecated"] is not None
+    assert details["is_paused"] is True and details["paused"] is not None
+    # Saying it again keeps the times; turning them back clears them.
+    admin.patch(path, {"is_active": False, "is_paused": True}, status=200)
+    again = alice.get(path).json
+    assert (again["deprecated"], again["paused"]) == (details["deprecated"], details["paused"])
+    admin.patch(path, {"is_active": True, "is_paused": False}, status=200)
+    back = alice.get(path).json
+    assert (back["is_active"], back["deprecated"], back["is_paused"], back["paused"]) == (True, None, False, None)
+
+
+def test_edit_with_a_new_manifest_or_image_is_a_new_revision(admin, alice, spec_job):
+    path = "/v6/job-types/test/1.0.0/"
+    changed = copy.deepcopy(SPEC_POST["manifest"])
+    changed["job"]["title"] = "Edited"
+    admin.patch(path, {"manifest": changed}, status=200)
+    details = alice.get(path).json
+    assert (details["revision_num"], details["title"], details["manifest"]) == (2, "Edited", changed)
+    admin.patch(path, {"manifest": changed}, status=200)  # the same again: no revision
+    assert alice.get(path).json["revision_num"] == 2
+    admin.patch(path, {"docker_image": "test:3"}, status=200)
+    assert alice.get(path).json["revision_num"] == 3
+    assert alice.get(path + "revisions/3/").json["docker_image"] == "test:3"
+
+
+@pytest.mark.parametrize("body", [
+    {"manifest": manifest("random-number")},  # another name
+    {"manifest": {**SPEC_POST["manifest"], "job": {**SPEC_POST["manifest"]["job"], "jobVersion": "2.0.0"}}},
+    {"manifest": {**SPEC_POST["manifest"], "seedVersion": "2.0.0"}},
+    {"manifest": "not an object"},
+    {"configuration": "not an object"},
+])
+def test_an_invalid_edit_is_400_and_writes_nothing(admin, alice, spec_job, body):
+    path = "/v6/job-types/test/1.0.0/"
+    refused = admin.patch(path, {"icon_code": "zzz", **body}, status=400).json
+    assert refused["is_valid"] is False and refused["errors"] and refused["detail"]
+    assert alice.get(path).json == spec_job.json
+
+
+@pytest.mark.parametrize("body", [
+    [], "x", {"is_active": "no"}, {"max_scheduled": -1}, {"docker_image": ""}, {"name": "other"},
+    {"icon_code": ["x"]}, {"is_paused": 0}])
+def test_bad_edit_fields_are_400(admin, alice, spec_job, body):
+    refused = admin.patch("/v6/job-types/test/1.0.0/", body, status=400).json
+    assert set(refused) == {"detail"}
+    assert alice.get("/v6/job-types/test/1.0.0/").json == spec_job.json
+
+
+def test_edit_of_an_unknown_job_type_is_404(admin):
+    admin.patch("/v6/job-types/nothing/1.0.0/", {"is_paused": True}, status=404)
+
+
+def test_methods_not_served_are_405(admin, spec_job):
+    admin.delete("/v6/job-types/test/1.0.0/", status=405)
+    admin.put("/v6/job-types/test/1.0.0/", {}, status=405)
+    admin.get("/v6/job-types/validation/", status=405)
+    admin.post("/v6/job-type-names/", {}, status=405)

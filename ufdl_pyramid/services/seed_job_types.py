@@ -1,0 +1,373 @@
+"""Scale job types (the v6 API): Seed images and their manifests by (name, version), with revisions.
+
+A job type is created (or given a new revision) from a Seed manifest and a Docker image, and edited; the
+listings page and filter as Scale's do. The values of secret settings are kept apart from the configuration,
+encrypted with the server's Fernet key, and never returned.
+"""
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..errors import ConcurrentChange, InvalidInput, NotFound, ServiceUnavailable
+from ..models import Node, SeedJobType, SeedJobTypeRevision
+from ..models.meta import MAX_ID, utcnow
+from ..models.seed_job_types import DOCKER_IMAGE_LENGTH, ICON_CODE_LENGTH, NAME_LENGTH, VERSION_LENGTH
+from .seed_validation import secret_setting_names, validate_configuration, validate_manifest
+from .validation import compile_schema, validate
+
+# Paths under /v6/job-types/ that are the API's own, not job type names (a job type may not take them).
+RESERVED_NAMES = frozenset({"validation", "status", "pending", "running", "system-failures"})
+INVALID_PAGE = "Invalid page."
+MAX_PAGE_SIZE = 1000
+
+# The fields ``order`` may name on the job-type list (Scale's), and on the list of names.
+ORDER_FIELDS = {name: getattr(SeedJobType, name) for name in (
+    "id", "name", "version", "title", "description", "icon_code", "is_published", "is_active", "is_paused",
+    "is_system", "max_scheduled", "max_tries", "revision_num", "docker_image", "created", "deprecated", "paused",
+    "last_modified")}
+NAME_ORDER_FIELDS = {"name": SeedJobType.name}
+
+_BOOLEAN = {"type": "boolean"}
+_COMMON_FIELDS = {
+    "icon_code": {"type": ["string", "null"], "maxLength": ICON_CODE_LENGTH},
+    "is_published": _BOOLEAN, "is_active": _BOOLEAN, "is_paused": _BOOLEAN,
+    "max_scheduled": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ID},
+    "docker_image": {"type": "string", "minLength": 1, "maxLength": DOCKER_IMAGE_LENGTH},
+    # Their content is the Seed validation's to judge, which reports every problem by Scale's names.
+    "manifest": {}, "configuration": {},
+    "auto_update": _BOOLEAN,  # accepted as Scale does; there are no recipes here to update
+}
+CREATE = compile_schema({"type": "object", "additionalProperties": False, "required": ["docker_image", "manifest"],
+                         "properties": _COMMON_FIELDS})
+EDIT = compile_schema({"type": "object", "additionalProperties": False, "properties": _COMMON_FIELDS})
+VALIDATE = compile_schema({"type": "object", "additionalProperties": False, "required": ["manifest"],
+                           "properties": {"manifest": {}, "configuration": {}}})
+
+
+class InvalidSeed(InvalidInput):
+    """A manifest or configuration that Seed validation refused: 400 with every error and warning."""
+
+    def __init__(self, errors: list[dict], warnings: list[dict]):
+        super().__init__("; ".join(f"{error['name']}: {error['description']}" for error in errors))
+        self.extra = {"is_valid": False, "errors": errors, "warnings": warnings}
+
+
+class SecretsUnavailable(ServiceUnavailable):
+    """The server was given no key (or another one) to encrypt secret settings with: its configuration's fault,
+    not the request's, and the same request succeeds once the key is set."""
+
+
+NO_SECRET_KEY = ("Secret setting values cannot be stored: the server has no encryption key. Set "
+                 "ufdl.seed.secret_key (or the environment variable UFDL_SEED_SECRET_KEY) to a Fernet key.")
+WRONG_SECRET_KEY = ("The stored secret setting values cannot be decrypted with the server's key "
+                    "(ufdl.seed.secret_key was changed).")
+
+
+@dataclass
+class SecretBox:
+    """Encrypts and decrypts the secret settings (a JSON object) with the server's Fernet key."""
+
+    key: str | None
+
+    def seal(self, values: dict) -> str:
+        if self.key is None:
+            raise SecretsUnavailable(NO_SECRET_KEY)
+        return Fernet(self.key).encrypt(json.dumps(values).encode()).decode()
+
+    def open(self, token: str) -> dict:
+        if self.key is None:
+            raise SecretsUnavailable(NO_SECRET_KEY)
+        try:
+            return json.loads(Fernet(self.key).decrypt(token.encode()))
+        except InvalidToken:
+            raise SecretsUnavailable(WRONG_SECRET_KEY) from None
+
+
+@dataclass
+class Page:
+    count: int
+    items: list
+    page: int
+    page_size: int
+
+    @property
+    def has_next(self) -> bool:
+        return self.page * self.page_size < self.count
+
+
+def check_page(count: int, page: int, page_size: int) -> None:
+    """Django's paginator: page 1 always exists (empty when nothing matches); any other past the end does not."""
+    if page < 1 or (page > 1 and (page - 1) * page_size >= count):
+        raise NotFound(INVALID_PAGE)
+
+
+def page_of_query(db: Session, query: Select, page: int, page_size: int) -> Page:
+    count = db.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    check_page(count, page, page_size)
+    items = list(db.scalars(query.offset((page - 1) * page_size).limit(page_size)))
+    return Page(count, items, page, page_size)
+
+
+def page_of_list(items: list, page: int, page_size: int) -> Page:
+    check_page(len(items), page, page_size)
+    return Page(len(items), items[(page - 1) * page_size:page * page_size], page, page_size)
+
+
+_SEMVER = re.compile(r"\A(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?\Z")
+
+
+def version_key(version: str) -> tuple:
+    """Semantic versioning's precedence: numbers compare as numbers, a pre-release comes before its release
+    (``1.0.0-alpha`` < ``1.0.0``), build metadata is ignored. A version of another form sorts first, by text."""
+    match = _SEMVER.match(version)
+    if match is None:
+        return (0, version)
+    major, minor, patch, pre = match.groups()
+    identifiers = () if pre is None else tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in pre.split("."))
+    return (1, int(major), int(minor), int(patch), pre is None, identifiers, version)
+
+
+@dataclass
+class Filters:
+    keywords: list[str] = field(default_factory=list)
+    ids: list[int] | None = None  # None: any id; []: none
+    is_active: bool | None = None
+    is_system: bool | None = None
+
+    def conditions(self) -> list:
+        conditions = []
+        if self.keywords:
+            # Case-insensitive LIKE on the name and the tags; % and _ are meant literally.
+            conditions.append(or_(*(condition for keyword in self.keywords for condition in (
+                func.lower(SeedJobType.name).contains(keyword.lower(), autoescape=True),
+                func.lower(SeedJobType.tags).contains(keyword.lower(), autoescape=True)))))
+        if self.ids is not None:
+            conditions.append(SeedJobType.id.in_(self.ids))
+        if self.is_active is not None:
+            conditions.append(SeedJobType.is_active.is_(self.is_active))
+        if self.is_system is not None:
+            conditions.append(SeedJobType.is_system.is_(self.is_system))
+        return conditions
+
+
+def order_clauses(order: list[str], fields: dict) -> list:
+    """``order`` values (``-`` in front: descending) as ORDER BY clauses; an unknown field is a 400."""
+    clauses = []
+    for value in order:
+        name = value.removeprefix("-")
+        if name not in fields:
+            raise InvalidInput(f"order: unknown field {name!r}; one of {', '.join(sorted(fields))}")
+        clauses.append(fields[name].desc() if value.startswith("-") else fields[name].asc())
+    return clauses
+
+
+@dataclass
+class NodeCapacity:
+    """What the registered nodes offer, for ``unmet_resources``: the most memory and whether any has a GPU."""
+
+    most_memory_mib: float | None
+    has_gpu: bool
+
+    @classmethod
+    def read(cls, db: Session) -> "NodeCapacity":
+        cpu_mem, gpu_mem = db.execute(select(func.max(Node.cpu_mem), func.max(Node.gpu_mem))).one()
+        return cls(None if cpu_mem is None else cpu_mem / 2**20, bool(gpu_mem))
+
+    # Every node is taken to offer these (nodes do not report them); a resource of any other name is unmet.
+    ASSUMED = frozenset({"cpus", "disk", "sharedMem"})
+
+    def unmet(self, manifest: Any) -> str | None:
+        """The manifest's scalar resources that no node offers, comma-separated (None: all are met)."""
+        job = manifest.get("job") if isinstance(manifest, dict) else None
+        resources = job.get("resources") if isinstance(job, dict) else None
+        scalars = resources.get("scalar") if isinstance(resources, dict) else None
+        unmet = []
+        for resource in scalars if isinstance(scalars, list) else ():
+            if not isinstance(resource, dict) or not isinstance(resource.get("name"), str):
+                continue
+            name, value = resource["name"], resource.get("value")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0 or name in self.ASSUMED:
+                continue
+            if name == "mem":
+                met = self.most_memory_mib is not None and self.most_memory_mib >= value
+            elif name == "gpus":
+                met = self.has_gpu
+            else:
+                met = False
+            if not met:
+                unmet.append(name)
+        return ",".join(unmet) or None
+
+
+def validation_result(manifest: Any, configuration: Any) -> tuple[list[dict], list[dict]]:
+    """Every error and warning of a manifest and (once the manifest is valid) a configuration for it."""
+    errors, warnings = validate_manifest(manifest)
+    if not errors:
+        config_errors, config_warnings = validate_configuration(configuration, manifest)
+        errors, warnings = errors + config_errors, warnings + config_warnings
+    return errors, warnings
+
+
+def _job(manifest: dict) -> dict:
+    return manifest["job"]
+
+
+def _tags(manifest: dict) -> str:
+    tags = _job(manifest).get("tags")
+    return "\n".join(tag for tag in tags if isinstance(tag, str)) if isinstance(tags, list) else ""
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+class SeedJobTypeService:
+    def __init__(self, db: Session, secrets: SecretBox):
+        self.db = db
+        self.secrets = secrets
+
+    # Reads
+
+    def find(self, name: str, version: str) -> SeedJobType | None:
+        return self.db.scalar(select(SeedJobType).where(SeedJobType.name == name, SeedJobType.version == version))
+
+    def versions(self, name: str, is_active: bool | None = None) -> list[SeedJobType]:
+        """The versions of one name, by semantic-version precedence."""
+        query = select(SeedJobType).where(SeedJobType.name == name)
+        if is_active is not None:
+            query = query.where(SeedJobType.is_active.is_(is_active))
+        return sorted(self.db.scalars(query), key=lambda row: version_key(row.version))
+
+    def list_query(self, filters: Filters, order: list[str]) -> Select:
+        # The id last, so that rows alike in every ordered field keep one order from page to page.
+        ordering = order_clauses(order, ORDER_FIELDS) or [SeedJobType.name.asc(), SeedJobType.version.asc()]
+        return select(SeedJobType).where(*filters.conditions()).order_by(*ordering, SeedJobType.id.asc())
+
+    def names_page(self, filters: Filters, order: list[str], page: int, page_size: int) -> Page:
+        """The names with a version that matches, each with its matching versions (by precedence)."""
+        ordering = order_clauses(order, NAME_ORDER_FIELDS) or [SeedJobType.name.asc()]
+        names = select(SeedJobType.name).where(*filters.conditions()).group_by(SeedJobType.name).order_by(*ordering)
+        found = page_of_query(self.db, names, page, page_size)
+        rows = self.db.scalars(select(SeedJobType).where(SeedJobType.name.in_(found.items), *filters.conditions()))
+        by_name: dict[str, list] = {name: [] for name in found.items}
+        for row in rows:
+            by_name[row.name].append(row)
+        found.items = [sorted(versions, key=lambda row: version_key(row.version)) for versions in by_name.values()]
+        return found
+
+    def revision(self, job_type: SeedJobType, revision_num: int) -> SeedJobTypeRevision | None:
+        return self.db.scalar(select(SeedJobTypeRevision).where(
+            SeedJobTypeRevision.job_type_id == job_type.id, SeedJobTypeRevision.revision_num == revision_num))
+
+    def revisions_query(self, job_type: SeedJobType) -> Select:
+        return (select(SeedJobTypeRevision).where(SeedJobTypeRevision.job_type_id == job_type.id)
+                .order_by(SeedJobTypeRevision.revision_num.asc()))
+
+    # Validation, creation, editing
+
+    def validate(self, body) -> tuple[list[dict], list[dict]]:
+        validate(VALIDATE, body)
+        return validation_result(body["manifest"], body.get("configuration"))
+
+    def create(self, body) -> tuple[SeedJobType, bool, list[dict]]:
+        """A new job type (revision 1), or the existing (name, version) updated: a new revision when its
+        manifest or image changed. Returns the row, whether it is new, and the warnings."""
+        validate(CREATE, body)
+        manifest = body["manifest"]
+        errors, warnings = validation_result(manifest, body.get("configuration"))
+        if errors:
+            raise InvalidSeed(errors, warnings)
+        name, version = _job(manifest)["name"], _job(manifest)["jobVersion"]
+        if name in RESERVED_NAMES:
+            raise InvalidInput(f"The job type name {name!r} is reserved by the API "
+                               f"({', '.join(sorted(RESERVED_NAMES))})")
+        if len(name) > NAME_LENGTH or len(version) > VERSION_LENGTH:
+            raise InvalidInput(f"job.name may have at most {NAME_LENGTH} characters and job.jobVersion at most "
+                               f"{VERSION_LENGTH}")
+        row = self.db.scalar(select(SeedJobType).where(SeedJobType.name == name, SeedJobType.version == version)
+                             .with_for_update())
+        created = row is None
+        if created:
+            row = SeedJobType(name=name, version=version, manifest=manifest, docker_image=body["docker_image"],
+                              revision_num=1, is_system=False, is_published=False, is_active=True, is_paused=False,
+                              max_tries=3, tags="")
+            self.db.add(row)
+            self.db.add(SeedJobTypeRevision(job_type=row, revision_num=1, docker_image=row.docker_image,
+                                            manifest=manifest))
+        self._apply(row, body, manifest)
+        try:
+            self.db.flush()
+        except IntegrityError:
+            # Another request created the same (name, version) at the same moment: run again, and update it.
+            raise ConcurrentChange(f"The job type {name} {version} was created by another request at the same "
+                                   "moment; try again.") from None
+        return row, created, warnings
+
+    def edit(self, row: SeedJobType, body) -> list[dict]:
+        """Changes the fields given; nothing is written unless all of it is valid. Returns the warnings."""
+        validate(EDIT, body)
+        manifest = body.get("manifest", row.manifest)
+        configuration = body.get("configuration", row.configuration)
+        errors, warnings = validation_result(manifest, configuration)
+        if not errors:
+            job = _job(manifest)
+            if (job.get("name"), job.get("jobVersion")) != (row.name, row.version):
+                errors.append({"name": "MISMATCHED_JOB_TYPE", "description": (
+                    f"The manifest's job.name and job.jobVersion ({job.get('name')!r}, {job.get('jobVersion')!r}) "
+                    f"must be those of the job type edited ({row.name!r}, {row.version!r})")})
+        if errors:
+            raise InvalidSeed(errors, warnings)
+        self._apply(row, body, manifest)
+        return warnings
+
+    def _apply(self, row: SeedJobType, body: dict, manifest: dict) -> None:
+        now = utcnow()
+        docker_image = body.get("docker_image", row.docker_image)
+        if manifest != row.manifest or docker_image != row.docker_image:
+            # What a revision records changed (identical content is no new revision).
+            row.revision_num += 1
+            self.db.add(SeedJobTypeRevision(job_type=row, revision_num=row.revision_num, docker_image=docker_image,
+                                            manifest=manifest))
+        row.manifest, row.docker_image = manifest, docker_image
+        job = _job(manifest)
+        row.title, row.description, row.tags = _text(job.get("title")), _text(job.get("description")), _tags(manifest)
+        for name in ("icon_code", "is_published", "max_scheduled"):
+            if name in body:
+                setattr(row, name, body[name])
+        if "is_active" in body and body["is_active"] != row.is_active:
+            # Scale: deprecated holds when it was last deactivated, and is cleared when it is active again.
+            row.is_active, row.deprecated = body["is_active"], None if body["is_active"] else now
+        if "is_paused" in body and body["is_paused"] != row.is_paused:
+            row.is_paused, row.paused = body["is_paused"], now if body["is_paused"] else None
+        if "configuration" in body:
+            self._configure(row, body["configuration"], manifest)
+        elif row.secrets is not None and not secret_setting_names(manifest):
+            row.secrets = None  # the new manifest has no secret settings left
+        row.last_modified = now
+
+    def _configure(self, row: SeedJobType, configuration: dict | None, manifest: dict) -> None:
+        """Stores the configuration without the secret settings' values; those given are encrypted, replacing
+        the stored ones of the same names (a configuration that leaves a secret out keeps its stored value)."""
+        if configuration is None:
+            row.configuration, row.secrets = None, None
+            return
+        secret_names = secret_setting_names(manifest)
+        settings = configuration.get("settings")
+        given = {}
+        if isinstance(settings, dict):
+            given = {name: value for name, value in settings.items() if name in secret_names}
+            configuration = {**configuration, "settings": {name: value for name, value in settings.items()
+                                                           if name not in secret_names}}
+        row.configuration = configuration
+        if given or row.secrets is not None:
+            kept = self.secrets.open(row.secrets) if row.secrets is not None else {}
+            values = {name: value for name, value in {**kept, **given}.items() if name in secret_names}
+            row.secrets = self.secrets.seal(values) if values else None
+
