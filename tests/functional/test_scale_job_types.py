@@ -498,3 +498,15 @@ def test_methods_not_served_are_405(admin, spec_job):
     admin.put("/v6/job-types/test/1.0.0/", {}, status=405)
     admin.get("/v6/job-types/validation/", status=405)
     admin.post("/v6/job-type-names/", {}, status=405)
+
+
+def test_a_server_with_another_key_is_a_clear_503_when_it_needs_the_secrets(admin, engine, spec_job):
+    import webtest
+    from cryptography.fernet import Fernet
+    from ufdl_pyramid.testing import ApiClient, make_test_app
+    app = webtest.TestApp(make_test_app(engine, **{"ufdl.seed.secret_key": Fernet.generate_key().decode()}))
+    other = ApiClient(app, admin.token, admin.refresh_token, user_id=admin.user_id)
+    assert other.get("/v6/job-types/test/1.0.0/").json == admin.get("/v6/job-types/test/1.0.0/").json
+    refused = other.patch("/v6/job-types/test/1.0.0/", {"configuration": SPEC_POST["configuration"]}, status=503)
+    assert refused.json == {"detail": "The stored secret setting values cannot be decrypted with the server's key "
+                                      "(ufdl.seed.secret_key was changed)."}

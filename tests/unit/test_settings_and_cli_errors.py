@@ -20,6 +20,8 @@ BASE = {"sqlalchemy.url": "sqlite://", "ufdl.auth.secret": "x" * 32}
     ("ufdl.auth.argon2_memory_cost", "-19456"), ("ufdl.auth.argon2_memory_cost", str(2 ** 32)),
     # Taken as they were: every e-mail notification then failed to send.
     ("ufdl.smtp.port", "0"), ("ufdl.smtp.port", "-25"), ("ufdl.smtp.port", "65536"),
+    # Not a Fernet key: the first Scale job type with a secret setting would fail instead.
+    ("ufdl.seed.secret_key", "short"), ("ufdl.seed.secret_key", "x" * 44),
 ])
 def test_settings_that_cannot_work_are_refused(name, value):
     with pytest.raises(SettingsError, match=name.replace(".", r"\.")):
@@ -140,3 +142,10 @@ def test_the_help_says_what_the_command_does(capsys, monkeypatch, command, said,
     text = capsys.readouterr().out
     assert said in text, text
     assert not_said is None or not_said not in text, text
+
+
+def test_the_seed_secret_key_comes_from_the_environment_and_blank_is_unset():
+    key = "dGVzdC1vbmx5LWtleS1ub3QtZm9yLXByb2R1Y3Rpb24="
+    assert load_settings(BASE, environ={"UFDL_SEED_SECRET_KEY": key})["ufdl.seed.secret_key"] == key
+    assert load_settings({**BASE, "ufdl.seed.secret_key": " "}, environ={})["ufdl.seed.secret_key"] is None
+    assert load_settings(BASE, environ={})["ufdl.seed.secret_key"] is None
