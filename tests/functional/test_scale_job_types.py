@@ -118,12 +118,6 @@ def test_unknown_names_versions_and_revisions_are_404(alice, spec_job):
         assert alice.get(path, status=404).json == {"detail": "Not found."}, path
 
 
-def test_the_count_endpoints_are_not_served(alice):
-    """Not built (README): 404, not empty counts."""
-    for path in ("status", "pending", "running", "system-failures"):
-        assert alice.get(f"/v6/job-types/{path}/", status=404).json == {"detail": "Not found."}
-
-
 def test_revisions(admin, alice, spec_job):
     changed = copy.deepcopy(SPEC_POST)
     changed["manifest"]["job"]["title"] = "A new title"
@@ -510,3 +504,132 @@ def test_a_server_with_another_key_is_a_clear_503_when_it_needs_the_secrets(admi
     refused = other.patch("/v6/job-types/test/1.0.0/", {"configuration": SPEC_POST["configuration"]}, status=503)
     assert refused.json == {"detail": "The stored secret setting values cannot be decrypted with the server's key "
                                       "(ufdl.seed.secret_key was changed)."}
+
+
+# The job counts: each revision is a workable job template, whose jobs are counted.
+
+def template_of(client, job_type: dict, revision: int = 1) -> dict:
+    [template] = client.post("/v1/job-templates/list", {"expressions": [
+        {"type": "exact", "field": "name", "value": f"seed-job-type-{job_type['id']}"},
+        {"type": "exact", "field": "version", "value": revision}]}).json
+    return template
+
+
+def run_job(client, template: dict) -> dict:
+    return client.post(f"/v1/job-templates/{template['pk']}/create-job",
+                       {"input_values": {"input": {"value": {"bytes": 10}, "type": "JSON"}}}, status=201).json
+
+
+def set_job(engine, pk: int, **values) -> None:
+    from sqlalchemy import update
+    from ufdl_pyramid.models import Job
+    with engine.begin() as connection:
+        connection.execute(update(Job).where(Job.id == pk).values(**values))
+
+
+def test_each_revision_is_a_workable_job_template(admin, bob, spec_job):
+    template = template_of(bob, spec_job.json)
+    assert (template["type"], template["executor_class"], template["version"]) == (
+        "Process<JSON, JSON>", "ufdl_seed.SeedExecutor", 1)
+    assert run_job(bob, template)["template"]["pk"] == template["pk"]
+    changed = copy.deepcopy(SPEC_POST)
+    changed["manifest"]["job"]["title"] = "Second"
+    admin.post("/v6/job-types/", changed, status=201)
+    assert template_of(bob, spec_job.json, 2)["version"] == 2
+    admin.post("/v6/job-types/", changed, status=201)  # identical: no revision, no template
+    assert len(admin.post("/v1/job-templates/list", {"expressions": [
+        {"type": "exact", "field": "name", "value": f"seed-job-type-{spec_job.json['id']}"}]}).json) == 2
+
+
+@pytest.fixture
+def counted_jobs(admin, bob, alice, engine, spec_job):
+    """Jobs of the spec's job type in every state, from both its revisions; another job type without jobs."""
+    from datetime import timedelta
+    from job_helpers import register
+    from ufdl_pyramid.models.meta import utcnow
+    add(admin, manifest("random-number"))
+    first = template_of(bob, spec_job.json)
+    changed = copy.deepcopy(SPEC_POST)
+    changed["manifest"]["job"]["title"] = "Second"
+    admin.post("/v6/job-types/", changed, status=201)
+    second = template_of(bob, spec_job.json, 2)
+    jobs = {name: run_job(bob, first if index % 2 else second)["pk"] for index, name in enumerate(
+        ("pending", "pending_old", "running", "running_old", "algorithm", "system_1", "system_2", "system_3",
+         "completed", "completed_old"))}
+    node = register(alice)
+    node.get(f"/v1/jobs/{jobs['running']}/acquire")
+    node.post(f"/v1/jobs/{jobs['running']}/start", {})
+    other = register(alice, "10.0.0.2")
+    other.get(f"/v1/jobs/{jobs['algorithm']}/acquire")
+    other.post(f"/v1/jobs/{jobs['algorithm']}/start", {})
+    other.post(f"/v1/jobs/{jobs['algorithm']}/finish", {"error": "bad input"})
+    now = utcnow()
+    day_ago = now - timedelta(days=1)
+    set_job(engine, jobs["pending_old"], last_status_change=day_ago)
+    set_job(engine, jobs["running_old"], status="RUNNING", start_time=day_ago, last_status_change=day_ago)
+    for name, reason, when in (("system_1", "node lost", now - timedelta(hours=2)),
+                               ("system_2", "node lost", now - timedelta(hours=1)),
+                               ("system_3", "disk full", day_ago)):
+        set_job(engine, jobs[name], status="FAILED", error_category="SYSTEM", error_reason=reason,
+                last_status_change=when)
+    set_job(engine, jobs["completed"], status="COMPLETED")
+    set_job(engine, jobs["completed_old"], status="COMPLETED", last_status_change=day_ago)
+    return jobs
+
+
+def test_status_counts(alice, spec_job, counted_jobs):
+    answer = alice.get("/v6/job-types/status/").json
+    assert answer["count"] == 2 and answer["next"] is None
+    [others, spec] = answer["results"]  # by name: random-number-gen, test
+    assert others["job_counts"] == [] and others["job_type"]["name"] == "random-number-gen"
+    assert spec["job_type"]["id"] == spec_job.json["id"] and set(spec["job_type"]) == {
+        "id", "name", "version", "title", "description", "is_active", "is_paused", "is_published", "icon_code",
+        "unmet_resources"}
+    counts = {(count["status"], count["category"]): count["count"] for count in spec["job_counts"]}
+    # The last 3 hours by default, and every RUNNING job whenever it started.
+    assert counts == {("COMPLETED", None): 1, ("FAILED", "ALGORITHM"): 1, ("FAILED", "SYSTEM"): 2,
+                      ("PENDING", None): 1, ("RUNNING", None): 2}
+    assert all(count["most_recent"].endswith("Z") for count in spec["job_counts"])
+    wider = alice.get("/v6/job-types/status/?started=P2D").json["results"][1]["job_counts"]
+    assert {(count["status"], count["category"]): count["count"] for count in wider} == {
+        ("COMPLETED", None): 2, ("FAILED", "ALGORITHM"): 1, ("FAILED", "SYSTEM"): 3, ("PENDING", None): 2,
+        ("RUNNING", None): 2}
+    narrow = alice.get("/v6/job-types/status/?started=2000-01-01T00:00:00Z&ended=2000-01-02T00:00:00").json
+    assert {count["status"] for count in narrow["results"][1]["job_counts"]} == {"RUNNING"}
+    assert alice.get("/v6/job-types/status/?is_active=false").json["count"] == 0
+    assert alice.get("/v6/job-types/status/?page_size=1&page=2").json["results"][0]["job_type"]["name"] == "test"
+
+
+def test_pending_running_and_system_failures(alice, spec_job, counted_jobs):
+    [pending] = alice.get("/v6/job-types/pending/").json["results"]
+    assert (pending["job_type"]["name"], pending["count"]) == ("test", 2)
+    [running] = alice.get("/v6/job-types/running/").json["results"]
+    assert (running["job_type"]["name"], running["count"]) == ("test", 2)
+    # Since the oldest started running, and the oldest became PENDING.
+    assert running["longest_running"] == alice.get(f"/v1/jobs/{counted_jobs['running_old']}").json["start_time"]
+    assert pending["longest_pending"] == alice.get(f"/v1/jobs/{counted_jobs['pending_old']}").json[
+        "last_status_change"]
+    failures = alice.get("/v6/job-types/system-failures/").json
+    assert [(row["error"]["name"], row["count"]) for row in failures["results"]] == [("node lost", 2),
+                                                                                    ("disk full", 1)]
+    node_lost = failures["results"][0]
+    assert node_lost["error"]["category"] == "SYSTEM" and node_lost["first_error"] < node_lost["last_error"]
+
+
+def test_counts_without_jobs_are_empty(alice, spec_job):
+    for path in ("pending", "running", "system-failures"):
+        assert alice.get(f"/v6/job-types/{path}/").json == {"count": 0, "next": None, "previous": None,
+                                                             "results": []}
+    assert alice.get("/v6/job-types/status/").json["results"][0]["job_counts"] == []
+
+
+@pytest.mark.parametrize("query", ["started=yesterday", "ended=PT", "started=P", "started=PT3X",
+                                   "started=P999999999D", "ended=2015-13-01T00:00:00Z", "started=%00",
+                                   "page=x", "is_active=maybe"])
+def test_malformed_count_parameters_are_400(alice, spec_job, query):
+    assert set(alice.get(f"/v6/job-types/status/?{query}", status=400).json) == {"detail"}
+
+
+def test_counts_need_a_token(anonymous):
+    for path in ("status", "pending", "running", "system-failures"):
+        anonymous.get(f"/v6/job-types/{path}/", status=401)

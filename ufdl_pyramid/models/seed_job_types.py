@@ -55,5 +55,8 @@ class SeedJobTypeRevision(Base):
     docker_image: Mapped[str] = mapped_column(String(DOCKER_IMAGE_LENGTH))
     manifest: Mapped[dict] = mapped_column(JSON)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The workable job template this revision is (design notes §1): its jobs are the job type's.
+    template_id: Mapped[int | None] = mapped_column(ForeignKey("job_templates.id", ondelete="SET NULL"),
+                                                    index=True)
 
     job_type: Mapped[SeedJobType] = relationship(back_populates="revisions", lazy="joined")

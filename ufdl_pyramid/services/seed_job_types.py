@@ -19,6 +19,8 @@ from ..models import Node, SeedJobType, SeedJobTypeRevision
 from ..models.meta import MAX_ID, utcnow
 from ..models.seed_job_types import DOCKER_IMAGE_LENGTH, ICON_CODE_LENGTH, NAME_LENGTH, VERSION_LENGTH
 from .seed_validation import secret_setting_names, validate_configuration, validate_manifest
+from .templates import TemplateService
+from .type_registry import type_registry
 from .validation import compile_schema, validate
 
 # Paths under /v6/job-types/ that are the API's own, not job type names (a job type may not take them).
@@ -48,6 +50,17 @@ CREATE = compile_schema({"type": "object", "additionalProperties": False, "requi
 EDIT = compile_schema({"type": "object", "additionalProperties": False, "properties": _COMMON_FIELDS})
 VALIDATE = compile_schema({"type": "object", "additionalProperties": False, "required": ["manifest"],
                            "properties": {"manifest": {}, "configuration": {}}})
+
+
+# Each revision is a workable job template (design notes §1) of this form, named by the job type's id and
+# versioned by the revision number. Its one input and output are JSON values, run by the Seed executor.
+TEMPLATE_SPECIFIC = {"job_type": "Process<JSON, JSON>", "executor_class": "ufdl_seed.SeedExecutor",
+                     "required_packages": "", "parameters": {}}
+TEMPLATE_LICENCE = "Proprietary"
+
+
+def template_name(job_type: SeedJobType) -> str:
+    return f"seed-job-type-{job_type.id}"
 
 
 class InvalidSeed(InvalidInput):
@@ -294,13 +307,13 @@ class SeedJobTypeService:
         row = self.db.scalar(select(SeedJobType).where(SeedJobType.name == name, SeedJobType.version == version)
                              .with_for_update())
         created = row is None
+        self._new_revisions: list[SeedJobTypeRevision] = []
         if created:
             row = SeedJobType(name=name, version=version, manifest=manifest, docker_image=body["docker_image"],
                               revision_num=1, is_system=False, is_published=False, is_active=True, is_paused=False,
                               max_tries=3, tags="")
             self.db.add(row)
-            self.db.add(SeedJobTypeRevision(job_type=row, revision_num=1, docker_image=row.docker_image,
-                                            manifest=manifest))
+            self._add_revision(row, 1, row.docker_image, manifest)
         self._apply(row, body, manifest)
         try:
             self.db.flush()
@@ -308,6 +321,7 @@ class SeedJobTypeService:
             # Another request created the same (name, version) at the same moment: run again, and update it.
             raise ConcurrentChange(f"The job type {name} {version} was created by another request at the same "
                                    "moment; try again.") from None
+        self._make_templates(row)
         return row, created, warnings
 
     def edit(self, row: SeedJobType, body) -> list[dict]:
@@ -324,8 +338,29 @@ class SeedJobTypeService:
                     f"must be those of the job type edited ({row.name!r}, {row.version!r})")})
         if errors:
             raise InvalidSeed(errors, warnings)
+        self._new_revisions = []
         self._apply(row, body, manifest)
+        self.db.flush()
+        self._make_templates(row)
         return warnings
+
+    def _add_revision(self, row: SeedJobType, number: int, docker_image: str, manifest: dict) -> None:
+        revision = SeedJobTypeRevision(job_type=row, revision_num=number, docker_image=docker_image,
+                                       manifest=manifest)
+        self.db.add(revision)
+        self._new_revisions.append(revision)
+
+    def _make_templates(self, row: SeedJobType) -> None:
+        """The workable job template of each new revision (once the job type has its id)."""
+        templates = TemplateService(self.db, type_registry(self.db))
+        for revision in self._new_revisions:
+            template, _ = templates.import_document({
+                "name": template_name(row), "version": revision.revision_num,
+                "description": f"Scale job type {row.name} {row.version}, revision {revision.revision_num}",
+                "scope": "public", "domain": None, "licence": TEMPLATE_LICENCE, "specific": TEMPLATE_SPECIFIC},
+                None)
+            revision.template_id = template.id
+        self._new_revisions = []
 
     def _apply(self, row: SeedJobType, body: dict, manifest: dict) -> None:
         now = utcnow()
@@ -333,8 +368,7 @@ class SeedJobTypeService:
         if manifest != row.manifest or docker_image != row.docker_image:
             # What a revision records changed (identical content is no new revision).
             row.revision_num += 1
-            self.db.add(SeedJobTypeRevision(job_type=row, revision_num=row.revision_num, docker_image=docker_image,
-                                            manifest=manifest))
+            self._add_revision(row, row.revision_num, docker_image, manifest)
         row.manifest, row.docker_image = manifest, docker_image
         job = _job(manifest)
         row.title, row.description, row.tags = _text(job.get("title")), _text(job.get("description")), _tags(manifest)

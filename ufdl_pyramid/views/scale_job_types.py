@@ -4,15 +4,19 @@ Lists page as Scale's do (``{"count", "next", "previous", "results"}``), with th
 here: a malformed one is a 400, never a 500.
 """
 import re
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 from ..errors import InvalidInput, NotFound
-from ..models.meta import MAX_ID
+from ..models.meta import MAX_ID, utcnow
 from ..permissions import Permission
-from ..representations import (seed_job_type_details_json, seed_job_type_json, seed_job_type_names_json,
-                               seed_job_type_revision_json, seed_job_type_version_json)
+from ..representations import (seed_job_type_brief_json, seed_job_type_details_json, seed_job_type_json,
+                               seed_job_type_names_json, seed_job_type_revision_json, seed_job_type_version_json,
+                               timestamp)
 from ..resources.scale import (JobTypeName, JobTypeNames, JobTypeRevision, JobTypeRevisions, JobTypeVersion,
                                ScaleJobTypes, seed_job_type_service)
+from ..models.jobs import PENDING, RUNNING, SYSTEM
+from ..services.seed_job_counts import status_counts, status_oldest, system_failures
 from ..services.seed_job_types import (INVALID_PAGE, MAX_PAGE_SIZE, Filters, NodeCapacity, Page, page_of_list,
                                        page_of_query)
 from ..services.validation import unstorable
@@ -141,3 +145,74 @@ def create_job_type(context, request):
 def edit_job_type(context, request):
     warnings = seed_job_type_service(request).edit(context.row, read_json_object(request))
     return {"is_valid": True, "errors": [], "warnings": warnings}
+
+
+# The job counts (design notes §1): the jobs of the job templates that the job types' revisions are.
+
+_DURATION = re.compile(r"\AP(?:(\d{1,9})D)?(?:T(?:(\d{1,9})H)?(?:(\d{1,9})M)?(?:(\d{1,9}(?:\.\d{1,9})?)S)?)?\Z")
+
+
+def query_moment(request, name: str, now: datetime, default: datetime) -> datetime:
+    """An ISO-8601 date/time (UTC unless it names a zone), or an ISO-8601 duration (``PT3H``) before now."""
+    values = request.GET.getall(name)
+    if not values:
+        return default
+    text = values[-1].strip()
+    try:
+        duration = _DURATION.match(text.upper())
+        if duration and any(duration.groups()):
+            days, hours, minutes, seconds = (float(part or 0) for part in duration.groups())
+            return now - timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        moment = datetime.fromisoformat(text)
+        return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    except (ValueError, OverflowError):
+        raise InvalidInput(f"{name}: {text!r} is neither an ISO-8601 date/time (2015-01-01T00:00:00Z) nor an "
+                           "ISO-8601 duration (PT3H0M0S)") from None
+
+
+@api_view(context=ScaleJobTypes, name="status", request_method="GET", permission=Permission.VIEW)
+def job_type_status(context, request):
+    number, size = paging(request)
+    now = utcnow()
+    started = query_moment(request, "started", now, now - timedelta(hours=3))
+    ended = query_moment(request, "ended", now, now)
+    service = seed_job_type_service(request)
+    found = page_of_query(request.db, service.list_query(Filters(is_active=query_boolean(request, "is_active")), []),
+                          number, size)
+    counts = status_counts(request.db, found.items, started, ended)
+    capacity = NodeCapacity.read(request.db)
+    return paged(request, found, [
+        {"job_type": seed_job_type_brief_json(row, capacity.unmet(row.manifest)),
+         "job_counts": [{**count, "most_recent": timestamp(count["most_recent"])} for count in counts[row.id]]}
+        for row in found.items])
+
+
+def _oldest(request, status: str, field: str) -> dict:
+    number, size = paging(request)
+    found = page_of_list(status_oldest(request.db, status), number, size)
+    capacity = NodeCapacity.read(request.db)
+    return paged(request, found, [{"job_type": seed_job_type_brief_json(row, capacity.unmet(row.manifest)),
+                                   "count": count, field: timestamp(time)} for row, count, time in found.items])
+
+
+@api_view(context=ScaleJobTypes, name="pending", request_method="GET", permission=Permission.VIEW)
+def job_types_pending(context, request):
+    return _oldest(request, PENDING, "longest_pending")
+
+
+@api_view(context=ScaleJobTypes, name="running", request_method="GET", permission=Permission.VIEW)
+def job_types_running(context, request):
+    return _oldest(request, RUNNING, "longest_running")
+
+
+@api_view(context=ScaleJobTypes, name="system-failures", request_method="GET", permission=Permission.VIEW)
+def job_type_system_failures(context, request):
+    number, size = paging(request)
+    found = page_of_list(system_failures(request.db), number, size)
+    capacity = NodeCapacity.read(request.db)
+    # There is no table of errors here: the error is named by the failed jobs' error reason.
+    return paged(request, found, [
+        {"job_type": seed_job_type_brief_json(row, capacity.unmet(row.manifest)),
+         "error": {"name": reason, "description": reason, "category": SYSTEM},
+         "count": count, "first_error": timestamp(first), "last_error": timestamp(last)}
+        for row, reason, count, first, last in found.items])

@@ -52,14 +52,21 @@ def upgrade() -> None:
     sa.Column('docker_image', sa.String(length=1000), nullable=False),
     sa.Column('manifest', sa.JSON(), nullable=False),
     sa.Column('created', ufdl_pyramid.models.meta.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('template_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['template_id'], ['job_templates.id'],
+                            name=op.f('fk_seed_job_type_revisions_template_id_job_templates'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['job_type_id'], ['seed_job_types.id'],
                             name=op.f('fk_seed_job_type_revisions_job_type_id_seed_job_types'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_seed_job_type_revisions')),
     sa.UniqueConstraint('job_type_id', 'revision_num', name=op.f('uq_seed_job_type_revisions_job_type_id'))
     )
+    with op.batch_alter_table('seed_job_type_revisions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_seed_job_type_revisions_template_id'), ['template_id'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('seed_job_type_revisions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_seed_job_type_revisions_template_id'))
     op.drop_table('seed_job_type_revisions')
     with op.batch_alter_table('seed_job_types', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_seed_job_types_name'))
