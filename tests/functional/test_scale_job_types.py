@@ -633,3 +633,43 @@ def test_malformed_count_parameters_are_400(alice, spec_job, query):
 def test_counts_need_a_token(anonymous):
     for path in ("status", "pending", "running", "system-failures"):
         anonymous.get(f"/v6/job-types/{path}/", status=401)
+
+
+# Concurrency (real threads over the real app; PostgreSQL is where rows race)
+
+def in_threads(count: int, target) -> list:
+    import threading
+    answers, errors = [None] * count, []
+    barrier = threading.Barrier(count)
+
+    def run(index):
+        try:
+            barrier.wait()
+            answers[index] = target(index)
+        except Exception as error:  # a thread's failure must fail the test
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:3]
+    return answers
+
+
+def test_concurrent_edits_each_make_their_own_revision(admin, spec_job):
+    def edit(index):
+        changed = copy.deepcopy(SPEC_POST["manifest"])
+        changed["job"]["title"] = f"Edit {index}"
+        return admin.patch("/v6/job-types/test/1.0.0/", {"manifest": changed}, status=200)
+
+    in_threads(8, edit)
+    revisions = admin.get("/v6/job-types/test/1.0.0/revisions/").json["results"]
+    assert [row["revision_num"] for row in revisions] == list(range(1, 10))
+
+
+def test_concurrent_creations_of_one_job_type_make_one(admin):
+    answers = in_threads(8, lambda index: admin.post("/v6/job-types/", SPEC_POST, status=201).json)
+    assert len({answer["id"] for answer in answers}) == 1
+    assert admin.get("/v6/job-types/test/1.0.0/revisions/").json["count"] == 1

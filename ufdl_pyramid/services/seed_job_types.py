@@ -327,6 +327,9 @@ class SeedJobTypeService:
     def edit(self, row: SeedJobType, body) -> list[dict]:
         """Changes the fields given; nothing is written unless all of it is valid. Returns the warnings."""
         validate(EDIT, body)
+        # Edits of one job type take turns (PostgreSQL; SQLite's writers already do): two new revisions at once
+        # would both be numbered from the same revision_num.
+        self.db.refresh(row, with_for_update=True)
         manifest = body.get("manifest", row.manifest)
         configuration = body.get("configuration", row.configuration)
         errors, warnings = validation_result(manifest, configuration)
