@@ -350,7 +350,9 @@ def test_a_name_or_version_too_long_to_store_is_400(admin):
 
 
 def test_max_scheduled_null_and_integral_float(admin, spec_job):
-    assert add(admin, manifest("random-number"), max_scheduled=5.0).json["max_scheduled"] == 5
+    assert '"max_scheduled": 5,' in add(admin, manifest("random-number"), max_scheduled=5.0).text
+    admin.patch("/v6/job-types/test/1.0.0/", {"max_scheduled": 7.0}, status=200)
+    assert '"max_scheduled": 7,' in admin.get("/v6/job-types/test/1.0.0/").text
     assert add(admin, manifest("random-number"), max_scheduled=None).json["max_scheduled"] is None
 
 

@@ -375,9 +375,11 @@ class SeedJobTypeService:
         row.manifest, row.docker_image = manifest, docker_image
         job = _job(manifest)
         row.title, row.description, row.tags = _text(job.get("title")), _text(job.get("description")), _tags(manifest)
-        for name in ("icon_code", "is_published", "max_scheduled"):
+        for name in ("icon_code", "is_published"):
             if name in body:
                 setattr(row, name, body[name])
+        if "max_scheduled" in body:  # JSON Schema's integers include 5.0: kept as 5
+            row.max_scheduled = None if body["max_scheduled"] is None else int(body["max_scheduled"])
         if "is_active" in body and body["is_active"] != row.is_active:
             # Scale: deprecated holds when it was last deactivated, and is cleared when it is active again.
             row.is_active, row.deprecated = body["is_active"], None if body["is_active"] else now
