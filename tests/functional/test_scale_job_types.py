@@ -675,3 +675,66 @@ def test_concurrent_creations_of_one_job_type_make_one(admin):
     answers = in_threads(8, lambda index: admin.post("/v6/job-types/", SPEC_POST, status=201).json)
     assert len({answer["id"] for answer in answers}) == 1
     assert admin.get("/v6/job-types/test/1.0.0/revisions/").json["count"] == 1
+
+
+# Bent requests (as test_fuzz.py bends the v1 API's): never a 5xx, every refusal a JSON detail
+
+V6_ODD_QUERIES = ["page=0", "page=abc", "page_size=0", "page_size=99999999999", "page=99999999999999999999",
+                  "keyword=%00", "keyword=%25_", "keyword=%ff", "id=abc", "id=99999999999", "id=-1", "id=1e3",
+                  "is_active=x", "is_system=TRUE", "is_system=2", "order=-name&order=version", "order=secrets",
+                  "order=-", "started=P", "started=PT3H", "ended=2015-01-01T00:00:00Z", "started=9999-12-31",
+                  "ended=P999999999D", "started=2015-02-30", "%ff=%fe"]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_bent_v6_requests_never_get_a_server_error(testapp, admin, alice, anonymous, seed):
+    import random
+    from test_fuzz import ODD_BODIES, ODD_HEADERS, ODD_SEGMENTS, bend
+    admin.post("/v6/job-types/", SPEC_POST, status=201)
+    add(admin, manifest("complete"))
+    clients = {"admin": admin, "alice": alice, "anonymous": anonymous}
+    edit = {"icon_code": "012F", "is_published": True, "is_active": True, "is_paused": False, "max_scheduled": 1,
+            "docker_image": "test:2", "manifest": SPEC_POST["manifest"], "configuration": SPEC_POST["configuration"]}
+    endpoints = [
+        ("GET", "/v6/job-type-names/", None), ("GET", "/v6/job-types/", None),
+        ("GET", "/v6/job-types/{name}/", None), ("GET", "/v6/job-types/{name}/{version}/", None),
+        ("GET", "/v6/job-types/{name}/{version}/revisions/", None),
+        ("GET", "/v6/job-types/{name}/{version}/revisions/1/", None),
+        ("POST", "/v6/job-types/validation/", {"manifest": SPEC_POST["manifest"],
+                                               "configuration": SPEC_POST["configuration"]}),
+        ("POST", "/v6/job-types/", SPEC_POST), ("POST", "/v6/job-types/", {"docker_image": "x",
+                                                                             "manifest": manifest("complete")}),
+        ("PATCH", "/v6/job-types/{name}/{version}/", edit),
+        ("GET", "/v6/job-types/status/", None), ("GET", "/v6/job-types/pending/", None),
+        ("GET", "/v6/job-types/running/", None), ("GET", "/v6/job-types/system-failures/", None)]
+    rng = random.Random(seed)
+    statuses = {}
+    for number in range(600):
+        method, path, body = rng.choice(endpoints)
+        path = path.replace("{name}", "test").replace("{version}", "1.0.0")
+        headers, raw = {}, None
+        what = rng.randrange(8)
+        if what == 0:
+            segments = path.split("/")
+            segments[rng.randrange(2, len(segments) - 1)] = rng.choice(ODD_SEGMENTS)
+            path = "/".join(segments)
+        elif what == 1:
+            raw = rng.choice(ODD_BODIES)
+        elif what == 2:
+            headers = dict(rng.choice(ODD_HEADERS))
+        elif what in (3, 4):
+            path += "?" + "&".join(rng.sample(V6_ODD_QUERIES, rng.randrange(1, 4)))
+        elif isinstance(body, dict):
+            body = bend(rng, body)
+        if raw is None and body is not None:
+            raw = json.dumps(body).encode()
+        client = clients[rng.choice(list(clients))]
+        response = testapp.request(path, method=method, body=raw or b"", expect_errors=True,
+                                   headers=client.headers({"Content-Type": "application/json", **headers}))
+        where = f"seed {seed}, request {number}: {method} {path} {headers} {raw!r:.300}"
+        assert response.status_int < 500, f"{where} -> {response.status}: {response.text[:500]}"
+        if response.status_int >= 400 and method != "HEAD":
+            assert isinstance(response.json.get("detail"), str), where
+        statuses[response.status_int] = statuses.get(response.status_int, 0) + 1
+    assert sum(count for status, count in statuses.items() if status < 300) > 60, statuses
+    assert {400, 401, 403, 404} <= set(statuses), statuses
