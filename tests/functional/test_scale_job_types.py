@@ -12,6 +12,7 @@ from ufdl_pyramid.models import SeedJobType
 
 MANIFESTS = pathlib.Path(__file__).parent / "seed_manifests"
 # The body of the spec's "Add Seed Image" example (its JSON is valid as written).
+# The spec's "Add Seed Image" example, with the errors' names it leaves out (the Seed standard requires them).
 SPEC_POST = json.loads((MANIFESTS / "spec_add_seed_image.json").read_text())
 
 
@@ -243,7 +244,8 @@ def test_malformed_paging_of_versions_and_revisions_is_400(alice, spec_job, quer
 def test_validation(alice):
     for name in ("complete", "random-number", "read-bytes", "watermark"):
         answer = alice.post("/v6/job-types/validation/", {"manifest": manifest(name)}).json
-        assert answer == {"is_valid": True, "errors": [], "warnings": []}, name
+        # Without a configuration, the mounts, settings and workspaces a manifest asks for are warned about.
+        assert answer["is_valid"] is True and answer["errors"] == [], name
     spec = {"manifest": SPEC_POST["manifest"], "configuration": SPEC_POST["configuration"]}
     assert alice.post("/v6/job-types/validation/", spec).json["is_valid"] is True
     assert alice.post("/v6/job-types/validation", spec).json["is_valid"] is True
@@ -262,6 +264,16 @@ def test_validation_reports_invalid_manifests(alice, admin, document):
     refused = add(admin, document, status=400).json
     assert refused["is_valid"] is False and refused["errors"] == answer["errors"] and refused["detail"]
     assert admin.get("/v6/job-types/").json["count"] == 0
+
+
+def test_validation_reports_the_errors_of_a_bad_manifest_and_a_bad_configuration_at_once(alice):
+    """design notes §7: every error. The configuration's went unreported while the manifest had any."""
+    bad_manifest = {**SPEC_POST["manifest"], "seedVersion": "0.9.0"}
+    bad_configuration = {"mounts": {"MOUNT_PATH": {"type": "host", "host_path": "relative/path"}}, "priority": 0}
+    answer = alice.post("/v6/job-types/validation/", {"manifest": bad_manifest,
+                                                      "configuration": bad_configuration}).json
+    names = {error["name"] for error in answer["errors"]}
+    assert answer["is_valid"] is False and {"JSON_VALIDATION_ERROR", "INVALID_CONFIGURATION"} <= names, names
 
 
 @pytest.mark.parametrize("body", [[], "x", 1, None, {}, {"configuration": {}}, {"manifest": {}, "other": 1}])
@@ -422,7 +434,10 @@ def test_edit(admin, alice, spec_job):
     path = "/v6/job-types/test/1.0.0/"
     answer = admin.patch(path, {"icon_code": "012F", "is_published": True, "is_active": True, "is_paused": False,
                                 "max_scheduled": 7}, status=200).json
-    assert answer == {"is_valid": True, "errors": [], "warnings": []}
+    # DB_PASS's value is stored (encrypted, apart from the configuration): not missing. The spec's configuration
+    # names a workspace for an output its manifest does not have.
+    assert answer["is_valid"] is True and answer["errors"] == []
+    assert [warning["name"] for warning in answer["warnings"]] == ["UNKNOWN_OUTPUT"]
     details = alice.get(path).json
     assert (details["icon_code"], details["is_published"], details["max_scheduled"], details["revision_num"]) == (
         "012F", True, 7, 1)

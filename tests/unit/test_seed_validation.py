@@ -8,7 +8,8 @@ import pytest
 from ufdl_pyramid.services.seed_validation import (
     MAX_ERRORS, secret_setting_names, validate_configuration, validate_manifest)
 
-FIXTURES = Path("/work/shared/fixtures/seed")
+# Copies of the Seed standard's example manifests and one of Scale's (Apache-2.0).
+FIXTURES = Path(__file__).resolve().parents[1] / "functional" / "seed_manifests"
 FIXTURE_NAMES = ["complete", "random-number", "read-bytes", "watermark"]
 
 

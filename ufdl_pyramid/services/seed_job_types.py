@@ -220,12 +220,11 @@ class NodeCapacity:
 
 
 def validation_result(manifest: Any, configuration: Any) -> tuple[list[dict], list[dict]]:
-    """Every error and warning of a manifest and (once the manifest is valid) a configuration for it."""
+    """Every error and warning of a manifest and a configuration for it (design notes §7: every error, so a
+    configuration's own are reported beside an invalid manifest's; its warnings need a valid manifest)."""
     errors, warnings = validate_manifest(manifest)
-    if not errors:
-        config_errors, config_warnings = validate_configuration(configuration, manifest)
-        errors, warnings = errors + config_errors, warnings + config_warnings
-    return errors, warnings
+    config_errors, config_warnings = validate_configuration(configuration, manifest)
+    return errors + config_errors, warnings + config_warnings
 
 
 def _job(manifest: dict) -> dict:
@@ -332,7 +331,7 @@ class SeedJobTypeService:
         self.db.refresh(row, with_for_update=True)
         manifest = body.get("manifest", row.manifest)
         configuration = body.get("configuration", row.configuration)
-        errors, warnings = validation_result(manifest, configuration)
+        errors, warnings = validation_result(manifest, self._with_stored_secrets(row, configuration, manifest))
         if not errors:
             job = _job(manifest)
             if (job.get("name"), job.get("jobVersion")) != (row.name, row.version):
@@ -346,6 +345,22 @@ class SeedJobTypeService:
         self.db.flush()
         self._make_templates(row)
         return warnings
+
+    def _with_stored_secrets(self, row: SeedJobType, configuration, manifest) -> Any:
+        """The configuration as validation sees it: the secret settings whose values are stored (apart from it,
+        encrypted, and kept when a configuration leaves them out) count as given, else every edit after one
+        was stored would warn MISSING_SETTING."""
+        if row.secrets is None or not isinstance(configuration, dict):
+            return configuration
+        settings = configuration.get("settings", {})
+        if not isinstance(settings, dict):
+            return configuration  # validation says what is wrong with it
+        try:
+            stored = set(self.secrets.open(row.secrets))
+        except SecretsUnavailable:  # no key (or another one): saving will say so; validation need not
+            stored = secret_setting_names(manifest)
+        kept = {name: "" for name in stored & secret_setting_names(manifest) if name not in settings}
+        return {**configuration, "settings": {**settings, **kept}} if kept else configuration
 
     def _add_revision(self, row: SeedJobType, number: int, docker_image: str, manifest: dict) -> None:
         revision = SeedJobTypeRevision(job_type=row, revision_num=number, docker_image=docker_image,
