@@ -250,11 +250,9 @@ class SeedJobTypeService:
     def find(self, name: str, version: str) -> SeedJobType | None:
         return self.db.scalar(select(SeedJobType).where(SeedJobType.name == name, SeedJobType.version == version))
 
-    def versions(self, name: str, is_active: bool | None = None) -> list[SeedJobType]:
+    def versions(self, name: str) -> list[SeedJobType]:
         """The versions of one name, by semantic-version precedence."""
         query = select(SeedJobType).where(SeedJobType.name == name)
-        if is_active is not None:
-            query = query.where(SeedJobType.is_active.is_(is_active))
         return sorted(self.db.scalars(query), key=lambda row: version_key(row.version))
 
     def list_query(self, filters: Filters, order: list[str]) -> Select:

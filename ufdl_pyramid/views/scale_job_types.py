@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 from ..errors import InvalidInput, NotFound
+from ..models.jobs import PENDING, RUNNING, SYSTEM
 from ..models.meta import MAX_ID, utcnow
 from ..permissions import Permission
 from ..representations import (seed_job_type_brief_json, seed_job_type_details_json, seed_job_type_json,
@@ -15,7 +16,6 @@ from ..representations import (seed_job_type_brief_json, seed_job_type_details_j
                                timestamp)
 from ..resources.scale import (JobTypeName, JobTypeNames, JobTypeRevision, JobTypeRevisions, JobTypeVersion,
                                ScaleJobTypes, seed_job_type_service)
-from ..models.jobs import PENDING, RUNNING, SYSTEM
 from ..services.seed_job_counts import status_counts, status_oldest, system_failures
 from ..services.seed_job_types import (INVALID_PAGE, MAX_PAGE_SIZE, Filters, NodeCapacity, Page, page_of_list,
                                        page_of_query)
@@ -26,7 +26,7 @@ _INTEGER = re.compile(r"\A[+-]?[0-9]{1,18}\Z")
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
-def _integer(request, name: str, value: str) -> int:
+def _integer(name: str, value: str) -> int:
     if not _INTEGER.match(value.strip()):
         raise InvalidInput(f"{name}: {value!r} is not an integer")
     return int(value)
@@ -46,10 +46,10 @@ def paging(request) -> tuple[int, int]:
     """``page`` (1 by default) and ``page_size`` (100 by default, brought into 1..1000)."""
     page = request.GET.getall("page")
     page_size = request.GET.getall("page_size")
-    number = _integer(request, "page", page[-1]) if page else 1
+    number = _integer("page", page[-1]) if page else 1
     if number < 1:
         raise NotFound(INVALID_PAGE)
-    size = _integer(request, "page_size", page_size[-1]) if page_size else 100
+    size = _integer("page_size", page_size[-1]) if page_size else 100
     return number, min(max(size, 1), MAX_PAGE_SIZE)
 
 
@@ -60,7 +60,7 @@ def filters(request) -> Filters:
             raise InvalidInput("keyword: holds a character that cannot be searched for (NUL, or half of a "
                                "surrogate pair)")
     given = request.GET.getall("id")
-    ids = [_integer(request, "id", value) for value in given]
+    ids = [_integer("id", value) for value in given]
     return Filters(keywords=keywords,
                    # An id no row can have matches nothing (and does not reach the database's integer column).
                    ids=[pk for pk in ids if 1 <= pk <= MAX_ID] if given else None,
@@ -95,10 +95,11 @@ def job_types(context, request):
 @api_view(context=JobTypeName, request_method="GET", permission=Permission.VIEW)
 def job_type_versions(context, request):
     number, size = paging(request)
-    service = seed_job_type_service(request)
-    if not service.versions(context.__name__):
+    versions = seed_job_type_service(request).versions(context.__name__)
+    if not versions:
         raise NotFound("Not found.")
-    found = page_of_list(service.versions(context.__name__, query_boolean(request, "is_active")), number, size)
+    is_active = query_boolean(request, "is_active")
+    found = page_of_list([row for row in versions if is_active is None or row.is_active is is_active], number, size)
     capacity = NodeCapacity.read(request.db)
     return paged(request, found, [seed_job_type_version_json(row, capacity.unmet(row.manifest))
                                   for row in found.items])
