@@ -1,5 +1,6 @@
 """``ufdl templates validate|diff|sync|export``: the templates registry, against the test database."""
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -518,6 +519,25 @@ def test_prune_keeps_templates_with_active_jobs(sync_cli, registry, engine, tmp_
     assert sync_cli("sync", registry)[0] == 0
     assert templates(engine) == ALL | {("busy", 1), ("done", 1), ("idle", 1)}
 
+
+
+def test_the_templates_of_scale_job_types_are_no_registrys_to_prune_or_export(sync_cli, registry, engine, admin,
+                                                                               tmp_path):
+    """Each revision of a v6 job type is a job template that the v6 API keeps: a --prune deleted it (create-job
+    from the job type's template then failed) and an export wrote it into the registry."""
+    with open(os.path.join(os.path.dirname(__file__), "seed_manifests", "random-number.manifest.json")) as file:
+        manifest = json.load(file)
+    admin.post("/v6/job-types/", {"docker_image": "random:1", "manifest": manifest}, status=201)
+    assert sync_cli("sync", registry)[0] == 0
+    scale = templates(engine) - ALL
+    assert len(scale) == 1 and next(iter(scale))[0].startswith("seed-job-type-")
+    code, out, err = sync_cli("diff", registry, "--prune")
+    assert code == 0 and "seed-job-type" not in out, out
+    assert sync_cli("sync", registry, "--prune")[0] == 0
+    assert templates(engine) == ALL | scale
+    exported = tmp_path / "exported"
+    assert sync_cli("export", exported)[0] == 0
+    assert sorted(path.name for path in exported.iterdir()) == sorted(name for name, _ in ALL)
 
 def test_prune_keeps_the_children_of_templates_that_stay(sync_cli, registry, engine, tmp_path):
     assert sync_cli("sync", registry)[0] == 0

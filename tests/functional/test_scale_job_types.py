@@ -558,6 +558,20 @@ def test_each_revision_is_a_workable_job_template(admin, bob, spec_job):
         {"type": "exact", "field": "name", "value": f"seed-job-type-{spec_job.json['id']}"}]}).json) == 2
 
 
+
+def test_an_import_may_not_take_the_name_of_a_job_types_template(admin, spec_job):
+    """A template imported as seed-job-type-{id} stood in for that job type's (or made its next revision's
+    template a 409 conflict, so that the job type could not be changed)."""
+    number = spec_job.json["id"] + 1
+    document = {"name": f"seed-job-type-{number}", "version": 1, "scope": "public", "licence": "MIT",
+                "specific": {"job_type": "Process<JSON, JSON>", "executor_class": "ufdl_seed.SeedExecutor",
+                             "required_packages": "", "parameters": {}}}
+    refused = admin.post("/v1/job-templates/import", document, status=400).json
+    assert "seed-job-type-" in refused["detail"]
+    add(admin, manifest("random-number"))  # job type {number}: its template is made
+    assert admin.post("/v1/job-templates/list", {"expressions": [
+        {"type": "exact", "field": "name", "value": f"seed-job-type-{number}"}]}).json[0]["version"] == 1
+
 @pytest.fixture
 def counted_jobs(admin, bob, alice, engine, spec_job):
     """Jobs of the spec's job type in every state, from both its revisions; another job type without jobs."""

@@ -10,6 +10,7 @@ import urllib.request
 
 from ..errors import InvalidInput, ServiceError
 from ..models import mark_written
+from ..models.seed_job_types import SCALE_TEMPLATE_PREFIX
 from ..plugins import load_plugins
 from ..services.job_type_sync import sync_job_types_on
 from ..services.template_documents import check_document, to_yaml
@@ -330,6 +331,7 @@ class RemoteServer:
 
     def documents(self, progress=None) -> dict[tuple[str, int], dict]:
         rows = self.checked(_TEMPLATES, self.request("POST", "/v1/job-templates/list", b"{}"))
+        rows = [row for row in rows if not row["name"].startswith(SCALE_TEMPLATE_PREFIX)]  # as registry_templates
         documents = {}
         for count, row in enumerate(rows, 1):
             documents[(row["name"], row["version"])] = self.document(row["pk"])

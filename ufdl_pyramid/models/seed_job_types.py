@@ -10,6 +10,9 @@ NAME_LENGTH = 200
 VERSION_LENGTH = 200
 DOCKER_IMAGE_LENGTH = 1000
 ICON_CODE_LENGTH = 200
+# The job templates that job types' revisions are (design notes §1) are named with it, and only they: the v6 API
+# makes and keeps them, a registry neither prunes nor exports them, and an import may not take the prefix.
+SCALE_TEMPLATE_PREFIX = "seed-job-type-"
 
 
 class SeedJobType(Base):

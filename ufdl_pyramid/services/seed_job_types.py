@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from ..errors import ConcurrentChange, InvalidInput, NotFound, ServiceUnavailable
 from ..models import Node, SeedJobType, SeedJobTypeRevision
 from ..models.meta import MAX_ID, utcnow
-from ..models.seed_job_types import DOCKER_IMAGE_LENGTH, ICON_CODE_LENGTH, NAME_LENGTH, VERSION_LENGTH
+from ..models.seed_job_types import (DOCKER_IMAGE_LENGTH, ICON_CODE_LENGTH, NAME_LENGTH, SCALE_TEMPLATE_PREFIX,
+                                     VERSION_LENGTH)
 from .seed_validation import secret_setting_names, validate_configuration, validate_manifest
 from .templates import TemplateService
 from .type_registry import type_registry
@@ -60,7 +61,7 @@ TEMPLATE_LICENCE = "Proprietary"
 
 
 def template_name(job_type: SeedJobType) -> str:
-    return f"seed-job-type-{job_type.id}"
+    return f"{SCALE_TEMPLATE_PREFIX}{job_type.id}"
 
 
 class InvalidSeed(InvalidInput):
@@ -374,7 +375,7 @@ class SeedJobTypeService:
                 "name": template_name(row), "version": revision.revision_num,
                 "description": f"Scale job type {row.name} {row.version}, revision {revision.revision_num}",
                 "scope": "public", "domain": None, "licence": TEMPLATE_LICENCE, "specific": TEMPLATE_SPECIFIC},
-                None)
+                None, scale=True)
             revision.template_id = template.id
         self._new_revisions = []
 

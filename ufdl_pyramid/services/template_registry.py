@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from ..errors import Conflict, InvalidInput, ServiceError
 from ..models import Job, JobTemplate, TemplateChild
 from ..models.jobs import FINAL_STATUSES
+from ..models.seed_job_types import SCALE_TEMPLATE_PREFIX
 from ..types import TypeRegistry
 from .template_documents import (BoundedNesting, FittingTags, UniqueKeys, check_document, check_nesting,
                                  is_meta, json_compatible, ordered_document, same_json, to_yaml, whole_versions)
@@ -572,6 +573,13 @@ def plan_sync(registry: Registry, existing: dict[Key, dict],
 NOTHING_TO_PRUNE_AGAINST = "the registry holds no templates: --prune would delete every template (refused)"
 
 
+def registry_templates() -> Select:
+    """The active templates a registry manages: not those the revisions of Scale job types are (the v6 API makes
+    and keeps them), which a ``--prune`` would otherwise delete and an export write out."""
+    return select(JobTemplate).where(JobTemplate.active(),
+                                     ~JobTemplate.name.startswith(SCALE_TEMPLATE_PREFIX, autoescape=True))
+
+
 class RegistrySync:
     """Applies a registry to a database in the caller's transaction (the caller commits or rolls back)."""
 
@@ -581,8 +589,7 @@ class RegistrySync:
         self._active: tuple[dict, dict] | None = None
 
     def active_templates(self) -> dict[Key, JobTemplate]:
-        return {(row.name, row.version): row
-                for row in self.db.scalars(select(JobTemplate).where(JobTemplate.active()))}
+        return {(row.name, row.version): row for row in self.db.scalars(registry_templates())}
 
     def read(self, directory: str) -> Registry:
         """``read_registry``, the files identical to the server's templates taken as checked (fast re-syncs)."""
@@ -677,7 +684,7 @@ class RegistrySync:
 def export_documents(db: Session, all_versions: bool = False) -> dict[str, str]:
     """``{relative path: YAML}`` of the active templates (the latest version of each, plus every version a
     meta-template exported uses, unless ``all_versions``): a registry that ``sync`` accepts unchanged."""
-    rows = {(row.name, row.version): row for row in db.scalars(select(JobTemplate).where(JobTemplate.active()))}
+    rows = {(row.name, row.version): row for row in db.scalars(registry_templates())}
     if all_versions:
         chosen = set(rows)
     else:

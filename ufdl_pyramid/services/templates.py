@@ -15,6 +15,7 @@ from sqlalchemy.sql import Select
 from ..errors import ConcurrentChange, Conflict, InvalidInput
 from ..models import DataDomain, JobTemplate, JobType, Licence, TemplateChild, TemplateTypeReference, User
 from ..models.jobs import OUTPUT_NAME_LENGTH
+from ..models.seed_job_types import SCALE_TEMPLATE_PREFIX
 from ..models.templates import META, WORKABLE
 from ..types import MAX_TYPE_LENGTH, Contract, TypeInstance, TypeRegistry, is_subtype, type_names
 from .template_documents import check_document, is_meta, same_json
@@ -85,9 +86,14 @@ class TemplateService:
 
     # Importing
 
-    def import_document(self, document, user: User | None) -> tuple[JobTemplate, bool]:
-        """The template the document describes, and whether it was created (False: identical one existed)."""
+    def import_document(self, document, user: User | None, *, scale: bool = False) -> tuple[JobTemplate, bool]:
+        """The template the document describes, and whether it was created (False: identical one existed).
+        ``scale``: the template of a v6 job type's revision, the only kind that may take their names."""
         normalised = self.normalise(document)
+        if normalised.name.startswith(SCALE_TEMPLATE_PREFIX) != scale:
+            # Else a template imported as seed-job-type-5 would stand in for job type 5's, or clash with it.
+            raise InvalidInput(f"Template names beginning with '{SCALE_TEMPLATE_PREFIX}' are those of the Scale "
+                               "v6 job types' revisions, made with them")
         for type_string in normalised.type_strings():
             # The canonical spelling (', ' between arguments) may outgrow the limit the text was checked against;
             # export writes it (and the contract column holds it), so import must take it back.
