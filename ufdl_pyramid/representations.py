@@ -1,4 +1,4 @@
-"""The JSON form of each model, as the v1 API answers it (field names follow the UFDL seeds)."""
+"""The JSON form of each model, as the APIs answer it (field names follow the UFDL seeds for v1, Scale's for v6)."""
 from datetime import datetime, timezone
 
 from .models import (DataDomain, Framework, Job, JobOutput, JobTemplate, JobType, Licence, Node, SeedJobType,
