@@ -587,6 +587,7 @@ def counted_jobs(admin, bob, alice, engine, spec_job):
     jobs = {name: run_job(bob, first if index % 2 else second)["pk"] for index, name in enumerate(
         ("pending", "pending_old", "running", "running_old", "algorithm", "system_1", "system_2", "system_3",
          "completed", "completed_old"))}
+    admin.patch("/v6/job-types/test/1.0.0/", {"max_scheduled": None}, status=200)  # two are worked at once
     node = register(alice)
     node.get(f"/v1/jobs/{jobs['running']}/acquire")
     node.post(f"/v1/jobs/{jobs['running']}/start", {})

@@ -28,6 +28,7 @@ from .events import record_event, record_progress
 from .job_creation import active_child_template, create_child_job
 from .lease_clock import resumed_since
 from .outputs import lock_blob_keys
+from .seed_scheduling import held_back, may_be_a_revision, refusal
 from .type_registry import type_registry
 
 _JOBS = Job.__table__
@@ -41,6 +42,7 @@ _OUTPUTS = JobOutput.__table__
 # 2. jobs, ancestors first, that is by ascending id (a meta-job is created before its steps): a meta-job's
 #    cancel and deletion lock it, then its steps; a step's own calls change the meta-job too
 #    (``MetaJobOrchestrator._parent``), so they lock it with the step, before it (``lineage``).
+# 3. seed_job_types: acquiring a job of a Scale job type locks its job type after the job (``seed_scheduling``).
 
 
 def lineage(job_id) -> Select:
@@ -189,6 +191,10 @@ class JobLifecycle:
         self._require_readable(job, node, reader)
         if job.node_id == node.id and job.status in (QUEUED, RUNNING, FAILED):
             return job  # the holder asking again (a lost answer, a retry): nothing changes
+        if job.status == PENDING and job.node_id is None:  # else the UPDATE below fails and says why
+            reason = self._held_back(job.template_id, job.template.name)
+            if reason is not None:
+                raise WrongState(f"Cannot acquire job {job.id}: {reason}")
         now = utcnow()
         won = self._write(
             update(_JOBS).where(_JOBS.c.id == job.id, _JOBS.c.status == PENDING, _JOBS.c.node_id.is_(None),
@@ -205,6 +211,11 @@ class JobLifecycle:
         record_event(self.db, job, "acquire")
         return job
 
+    def _held_back(self, template_id: int, template_name: str) -> str | None:
+        """Why a job of the template may not be acquired now: its Scale job type is paused or has its
+        ``max_scheduled`` jobs scheduled. For any other template, only its name is read (no statement)."""
+        return refusal(self.db, template_id) if may_be_a_revision(template_name) else None
+
     def acquire_next(self, node: ActingNode | None, executors: list[str], reader) -> Job | None:
         """The oldest pending job this node can run (of a template ``reader`` may read: see ``acquire``),
         acquired for it; None when there is none.
@@ -217,24 +228,36 @@ class JobLifecycle:
             return held
         if not executors:
             return None
-        candidates = (select(Job.id).join(JobTemplate, Job.template_id == JobTemplate.id)
+        # Not the jobs of a paused Scale job type, nor of one with its max_scheduled jobs scheduled.
+        candidates = (select(Job.id, Job.template_id, JobTemplate.name)
+                      .join(JobTemplate, Job.template_id == JobTemplate.id)
                       .where(Job.status == PENDING, Job.node_id.is_(None), Job.is_cancelled.is_(False),
                              Job.deletion_time.is_(None), JobTemplate.executor_class.in_(executors),
-                             JobTemplate.visible_condition(reader.user_id, reader.is_admin))
+                             JobTemplate.visible_condition(reader.user_id, reader.is_admin), ~held_back())
                       .order_by(Job.id).limit(5))
         if self.db.get_bind().dialect.name == "postgresql":
             # Racing nodes skip the row another has locked instead of queueing behind it. One row: a node that
             # locked five would leave the others none of them to find (a 204 with jobs still pending).
             candidates = candidates.limit(1).with_for_update(of=Job, skip_locked=True)
-        for job_id in self.db.scalars(candidates).all():
-            won = self._write(
-                update(_JOBS).where(_JOBS.c.id == job_id, _JOBS.c.status == PENDING, _JOBS.c.node_id.is_(None))
-                .values(status=QUEUED, node_id=node.id, last_status_change=utcnow())).rowcount
-            if won:
-                job = self.db.get(Job, job_id, populate_existing=True)
-                record_event(self.db, job, "acquire")
-                return job
-        return None
+        refused: list[int] = []
+        while True:
+            refused_before = len(refused)
+            found = self.db.execute(candidates.where(Job.id.not_in(refused)) if refused else candidates).all()
+            for job_id, template_id, template_name in found:
+                # The query read the job types unlocked: a node racing for the last place may have taken it.
+                if self._held_back(template_id, template_name) is not None:
+                    refused.append(job_id)
+                    continue
+                won = self._write(
+                    update(_JOBS).where(_JOBS.c.id == job_id, _JOBS.c.status == PENDING, _JOBS.c.node_id.is_(None))
+                    .values(status=QUEUED, node_id=node.id, last_status_change=utcnow())).rowcount
+                if won:
+                    job = self.db.get(Job, job_id, populate_existing=True)
+                    record_event(self.db, job, "acquire")
+                    return job
+            if len(refused) == refused_before:
+                return None  # nothing pending, or nothing won: the node asks again later
+            # Some were refused: look again past them (each round refuses new ones, so this ends).
 
     def release(self, job: Job, node: ActingNode | None) -> Job:
         self._require_holder(job, node, "release")

@@ -1,0 +1,117 @@
+"""A Scale job type's ``is_paused`` and ``max_scheduled`` hold back the acquiring of its jobs (design notes §1):
+the jobs of its revisions' templates, acquired and worked through the v1 node lifecycle."""
+import copy
+import threading
+
+import webtest
+
+from job_helpers import ECHO, register
+from test_scale_job_types import SPEC_POST, in_threads, run_job, template_of
+
+SEED_EXECUTOR = "ufdl_seed.SeedExecutor"
+JOB_TYPE = "/v6/job-types/test/1.0.0/"
+
+
+def job_type(admin, **fields) -> dict:
+    """The spec's job type (max_scheduled 1 unless given) with a second revision: jobs may come from both."""
+    created = admin.post("/v6/job-types/", {**SPEC_POST, **fields}, status=201).json
+    changed = copy.deepcopy(SPEC_POST)
+    changed["manifest"]["job"]["title"] = "Second"
+    admin.post("/v6/job-types/", {**changed, **fields}, status=201)
+    return created
+
+
+def jobs_of(client, created: dict, count: int) -> list[int]:
+    """``count`` jobs, from the job type's two revisions in turn."""
+    templates = [template_of(client, created, 1), template_of(client, created, 2)]
+    return [run_job(client, templates[index % 2])["pk"] for index in range(count)]
+
+
+def acquire_next(node, status: int = 200, executors=(SEED_EXECUTOR,)):
+    return node.post("/v1/jobs/acquire-next", {"executors": list(executors)}, status=status)
+
+
+def untouched(client, pk: int) -> bool:
+    job = client.get(f"/v1/jobs/{pk}").json
+    return job["status"] == "PENDING" and job["node"] is None
+
+
+def test_the_jobs_of_a_paused_job_type_are_not_acquired(admin, alice, bob):
+    created = job_type(admin, max_scheduled=None)
+    first, second = jobs_of(bob, created, 2)
+    admin.patch(JOB_TYPE, {"is_paused": True}, status=200)
+    node = register(alice)
+    refused = node.get(f"/v1/jobs/{first}/acquire", status=406).json
+    assert refused == {"detail": f"Cannot acquire job {first}: its job type test 1.0.0 is paused"}
+    assert untouched(bob, first) and untouched(bob, second)
+    acquire_next(node, 204)
+    # acquire-next passes over them to the next job this node can run.
+    echo = admin.post("/v1/job-templates/import", ECHO, status=201).json
+    other = bob.post(f"/v1/job-templates/{echo['pk']}/create-job",
+                     {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
+    assert acquire_next(node, executors=(SEED_EXECUTOR, ECHO["specific"]["executor_class"])).json["pk"] == other
+    assert untouched(bob, first) and untouched(bob, second)
+
+    admin.patch(JOB_TYPE, {"is_paused": False}, status=200)
+    assert register(alice, "10.0.0.2").get(f"/v1/jobs/{first}/acquire").json["status"] == "QUEUED"
+    assert acquire_next(register(alice, "10.0.0.3")).json["pk"] == second
+
+
+def test_max_scheduled_caps_the_queued_and_running_jobs_of_all_its_revisions(admin, alice, bob):
+    created = job_type(admin)  # max_scheduled 1
+    first, second, third = jobs_of(bob, created, 3)
+    node, other = register(alice), register(alice, "10.0.0.2")
+    node.get(f"/v1/jobs/{first}/acquire")
+    limit = "its job type test 1.0.0 already has 1 jobs queued or running (max_scheduled 1)"
+    # The second job is of the other revision: the limit is the job type's.
+    assert other.get(f"/v1/jobs/{second}/acquire", status=406).json == {
+        "detail": f"Cannot acquire job {second}: {limit}"}
+    acquire_next(other, 204)
+    assert node.get(f"/v1/jobs/{first}/acquire").json["node"] == node.node_id  # its holder asking again
+    node.post(f"/v1/jobs/{first}/start", {})
+    other.get(f"/v1/jobs/{second}/acquire", status=406)
+    acquire_next(other, 204)
+    assert untouched(bob, second) and untouched(bob, third)
+    node.post(f"/v1/jobs/{first}/finish", {"success": True})
+    assert other.get(f"/v1/jobs/{second}/acquire").json["status"] == "QUEUED"
+    node.get(f"/v1/jobs/{third}/acquire", status=406)
+    # A higher limit lets the next one go; a released job frees its place.
+    admin.patch(JOB_TYPE, {"max_scheduled": 2}, status=200)
+    assert acquire_next(node).json["pk"] == third
+    register(alice, "10.0.0.3").get(f"/v1/jobs/{jobs_of(bob, created, 1)[0]}/acquire", status=406)
+    other.delete(f"/v1/jobs/{second}/release")
+    assert acquire_next(other).json["pk"] == second
+
+
+def test_8_nodes_racing_for_8_jobs_with_max_scheduled_2_schedule_exactly_2(wsgi_app, admin, alice, bob):
+    created = job_type(admin, max_scheduled=2)
+    jobs = jobs_of(bob, created, 8)
+    nodes = [register(alice, f"10.2.0.{index}") for index in range(8)]
+
+    def acquire(index):
+        app = webtest.TestApp(wsgi_app)
+        return app.get(f"/v1/jobs/{jobs[index]}/acquire", headers=nodes[index].headers(), expect_errors=True)
+
+    answers = in_threads(8, acquire)
+    assert sorted(answer.status_int for answer in answers) == [200] * 2 + [406] * 6, [a.text for a in answers]
+    assert all("max_scheduled 2" in answer.json["detail"] for answer in answers if answer.status_int == 406)
+    assert sum(not untouched(bob, pk) for pk in jobs) == 2
+
+
+def test_8_nodes_racing_acquire_next_with_max_scheduled_2_get_exactly_2(wsgi_app, admin, alice, bob):
+    created = job_type(admin, max_scheduled=2)
+    jobs_of(bob, created, 8)
+    nodes = [register(alice, f"10.3.0.{index}") for index in range(8)]
+    lock, won = threading.Lock(), []
+
+    def acquire(index):
+        app = webtest.TestApp(wsgi_app)
+        answer = app.post_json("/v1/jobs/acquire-next", {"executors": [SEED_EXECUTOR]},
+                               headers=nodes[index].headers(), expect_errors=True)
+        assert answer.status_int in (200, 204), answer.text
+        if answer.status_int == 200:
+            with lock:
+                won.append(answer.json["pk"])
+
+    in_threads(8, acquire)
+    assert len(won) == len(set(won)) == 2

@@ -1,0 +1,56 @@
+"""What holds back the jobs of a Scale job type (design notes §1): while it is paused no node acquires them, and at
+most ``max_scheduled`` of them (over all its revisions' templates) are QUEUED or RUNNING at once."""
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from ..models import Job, SeedJobType, SeedJobTypeRevision
+from ..models.jobs import QUEUED, RUNNING
+from ..models.seed_job_types import SCALE_TEMPLATE_PREFIX
+
+SCHEDULED = (QUEUED, RUNNING)
+
+
+def may_be_a_revision(template_name: str) -> bool:
+    """Only the templates of job types' revisions take the prefix: the acquiring of any other job asks nothing
+    more of the database."""
+    return template_name.startswith(SCALE_TEMPLATE_PREFIX)
+
+
+def _scheduled_count(job_type_id) -> ColumnElement:
+    """How many jobs of the job type's templates are QUEUED or RUNNING."""
+    scheduled, revision = aliased(Job), aliased(SeedJobTypeRevision)
+    return (select(func.count(scheduled.id)).select_from(scheduled)
+            .join(revision, revision.template_id == scheduled.template_id)
+            .where(revision.job_type_id == job_type_id, scheduled.status.in_(SCHEDULED)).scalar_subquery())
+
+
+def held_back() -> ColumnElement:
+    """True for a job (of the enclosing query's ``Job``) whose job type is paused or has its ``max_scheduled``
+    jobs scheduled: acquire-next passes over it. It reads the rows as they are; ``refusal`` decides, locked."""
+    return exists().where(
+        SeedJobTypeRevision.template_id == Job.template_id, SeedJobType.id == SeedJobTypeRevision.job_type_id,
+        or_(SeedJobType.is_paused.is_(True),
+            and_(SeedJobType.max_scheduled.is_not(None),
+                 _scheduled_count(SeedJobType.id) >= SeedJobType.max_scheduled)))
+
+
+def refusal(db: Session, template_id: int) -> str | None:
+    """Why a job of the template may not be acquired now (its job type's pause or limit), or None.
+
+    The job type's row is locked (PostgreSQL; SQLite's writers take turns) until the acquiring commits, so that
+    nodes acquiring its jobs at the same moment count one after the other: never more than ``max_scheduled``.
+    Lock order (see job_lifecycle.py): after the node and the job."""
+    job_type = db.scalar(select(SeedJobType).join(SeedJobTypeRevision,
+                                                  SeedJobTypeRevision.job_type_id == SeedJobType.id)
+                         .where(SeedJobTypeRevision.template_id == template_id)
+                         .with_for_update(of=SeedJobType).execution_options(populate_existing=True))
+    if job_type is None:
+        return None
+    if job_type.is_paused:
+        return f"its job type {job_type.name} {job_type.version} is paused"
+    if job_type.max_scheduled is not None:
+        count = db.scalar(select(_scheduled_count(job_type.id)))
+        if count >= job_type.max_scheduled:
+            return (f"its job type {job_type.name} {job_type.version} already has {count} jobs queued or running "
+                    f"(max_scheduled {job_type.max_scheduled})")
+    return None
