@@ -4,6 +4,7 @@ import copy
 import threading
 
 import webtest
+from sqlalchemy import event
 
 from job_helpers import ECHO, register
 from test_scale_job_types import SPEC_POST, in_threads, run_job, template_of
@@ -115,3 +116,24 @@ def test_8_nodes_racing_acquire_next_with_max_scheduled_2_get_exactly_2(wsgi_app
 
     in_threads(8, acquire)
     assert len(won) == len(set(won)) == 2
+
+
+def test_acquiring_any_other_job_asks_nothing_of_the_job_types(engine, admin, alice, bob):
+    """The plain v1 acquire (the lifecycle benchmark's) costs no statement more: only a revision's template
+    (by its name) looks its job type up."""
+    job_type(admin, is_paused=True)
+    echo = admin.post("/v1/job-templates/import", ECHO, status=201).json
+    job = bob.post(f"/v1/job-templates/{echo['pk']}/create-job",
+                   {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
+    sent = []
+
+    def record(connection, cursor, statement, *args):
+        sent.append(statement)
+
+    node = register(alice)
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        node.get(f"/v1/jobs/{job}/acquire")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert sent and not any("seed_job_type" in statement for statement in sent)
