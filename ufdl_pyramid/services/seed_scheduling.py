@@ -40,10 +40,12 @@ def refusal(db: Session, template_id: int) -> str | None:
     The job type's row is locked (PostgreSQL; SQLite's writers take turns) until the acquiring commits, so that
     nodes acquiring its jobs at the same moment count one after the other: never more than ``max_scheduled``.
     Lock order (see job_lifecycle.py): after the node and the job."""
-    job_type = db.scalar(select(SeedJobType).join(SeedJobTypeRevision,
-                                                  SeedJobTypeRevision.job_type_id == SeedJobType.id)
-                         .where(SeedJobTypeRevision.template_id == template_id)
-                         .with_for_update(of=SeedJobType).execution_options(populate_existing=True))
+    # The columns decided on only, not its documents (the manifest, the configuration).
+    job_type = db.execute(select(SeedJobType.id, SeedJobType.name, SeedJobType.version, SeedJobType.is_paused,
+                                 SeedJobType.max_scheduled)
+                          .join(SeedJobTypeRevision, SeedJobTypeRevision.job_type_id == SeedJobType.id)
+                          .where(SeedJobTypeRevision.template_id == template_id)
+                          .with_for_update(of=SeedJobType)).one_or_none()
     if job_type is None:
         return None
     if job_type.is_paused:
