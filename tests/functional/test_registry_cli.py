@@ -173,6 +173,9 @@ def _replace(path, old, new):
      "registry.yaml:2: unknown setting 'licenses' (known: licences, domains)"),
     (lambda r: (r / "registry.yaml").write_text("domains: ic\n"),
      "registry.yaml:1: domains: must be a list of names"),
+    (lambda r: (r / "seed-job-type-1").mkdir() or (r / "seed-job-type-1" / "1.yaml").write_text(
+        (r / "shell" / "1.yaml").read_text().replace("name: shell\n", "name: seed-job-type-1\n")),
+     "seed-job-type-1/1.yaml:1: name: template names beginning with 'seed-job-type-' are those of the Scale v6"),
 ])
 def test_validate_names_file_and_line_of_each_kind_of_error(ufdl, registry, breaking, expected):
     breaking(registry)

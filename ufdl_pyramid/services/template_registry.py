@@ -29,7 +29,7 @@ from ..models.seed_job_types import SCALE_TEMPLATE_PREFIX
 from ..types import TypeRegistry
 from .template_documents import (BoundedNesting, FittingTags, UniqueKeys, check_document, check_nesting,
                                  is_meta, json_compatible, ordered_document, same_json, to_yaml, whole_versions)
-from .templates import TemplateService, template_document
+from .templates import TemplateService, check_not_scale_name, template_document
 from .type_registry import type_registry
 
 SETTINGS_FILE = "registry.yaml"
@@ -452,6 +452,7 @@ def validate_offline(registry: Registry, types: TypeRegistry) -> list[Problem]:
     for entry in registry.entries:
         try:
             normalised = service.normalise(copy.deepcopy(entry.document))
+            check_not_scale_name(normalised.name)  # as the import will
         except InvalidInput as error:
             problems.append(Problem(entry.path, entry.line(error.detail), error.detail))
             continue

@@ -79,6 +79,14 @@ def template_document(template: JobTemplate) -> dict:
             "licence": template.licence.name, "specific": template.spec}
 
 
+def check_not_scale_name(name: str) -> None:
+    """Only the v6 API names templates so (its job types' revisions): a template imported as seed-job-type-5
+    would stand in for job type 5's, or clash with it."""
+    if name.startswith(SCALE_TEMPLATE_PREFIX):
+        raise InvalidInput(f"name: template names beginning with '{SCALE_TEMPLATE_PREFIX}' are those of the Scale "
+                           "v6 job types' revisions, made with them")
+
+
 class TemplateService:
     def __init__(self, db: Session, registry: TypeRegistry):
         self.db = db
@@ -90,10 +98,8 @@ class TemplateService:
         """The template the document describes, and whether it was created (False: identical one existed).
         ``scale``: the template of a v6 job type's revision, the only kind that may take their names."""
         normalised = self.normalise(document)
-        if normalised.name.startswith(SCALE_TEMPLATE_PREFIX) != scale:
-            # Else a template imported as seed-job-type-5 would stand in for job type 5's, or clash with it.
-            raise InvalidInput(f"Template names beginning with '{SCALE_TEMPLATE_PREFIX}' are those of the Scale "
-                               "v6 job types' revisions, made with them")
+        if not scale:
+            check_not_scale_name(normalised.name)
         for type_string in normalised.type_strings():
             # The canonical spelling (', ' between arguments) may outgrow the limit the text was checked against;
             # export writes it (and the contract column holds it), so import must take it back.
