@@ -137,3 +137,26 @@ def test_acquiring_any_other_job_asks_nothing_of_the_job_types(engine, admin, al
     finally:
         event.remove(engine, "before_cursor_execute", record)
     assert sent and not any("seed_job_type" in statement for statement in sent)
+
+
+def test_a_reset_is_held_back_as_an_acquire_is(admin, alice, bob):
+    """A reset puts a FAILED job back in QUEUED on its node, scheduled again: it went past the job type's
+    max_scheduled (a FAILED job does not count) and its pause."""
+    created = job_type(admin)  # max_scheduled 1
+    first, second = jobs_of(bob, created, 2)
+    node, other = register(alice), register(alice, "10.0.0.2")
+    node.get(f"/v1/jobs/{first}/acquire")
+    node.post(f"/v1/jobs/{first}/start", {})
+    assert node.post(f"/v1/jobs/{first}/finish", {"error": "boom"}).json["status"] == "FAILED"
+    assert other.get(f"/v1/jobs/{second}/acquire").json["status"] == "QUEUED"
+    refused = node.delete(f"/v1/jobs/{first}/reset", status=406).json
+    assert refused == {"detail": f"Cannot reset job {first}: its job type test 1.0.0 already has 1 jobs queued or "
+                                 "running (max_scheduled 1)"}
+    assert bob.get(f"/v1/jobs/{first}").json["status"] == "FAILED"
+    other.delete(f"/v1/jobs/{second}/release")  # its place is free again
+    admin.patch(JOB_TYPE, {"is_paused": True}, status=200)
+    assert node.delete(f"/v1/jobs/{first}/reset", status=406).json == {
+        "detail": f"Cannot reset job {first}: its job type test 1.0.0 is paused"}
+    admin.patch(JOB_TYPE, {"is_paused": False}, status=200)
+    reset = node.delete(f"/v1/jobs/{first}/reset").json
+    assert (reset["status"], reset["node"]) == ("QUEUED", node.node_id)

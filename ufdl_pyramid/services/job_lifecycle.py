@@ -332,6 +332,11 @@ class JobLifecycle:
     def reset(self, job: Job, node: ActingNode | None) -> Job:
         self._require_holder(job, node, "reset")
         self._require_status(job, "reset", FAILED)
+        # Back in QUEUED, the job is scheduled again: held back as an acquire is (a paused job type, or one with
+        # its max_scheduled jobs queued or running, which FAILED ones are not).
+        reason = self._held_back(job.template_id, job.template.name)
+        if reason is not None:
+            raise WrongState(f"Cannot reset job {job.id}: {reason}")
         self._back_to_start(job)
         self._set_status(job, QUEUED)
         record_event(self.db, job, "reset")
