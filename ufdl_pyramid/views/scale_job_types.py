@@ -165,7 +165,8 @@ def query_moment(request, name: str, now: datetime, default: datetime) -> dateti
             days, hours, minutes, seconds = (float(part or 0) for part in duration.groups())
             return now - timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
         moment = datetime.fromisoformat(text)
-        return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+        # In UTC here, where an overflow (0001-01-01T00:00:00+05:00) is the caller's 400, not the database's 500.
+        return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
     except (ValueError, OverflowError):
         raise InvalidInput(f"{name}: {text!r} is neither an ISO-8601 date/time (2015-01-01T00:00:00Z) nor an "
                            "ISO-8601 duration (PT3H0M0S)") from None
