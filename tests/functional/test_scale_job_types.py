@@ -361,6 +361,19 @@ def test_a_name_or_version_too_long_to_store_is_400(admin):
     add(admin, manifest("random-number", version="1.0.0-" + "a" * 200), status=400)
 
 
+@pytest.mark.parametrize("document, name", [
+    (manifest("random-number", job_name="status"), "INVALID_JOB_TYPE_NAME"),
+    (manifest("random-number", job_name="a" * 201), "INVALID_JOB_TYPE_NAME"),
+    (manifest("random-number", version="1.0.0-" + "a" * 200), "INVALID_JOB_TYPE_VERSION")])
+def test_validation_refuses_what_creation_refuses(alice, admin, document, name):
+    """A reserved name, or a name or version too long to store: validation answered is_valid true, and the
+    creation it was to predict then failed."""
+    answer = alice.post("/v6/job-types/validation/", {"manifest": document}).json
+    assert answer["is_valid"] is False and [error["name"] for error in answer["errors"]] == [name]
+    refused = add(admin, document, status=400).json
+    assert refused["is_valid"] is False and refused["errors"] == answer["errors"]
+
+
 def test_max_scheduled_null_and_integral_float(admin, spec_job):
     assert '"max_scheduled": 5,' in add(admin, manifest("random-number"), max_scheduled=5.0).text
     admin.patch("/v6/job-types/test/1.0.0/", {"max_scheduled": 7.0}, status=200)

@@ -224,8 +224,27 @@ def validation_result(manifest: Any, configuration: Any) -> tuple[list[dict], li
     """Every error and warning of a manifest and a configuration for it (design notes §7: every error, so a
     configuration's own are reported beside an invalid manifest's; its warnings need a valid manifest)."""
     errors, warnings = validate_manifest(manifest)
+    if not errors:
+        errors = _unacceptable(_job(manifest))
     config_errors, config_warnings = validate_configuration(configuration, manifest)
     return errors + config_errors, warnings + config_warnings
+
+
+def _unacceptable(job: dict) -> list[dict]:
+    """What the Seed standard allows and this server cannot take: a name that is one of the API's own paths, a
+    name or version too long to store. Validation says so too, so that what it passes can be created."""
+    name, version = job["name"], job["jobVersion"]
+    errors = []
+    if name in RESERVED_NAMES:
+        errors.append({"name": "INVALID_JOB_TYPE_NAME", "description": (
+            f"The job type name {name!r} is reserved by the API ({', '.join(sorted(RESERVED_NAMES))})")})
+    if len(name) > NAME_LENGTH:
+        errors.append({"name": "INVALID_JOB_TYPE_NAME", "description": (
+            f"job.name has {len(name)} characters: at most {NAME_LENGTH} are stored")})
+    if len(version) > VERSION_LENGTH:
+        errors.append({"name": "INVALID_JOB_TYPE_VERSION", "description": (
+            f"job.jobVersion has {len(version)} characters: at most {VERSION_LENGTH} are stored")})
+    return errors
 
 
 def _job(manifest: dict) -> dict:
@@ -296,12 +315,6 @@ class SeedJobTypeService:
         if errors:
             raise InvalidSeed(errors, warnings)
         name, version = _job(manifest)["name"], _job(manifest)["jobVersion"]
-        if name in RESERVED_NAMES:
-            raise InvalidInput(f"The job type name {name!r} is reserved by the API "
-                               f"({', '.join(sorted(RESERVED_NAMES))})")
-        if len(name) > NAME_LENGTH or len(version) > VERSION_LENGTH:
-            raise InvalidInput(f"job.name may have at most {NAME_LENGTH} characters and job.jobVersion at most "
-                               f"{VERSION_LENGTH}")
         row = self.db.scalar(select(SeedJobType).where(SeedJobType.name == name, SeedJobType.version == version)
                              .with_for_update())
         created = row is None
