@@ -276,6 +276,25 @@ def test_validation_reports_the_errors_of_a_bad_manifest_and_a_bad_configuration
     assert answer["is_valid"] is False and {"JSON_VALIDATION_ERROR", "INVALID_CONFIGURATION"} <= names, names
 
 
+def test_validation_answers_stay_small_however_many_problems(alice):
+    """The meaning's errors, the configuration's mounts and the warnings were listed one by one, each duplicate
+    with its every owner: a 1 MB manifest drew answers of 5 MB. At most 100 are listed, the rest counted."""
+    document = manifest("random-number")
+    document["job"]["interface"] = {"inputs": {"json": [{"name": "same", "type": "string"}] * 300 + [
+        {"name": f"i{number // 2}", "type": "string"} for number in range(400)]}}
+    errors = alice.post("/v6/job-types/validation/", {"manifest": document}).json["errors"]
+    assert [error["name"] for error in errors] == ["NAME_COLLISION_ERROR"] * 101
+    assert len(errors[0]["description"]) < 500 and "295 more" in errors[0]["description"]
+    assert errors[-1]["description"].startswith("101 more not listed")
+    document["job"]["interface"] = {"settings": [{"name": f"s{number}"} for number in range(300)]}
+    configuration = {"mounts": {f"m{number}": {"type": "host", "host_path": "relative"} for number in range(300)}}
+    answer = alice.post("/v6/job-types/validation/", {"manifest": document, "configuration": configuration}).json
+    assert [error["name"] for error in answer["errors"]] == ["HOST_ABSOLUTE_PATH"] * 101
+    assert [warning["name"] for warning in answer["warnings"]] == ["UNKNOWN_MOUNT"] * 100 + [
+        "UNKNOWN_MOUNT", "MISSING_SETTING"]
+    assert answer["warnings"][-1]["description"].startswith("300 more not listed")
+
+
 @pytest.mark.parametrize("body", [[], "x", 1, None, {}, {"configuration": {}}, {"manifest": {}, "other": 1}])
 def test_validation_of_a_body_without_a_manifest_is_400(alice, body):
     refused = alice.post("/v6/job-types/validation/", body, status=400)

@@ -33,8 +33,9 @@ ignored), ``MISSING_WORKSPACE`` (file outputs with no workspace, neither the def
 
 Where we differ from Scale, and why:
 
-- Scale stops at its first error; we report every one (design.md §7). After 100 errors the rest are summed up
-  in one item, so that a huge garbage document cannot make a huge answer.
+- Scale stops at its first error; we report every one (design.md §7). After 100 errors (or warnings) the rest
+  are counted in one item per name, and a description names at most 5 of the things it is about, so that a huge
+  garbage document cannot make a huge answer.
 - Scale raises ``MISSING_WORKSPACE`` as an error, even when no configuration is given at all, which makes every
   job type with file outputs invalid without one. The configuration is optional here (design.md §7), so it is a
   warning. No workspace is looked up (this server has none), so Scale's ``INVALID_WORKSPACE`` and
@@ -56,13 +57,15 @@ Where we differ from Scale, and why:
 import json
 import posixpath
 import re
+from collections import Counter
 from itertools import islice
 
 from jsonschema import Draft4Validator
 
 from .validation import UNSTORABLE, holds_unstorable
 
-MAX_ERRORS = 100  # problems listed one by one; the rest are summed up in one more item
+MAX_ERRORS = 100  # problems listed one by one; the rest are counted in one more item (per name)
+MAX_NAMED = 5  # things (inputs, mounts, ...) a description names; the rest are counted
 MAX_DEPTH = 32  # a valid manifest nests 8 deep, a configuration 4; deeper garbage is refused unread
 _SHOWN = 80  # characters of a value (or of a key in a path) quoted in a description
 _PLAIN_KEY = re.compile(r"\A[a-zA-Z0-9_-]{1,80}\Z")  # a key shown bare in a path; others are quoted
@@ -167,7 +170,7 @@ def validate_manifest(manifest) -> tuple[list[dict], list[dict]]:
     """(errors, warnings) of a Seed 1.0.0 manifest; each item {"name": "...", "description": "..."}."""
     errors = _schema_errors(_MANIFEST_VALIDATOR, manifest, "manifest", "JSON_VALIDATION_ERROR")
     if not errors:  # the semantic checks read the structure the schema guarantees
-        errors = _manifest_problems(manifest)
+        errors = _listed(_manifest_problems(manifest))
     return errors, []
 
 
@@ -184,11 +187,10 @@ def validate_configuration(configuration, manifest) -> tuple[list[dict], list[di
         errors.append(_item("INVALID_VERSION", f"Invalid configuration version: {_show(version)} (must be \"6\")"))
     mounts = configuration.get("mounts")
     if isinstance(mounts, dict):
-        for name, mount in mounts.items():
-            errors.extend(_mount_problems(name, mount))
+        errors.extend(_listed([problem for name, mount in mounts.items() for problem in _mount_problems(name, mount)]))
     warnings = []
     if not validate_manifest(manifest)[0]:  # against an invalid manifest every comparison would be noise
-        warnings = _configuration_warnings(configuration, manifest)
+        warnings = _listed(_configuration_warnings(configuration, manifest))
     return errors, warnings
 
 
@@ -218,7 +220,7 @@ def _manifest_problems(manifest: dict) -> list[dict]:
     variables += [("ALLOCATED_" + item["name"], f"resource {_show(item['name'])}")
                   for item in job.get("resources", {}).get("scalar", [])]
     for variable, owners in _duplicates((name.replace("-", "_").upper(), owner) for name, owner in variables):
-        errors.append(_item("NAME_COLLISION_ERROR", f"{', '.join(owners)} collide as the environment variable "
+        errors.append(_item("NAME_COLLISION_ERROR", f"{_some(owners)} collide as the environment variable "
                                                     f"{variable}: inputs, settings, resources and reserved "
                                                     "variables need distinct names"))
     for name, _ in _duplicates((item["name"], None) for item in outputs.get("files", []) + outputs.get("json", [])):
@@ -233,7 +235,7 @@ def _manifest_problems(manifest: dict) -> list[dict]:
     absolute = ((posixpath.normpath(mount["path"]), mount["name"]) for mount in mounts
                 if posixpath.isabs(mount["path"]))
     for path, names in _duplicates(absolute):
-        errors.append(_item("DUPLICATE_MOUNT_PATHS", f"Mounts {', '.join(map(_show, names))} share the path "
+        errors.append(_item("DUPLICATE_MOUNT_PATHS", f"Mounts {_some(list(map(_show, names)))} share the path "
                                                      f"{_show(path)}"))
 
     for output in outputs.get("files", []):
@@ -245,11 +247,26 @@ def _manifest_problems(manifest: dict) -> list[dict]:
 
     declared = job.get("errors", [])
     for code, names in _duplicates((error["code"], error["name"]) for error in declared):
-        errors.append(_item("DUPLICATE_ERROR_CODES", f"Errors {', '.join(map(_show, names))} share the exit code "
+        errors.append(_item("DUPLICATE_ERROR_CODES", f"Errors {_some(list(map(_show, names)))} share the exit code "
                                                      f"{_show(code)}"))
     for name, _ in _duplicates((error["name"], None) for error in declared):
         errors.append(_item("DUPLICATE_ERROR_NAMES", f"More than one error is named {_show(name)}"))
     return errors
+
+
+def _listed(problems: list[dict]) -> list[dict]:
+    """The first MAX_ERRORS problems, then one item per name counting those left out."""
+    if len(problems) <= MAX_ERRORS:
+        return problems
+    left_out = Counter(problem["name"] for problem in problems[MAX_ERRORS:])
+    return problems[:MAX_ERRORS] + [_item(name, f"{count} more not listed (only the first {MAX_ERRORS} problems "
+                                                "are)") for name, count in left_out.items()]
+
+
+def _some(names: list[str]) -> str:
+    """The first MAX_NAMED names, and how many more there are."""
+    more = f" (and {len(names) - MAX_NAMED} more)" if len(names) > MAX_NAMED else ""
+    return ", ".join(names[:MAX_NAMED]) + more
 
 
 def _duplicates(pairs) -> list[tuple]:
@@ -306,7 +323,7 @@ def _configuration_warnings(configuration: dict, manifest: dict) -> list[dict]:
         missing = [name for name in file_outputs if not per_output.get(name)]
         if missing:
             warnings.append(_item("MISSING_WORKSPACE", "Missing workspace for outputs "
-                                                       f"{', '.join(map(_show, missing))}: no default workspace"))
+                                                       f"{_some(list(map(_show, missing)))}: no default workspace"))
     return warnings
 
 
