@@ -307,8 +307,9 @@ def _configuration_warnings(configuration: dict, manifest: dict) -> list[dict]:
         names = [item["name"] for item in declared]
         given = configuration.get(kind + "s")
         given = given if isinstance(given, dict) else {}
+        known = set(names)  # not the list: thousands of names on each side took seconds
         warnings += [_item(f"UNKNOWN_{kind.upper()}", f"Unknown {kind} {_show(name)} ignored")
-                     for name in given if name not in names]
+                     for name in given if name not in known]
         warnings += [_item(f"MISSING_{kind.upper()}", f"Missing configuration for {kind} {_show(name)}")
                      for name in names if name not in given]
 
@@ -317,8 +318,9 @@ def _configuration_warnings(configuration: dict, manifest: dict) -> list[dict]:
     workspaces = workspaces if isinstance(workspaces, dict) else {}
     per_output = workspaces.get("outputs")
     per_output = per_output if isinstance(per_output, dict) else {}
+    known = set(file_outputs)
     warnings += [_item("UNKNOWN_OUTPUT", f"Unknown file output {_show(name)} in output_workspaces ignored")
-                 for name in per_output if name not in file_outputs]
+                 for name in per_output if name not in known]
     if not workspaces.get("default"):  # Scale reads an empty default as none
         missing = [name for name in file_outputs if not per_output.get(name)]
         if missing:
