@@ -62,6 +62,9 @@ def test_the_spec_example_is_created_and_read_back(admin, alice, spec_job):
     assert details["manifest"] == SPEC_POST["manifest"]
     assert details["deprecated"] is None and details["paused"] is None
     assert details["created"].endswith("Z") and details["last_modified"].endswith("Z")
+    # Made in one moment, as Scale's example shows: last_modified came before created, the revision after both.
+    assert details["last_modified"] == details["created"]
+    assert alice.get("/v6/job-types/test/1.0.0/revisions/1/").json["created"] == details["created"]
     # Any user reads it, with or without the trailing slash.
     assert alice.get("/v6/job-types/test/1.0.0/").json == details
     assert alice.get("/v6/job-types/test/1.0.0").json == details
@@ -131,6 +134,7 @@ def test_revisions(admin, alice, spec_job):
     assert first["job_type"] == {"id": second["id"], "name": "test", "version": "1.0.0", "title": "A new title",
                                  "description": second["description"], "is_active": True, "is_paused": False,
                                  "is_published": False, "icon_code": "f1c5", "unmet_resources": "mem"}
+    assert revisions["results"][1]["created"] == second["last_modified"]  # the revision is the change
     one = alice.get("/v6/job-types/test/1.0.0/revisions/1/").json
     assert one["manifest"] == SPEC_POST["manifest"] and one["docker_image"] == "test-1.0.0-seed:1.0.0"
     assert alice.get("/v6/job-types/test/1.0.0/revisions/2").json["manifest"] == changed["manifest"]

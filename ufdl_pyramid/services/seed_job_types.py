@@ -7,6 +7,7 @@ encrypted with the server's Fernet key, and never returned.
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -319,13 +320,14 @@ class SeedJobTypeService:
                              .with_for_update())
         created = row is None
         self._new_revisions: list[SeedJobTypeRevision] = []
+        now = utcnow()  # one moment: a new job type's created and last_modified, and its first revision's created
         if created:
             row = SeedJobType(name=name, version=version, manifest=manifest, docker_image=body["docker_image"],
                               revision_num=1, is_system=False, is_published=False, is_active=True, is_paused=False,
-                              max_tries=3, tags="")
+                              max_tries=3, tags="", created=now)
             self.db.add(row)
-            self._add_revision(row, 1, row.docker_image, manifest)
-        self._apply(row, body, manifest)
+            self._add_revision(row, 1, row.docker_image, manifest, now)
+        self._apply(row, body, manifest, now)
         try:
             self.db.flush()
         except IntegrityError:
@@ -353,7 +355,7 @@ class SeedJobTypeService:
         if errors:
             raise InvalidSeed(errors, warnings)
         self._new_revisions = []
-        self._apply(row, body, manifest)
+        self._apply(row, body, manifest, utcnow())
         self.db.flush()
         self._make_templates(row)
         return warnings
@@ -374,9 +376,10 @@ class SeedJobTypeService:
         kept = {name: "" for name in stored & secret_setting_names(manifest) if name not in settings}
         return {**configuration, "settings": {**settings, **kept}} if kept else configuration
 
-    def _add_revision(self, row: SeedJobType, number: int, docker_image: str, manifest: dict) -> None:
+    def _add_revision(self, row: SeedJobType, number: int, docker_image: str, manifest: dict,
+                      now: datetime) -> None:
         revision = SeedJobTypeRevision(job_type=row, revision_num=number, docker_image=docker_image,
-                                       manifest=manifest)
+                                       manifest=manifest, created=now)
         self.db.add(revision)
         self._new_revisions.append(revision)
 
@@ -392,13 +395,12 @@ class SeedJobTypeService:
             revision.template_id = template.id
         self._new_revisions = []
 
-    def _apply(self, row: SeedJobType, body: dict, manifest: dict) -> None:
-        now = utcnow()
+    def _apply(self, row: SeedJobType, body: dict, manifest: dict, now: datetime) -> None:
         docker_image = body.get("docker_image", row.docker_image)
         if manifest != row.manifest or docker_image != row.docker_image:
             # What a revision records changed (identical content is no new revision).
             row.revision_num += 1
-            self._add_revision(row, row.revision_num, docker_image, manifest)
+            self._add_revision(row, row.revision_num, docker_image, manifest, now)
         row.manifest, row.docker_image = manifest, docker_image
         job = _job(manifest)
         row.title, row.description, row.tags = _text(job.get("title")), _text(job.get("description")), _tags(manifest)
