@@ -443,6 +443,26 @@ def test_an_edit_replaces_given_secrets_and_keeps_the_others(admin, engine, spec
     assert "new_password" not in admin.get("/v6/job-types/test/1.0.0/").text
 
 
+@pytest.mark.parametrize("method", ["patch", "post"])
+def test_a_setting_that_a_new_manifest_makes_secret_leaves_the_configuration(admin, alice, engine, spec_job,
+                                                                             method):
+    """Its value, given while it was not secret, was still answered by every GET."""
+    from cryptography.fernet import Fernet
+    from ufdl_pyramid.testing import TEST_SETTINGS
+    changed = copy.deepcopy(SPEC_POST["manifest"])
+    changed["job"]["interface"]["settings"][0]["secret"] = True  # DB_HOST
+    if method == "patch":
+        admin.patch("/v6/job-types/test/1.0.0/", {"manifest": changed}, status=200)
+    else:
+        admin.post("/v6/job-types/", {"docker_image": SPEC_POST["docker_image"], "manifest": changed}, status=201)
+    details = alice.get("/v6/job-types/test/1.0.0/")
+    assert details.json["revision_num"] == 2 and "som.host.name" not in details.text
+    assert details.json["configuration"]["settings"] == {}
+    fernet = Fernet(TEST_SETTINGS["ufdl.seed.secret_key"])
+    assert json.loads(fernet.decrypt(stored(engine, "test").secrets.encode())) == {
+        "DB_HOST": "som.host.name", "DB_PASS": "secret_password"}
+
+
 @pytest.fixture
 def keyless(engine):
     """A client of an app configured without ufdl.seed.secret_key."""

@@ -414,8 +414,13 @@ class SeedJobTypeService:
             row.is_active, row.deprecated = body["is_active"], None if body["is_active"] else now
         if "is_paused" in body and body["is_paused"] != row.is_paused:
             row.is_paused, row.paused = body["is_paused"], now if body["is_paused"] else None
+        stored_settings = (row.configuration or {}).get("settings")
         if "configuration" in body:
             self._configure(row, body["configuration"], manifest)
+        elif isinstance(stored_settings, dict) and secret_setting_names(manifest) & stored_settings.keys():
+            # The new manifest makes a stored setting secret: its value goes to the encrypted ones, else every GET
+            # would answer it.
+            self._configure(row, row.configuration, manifest)
         elif row.secrets is not None and not secret_setting_names(manifest):
             row.secrets = None  # the new manifest has no secret settings left
         row.last_modified = now
