@@ -29,6 +29,8 @@ from .validation import compile_schema, validate
 RESERVED_NAMES = frozenset({"validation", "status", "pending", "running", "system-failures"})
 INVALID_PAGE = "Invalid page."
 MAX_PAGE_SIZE = 1000
+# As many as a v1 list body's expressions: each is two LIKEs in one OR, which SQLite nests 1,000 deep at most.
+MAX_KEYWORDS = 100
 
 # The fields ``order`` may name on the job-type list (Scale's), and on the list of names.
 ORDER_FIELDS = {name: getattr(SeedJobType, name) for name in (
@@ -173,13 +175,16 @@ class Filters:
 
 
 def order_clauses(order: list[str], fields: dict) -> list:
-    """``order`` values (``-`` in front: descending) as ORDER BY clauses; an unknown field is a 400."""
-    clauses = []
+    """``order`` values (``-`` in front: descending) as ORDER BY clauses; an unknown field is a 400. A field
+    named again changes nothing (and thousands of terms are more than SQLite takes)."""
+    clauses, seen = [], set()
     for value in order:
         name = value.removeprefix("-")
         if name not in fields:
             raise InvalidInput(f"order: unknown field {name!r}; one of {', '.join(sorted(fields))}")
-        clauses.append(fields[name].desc() if value.startswith("-") else fields[name].asc())
+        if name not in seen:
+            seen.add(name)
+            clauses.append(fields[name].desc() if value.startswith("-") else fields[name].asc())
     return clauses
 
 
