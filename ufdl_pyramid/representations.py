@@ -95,10 +95,24 @@ def seed_job_type_version_json(row: SeedJobType, unmet: str | None) -> dict:
     return {**seed_job_type_json(row), "unmet_resources": unmet}
 
 
+SCALE_DEFAULT_PRIORITY = 100
+
+
+def scale_configuration_json(configuration: dict | None) -> dict:
+    """A job type's configuration as Scale answers it: the members its v6 docs call required always there, with
+    Scale's defaults (nothing mounted, set or sent to a workspace; priority 100) for those not given."""
+    configuration = configuration or {}
+    workspaces = configuration.get("output_workspaces", {})
+    return {**configuration, "mounts": configuration.get("mounts", {}),
+            "output_workspaces": {**workspaces, "outputs": workspaces.get("outputs", {})},
+            "priority": configuration.get("priority", SCALE_DEFAULT_PRIORITY),
+            "settings": configuration.get("settings", {})}
+
+
 def seed_job_type_details_json(row: SeedJobType, unmet: str | None) -> dict:
     # The configuration is stored without the secret settings' values: none can be answered.
     return {**seed_job_type_version_json(row, unmet), "max_tries": row.max_tries, "manifest": row.manifest,
-            "configuration": row.configuration, "recipe_types": []}
+            "configuration": scale_configuration_json(row.configuration), "recipe_types": []}
 
 
 def seed_job_type_names_json(versions: list[SeedJobType]) -> dict:

@@ -95,6 +95,22 @@ def test_lists(admin, alice, spec_job):
     assert versions["count"] == 2 and "unmet_resources" in versions["results"][0]
 
 
+def test_the_configuration_is_answered_whole(admin, alice, spec_job):
+    """The v6 docs call a configuration's mounts, output_workspaces, priority and settings required, and Scale
+    answers its defaults for those not given: a job type without a configuration was answered null, the spec's
+    example without a priority."""
+    whole = {"mounts": {}, "output_workspaces": {"outputs": {}}, "priority": 100, "settings": {}}
+    assert spec_job.json["configuration"] == {**SPEC_POST["configuration"], "priority": 100,
+                                              "settings": {"DB_HOST": "som.host.name"}}
+    assert add(admin, manifest("random-number")).json["configuration"] == whole
+    admin.patch("/v6/job-types/test/1.0.0/", {"configuration": None}, status=200)
+    assert alice.get("/v6/job-types/test/1.0.0/").json["configuration"] == whole
+    admin.patch("/v6/job-types/test/1.0.0/", {"configuration": {"priority": 7, "output_workspaces": {
+        "default": "w"}}}, status=200)
+    assert alice.get("/v6/job-types/test/1.0.0/").json["configuration"] == {
+        "mounts": {}, "output_workspaces": {"default": "w", "outputs": {}}, "priority": 7, "settings": {}}
+
+
 def test_latest_version_follows_semantic_versioning(admin, alice):
     for version in ("1.10.0", "1.9.0", "1.10.0-alpha", "1.10.0-alpha.2", "1.10.0-alpha.10", "1.10.0+build.7"):
         add(admin, manifest("random-number", version))
