@@ -160,6 +160,25 @@ def test_wrong_node_and_no_node_are_403(worker, other_worker, alice, job):
     assert worker.get(path(job)).json == state
 
 
+def test_an_action_path_with_segments_past_it_is_404_and_changes_nothing(admin, bob, worker, job):
+    # Upstream's URL patterns end with the action; traversal left the extra segments to the action's view, which
+    # ran: DELETE /v1/jobs/{pk}/hard/anything deleted the job for good.
+    before = bob.get(path(job)).json
+    for client, method, action in ((worker, "GET", "acquire/1"), (bob, "DELETE", "cancel/x"),
+                                   (admin, "DELETE", "abort/x"), (admin, "DELETE", "hard/7"),
+                                   (admin, "DELETE", "reinstate/x")):
+        refused = client.request(method, path(job, action), status=404)
+        assert refused.json == {"detail": "Not found."}
+    assert bob.get(path(job)).json == before
+    run_to_running(worker, job)
+    state = bob.get(path(job)).json
+    worker.post(path(job, "finish/x"), {}, status=404)
+    worker.post(path(job, "start/x"), {}, status=404)
+    assert bob.get(path(job)).json == state
+    # The actions that take a segment still do: progress takes its value there.
+    assert worker.post(path(job, "progress/0.5"), {}).json["progress"] == 0.5
+
+
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "nan", "abc", "inf", "1e3"])
 def test_progress_out_of_range_is_400(worker, job, value):
     run_to_running(worker, job)

@@ -131,6 +131,13 @@ def test_an_overlong_name_is_400(worker, running):
     assert "output name" in response.json["detail"]
 
 
+def test_an_output_path_with_segments_past_it_is_404_and_changes_nothing(worker, bob, admin, running):
+    pk = upload(worker, running).json["pk"]
+    bob.get(out(running, action="info/x"), status=404)  # was the info
+    admin.delete(f"/v1/job-outputs/{pk}/hard/x", status=404)  # deleted it for good
+    assert bob.get(f"/v1/job-outputs/{pk}").json["deletion_time"] is None
+
+
 def test_unknown_outputs_are_404(bob, running):
     assert bob.get(out(running), status=404)
     assert bob.get(out(running, action="info"), status=404)

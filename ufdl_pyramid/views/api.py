@@ -8,6 +8,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
+from pyramid.httpexceptions import HTTPNotFound
 from pyramid.view import view_config
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -21,11 +22,30 @@ from ..services.validation import MAX_INT_DIGITS, UNSTORABLE, holds_unstorable
 log = logging.getLogger(__name__)
 
 
-def api_view(*, permission: Permission, **settings):
-    """``view_config`` for the JSON API: a permission must be named, and the answer is JSON."""
+def api_view(*, permission: Permission, takes_subpath: bool = False, **settings):
+    """``view_config`` for the JSON API: a permission must be named, and the answer is JSON. Path segments past
+    the view's own path are 404 unless ``takes_subpath`` (see `refuse_subpath`)."""
     if not isinstance(permission, Permission):
         raise TypeError("api_view needs a Permission")
-    return view_config(permission=permission, renderer="json", **settings)
+    return view_config(permission=permission, renderer="json", takes_subpath=takes_subpath, **settings)
+
+
+def refuse_subpath(view, info):
+    """A view deriver: an API view answers its own path, not that path with more segments (traversal hands them to
+    the view as ``request.subpath``). Upstream's URL patterns end there, and ``DELETE /v1/jobs/5/hard/6`` deleted
+    job 5 for good. Views that read a value there (``progress/{P}``) are declared with ``takes_subpath``."""
+    if info.options.get("takes_subpath", True):  # the error views, which api_view does not declare, too
+        return view
+
+    def view_of_its_own_path(context, request):
+        if request.subpath:
+            raise HTTPNotFound()
+        return view(context, request)
+
+    return view_of_its_own_path
+
+
+refuse_subpath.options = ("takes_subpath",)
 
 
 def read_body(request, limit_setting: str = "ufdl.max_json_size") -> bytes:
@@ -172,6 +192,7 @@ def _not_a_cut_answer(record: logging.LogRecord) -> bool:
 
 
 def includeme(config):
+    config.add_view_deriver(refuse_subpath)
     waitress_log = logging.getLogger("waitress")
     if _not_a_cut_answer not in waitress_log.filters:  # one app per process, but tests build many
         waitress_log.addFilter(_not_a_cut_answer)

@@ -7,7 +7,8 @@ from ..services.type_registry import type_registry
 from .api import api_view
 
 
-@api_view(context=JobTypes, name="get-all-values", request_method="GET", permission=Permission.VIEW)
+@api_view(context=JobTypes, name="get-all-values", request_method="GET", permission=Permission.VIEW,
+          takes_subpath=True)
 def get_all_values(context, request):
     if len(request.subpath) != 1:
         raise InvalidInput("Give the type: /v1/job-types/get-all-values/{TYPE}")

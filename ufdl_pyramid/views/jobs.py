@@ -58,7 +58,8 @@ def start(context, request):
     return job_json(lifecycle(request).start(context.row, request.node))
 
 
-@api_view(context=JobItem, name="progress", request_method="POST", permission=Permission.ACT)
+@api_view(context=JobItem, name="progress", request_method="POST", permission=Permission.ACT,
+          takes_subpath=True)
 def progress(context, request):
     if len(request.subpath) != 1:
         raise InvalidInput("Give the progress: /v1/jobs/{pk}/progress/{PROGRESS}")

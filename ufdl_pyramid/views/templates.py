@@ -94,7 +94,7 @@ def get_inputs(context, request):
 
 
 @api_view(context=JobTemplates, name="get-all-matching-templates", request_method="GET",
-          permission=Permission.VIEW)
+          permission=Permission.VIEW, takes_subpath=True)
 def get_all_matching_templates(context, request):
     if len(request.subpath) != 1:
         raise InvalidInput("Give the contract: /v1/job-templates/get-all-matching-templates/{CONTRACT}")
