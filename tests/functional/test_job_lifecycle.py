@@ -325,6 +325,18 @@ def test_update_description_and_deletion(admin, bob, alice, job):
     admin.get(path(job), status=404)
 
 
+def test_a_value_refused_for_its_size_or_type_is_not_quoted_whole(bob, worker, job):
+    # The schema's message quoted the value: a description one character too long came back whole, 100 kB.
+    for body in ({"description": "d" * 100_001}, {"description": ["d" * 100_000]}):
+        detail = bob.patch(path(job), body, status=400).json["detail"]
+        assert detail.startswith("description: ") and len(detail) < 300, detail[:300]
+    assert "is too long" in detail or "is not of type 'string'" in detail
+    run_to_running(worker, job)
+    detail = worker.post(path(job, "finish"), {"error": "e" * 100_001}, status=400).json["detail"]
+    assert detail.startswith("error: 'eeee") and detail.endswith("is too long") and len(detail) < 300
+    assert worker.get(path(job)).json["status"] == "RUNNING"
+
+
 def test_a_deleted_job_is_not_worked_on(admin, bob, worker, other_worker, job):
     run_to_running(worker, job)
     worker.post(path(job, "progress/0.5"), {})

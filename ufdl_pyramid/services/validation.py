@@ -7,11 +7,18 @@ from jsonschema import Draft202012Validator
 from ..errors import InvalidInput
 
 
+# A value is quoted in a message up to this many characters: jsonschema quotes it whole, and a description one
+# character past its limit came back in a 100 kB message.
+_SHOWN_CHARS = 100
+
+
 def _message(error) -> str:
+    quoted = repr(error.instance)
+    shown = quoted if len(quoted) <= _SHOWN_CHARS else quoted[:_SHOWN_CHARS] + "..."
     # A pattern's error quoted the regular expression; a schema's "description" says what it wants instead.
     if error.validator == "pattern" and isinstance(error.schema, dict) and "description" in error.schema:
-        return f"{error.instance!r} must be {error.schema['description']}"
-    return error.message
+        return f"{shown} must be {error.schema['description']}"
+    return error.message.replace(quoted, shown, 1)
 
 
 def _where(error, name: str, prefix: str) -> str:
