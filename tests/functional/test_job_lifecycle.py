@@ -335,6 +335,9 @@ def test_a_value_refused_for_its_size_or_type_is_not_quoted_whole(bob, worker, j
     detail = worker.post(path(job, "finish"), {"error": "e" * 100_001}, status=400).json["detail"]
     assert detail.startswith("error: 'eeee") and detail.endswith("is too long") and len(detail) < 300
     assert worker.get(path(job)).json["status"] == "RUNNING"
+    # A message may quote what is not the value refused: the name of a field that is not one.
+    detail = bob.patch(path(job), {"x" * 100_000: 1}, status=400).json["detail"]
+    assert detail.startswith("body: Additional properties are not allowed ('xxx") and len(detail) < 600
 
 
 def test_a_deleted_job_is_not_worked_on(admin, bob, worker, other_worker, job):

@@ -8,8 +8,10 @@ from ..errors import InvalidInput
 
 
 # A value is quoted in a message up to this many characters: jsonschema quotes it whole, and a description one
-# character past its limit came back in a 100 kB message.
+# character past its limit came back in a 100 kB message. What else a message quotes (an unknown field's name)
+# is cut with the message, past _SHOWN_MESSAGE.
 _SHOWN_CHARS = 100
+_SHOWN_MESSAGE = 400
 
 
 def _message(error) -> str:
@@ -17,8 +19,10 @@ def _message(error) -> str:
     shown = quoted if len(quoted) <= _SHOWN_CHARS else quoted[:_SHOWN_CHARS] + "..."
     # A pattern's error quoted the regular expression; a schema's "description" says what it wants instead.
     if error.validator == "pattern" and isinstance(error.schema, dict) and "description" in error.schema:
-        return f"{shown} must be {error.schema['description']}"
-    return error.message.replace(quoted, shown, 1)
+        message = f"{shown} must be {error.schema['description']}"
+    else:
+        message = error.message.replace(quoted, shown, 1)
+    return message if len(message) <= _SHOWN_MESSAGE else message[:_SHOWN_MESSAGE] + "..."
 
 
 def _where(error, name: str, prefix: str) -> str:
