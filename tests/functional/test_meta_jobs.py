@@ -634,6 +634,16 @@ def test_graphs_nest_fifty_deep_and_no_deeper(admin, alice, bob):
     assert bob.post("/v1/jobs/list", {"include_inactive": True}).json == []
 
 
+def test_a_graph_node_name_ending_in_a_newline_is_refused(admin, pipeline):
+    # The patterns' "$" matched before a final newline: a node "first\n" was taken, and its job's output
+    # "first\n:output" then put the newline in the download's Content-Disposition header (a 500).
+    graph = {"nodes": {"first\n": {"name": "produce"}, "second": {"name": "consume"}},
+             "dependencies": [{"from_node": "first\n", "from_output": "output", "to_node": "second",
+                               "to_input": "input"}]}
+    refused = admin.post("/v1/job-templates/import", {**PIPELINE, "name": "newline", "specific": graph}, status=400)
+    assert "specific." in refused.json["detail"]
+
+
 def test_a_graph_whose_outputs_would_bear_names_too_long_to_store_is_refused(admin, pipeline):
     """The meta-job carries its steps' outputs as ``node:name``: past 200 characters the completion failed on
     PostgreSQL (a 500 on the last step's finish, again on each retry)."""

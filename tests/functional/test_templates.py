@@ -197,6 +197,8 @@ def test_yaml_import_refuses_a_key_given_twice_but_lets_a_merge_key_be_overridde
     ({"specific__parameters__tag__const": True}, "specific.parameters.tag.const"),
     ({"specific__parameters__tag__default_type": "str"}, "default_type"),
     ({"specific__executor_class": "not a class"}, "executor_class"),
+    ({"specific__executor_class": "tests.Train\n"}, "executor_class"),
+    ({"specific__parameters__tag\n": {"types": ["str"], "help": ""}}, "specific.parameters"),
     ({"specific__unknown": 1}, "unknown"),
 ])
 def test_bad_imports_are_400_naming_the_field(admin, changes, needle):

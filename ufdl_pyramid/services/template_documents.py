@@ -13,14 +13,16 @@ import yaml
 from ..errors import InvalidInput
 from .validation import MAX_INT_DIGITS, UNSTORABLE, compile_schema, unstorable, validate
 
+# The patterns are anchored with \A and \Z: "$" matches before a final newline too, and a graph node "first\n"
+# named its job's outputs "first\n:output", a newline in a header when downloaded.
 # Not starting with a dot: the name is a folder of the registry (hidden, or '.' and '..', it would not be).
 _NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\A[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z",
          "description": "letters, digits, '_', '.' and '-', not starting with '.' or '-'"}
-_IDENTIFIER = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$",
+_IDENTIFIER = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\A[A-Za-z_][A-Za-z0-9_]*\Z",
                "description": "an identifier: letters, digits and '_', not starting with a digit"}
 # An inner meta-template's inputs and outputs are its steps', named ``step:name`` (nested: ``a:b:name``).
 _PORT = {"type": "string", "minLength": 1, "maxLength": 1000,
-         "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(:[A-Za-z_][A-Za-z0-9_]*)*$",
+         "pattern": r"\A[A-Za-z_][A-Za-z0-9_]*(:[A-Za-z_][A-Za-z0-9_]*)*\Z",
          "description": "an input or output name: an identifier, or for an inner graph's 'step:name'"}
 _TYPE = {"type": "string", "minLength": 1, "maxLength": 1000}
 _VALUE_AND_TYPE = {"type": "object", "additionalProperties": False, "required": ["value", "type"],
@@ -46,7 +48,7 @@ WORKABLE_SCHEMA = {
     "properties": {
         "job_type": {"type": "string", "minLength": 1, "maxLength": 1000},
         "executor_class": {"type": "string", "minLength": 1, "maxLength": 200,
-                           "pattern": r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+                           "pattern": r"\A[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z",
                            "description": "a dotted Python name (module.ClassName)"},
         "required_packages": {"type": "string", "maxLength": 10000},
         "parameters": {"type": "object", "maxProperties": 200, "propertyNames": _IDENTIFIER,
