@@ -301,6 +301,18 @@ def test_the_downloaded_filename_takes_the_filetype_asked_for(worker, bob, runni
     assert download.headers["Content-Disposition"] == f'attachment; filename="{filename}"'
 
 
+def test_an_output_stored_with_a_name_no_header_can_hold_is_still_downloaded(worker, bob, running, engine):
+    # Imports took a graph node named "first\n" before their patterns were anchored, and its meta-job's outputs
+    # ("first\n:output") put the newline in Content-Disposition: their downloads failed. Such rows may remain.
+    output = upload(worker, running).json
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE job_outputs SET name = :name WHERE id = :pk"),
+                           {"name": 'first\n:"out"\\é', "pk": output["pk"]})
+    download = bob.post(f"/v1/job-outputs/{output['pk']}/download", {"params": {}})
+    assert download.body == DATA
+    assert download.headers["Content-Disposition"] == 'attachment; filename="first_:_out___"'
+
+
 @pytest.mark.parametrize("body", [{"filetype": 5}, {"params": {"filetype": ["zip"]}}, [1], "zip", 5, None])
 def test_a_download_body_of_the_wrong_shape_is_400(worker, bob, running, body):
     output = upload(worker, running).json

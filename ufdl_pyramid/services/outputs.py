@@ -178,8 +178,14 @@ class JobOutputService:
             raise Conflict(f"Job {job.id} already has an output {name!r} of type {canonical}")
 
 
+# What a quoted filename in a header cannot hold: a name stored before the names were checked as they are now (a
+# graph node "first\n" named its meta-job's outputs "first\n:output") is offered with "_" in their place.
+_NOT_IN_FILENAME = re.compile(r'[^\x20-\x7e]|["\\]')
+
+
 def download_filename(name: str, filetype: str | None = None) -> str:
     """The filename offered on download: the output's name, its extension replaced by ``filetype``."""
+    name = _NOT_IN_FILENAME.sub("_", name)
     if not filetype:
         return name
     extension = filetype.lstrip(".")
