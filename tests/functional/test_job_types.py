@@ -89,7 +89,8 @@ def test_a_class_that_cannot_be_imported_is_400_naming_it(admin, job_type):
 
 def test_bad_bodies_are_400(admin):
     for body, needle in (({"name": "x"}, "pkg"), ({**STR, "extra": 1}, "extra"), ({**STR, "name": 5}, "name"),
-                         ([STR], "object"), ({**STR, "name": "has space"}, "name")):
+                         ([STR], "object"), ({**STR, "name": "has space"}, "name"),
+                         ({**STR, "name": "newline\n"}, "name")):  # "$" matched before a final newline
         assert needle in admin.post("/v1/job-types/create", body, status=400).json["detail"]
 
 

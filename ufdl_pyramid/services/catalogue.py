@@ -42,7 +42,7 @@ class DomainService(RecordService):
         "type": "object",
         "additionalProperties": False,
         "required": ["name", "description"],
-        "properties": {"name": {"type": "string", "pattern": "^[a-z]{2}$", "description": "two lower-case letters"},
+        "properties": {"name": {"type": "string", "pattern": r"\A[a-z]{2}\Z", "description": "two lower-case letters"},
                        "description": {"type": "string", "minLength": 1, "maxLength": 100}},
     }
 

@@ -39,7 +39,7 @@ class JobTypeService(RecordService):
         "type": "object",
         "additionalProperties": False,
         "required": ["name", "pkg", "cls"],
-        "properties": {"name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": 200,
+        "properties": {"name": {"type": "string", "pattern": r"\A[A-Za-z_][A-Za-z0-9_]*\Z", "maxLength": 200,
                                 "description": "an identifier: letters, digits and '_', not starting with a digit"},
                        "pkg": {"type": "string", "minLength": 1, "maxLength": 200},
                        "cls": {"type": "string", "minLength": 1, "maxLength": 200}},
