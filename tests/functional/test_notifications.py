@@ -361,6 +361,18 @@ def test_a_rendered_message_is_bounded():
     assert len(render("{description}" * 800, {"description": "x" * 100_000})) == notifications.MAX_RENDERED
 
 
+def test_a_width_or_precision_written_in_other_digits_is_bounded_too(clients, printed):
+    """format() reads any script's decimal digits as a width or a precision: '{pk:>٩٩٩٩٩٩٩}' (Arabic-Indic
+    digits) built a string of 9,999,999 characters in the committing request (nine digits: a gigabyte), past the
+    check of ASCII digits. Now it stays as written, as '{pk:>9999999}' does; one within the limit still applies."""
+    wide, precise, fine = "{pk:>٩٩٩٩٩٩٩}", "{progress:.１２３４５６７f}", "{pk:٠>٥}"
+    job = create(clients, notification_override={"actions": {
+        "on_acquire": [{"type": "print", "message": f"{wide}|{precise}|{fine}"}]}})
+    printed()
+    clients["worker"].get(f"/v1/jobs/{job['pk']}/acquire")
+    assert printed() == [f"{wide}|{precise}|" + "٠" * (5 - len(str(job["pk"]))) + str(job["pk"])]
+
+
 def test_a_multiline_error_in_the_subject_still_mails(app, clients, smtp):
     job = create(clients, notification_override={"actions": {
         "on_error": [{"type": "email", "to": "ops@example", "subject": "Job {pk} failed: {error}"}]}})

@@ -95,7 +95,8 @@ def _field(values: Mapping[str, Any], name: str, spec: str, conversion: str | No
     """One ``{name:spec}`` filled in, or as written when it is not one `render` fills."""
     as_written = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
     if (conversion or not name.isidentifier() or name not in values
-            or any(int(number) > MAX_WIDTH for number in re.findall(r"[0-9]+", spec))):
+            # Any script's digits: format() takes '{pk:>٩٩٩٩٩٩٩٩٩}' (Arabic-Indic nines) for a width as well.
+            or any(int(number) > MAX_WIDTH for number in re.findall(r"\d+", spec))):
         return as_written
     try:
         return format(values[name], spec)
