@@ -373,6 +373,17 @@ def test_a_width_or_precision_written_in_other_digits_is_bounded_too(clients, pr
     assert printed() == [f"{wide}|{precise}|" + "٠" * (5 - len(str(job["pk"]))) + str(job["pk"])]
 
 
+def test_a_width_of_thousands_of_digits_stays_as_written_and_the_other_notifications_go(clients, printed):
+    """int() refuses more than 4,300 digits: such a width made the rendering raise, and every notification of
+    the transaction, the server's defaults kept beside it included, was dropped (logged only)."""
+    huge = "{pk:>" + "9" * 5000 + "}"
+    job = create(clients, notification_override={"keep_default": True, "actions": {
+        "on_acquire": [{"type": "print", "message": huge}]}})
+    printed()
+    clients["worker"].get(f"/v1/jobs/{job['pk']}/acquire")
+    assert printed() == [f"acquired {job['pk']} by node {clients['node']} (echo v1) {{nope}}", huge]
+
+
 def test_a_multiline_error_in_the_subject_still_mails(app, clients, smtp):
     job = create(clients, notification_override={"actions": {
         "on_error": [{"type": "email", "to": "ops@example", "subject": "Job {pk} failed: {error}"}]}})

@@ -94,14 +94,21 @@ def render(template: str, values: Mapping[str, Any]) -> str:
 def _field(values: Mapping[str, Any], name: str, spec: str, conversion: str | None) -> str:
     """One ``{name:spec}`` filled in, or as written when it is not one `render` fills."""
     as_written = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-    if (conversion or not name.isidentifier() or name not in values
-            # Any script's digits: format() takes '{pk:>٩٩٩٩٩٩٩٩٩}' (Arabic-Indic nines) for a width as well.
-            or any(int(number) > MAX_WIDTH for number in re.findall(r"\d+", spec))):
+    if conversion or not name.isidentifier() or name not in values or _too_wide(spec):
         return as_written
     try:
         return format(values[name], spec)
     except (ValueError, TypeError):
         return as_written
+
+
+def _too_wide(spec: str) -> bool:
+    """Whether a format spec asks for a width or precision over `MAX_WIDTH`. In any script's digits: format()
+    takes '{pk:>٩٩٩٩٩٩٩٩٩}' (Arabic-Indic nines) as well. A number with more digits than the limit is over it
+    without being converted: int() refuses past 4,300 digits (a raise here dropped the transaction's
+    notifications)."""
+    return any(len(number.lstrip("0")) > len(str(MAX_WIDTH)) or int(number.lstrip("0") or "0") > MAX_WIDTH
+               for number in re.findall(r"\d+", spec))
 
 
 def actions_for(defaults: Mapping, override: Mapping | None, transition: str) -> list[dict]:
