@@ -384,6 +384,21 @@ def test_a_width_of_thousands_of_digits_stays_as_written_and_the_other_notificat
     assert printed() == [f"acquired {job['pk']} by node {clients['node']} (echo v1) {{nope}}", huge]
 
 
+def test_a_format_that_overflows_for_the_value_stays_as_written(clients, printed, engine):
+    """'{pk:c}' is a character for a pk up to 0x10FFFF; past it format() raises OverflowError, which the
+    rendering let through: every notification of the transaction was dropped, the defaults kept beside it too."""
+    from sqlalchemy import text
+
+    job = create(clients, notification_override={"keep_default": True, "actions": {
+        "on_acquire": [{"type": "print", "message": "{pk:c}"}]}})
+    pk = 0x110000
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE jobs SET id = :new WHERE id = :old"), {"new": pk, "old": job["pk"]})
+    printed()
+    clients["worker"].get(f"/v1/jobs/{pk}/acquire")
+    assert printed() == [f"acquired {pk} by node {clients['node']} (echo v1) {{nope}}", "{pk:c}"]
+
+
 def test_a_multiline_error_in_the_subject_still_mails(app, clients, smtp):
     job = create(clients, notification_override={"actions": {
         "on_error": [{"type": "email", "to": "ops@example", "subject": "Job {pk} failed: {error}"}]}})

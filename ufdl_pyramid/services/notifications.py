@@ -98,7 +98,7 @@ def _field(values: Mapping[str, Any], name: str, spec: str, conversion: str | No
         return as_written
     try:
         return format(values[name], spec)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):  # the last: '{pk:c}' once a pk is past 0x10FFFF
         return as_written
 
 
