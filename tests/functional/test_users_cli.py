@@ -140,3 +140,30 @@ def test_a_password_of_eight_characters_is_long_enough_and_one_of_seven_is_not(i
     anonymous.post("/v1/auth/obtain", {"username": "carol", "password": "8-chars!"}, status=200)
     assert ufdl(["-c", ini, "users", "password", "carol", "--password", "new8char"]) == 0
     anonymous.post("/v1/auth/obtain", {"username": "carol", "password": "new8char"}, status=200)
+
+
+def test_a_password_longer_than_a_login_takes_is_refused(ini, capsys, anonymous):
+    """A login takes a password of at most 1,024 characters: a longer one was set, and no login could use it."""
+    assert ufdl(["-c", ini, "users", "create", "carol", "--password", "x" * 1025]) == 1
+    assert capsys.readouterr().err == "ufdl: password must be at most 1024 characters (the longest a login takes)\n"
+    assert ufdl(["-c", ini, "users", "create", "carol", "--password", "x" * 1024]) == 0
+    anonymous.post("/v1/auth/obtain", {"username": "carol", "password": "x" * 1024}, status=200)
+    assert ufdl(["-c", ini, "users", "password", "carol", "--password", "y" * 1025]) == 1
+    assert "at most 1024 characters" in capsys.readouterr().err
+    anonymous.post("/v1/auth/obtain", {"username": "carol", "password": "x" * 1024}, status=200)
+
+
+@pytest.mark.parametrize("arguments, error", [
+    # The column holds 254 characters: PostgreSQL refused a longer address with a database error, SQLite kept it.
+    (["--email", "carol@" + "x" * 249], "e-mail address must be at most 254 characters"),
+    # Bytes that are not UTF-8 in an argument (Python reads them as lone surrogates): a traceback.
+    (["--email", "carol\udcff@example.com"], "is not an e-mail address"),
+    (["--password", "long \udcff enough"], "password holds a character a login cannot send"),
+])
+def test_an_address_or_password_no_user_could_have_is_one_line(ini, capsys, arguments, error):
+    argv = ["-c", ini, "users", "create", "carol", *arguments]
+    assert ufdl(argv + ([] if "--password" in arguments else ["--password", "long enough"])) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("ufdl: ") and error in err and err.count("\n") == 1
+    assert ufdl(["-c", ini, "users", "create", "carol", "--password", "long enough",
+                 "--email", "carol@" + "x" * 248]) == 0

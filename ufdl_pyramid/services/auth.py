@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from ..errors import Conflict, InvalidInput, NotAuthenticated
 from ..models import Node, RefreshToken, User, mark_written
 from ..models.meta import MAX_ID, utcnow
+from .validation import unstorable
 
 ALGORITHM = "HS256"
 
@@ -105,6 +106,19 @@ def _digest(token: str) -> str:
 
 _USERNAME = re.compile(r"\A[\w.@+-]{1,150}\Z")  # Django's rule: upstream's user names fit it
 _EMAIL = re.compile(r"\A[^@\s]+@[^@\s]+\Z")  # user@localhost is one too
+_EMAIL_LENGTH = User.__table__.c.email.type.length
+# The longest username or password a login takes (views/auth.py): a longer password could be set, never used.
+MAX_CREDENTIAL_LENGTH = 1024
+
+
+def _check_password(password: str) -> None:
+    if len(password) < 8:
+        raise InvalidInput("password must be at least 8 characters")
+    if len(password) > MAX_CREDENTIAL_LENGTH:
+        raise InvalidInput(f"password must be at most {MAX_CREDENTIAL_LENGTH} characters (the longest a login takes)")
+    # An argument's bytes that are not UTF-8 come as lone surrogates, which no JSON login can send (nor hash).
+    if unstorable(password):
+        raise InvalidInput("password holds a character a login cannot send (NUL, or bytes that are not UTF-8)")
 
 
 class AuthService:
@@ -117,10 +131,11 @@ class AuthService:
     def create_user(self, username: str, password: str, *, is_admin: bool = False, email: str = "") -> User:
         if not _USERNAME.match(username):
             raise InvalidInput("username must be 1 to 150 letters, digits and @ . + - _ (as the UFDL clients expect)")
-        if email and not _EMAIL.match(email):
+        if email and (not _EMAIL.match(email) or unstorable(email)):
             raise InvalidInput(f"{email!r} is not an e-mail address (it would only show when a notification fails)")
-        if len(password) < 8:
-            raise InvalidInput("password must be at least 8 characters")
+        if len(email) > _EMAIL_LENGTH:
+            raise InvalidInput(f"e-mail address must be at most {_EMAIL_LENGTH} characters")
+        _check_password(password)
         if self.db.scalar(select(User.id).where(User.username == username)) is not None:
             raise Conflict(f"user {username!r} already exists")
         user = User(username=username, password_hash=self.config.hasher.hash(password), is_admin=is_admin,
@@ -130,8 +145,7 @@ class AuthService:
         return user
 
     def set_password(self, user: User, password: str) -> None:
-        if len(password) < 8:
-            raise InvalidInput("password must be at least 8 characters")
+        _check_password(password)
         user.password_hash = self.config.hasher.hash(password)
         self._revoke_all(user)  # a new password ends the sessions the old one opened
 

@@ -2,10 +2,11 @@
 with."""
 from ..permissions import Permission
 from ..resources.root import Auth
+from ..services.auth import MAX_CREDENTIAL_LENGTH
 from ..services.validation import compile_schema, validate
 from .api import api_view, read_json_object
 
-_STRING = {"type": "string", "minLength": 1, "maxLength": 1024}
+_STRING = {"type": "string", "minLength": 1, "maxLength": MAX_CREDENTIAL_LENGTH}
 OBTAIN = compile_schema({"type": "object", "required": ["username", "password"],
                          "properties": {"username": _STRING, "password": _STRING}})
 REFRESH = compile_schema({"type": "object", "required": ["refresh"], "properties": {"refresh": _STRING}})
