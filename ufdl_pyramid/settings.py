@@ -80,7 +80,8 @@ def _whole(least: int, most: int) -> Callable[[Any], int]:
     return coerce
 
 
-_seconds = _positive(float, most=10 * 365 * 86400)  # ten years: beyond, datetime arithmetic overflows
+_TEN_YEARS = 10 * 365 * 86400
+_seconds = _positive(float, most=_TEN_YEARS)  # ten years: beyond, datetime arithmetic overflows
 
 
 def _seconds_or_off(value: Any) -> float:
@@ -141,8 +142,10 @@ class Setting:
 SETTINGS = (
     Setting("sqlalchemy.url", None, str, "Database URL (SQLite or PostgreSQL via psycopg)."),
     Setting("ufdl.auth.secret", None, str, "Key that signs access tokens. Required."),
-    Setting("ufdl.auth.access_ttl", 300, _positive(int), "Lifetime of an access token, seconds."),
-    Setting("ufdl.auth.refresh_ttl", 7 * 24 * 3600, _positive(int), "Lifetime of a refresh token, seconds."),
+    # At most ten years, as _seconds: a token's expiry past year 9999 overflowed, and every login was a 500.
+    Setting("ufdl.auth.access_ttl", 300, _positive(int, most=_TEN_YEARS), "Lifetime of an access token, seconds."),
+    Setting("ufdl.auth.refresh_ttl", 7 * 24 * 3600, _positive(int, most=_TEN_YEARS),
+            "Lifetime of a refresh token, seconds."),
     # Argon2's own bounds (its C library takes 32-bit unsigned numbers; memory at least 8 KiB per lane, and
     # argon2-cffi's PasswordHasher hashes with 4 lanes): beyond them every login failed with argon2's traceback.
     Setting("ufdl.auth.argon2_time_cost", 2, _whole(1, 2**32 - 1), "Argon2 passes when hashing a password."),

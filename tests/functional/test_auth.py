@@ -6,7 +6,8 @@ import jwt
 import pytest
 
 from ufdl_pyramid.services import auth
-from ufdl_pyramid.testing import TEST_SETTINGS
+from ufdl_pyramid.settings import SettingsError
+from ufdl_pyramid.testing import TEST_SETTINGS, ApiClient, UserFactory, make_test_app
 
 
 def test_obtain_and_use_a_token(users, anonymous):
@@ -249,3 +250,19 @@ def test_verify_answers_whether_a_token_is_good(alice, anonymous, engine):
         connection.execute(update(User).where(User.id == alice.user_id).values(is_active=False))
     for token in (alice.token, alice.refresh_token):  # a deactivated user's tokens are over
         anonymous.post("/v1/auth/verify", {"token": token}, status=401)
+
+
+def test_token_lifetimes_of_ten_years_work_and_longer_ones_stop_the_start(engine):
+    """A "never expire" lifetime (10^12 s) was taken, and every login was a 500: the expiry overflowed."""
+    import webtest
+
+    for name in ("ufdl.auth.access_ttl", "ufdl.auth.refresh_ttl"):
+        with pytest.raises(SettingsError, match=name.replace(".", r"\.")):
+            make_test_app(engine, **{name: "1000000000000"})
+    ten_years = str(10 * 365 * 86400)
+    app = webtest.TestApp(make_test_app(engine, **{"ufdl.auth.access_ttl": ten_years,
+                                                   "ufdl.auth.refresh_ttl": ten_years}))
+    UserFactory(engine, app).create("carol", password="s3cret-pass")
+    tokens = app.post_json("/v1/auth/obtain", {"username": "carol", "password": "s3cret-pass"}).json
+    access = app.post_json("/v1/auth/refresh", {"refresh": tokens["refresh"]}).json["access"]
+    ApiClient(app, access).post("/v1/job-types/list", status=200)

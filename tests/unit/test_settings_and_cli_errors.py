@@ -18,6 +18,9 @@ BASE = {"sqlalchemy.url": "sqlite://", "ufdl.auth.secret": "x" * 32}
     ("ufdl.auth.argon2_time_cost", "0"), ("ufdl.auth.argon2_time_cost", "-1"),
     ("ufdl.auth.argon2_memory_cost", "0"), ("ufdl.auth.argon2_memory_cost", "31"),
     ("ufdl.auth.argon2_memory_cost", "-19456"), ("ufdl.auth.argon2_memory_cost", str(2 ** 32)),
+    # Token lifetimes past what a date holds ("never expire"): every login was a 500 (the expiry overflowed).
+    ("ufdl.auth.access_ttl", "1000000000000"), ("ufdl.auth.refresh_ttl", "1000000000000"),
+    ("ufdl.auth.refresh_ttl", str(10 * 365 * 86400 + 1)),
     # Taken as they were: every e-mail notification then failed to send.
     ("ufdl.smtp.port", "0"), ("ufdl.smtp.port", "-25"), ("ufdl.smtp.port", "65536"),
     # Not a Fernet key: the first Scale job type with a secret setting would fail instead.
