@@ -489,6 +489,28 @@ def test_a_child_template_deleted_while_the_graph_runs_fails_the_parent(admin, a
     assert state["status"] == "FAILED" and "was deleted" in state["error_reason"]
 
 
+def test_a_first_step_of_an_inner_graph_deleted_while_the_graph_runs_fails_the_parent(admin, alice, bob, pipeline):
+    """The next step is a graph whose own first step's template was deleted: the finish that leads to it was
+    refused (400, for ever: the node could not end the job) while the inner graph's template was still active."""
+    admin.post("/v1/job-templates/import", {
+        "name": "inner", "version": 1, "scope": "public", "licence": "MIT",
+        "specific": {"nodes": {"step": {"name": "consume"}}, "dependencies": []}}, status=201)
+    outer = admin.post("/v1/job-templates/import", {
+        "name": "outer", "version": 1, "scope": "public", "licence": "MIT",
+        "specific": {"nodes": {"first": {"name": "produce"}, "then": {"name": "inner"}},
+                     "dependencies": [{"from_node": "first", "from_output": "output", "to_node": "then",
+                                       "to_input": "step:input"}]}}, status=201).json
+    top = bob.post(f"/v1/job-templates/{outer['pk']}/create-job",
+                   {"input_values": {"first:input": {"value": "words", "type": "str"}}}, status=201).json
+    consume = next(row for row in admin.post("/v1/job-templates/list").json if row["name"] == "consume")
+    admin.delete(f"/v1/job-templates/{consume['pk']}")
+    assert work(register(alice), children_of(bob, top)["produce"])["status"] == "COMPLETED"
+    state = bob.get(f"/v1/jobs/{top['pk']}").json
+    assert state["status"] == "FAILED" and state["error_category"] == "SYSTEM"
+    assert "'consume' version 1 of graph node then was deleted" in state["error_reason"]
+    assert set(children_of(bob, top)) == {"produce"}  # no half-made inner graph
+
+
 def test_the_meta_jobs_outputs_keep_their_bytes_when_a_steps_output_is_deleted_for_good_as_it_completes(
         on_postgresql, monkeypatch, engine, wsgi_app, admin, alice, bob, pipeline):
     """The meta-job's completion copies its steps' output rows, which share their blobs: it holds the blobs'

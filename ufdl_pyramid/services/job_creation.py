@@ -158,6 +158,21 @@ def active_child_template(db: Session, spec: dict) -> JobTemplate | None:
                                                JobTemplate.active()))
 
 
+def deleted_first_template(db: Session, spec: dict) -> dict | None:
+    """Of the templates a job of graph node ``spec`` is created from at once (its own, and for an inner graph its
+    first steps', at any depth), the spec of the first one no longer active; None if all are."""
+    template = active_child_template(db, spec)
+    if template is None:
+        return spec
+    if template.is_meta:  # recursion as deep as the graphs nest: MAX_NESTING at most
+        waiting = {dependency["to_node"] for dependency in template.spec["dependencies"]}
+        for node, inner in template.spec["nodes"].items():
+            deleted = None if node in waiting else deleted_first_template(db, inner)
+            if deleted is not None:
+                return deleted
+    return None
+
+
 def create_child_job(db: Session, parent: Job, node: str, spec: dict, inputs: dict, parameters: dict,
                      notifications: dict, wired: dict) -> Job:
     """One child job of a meta-job, for graph node ``node``: its inputs and parameters are the parent's

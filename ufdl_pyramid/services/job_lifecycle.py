@@ -25,7 +25,7 @@ from ..models.meta import utcnow
 from ..types import InvalidType, is_subtype
 from .auth import ActingNode
 from .events import record_event, record_progress
-from .job_creation import active_child_template, create_child_job
+from .job_creation import create_child_job, deleted_first_template
 from .lease_clock import resumed_since
 from .outputs import lock_blob_keys
 from .seed_scheduling import held_back, may_be_a_revision, refusal
@@ -549,9 +549,11 @@ class MetaJobOrchestrator:
                                                 f"{declared}", ALGORITHM)
                     return
                 wired[dependency["to_input"]] = {"value": output.id, "type": f"JobOutput<{output.type}>"}
-            if active_child_template(self.db, node_spec) is None:
-                # Deleted while the graph ran: the step cannot be taken (the child's finish must not fail).
-                self.lifecycle.fail(parent, f"child template '{node_spec['name']}' version {node_spec['version']} "
+            deleted = deleted_first_template(self.db, node_spec)
+            if deleted is not None:
+                # Deleted while the graph ran (the node's, or for an inner graph one of its first steps'): the
+                # step cannot be taken, and the child's finish must not fail.
+                self.lifecycle.fail(parent, f"child template '{deleted['name']}' version {deleted['version']} "
                                             f"of graph node {node} was deleted", SYSTEM)
                 return
             ready[node] = node_spec, wired
