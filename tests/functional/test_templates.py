@@ -66,6 +66,18 @@ def test_an_unversioned_import_is_compared_with_the_latest_version(admin, train)
     assert (second["version"], third["version"]) == (2, 3)
 
 
+def test_no_next_version_past_the_highest_is_409_and_writes_nothing(admin):
+    """An unversioned import after version 2147483647 was a 500 on PostgreSQL (integer out of range), and on SQLite
+    made a version 2147483648 that its own export could not import again."""
+    highest = admin.post("/v1/job-templates/import", document(TRAIN, version=2**31 - 1), status=201).json
+    refused = admin.post("/v1/job-templates/import", document(TRAIN, version=DELETE, description="v2"), status=409)
+    assert "2147483647" in refused.json["detail"] and "give the version" in refused.json["detail"]
+    assert [row["pk"] for row in admin.post("/v1/job-templates/list", {"include_inactive": True}).json] == [
+        highest["pk"]]
+    assert admin.post("/v1/job-templates/import", document(TRAIN, version=2, description="v2"),
+                      status=201).json["version"] == 2
+
+
 def test_a_deleted_version_keeps_its_number(admin, train):
     second = admin.post("/v1/job-templates/import", document(TRAIN, version=DELETE, description="v2"),
                         status=201).json

@@ -25,6 +25,8 @@ _PORT = {"type": "string", "minLength": 1, "maxLength": 1000,
          "pattern": r"\A[A-Za-z_][A-Za-z0-9_]*(:[A-Za-z_][A-Za-z0-9_]*)*\Z",
          "description": "an input or output name: an identifier, or for an inner graph's 'step:name'"}
 _TYPE = {"type": "string", "minLength": 1, "maxLength": 1000}
+MAX_VERSION = 2**31 - 1  # what PostgreSQL's INTEGER holds
+_VERSION = {"type": "integer", "minimum": 1, "maximum": MAX_VERSION}
 _VALUE_AND_TYPE = {"type": "object", "additionalProperties": False, "required": ["value", "type"],
                    "properties": {"value": True, "type": _TYPE}}
 
@@ -64,7 +66,7 @@ META_SCHEMA = {
         "nodes": {"type": "object", "minProperties": 1, "maxProperties": 100, "propertyNames": _IDENTIFIER,
                   "additionalProperties": {
                       "type": "object", "additionalProperties": False, "required": ["name"],
-                      "properties": {"name": _NAME, "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                      "properties": {"name": _NAME, "version": _VERSION,
                                      "parameter_default_overrides": {
                                          "type": "object", "additionalProperties": _VALUE_AND_TYPE}}}},
         "dependencies": {"type": "array", "maxItems": 1000, "items": {
@@ -81,7 +83,7 @@ DOCUMENT_SCHEMA = {
     "required": ["name", "scope", "licence", "specific"],
     "properties": {
         "name": _NAME,
-        "version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+        "version": _VERSION,
         "description": {"type": "string", "maxLength": 100000},
         "scope": {"enum": ["public", "project", "user"]},
         "licence": {"type": "string", "minLength": 1, "maxLength": 100},

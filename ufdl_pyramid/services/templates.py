@@ -18,7 +18,7 @@ from ..models.jobs import OUTPUT_NAME_LENGTH
 from ..models.seed_job_types import SCALE_TEMPLATE_PREFIX
 from ..models.templates import META, WORKABLE
 from ..types import MAX_TYPE_LENGTH, Contract, TypeInstance, TypeRegistry, is_subtype, type_names
-from .template_documents import check_document, is_meta, same_json
+from .template_documents import MAX_VERSION, check_document, is_meta, same_json
 from .type_registry import resolve
 
 # How deep graphs may nest (a meta-template of workable ones is 1 deep), and how many workable steps one may run
@@ -150,6 +150,10 @@ class TemplateService:
 
     def _next_version(self, name: str) -> int:
         highest = self.db.scalar(select(func.max(JobTemplate.version)).where(JobTemplate.name == name))
+        if highest is not None and highest >= MAX_VERSION:
+            # One past it could not be stored (PostgreSQL), nor exported and imported again.
+            raise Conflict(f"Template '{name}' has a version {highest}, the highest a version may be: give the "
+                           "version of a new one")
         return (highest or 0) + 1
 
     def _record_references(self, template: JobTemplate, normalised: NormalisedTemplate) -> None:
