@@ -426,6 +426,47 @@ def test_a_job_created_while_its_template_is_deleted_for_good_is_refused_cleanly
         assert tuple(statuses) in ((201, 409), (404, 200)), statuses
 
 
+def test_a_graph_imported_while_its_child_is_deleted_for_good_is_refused_cleanly(on_postgresql, monkeypatch,
+                                                                                   wsgi_app, engine, admin):
+    """The import found the child, then the child's deletion (which found it in no graph yet) committed: the
+    import's row naming the child failed its foreign key, a 500. The import now holds the child it found until it
+    commits: the deletion waits, then finds the child in the graph (409)."""
+    from ufdl_pyramid.services.templates import TemplateService
+
+    for template in (PRODUCE, CONSUME):
+        admin.post("/v1/job-templates/import", template, status=201)
+    consume = next(row["pk"] for row in admin.post("/v1/job-templates/list").json if row["name"] == "consume")
+    found, go = threading.Event(), threading.Event()
+    measure = TemplateService._measure
+
+    def held(self, children):  # the graph's children were found; nothing of the import is written yet
+        found.set()
+        assert go.wait(60)
+        return measure(self, children)
+
+    monkeypatch.setattr(TemplateService, "_measure", held)
+    statuses = {}
+
+    def call(name, method, path, body=None):
+        app = webtest.TestApp(wsgi_app)
+        kwargs = {"headers": admin.headers(), "expect_errors": True}
+        response = app.post_json(path, body, **kwargs) if body else app.request(path, method=method, **kwargs)
+        statuses[name] = response.status_int
+
+    graph = threading.Thread(target=call, args=("import", "POST", "/v1/job-templates/import", PIPELINE))
+    graph.start()
+    assert found.wait(60)
+    deletion = threading.Thread(target=call, args=("delete", "DELETE", f"/v1/job-templates/{consume}/hard"))
+    deletion.start()
+    try:
+        wait_until_done_or_blocked(engine, deletion)
+    finally:
+        go.set()
+    graph.join(60)
+    deletion.join(60)
+    assert statuses == {"import": 201, "delete": 409}
+
+
 def test_of_two_deletions_for_good_at_once_the_second_finds_nothing(wsgi_app, admin, alice):
     """The row is locked before it is deleted: the second deletion waits, then answers 404 (both answered 200
     before, the second having deleted nothing)."""

@@ -305,7 +305,10 @@ class TemplateService:
                                   depth=deepest + 1, steps=steps)
 
     def _find_child(self, spec: dict, where: str) -> JobTemplate:
-        query = select(JobTemplate).where(JobTemplate.name == spec["name"], JobTemplate.active())
+        # Share-locked until the graph commits: a deletion for good of the child waits, then finds it in the
+        # graph (409). Else it could find it in no graph yet, and the graph's row naming it fail its foreign key.
+        query = (select(JobTemplate).where(JobTemplate.name == spec["name"], JobTemplate.active())
+                 .with_for_update(read=True, of=JobTemplate))
         if "version" in spec:
             child = self.db.scalar(query.where(JobTemplate.version == spec["version"]))
             if child is None:
