@@ -467,6 +467,48 @@ def test_a_graph_imported_while_its_child_is_deleted_for_good_is_refused_cleanly
     assert statuses == {"import": 201, "delete": 409}
 
 
+def test_a_template_imported_while_a_job_type_it_names_is_deleted_is_refused_cleanly(on_postgresql, monkeypatch,
+                                                                                      wsgi_app, engine, admin):
+    """The deletion of BLOB found no template naming it and holds its row; the import of a template naming it
+    then read the row, and its reference to it failed the foreign key once the deletion committed: a 500. The
+    import now waits for the row, finds it gone and runs again: BLOB is an unknown type (400)."""
+    from ufdl_pyramid.services.job_types import JobTypeService
+
+    blob = admin.post("/v1/job-types/list", {"expressions": [{"type": "exact", "field": "name", "value": "BLOB"}]}
+                      ).json[0]["pk"]
+    checked, go = threading.Event(), threading.Event()
+    check = JobTypeService.check_unreferenced
+
+    def held(self, row, *args):  # the row is locked and found unused; not deleted yet
+        check(self, row, *args)
+        checked.set()
+        assert go.wait(60)
+
+    monkeypatch.setattr(JobTypeService, "check_unreferenced", held)
+    statuses = {}
+
+    def call(name, method, path, body=None):
+        app = webtest.TestApp(wsgi_app)
+        kwargs = {"headers": admin.headers(), "expect_errors": True}
+        response = app.post_json(path, body, **kwargs) if body else app.request(path, method=method, **kwargs)
+        statuses[name] = response.status_int, response.json["detail"] if response.status_int >= 400 else None
+
+    deletion = threading.Thread(target=call, args=("delete", "DELETE", f"/v1/job-types/{blob}"))
+    deletion.start()
+    assert checked.wait(60)
+    template = threading.Thread(target=call, args=("import", "POST", "/v1/job-templates/import", PRODUCE))
+    template.start()
+    try:
+        wait_until_done_or_blocked(engine, template)
+    finally:
+        go.set()
+    deletion.join(60)
+    template.join(60)
+    assert statuses["delete"] == (200, None)
+    assert statuses["import"][0] == 400 and "unknown type 'BLOB'" in statuses["import"][1]
+    assert admin.post("/v1/job-templates/list", {"include_inactive": True}).json == []
+
+
 def test_of_two_deletions_for_good_at_once_the_second_finds_nothing(wsgi_app, admin, alice):
     """The row is locked before it is deleted: the second deletion waits, then answers 404 (both answered 200
     before, the second having deleted nothing)."""

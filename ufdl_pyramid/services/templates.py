@@ -17,7 +17,7 @@ from ..models import DataDomain, JobTemplate, JobType, Licence, TemplateChild, T
 from ..models.jobs import OUTPUT_NAME_LENGTH
 from ..models.seed_job_types import SCALE_TEMPLATE_PREFIX
 from ..models.templates import META, WORKABLE
-from ..types import MAX_TYPE_LENGTH, Contract, TypeInstance, TypeRegistry, is_subtype, type_names
+from ..types import MAX_TYPE_LENGTH, AnyType, Contract, TypeInstance, TypeRegistry, is_subtype, type_names
 from .template_documents import MAX_VERSION, check_document, is_meta, same_json
 from .type_registry import resolve
 
@@ -159,8 +159,15 @@ class TemplateService:
     def _record_references(self, template: JobTemplate, normalised: NormalisedTemplate) -> None:
         names = set().union(*(type_names(text) for text in normalised.type_strings()))
         if names:
-            ids = self.db.scalars(select(JobType.id).where(JobType.name.in_(names))).all()
-            self.db.add_all(TemplateTypeReference(template_id=template.id, job_type_id=pk) for pk in ids)
+            # Share-locked, as the children: a job type's deletion that found no template naming it yet holds its
+            # row, and the reference would then fail its foreign key. Gone once the lock is ours: the request runs
+            # again, and the type is unknown.
+            ids = dict(self.db.execute(select(JobType.name, JobType.id).where(JobType.name.in_(names))
+                                       .with_for_update(read=True)).all())
+            gone = sorted(name for name in names - ids.keys() if self.registry.get(name) is not AnyType)
+            if gone:
+                raise ConcurrentChange(f"Job type(s) {', '.join(gone)} were deleted while the template was imported")
+            self.db.add_all(TemplateTypeReference(template_id=template.id, job_type_id=pk) for pk in ids.values())
         for node, child in (normalised.children or {}).items():
             self.db.add(TemplateChild(template_id=template.id, node=node, child_id=child.id))
         self.db.flush()
