@@ -509,6 +509,46 @@ def test_a_template_imported_while_a_job_type_it_names_is_deleted_is_refused_cle
     assert admin.post("/v1/job-templates/list", {"include_inactive": True}).json == []
 
 
+def test_a_template_imported_while_a_job_type_it_names_is_renamed_is_refused_cleanly(on_postgresql, monkeypatch,
+                                                                                      wsgi_app, engine, admin):
+    """The rename of BLOB found no template naming it, then the import of one naming it committed, then the
+    rename: the template named a type that no longer existed (its jobs could not be created). The rename now
+    holds the row from its check to its commit: the import waits, then finds BLOB gone (400)."""
+    from ufdl_pyramid.services.job_types import JobTypeService
+
+    blob = admin.post("/v1/job-types/list", {"expressions": [{"type": "exact", "field": "name", "value": "BLOB"}]}
+                      ).json[0]["pk"]
+    checked, go = threading.Event(), threading.Event()
+    check = JobTypeService.check_unreferenced
+
+    def held(self, row, *args):
+        check(self, row, *args)
+        checked.set()
+        assert go.wait(60)
+
+    monkeypatch.setattr(JobTypeService, "check_unreferenced", held)
+    statuses = {}
+
+    def call(name, method, path, body):
+        response = getattr(webtest.TestApp(wsgi_app), f"{method}_json")(path, body, headers=admin.headers(),
+                                                                      expect_errors=True)
+        statuses[name] = response.status_int, response.json["detail"] if response.status_int >= 400 else None
+
+    rename = threading.Thread(target=call, args=("rename", "patch", f"/v1/job-types/{blob}", {"name": "Bytes"}))
+    rename.start()
+    assert checked.wait(60)
+    template = threading.Thread(target=call, args=("import", "post", "/v1/job-templates/import", PRODUCE))
+    template.start()
+    try:
+        wait_until_done_or_blocked(engine, template)
+    finally:
+        go.set()
+    rename.join(60)
+    template.join(60)
+    assert statuses["rename"] == (200, None)
+    assert statuses["import"][0] == 400 and "unknown type 'BLOB'" in statuses["import"][1]
+
+
 def test_of_two_deletions_for_good_at_once_the_second_finds_nothing(wsgi_app, admin, alice):
     """The row is locked before it is deleted: the second deletion waits, then answers 404 (both answered 200
     before, the second having deleted nothing)."""

@@ -52,7 +52,9 @@ class JobTypeService(RecordService):
         if row is not None and any(data.get(name, getattr(row, name)) != getattr(row, name)
                                    for name in ("name", "pkg", "cls")):
             # Templates name the type and were checked against its class: renamed or re-pointed, they
-            # would no longer resolve (as if it were deleted).
+            # would no longer resolve (as if it were deleted). Locked first, as for a deletion: an import naming
+            # the type waits for the change, then finds the type gone.
+            self.db.execute(select(JobType.id).where(JobType.id == row.id).with_for_update())
             self.check_unreferenced(row, "renamed or re-pointed")
         return data
 
