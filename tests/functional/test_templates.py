@@ -384,6 +384,29 @@ def test_soft_delete_reinstate_and_hard_delete(admin, alice, train):
     admin.get(f"/v1/job-templates/{pk}", status=404)
 
 
+def test_an_action_followed_by_more_path_is_404_and_does_nothing(admin, alice, train, predict):
+    """The segments after an action's name were ignored: DELETE .../1/hard/2 deleted template 1 for good, and
+    POST .../import/x or .../create/x created."""
+    pk = train["pk"]
+    for method, path, body in (("DELETE", f"/v1/job-templates/{pk}/hard/{predict['pk']}", None),
+                               ("DELETE", f"/v1/job-templates/{pk}/reinstate/x", None),
+                               ("POST", "/v1/job-templates/import/x", document(TRAIN, name="other")),
+                               ("POST", f"/v1/job-templates/{pk}/create-job/x", {}),
+                               ("GET", f"/v1/job-templates/{pk}/export/x", None),
+                               ("GET", f"/v1/job-templates/{pk}/get-outputs/x", None),
+                               ("POST", "/v1/job-types/create/x", {"name": "x", "pkg": "builtins", "cls": "str"}),
+                               ("POST", "/v1/job-templates/list/x", None)):
+        assert admin.request(method, path, body, status=404).json == {"detail": "Not found."}, path
+    assert [row["pk"] for row in alice.post("/v1/job-templates/list", {"include_inactive": True}).json] == [
+        pk, predict["pk"]]
+    assert alice.post("/v1/jobs/list").json == []
+    assert alice.post("/v1/job-types/list", {"expressions": [{"type": "exact", "field": "name", "value": "x"}]}
+                      ).json == []
+    # A trailing slash is still tolerated; the actions that take a segment still take one.
+    assert admin.get(f"/v1/job-templates/{pk}/get-outputs/").json == train["outputs"]
+    assert alice.get("/v1/job-types/get-all-values/Domain<'ic'>").json[0]["name"] == "ic"
+
+
 def test_list_filters_on_templates(alice, train, predict, meta):
     body = {"expressions": [{"type": "exact", "field": "domain.name", "value": "ic"},
                             {"type": "contains", "field": "name", "sub_string": "tiny"}],
