@@ -710,6 +710,34 @@ def test_a_job_type_whose_plugin_is_gone_leaves_the_other_types_working(engine, 
     assert "job type Gone cannot be loaded" in caplog.text
 
 
+def test_a_template_naming_a_type_whose_plugin_is_gone_is_a_clear_error_not_a_500(engine, admin, alice):
+    """Its questions were 500s, and so was get-all-matching-templates for every contract (one such template among
+    the candidates was enough), and the import of a graph of it or a create-job setting its parameter."""
+    from ufdl_pyramid.models import JobType
+
+    train = admin.post("/v1/job-templates/import", document(TRAIN, specific__parameters__epochs__types=[
+        "int", "Framework"]), status=201).json
+    predict = admin.post("/v1/job-templates/import", PREDICT, status=201).json
+    process = admin.post("/v1/job-templates/import", PROCESS, status=201).json
+    with engine.begin() as connection:  # the plugin providing Framework was uninstalled
+        connection.execute(JobType.__table__.update().where(JobType.name == "Framework").values(pkg="ufdl_gone"))
+    pk = train["pk"]
+    for path in (f"/v1/job-templates/{pk}/get-all-parameters", f"/v1/job-templates/{pk}/get-types"):
+        refused = alice.get(path, status=409).json["detail"]
+        assert "type 'Framework' is no longer known to the server" in refused, path
+    assert alice.get(f"/v1/job-templates/{pk}/get-outputs").json == train["outputs"]
+    # The templates naming Framework cannot be run, so are not found; the others still are.
+    assert alice.get("/v1/job-templates/get-all-matching-templates/Train").json == []
+    assert [row["pk"] for row in alice.get("/v1/job-templates/get-all-matching-templates/Contract").json] == [
+        process["pk"]]
+    body = {"input_values": {"dataset": {"value": 7, "type": "PK<Dataset<Domain<'ic'>>>"}},
+            "parameter_values": {"tag": {"value": "x", "type": "str"}, "epochs": {"value": 3, "type": "int"}}}
+    assert "no longer known" in alice.post(f"/v1/job-templates/{pk}/create-job", body, status=409).json["detail"]
+    assert "no longer known" in admin.post("/v1/job-templates/import", TRAIN_THEN_PREDICT, status=409).json["detail"]
+    assert [row["pk"] for row in admin.post("/v1/job-templates/list").json] == [pk, predict["pk"], process["pk"]]
+    assert alice.post("/v1/jobs/list").json == []
+
+
 def test_a_type_is_known_by_its_own_row_only(admin):
     """Another row naming the same class does not keep a deleted job type a type."""
     types = {row["name"]: row["pk"] for row in admin.post("/v1/job-types/list").json}

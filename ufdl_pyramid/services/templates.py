@@ -17,7 +17,7 @@ from ..models import DataDomain, JobTemplate, JobType, Licence, TemplateChild, T
 from ..models.jobs import OUTPUT_NAME_LENGTH
 from ..models.seed_job_types import SCALE_TEMPLATE_PREFIX
 from ..models.templates import META, WORKABLE
-from ..types import MAX_TYPE_LENGTH, AnyType, Contract, TypeInstance, TypeRegistry, is_subtype, type_names
+from ..types import MAX_TYPE_LENGTH, AnyType, Contract, InvalidType, TypeInstance, TypeRegistry, is_subtype, type_names
 from .template_documents import MAX_VERSION, check_document, is_meta, same_json
 from .type_registry import resolve
 
@@ -227,7 +227,7 @@ class TemplateService:
     def check_value(self, value, type_text, allowed: list[str], where: str) -> str:
         """Check that a value of the given type fits one of the allowed types; the canonical type string."""
         given = resolve(self.registry, type_text, f"{where} type")
-        options = [self.registry.resolve(text) for text in allowed]
+        options = [self.stored_type(text) for text in allowed]
         if not any(is_subtype(given, option) for option in options):
             raise InvalidInput(f"{where}: type '{given}' is not one of {', '.join(allowed)}")
         check_json_value(value, given.json_schema(), f"{where}: value")
@@ -274,8 +274,8 @@ class TemplateService:
             if (target, input_name) in wired:
                 raise InvalidInput(f"{where}: input '{target}:{input_name}' is wired more than once")
             wired.add((target, input_name))
-            produced = resolve(self.registry, f"JobOutput<{children[source].outputs[output]}>", where)
-            accepted = [self.registry.resolve(text) for text in children[target].inputs[input_name]["types"]]
+            produced = self.stored_type(f"JobOutput<{children[source].outputs[output]}>")
+            accepted = [self.stored_type(text) for text in children[target].inputs[input_name]["types"]]
             if not any(is_subtype(produced, option) for option in accepted):
                 raise InvalidInput(f"{where}: output '{source}:{output}' ({produced}) does not fit input "
                                    f"'{target}:{input_name}' ({', '.join(map(str, accepted))})")
@@ -357,7 +357,7 @@ class TemplateService:
         """``get-types``: the contract's type-parameter names mapped to the template's arguments."""
         if template.contract is None:
             return {}
-        contract = self.registry.resolve(template.contract)
+        contract = self.stored_type(template.contract)
         return {parameter.name: str(argument)
                 for parameter, argument in zip(contract.cls.parameters, contract.args)}
 
@@ -365,11 +365,11 @@ class TemplateService:
         """``get-all-parameters``: types mapped to their value schemas, and the default in nested form."""
         answer = {}
         for name, spec in template.parameters.items():
-            entry = {"types": {text: self.registry.resolve(text).json_schema() for text in spec["types"]},
+            entry = {"types": {text: self.stored_type(text).json_schema() for text in spec["types"]},
                      "help": spec["help"]}
             if "default" in spec:
                 entry["default"] = {"value": spec["default"], "type": spec["default_type"],
-                                    "schema": self.registry.resolve(spec["default_type"]).json_schema(),
+                                    "schema": self.stored_type(spec["default_type"]).json_schema(),
                                     "const": spec.get("const", False)}
             answer[name] = entry
         return answer
@@ -389,13 +389,26 @@ class TemplateService:
         """Does the template fulfil the named contract and take each given input type?"""
         if template.contract is None:
             return False
-        if not issubclass(self.registry.resolve(template.contract).cls, self.registry.get(contract_name)):
-            return False
-        for name, given in wanted_inputs.items():
-            spec = template.inputs.get(name)
-            if spec is None or not any(is_subtype(given, self.registry.resolve(text)) for text in spec["types"]):
+        try:
+            if not issubclass(self.registry.resolve(template.contract).cls, self.registry.get(contract_name)):
                 return False
+            for name, given in wanted_inputs.items():
+                spec = template.inputs.get(name)
+                if spec is None or not any(is_subtype(given, self.registry.resolve(text)) for text in spec["types"]):
+                    return False
+        except InvalidType:  # one of its types is no longer known: its jobs could not be created
+            return False
         return True
+
+    def stored_type(self, text: str) -> TypeInstance:
+        """A type string a stored template holds, resolved; a Conflict once it no longer resolves (the plugin
+        that provided one of its types was uninstalled, say): the template is of no use until it is back."""
+        try:
+            return self.registry.resolve(text)
+        except InvalidType as error:
+            shown = getattr(error, "name", text)
+            raise Conflict(f"A template's type '{shown}' is no longer known to the server (is the plugin that "
+                           f"provides it installed?): {error}") from None
 
 
     def _contract_names(self) -> list[str]:
