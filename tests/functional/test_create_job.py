@@ -72,6 +72,20 @@ def test_job_output_inputs_must_exist(admin, alice, train):
         create(alice, predict, body, status=400)
 
 
+def test_a_job_output_parameter_must_exist_as_an_input_must(admin, alice):
+    """A parameter of a JobOutput type took any number: the job was created naming an output that is not there."""
+    template = admin.post("/v1/job-templates/import", {
+        "name": "with-output-parameter", "version": 1, "scope": "public", "licence": "MIT",
+        "specific": {"job_type": "Process<str, str>", "executor_class": "tests.Echo", "required_packages": "",
+                     "parameters": {"reference": {"types": ["JobOutput<BLOB>"], "help": "an earlier result"}}}},
+        status=201).json
+    body = {"input_values": {"input": {"value": "x", "type": "str"}},
+            "parameter_values": {"reference": {"value": 99, "type": "JobOutput<BLOB>"}}}
+    assert create(alice, template, body, status=400).json["detail"] == (
+        "parameter_values.reference: there is no job output 99")
+    assert alice.post("/v1/jobs/list").json == []
+
+
 def test_a_job_output_input_must_be_of_the_declared_type(admin, alice):
     from job_helpers import CONSUME, PRODUCE, register
 

@@ -138,7 +138,9 @@ class JobCreator:
                 raise InvalidInput(f"{where}: the parameter is constant and cannot be set")
             entry = given[name]
             type_text = self.templates.check_value(entry["value"], entry["type"], spec["types"], where)
-            checked[name] = {"value": self._whole_number(entry["value"], type_text), "type": type_text}
+            value = self._whole_number(entry["value"], type_text)
+            self._check_job_output(value, type_text, where)  # as for an input: one that exists, of its type
+            checked[name] = {"value": value, "type": type_text}
         return checked
 
 
