@@ -410,7 +410,6 @@ class TemplateService:
             raise Conflict(f"A template's type '{shown}' is no longer known to the server (is the plugin that "
                            f"provides it installed?): {error}") from None
 
-
     def _contract_names(self) -> list[str]:
         return [name for name in self.registry.names() if issubclass(self.registry.get(name), Contract)]
 
