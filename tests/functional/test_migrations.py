@@ -1,11 +1,14 @@
 """The migrations build exactly the schema the models describe, keep the data they find, and ``ufdl db
 revision`` writes the next one."""
 import re
+import sqlite3
 
+import pytest
 import webtest
 from sqlalchemy import text
 
 from ufdl_pyramid.cli import main as ufdl
+from ufdl_pyramid.errors import Conflict
 from ufdl_pyramid.models import get_engine
 from ufdl_pyramid.services import schema
 from ufdl_pyramid.testing import TEST_SETTINGS, UserFactory, make_test_app
@@ -93,4 +96,22 @@ def test_going_down_to_0004_and_up_again_keeps_every_row(tmp_path):
     assert counts(engine) == populated
     schema.upgrade(engine)
     assert counts(engine) == populated
+    engine.dispose()
+
+
+def test_an_upgrade_that_would_leave_rows_pointing_at_no_row_is_rolled_back_whole(tmp_path):
+    """The migrations run with SQLite's foreign keys off: what they leave is checked before anything commits."""
+    database = tmp_path / "dangling.sqlite"
+    engine = get_engine({"sqlalchemy.url": f"sqlite:///{database}"})
+    schema.upgrade(engine, "0007")
+    engine.dispose()
+    with sqlite3.connect(database) as connection:  # a plain connection: foreign keys off
+        connection.execute("INSERT INTO refresh_tokens (user_id, token_hash, created_at, expires_at) "
+                           "VALUES (42, 'x', '2026-12-04 00:00:00', '2026-12-05 00:00:00')")
+    with pytest.raises(Conflict, match=r"rolled back: rows point at no row: refresh_tokens row 1 -> users$"):
+        schema.upgrade(engine)
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0007"
+        assert connection.scalar(text("SELECT count(*) FROM sqlite_master WHERE name = 'seed_job_types'")) == 0
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
