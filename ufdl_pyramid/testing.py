@@ -77,6 +77,8 @@ class DatabaseCleaner:
             else:
                 for table in self.tables:
                     connection.execute(table.delete())
+                # AUTOINCREMENT's counters, as RESTART IDENTITY does (the seeds' inserts set them again).
+                connection.execute(text("DELETE FROM sqlite_sequence"))
             for table in Base.metadata.sorted_tables:
                 if self.seeds[table]:
                     connection.execute(table.insert(), self.seeds[table])

@@ -179,6 +179,16 @@ def test_an_action_path_with_segments_past_it_is_404_and_changes_nothing(admin, 
     assert worker.post(path(job, "progress/0.5"), {}).json["progress"] == 0.5
 
 
+def test_the_pk_of_a_job_deleted_for_good_is_never_given_again(admin, bob, make_job):
+    """SQLite handed out max(id) + 1: the newest job, deleted for good, gave its pk to the next one, and a client
+    still holding it (``ufdl jobs watch``, a watcher resuming) followed or acted on another job."""
+    gone = make_job("first")
+    admin.delete(path(gone, "hard"))
+    again = make_job("second")
+    assert again["pk"] > gone["pk"]
+    bob.get(path(gone), status=404)
+
+
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "nan", "abc", "inf", "1e3"])
 def test_progress_out_of_range_is_400(worker, job, value):
     run_to_running(worker, job)

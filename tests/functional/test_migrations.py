@@ -9,9 +9,9 @@ from sqlalchemy import text
 
 from ufdl_pyramid.cli import main as ufdl
 from ufdl_pyramid.errors import Conflict
-from ufdl_pyramid.models import get_engine
+from ufdl_pyramid.models import Base, get_engine
 from ufdl_pyramid.services import schema
-from ufdl_pyramid.testing import TEST_SETTINGS, UserFactory, make_test_app
+from ufdl_pyramid.testing import TEST_SETTINGS, ApiClient, UserFactory, make_test_app
 from job_helpers import CONSUME, PIPELINE, PRODUCE, register
 
 
@@ -70,11 +70,8 @@ def counts(engine) -> dict:
             "current jobs": connection.scalar(text("SELECT count(current_job_id) FROM nodes"))}
 
 
-def test_going_down_to_0004_and_up_again_keeps_every_row(tmp_path):
-    """0005 renamed a column of jobs by rebuilding the table on SQLite: dropping the old one (foreign keys on)
-    deleted every job's outputs and events and a meta-job's steps, and the upgrade said it succeeded."""
-    engine = get_engine({"sqlalchemy.url": f"sqlite:///{tmp_path}/populated.sqlite"})
-    schema.upgrade(engine)
+def populate(engine, tmp_path) -> ApiClient:
+    """A pipeline job whose step is running on a node, with events and an output; the admin who made it."""
     app = webtest.TestApp(make_test_app(engine, **{"ufdl.storage.path": str(tmp_path / "outputs")}))
     admin = UserFactory(engine, app).login("admin", admin=True)
     for document in (PRODUCE, CONSUME, PIPELINE):
@@ -89,6 +86,15 @@ def test_going_down_to_0004_and_up_again_keeps_every_row(tmp_path):
     node.get(f"/v1/jobs/{step['pk']}/acquire")
     node.post(f"/v1/jobs/{step['pk']}/start", {})
     node.request("POST", f"/v1/jobs/{step['pk']}/outputs/output/BLOB", body=b"bytes", status=201)
+    return admin
+
+
+def test_going_down_to_0004_and_up_again_keeps_every_row(tmp_path):
+    """0005 renamed a column of jobs by rebuilding the table on SQLite: dropping the old one (foreign keys on)
+    deleted every job's outputs and events and a meta-job's steps, and the upgrade said it succeeded."""
+    engine = get_engine({"sqlalchemy.url": f"sqlite:///{tmp_path}/populated.sqlite"})
+    schema.upgrade(engine)
+    populate(engine, tmp_path)
     populated = counts(engine)
     assert populated == {"jobs": 2, "job_outputs": 1, "job_events": 4, "nodes": 1, "current jobs": 1}
 
@@ -96,6 +102,74 @@ def test_going_down_to_0004_and_up_again_keeps_every_row(tmp_path):
     assert counts(engine) == populated
     schema.upgrade(engine)
     assert counts(engine) == populated
+    engine.dispose()
+
+
+def every_row(engine) -> dict:
+    with engine.connect() as connection:
+        tables = connection.scalars(text(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN ('sqlite_sequence', "
+            "'alembic_version')")).all()
+        return {table: connection.execute(text(f'SELECT * FROM "{table}" ORDER BY rowid')).all()
+                for table in tables}
+
+
+def sqlite_schema(engine) -> dict:
+    """Per table: its columns, foreign keys and indexes (a partial one's WHERE included), as SQLite reads them."""
+    found = {}
+    with engine.connect() as connection:
+        def pragma(statement):
+            return connection.exec_driver_sql(statement).all()
+
+        for table in connection.scalars(text("SELECT name FROM sqlite_master WHERE type = 'table'")).all():
+            indexes = set()
+            for _, name, unique, origin, partial in pragma(f'PRAGMA index_list("{table}")'):
+                columns = tuple(row[2] for row in pragma(f'PRAGMA index_info("{name}")'))
+                sql = connection.scalar(text("SELECT sql FROM sqlite_master WHERE name = :name"), {"name": name})
+                # A UNIQUE constraint's index is numbered by its place in the table: only its columns count.
+                indexes.add((name if origin == "c" else origin, unique, partial, columns, sql))
+            found[table] = {
+                "columns": pragma(f'PRAGMA table_info("{table}")'),
+                "foreign keys": sorted(row[2:] for row in pragma(f'PRAGMA foreign_key_list("{table}")')),
+                "indexes": indexes}
+    return found
+
+
+def autoincrement_tables(engine) -> set:
+    with engine.connect() as connection:
+        return set(connection.scalars(text(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE '%AUTOINCREMENT%'")).all())
+
+
+def test_0009_gives_sqlite_tables_autoincrement_keeping_every_row_and_link(tmp_path):
+    """Rebuilding a table drops the old one: with foreign keys on, that deleted the rows pointing at it (a job's
+    events and outputs, its steps) or set them to null (a node's current job)."""
+    engine = get_engine({"sqlalchemy.url": f"sqlite:///{tmp_path}/old.sqlite"})
+    schema.upgrade(engine)
+    admin = populate(engine, tmp_path)
+    schema.downgrade(engine, "0008")
+    assert autoincrement_tables(engine) == {"job_events"}  # only it had AUTOINCREMENT before
+    rows, before = every_row(engine), sqlite_schema(engine)
+    assert len(rows["jobs"]) == 2 and len(rows["job_outputs"]) == 1 and len(rows["job_events"]) == 4
+
+    schema.upgrade(engine)
+    assert every_row(engine) == rows
+    assert sqlite_schema(engine) == before
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again for the app
+    # Every model that generates its ids has them: the migrated database agrees.
+    assert autoincrement_tables(engine) == {
+        table.name for table in Base.metadata.sorted_tables if table.dialect_options["sqlite"]["autoincrement"]}
+
+    # The newest job is the meta-job's step: deleting the meta-job for good deletes it too.
+    [meta] = admin.post("/v1/jobs/list", {"expressions": [{"type": "isnull", "field": "parent"}]}).json
+    admin.delete(f"/v1/jobs/{meta['pk']}/hard")
+    template = admin.post("/v1/job-templates/list", {"expressions": [
+        {"type": "exact", "field": "name", "value": "produce"}]}).json[0]["pk"]
+    job = admin.post(f"/v1/job-templates/{template}/create-job",
+                     {"input_values": {"input": {"value": "words", "type": "str"}}}, status=201).json
+    assert job["pk"] > max(row.id for row in rows["jobs"])
     engine.dispose()
 
 

@@ -120,6 +120,15 @@ def test_a_client_whose_node_was_deleted_logs_in_and_registers_again(alice, anon
     alice.post("/v1/nodes/create", {"ip": "10.0.0.9", "index": 0}, headers=stale, status=201)
 
 
+def test_the_pk_of_a_deleted_node_is_never_given_again(alice, bob, admin, node):
+    """SQLite handed out max(id) + 1: the next node registered took the deleted one's pk, and a worker still
+    sending the old Node-Id acted as it (an admin's, as any node)."""
+    alice.delete(f"/v1/nodes/{node['pk']}")
+    again = bob.post("/v1/nodes/create", {"ip": "10.0.0.9", "index": 0}, status=201).json
+    assert again["pk"] > node["pk"]
+    admin.as_node(node["pk"]).post("/v1/job-types/list", status=403)
+
+
 def test_node_id_without_credentials_is_still_401(anonymous, node):
     anonymous.as_node(node["pk"]).post("/v1/job-types/list", status=401)
 

@@ -415,6 +415,16 @@ def test_hard_delete_keeps_a_blob_another_output_refers_to(worker, admin, runnin
     assert not storage.exists(output_key(storage, DATA))
 
 
+def test_the_pk_of_an_output_deleted_for_good_is_never_given_again(worker, admin, bob, running):
+    """SQLite handed out max(id) + 1: the pk of the newest output, deleted for good, went to the next upload,
+    and a client holding it downloaded other bytes."""
+    gone = upload(worker, running).json
+    admin.delete(f"/v1/job-outputs/{gone['pk']}/hard")
+    again = upload(worker, running, data=b"other bytes").json
+    assert again["pk"] > gone["pk"]
+    bob.get(f"/v1/job-outputs/{gone['pk']}", status=404)
+
+
 def test_a_blob_that_cannot_be_deleted_fails_no_request(worker, admin, running, storage, monkeypatch, caplog):
     """The deletion for good has committed when its blob goes: a storage error then is logged and the blob left
     behind (for ``ufdl outputs sweep``), and the request still succeeds."""

@@ -123,6 +123,15 @@ def test_export_round_trip_json_and_yaml(admin, train):
     assert admin.get(f"/v1/job-templates/{reimported['pk']}/export").json == exported
 
 
+def test_the_pk_of_a_template_deleted_for_good_is_never_given_again(admin, train):
+    """SQLite handed out max(id) + 1: a client holding the pk of the newest template, deleted for good, created
+    its jobs from the next one imported."""
+    admin.delete(f"/v1/job-templates/{train['pk']}/hard")
+    again = admin.post("/v1/job-templates/import", TRAIN, status=201).json
+    assert again["pk"] > train["pk"]
+    admin.get(f"/v1/job-templates/{train['pk']}", status=404)
+
+
 def test_a_yaml_media_type_is_recognised_in_any_case(admin):
     """Media types are case-insensitive (RFC 9110 8.3.1): 'Application/YAML' was read as JSON and refused as
     malformed JSON."""

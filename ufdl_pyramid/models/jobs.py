@@ -4,7 +4,7 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .meta import Base, UTCDateTime, utcnow
+from .meta import IDS_NEVER_REUSED, Base, UTCDateTime, utcnow
 from .mixins import SoftDeleteMixin
 from .nodes import Node
 from .templates import JobTemplate
@@ -26,7 +26,7 @@ OUTPUT_NAME_LENGTH = 200
 
 class Job(SoftDeleteMixin, Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_id", "status", "id"),)
+    __table_args__ = (Index("ix_jobs_status_id", "status", "id"), IDS_NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     template_id: Mapped[int] = mapped_column(ForeignKey("job_templates.id"), index=True)
@@ -63,6 +63,7 @@ class JobOutput(SoftDeleteMixin, Base):
     __table_args__ = (
         Index("uq_job_outputs_active_job_name_type", "job_id", "name", "type", unique=True,
               sqlite_where=text("deletion_time IS NULL"), postgresql_where=text("deletion_time IS NULL")),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

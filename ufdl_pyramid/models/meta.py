@@ -18,6 +18,12 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# The table option of every model whose id is generated: SQLite hands out max(id) + 1 otherwise, so the id of
+# the newest row, deleted for good, went to the next one, and a client holding it acted on another row.
+# PostgreSQL's sequences never go back; AUTOINCREMENT makes SQLite's ids do the same (migration 0009).
+IDS_NEVER_REUSED = {"sqlite_autoincrement": True}
+
+
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 

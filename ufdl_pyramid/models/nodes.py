@@ -4,7 +4,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .meta import Base, UTCDateTime
+from .meta import IDS_NEVER_REUSED, Base, UTCDateTime
 from .users import User
 
 
@@ -16,7 +16,7 @@ MEMORY = BigInteger().with_variant(Integer(), "sqlite")
 
 class Node(Base):
     __tablename__ = "nodes"
-    __table_args__ = (UniqueConstraint("ip", "index", name="uq_nodes_ip_index"),)
+    __table_args__ = (UniqueConstraint("ip", "index", name="uq_nodes_ip_index"), IDS_NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

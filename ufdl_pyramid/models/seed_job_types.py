@@ -4,7 +4,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .meta import Base, UTCDateTime, utcnow
+from .meta import IDS_NEVER_REUSED, Base, UTCDateTime, utcnow
 
 NAME_LENGTH = 200
 VERSION_LENGTH = 200
@@ -17,7 +17,7 @@ SCALE_TEMPLATE_PREFIX = "seed-job-type-"
 
 class SeedJobType(Base):
     __tablename__ = "seed_job_types"
-    __table_args__ = (UniqueConstraint("name", "version"),)
+    __table_args__ = (UniqueConstraint("name", "version"), IDS_NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
@@ -50,7 +50,7 @@ class SeedJobType(Base):
 
 class SeedJobTypeRevision(Base):
     __tablename__ = "seed_job_type_revisions"
-    __table_args__ = (UniqueConstraint("job_type_id", "revision_num"),)
+    __table_args__ = (UniqueConstraint("job_type_id", "revision_num"), IDS_NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_type_id: Mapped[int] = mapped_column(ForeignKey("seed_job_types.id", ondelete="CASCADE"))

@@ -8,7 +8,7 @@ from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, or_, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .catalogue import DataDomain, Licence
-from .meta import Base
+from .meta import IDS_NEVER_REUSED, Base
 from .mixins import SoftDeleteMixin
 
 WORKABLE = "workable"
@@ -22,6 +22,7 @@ class JobTemplate(SoftDeleteMixin, Base):
         # (name, version) is unique among active templates only: a soft-deleted version keeps its number.
         Index("uq_job_templates_active_name_version", "name", "version", unique=True,
               sqlite_where=text("deletion_time IS NULL"), postgresql_where=text("deletion_time IS NULL")),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -4,11 +4,12 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .meta import Base, UTCDateTime, utcnow
+from .meta import IDS_NEVER_REUSED, Base, UTCDateTime, utcnow
 
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = IDS_NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(150), unique=True)
@@ -26,6 +27,7 @@ class RefreshToken(Base):
     """A refresh token, stored as a hash so that a database leak gives no usable token."""
 
     __tablename__ = "refresh_tokens"
+    __table_args__ = IDS_NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
