@@ -5,6 +5,7 @@ import time
 from collections import Counter
 
 import psycopg.errors
+import pytest
 import webtest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -467,11 +468,13 @@ def test_a_graph_imported_while_its_child_is_deleted_for_good_is_refused_cleanly
     assert statuses == {"import": 201, "delete": 409}
 
 
-def test_a_template_imported_while_a_job_type_it_names_is_deleted_is_refused_cleanly(on_postgresql, monkeypatch,
-                                                                                      wsgi_app, engine, admin):
-    """The deletion of BLOB found no template naming it and holds its row; the import of a template naming it
-    then read the row, and its reference to it failed the foreign key once the deletion committed: a 500. The
-    import now waits for the row, finds it gone and runs again: BLOB is an unknown type (400)."""
+@pytest.mark.parametrize("change", [("DELETE", None), ("PATCH", {"name": "Bytes"})], ids=["deleted", "renamed"])
+def test_a_template_imported_while_a_job_type_it_names_is_deleted_or_renamed_is_refused_cleanly(
+        on_postgresql, monkeypatch, wsgi_app, engine, admin, change):
+    """The deletion (or rename) of BLOB found no template naming it and holds its row. The import of a template
+    naming it then read the row: once the deletion committed, its reference to it failed the foreign key (a
+    500); after the rename, the template named a type that no longer existed. The import now waits for the row,
+    finds BLOB gone and runs again: BLOB is an unknown type (400)."""
     from ufdl_pyramid.services.job_types import JobTypeService
 
     blob = admin.post("/v1/job-types/list", {"expressions": [{"type": "exact", "field": "name", "value": "BLOB"}]}
@@ -479,7 +482,7 @@ def test_a_template_imported_while_a_job_type_it_names_is_deleted_is_refused_cle
     checked, go = threading.Event(), threading.Event()
     check = JobTypeService.check_unreferenced
 
-    def held(self, row, *args):  # the row is locked and found unused; not deleted yet
+    def held(self, row, *args):  # the row is locked and found unused; not changed yet
         check(self, row, *args)
         checked.set()
         assert go.wait(60)
@@ -490,11 +493,13 @@ def test_a_template_imported_while_a_job_type_it_names_is_deleted_is_refused_cle
     def call(name, method, path, body=None):
         app = webtest.TestApp(wsgi_app)
         kwargs = {"headers": admin.headers(), "expect_errors": True}
-        response = app.post_json(path, body, **kwargs) if body else app.request(path, method=method, **kwargs)
+        response = (app.request(path, method=method, **kwargs) if body is None else
+                    getattr(app, f"{method.lower()}_json")(path, body, **kwargs))
         statuses[name] = response.status_int, response.json["detail"] if response.status_int >= 400 else None
 
-    deletion = threading.Thread(target=call, args=("delete", "DELETE", f"/v1/job-types/{blob}"))
-    deletion.start()
+    method, body = change
+    changing = threading.Thread(target=call, args=("change", method, f"/v1/job-types/{blob}", body))
+    changing.start()
     assert checked.wait(60)
     template = threading.Thread(target=call, args=("import", "POST", "/v1/job-templates/import", PRODUCE))
     template.start()
@@ -502,51 +507,11 @@ def test_a_template_imported_while_a_job_type_it_names_is_deleted_is_refused_cle
         wait_until_done_or_blocked(engine, template)
     finally:
         go.set()
-    deletion.join(60)
+    changing.join(60)
     template.join(60)
-    assert statuses["delete"] == (200, None)
+    assert statuses["change"] == (200, None)
     assert statuses["import"][0] == 400 and "unknown type 'BLOB'" in statuses["import"][1]
     assert admin.post("/v1/job-templates/list", {"include_inactive": True}).json == []
-
-
-def test_a_template_imported_while_a_job_type_it_names_is_renamed_is_refused_cleanly(on_postgresql, monkeypatch,
-                                                                                      wsgi_app, engine, admin):
-    """The rename of BLOB found no template naming it, then the import of one naming it committed, then the
-    rename: the template named a type that no longer existed (its jobs could not be created). The rename now
-    holds the row from its check to its commit: the import waits, then finds BLOB gone (400)."""
-    from ufdl_pyramid.services.job_types import JobTypeService
-
-    blob = admin.post("/v1/job-types/list", {"expressions": [{"type": "exact", "field": "name", "value": "BLOB"}]}
-                      ).json[0]["pk"]
-    checked, go = threading.Event(), threading.Event()
-    check = JobTypeService.check_unreferenced
-
-    def held(self, row, *args):
-        check(self, row, *args)
-        checked.set()
-        assert go.wait(60)
-
-    monkeypatch.setattr(JobTypeService, "check_unreferenced", held)
-    statuses = {}
-
-    def call(name, method, path, body):
-        response = getattr(webtest.TestApp(wsgi_app), f"{method}_json")(path, body, headers=admin.headers(),
-                                                                      expect_errors=True)
-        statuses[name] = response.status_int, response.json["detail"] if response.status_int >= 400 else None
-
-    rename = threading.Thread(target=call, args=("rename", "patch", f"/v1/job-types/{blob}", {"name": "Bytes"}))
-    rename.start()
-    assert checked.wait(60)
-    template = threading.Thread(target=call, args=("import", "post", "/v1/job-templates/import", PRODUCE))
-    template.start()
-    try:
-        wait_until_done_or_blocked(engine, template)
-    finally:
-        go.set()
-    rename.join(60)
-    template.join(60)
-    assert statuses["rename"] == (200, None)
-    assert statuses["import"][0] == 400 and "unknown type 'BLOB'" in statuses["import"][1]
 
 
 def test_of_two_deletions_for_good_at_once_the_second_finds_nothing(wsgi_app, admin, alice):
