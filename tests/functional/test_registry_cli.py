@@ -459,6 +459,21 @@ def test_an_import_error_rolls_everything_back(sync_cli, registry, engine):
     assert templates(engine) == set()
 
 
+def test_ctrl_c_in_a_sync_is_one_line_and_applies_nothing(ufdl, registry, engine, monkeypatch):
+    """Ctrl-C half-way through the imports printed a KeyboardInterrupt traceback."""
+    import signal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a background test run ignores it
+    monkeypatch.setattr(Progress, "__call__", lambda self, done, total: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        code, out, err = ufdl("sync", registry)
+    except KeyboardInterrupt:
+        pytest.fail("the KeyboardInterrupt escaped the command")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (code, err) == (130, "ufdl: interrupted\n")
+    assert templates(engine) == set()
+
+
 def test_dry_run_changes_nothing(sync_cli, registry, engine):
     code, out, err = sync_cli("sync", registry, "--dry-run")
     assert code == 0

@@ -14,6 +14,8 @@ from ..worker.api import ApiError
 from . import db, events, jobs, outputs, plugins, serve, templates, users, websocket, worker
 from .environment import DEFAULT_CONFIG, CliEnvironment
 
+INTERRUPTED = 130  # as a shell reports a command that SIGINT ended
+
 AREAS = (db, users, plugins, templates, serve, worker, websocket, events, outputs, jobs)
 
 
@@ -45,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         hint = _schema_hint(args, environment)
         print(f"ufdl: database error: {database_error_line(error)}{hint}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C in long work (a sync, an export, a sweep): it was a traceback
+        print("ufdl: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 def _schema_hint(args, environment) -> str:
