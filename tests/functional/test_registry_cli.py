@@ -929,6 +929,18 @@ def test_a_remote_command_without_a_token_says_what_it_needs(ufdl, registry, ser
         assert (code, err) == (1, "ufdl: --url needs --token or --username (an administrator's)\n"), err
 
 
+def test_credentials_without_url_are_a_usage_error_not_a_local_run(ufdl, registry, engine, tmp_path):
+    """``--token`` (or ``--username``) with ``--url`` left out was ignored: the command synced (or exported) the
+    INI's database, exit 0, instead of the server the credentials were meant for."""
+    for command in (("diff", registry), ("sync", registry, "--prune"), ("export", tmp_path / "exported")):
+        for credentials in (("--token", "a-token"), ("--username", "admin", "--password", "password123")):
+            code, out, err = ufdl(*command, *credentials)
+            assert (code, out) == (2, ""), (command, out, err)
+            assert err.startswith(f"ufdl: {credentials[0]}") and "without --url" in err and err.count("\n") == 1
+    assert templates(engine) == set()
+    assert not (tmp_path / "exported").exists()
+
+
 def test_a_remote_command_logs_in_with_a_username(ufdl, registry, engine, admin, server_url, tmp_path,
                                                   monkeypatch):
     # A pipeline keeps a password in its secrets, not an access token that expires within the hour.

@@ -70,6 +70,18 @@ def _remote_options(parser, url_help: str) -> None:
     parser.add_argument("--password", help="with --username (default: the UFDL_PASSWORD environment variable)")
 
 
+def _stray_remote_options(args) -> bool:
+    """``--token``, ``--username`` or ``--password`` without ``--url`` (said, as a usage error): they were ignored,
+    and the command acted on the INI's database, not on the server they were meant for."""
+    stray = [flag for flag, value in (("--token", args.token), ("--username", args.username),
+                                      ("--password", args.password)) if value is not None]
+    if stray and not args.url:
+        print(f"ufdl: {', '.join(stray)} without --url: give the server's --url, or leave them out to act on the "
+              f"database of -c INI", file=sys.stderr)
+        return True
+    return False
+
+
 def _remote(args) -> "RemoteServer":
     """The server of ``--url``, with ``--token`` or a token obtained by logging in as ``--username``."""
     token = args.token
@@ -155,6 +167,8 @@ def _conflicts(plan: dict) -> int:
 
 
 def run_diff(args, environment) -> int:
+    if _stray_remote_options(args):
+        return 2
     # A dry-run sync, locally as on a server: what fails to import (a type no plugin knows) is a problem
     # here too, not a "create" that sync then refuses.
     try:
@@ -201,6 +215,8 @@ def _sync_locally(environment, directory: str, prune: bool, dry_run: bool, progr
 
 
 def run_sync(args, environment) -> int:
+    if _stray_remote_options(args):
+        return 2
     try:
         if args.url:
             plan = _remote(args).sync(args.directory, args.prune, args.dry_run)
@@ -218,6 +234,8 @@ def run_sync(args, environment) -> int:
 
 
 def run_export(args, environment) -> int:
+    if _stray_remote_options(args):
+        return 2
     if args.url:
         files = _remote(args).export(args.all_versions, Progress("exporting"))
     else:
