@@ -191,6 +191,31 @@ def test_workers_that_cannot_run_make_the_process_fail():
     assert run_workers(Refusing, {"x.Y": Executor}, WorkerOptions(), 2, threading.Event()) == 1
 
 
+def test_a_stop_while_the_nodes_start_starts_no_more_of_them(monkeypatch):
+    """SIGTERM while a mistyped ``--concurrency 100000`` started its threads: each still started, logged in and
+    registered a node, and the process took many minutes to stop."""
+    from ufdl_pyramid.worker import runner
+    from ufdl_pyramid.worker.api import ApiError
+
+    stop, started = threading.Event(), []
+
+    class SignalledThread(threading.Thread):
+        def start(self):  # the signal handler runs in the main thread, between two starts
+            super().start()
+            started.append(self.name)
+            stop.set()
+
+    class Refusing:  # the one node started: no server needed
+        node_id = None
+
+        def login(self):
+            raise ApiError(401, "No active account found with the given credentials", "POST", "/v1/auth/obtain")
+
+    monkeypatch.setattr(runner.threading, "Thread", SignalledThread)
+    assert runner.run_workers(Refusing, {"x.Y": Executor}, WorkerOptions(), 500, stop) == 1
+    assert started == ["worker-0"]
+
+
 def test_a_login_refused_to_several_nodes_is_one_line_each_without_a_traceback(caplog):
     """With --concurrency 2 a refused login was logged with a traceback per node."""
     from ufdl_pyramid.worker.api import ApiError

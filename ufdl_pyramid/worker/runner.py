@@ -335,6 +335,8 @@ def run_workers(make_api: Callable[[], UfdlApi], executors: Mapping[str, type], 
 
     threads = [threading.Thread(target=one, args=(offset,), name=f"worker-{offset}") for offset in range(concurrency)]
     for thread in threads:
+        if stop.is_set():  # SIGTERM while thousands start (a mistyped --concurrency): start no more of them
+            break
         thread.start()
     for thread in threads:
         while thread.is_alive():
