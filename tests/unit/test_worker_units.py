@@ -332,6 +332,10 @@ def test_a_resolver_that_cannot_answer_yet_and_a_name_lost_later_are_waited_out(
     ("--grace", "inf", "--grace must be a number of seconds, 0 or more"),
     ("--concurrency", "0", "--concurrency must be at least 1 and --index 0 or more"),
     ("--index", "-1", "--concurrency must be at least 1 and --index 0 or more"),
+    # Each node past the server's highest index was refused at start-up, a line each.
+    ("--concurrency", "2000", "--index 0 with --concurrency 2000 needs node indexes up to 1999; a server takes 0 "
+                              "to 1024"),
+    ("--index", "1025", "--index 1025 with --concurrency 1 needs node indexes up to 1025; a server takes 0 to 1024"),
 ])
 def test_worker_options_that_cannot_work_are_refused_before_connecting(capsys, option, value, message):
     """A --poll or --heartbeat of 0 or less sent requests in a busy loop; --concurrency 0 ran one node."""

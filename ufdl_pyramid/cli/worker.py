@@ -6,6 +6,7 @@ import sys
 import threading
 
 from ..plugins import load_plugins
+from ..services.nodes import MAX_INDEX
 from .environment import password_of
 
 
@@ -68,6 +69,10 @@ def run_worker(args, environment) -> int:
             return 2
     if args.concurrency < 1 or args.index < 0:
         print("ufdl: --concurrency must be at least 1 and --index 0 or more", file=sys.stderr)
+        return 2
+    if args.index + args.concurrency - 1 > MAX_INDEX:  # each node beyond it was refused, one by one, by the server
+        print(f"ufdl: --index {args.index} with --concurrency {args.concurrency} needs node indexes up to "
+              f"{args.index + args.concurrency - 1}; a server takes 0 to {MAX_INDEX}", file=sys.stderr)
         return 2
     stop, interrupt = threading.Event(), threading.Event()
     log = logging.getLogger("ufdl_pyramid.worker")

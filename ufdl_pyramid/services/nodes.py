@@ -8,6 +8,7 @@ from ..models import Job, Node
 from ..models.jobs import QUEUED, RUNNING
 from .records import RecordService
 
+MAX_INDEX = 1024  # a node's index: the highest a server takes
 _OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 32}
 _OPTIONAL_MEMORY = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**63 - 1}  # bytes, or MB
 
@@ -20,7 +21,7 @@ class NodeService(RecordService):
         "additionalProperties": False,
         "required": ["ip", "index"],
         "properties": {"ip": {"type": "string", "maxLength": 39}, "index": {"type": "integer", "minimum": 0,
-                                                                          "maximum": 1024},
+                                                                          "maximum": MAX_INDEX},
                        "driver_version": _OPTIONAL_TEXT, "hardware_generation": _OPTIONAL_TEXT,
                        "gpu_mem": _OPTIONAL_MEMORY, "cpu_mem": _OPTIONAL_MEMORY},
     }
