@@ -90,6 +90,25 @@ def test_an_ini_file_that_cannot_be_read_is_one_line(tmp_path, capsys, text, rea
     assert error.startswith(f"ufdl: cannot read {ini}: ") and reason in error and error.count("\n") == 1, error
 
 
+@pytest.mark.parametrize("name, content, reason", [
+    ("latin1.ini", "[app:main]\nuse = egg:ufdl-pyramid\n# caf\xe9\n".encode("latin-1"),
+     "not UTF-8 text (invalid continuation byte)"),
+    ("development.conf", b"[app:main]\nuse = egg:ufdl-pyramid\n", "an INI file's name must end in .ini"),
+    ("development", b"[app:main]\nuse = egg:ufdl-pyramid\n", "an INI file's name must end in .ini"),
+    ("a-directory", None, "a directory, not an INI file"),
+])
+def test_an_ini_file_of_the_wrong_encoding_name_or_kind_is_one_line(tmp_path, capsys, name, content, reason):
+    """A Latin-1 INI, an INI named without .ini, a directory given to -c: a UnicodeDecodeError or plaster's
+    InvalidURI or LoaderNotFound, with a traceback."""
+    ini = tmp_path / name
+    if content is None:
+        ini.mkdir()
+    else:
+        ini.write_bytes(content)
+    assert ufdl(["-c", str(ini), "users", "list"]) == 1
+    assert capsys.readouterr().err == f"ufdl: cannot read {ini}: {reason}\n"
+
+
 def test_a_command_run_before_db_upgrade_says_to_run_it(tmp_path, monkeypatch, capsys):
     """It said only "database error: no such table: users"."""
     ini = tmp_path / "cli.ini"

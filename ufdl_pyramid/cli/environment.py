@@ -5,6 +5,7 @@ from contextlib import contextmanager
 from functools import cached_property
 
 import transaction
+from plaster.exceptions import PlasterError
 from pyramid.paster import get_appsettings, setup_logging
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -26,6 +27,8 @@ class CliEnvironment:
         """The INI's ``[app:main]`` as written (logging set up from it)."""
         if not os.path.exists(self.config_path):
             raise FileNotFoundError(f"no configuration file {self.config_path!r} (give one with -c)")
+        if os.path.isdir(self.config_path):
+            raise SettingsError(f"cannot read {self.config_path}: a directory, not an INI file")
         try:
             setup_logging(self.config_path)
             return get_appsettings(self.config_path)
@@ -33,6 +36,10 @@ class CliEnvironment:
             # They were tracebacks; their text spans lines.
             reason = f"no {error.args[0]!r} in it" if isinstance(error, KeyError) else " ".join(str(error).split())
             raise SettingsError(f"cannot read {self.config_path}: {reason}") from None
+        except UnicodeDecodeError as error:  # a file saved in Latin-1, a binary file given by mistake
+            raise SettingsError(f"cannot read {self.config_path}: not UTF-8 text ({error.reason})") from None
+        except PlasterError:  # plaster picks the loader by the file's extension: a .conf or none had no loader
+            raise SettingsError(f"cannot read {self.config_path}: an INI file's name must end in .ini") from None
 
     @cached_property
     def settings(self) -> dict:
