@@ -28,6 +28,21 @@ def test_bad_names_addresses_and_passwords_are_refused(ini, capsys, arguments, e
     assert error in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("arguments, error", [
+    (["create", "carol", "--password", "caf\udce9-au-lait"], "the password is not UTF-8 text"),
+    (["create", "carol", "--password", "long enough", "--email", "caf\udce9@example.com"],
+     "the e-mail address is not UTF-8 text"),
+    (["password", "caf\udce9", "--password", "long enough"], "the username is not UTF-8 text"),
+])
+def test_arguments_that_are_not_utf8_are_one_line(ini, capsys, engine, arguments, error):
+    """A Latin-1 terminal's 'café': Python gets its byte 0xe9 as a lone surrogate, which no hash or database
+    takes: a UnicodeEncodeError and a traceback."""
+    assert ufdl(["-c", ini, "users", *arguments]) == 1
+    assert capsys.readouterr().err == f"ufdl: {error} (is the terminal's encoding UTF-8?)\n"
+    assert ufdl(["-c", ini, "users", "list"]) == 0
+    assert "carol" not in capsys.readouterr().out
+
+
 def test_a_user_is_created_once_and_bootstrap_says_when_it_has_nothing_to_do(ini, capsys):
     assert ufdl(["-c", ini, "users", "create", "carol.d+1@x", "--email", "carol@example.com",
                  "--password", "long enough"]) == 0

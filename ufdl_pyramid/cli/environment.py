@@ -72,4 +72,14 @@ def password_of(args) -> str:
     password = args.password or os.environ.get("UFDL_PASSWORD")
     if not password:
         raise InvalidInput("give the password with --password or the UFDL_PASSWORD environment variable")
-    return password
+    return utf8_text(password, "the password")
+
+
+def utf8_text(value: str, what: str) -> str:
+    """``value``, if it is UTF-8 text: bytes that are not (a Latin-1 terminal) reach Python as lone surrogates,
+    which no database, hash or JSON body can take (a UnicodeEncodeError and a traceback)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} is not UTF-8 text (is the terminal's encoding UTF-8?)") from None
+    return value

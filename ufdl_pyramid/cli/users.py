@@ -6,7 +6,7 @@ from sqlalchemy import select
 from ..errors import Conflict, NotFound
 from ..models import User
 from ..services.auth import AuthConfig, AuthService
-from .environment import password_of
+from .environment import password_of, utf8_text
 
 
 def register(areas) -> None:
@@ -45,7 +45,7 @@ def _service(environment, db) -> AuthService:
 
 
 def _user(db, name: str) -> User:
-    user = db.scalar(select(User).where(User.username == name))
+    user = db.scalar(select(User).where(User.username == utf8_text(name, "the username")))
     if user is None:
         raise NotFound(f"no user {name!r}")
     return user
@@ -53,8 +53,9 @@ def _user(db, name: str) -> User:
 
 def run_create(args, environment) -> int:
     with environment.session() as db:
+        email = None if args.email is None else utf8_text(args.email, "the e-mail address")
         user = _service(environment, db).create_user(args.name, password_of(args), is_admin=args.admin,
-                                                     email=args.email)
+                                                     email=email)
         print(f"created {'admin' if user.is_admin else 'user'} {user.username!r} (pk {user.id})")
     return 0
 
