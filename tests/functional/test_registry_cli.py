@@ -791,6 +791,24 @@ def test_a_remote_export_shows_its_progress_as_sync_does(ufdl, registry, admin, 
     assert f"\rexporting [{'#' * 30}] 23/23\n" in terminal.getvalue()
 
 
+def test_a_local_diff_shows_its_progress_as_sync_does(ufdl, registry, engine, monkeypatch):
+    """A diff imports every new template, as a sync, before it rolls back: it took as long, and said nothing."""
+    shell = yaml.safe_load((registry / "shell" / "1.yaml").read_text())
+    for number in range(20):
+        (registry / f"copy-{number}").mkdir()
+        (registry / f"copy-{number}" / "1.yaml").write_text(yaml.safe_dump({**shell, "name": f"copy-{number}"}))
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code, out, err = ufdl("diff", registry)
+    assert code == 3, out + terminal.getvalue()
+    assert f"\rchecking [{'#' * 30}] 23/23\n" in terminal.getvalue()
+    assert templates(engine) == set()
+
+
 def test_remote_sync_reports_misplaced_files_before_sending(ufdl, registry, admin, server_url, engine):
     (registry / "notes.txt").write_text("not a template")
     code, out, err = ufdl("sync", registry, "--url", server_url, "--token", admin.token)

@@ -175,7 +175,8 @@ def run_diff(args, environment) -> int:
         if args.url:
             plan = _remote(args).sync(args.directory, args.prune, dry_run=True)
         else:
-            plan = _sync_locally(environment, args.directory, args.prune, dry_run=True)
+            # It imports what sync would, then rolls back: as long as a sync, so it shows its progress too.
+            plan = _sync_locally(environment, args.directory, args.prune, True, Progress("checking"))
     except RegistryInvalid as error:
         return _problems(error)
     except RegistryConflicts as error:
