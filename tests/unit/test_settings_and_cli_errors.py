@@ -64,10 +64,14 @@ def test_good_settings_load():
     ("postgresql+psycopg://postgres@127.0.0.1:1/nothing", "ufdl: database error: "),
     ("mysql://x/y", "ufdl: the database URL cannot be used: "),
     ("nosuchdialect://x/y", "ufdl: the database URL cannot be used: "),
+    # A SQLite file whose folder cannot be made (a file in its way): a FileExistsError traceback.
+    ("sqlite:///{tmp_path}/cli.ini/ufdl.sqlite", "ufdl: the database URL cannot be used: cannot make the folder "
+                                                 "{tmp_path}/cli.ini of its SQLite file: File exists"),
 ])
 def test_a_database_the_cli_cannot_use_is_one_line(tmp_path, monkeypatch, capsys, url, expected):
     ini = tmp_path / "cli.ini"
     ini.write_text("[app:main]\nuse = egg:ufdl-pyramid\n")
+    url, expected = url.format(tmp_path=tmp_path), expected.format(tmp_path=tmp_path)
     monkeypatch.setenv("UFDL_DATABASE_URL", url)
     monkeypatch.setenv("UFDL_AUTH_SECRET", "y" * 32)
     assert ufdl(["-c", str(ini), "db", "upgrade"]) == 1

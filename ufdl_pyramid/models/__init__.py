@@ -14,6 +14,7 @@ import zope.sqlalchemy
 from zope.sqlalchemy.datamanager import _SESSION_STATE
 
 from ..request_kinds import is_health_check, is_output_upload
+from ..settings import SettingsError
 from .meta import Base
 from .users import RefreshToken, User
 from .nodes import LeaseClock, Node
@@ -73,7 +74,12 @@ def get_engine(settings: dict, prefix: str = "sqlalchemy.") -> Engine:
         options = {"connect_args": {"timeout": 30, "check_same_thread": False}}
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         # The embedded database lives in a file under the project (var/ by default): make its folder.
-        os.makedirs(os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///"))), exist_ok=True)
+        folder = os.path.dirname(os.path.abspath(url.removeprefix("sqlite:///")))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as error:  # a file in the way, no permission: a traceback from the CLI and `ufdl serve`
+            raise SettingsError(f"the database URL cannot be used: cannot make the folder {folder} of its SQLite "
+                                f"file: {error.strerror or error}") from None
     echo = settings.get("ufdl.db.echo", False)
     statements = logging.getLogger("sqlalchemy.engine.Engine")
     if echo and statements.hasHandlers():
