@@ -182,6 +182,14 @@ def test_a_failing_command_fails_the_job_with_its_error(e2e):
     assert e2e.wait_for(job["pk"], "FAILED", seconds=5)["error_reason"] == "false exited with status 1"
 
 
+def test_an_error_the_server_cannot_store_as_it_is_still_fails_the_job(e2e):
+    """A NUL byte in a failing command's standard error: the server refused the finish (400), and the job stayed
+    RUNNING on its node."""
+    job = e2e.create_job("shell", "", command="sh -c \"printf 'bad\\000byte' >&2; exit 3\"")
+    assert finished(e2e.worker("--once")) == 0
+    assert e2e.wait_for(job["pk"], "FAILED", seconds=5)["error_reason"] == "sh exited with status 3: bad\ufffdbyte"
+
+
 def test_a_placeholder_that_names_nothing_fails_the_job_and_a_doubled_one_is_text(e2e):
     """An unknown {name} was left in the command as it stood: the job ran, and completed, with the typo."""
     job = e2e.create_job("shell", "x", command="echo {input} {timeuot}")

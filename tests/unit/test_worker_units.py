@@ -161,6 +161,22 @@ def test_an_executor_that_exits_fails_its_job_and_the_worker_lives_on():
     assert api.sent[-1] == ("finish", {"error": "7"})
 
 
+def test_an_executor_error_is_sent_as_the_server_can_store_it():
+    """An error over the server's 100,000 characters, or with half a surrogate pair (a file name's undecodable
+    byte), got the finish refused: the job stayed RUNNING."""
+    class Wordy(Executor):
+        def execute(self, context):
+            raise RuntimeError("caf\udce9 " + "x" * 200_000)
+
+    api = FakeApi()
+    worker = Worker(api, {"x.Boom": Wordy}, WorkerOptions(heartbeat=60), threading.Event())
+    worker.node_id = 5
+    worker.run_job(dict(api.job))
+    action, body = api.sent[-1]
+    assert action == "finish" and len(body["error"]) == 100_000
+    assert body["error"].startswith("caf? xxx") and body["error"].endswith("x\u2026")
+
+
 def test_a_job_that_cannot_be_started_is_given_back_and_the_worker_pauses():
     """acquire-next hands a node the job it holds but has not started: kept, it came back at once, for ever."""
     from ufdl_pyramid.worker.api import ApiError

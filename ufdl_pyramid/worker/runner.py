@@ -16,6 +16,14 @@ from .api import ApiError, ServerUnavailable, UfdlApi
 from .context import HttpExecutionContext, merged_parameters, resolved_inputs
 
 log = logging.getLogger("ufdl_pyramid.worker")
+MAX_ERROR = 100_000  # characters of a finish's error the server takes
+
+
+def storable_error(error: str) -> str:
+    """An executor's error as the server stores it: a NUL (a command's binary standard error), half a surrogate
+    pair or a text over ``MAX_ERROR`` got the finish refused (400), and the job stayed RUNNING on its node."""
+    error = error.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    return error if len(error) <= MAX_ERROR else error[:MAX_ERROR - 1] + "\u2026"
 
 QUEUED, RUNNING = "QUEUED", "RUNNING"
 
@@ -298,7 +306,7 @@ class Worker:
             raise
 
     def finish(self, pk: int, error: str | None, give_up_on_stop: bool = True) -> None:
-        body = {} if error is None else {"error": error}
+        body = {} if error is None else {"error": storable_error(error)}
         try:
             self.retrying("finishing", lambda: self.api.job_action(pk, "finish", body),
                           give_up_on_stop=give_up_on_stop)
