@@ -240,6 +240,10 @@ def test_order(admin, alice):
         ("random-number-gen", "2.0.0"), ("image-watermark", "0.1.0"), ("random-number-gen", "1.0.0")]
     assert [row["name"] for row in alice.get("/v6/job-type-names/?order=-name").json["results"]] == [
         "random-number-gen", "image-watermark"]
+    # The docs' example, order=name&order=version, holds for the names too (it was a 400 there).
+    for query in ("?order=name&order=version", "?order=-version&order=name"):
+        assert [row["name"] for row in alice.get("/v6/job-type-names/" + query).json["results"]] == [
+            "image-watermark", "random-number-gen"], query
 
 
 @pytest.mark.parametrize("query", [

@@ -37,7 +37,9 @@ ORDER_FIELDS = {name: getattr(SeedJobType, name) for name in (
     "id", "name", "version", "title", "description", "icon_code", "is_published", "is_active", "is_paused",
     "is_system", "max_scheduled", "max_tries", "revision_num", "docker_image", "created", "deprecated", "paused",
     "last_modified")}
-NAME_ORDER_FIELDS = {"name": SeedJobType.name}
+# The docs give order=name&order=version as the example for this list too: a name's versions make one entry
+# (listed by precedence), so ordering by version orders nothing more there (None: taken, no clause).
+NAME_ORDER_FIELDS = {"name": SeedJobType.name, "version": None}
 
 _BOOLEAN = {"type": "boolean"}
 _COMMON_FIELDS = {
@@ -182,7 +184,7 @@ def order_clauses(order: list[str], fields: dict) -> list:
         name = value.removeprefix("-")
         if name not in fields:
             raise InvalidInput(f"order: unknown field {name!r}; one of {', '.join(sorted(fields))}")
-        if name not in seen:
+        if name not in seen and fields[name] is not None:
             seen.add(name)
             clauses.append(fields[name].desc() if value.startswith("-") else fields[name].asc())
     return clauses
