@@ -13,6 +13,7 @@ from .request_kinds import is_health_check, is_output_upload
 from .resources.nodes import Nodes
 from .resources.root import Auth
 from .services.auth import ActingNode, ActiveUser, AuthConfig, AuthService
+from .services.validation import shown
 
 
 class Identity:
@@ -78,7 +79,7 @@ def _acting_node(request) -> ActingNode | None:
         return None
     node_id = node_id_of(request)
     if node_id is None:
-        raise InvalidInput(f"Node-Id header must be a node's primary key, not {header!r}")
+        raise InvalidInput(f"Node-Id header must be a node's primary key, not {shown(header)}")
     identity = request.identity
     if identity is None:
         return None

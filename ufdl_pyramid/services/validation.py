@@ -14,14 +14,19 @@ _SHOWN_CHARS = 100
 _SHOWN_MESSAGE = 400
 
 
+def shown(value) -> str:
+    """``repr(value)``, cut after _SHOWN_CHARS characters: how an error message quotes what it refuses."""
+    quoted = repr(value)
+    return quoted if len(quoted) <= _SHOWN_CHARS else quoted[:_SHOWN_CHARS] + "..."
+
+
 def _message(error) -> str:
-    quoted = repr(error.instance)
-    shown = quoted if len(quoted) <= _SHOWN_CHARS else quoted[:_SHOWN_CHARS] + "..."
+    quoted, shown_here = repr(error.instance), shown(error.instance)
     # A pattern's error quoted the regular expression; a schema's "description" says what it wants instead.
     if error.validator == "pattern" and isinstance(error.schema, dict) and "description" in error.schema:
-        message = f"{shown} must be {error.schema['description']}"
+        message = f"{shown_here} must be {error.schema['description']}"
     else:
-        message = error.message.replace(quoted, shown, 1)
+        message = error.message.replace(quoted, shown_here, 1)
     return message if len(message) <= _SHOWN_MESSAGE else message[:_SHOWN_MESSAGE] + "..."
 
 
