@@ -100,6 +100,33 @@ def test_an_expired_refresh_token_is_401(alice, anonymous, engine):
     assert response.json == {"detail": "Token is invalid or expired"}
 
 
+def test_a_login_deletes_the_users_dead_refresh_tokens(alice, anonymous, engine):
+    """Every login adds a refresh token; the expired and revoked ones were kept for ever, a row per login ever."""
+    from sqlalchemy import func, select, update
+
+    from ufdl_pyramid.models import RefreshToken
+
+    def login() -> str:
+        return anonymous.post("/v1/auth/obtain", {"username": "alice", "password": "password123"}).json["refresh"]
+
+    def alices(**change) -> int:
+        with engine.begin() as connection:
+            mine = RefreshToken.user_id == alice.user_id
+            if change:
+                connection.execute(update(RefreshToken).where(mine).values(**change))
+            return connection.scalar(select(func.count()).select_from(RefreshToken).where(mine))
+
+    login()
+    assert alices(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)) == 2  # the fixture's and this one
+    live = login()
+    assert alices() == 1
+    anonymous.post("/v1/auth/refresh", {"refresh": live})
+    alices(revoked_at=datetime.now(timezone.utc))
+    login()
+    assert alices() == 1
+    anonymous.post("/v1/auth/refresh", {"refresh": live}, status=401)
+
+
 def test_a_signed_token_of_another_type_is_no_access_token(alice):
     now = datetime.now(timezone.utc)
     alice.token = jwt.encode({"sub": str(alice.user_id), "iat": now, "exp": now + timedelta(minutes=5),

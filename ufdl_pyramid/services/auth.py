@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import bindparam, exists, or_, select, update
+from sqlalchemy import bindparam, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import Conflict, InvalidInput, NotAuthenticated
@@ -189,10 +189,6 @@ class AuthService:
             pass
         self.refresh(token)  # NotAuthenticated unless a live refresh token of an active user
 
-    def revoke(self, refresh_token: str) -> None:
-        self.db.execute(update(RefreshToken).where(RefreshToken.token_hash == _digest(refresh_token))
-                        .values(revoked_at=utcnow()))
-
     def access_token(self, user: User, now: datetime | None = None) -> str:
         now = now or datetime.now(timezone.utc)
         claims = {"sub": str(user.id), "iat": now, "exp": now + timedelta(seconds=self.config.access_ttl),
@@ -247,6 +243,10 @@ class AuthService:
         return user_id_of_access_token(self.config.secret, token)
 
     def _new_refresh_token(self, user: User) -> str:
+        # A login is when the user's dead tokens (expired or revoked: no refresh takes them) go: the table holds
+        # about a row per live session, not a row per login ever.
+        dead = or_(RefreshToken.expires_at <= utcnow(), RefreshToken.revoked_at.is_not(None))
+        self.db.execute(delete(RefreshToken).where(RefreshToken.user_id == user.id, dead))
         token = secrets.token_urlsafe(32)
         self.db.add(RefreshToken(user_id=user.id, token_hash=_digest(token),
                                  expires_at=utcnow() + timedelta(seconds=self.config.refresh_ttl)))
