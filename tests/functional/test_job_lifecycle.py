@@ -124,6 +124,8 @@ def test_the_holder_may_finish_a_job_cancelled_before_it_started(bob, worker, jo
 def test_acquire_is_a_get_that_head_does_not_run(worker, job):
     refused = worker.request("HEAD", path(job, "acquire"), status=405)
     assert refused.headers["Allow"] == "GET"
+    # Nor does another method's 405 offer HEAD there (it said "GET, HEAD").
+    assert worker.post(path(job, "acquire"), {}, status=405).headers["Allow"] == "GET"
     assert worker.get(path(job)).json["status"] == "PENDING"
 
 

@@ -48,7 +48,7 @@ def not_found(exc, request):
 
 def allowed_methods(request) -> list[str]:
     """The methods the views of this resource and view name answer: a 405 must list them (RFC 9110)."""
-    methods = set()
+    methods, head = set(), True
     for entry in request.registry.introspector.get_category("views") or ():
         view = entry["introspectable"]
         context = view["context"]
@@ -56,7 +56,8 @@ def allowed_methods(request) -> list[str]:
                 and (context is None or isinstance(context, type) and isinstance(request.context, context))):
             found = view["request_methods"]
             methods.update((found,) if isinstance(found, str) else found)
-    if "GET" in methods:
+            head = head and not getattr(view["callable"], "refuses_head", False)  # a GET that changes things
+    if "GET" in methods and head:
         methods.add("HEAD")  # Pyramid answers HEAD with the GET view
     return sorted(methods)
 

@@ -31,6 +31,9 @@ def acquire(context, request):
     return job_json(lifecycle(request).acquire(context.row, request.node, request.identity))
 
 
+acquire.refuses_head = True  # so a 405's Allow (views/errors.py) does not offer HEAD here
+
+
 @api_view(context=Jobs, name="acquire-next", request_method="POST", permission=Permission.ACT)
 def acquire_next(context, request):
     body = read_json_object(request)
