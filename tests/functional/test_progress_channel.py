@@ -1030,10 +1030,25 @@ def test_concurrent_writers_committing_out_of_order_lose_nothing(listener, engin
     import random
 
     jobs = [make_job(f"job {n}")["pk"] for n in range(4)]
-    sockets = {pk: connect(listener.url, bob.token, pk) for pk in jobs}
-    for ws in sockets.values():
-        assert json.loads(ws.recv())["transition"] == "state"
     per_job = 25
+    got: dict[int, list] = {}
+    ready = threading.Semaphore(0)
+
+    def watch(pk):
+        # Read all along, as a client does: one that reads nothing (answers no ping) for 2 x ping interval + 1 s
+        # is dropped as silent, which a loaded machine reached while the writers ran.
+        ws = connect(listener.url, bob.token, pk)
+        ws.settimeout(60)
+        assert json.loads(ws.recv())["transition"] == "state"
+        ready.release()
+        got[pk] = [json.loads(ws.recv())["transition_data"]["n"] for _ in range(per_job)]
+        ws.close()
+
+    watchers = [threading.Thread(target=watch, args=(pk,)) for pk in jobs]
+    for watcher in watchers:
+        watcher.start()
+    for _ in jobs:  # each watcher has its job's state: it is subscribed
+        assert ready.acquire(timeout=60)
     sessions = get_session_factory(engine)
 
     def write(pk, seed):
@@ -1051,13 +1066,9 @@ def test_concurrent_writers_committing_out_of_order_lose_nothing(listener, engin
     writers = [threading.Thread(target=write, args=(pk, pk)) for pk in jobs]
     for writer in writers:
         writer.start()
-    for writer in writers:
-        writer.join(60)
-    for pk, ws in sockets.items():
-        ws.settimeout(10)
-        got = [json.loads(ws.recv())["transition_data"]["n"] for _ in range(per_job)]
-        assert got == list(range(per_job)), (pk, got)
-        ws.close()
+    for thread in writers + watchers:
+        thread.join(60)
+    assert got == {pk: list(range(per_job)) for pk in jobs}
 
 
 @pytest.mark.postgresql
