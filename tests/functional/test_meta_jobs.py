@@ -363,8 +363,8 @@ def branches(admin, bob, pipeline):
 
 
 def test_a_failed_meta_job_takes_no_further_step_until_its_failed_child_is_retried(alice, bob, branches):
-    """b's finish must not create d while the meta-job has failed; once a is retried and finishes, both c and d
-    are created."""
+    """b's finish must not create d while the meta-job has failed; once a is retried d is created, and c once a
+    finishes."""
     parent, steps = branches
     first, second = register(alice), register(alice, "10.0.0.2")
     work(first, steps()["a"], error="a broke")
@@ -729,3 +729,40 @@ def test_a_graph_runs_at_most_a_thousand_steps_in_all(admin, bob):
         "name": "one-more", "version": 1, "scope": "public", "licence": "MIT",
         "specific": {"nodes": {"a": {"name": "thousand"}, "b": {"name": "produce"}}, "dependencies": []}},
         status=400)
+
+
+def test_a_meta_job_back_at_work_creates_the_steps_whose_predecessors_completed_while_it_had_failed(
+        admin, alice, bob, branches):
+    """b finished while the meta-job had failed (a broke), so d was not created then. Once a is retried the
+    meta-job is back at work and d can run beside a: it must not wait for a, which is not its predecessor."""
+    parent, steps = branches
+    first, second = register(alice), register(alice, "10.0.0.2")
+    work(first, steps()["a"], error="a broke")
+    work(second, steps()["b"], b"from b")
+    assert set(steps()) == {"a", "b"}
+    first.delete(f"/v1/jobs/{steps()['a']['pk']}/reset")
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "RUNNING"
+    created = steps()
+    assert set(created) == {"a", "b", "d"}
+    b_output = bob.get(f"/v1/jobs/{created['b']['pk']}").json["outputs"][0]
+    assert created["d"]["input_values"] == {"input": {"value": b_output["pk"], "type": "JobOutput<BLOB>"}}
+    # d runs while a is still to run again, then a and c: the meta-job completes.
+    work(second, created["d"], b"from d")
+    first.post(f"/v1/jobs/{created['a']['pk']}/start", {})
+    first.request("POST", f"/v1/jobs/{created['a']['pk']}/outputs/output/BLOB", body=b"from a",
+                  content_type="application/data", status=201)
+    first.post(f"/v1/jobs/{created['a']['pk']}/finish", {})
+    work(first, steps()["c"], b"from c")
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "COMPLETED"
+
+
+def test_an_admins_abort_of_the_failed_step_creates_the_steps_that_became_ready_meanwhile(
+        admin, alice, bob, branches):
+    """As for a reset: the meta-job goes back to work, so b's successor is created at once."""
+    parent, steps = branches
+    work(register(alice), steps()["a"], error="a broke")
+    work(register(alice, "10.0.0.2"), steps()["b"], b"from b")
+    admin.delete(f"/v1/jobs/{steps()['a']['pk']}/abort")
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "RUNNING"
+    assert set(steps()) == {"a", "b", "d"}
+

@@ -511,7 +511,10 @@ class MetaJobOrchestrator:
             parent.error_reason = parent.error_category = parent.end_time = None
             self.lifecycle._set_status(parent, RUNNING)
             record_event(self.db, parent, "reset", data={"child": child.id})
-            self.child_reset(parent, had_failed=True)
+            # The steps whose predecessors completed while it had failed were not created then: they can run
+            # now, beside this child (else they waited for its finish, though it is no predecessor of theirs).
+            if self._create_ready_steps(parent, children):
+                self.child_reset(parent, had_failed=True)
         else:
             record_event(self.db, parent, "progress", data={"child": child.id})
             self.child_progressed(parent)
@@ -527,8 +530,20 @@ class MetaJobOrchestrator:
             record_event(self.db, parent, "progress", data={"child": child.id})
             self.child_progressed(parent)
             return
-        spec = parent.template.spec
         children = self._children(parent)
+        done = sum(job.status == COMPLETED for job in children.values())
+        if not self._create_ready_steps(parent, children):
+            return
+        self._update_progress(parent, children)
+        if done == len(parent.template.spec["nodes"]):
+            self._complete(parent, children)
+        else:
+            record_event(self.db, parent, "progress", data={"child": child.id})
+
+    def _create_ready_steps(self, parent: Job, children: dict[str, Job]) -> bool:
+        """Create the steps (added to ``children``) whose predecessors have all completed, with the wired
+        outputs as inputs; False if the parent failed instead (a missing output, a deleted template)."""
+        spec = parent.template.spec
         done = {node for node, job in children.items() if job.status == COMPLETED}
         # Every ready node's wiring first: a missing output fails the parent before any child is created.
         ready = {}
@@ -547,7 +562,7 @@ class MetaJobOrchestrator:
                     self.lifecycle.fail(parent, f"child job {source.id} ({dependency['from_node']}) finished "
                                                 f"without its output '{dependency['from_output']}' of type "
                                                 f"{declared}", ALGORITHM)
-                    return
+                    return False
                 wired[dependency["to_input"]] = {"value": output.id, "type": f"JobOutput<{output.type}>"}
             deleted = deleted_first_template(self.db, node_spec)
             if deleted is not None:
@@ -555,18 +570,14 @@ class MetaJobOrchestrator:
                 # step cannot be taken, and the child's finish must not fail.
                 self.lifecycle.fail(parent, f"child template '{deleted['name']}' version {deleted['version']} "
                                             f"of graph node {node} was deleted", SYSTEM)
-                return
+                return False
             ready[node] = node_spec, wired
         for node, (node_spec, wired) in ready.items():
             children[node] = create_child_job(self.db, parent, node, node_spec, parent.input_values,
                                               parent.parameter_values or {}, parent.notification_override or {},
                                               wired)
             record_event(self.db, children[node], "create", data={"parent": parent.id})
-        self._update_progress(parent, children)
-        if len(done) == len(spec["nodes"]):
-            self._complete(parent, children)
-        else:
-            record_event(self.db, parent, "progress", data={"child": child.id})
+        return True
 
     def _output(self, job: Job, name: str) -> JobOutput | None:
         """The child's active output ``name`` of the type its template declares (or a subtype), the first
