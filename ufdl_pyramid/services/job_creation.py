@@ -195,7 +195,10 @@ def create_child_job(db: Session, parent: Job, node: str, spec: dict, inputs: di
                 description=f"{node} of job {parent.id}", input_values=child_inputs,
                 parameter_values=child_parameters or None,
                 notification_override={"notification_override": override} if override else None,
-                creator_id=parent.creator_id, last_status_change=utcnow())
+                creator_id=parent.creator_id, last_status_change=utcnow(),
+                # A step of a deleted meta-job (its failed step reset by the node that held it) is deleted with
+                # it, and reinstated with it: no node takes it meanwhile.
+                deletion_time=parent.deletion_time)
     db.add(child)
     db.flush()
     if child_template.is_meta:  # a graph inside the graph: its own first children start with it
