@@ -784,3 +784,33 @@ def test_a_step_created_while_its_meta_job_is_deleted_is_deleted_with_it(admin, 
     admin.delete(f"/v1/jobs/{parent['pk']}/reinstate")
     assert bob.get(f"/v1/jobs/{d['pk']}").json["deletion_time"] is None
     assert second.post("/v1/jobs/acquire-next", {"executors": ["tests.Consume"]}).json["pk"] == d["pk"]
+
+
+def test_a_meta_job_failed_before_any_step_started_goes_back_to_pending_and_starts_with_its_step(
+        admin, alice, bob, parent, engine):
+    """A queued step whose last lease is lost fails the meta-job before any step started. The admin's abort of it
+    sends the meta-job back to where it was, PENDING with no start time, and it starts with the step (it went to
+    RUNNING with no start time, which it then kept through to its completion)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from ufdl_pyramid.models import Job, Node
+    from ufdl_pyramid.models.meta import utcnow
+
+    lost, worker = register(alice), register(alice, "10.0.0.2")
+    step = children_of(bob, parent)["produce"]
+    lost.get(f"/v1/jobs/{step['pk']}/acquire")
+    with engine.begin() as connection:  # its third lease (ufdl.max_tries) is about to be lost, before its start
+        past = utcnow() - timedelta(hours=1)
+        connection.execute(update(Node).where(Node.id == lost.node_id).values(last_seen=past))
+        connection.execute(update(Job).where(Job.id == step["pk"]).values(last_status_change=past, lost_leases=2))
+    worker.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
+    state = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert (state["status"], state["start_time"]) == ("FAILED", None)
+    admin.delete(f"/v1/jobs/{step['pk']}/abort")
+    state = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert (state["status"], state["start_time"], state["error_reason"]) == ("PENDING", None, None)
+    work(worker, step)
+    state = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert state["status"] == "RUNNING" and state["start_time"] is not None

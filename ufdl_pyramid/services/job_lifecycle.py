@@ -509,7 +509,8 @@ class MetaJobOrchestrator:
         if (had_failed and parent.status == FAILED
                 and not any(sibling.status == FAILED for sibling in children.values())):
             parent.error_reason = parent.error_category = parent.end_time = None
-            self.lifecycle._set_status(parent, RUNNING)
+            # Back where it was: a step that lost its last lease while queued failed it before any step started.
+            self.lifecycle._set_status(parent, RUNNING if parent.start_time is not None else PENDING)
             record_event(self.db, parent, "reset", data={"child": child.id})
             # The steps whose predecessors completed while it had failed were not created then: they can run
             # now, beside this child (else they waited for its finish, though it is no predecessor of theirs).
