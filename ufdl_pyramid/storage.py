@@ -420,19 +420,30 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     first, last = spec.groups()
     if first:
-        start = int(first)
-        if last and int(last) < start:
+        if last and _less(last, first):
             return None
+        start = _at_most(first, size)
         if start >= size:
             raise RangeNotSatisfiable(size)
-        end = min(int(last), size - 1) if last else size - 1
+        end = _at_most(last, size - 1) if last else size - 1
         return start, end
     if not last:
         return None
-    suffix_length = int(last)
-    if suffix_length == 0:
+    if not last.lstrip("0"):
         raise RangeNotSatisfiable(size)
     if size == 0:
         # RFC 9110 calls this satisfiable, but no Content-Range can describe zero bytes: serve the empty body.
         return None
-    return max(size - suffix_length, 0), size - 1
+    return size - _at_most(last, size), size - 1
+
+
+# A position may have any number of digits, but int() refuses over 4,300 (a ValueError): positions are compared
+# as digit strings, and converted only once at most as long as the limit they are clamped to.
+def _less(digits: str, other: str) -> bool:
+    digits, other = digits.lstrip("0"), other.lstrip("0")
+    return (len(digits), digits) < (len(other), other)
+
+
+def _at_most(digits: str, limit: int) -> int:
+    digits = digits.lstrip("0")
+    return limit if len(digits) > len(str(limit)) else min(int(digits or "0"), limit)

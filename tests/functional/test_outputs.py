@@ -157,6 +157,19 @@ def test_ranges(worker, bob, running):
     assert bob.get(out(running), headers={"Range": "bytes=0-1,3-4"}, status=200).body == b"0123456789"
 
 
+def test_range_positions_of_thousands_of_digits(worker, bob, running):
+    """int() refuses over 4,300 digits: such a position in a Range header was a 500."""
+    upload(worker, running, data=b"0123456789")
+    huge = "9" * 5000
+    assert bob.get(out(running), headers={"Range": f"bytes={huge}-"}, status=416).headers["Content-Range"] \
+        == "bytes */10"
+    assert bob.get(out(running), headers={"Range": f"bytes=8-{huge}"}, status=206).body == b"89"
+    assert bob.get(out(running), headers={"Range": f"bytes=-{huge}"}, status=206).body == b"0123456789"
+    assert bob.get(out(running), headers={"Range": f"bytes={'0' * 5000}2-3"}, status=206).body == b"23"
+    # First past last is no range at all, however long the two: the whole body.
+    assert bob.get(out(running), headers={"Range": f"bytes={huge}9-{huge}"}, status=200).body == b"0123456789"
+
+
 def test_validators_and_ranges_only_on_get(worker, bob, running):
     output = upload(worker, running, data=b"0123456789").json
     whole = bob.get(out(running))

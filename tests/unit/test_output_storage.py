@@ -271,6 +271,10 @@ def test_iter_range_checks_when_called_and_closes_when_done(ranged, monkeypatch)
     ("bytes=-10", 100, (90, 99)),
     ("bytes=-100", 100, (0, 99)),
     ("bytes=-500", 100, (0, 99)),
+    ("bytes=007-008", 100, (7, 8)),
+    ("bytes=5-" + "9" * 5000, 100, (5, 99)),  # past the 4,300 digits int() takes
+    ("bytes=-" + "9" * 5000, 100, (0, 99)),
+    ("bytes=" + "9" * 5000 + "-" + "8" * 5000, 100, None),
     ("BYTES = 5-6", 100, (5, 6)),
     ("bytes= 5-6 ,", 100, (5, 6)),
     ("bytes=-5", 0, None),
@@ -292,7 +296,7 @@ def test_parse_range(header, size, expected):
 
 
 @pytest.mark.parametrize("header,size", [
-    ("bytes=100-", 100), ("bytes=100-200", 100), ("bytes=500-600", 100), ("bytes=-0", 100),
+    ("bytes=100-", 100), ("bytes=100-200", 100), ("bytes=500-600", 100), ("bytes=-0", 100), ("bytes=-000", 100), ("bytes=" + "9" * 5000 + "-", 100),
     ("bytes=0-", 0), ("bytes=0-0", 0), ("bytes=-0", 0),
 ])
 def test_parse_range_unsatisfiable(header, size):
