@@ -434,3 +434,36 @@ def test_only_an_idle_worker_waits_out_a_500_and_no_worker_a_refusal():
             else:
                 worker.retrying("acquiring", call, through_server_errors=idle)
         assert answers == ["done"]
+
+
+def test_a_download_cut_short_of_its_content_length_is_no_download(tmp_path):
+    """The server closes the connection when a blob fails mid-stream (its status already sent), and http.client
+    answers such a cut as a plain end of the body: the job ran on a truncated input as if it were whole."""
+    import http.server
+
+    from ufdl_pyramid.worker.api import ServerUnavailable
+
+    class Cutting(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/data")
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"x" * 40)
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Cutting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = UfdlApi(f"http://127.0.0.1:{server.server_port}", "u", "p")
+    api.access = "token"
+    try:
+        with open(tmp_path / "input", "wb") as file:
+            with pytest.raises(ServerUnavailable, match="the body ended 60 bytes short of its Content-Length"):
+                api.download_output(1, file)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -82,6 +82,11 @@ class UfdlApi:
                 if stream_to is not None and 200 <= response.status < 300:
                     while chunk := response.read(1 << 16):
                         stream_to.write(chunk)
+                    if response.length:
+                        # The server closed the connection short of its Content-Length (a blob failing once its
+                        # answer had started): http.client's read(n) answers that as a plain end of the body.
+                        raise http.client.HTTPException(f"the body ended {response.length} bytes short of its "
+                                                        "Content-Length")
                     data = b""
                 else:
                     data = response.read()
