@@ -599,6 +599,26 @@ def test_a_blob_cut_short_behind_the_servers_back_answers_a_json_500_logged_in_o
     assert bob.get(out(running), headers={"Range": "bytes=2-9"}, status=206).body == DATA[2:10]
 
 
+def test_a_blob_gone_from_under_its_row_is_damaged_too_not_a_404(worker, bob, running, storage, caplog):
+    """The blob file of a live output removed behind the server's back (a restore without it, a hand clean-up):
+    the bytes answered 404 "no stored output under this key" while the output's info answered 200, and the
+    operator learnt nothing. It is the damage a blob cut short is: a JSON 500, and the log names the blob."""
+    output = upload(worker, running).json
+    key = output_key(storage, DATA)
+    os.remove(os.path.join(storage.root, key[:2], key[2:4], key))
+    for refused in (bob.get(out(running), status=500),
+                    bob.get(out(running), headers={"Range": "bytes=5-10"}, status=500),
+                    bob.request("HEAD", out(running), status=500),
+                    bob.post(f"/v1/job-outputs/{output['pk']}/download", {"params": {}}, status=500)):
+        if refused.body:
+            assert refused.json == {"detail": "The stored bytes of this output are damaged; the server's log says "
+                                              "which."}
+    assert [(record.levelno, record.getMessage()) for record in caplog.records
+            if record.name == "ufdl_pyramid.views.outputs"] == [
+        (logging.ERROR, f"output {output['pk']}: its blob {key} is missing from the output storage")] * 4
+    bob.get(out(running, action="info"))
+
+
 def test_a_blob_failing_mid_stream_is_logged_in_one_line_and_the_connection_closed(wsgi_app, worker, bob, running,
                                                                                    storage, monkeypatch, caplog):
     """Once the headers are sent the status cannot change: the body stops short of its Content-Length, so the

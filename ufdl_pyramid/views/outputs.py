@@ -14,7 +14,7 @@ from ..permissions import Permission
 from ..representations import job_output_json
 from ..resources.jobs import JobOutputItem, OutputSlot
 from ..services.outputs import JobOutputService, download_filename
-from ..storage import RangeNotSatisfiable, parse_range
+from ..storage import BlobNotFound, DamagedBlob, RangeNotSatisfiable, parse_range
 from .api import api_view, read_json
 from .errors import error_response
 
@@ -96,12 +96,12 @@ def stream_output(request, output, filename: str):
             return error_response(request, 416, error.detail, {"Content-Range": error.content_range})
     if span is None:
         status = 200
-        app_iter = storage.iter_range(output.blob_key, 0, output.size - 1) if output.size else []
+        app_iter = _blob_range(storage, output, 0, output.size - 1) if output.size else []
         length = output.size
     else:
         start, end = span
         status = 206
-        app_iter = storage.iter_range(output.blob_key, start, end)
+        app_iter = _blob_range(storage, output, start, end)
         length = end - start + 1
         headers["Content-Range"] = f"bytes {start}-{end}/{output.size}"
     response = Response(status=status, app_iter=_cut_short_on_error(app_iter, output.id),
@@ -109,6 +109,15 @@ def stream_output(request, output, filename: str):
     response.headers.update(headers)
     response.content_length = length
     return response
+
+
+def _blob_range(storage, output, start: int, end: int) -> Iterable[bytes]:
+    try:
+        return storage.iter_range(output.blob_key, start, end)
+    except BlobNotFound:
+        # A row refers to it, so it was stored: it went behind the server's back, the damage a blob cut short is.
+        log.error("output %s: its blob %s is missing from the output storage", output.id, output.blob_key)
+        raise DamagedBlob() from None
 
 
 def _cut_short_on_error(chunks: Iterable[bytes], output_id: int) -> Iterator[bytes]:
