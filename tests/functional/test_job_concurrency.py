@@ -147,19 +147,25 @@ def events_of(engine, pk) -> list[str]:
                                        {"job": pk}).scalars())
 
 
+def send(wsgi_app, client, method, path, body=None, before=None):
+    """``client``'s request on an app of its own (one per thread; ``before`` is called once it is made): a POST's
+    body as JSON (``null`` for None), another method's as JSON if any; any status is answered."""
+    app = webtest.TestApp(wsgi_app)
+    if before is not None:
+        before()
+    kwargs = {"headers": client.headers(), "expect_errors": True}
+    if body is None and method != "POST":
+        return app.request(path, method=method, **kwargs)
+    return getattr(app, f"{method.lower()}_json")(path, body, **kwargs)
+
+
 def race(wsgi_app, calls):
     """Each (client, method, path, body) at the same moment, from threads of their own; the statuses."""
     barrier = threading.Barrier(len(calls))
     statuses = [None] * len(calls)
 
     def call(index):
-        client, method, path, body = calls[index]
-        app = webtest.TestApp(wsgi_app)
-        barrier.wait()
-        kwargs = {"headers": client.headers(), "expect_errors": True}
-        response = app.post_json(path, body, **kwargs) if method == "POST" else app.request(
-            path, method=method, **kwargs)
-        statuses[index] = response.status_int
+        statuses[index] = send(wsgi_app, *calls[index], before=barrier.wait).status_int
 
     run_threads(len(calls), call)
     return statuses
@@ -448,23 +454,11 @@ def test_a_graph_imported_while_its_child_is_deleted_for_good_is_refused_cleanly
     monkeypatch.setattr(TemplateService, "_measure", held)
     statuses = {}
 
-    def call(name, method, path, body=None):
-        app = webtest.TestApp(wsgi_app)
-        kwargs = {"headers": admin.headers(), "expect_errors": True}
-        response = app.post_json(path, body, **kwargs) if body else app.request(path, method=method, **kwargs)
-        statuses[name] = response.status_int
+    def call(name, *request):
+        statuses[name] = send(wsgi_app, admin, *request).status_int
 
-    graph = threading.Thread(target=call, args=("import", "POST", "/v1/job-templates/import", PIPELINE))
-    graph.start()
-    assert found.wait(60)
-    deletion = threading.Thread(target=call, args=("delete", "DELETE", f"/v1/job-templates/{consume}/hard"))
-    deletion.start()
-    try:
-        wait_until_done_or_blocked(engine, deletion)
-    finally:
-        go.set()
-    graph.join(60)
-    deletion.join(60)
+    held_then(engine, lambda: call("import", "POST", "/v1/job-templates/import", PIPELINE), found, go,
+              lambda: call("delete", "DELETE", f"/v1/job-templates/{consume}/hard"))
     assert statuses == {"import": 201, "delete": 409}
 
 
@@ -490,25 +484,13 @@ def test_a_template_imported_while_a_job_type_it_names_is_deleted_or_renamed_is_
     monkeypatch.setattr(JobTypeService, "check_unreferenced", held)
     statuses = {}
 
-    def call(name, method, path, body=None):
-        app = webtest.TestApp(wsgi_app)
-        kwargs = {"headers": admin.headers(), "expect_errors": True}
-        response = (app.request(path, method=method, **kwargs) if body is None else
-                    getattr(app, f"{method.lower()}_json")(path, body, **kwargs))
+    def call(name, *request):
+        response = send(wsgi_app, admin, *request)
         statuses[name] = response.status_int, response.json["detail"] if response.status_int >= 400 else None
 
     method, body = change
-    changing = threading.Thread(target=call, args=("change", method, f"/v1/job-types/{blob}", body))
-    changing.start()
-    assert checked.wait(60)
-    template = threading.Thread(target=call, args=("import", "POST", "/v1/job-templates/import", PRODUCE))
-    template.start()
-    try:
-        wait_until_done_or_blocked(engine, template)
-    finally:
-        go.set()
-    changing.join(60)
-    template.join(60)
+    held_then(engine, lambda: call("change", method, f"/v1/job-types/{blob}", body), checked, go,
+              lambda: call("import", "POST", "/v1/job-templates/import", PRODUCE))
     assert statuses["change"] == (200, None)
     assert statuses["import"][0] == 400 and "unknown type 'BLOB'" in statuses["import"][1]
     assert admin.post("/v1/job-templates/list", {"include_inactive": True}).json == []
@@ -523,6 +505,21 @@ def test_of_two_deletions_for_good_at_once_the_second_finds_nothing(wsgi_app, ad
                          {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
         for path in (f"/v1/jobs/{job}/hard", f"/v1/job-templates/{template}/hard"):
             assert sorted(race(wsgi_app, [(admin, "DELETE", path, None)] * 2)) == [200, 404], path
+
+
+def held_then(engine, first, held: threading.Event, go: threading.Event, second) -> None:
+    """Runs ``first`` in a thread until it is ``held`` (its code, patched, sets the event then waits for ``go``),
+    then ``second`` in another until that ends or waits for a lock; lets ``first`` go and waits for both."""
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert held.wait(60)
+    threads[1].start()
+    try:
+        wait_until_done_or_blocked(engine, threads[1])
+    finally:
+        go.set()
+    for thread in threads:
+        thread.join(60)
 
 
 def wait_until_done_or_blocked(engine, thread: threading.Thread) -> None:
