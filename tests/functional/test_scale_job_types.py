@@ -631,18 +631,49 @@ def set_job(engine, pk: int, **values) -> None:
         connection.execute(update(Job).where(Job.id == pk).values(**values))
 
 
+def seed_parameters(client, template: dict) -> dict:
+    """The image and manifest a node reads from the template's defaults (get-all-parameters, as the worker)."""
+    answer = client.get(f"/v1/job-templates/{template['pk']}/get-all-parameters").json
+    return {name: (spec["types"], spec["default"]["value"], spec["default"]["type"], spec["default"]["const"])
+            for name, spec in answer.items()}
+
+
 def test_each_revision_is_a_workable_job_template(admin, bob, spec_job):
     template = template_of(bob, spec_job.json)
     assert (template["type"], template["executor_class"], template["version"]) == (
         "Process<JSON, JSON>", "ufdl_seed.SeedExecutor", 1)
+    assert seed_parameters(bob, template) == {
+        "seed_image": ({"str": {"type": "string"}}, "test-1.0.0-seed:1.0.0", "str", True),
+        "seed_manifest": ({"JSON": {}}, SPEC_POST["manifest"], "JSON", True)}
     assert run_job(bob, template)["template"]["pk"] == template["pk"]
     changed = copy.deepcopy(SPEC_POST)
     changed["manifest"]["job"]["title"] = "Second"
     admin.post("/v6/job-types/", changed, status=201)
-    assert template_of(bob, spec_job.json, 2)["version"] == 2
-    admin.post("/v6/job-types/", changed, status=201)  # identical: no revision, no template
+    second = template_of(bob, spec_job.json, 2)
+    assert second["version"] == 2
+    assert seed_parameters(bob, second)["seed_manifest"][1] == changed["manifest"]
+    # A new image is a new revision, whose template runs it; the older revisions' templates keep theirs.
+    admin.patch("/v6/job-types/test/1.0.0/", {"docker_image": "test-1.0.0-seed:1.0.1"}, status=200)
+    assert seed_parameters(bob, template_of(bob, spec_job.json, 3))["seed_image"][1] == "test-1.0.0-seed:1.0.1"
+    assert seed_parameters(bob, template)["seed_image"][1] == "test-1.0.0-seed:1.0.0"
+    admin.post("/v6/job-types/", {**changed, "docker_image": "test-1.0.0-seed:1.0.1"},
+               status=201)  # identical: no revision, no template
     assert len(admin.post("/v1/job-templates/list", {"expressions": [
-        {"type": "exact", "field": "name", "value": f"seed-job-type-{spec_job.json['id']}"}]}).json) == 2
+        {"type": "exact", "field": "name", "value": f"seed-job-type-{spec_job.json['id']}"}]}).json) == 3
+
+
+def test_a_job_types_template_holds_no_setting_value(admin, bob, spec_job):
+    """Secret settings are stored encrypted on the server; the template (read by any user and every node)
+    carries the manifest, which names the settings, and no configuration."""
+    template = template_of(bob, spec_job.json)
+    exported = admin.get(f"/v1/job-templates/{template['pk']}/export").text
+    assert "DB_PASS" in exported and "secret_password" not in exported and "som.host.name" not in exported
+    assert "secret_password" not in bob.get(f"/v1/job-templates/{template['pk']}/get-all-parameters").text
+    # The template cannot be made to run another image: its parameters are constant.
+    refused = bob.post(f"/v1/job-templates/{template['pk']}/create-job", {
+        "input_values": {"input": {"value": {}, "type": "JSON"}},
+        "parameter_values": {"seed_image": {"value": "evil:latest", "type": "str"}}}, status=400).json
+    assert "seed_image" in refused["detail"]
 
 
 

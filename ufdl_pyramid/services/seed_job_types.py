@@ -60,9 +60,22 @@ VALIDATE = compile_schema({"type": "object", "additionalProperties": False, "req
 
 # Each revision is a workable job template (design notes §1) of this form, named by the job type's id and
 # versioned by the revision number. Its one input and output are JSON values, run by the Seed executor.
-TEMPLATE_SPECIFIC = {"job_type": "Process<JSON, JSON>", "executor_class": "ufdl_seed.SeedExecutor",
-                     "required_packages": "", "parameters": {}}
+TEMPLATE_JOB_TYPE = "Process<JSON, JSON>"
+TEMPLATE_EXECUTOR = "ufdl_seed.SeedExecutor"
 TEMPLATE_LICENCE = "Proprietary"
+
+
+def template_specific(revision: SeedJobTypeRevision) -> dict:
+    """The revision's workable spec. The node running a job gets the image and the manifest from the template's
+    parameters; they are constant, so that a job runs what its job type's revision names and no other image. A
+    revision is made whenever either changes, so the template (immutable once it has jobs) stays true. The
+    manifest holds no setting values: the secret ones are kept apart, encrypted, and never leave the server."""
+    return {"job_type": TEMPLATE_JOB_TYPE, "executor_class": TEMPLATE_EXECUTOR, "required_packages": "",
+            "parameters": {
+                "seed_image": {"types": ["str"], "help": "The Seed image that the job runs (docker_image)",
+                               "default": revision.docker_image, "default_type": "str", "const": True},
+                "seed_manifest": {"types": ["JSON"], "help": "The Seed manifest of the image",
+                                  "default": revision.manifest, "default_type": "JSON", "const": True}}}
 
 
 def template_name(job_type: SeedJobType) -> str:
@@ -397,7 +410,8 @@ class SeedJobTypeService:
             template, _ = templates.import_document({
                 "name": template_name(row), "version": revision.revision_num,
                 "description": f"Scale job type {row.name} {row.version}, revision {revision.revision_num}",
-                "scope": "public", "domain": None, "licence": TEMPLATE_LICENCE, "specific": TEMPLATE_SPECIFIC},
+                "scope": "public", "domain": None, "licence": TEMPLATE_LICENCE,
+                "specific": template_specific(revision)},
                 None, scale=True)
             revision.template_id = template.id
         self._new_revisions = []
