@@ -34,6 +34,9 @@ class ExecutionContext:
     - ``scratch_dir``: a private directory, removed after the job;
     - ``progress(fraction, **data)``: report progress in [0, 1], with optional JSON data;
     - ``add_output(name, type, data)``: upload an output from ``bytes``, ``str`` (UTF-8 text) or a ``Path``;
+    - ``download_output(pk, path)``: write the content of the job output ``pk`` (of any job) to the file
+      ``path``, for an executor whose inputs name outputs inside a JSON value (the worker downloads only the
+      inputs typed ``JobOutput<T>`` itself);
     - ``is_cancelled()``: whether the job was cancelled (or its lease lost, or the worker is stopping it) since
       it started: stop soon if so.
     """
@@ -49,6 +52,9 @@ class ExecutionContext:
         raise NotImplementedError
 
     def add_output(self, name: str, type: str, data: "bytes | str | os.PathLike") -> None:
+        raise NotImplementedError
+
+    def download_output(self, pk: int, path: str | os.PathLike) -> None:
         raise NotImplementedError
 
     def is_cancelled(self) -> bool:
@@ -87,14 +93,17 @@ class Executor:
 class RecordingContext(ExecutionContext):
     """A context with no server behind it, for tests: records progress and outputs; ``cancel()`` cancels.
 
-    ``scratch_dir`` defaults to a new temporary directory."""
+    ``scratch_dir`` defaults to a new temporary directory; ``downloads`` maps the job-output pks that
+    ``download_output`` can fetch to their content (another pk is a ``LookupError``, as the server's 404)."""
 
     def __init__(self, inputs: Mapping[str, Any] | None = None, parameters: Mapping[str, Any] | None = None,
-                 scratch_dir: str | os.PathLike | None = None, job: Mapping | None = None):
+                 scratch_dir: str | os.PathLike | None = None, job: Mapping | None = None,
+                 downloads: Mapping[int, bytes] | None = None):
         super().__init__(job or {"pk": 0}, inputs or {}, parameters or {},
                          scratch_dir or tempfile.mkdtemp(prefix="ufdl-scratch-"))
         self.progress_reports: list[tuple[float, dict]] = []
         self.outputs: dict[tuple[str, str], bytes] = {}
+        self.downloads = dict(downloads or {})
         self.cancelled = False
 
     def progress(self, fraction: float, **data) -> None:
@@ -104,6 +113,11 @@ class RecordingContext(ExecutionContext):
 
     def add_output(self, name: str, type: str, data) -> None:
         self.outputs[(name, type)] = output_bytes(data)
+
+    def download_output(self, pk: int, path) -> None:
+        if pk not in self.downloads:
+            raise LookupError(f"Job output {pk} does not exist")
+        Path(path).write_bytes(self.downloads[pk])
 
     def is_cancelled(self) -> bool:
         return self.cancelled

@@ -105,6 +105,38 @@ def test_an_upload_is_sent_again_while_the_server_is_unavailable(tmp_path):
     assert sent == [(7, "model", "BLOB", b"bytes")] * 2
 
 
+def test_an_executor_downloads_any_output_and_a_cut_download_is_written_afresh(tmp_path):
+    """``download_output``, for the outputs an executor finds named inside a JSON input (the Seed executor's
+    file inputs): the worker's client writes it to the path, a try that the server cut is started again."""
+    from ufdl_pyramid.worker.api import ServerUnavailable
+    from ufdl_pyramid.worker.context import HttpExecutionContext
+
+    asked = []
+
+    class Api:
+        def download_output(self, pk, file):
+            asked.append(pk)
+            file.write(b"part" if len(asked) == 1 else b"whole")
+            if len(asked) == 1:
+                raise ServerUnavailable("the connection was cut")
+
+    def retrying(what, call):
+        for _ in range(3):
+            try:
+                return call()
+            except ServerUnavailable:
+                continue
+
+    context = HttpExecutionContext(Api(), {"pk": 7}, {}, {}, tmp_path, lambda: False, retrying)
+    context.download_output(12, tmp_path / "twelve")
+    assert asked == [12, 12] and (tmp_path / "twelve").read_bytes() == b"whole"
+    recording = RecordingContext(downloads={12: b"twelve"})
+    recording.download_output(12, tmp_path / "recorded")
+    assert (tmp_path / "recorded").read_bytes() == b"twelve"
+    with pytest.raises(LookupError, match="Job output 13 does not exist"):
+        recording.download_output(13, tmp_path / "none")
+
+
 class FakeApi:
     """Just enough of the server for one job: records what the worker sends."""
 

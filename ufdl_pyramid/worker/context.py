@@ -89,5 +89,12 @@ class HttpExecutionContext(ExecutionContext):
 
         self._retrying(f"adding output {name}", send)
 
+    def download_output(self, pk: int, path) -> None:
+        def fetch():  # each try writes the file afresh
+            with open(path, "wb") as file:
+                self.api.download_output(int(pk), file)
+
+        self._retrying(f"downloading output {pk}", fetch)
+
     def is_cancelled(self) -> bool:
         return self.refused or self._cancelled()
