@@ -1,0 +1,358 @@
+"""The Seed executor against a RecordingContext and a fake docker client (``fake_docker.py``, which runs the
+container's command locally with the container paths mapped back): inputs downloaded and mounted, the
+environment and ``${NAME}`` substitution, outputs collected, exit codes named, timeout and cancellation."""
+import json
+import re
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ufdl_pyramid.executors import ExecutionError, JobCancelled, RecordingContext
+from ufdl_pyramid.plugins import load_plugins
+from ufdl_seed import SeedExecutor, plugin
+
+FAKE_DOCKER = Path(__file__).with_name("fake_docker.py")
+PYTHON = shlex.quote(sys.executable)
+IMAGE = "registry.example/read-bytes:1.0.0"
+
+# The container's program: prints its environment's Seed variables and its arguments as JSON (on stdout),
+# writes what JOB asks for (a Python statement, with `out` the output directory) and exits with EXIT.
+PROGRAM = """
+import json, os, sys, time
+out = os.environ["OUTPUT_DIR"]
+print(json.dumps({"argv": sys.argv[1:], "env": {k: v for k, v in os.environ.items() if k.isupper()}}))
+exec(os.environ.get("JOB", "pass"))
+sys.exit(int(os.environ.get("EXIT", "0")))
+"""
+
+
+@pytest.fixture
+def docker(tmp_path, monkeypatch):
+    """The fake client as UFDL_SEED_DOCKER; ``calls()`` lists the argument lists it was called with."""
+    binary = tmp_path / "docker"
+    binary.write_text(f"#!{sys.executable}\n" + FAKE_DOCKER.read_text())
+    binary.chmod(0o755)
+    log = tmp_path / "docker.log"
+    monkeypatch.setenv("UFDL_SEED_DOCKER", str(binary))
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    program = tmp_path / "program.py"
+    program.write_text(PROGRAM)
+
+    class Docker:
+        path = binary
+
+        @staticmethod
+        def calls() -> list[list[str]]:
+            return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+        @staticmethod
+        def command(arguments: str = "") -> str:
+            return f"{PYTHON} {program} {arguments}".strip()
+
+        @staticmethod
+        def job(code: str = "", exit: int = 0):
+            monkeypatch.setenv("JOB", code)
+            monkeypatch.setenv("EXIT", str(exit))
+
+    return Docker()
+
+
+def manifest(command: str | None, inputs: dict | None = None, outputs: dict | None = None,
+             errors: list | None = None, timeout: int = 60, **interface) -> dict:
+    job = {"name": "read-bytes", "jobVersion": "1.0.0", "packageVersion": "1.0.0", "title": "Read bytes",
+           "description": "Reads bytes", "timeout": timeout, "maintainer": {"name": "Jo", "email": "jo@example.com"},
+           "interface": {"inputs": inputs or {}, "outputs": outputs or {}, **interface}}
+    if command is not None:
+        job["interface"]["command"] = command
+    if errors is not None:
+        job["errors"] = errors
+    return {"seedVersion": "1.0.0", "job": job}
+
+
+def context(seed_manifest: dict, given, downloads: dict | None = None, pk: int = 7) -> RecordingContext:
+    return RecordingContext({"input": given}, {"seed_image": IMAGE, "seed_manifest": seed_manifest},
+                            job={"pk": pk}, downloads=downloads)
+
+
+def run(seed_manifest: dict, given, downloads: dict | None = None) -> RecordingContext:
+    recorded = context(seed_manifest, given, downloads)
+    SeedExecutor().execute(recorded)
+    return recorded
+
+
+def printed(recorded: RecordingContext) -> dict:
+    return json.loads(recorded.outputs[("stdout", "BLOB")])
+
+
+READ_BYTES = {"files": [{"name": "INPUT_TEXT", "mediaTypes": ["text/plain"]}],
+              "json": [{"name": "READ_LENGTH", "type": "integer"}, {"name": "LABEL", "type": "string"}]}
+READ_OUTPUTS = {"files": [{"name": "OUTPUT_TEXT", "pattern": "output_*.txt"}],
+                "json": [{"name": "total_input", "key": "TOTAL_INPUT", "type": "integer"}]}
+READ_JOB = """
+text = open(sys.argv[1], "rb").read()[:int(sys.argv[2])]
+open(os.path.join(sys.argv[3], "output_text.txt"), "wb").write(text)
+json.dump({"TOTAL_INPUT": len(text), "unasked": 1}, open(os.path.join(out, "seed.outputs.json"), "w"))
+print("read", len(text), file=sys.stderr)
+"""
+
+
+def test_the_plugin_registers_it_under_the_name_the_templates_use():
+    assert plugin.ufdl_register_executors() == [SeedExecutor]
+    assert load_plugins(strict=True).executors["ufdl_seed.SeedExecutor"] is SeedExecutor
+
+
+def test_a_run_from_inputs_to_outputs(docker):
+    docker.job(READ_JOB)
+    seed = manifest(docker.command("${INPUT_TEXT} ${READ_LENGTH} ${OUTPUT_DIR}"), READ_BYTES, READ_OUTPUTS)
+    recorded = run(seed, {"INPUT_TEXT": 12, "READ_LENGTH": 5, "LABEL": "two words"}, {12: b"hello world"})
+    assert recorded.outputs[("OUTPUT_TEXT", "BLOB")] == b"hello"
+    assert json.loads(recorded.outputs[("total_input", "JSON")]) == 5
+    assert json.loads(recorded.outputs[("output", "JSON")]) == {"total_input": 5}
+    assert recorded.outputs[("stderr", "BLOB")] == b"read 5\n"
+    assert set(recorded.outputs) == {("OUTPUT_TEXT", "BLOB"), ("total_input", "JSON"), ("output", "JSON"),
+                                     ("stdout", "BLOB"), ("stderr", "BLOB")}
+    # What docker was asked: the image, the inputs read-only and the output folder mounted, the standard's
+    # variables (container paths), the command split with its placeholders replaced.
+    [call] = docker.calls()
+    scratch = recorded.scratch_dir / "seed"
+    assert call[:4] == ["run", "--rm", "--name", call[3]] and call[3].startswith("ufdl-seed-job-7-")
+    assert call[4:16] == ["-v", f"{scratch}/inputs:/seed/inputs:ro", "-v", f"{scratch}/outputs:/seed/outputs",
+                          "-e", "INPUT_TEXT=/seed/inputs/INPUT_TEXT/12", "-e", "READ_LENGTH=5",
+                          "-e", "LABEL=two words", "-e", "OUTPUT_DIR=/seed/outputs"]
+    assert call[16] == IMAGE
+    assert call[17:] == [sys.executable, str(docker.path.with_name("program.py")), "/seed/inputs/INPUT_TEXT/12",
+                         "5", "/seed/outputs"]
+    # ... which the container saw as its own paths (here mapped back to the host's by the fake).
+    seen = printed(recorded)
+    assert seen["argv"] == [f"{scratch}/inputs/INPUT_TEXT/12", "5", f"{scratch}/outputs"]
+    assert {name: seen["env"][name] for name in ("INPUT_TEXT", "READ_LENGTH", "LABEL", "OUTPUT_DIR")} == {
+        "INPUT_TEXT": f"{scratch}/inputs/INPUT_TEXT/12", "READ_LENGTH": "5", "LABEL": "two words",
+        "OUTPUT_DIR": f"{scratch}/outputs"}
+
+
+def test_a_word_keeps_its_placeholders_value_whole_and_json_values_are_json(docker):
+    seed = manifest(docker.command("--label=${LABEL} ${LABEL} '${OPTIONS}'"),
+                    {"json": [{"name": "LABEL", "type": "string"}, {"name": "OPTIONS", "type": "object"}]})
+    recorded = run(seed, {"LABEL": "a b", "OPTIONS": {"k": [1, 2]}})
+    seen = printed(recorded)
+    assert seen["argv"] == ["--label=a b", "a b", '{"k": [1, 2]}']
+    assert seen["env"]["OPTIONS"] == '{"k": [1, 2]}'
+    integer = manifest(docker.command("${N}"), {"json": [{"name": "N", "type": "integer"}]})
+    assert printed(run(integer, {"N": 5.0}))["argv"] == ["5"]
+
+
+def test_multiple_files_in_and_out(docker):
+    docker.job("""
+for name in sorted(os.listdir(sys.argv[1])):
+    open(os.path.join(out, "part-" + name + ".txt"), "wb").write(open(os.path.join(sys.argv[1], name), "rb").read())
+os.mkdir(os.path.join(out, "sub dir"))
+open(os.path.join(out, "sub dir", "part-x.txt"), "w").write("x")
+""")
+    seed = manifest(docker.command("${PARTS}"), {"files": [{"name": "PARTS", "multiple": True}]},
+                    {"files": [{"name": "PIECES", "pattern": "*/part-*.txt", "multiple": True, "required": False},
+                               {"name": "PART", "pattern": "part-*.txt", "multiple": True}]})
+    recorded = run(seed, {"PARTS": [3, 4, 3]}, {3: b"three", 4: b"four"})
+    assert printed(recorded)["env"]["PARTS"].endswith("/seed/inputs/PARTS")
+    assert {key: value for key, value in recorded.outputs.items() if key[1] == "BLOB" and key[0] != "stdout"} == {
+        ("PART:part-3.txt", "BLOB"): b"three", ("PART:part-4.txt", "BLOB"): b"four",
+        ("PIECES:sub_dir:part-x.txt", "BLOB"): b"x"}
+
+
+def test_an_optional_input_left_out_is_empty_and_its_lone_placeholder_no_argument(docker):
+    seed = manifest(docker.command("${FILE} x${COUNT}y ${COUNT} end"),
+                    {"files": [{"name": "FILE", "required": False}],
+                     "json": [{"name": "COUNT", "type": "integer", "required": False}]})
+    seen = printed(run(seed, {}))
+    assert seen["argv"] == ["xy", "end"]
+    assert "FILE" not in seen["env"] and "COUNT" not in seen["env"]
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"READ_LENGTH": 5, "LABEL": "x"}, "the required input 'INPUT_TEXT' is missing"),
+    ({"INPUT_TEXT": 12, "LABEL": "x"}, "the required input 'READ_LENGTH' is missing"),
+    ({"INPUT_TEXT": 12, "READ_LENGTH": "5", "LABEL": "x"},
+     "input 'READ_LENGTH' must be of JSON type integer, not string"),
+    ({"INPUT_TEXT": 12, "READ_LENGTH": 5, "LABEL": True}, "input 'LABEL' must be of JSON type string, not boolean"),
+    ({"INPUT_TEXT": "12", "READ_LENGTH": 5, "LABEL": "x"}, "input 'INPUT_TEXT' must be a job-output pk, not \"12\""),
+    ({"INPUT_TEXT": [12], "READ_LENGTH": 5, "LABEL": "x"}, "input 'INPUT_TEXT' must be a job-output pk, not [12]"),
+    ({"INPUT_TEXT": 12, "READ_LENGTH": 5, "LABEL": "x", "READ_LENGHT": 4},
+     "input 'READ_LENGHT' is not an input of read-bytes 1.0.0 (its inputs: INPUT_TEXT, LABEL, READ_LENGTH)"),
+    ([12, 5], "the input 'input' must be a JSON object of the manifest's inputs by name, not array"),
+])
+def test_inputs_that_do_not_fit_the_manifest_fail_before_anything_runs(docker, given, message):
+    seed = manifest(docker.command(), READ_BYTES)
+    recorded = context(seed, given, {12: b"hello"})
+    with pytest.raises(ExecutionError) as refused:
+        SeedExecutor().execute(recorded)
+    assert str(refused.value) == message
+    assert docker.calls() == [] and recorded.outputs == {}
+
+
+def test_a_multiple_input_takes_a_list(docker):
+    seed = manifest(docker.command(), {"files": [{"name": "PARTS", "multiple": True}]})
+    for given, wanted in ((3, "a non-empty list of job-output pks, not 3"),
+                          ([], "a non-empty list of job-output pks, not []"),
+                          ([3, True], "a non-empty list of job-output pks, not [3, true]")):
+        with pytest.raises(ExecutionError, match=f"^input 'PARTS' must be {re.escape(wanted)}$"):
+            run(seed, {"PARTS": given}, {3: b""})
+    assert docker.calls() == []
+
+
+def test_an_input_output_that_cannot_be_downloaded_fails_naming_it(docker):
+    seed = manifest(docker.command(), READ_BYTES)
+    with pytest.raises(ExecutionError) as refused:
+        run(seed, {"INPUT_TEXT": 99, "READ_LENGTH": 5, "LABEL": "x"}, {12: b"hello"})
+    assert str(refused.value) == "input 'INPUT_TEXT': cannot download job output 99: Job output 99 does not exist"
+    assert docker.calls() == []
+
+
+@pytest.mark.parametrize("parameters, message", [
+    ({"seed_manifest": manifest("true")}, "the parameter 'seed_image' must name the Seed image"),
+    ({"seed_image": IMAGE}, "the parameter 'seed_manifest' must be a Seed manifest"),
+    ({"seed_image": IMAGE, "seed_manifest": manifest("true", timeout=0)},
+     "the manifest's job.timeout must be a positive number of seconds, not 0"),
+])
+def test_a_template_without_the_image_or_the_manifest_fails_clearly(docker, parameters, message):
+    with pytest.raises(ExecutionError, match=f"^{re.escape(message)}"):
+        SeedExecutor().execute(RecordingContext({"input": {}}, parameters))
+    assert docker.calls() == []
+
+
+def test_a_placeholder_that_names_no_input_fails_the_job(docker):
+    seed = manifest(docker.command("${DB_HOST}"), settings=[{"name": "DB_HOST"}])
+    with pytest.raises(ExecutionError) as refused:
+        run(seed, {})
+    assert str(refused.value) == ("the manifest's command names ${DB_HOST}, which is no input of read-bytes "
+                                  "1.0.0 and not OUTPUT_DIR (settings are not passed to the container)")
+    assert docker.calls() == []
+
+
+ERRORS = [{"code": 3, "name": "data-issue", "category": "data", "title": "Data issue",
+           "description": "There was a problem with input data"},
+          {"code": 4, "name": "bare"}]
+
+
+@pytest.mark.parametrize("code, message", [
+    (3, f"{IMAGE} exited with status 3, the manifest's error data-issue (data): There was a problem with input "
+        f"data: it broke"),
+    (4, f"{IMAGE} exited with status 4, the manifest's error bare (job): it broke"),
+    (5, f"{IMAGE} exited with status 5: it broke"),
+])
+def test_an_exit_status_fails_the_job_naming_the_manifests_error(docker, code, message):
+    docker.job("print('it broke', file=sys.stderr)", exit=code)
+    seed = manifest(docker.command(), outputs={"files": [{"name": "OUT", "pattern": "*"}]}, errors=ERRORS)
+    recorded = context(seed, {})
+    with pytest.raises(ExecutionError) as failed:
+        SeedExecutor().execute(recorded)
+    assert str(failed.value) == message
+    assert set(recorded.outputs) == {("stdout", "BLOB"), ("stderr", "BLOB")}  # the logs, and no output
+
+
+def test_a_command_the_container_cannot_find_fails(docker):
+    with pytest.raises(ExecutionError, match=f"^{re.escape(IMAGE)} exited with status 127: fake docker: cannot run"):
+        run(manifest("no-such-program-xyz"), {})
+
+
+def test_no_docker_client_fails_clearly(docker, monkeypatch, tmp_path):
+    monkeypatch.setenv("UFDL_SEED_DOCKER", str(tmp_path / "nowhere" / "docker"))
+    with pytest.raises(ExecutionError, match=r"^cannot run '.*/nowhere/docker': No such file or directory$"):
+        run(manifest("true"), {})
+
+
+@pytest.mark.parametrize("job, outputs, message", [
+    ("", {"files": [{"name": "OUT", "pattern": "*.txt"}]},
+     "the required output 'OUT' is missing: no file matches '*.txt' in OUTPUT_DIR"),
+    ("open(out + '/a.txt', 'w'); open(out + '/b.txt', 'w')", {"files": [{"name": "OUT", "pattern": "*.txt"}]},
+     "output 'OUT' is one file, and 2 match '*.txt': a.txt, b.txt"),
+    ("", {"json": [{"name": "count", "type": "integer"}]},
+     "the required output 'count' is missing: there is no seed.outputs.json in OUTPUT_DIR"),
+    ("open(out + '/seed.outputs.json', 'w').write('{}')", {"json": [{"name": "count", "type": "integer"}]},
+     "the required output 'count' is missing: seed.outputs.json has no 'count'"),
+    ("open(out + '/seed.outputs.json', 'w').write('{\"n\": \"7\"}')",
+     {"json": [{"name": "count", "key": "n", "type": "integer"}]},
+     "output 'count': seed.outputs.json's 'n' must be of JSON type integer, not string"),
+    ("open(out + '/seed.outputs.json', 'w').write('[1]')", {"json": [{"name": "count", "type": "integer"}]},
+     "seed.outputs.json must hold a JSON object"),
+    ("os.symlink('/etc/hostname', out + '/a.txt')", {"files": [{"name": "OUT", "pattern": "*.txt"}]},
+     "output 'OUT': 'a.txt' is outside the output directory"),
+    ("", {"files": [{"name": "OUT", "pattern": "../std*"}]},
+     "output 'OUT': '../stderr' is outside the output directory"),
+])
+def test_missing_or_bad_outputs_fail_the_job_and_none_is_kept(docker, job, outputs, message):
+    docker.job(job)
+    recorded = context(manifest(docker.command(), outputs=outputs), {})
+    with pytest.raises(ExecutionError) as failed:
+        SeedExecutor().execute(recorded)
+    assert str(failed.value) == message
+    assert set(recorded.outputs) <= {("stdout", "BLOB")}
+
+
+def test_optional_outputs_may_be_missing(docker):
+    docker.job("open(out + '/seed.outputs.json', 'w').write('{\"b\": null}')")
+    recorded = run(manifest(docker.command(), outputs={
+        "files": [{"name": "OUT", "pattern": "*.txt", "required": False}],
+        "json": [{"name": "a", "type": "integer", "required": False}, {"name": "b", "type": "null"}]}), {})
+    assert json.loads(recorded.outputs[("output", "JSON")]) == {"b": None}
+    assert ("OUT", "BLOB") not in recorded.outputs and ("a", "JSON") not in recorded.outputs
+
+
+def test_an_output_named_as_the_executors_own_is_refused_before_running(docker):
+    with pytest.raises(ExecutionError, match="^the manifest's output 'stderr' cannot be kept"):
+        run(manifest(docker.command(), outputs={"files": [{"name": "stderr", "pattern": "*"}]}), {})
+    with pytest.raises(ExecutionError, match="^the manifest's output 'output' cannot be kept"):
+        run(manifest(docker.command(), outputs={"json": [{"name": "output", "type": "string"}]}), {})
+    assert docker.calls() == []
+
+
+def test_the_manifests_timeout_stops_the_container(docker):
+    docker.job("print('started', flush=True); time.sleep(30)")
+    recorded = context(manifest(docker.command(), timeout=1), {})
+    began = time.monotonic()
+    with pytest.raises(ExecutionError) as failed:
+        SeedExecutor().execute(recorded)
+    assert time.monotonic() - began < 10
+    assert str(failed.value) == f"{IMAGE} timed out after 1 s (the manifest's timeout) and was stopped"
+    assert set(recorded.outputs) == {("stdout", "BLOB")}
+    assert recorded.outputs[("stdout", "BLOB")].endswith(b"started\n")
+    # The client killed, and the container (which the daemon would run on) removed by its name.
+    run_call, remove_call = docker.calls()
+    assert remove_call == ["rm", "-f", run_call[3]]
+
+
+def test_cancellation_stops_the_container(docker):
+    docker.job("time.sleep(30)")
+    recorded = context(manifest(docker.command()), {})
+    threading.Timer(0.5, recorded.cancel).start()
+    began = time.monotonic()
+    with pytest.raises(JobCancelled):
+        SeedExecutor().execute(recorded)
+    assert time.monotonic() - began < 10
+    run_call, remove_call = docker.calls()
+    assert remove_call == ["rm", "-f", run_call[3]]
+
+
+def test_a_job_cancelled_before_it_runs_runs_nothing(docker):
+    recorded = context(manifest(docker.command()), {})
+    recorded.cancel()
+    with pytest.raises(JobCancelled):
+        SeedExecutor().execute(recorded)
+    assert docker.calls() == []
+
+
+def test_the_spec_example_manifest_runs(docker):
+    """Scale's "Add Seed Image" example (its interface, with a command that runs here)."""
+    seed = json.loads((Path(__file__).parents[3] / "tests" / "functional" / "seed_manifests" /
+                       "spec_add_seed_image.json").read_text())["manifest"]
+    seed["job"]["interface"]["command"] = docker.command("${INPUT_TEXT} ${READ_LENGTH} ${OUTPUT_DIR}")
+    docker.job("""
+text = open(sys.argv[1], "rb").read()[:int(sys.argv[2])]
+open(os.path.join(out, "output_text.txt"), "wb").write(text)
+json.dump({"TOTAL_INPUT": len(text)}, open(os.path.join(out, "seed.outputs.json"), "w"))
+""")
+    recorded = run(seed, {"INPUT_TEXT": 5, "READ_LENGTH": 4}, {5: b"abcdefgh"})
+    assert recorded.outputs[("OUTPUT_TEXT", "BLOB")] == b"abcd"
+    assert json.loads(recorded.outputs[("output", "JSON")]) == {"total_input": 4}

@@ -1,0 +1,75 @@
+"""``SeedExecutor``: one job of a Scale job type's revision, run as its Seed image with ``docker run``."""
+import uuid
+from pathlib import Path
+
+from ufdl_pyramid.executors import ExecutionContext, ExecutionError, Executor, JobCancelled
+
+from .docker import DockerRun, Mount
+from .interface import CONTAINER_INPUTS, LOG_OUTPUTS, OUTPUT_DIR, BoundInputs, SeedInterface, command_arguments
+from .outputs import capture
+
+_STDERR_TAIL = 2000
+
+
+class SeedExecutor(Executor):
+    """Parameters (the revision's template sets both, constant): ``seed_image`` and ``seed_manifest``. The input
+    ``input`` is a JSON object of the manifest's inputs by name: a JSON input's value, a file input's job-output
+    pk (a list of them when ``multiple``). The files are downloaded and mounted read-only under /seed/inputs, an
+    empty output directory at /seed/outputs (OUTPUT_DIR); the command is the manifest's, ``${NAME}`` replaced.
+    The manifest's ``timeout`` (seconds) and a cancellation stop the container. A non-zero exit fails the job,
+    naming the manifest's error of that code. The outputs are the manifest's files (BLOB) and
+    ``seed.outputs.json`` values (JSON), all of the latter as ``output`` (JSON), and the container's standard
+    output and error (``stdout``, ``stderr``, BLOB, when not empty)."""
+
+    def execute(self, context: ExecutionContext) -> None:
+        interface = SeedInterface.from_parameters(context.parameters)
+        interface.check_output_names()
+        inputs = interface.bind(context.inputs.get("input"))
+        environment = inputs.environment()
+        arguments = command_arguments(interface, environment)
+        work = context.scratch_dir / "seed"
+        input_dir, output_dir = work / "inputs", work / "outputs"
+        output_dir.mkdir(parents=True)
+        self.download(context, inputs, input_dir)
+        context.check_cancelled()
+        run = DockerRun(interface.image, arguments, environment,
+                        [Mount(input_dir, CONTAINER_INPUTS, True), Mount(output_dir, OUTPUT_DIR, False)],
+                        name=f"ufdl-seed-job-{context.job.get('pk')}-{uuid.uuid4().hex[:12]}")
+        stdout, stderr = work / "stdout", work / "stderr"
+        status, stopped = run.run(interface.timeout, context, stdout, stderr)
+        for name, path in zip(LOG_OUTPUTS, (stdout, stderr)):
+            if path.stat().st_size:
+                context.add_output(name, "BLOB", path)
+        if stopped == "cancelled":
+            raise JobCancelled()
+        if stopped == "timeout":
+            raise ExecutionError(f"{interface.image} timed out after {interface.timeout:g} s (the manifest's "
+                                 f"timeout) and was stopped")
+        if status != 0:
+            raise ExecutionError(self.failure(interface, status, stderr))
+        for output in capture(interface, output_dir):
+            context.add_output(output.name, output.type, output.data)
+
+    @staticmethod
+    def download(context: ExecutionContext, inputs: BoundInputs, input_dir: Path) -> None:
+        """Each file input's job outputs into its own folder, named by their pks (always made, so that an empty
+        ``multiple`` input is an empty folder)."""
+        input_dir.mkdir(parents=True)
+        for name, (_, pks) in inputs.files.items():
+            folder = input_dir / name
+            folder.mkdir()
+            for pk in pks:
+                context.check_cancelled()
+                try:
+                    context.download_output(pk, folder / str(pk))
+                except ExecutionError:
+                    raise
+                except Exception as error:  # a pk that names no output: the server's 404, say
+                    raise ExecutionError(f"input {name!r}: cannot download job output {pk}: {error}") from None
+
+    @staticmethod
+    def failure(interface: SeedInterface, status: int, stderr: Path) -> str:
+        meaning = interface.error_text(status)
+        tail = stderr.read_bytes()[-_STDERR_TAIL:].decode("utf-8", "replace").strip()
+        return (f"{interface.image} exited with status {status}" + (f", the manifest's error {meaning}" if meaning
+                                                                     else "") + (f": {tail}" if tail else ""))
