@@ -1,6 +1,6 @@
 """End to end: the real server (waitress, in a child process, on a fresh SQLite file) and real ``ufdl worker``
 processes running the example executors: a job completed with its output, a failing command, a cancelled job,
-a clean stop on SIGTERM (at once, or after a grace period), and a worker killed mid-job whose lease expires so that a second worker finishes it."""
+a clean stop on SIGTERM (at once, or after a grace period), and a worker killed mid-job whose lease expires so that a second worker finishes it; and a Scale job type's job run by the Seed executor (with a fake docker)."""
 import io
 import json
 import os
@@ -50,13 +50,13 @@ class Server:
         self.workers: list[subprocess.Popen] = []
         self.started = 0  # names each worker's log, across tests
 
-    def worker(self, *arguments: str, index: int = 0) -> subprocess.Popen:
+    def worker(self, *arguments: str, index: int = 0, env: dict | None = None) -> subprocess.Popen:
         self.started += 1
         log = open(self.folder / f"worker-{self.started}.log", "w")
         process = subprocess.Popen(
             [UFDL, "worker", "--url", self.url, "--username", "worker", "--ip", "127.0.0.1", "--index", str(index),
              "--poll", "0.2", "--heartbeat", "0.4", "--max-backoff", "1", *arguments],
-            env={**os.environ, "UFDL_PASSWORD": PASSWORD}, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "UFDL_PASSWORD": PASSWORD, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         process.log_path = Path(log.name)
         self.workers.append(process)
@@ -359,3 +359,41 @@ def test_concurrency_runs_jobs_side_by_side_as_several_nodes(e2e, tmp_path):
         assert e2e.output(e2e.wait_for(job["pk"], "COMPLETED")["pk"], "output", "BLOB") == b"out\n"
     worker.send_signal(signal.SIGTERM)
     assert finished(worker, 15) == 0
+
+
+READ_BYTES = """
+import json, os, sys
+text = open(sys.argv[1], "rb").read()[:int(sys.argv[2])]
+open(os.path.join(os.environ["OUTPUT_DIR"], "output_text.txt"), "wb").write(text)
+json.dump({"TOTAL_INPUT": len(text)}, open(os.path.join(os.environ["OUTPUT_DIR"], "seed.outputs.json"), "w"))
+"""
+
+
+def test_a_scale_job_types_job_runs_its_seed_image(e2e, tmp_path):
+    """The job type's revision template, a job of it created through v1 with a JSON input that names a job
+    output, and a worker whose Seed executor downloads it, runs the image (a fake docker client that runs the
+    command here) and keeps the manifest's outputs."""
+    text = e2e.create_job("shell", "hello world", command="cat")
+    assert finished(e2e.worker("--once")) == 0
+    [source] = e2e.wait_for(text["pk"], "COMPLETED", seconds=5)["outputs"]
+    script, docker = tmp_path / "read_bytes.py", tmp_path / "docker"
+    script.write_text(READ_BYTES)
+    docker.write_text(f"#!{sys.executable}\n" + (ROOT / "plugins/ufdl-seed/tests/fake_docker.py").read_text())
+    docker.chmod(0o755)
+    manifest = json.loads((ROOT / "tests/functional/seed_manifests/spec_add_seed_image.json").read_text())["manifest"]
+    manifest["job"]["name"] = "read-bytes-e2e"
+    manifest["job"]["interface"].update(command=f"{sys.executable} {script} ${{INPUT_TEXT}} ${{READ_LENGTH}}",
+                                        settings=[])
+    job_type = e2e.api.request("POST", "/v6/job-types/", {"docker_image": "read-bytes:1", "manifest": manifest})
+    job = e2e.create_job(f"seed-job-type-{job_type['id']}", {"INPUT_TEXT": source["pk"], "READ_LENGTH": 5}, "JSON")
+    assert finished(e2e.worker("--once", env={"UFDL_SEED_DOCKER": str(docker)})) == 0
+    job = e2e.wait_for(job["pk"], "COMPLETED", seconds=5)
+    assert sorted((output["name"], output["type"]) for output in job["outputs"]) == [
+        ("OUTPUT_TEXT", "BLOB"), ("output", "JSON"), ("total_input", "JSON")]
+    assert e2e.output(job["pk"], "OUTPUT_TEXT", "BLOB") == b"hello"
+    assert json.loads(e2e.output(job["pk"], "output", "JSON")) == {"total_input": 5}
+
+    failing = e2e.create_job(f"seed-job-type-{job_type['id']}", {"INPUT_TEXT": source["pk"]}, "JSON")
+    assert finished(e2e.worker("--once", env={"UFDL_SEED_DOCKER": str(docker)})) == 0
+    assert e2e.wait_for(failing["pk"], "FAILED", seconds=5)["error_reason"] == (
+        "the required input 'READ_LENGTH' is missing")
