@@ -370,13 +370,35 @@ def test_a_deleted_job_is_not_worked_on(admin, bob, worker, other_worker, job):
     assert other_worker.post(path(job, "finish"), {}).json["status"] == "COMPLETED"
 
 
-def test_a_failed_job_deleted_while_held_cannot_be_started_again(admin, worker, job):
+def test_a_failed_job_deleted_while_held_is_not_reset_until_reinstated(admin, worker, job):
+    """The reset put the deleted job back in QUEUED, and acquire-next handed it out again until released."""
     run_to_running(worker, job)
     worker.post(path(job, "finish"), {"error": "boom"})
     assert admin.delete(path(job)).json["node"] == worker.node_id  # failed: nothing to abort
-    worker.delete(path(job, "reset"))
+    assert worker.delete(path(job, "reset"), status=406).json == {
+        "detail": f"Cannot reset job {job['pk']}: it is deleted"}
+    assert worker.post("/v1/jobs/acquire-next", {"executors": ["tests.Echo"]}, status=204)
+    assert admin.get(path(job)).json["status"] == "FAILED"
+    # Reinstated, it is its node's failed job again, to reset (or release).
+    admin.delete(path(job, "reinstate"))
+    assert worker.delete(path(job, "reset")).json["status"] == "QUEUED"
+    assert worker.post("/v1/jobs/acquire-next", {"executors": ["tests.Echo"]}).json["pk"] == job["pk"]
+
+
+def test_acquire_next_never_hands_out_a_deleted_job_its_node_holds(admin, worker, job, engine):
+    """A deleted job left QUEUED on its node (as a reset of a deleted job did) waits for its reinstatement."""
+    from sqlalchemy import update
+
+    from ufdl_pyramid.models import Job
+
+    worker.get(path(job, "acquire"))
+    admin.delete(path(job))  # aborted: no node holds it any more
+    with engine.begin() as connection:  # as the reset of a deleted failed job left it
+        connection.execute(update(Job).where(Job.id == job["pk"]).values(status="QUEUED", node_id=worker.node_id))
+    assert worker.post("/v1/jobs/acquire-next", {"executors": ["tests.Echo"]}, status=204)
     assert worker.post(path(job, "start"), {}, status=406).json["detail"].endswith("it is deleted")
-    assert worker.delete(path(job, "release")).json["node"] is None
+    admin.delete(path(job, "reinstate"))
+    assert worker.post("/v1/jobs/acquire-next", {"executors": ["tests.Echo"]}).json["pk"] == job["pk"]
 
 
 def test_jobs_list_filters(bob, worker, make_job):

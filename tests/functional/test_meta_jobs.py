@@ -768,14 +768,16 @@ def test_an_admins_abort_of_the_failed_step_creates_the_steps_that_became_ready_
 
 
 def test_a_step_created_while_its_meta_job_is_deleted_is_deleted_with_it(admin, alice, bob, branches):
-    """A failed step's node may still reset it after its meta-job was deleted: the meta-job goes back to work and
-    creates the step that became ready meanwhile, which no node may take before the meta-job is reinstated."""
+    """An admin may still abort a failed step after its meta-job was deleted (its node may not reset it): the
+    meta-job goes back to work and creates the step that became ready meanwhile, which no node may take before
+    the meta-job is reinstated."""
     parent, steps = branches
     first, second = register(alice), register(alice, "10.0.0.2")
     a = work(first, steps()["a"], error="a broke")
     work(second, steps()["b"], b"from b")
     deleted = admin.delete(f"/v1/jobs/{parent['pk']}").json["deletion_time"]
-    first.delete(f"/v1/jobs/{a['pk']}/reset")
+    first.delete(f"/v1/jobs/{a['pk']}/reset", status=406)
+    admin.delete(f"/v1/jobs/{a['pk']}/abort")
     include = {"expressions": [{"type": "exact", "field": "parent", "value": parent["pk"]}],
                "include_inactive": True}
     d = next(step for step in bob.post("/v1/jobs/list", include).json if step["description"].startswith("d "))

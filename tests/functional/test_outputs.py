@@ -240,10 +240,9 @@ def test_a_deleted_output_is_no_longer_found_by_its_name(worker, bob, running):
     assert bob.get(out(running)).body == b"uploaded again"
 
 
-def test_an_output_for_a_deleted_job_the_node_reset_is_refused_as_deleted(admin, worker, running):
+def test_an_output_for_a_deleted_job_its_node_holds_is_refused_as_deleted(admin, worker, running):
     worker.post(f"/v1/jobs/{running['pk']}/finish", {"error": "boom"})
-    admin.delete(f"/v1/jobs/{running['pk']}")  # failed: the node still holds it, and may reset it
-    worker.delete(f"/v1/jobs/{running['pk']}/reset")
+    admin.delete(f"/v1/jobs/{running['pk']}")  # failed: the node still holds it
     refused = upload(worker, running, status=406).json
     assert refused == {"detail": f"Cannot add an output to job {running['pk']}: it is deleted"}
 

@@ -196,7 +196,7 @@ def create_child_job(db: Session, parent: Job, node: str, spec: dict, inputs: di
                 parameter_values=child_parameters or None,
                 notification_override={"notification_override": override} if override else None,
                 creator_id=parent.creator_id, last_status_change=utcnow(),
-                # A step of a deleted meta-job (its failed step reset by the node that held it) is deleted with
+                # A step of a deleted meta-job (an admin aborted its failed step) is deleted with
                 # it, and reinstated with it: no node takes it meanwhile.
                 deletion_time=parent.deletion_time)
     db.add(child)

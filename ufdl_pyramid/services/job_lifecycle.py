@@ -223,7 +223,9 @@ class JobLifecycle:
         A node that holds a job it has not started gets that one again (its answer may have been lost).
         """
         node = self._require_node(node, "acquire")
-        held = self.db.scalar(select(Job).where(Job.node_id == node.id, Job.status == QUEUED).limit(1))
+        # Never a deleted one: it waits for its reinstatement (a job reset while deleted, before reset refused it).
+        held = self.db.scalar(select(Job).where(Job.node_id == node.id, Job.status == QUEUED,
+                                                Job.deletion_time.is_(None)).order_by(Job.id).limit(1))
         if held is not None:
             return held
         if not executors:
@@ -272,7 +274,7 @@ class JobLifecycle:
     def start(self, job: Job, node: ActingNode | None) -> Job:
         node = self._require_holder(job, node, "start")
         self._require_status(job, "start", QUEUED)
-        self._require_workable(job, "start")  # a failed job its node still holds, reset after it was deleted
+        self._require_workable(job, "start")  # a job reset while deleted, before reset refused it
         if node.current_job_id not in (None, job.id) and self._still_running(node):
             raise WrongState(f"Cannot start job {job.id}: node {node.id} is still working on job "
                              f"{node.current_job_id}")
@@ -332,6 +334,10 @@ class JobLifecycle:
     def reset(self, job: Job, node: ActingNode | None) -> Job:
         self._require_holder(job, node, "reset")
         self._require_status(job, "reset", FAILED)
+        # Its deletion left it FAILED with its node (nothing to abort): it goes back to work only once reinstated,
+        # as nothing else puts a deleted job to work. The node may still release it.
+        if not job.is_active:
+            raise WrongState(f"Cannot reset job {job.id}: it is deleted")
         # Back in QUEUED, the job is scheduled again: held back as an acquire is (a paused job type, or one with
         # its max_scheduled jobs queued or running, which FAILED ones are not).
         reason = self._held_back(job.template_id, job.template.name)
