@@ -70,10 +70,13 @@ def filters(request) -> Filters:
 
 
 def paged(request, page: Page, results: list) -> dict:
-    """Scale's page: the other query parameters are kept in the next and previous pages' URLs."""
+    """Scale's page: the other query parameters are kept in the next and previous pages' URLs. As DRF's
+    PageNumberPagination, the link to page 1 has no ``page`` (it is the default)."""
     def url(number: int) -> str:
-        query = [(name, value) for name, value in request.GET.items() if name != "page"] + [("page", str(number))]
-        return f"{request.path_url}?{urlencode(query)}"
+        query = [(name, value) for name, value in request.GET.items() if name != "page"]
+        if number > 1:
+            query.append(("page", str(number)))
+        return f"{request.path_url}?{urlencode(query)}" if query else request.path_url
 
     return {"count": page.count, "next": url(page.page + 1) if page.has_next else None,
             "previous": url(page.page - 1) if page.page > 1 else None, "results": results}
