@@ -126,6 +126,7 @@ class OutputStorage(abc.ABC):
     * `open`, `size` and `iter_range` raise `BlobNotFound` for an unknown key; `exists` answers False and
       `delete` does nothing for one. A key that this storage could never have issued may be refused with
       `InvalidBlobKey` (both a `BlobNotFound` and a `ValueError`) by every method.
+    * `check_range` makes `iter_range`'s checks alone (for HEAD), and raises as it does.
     * `iter_range` has a generic implementation on top of `open`; override it where the backend can fetch a
       byte range directly (an HTTP ranged GET).
     """
@@ -165,6 +166,17 @@ class OutputStorage(abc.ABC):
         unimplemented (the sweep then says so)."""
         raise NotImplementedError(f"{type(self).__name__} cannot list its blobs")
 
+    def check_range(self, key: str, start: int, end: int) -> None:
+        """What `iter_range` checks when called (the key, the range within the blob), with nothing opened: a
+        HEAD answers as its GET would, and has no body to read."""
+        if not 0 <= start <= end:
+            raise ValueError(f"bytes {start}-{end} are not a range")
+        size = self.size(key)
+        if end >= size:
+            log.error("output storage: blob %s holds %d bytes, the request asked for bytes %d-%d: it is damaged",
+                      key, size, start, end)
+            raise DamagedBlob()
+
     def iter_range(self, key: str, start: int, end: int,
                    chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
         """The bytes from `start` to `end` inclusive, in chunks of at most `chunk_size` bytes.
@@ -174,13 +186,7 @@ class OutputStorage(abc.ABC):
         (WSGI servers close an app_iter when the response ends).
         """
         _require_positive_chunk_size(chunk_size)
-        if not 0 <= start <= end:
-            raise ValueError(f"bytes {start}-{end} are not a range")
-        size = self.size(key)
-        if end >= size:
-            log.error("output storage: blob %s holds %d bytes, the request asked for bytes %d-%d: it is damaged",
-                      key, size, start, end)
-            raise DamagedBlob()
+        self.check_range(key, start, end)
         blob = self.open(key)
         return _read_span(blob, start, end - start + 1, chunk_size)
 

@@ -598,6 +598,27 @@ def test_a_blob_cut_short_behind_the_servers_back_answers_a_json_500_logged_in_o
     assert bob.get(out(running), headers={"Range": "bytes=2-9"}, status=206).body == DATA[2:10]
 
 
+def test_head_answers_the_get_headers_and_leaves_no_blob_open(worker, bob, running, storage, monkeypatch):
+    """WebOb never reads a HEAD's body: the blob the GET handler opened for it stayed open (a ResourceWarning
+    when the garbage collector found it). Every file opened must be closed once the answer is out."""
+    output = upload(worker, running).json
+    opened = []
+
+    def recording_open(key, _open=storage.open):
+        blob = _open(key)
+        opened.append(blob)
+        return blob
+
+    monkeypatch.setattr(storage, "open", recording_open)
+    for path in (out(running), f"/v1/job-outputs/{output['pk']}/download"):
+        got = bob.get(path)
+        head = bob.request("HEAD", path, status=200)
+        assert head.body == b""
+        for name in ("Content-Length", "Content-Type", "Content-Disposition", "ETag", "Accept-Ranges"):
+            assert head.headers[name] == got.headers[name]
+    assert opened and all(blob.closed for blob in opened)
+
+
 def test_a_blob_gone_from_under_its_row_is_damaged_too_not_a_404(worker, bob, running, storage, caplog):
     """The blob file of a live output removed behind the server's back (a restore without it, a hand clean-up):
     the bytes answered 404 "no stored output under this key" while the output's info answered 200, and the
