@@ -290,6 +290,28 @@ def test_validation(alice):
     assert alice.post("/v6/job-types/validation", spec).json["is_valid"] is True
 
 
+def test_a_request_checks_the_manifest_against_the_schema_once(admin, alice, monkeypatch):
+    """The configuration's check asked validate_manifest again, for the schema's whole walk over the manifest:
+    twice per validation, creation or edit. Nothing else shows it, so the schema's checks are counted."""
+    from ufdl_pyramid.services import seed_validation
+
+    checked = []
+
+    class CountingValidator:
+        def iter_errors(self, instance, _validator=seed_validation._MANIFEST_VALIDATOR):
+            checked.append(instance)
+            return _validator.iter_errors(instance)
+
+    monkeypatch.setattr(seed_validation, "_MANIFEST_VALIDATOR", CountingValidator())
+    spec = {"manifest": SPEC_POST["manifest"], "configuration": SPEC_POST["configuration"]}
+    assert alice.post("/v6/job-types/validation/", spec).json["is_valid"] is True
+    assert len(checked) == 1
+    admin.post("/v6/job-types/", SPEC_POST, status=201)
+    assert len(checked) == 2
+    admin.patch("/v6/job-types/test/1.0.0/", {"configuration": SPEC_POST["configuration"]})
+    assert len(checked) == 3
+
+
 @pytest.mark.parametrize("document", [
     {"seedVersion": "0.9.0", "job": manifest("random-number")["job"]},
     manifest("random-number", job_name="my-job\n"),

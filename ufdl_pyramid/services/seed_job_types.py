@@ -245,9 +245,11 @@ def validation_result(manifest: Any, configuration: Any) -> tuple[list[dict], li
     """Every error and warning of a manifest and a configuration for it (design notes §7: every error, so a
     configuration's own are reported beside an invalid manifest's; its warnings need a valid manifest)."""
     errors, warnings = validate_manifest(manifest)
-    if not errors:
+    manifest_is_valid = not errors
+    if manifest_is_valid:
         errors = _unacceptable(_job(manifest))
-    config_errors, config_warnings = validate_configuration(configuration, manifest)
+    config_errors, config_warnings = validate_configuration(configuration, manifest,
+                                                            manifest_is_valid=manifest_is_valid)
     return errors + config_errors, warnings + config_warnings
 
 

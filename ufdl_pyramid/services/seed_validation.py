@@ -174,9 +174,11 @@ def validate_manifest(manifest) -> tuple[list[dict], list[dict]]:
     return errors, []
 
 
-def validate_configuration(configuration, manifest) -> tuple[list[dict], list[dict]]:
+def validate_configuration(configuration, manifest, *,
+                           manifest_is_valid: bool | None = None) -> tuple[list[dict], list[dict]]:
     """(errors, warnings) of a Scale job type configuration against a (valid) manifest; configuration may be
-    None."""
+    None. ``manifest_is_valid``: what ``validate_manifest`` said of it, when the caller has asked already (the
+    schema is the costly part: checked once per request)."""
     if configuration is None:
         configuration = {}
     errors = _schema_errors(_CONFIGURATION_VALIDATOR, configuration, "configuration", "INVALID_CONFIGURATION")
@@ -189,7 +191,9 @@ def validate_configuration(configuration, manifest) -> tuple[list[dict], list[di
     if isinstance(mounts, dict):
         errors.extend(_listed([problem for name, mount in mounts.items() for problem in _mount_problems(name, mount)]))
     warnings = []
-    if not validate_manifest(manifest)[0]:  # against an invalid manifest every comparison would be noise
+    if manifest_is_valid is None:
+        manifest_is_valid = not validate_manifest(manifest)[0]
+    if manifest_is_valid:  # against an invalid manifest every comparison would be noise
         warnings = _listed(_configuration_warnings(configuration, manifest))
     return errors, warnings
 
