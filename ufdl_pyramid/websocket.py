@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 
 # The statuses a job never leaves: its channel closes after them (FAILED is retried by a reset or an abort).
 ENDED = (COMPLETED, CANCELED)
-CHANNEL_PATH = re.compile(r"^/v1/jobs/(\d{1,18})/?$")
+# \A...\Z and [0-9]: "$" also matches before a trailing newline (/v1/jobs/7%0A), and \d is any script's digits.
+CHANNEL_PATH = re.compile(r"\A/v1/jobs/([0-9]{1,18})/?\Z")
 STATUS_PATH = "/v1/websocket/status"
 CLOSED = object()
 MAX_CLIENT_MESSAGE = 4096

@@ -399,6 +399,15 @@ def test_only_the_channel_path_upgrades(listener, bob):
     assert plain.value.code == 404
 
 
+def test_a_channel_path_with_a_trailing_newline_or_other_digits_is_404(listener, bob, job):
+    """'$' matched before a final newline: /v1/jobs/7%0A opened job 7's channel."""
+    for path in (f"/v1/jobs/{job['pk']}%0A", f"/v1/jobs/{job['pk']}/%0A", "/v1/jobs/%D9%A7"):  # '٧': seven
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(f"ws://127.0.0.1:{listener.port}{path}",
+                                        header=[f"Authorization: Bearer {bob.token}"], timeout=5)
+        assert refused.value.status_code == 404, path
+
+
 def test_a_rolled_back_event_is_never_published(listener, engine, bob, worker, job):
     worker.get(path(job, "acquire"))
     worker.post(path(job, "start"), {})

@@ -844,6 +844,18 @@ def test_the_sync_endpoint(admin, alice, registry):
                                    "message": "version: 1 does not agree with the file name (2)"}]
 
 
+def test_a_registry_file_name_with_a_trailing_newline_is_no_version_file(ufdl, admin, registry):
+    """'$' matched before a final newline: 'shell/2.yaml\\n' was read as version 2 of shell."""
+    files = {f"{path.parent.name}/{path.name}": path.read_text() for path in registry.glob("*/*.yaml")}
+    second = files["shell/1.yaml"].replace("version: 1", "version: 2")
+    answer = admin.post("/v1/job-templates/sync", {"files": {**files, "shell/2.yaml\n": second}}, status=400).json
+    assert [(problem["path"], problem["message"].split(":")[0]) for problem in answer["problems"]] == [
+        ("shell/2.yaml\n", "unexpected file")]
+    (registry / "shell" / "2.yaml\n").write_text(second)
+    code, out, err = ufdl("validate", registry)
+    assert code == 1 and "unexpected file" in out, out
+
+
 def test_the_sync_endpoint_has_its_own_size_limit(engine, admin, registry):
     app = webtest.TestApp(make_test_app(engine, **{"ufdl.max_registry_size": "2K"}))
     headers = {"Authorization": f"Bearer {admin.token}"}

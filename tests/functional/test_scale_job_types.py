@@ -803,7 +803,9 @@ def test_counts_without_jobs_are_empty(alice, spec_job):
                                    "started=P999999999D", "ended=2015-13-01T00:00:00Z", "started=%00",
                                    "page=x", "is_active=maybe",
                                    # Valid ISO-8601, but out of range once in UTC (a 500 before).
-                                   "started=0001-01-01T00:00:00%2B05:00", "ended=9999-12-31T23:59:59-05:00"])
+                                   "started=0001-01-01T00:00:00%2B05:00", "ended=9999-12-31T23:59:59-05:00",
+                                   # Other scripts' digits (Arabic-Indic 3, fullwidth 1): durations before.
+                                   "started=PT%D9%A3H", "ended=P%EF%BC%91D"])
 def test_malformed_count_parameters_are_400(alice, spec_job, query):
     assert set(alice.get(f"/v6/job-types/status/?{query}", status=400).json) == {"detail"}
 

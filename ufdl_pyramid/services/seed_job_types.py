@@ -151,7 +151,7 @@ def page_of_list(items: list, page: int, page_size: int) -> Page:
     return Page(len(items), items[(page - 1) * page_size:page * page_size], page, page_size)
 
 
-_SEMVER = re.compile(r"\A(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?\Z")
+_SEMVER = re.compile(r"\A([0-9]+)\.([0-9]+)\.([0-9]+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?\Z")
 
 
 def version_key(version: str) -> tuple:

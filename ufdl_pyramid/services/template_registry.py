@@ -33,7 +33,8 @@ from .templates import TemplateService, check_not_scale_name, template_document
 from .type_registry import type_registry
 
 SETTINGS_FILE = "registry.yaml"
-_VERSION_FILE = re.compile(r"^([1-9][0-9]*)\.yaml$")
+# \A...\Z: "$" also matches before a trailing newline, which a file name (or a key of the sync body) may end with.
+_VERSION_FILE = re.compile(r"\A([1-9][0-9]*)\.yaml\Z")
 
 
 class _Loader(BoundedNesting, FittingTags, UniqueKeys, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):

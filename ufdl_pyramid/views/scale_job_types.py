@@ -155,7 +155,9 @@ def edit_job_type(context, request):
 
 # The job counts (design notes §1): the jobs of the job templates that the job types' revisions are.
 
-_DURATION = re.compile(r"\AP(?:(\d{1,9})D)?(?:T(?:(\d{1,9})H)?(?:(\d{1,9})M)?(?:(\d{1,9}(?:\.\d{1,9})?)S)?)?\Z")
+# [0-9], not \d: float() reads every script's digits, and an ISO-8601 duration is written in ASCII ones.
+_DURATION = re.compile(
+    r"\AP(?:([0-9]{1,9})D)?(?:T(?:([0-9]{1,9})H)?(?:([0-9]{1,9})M)?(?:([0-9]{1,9}(?:\.[0-9]{1,9})?)S)?)?\Z")
 
 
 def query_moment(request, name: str, now: datetime, default: datetime) -> datetime:
