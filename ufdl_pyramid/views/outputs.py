@@ -96,8 +96,8 @@ def stream_output(request, output, filename: str):
             return error_response(request, 416, error.detail, {"Content-Range": error.content_range})
     if span is None:
         status = 200
-        app_iter = _blob_range(storage, output, 0, output.size - 1, head=request.method == "HEAD") \
-            if output.size else []
+        app_iter = (_blob_range(storage, output, 0, output.size - 1, head=request.method == "HEAD")
+                    if output.size else [])
         length = output.size
     else:
         start, end = span
