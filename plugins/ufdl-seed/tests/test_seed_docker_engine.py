@@ -1,0 +1,142 @@
+"""The Seed executor against a real Docker engine: the image is a busybox root file system imported on the spot
+(``docker import``: no registry needed), so that mounts, variables, exit codes, timeouts and cancellation are
+docker's own, not the fake client's. Skipped when no engine answers (``.ci/run`` starts one where it can)."""
+import json
+import shutil
+import subprocess
+import tarfile
+import threading
+import time
+import uuid
+
+import pytest
+
+from ufdl_pyramid.executors import ExecutionError, JobCancelled, RecordingContext
+from ufdl_seed import SeedExecutor
+
+IMAGE = "ufdl-test/seed-busybox:1"
+TOOLS = ("sh", "cat", "wc", "tr", "echo", "sleep", "printf", "touch", "id")
+
+
+def _engine_answers() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    try:
+        return subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True,
+                              timeout=20).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not _engine_answers(), reason="no Docker engine answers `docker info`")
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    """A minimal image: a static busybox and links to the tools the manifests below use."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("no busybox to build the test image from (Debian's busybox-static)")
+    tar_path = tmp_path_factory.mktemp("image") / "rootfs.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(busybox, "bin/busybox")
+        for tool in TOOLS:
+            link = tarfile.TarInfo(f"bin/{tool}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+        folder = tarfile.TarInfo("tmp")
+        folder.type, folder.mode = tarfile.DIRTYPE, 0o1777
+        tar.addfile(folder)
+    subprocess.run(["docker", "import", str(tar_path), IMAGE], check=True, capture_output=True, timeout=120)
+    ran = subprocess.run(["docker", "run", "--rm", IMAGE, "sh", "-c", "exit 0"], capture_output=True, timeout=120)
+    if ran.returncode:
+        pytest.skip(f"{busybox} does not run alone in a container: a static busybox is needed (busybox-static)")
+    yield IMAGE
+    subprocess.run(["docker", "rmi", "-f", IMAGE], capture_output=True, timeout=120)
+
+
+def manifest(command: str, inputs: dict | None = None, outputs: dict | None = None, errors: list | None = None,
+             timeout: int = 60) -> dict:
+    job = {"name": "engine-test", "jobVersion": "1.0.0", "packageVersion": "1.0.0", "title": "Engine test",
+           "description": "A Seed job run by a real Docker engine", "timeout": timeout,
+           "maintainer": {"name": "Jo", "email": "jo@example.com"},
+           "interface": {"command": command, "inputs": inputs or {}, "outputs": outputs or {}}}
+    if errors is not None:
+        job["errors"] = errors
+    return {"seedVersion": "1.0.0", "job": job}
+
+
+def context(image: str, seed: dict, given: dict, downloads: dict | None = None) -> RecordingContext:
+    # A pk of its own per test: the container's name is made from it (and a random part).
+    return RecordingContext({"input": given}, {"seed_image": image, "seed_manifest": seed},
+                            job={"pk": uuid.uuid4().int % 10**9}, downloads=downloads)
+
+
+def containers_of(recorded: RecordingContext) -> str:
+    """The names of the containers, running or not, that this job's run left."""
+    return subprocess.run(["docker", "ps", "-a", "--filter", f"name=ufdl-seed-job-{recorded.job['pk']}-",
+                           "--format", "{{.Names}}"], capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def test_inputs_mounted_variables_set_and_outputs_collected(image):
+    seed = manifest(
+        "sh -c 'tr a-z A-Z < ${TEXT} > ${OUTPUT_DIR}/upper.txt; "
+        "printf \"{\\\"LENGTH\\\": %s}\" $(wc -c < ${TEXT}) > ${OUTPUT_DIR}/seed.outputs.json; echo $LABEL'",
+        {"files": [{"name": "TEXT"}], "json": [{"name": "LABEL", "type": "string"}]},
+        {"files": [{"name": "UPPER", "pattern": "upper.txt"}],
+         "json": [{"name": "length", "key": "LENGTH", "type": "integer"}]})
+    recorded = context(image, seed, {"TEXT": 5, "LABEL": "two words"}, {5: b"hello engine\n"})
+    SeedExecutor().execute(recorded)
+    assert recorded.outputs[("UPPER", "BLOB")] == b"HELLO ENGINE\n"
+    assert json.loads(recorded.outputs[("length", "JSON")]) == 13
+    assert json.loads(recorded.outputs[("output", "JSON")]) == {"length": 13}
+    assert recorded.outputs[("stdout", "BLOB")] == b"two words\n"
+    assert containers_of(recorded) == ""  # --rm
+
+
+def test_the_inputs_are_read_only_in_the_container(image):
+    seed = manifest("sh -c 'touch ${TEXT} && echo wrote'", {"files": [{"name": "TEXT"}]})
+    recorded = context(image, seed, {"TEXT": 5}, {5: b"keep me"})
+    with pytest.raises(ExecutionError, match="exited with status 1") as failed:
+        SeedExecutor().execute(recorded)
+    assert "Read-only file system" in str(failed.value)
+    assert ("stdout", "BLOB") not in recorded.outputs
+
+
+def test_an_exit_code_is_named_by_the_manifest(image):
+    seed = manifest("sh -c 'echo bad input >&2; exit 3'",
+                    errors=[{"code": 3, "name": "bad-input", "category": "data", "description": "Unreadable"}])
+    recorded = context(image, seed, {})
+    with pytest.raises(ExecutionError) as failed:
+        SeedExecutor().execute(recorded)
+    assert str(failed.value) == (f"{image} exited with status 3, the manifest's error bad-input (data): "
+                                 "Unreadable: bad input")
+    assert recorded.outputs[("stderr", "BLOB")] == b"bad input\n"
+
+
+def test_the_manifests_timeout_stops_and_removes_the_container(image):
+    recorded = context(image, manifest("sleep 600", timeout=1), {})
+    with pytest.raises(ExecutionError, match="timed out after 1 s"):
+        SeedExecutor().execute(recorded)
+    assert containers_of(recorded) == ""  # killing the client alone would have left it running
+
+
+def test_a_cancelled_job_stops_and_removes_its_container(image):
+    recorded = context(image, manifest("sleep 600"), {})
+    seen = []
+
+    def cancel_once_running():
+        for _ in range(600):  # the container is up within a minute, or the test fails below
+            if containers_of(recorded):
+                seen.append(True)
+                break
+            time.sleep(0.1)
+        recorded.cancel()
+
+    canceller = threading.Thread(target=cancel_once_running)
+    canceller.start()
+    with pytest.raises(JobCancelled):
+        SeedExecutor().execute(recorded)
+    canceller.join()
+    assert seen and containers_of(recorded) == ""
