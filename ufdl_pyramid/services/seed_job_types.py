@@ -2,7 +2,8 @@
 
 A job type is created (or given a new revision) from a Seed manifest and a Docker image, and edited; the
 listings page and filter as Scale's do. The values of secret settings are kept apart from the configuration,
-encrypted with the server's Fernet key, and never returned.
+encrypted with the server's Fernet key, and never returned by this API (only the node running one of the job
+type's jobs gets them: seed_job_configuration.py).
 """
 import json
 import re
@@ -69,7 +70,8 @@ def template_specific(revision: SeedJobTypeRevision) -> dict:
     """The revision's workable spec. The node running a job gets the image and the manifest from the template's
     parameters; they are constant, so that a job runs what its job type's revision names and no other image. A
     revision is made whenever either changes, so the template (immutable once it has jobs) stays true. The
-    manifest holds no setting values: the secret ones are kept apart, encrypted, and never leave the server."""
+    manifest holds no setting values: the secret ones are kept apart, encrypted, and only the node running a job
+    gets them, when it runs it (seed_job_configuration.py)."""
     return {"job_type": TEMPLATE_JOB_TYPE, "executor_class": TEMPLATE_EXECUTOR, "required_packages": "",
             "parameters": {
                 "seed_image": {"types": ["str"], "help": "The Seed image that the job runs (docker_image)",

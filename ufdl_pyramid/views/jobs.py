@@ -8,6 +8,8 @@ from ..permissions import Permission
 from ..representations import job_json
 from ..resources.jobs import JobItem, Jobs
 from ..services.job_lifecycle import JobLifecycle, parse_progress
+from ..services.seed_job_configuration import SeedJobConfiguration
+from ..services.seed_job_types import SecretBox
 from ..services.validation import compile_schema, validate
 from .api import api_view, read_json, read_json_object
 
@@ -93,3 +95,12 @@ def abort(context, request):
 @api_view(context=JobItem, name="cancel", request_method="DELETE", permission=Permission.CANCEL)
 def cancel(context, request):
     return job_json(lifecycle(request).cancel(context.row, request.identity.user))
+
+
+@api_view(context=JobItem, name="seed-configuration", request_method="GET", permission=Permission.ACT)
+def seed_configuration(context, request):
+    """The settings (secret ones decrypted) and mounts of a Scale job type's job, for the node running it."""
+    secrets = SecretBox(request.registry.settings.get("ufdl.seed.secret_key"))
+    answer = SeedJobConfiguration(request.db, secrets).for_node(context.row, request.node)
+    request.response.cache_control = "no-store"  # secret values: no proxy or client cache keeps them
+    return answer
