@@ -6,6 +6,7 @@ once per job. Whatever ``execute`` raises finishes the job as failed, with the e
 returning normally finishes it as completed. No Pyramid and no HTTP here: the worker backs the context with its
 HTTP client, and tests back it with ``RecordingContext``.
 """
+import copy
 import os
 import tempfile
 from collections.abc import Mapping
@@ -37,6 +38,9 @@ class ExecutionContext:
     - ``download_output(pk, path)``: write the content of the job output ``pk`` (of any job) to the file
       ``path``, for an executor whose inputs name outputs inside a JSON value (the worker downloads only the
       inputs typed ``JobOutput<T>`` itself);
+    - ``fetch(name)``: the JSON answer of ``GET /v1/jobs/{pk}/{name}``, asked as the node that holds the job:
+      what the server gives the node running a job and no one else (the Seed executor's
+      ``seed-configuration``); a refusal (403, 404) raises. The answer may hold secrets: do not log it;
     - ``is_cancelled()``: whether the job was cancelled (or its lease lost, or the worker is stopping it) since
       it started: stop soon if so.
     """
@@ -55,6 +59,9 @@ class ExecutionContext:
         raise NotImplementedError
 
     def download_output(self, pk: int, path: str | os.PathLike) -> None:
+        raise NotImplementedError
+
+    def fetch(self, name: str) -> Any:
         raise NotImplementedError
 
     def is_cancelled(self) -> bool:
@@ -94,16 +101,20 @@ class RecordingContext(ExecutionContext):
     """A context with no server behind it, for tests: records progress and outputs; ``cancel()`` cancels.
 
     ``scratch_dir`` defaults to a new temporary directory; ``downloads`` maps the job-output pks that
-    ``download_output`` can fetch to their content (another pk is a ``LookupError``, as the server's 404)."""
+    ``download_output`` can fetch to their content (another pk is a ``LookupError``, as the server's 404);
+    ``fetchable`` maps the names ``fetch`` answers to their JSON (another name is a ``LookupError`` too), and
+    ``fetched`` lists the names asked for."""
 
     def __init__(self, inputs: Mapping[str, Any] | None = None, parameters: Mapping[str, Any] | None = None,
                  scratch_dir: str | os.PathLike | None = None, job: Mapping | None = None,
-                 downloads: Mapping[int, bytes] | None = None):
+                 downloads: Mapping[int, bytes] | None = None, fetchable: Mapping[str, Any] | None = None):
         super().__init__(job or {"pk": 0}, inputs or {}, parameters or {},
                          scratch_dir or tempfile.mkdtemp(prefix="ufdl-scratch-"))
         self.progress_reports: list[tuple[float, dict]] = []
         self.outputs: dict[tuple[str, str], bytes] = {}
         self.downloads = dict(downloads or {})
+        self.fetchable = dict(fetchable or {})
+        self.fetched: list[str] = []
         self.cancelled = False
 
     def progress(self, fraction: float, **data) -> None:
@@ -118,6 +129,12 @@ class RecordingContext(ExecutionContext):
         if pk not in self.downloads:
             raise LookupError(f"Job output {pk} does not exist")
         Path(path).write_bytes(self.downloads[pk])
+
+    def fetch(self, name: str) -> Any:
+        self.fetched.append(name)
+        if name not in self.fetchable:
+            raise LookupError(f"GET /v1/jobs/{self.job.get('pk')}/{name}: 404")
+        return copy.deepcopy(self.fetchable[name])  # as a fresh answer: the executor may change it
 
     def is_cancelled(self) -> bool:
         return self.cancelled

@@ -366,13 +366,15 @@ import json, os, sys
 text = open(sys.argv[1], "rb").read()[:int(sys.argv[2])]
 open(os.path.join(os.environ["OUTPUT_DIR"], "output_text.txt"), "wb").write(text)
 json.dump({"TOTAL_INPUT": len(text)}, open(os.path.join(os.environ["OUTPUT_DIR"], "seed.outputs.json"), "w"))
+print(os.environ["DB_PASS"], sys.argv[3], open(sys.argv[4]).read())  # a secret setting, another, a mount's file
 """
 
 
 def test_a_scale_job_types_job_runs_its_seed_image(e2e, tmp_path):
     """The job type's revision template, a job of it created through v1 with a JSON input that names a job
-    output, and a worker whose Seed executor downloads it, runs the image (a fake docker client that runs the
-    command here) and keeps the manifest's outputs."""
+    output, and a worker whose Seed executor downloads it, fetches the job type's settings (a secret one
+    decrypted) and mounts, runs the image (a fake docker client that runs the command here) and keeps the
+    manifest's outputs."""
     text = e2e.create_job("shell", "hello world", command="cat")
     assert finished(e2e.worker("--once")) == 0
     [source] = e2e.wait_for(text["pk"], "COMPLETED", seconds=5)["outputs"]
@@ -382,15 +384,20 @@ def test_a_scale_job_types_job_runs_its_seed_image(e2e, tmp_path):
     docker.chmod(0o755)
     manifest = json.loads((ROOT / "tests/functional/seed_manifests/spec_add_seed_image.json").read_text())["manifest"]
     manifest["job"]["name"] = "read-bytes-e2e"
-    manifest["job"]["interface"].update(command=f"{sys.executable} {script} ${{INPUT_TEXT}} ${{READ_LENGTH}}",
-                                        settings=[])
-    job_type = e2e.api.request("POST", "/v6/job-types/", {"docker_image": "read-bytes:1", "manifest": manifest})
+    manifest["job"]["interface"]["command"] = (f"{sys.executable} {script} ${{INPUT_TEXT}} ${{READ_LENGTH}} "
+                                               f"${{DB_HOST}} /the/container/path/reference.txt")
+    (tmp_path / "reference.txt").write_text("mounted")
+    configuration = {"settings": {"DB_HOST": "db.example", "DB_PASS": "secret_password"},
+                     "mounts": {"MOUNT_PATH": {"type": "host", "host_path": str(tmp_path)}}}
+    job_type = e2e.api.request("POST", "/v6/job-types/", {"docker_image": "read-bytes:1", "manifest": manifest,
+                                                          "configuration": configuration})
     job = e2e.create_job(f"seed-job-type-{job_type['id']}", {"INPUT_TEXT": source["pk"], "READ_LENGTH": 5}, "JSON")
     assert finished(e2e.worker("--once", env={"UFDL_SEED_DOCKER": str(docker)})) == 0
     job = e2e.wait_for(job["pk"], "COMPLETED", seconds=5)
     assert sorted((output["name"], output["type"]) for output in job["outputs"]) == [
-        ("OUTPUT_TEXT", "BLOB"), ("output", "JSON"), ("total_input", "JSON")]
+        ("OUTPUT_TEXT", "BLOB"), ("output", "JSON"), ("stdout", "BLOB"), ("total_input", "JSON")]
     assert e2e.output(job["pk"], "OUTPUT_TEXT", "BLOB") == b"hello"
+    assert e2e.output(job["pk"], "stdout", "BLOB") == b"secret_password db.example mounted\n"
     assert json.loads(e2e.output(job["pk"], "output", "JSON")) == {"total_input": 5}
 
     failing = e2e.create_job(f"seed-job-type-{job_type['id']}", {"INPUT_TEXT": source["pk"]}, "JSON")

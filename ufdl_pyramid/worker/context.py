@@ -3,6 +3,7 @@ sent to the server."""
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from urllib.parse import quote
 
 from ..executors import ExecutionContext, output_bytes
 from .api import ApiError, ServerUnavailable, UfdlApi
@@ -95,6 +96,11 @@ class HttpExecutionContext(ExecutionContext):
                 self.api.download_output(int(pk), file)
 
         self._retrying(f"downloading output {pk}", fetch)
+
+    def fetch(self, name: str):
+        # Retried as a download is; the answer is the executor's alone (it may hold secrets): never logged.
+        return self._retrying(f"fetching {name}",
+                              lambda: self.api.request("GET", f"/v1/jobs/{self.pk}/{quote(name, safe='')}"))
 
     def is_cancelled(self) -> bool:
         return self.refused or self._cancelled()

@@ -1,12 +1,19 @@
 """A stand-in for the docker client, for tests on a machine without a Docker engine.
 
-``run --rm --name NAME [-v HOST:CONTAINER[:ro]] ... [-e VARIABLE=VALUE] ... IMAGE ARGS...`` runs ARGS as a local
-command (it replaces this process, so its exit status and process group are the container's), with every
-container path in the variables and the arguments mapped back to its host path; the image is given to it as
-FAKE_DOCKER_IMAGE. ``rm -f NAME`` does nothing. When FAKE_DOCKER_LOG names a file, each call's arguments are
-appended to it as a JSON line. Anything else is refused with status 125, as docker refuses what it cannot run."""
+``run --rm --name NAME [-v HOST:CONTAINER[:ro|:rw]] ... [-e VARIABLE=VALUE] ... [--env-file FILE]
+[--mount type=volume,...] [--cpus N] [--memory Nm] IMAGE ARGS...`` runs ARGS as a local command (it replaces this
+process, so its exit status and process group are the container's), with every container path in the variables
+and the arguments mapped back to its host path; the image is given to it as FAKE_DOCKER_IMAGE. The environment
+file is read as docker reads it (``NAME=VALUE`` lines, ``#`` comments, a bare ``NAME`` from the client's
+environment), and refused unless only its owner may read it; a volume mount, ``--cpus`` and ``--memory`` are
+checked for form and otherwise ignored. ``rm -f NAME`` does nothing. When FAKE_DOCKER_LOG names a file, each
+call's arguments are appended to it as a JSON line. Anything else is refused with status 125, as docker refuses
+what it cannot run."""
+import csv
 import json
 import os
+import re
+import stat
 import sys
 
 
@@ -31,7 +38,7 @@ def main(arguments: list[str]) -> int:
         index += 2
         if option == "-v":
             host, container, *mode = value.split(":")
-            if mode not in ([], ["ro"]) or not os.path.isabs(host) or not container.startswith("/"):
+            if mode not in ([], ["ro"], ["rw"]) or not os.path.isabs(host) or not container.startswith("/"):
                 return refuse(f"bad volume {value!r}")
             paths[container] = host
         elif option == "-e":
@@ -39,6 +46,28 @@ def main(arguments: list[str]) -> int:
             if not equals:
                 return refuse(f"bad variable {value!r}")
             variables[variable] = text
+        elif option == "--env-file":
+            if stat.S_IMODE(os.stat(value).st_mode) & 0o077:
+                return refuse(f"the environment file {value} may be read by others")
+            with open(value, encoding="utf-8") as file:
+                for line in file.read().split("\n"):
+                    line = line.lstrip()
+                    if line and not line.startswith("#"):
+                        variable, equals, text = line.partition("=")
+                        if equals:
+                            variables[variable] = text
+                        elif variable in os.environ:
+                            variables[variable] = os.environ[variable]
+        elif option == "--mount":
+            [fields] = csv.reader([value])
+            if "type=volume" not in fields or not any(field.startswith("target=/") for field in fields):
+                return refuse(f"bad mount {value!r}")
+        elif option == "--cpus":
+            if not re.fullmatch(r"[0-9]+(\.[0-9]{1,9})?", value):
+                return refuse(f"bad --cpus {value!r}")
+        elif option == "--memory":
+            if not re.fullmatch(r"[0-9]+m", value):
+                return refuse(f"bad --memory {value!r}")
         elif option != "--name":
             return refuse(f"unsupported option {option}")
     if index + 1 >= len(arguments):

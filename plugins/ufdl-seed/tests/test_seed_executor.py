@@ -73,13 +73,17 @@ def manifest(command: str | None, inputs: dict | None = None, outputs: dict | No
     return {"seedVersion": "1.0.0", "job": job}
 
 
-def context(seed_manifest: dict, given, downloads: dict | None = None, pk: int = 7) -> RecordingContext:
+def context(seed_manifest: dict, given, downloads: dict | None = None, pk: int = 7,
+            configuration: dict | None = None) -> RecordingContext:
+    """``configuration``: what the server answers the node's ``seed-configuration`` (none: a 404)."""
     return RecordingContext({"input": given}, {"seed_image": IMAGE, "seed_manifest": seed_manifest},
-                            job={"pk": pk}, downloads=downloads)
+                            job={"pk": pk}, downloads=downloads,
+                            fetchable={} if configuration is None else {"seed-configuration": configuration})
 
 
-def run(seed_manifest: dict, given, downloads: dict | None = None) -> RecordingContext:
-    recorded = context(seed_manifest, given, downloads)
+def run(seed_manifest: dict, given, downloads: dict | None = None,
+        configuration: dict | None = None) -> RecordingContext:
+    recorded = context(seed_manifest, given, downloads, configuration=configuration)
     SeedExecutor().execute(recorded)
     return recorded
 
@@ -222,13 +226,104 @@ def test_a_template_without_the_image_or_the_manifest_fails_clearly(docker, para
     assert docker.calls() == []
 
 
-def test_a_placeholder_that_names_no_input_fails_the_job(docker):
-    seed = manifest(docker.command("${DB_HOST}"), settings=[{"name": "DB_HOST"}])
+def test_a_placeholder_that_names_no_variable_fails_the_job(docker):
+    seed = manifest(docker.command("${DB_HOST}"))
     with pytest.raises(ExecutionError) as refused:
         run(seed, {})
-    assert str(refused.value) == ("the manifest's command names ${DB_HOST}, which is no input of read-bytes "
-                                  "1.0.0 and not OUTPUT_DIR (settings are not passed to the container)")
+    assert str(refused.value) == ("the manifest's command names ${DB_HOST}, which is no input, setting or "
+                                  "resource variable of read-bytes 1.0.0 and not OUTPUT_DIR")
     assert docker.calls() == []
+
+
+SETTINGS = [{"name": "DB_HOST"}, {"name": "DB_PASS", "secret": True}, {"name": "UNSET"}]
+SECRET = "pa ss=word#1 'quoted' $HOME"
+
+
+def test_settings_are_the_containers_environment_and_never_on_the_command_line(docker):
+    seed = manifest(docker.command("${DB_HOST} ${UNSET} last"), settings=SETTINGS)
+    configuration = {"settings": {"DB_HOST": "db.example", "DB_PASS": SECRET, "UNDECLARED": "x"}, "mounts": {}}
+    recorded = run(seed, {}, configuration=configuration)
+    assert recorded.fetched == ["seed-configuration"]
+    seen = printed(recorded)
+    # A setting the configuration leaves out is unset, and empty in the command (its lone word left out).
+    assert seen["argv"] == ["db.example", "last"]
+    assert seen["env"]["DB_HOST"] == "db.example" and seen["env"]["DB_PASS"] == SECRET
+    assert "UNSET" not in seen["env"] and "UNDECLARED" not in seen["env"]
+    [call] = docker.calls()
+    assert SECRET not in json.dumps(call) and "db.example" in call  # only through the command
+    environment_file = recorded.scratch_dir / "seed" / "environment"
+    assert call[call.index("--env-file") + 1] == str(environment_file)
+    assert not environment_file.exists()  # removed after the run (the fake refuses one others may read)
+
+
+def test_a_job_type_without_settings_or_mounts_asks_for_no_configuration(docker):
+    recorded = run(manifest(docker.command("x")), {})
+    assert recorded.fetched == [] and "--env-file" not in docker.calls()[0]
+
+
+def test_a_secret_setting_in_the_command_fails_the_job(docker):
+    seed = manifest(docker.command("${DB_PASS}"), settings=SETTINGS)
+    with pytest.raises(ExecutionError) as refused:
+        run(seed, {}, configuration={"settings": {"DB_PASS": SECRET}})
+    assert str(refused.value) == ("the manifest's command names the secret setting ${DB_PASS}: its value would "
+                                  "be visible on the command line; the container reads it from its environment")
+    assert docker.calls() == []
+
+
+def test_a_setting_value_an_environment_cannot_hold_fails_naming_the_setting_only(docker):
+    seed = manifest(docker.command("x"), settings=SETTINGS)
+    with pytest.raises(ExecutionError) as refused:
+        run(seed, {}, configuration={"settings": {"DB_PASS": "two\nlines"}})
+    assert str(refused.value) == "setting 'DB_PASS': a value with a line break or a NUL cannot be passed"
+    assert docker.calls() == []
+
+
+def test_the_configuration_refused_by_the_server_fails_the_job(docker):
+    with pytest.raises(ExecutionError) as refused:
+        run(manifest(docker.command("x"), settings=SETTINGS), {})
+    assert str(refused.value) == ("cannot fetch the job type's configuration: GET /v1/jobs/7/seed-configuration: "
+                                  "404")
+
+
+MOUNTS = [{"name": "REF", "path": "/ref"}, {"name": "SCRATCH", "path": "/scratch", "mode": "rw"},
+          {"name": "VOL", "path": "/vol", "mode": "ro"}]
+
+
+def test_mounts_are_mounted_as_configured(docker, tmp_path):
+    reference, scratch = tmp_path / "reference", tmp_path / "scratch"
+    reference.mkdir()
+    scratch.mkdir()
+    (reference / "data.txt").write_text("reference data")
+    docker.job("open(os.path.join(sys.argv[2], 'copy'), 'w').write(open(sys.argv[1]).read())")
+    configuration = {"settings": {}, "mounts": {
+        "REF": {"type": "host", "host_path": str(reference)}, "SCRATCH": {"type": "host", "host_path": str(scratch)},
+        "VOL": {"type": "volume", "driver": "local", "driver_opts": {"type": "nfs", "o": "addr=10.0.0.1,rw"}}}}
+    run(manifest(docker.command("/ref/data.txt /scratch"), mounts=MOUNTS), {}, configuration=configuration)
+    assert (scratch / "copy").read_text() == "reference data"
+    [call] = docker.calls()
+    options = call[call.index("-e"):call.index(IMAGE)]
+    assert options[2:] == ["-v", f"{reference}:/ref:ro", "-v", f"{scratch}:/scratch:rw", "--mount",
+                           'type=volume,target=/vol,readonly,volume-driver=local,volume-opt=type=nfs,'
+                           '"volume-opt=o=addr=10.0.0.1,rw"']
+
+
+@pytest.mark.parametrize("mounts, message", [
+    ({"REF": {"type": "host", "host_path": "/r"}, "SCRATCH": {"type": "host", "host_path": "/s"}},
+     "the manifest's mount 'VOL' (/vol) is not configured: the job type's configuration gives no mounts.VOL"),
+    ({"REF": {"type": "host", "host_path": "relative/path"}},
+     "the manifest's mount 'REF': the host path 'relative/path' is not an absolute path without ':'"),
+    ({"REF": {"type": "host", "host_path": "/a:b"}},
+     "the manifest's mount 'REF': the host path '/a:b' is not an absolute path without ':'"),
+    ({"REF": {"type": "tmpfs"}},
+     "the manifest's mount 'REF': its configuration's type 'tmpfs' is neither host nor volume"),
+])
+def test_mounts_missing_or_unusable_fail_the_job_before_it_runs(docker, mounts, message):
+    seed = manifest(docker.command("x"), {"files": [{"name": "F"}]}, mounts=MOUNTS)
+    recorded = context(seed, {"F": 3}, {3: b"x"}, configuration={"mounts": mounts})
+    with pytest.raises(ExecutionError) as refused:
+        SeedExecutor().execute(recorded)
+    assert str(refused.value) == message
+    assert docker.calls() == [] and not (recorded.scratch_dir / "seed").exists()  # nothing downloaded either
 
 
 ERRORS = [{"code": 3, "name": "data-issue", "category": "data", "title": "Data issue",
@@ -343,16 +438,22 @@ def test_a_job_cancelled_before_it_runs_runs_nothing(docker):
     assert docker.calls() == []
 
 
-def test_the_spec_example_manifest_runs(docker):
-    """Scale's "Add Seed Image" example (its interface, with a command that runs here)."""
-    seed = json.loads((Path(__file__).parents[3] / "tests" / "functional" / "seed_manifests" /
-                       "spec_add_seed_image.json").read_text())["manifest"]
+SPEC = Path(__file__).parents[3] / "tests" / "functional" / "seed_manifests" / "spec_add_seed_image.json"
+
+
+def test_the_spec_example_manifest_runs(docker, tmp_path):
+    """Scale's "Add Seed Image" example (its interface and configuration, with a command that runs here)."""
+    seed = json.loads(SPEC.read_text())["manifest"]
     seed["job"]["interface"]["command"] = docker.command("${INPUT_TEXT} ${READ_LENGTH} ${OUTPUT_DIR}")
     docker.job("""
 text = open(sys.argv[1], "rb").read()[:int(sys.argv[2])]
 open(os.path.join(out, "output_text.txt"), "wb").write(text)
 json.dump({"TOTAL_INPUT": len(text)}, open(os.path.join(out, "seed.outputs.json"), "w"))
 """)
-    recorded = run(seed, {"INPUT_TEXT": 5, "READ_LENGTH": 4}, {5: b"abcdefgh"})
+    configuration = json.loads(SPEC.read_text())["configuration"]
+    configuration["mounts"]["MOUNT_PATH"]["host_path"] = str(tmp_path)
+    recorded = run(seed, {"INPUT_TEXT": 5, "READ_LENGTH": 4}, {5: b"abcdefgh"}, configuration=configuration)
     assert recorded.outputs[("OUTPUT_TEXT", "BLOB")] == b"abcd"
+    assert {name: printed(recorded)["env"][name] for name in ("DB_HOST", "DB_PASS")} == {
+        "DB_HOST": "som.host.name", "DB_PASS": "secret_password"}
     assert json.loads(recorded.outputs[("output", "JSON")]) == {"total_input": 4}

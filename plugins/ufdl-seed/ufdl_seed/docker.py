@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ufdl_pyramid.executors import ExecutionContext, ExecutionError
@@ -37,6 +37,7 @@ class DockerRun:
     environment: dict[str, str]
     mounts: list[Mount]
     name: str  # the container's, to remove it by
+    options: list[str] = field(default_factory=list)  # more of docker run's (configured mounts, --env-file)
 
     def __post_init__(self):
         self.docker = docker_binary()
@@ -47,7 +48,7 @@ class DockerRun:
             argv += ["-v", mount.option()]
         for variable, value in self.environment.items():
             argv += ["-e", f"{variable}={value}"]
-        return [*argv, self.image, *self.arguments]
+        return [*argv, *self.options, self.image, *self.arguments]
 
     def run(self, timeout: float, context: ExecutionContext, stdout: Path, stderr: Path) -> tuple[int, str | None]:
         """The exit status, and why the run was stopped (``"timeout"``, ``"cancelled"``) or None. The client

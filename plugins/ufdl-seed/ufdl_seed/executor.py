@@ -4,6 +4,7 @@ from pathlib import Path
 
 from ufdl_pyramid.executors import ExecutionContext, ExecutionError, Executor, JobCancelled
 
+from .configuration import fetch_configuration, mount_options, settings, write_environment_file
 from .docker import DockerRun, Mount
 from .interface import CONTAINER_INPUTS, LOG_OUTPUTS, OUTPUT_DIR, BoundInputs, SeedInterface, command_arguments
 from .outputs import capture
@@ -15,7 +16,9 @@ class SeedExecutor(Executor):
     """Parameters (the revision's template sets both, constant): ``seed_image`` and ``seed_manifest``. The input
     ``input`` is a JSON object of the manifest's inputs by name: a JSON input's value, a file input's job-output
     pk (a list of them when ``multiple``). The files are downloaded and mounted read-only under /seed/inputs, an
-    empty output directory at /seed/outputs (OUTPUT_DIR); the command is the manifest's, ``${NAME}`` replaced.
+    empty output directory at /seed/outputs (OUTPUT_DIR); the job type's settings are the container's
+    environment (never on the command line) and its mounts are mounted, as the server gives them to the node
+    holding the job (``seed-configuration``); the command is the manifest's, ``${NAME}`` replaced.
     The manifest's ``timeout`` (seconds) and a cancellation stop the container. A non-zero exit fails the job,
     naming the manifest's error of that code. The outputs are the manifest's files (BLOB) and
     ``seed.outputs.json`` values (JSON), all of the latter as ``output`` (JSON), and the container's standard
@@ -26,17 +29,26 @@ class SeedExecutor(Executor):
         interface.check_output_names()
         inputs = interface.bind(context.inputs.get("input"))
         environment = inputs.environment()
-        arguments = command_arguments(interface, environment)
+        configuration = fetch_configuration(interface, context)
+        setting_values = settings(interface, configuration)
+        options = mount_options(interface, configuration)
+        # The command may name the settings, but not the secret ones (command_arguments refuses them).
+        arguments = command_arguments(interface, {**setting_values, **environment})
         work = context.scratch_dir / "seed"
         input_dir, output_dir = work / "inputs", work / "outputs"
         output_dir.mkdir(parents=True)
         self.download(context, inputs, input_dir)
         context.check_cancelled()
-        run = DockerRun(interface.image, arguments, environment,
-                        [Mount(input_dir, CONTAINER_INPUTS, True), Mount(output_dir, OUTPUT_DIR, False)],
-                        name=f"ufdl-seed-job-{context.job.get('pk')}-{uuid.uuid4().hex[:12]}")
-        stdout, stderr = work / "stdout", work / "stderr"
-        status, stopped = run.run(interface.timeout, context, stdout, stderr)
+        environment_file = work / "environment"
+        try:
+            options += write_environment_file(environment_file, setting_values)
+            run = DockerRun(interface.image, arguments, environment,
+                            [Mount(input_dir, CONTAINER_INPUTS, True), Mount(output_dir, OUTPUT_DIR, False)],
+                            name=f"ufdl-seed-job-{context.job.get('pk')}-{uuid.uuid4().hex[:12]}", options=options)
+            stdout, stderr = work / "stdout", work / "stderr"
+            status, stopped = run.run(interface.timeout, context, stdout, stderr)
+        finally:
+            environment_file.unlink(missing_ok=True)  # the setting values stay no longer than the run
         for name, path in zip(LOG_OUTPUTS, (stdout, stderr)):
             if path.stat().st_size:
                 context.add_output(name, "BLOB", path)

@@ -64,6 +64,26 @@ class JsonOutput:
     required: bool
 
 
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    secret: bool
+
+
+@dataclass(frozen=True)
+class MountPoint:
+    name: str
+    path: str  # in the container
+    read_only: bool  # the standard's default mode is "ro"
+
+
+@dataclass(frozen=True)
+class Resource:
+    name: str
+    value: float
+    input_multiplier: float  # MiB of input → more of the resource (0: none)
+
+
 @dataclass
 class SeedInterface:
     image: str
@@ -75,6 +95,9 @@ class SeedInterface:
     file_outputs: list[FileOutput] = field(default_factory=list)
     json_outputs: list[JsonOutput] = field(default_factory=list)
     errors: dict[int, dict] = field(default_factory=dict)
+    settings: list[Setting] = field(default_factory=list)
+    mounts: list[MountPoint] = field(default_factory=list)
+    resources: list[Resource] = field(default_factory=list)
 
     @classmethod
     def from_parameters(cls, parameters: dict) -> "SeedInterface":
@@ -107,7 +130,14 @@ class SeedInterface:
                                      entry.get("required", True) is not False)
                           for entry in _entries(outputs.get("json"))],
             errors={entry["code"]: entry for entry in _entries(job.get("errors"), "code")
-                    if isinstance(entry["code"], int)})
+                    if isinstance(entry["code"], int)},
+            settings=[Setting(entry["name"], entry.get("secret") is True)
+                      for entry in _entries(interface.get("settings"))],
+            mounts=[MountPoint(entry["name"], entry.get("path"), entry.get("mode", "ro") != "rw")
+                    for entry in _entries(interface.get("mounts"))],
+            resources=[Resource(entry["name"], entry["value"], _number(entry.get("inputMultiplier")))
+                       for entry in _entries(_object(job.get("resources")).get("scalar"))
+                       if _number(entry.get("value")) == entry["value"]])
 
     def check_output_names(self) -> None:
         """Refuses, before running anything, the outputs that the executor's own would collide with."""
@@ -189,21 +219,26 @@ def input_folder(name: str) -> str:
 
 def command_arguments(interface: SeedInterface, environment: dict[str, str]) -> list[str]:
     """The manifest's ``command`` split like a POSIX shell would (no shell runs it), each ``${NAME}`` replaced
-    by the variable's value. An optional input that was not given is empty, and a word that was only such
-    placeholders is left out (as an unquoted empty variable in a shell); a name that is no input and not
-    OUTPUT_DIR fails the job (settings are not passed)."""
+    by the variable's value. An optional input that was not given, or a setting the configuration does not give,
+    is empty, and a word that was only such placeholders is left out (as an unquoted empty variable in a shell).
+    A secret setting fails the job: its value would be on the command line, which any local user can read
+    (``ps``). So does a name that is none of the variables."""
     if not interface.command:
         return []
-    optional = {entry.name for entry in (*interface.file_inputs, *interface.json_inputs)}
+    secret = {entry.name for entry in interface.settings if entry.secret}
+    optional = {entry.name for entry in (*interface.file_inputs, *interface.json_inputs, *interface.settings)}
 
     def substitute(match):
         name = match.group(1)
+        if name in secret:
+            raise ExecutionError(f"the manifest's command names the secret setting ${{{name}}}: its value would "
+                                 f"be visible on the command line; the container reads it from its environment")
         if name in environment:
             return environment[name]
         if name in optional:
             return ""
-        raise ExecutionError(f"the manifest's command names ${{{name}}}, which is no input of {interface.title} "
-                             f"and not OUTPUT_DIR (settings are not passed to the container)")
+        raise ExecutionError(f"the manifest's command names ${{{name}}}, which is no input, setting or resource "
+                             f"variable of {interface.title} and not OUTPUT_DIR")
 
     try:
         words = shlex.split(interface.command)
@@ -238,6 +273,11 @@ def _json_kind(value) -> str:
         if _JSON_TYPES[name](value):
             return name
     return type(value).__name__
+
+
+def _number(value) -> float:
+    """A JSON number as a float; anything else (absent, a boolean) 0."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
 def _object(value) -> dict:
