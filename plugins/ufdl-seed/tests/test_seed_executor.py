@@ -438,6 +438,30 @@ def test_a_job_cancelled_before_it_runs_runs_nothing(docker):
     assert docker.calls() == []
 
 
+def test_resources_are_allocated_variables_and_cpus_and_mem_docker_limits(docker):
+    resources = {"scalar": [{"name": "cpus", "value": 1.5}, {"name": "mem", "value": 244, "inputMultiplier": 2},
+                            {"name": "disk", "value": 11}, {"name": "gpus", "value": 1},
+                            {"name": "my-thing", "value": 0.25}]}
+    seed = manifest(docker.command("${ALLOCATED_CPUS} ${ALLOCATED_MEM}"), {"files": [{"name": "F"}]})
+    seed["job"]["resources"] = resources
+    recorded = run(seed, {"F": 3}, {3: b"x" * 2**20})  # 1 MiB of input: mem is 244 + 2 * 1
+    seen = printed(recorded)
+    assert seen["argv"] == ["1.5", "246"]
+    assert {name: value for name, value in seen["env"].items() if name.startswith("ALLOCATED_")} == {
+        "ALLOCATED_CPUS": "1.5", "ALLOCATED_MEM": "246", "ALLOCATED_DISK": "11", "ALLOCATED_GPUS": "1",
+        "ALLOCATED_MY_THING": "0.25"}
+    [call] = docker.calls()
+    assert call[call.index("--cpus"):call.index(IMAGE)] == ["--cpus", "1.5", "--memory", "246m"]
+
+
+def test_a_tiny_memory_ask_gets_dockers_least(docker):
+    seed = manifest(docker.command("x"))
+    seed["job"]["resources"] = {"scalar": [{"name": "mem", "value": 0.5}]}
+    run(seed, {})
+    [call] = docker.calls()
+    assert call[call.index("--memory") + 1] == "6m" and "--cpus" not in call
+
+
 SPEC = Path(__file__).parents[3] / "tests" / "functional" / "seed_manifests" / "spec_add_seed_image.json"
 
 
@@ -454,6 +478,6 @@ json.dump({"TOTAL_INPUT": len(text)}, open(os.path.join(out, "seed.outputs.json"
     configuration["mounts"]["MOUNT_PATH"]["host_path"] = str(tmp_path)
     recorded = run(seed, {"INPUT_TEXT": 5, "READ_LENGTH": 4}, {5: b"abcdefgh"}, configuration=configuration)
     assert recorded.outputs[("OUTPUT_TEXT", "BLOB")] == b"abcd"
-    assert {name: printed(recorded)["env"][name] for name in ("DB_HOST", "DB_PASS")} == {
-        "DB_HOST": "som.host.name", "DB_PASS": "secret_password"}
+    assert {name: printed(recorded)["env"][name] for name in ("DB_HOST", "DB_PASS", "ALLOCATED_DISK")} == {
+        "DB_HOST": "som.host.name", "DB_PASS": "secret_password", "ALLOCATED_DISK": str(11 + 4 * 8 / 2**20)}
     assert json.loads(recorded.outputs[("output", "JSON")]) == {"total_input": 4}

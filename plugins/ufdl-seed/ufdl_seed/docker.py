@@ -37,7 +37,7 @@ class DockerRun:
     environment: dict[str, str]
     mounts: list[Mount]
     name: str  # the container's, to remove it by
-    options: list[str] = field(default_factory=list)  # more of docker run's (configured mounts, --env-file)
+    options: list[str] = field(default_factory=list)  # more of docker run's (mounts, --env-file, limits)
 
     def __post_init__(self):
         self.docker = docker_binary()

@@ -8,6 +8,7 @@ from .configuration import fetch_configuration, mount_options, settings, write_e
 from .docker import DockerRun, Mount
 from .interface import CONTAINER_INPUTS, LOG_OUTPUTS, OUTPUT_DIR, BoundInputs, SeedInterface, command_arguments
 from .outputs import capture
+from .resources import allocated_environment, allocations, input_mib, limit_options
 
 _STDERR_TAIL = 2000
 
@@ -18,7 +19,8 @@ class SeedExecutor(Executor):
     pk (a list of them when ``multiple``). The files are downloaded and mounted read-only under /seed/inputs, an
     empty output directory at /seed/outputs (OUTPUT_DIR); the job type's settings are the container's
     environment (never on the command line) and its mounts are mounted, as the server gives them to the node
-    holding the job (``seed-configuration``); the command is the manifest's, ``${NAME}`` replaced.
+    holding the job (``seed-configuration``); the manifest's resources are ``ALLOCATED_*`` variables, ``cpus``
+    and ``mem`` also docker's limits; the command is the manifest's, ``${NAME}`` replaced.
     The manifest's ``timeout`` (seconds) and a cancellation stop the container. A non-zero exit fails the job,
     naming the manifest's error of that code. The outputs are the manifest's files (BLOB) and
     ``seed.outputs.json`` values (JSON), all of the latter as ``output`` (JSON), and the container's standard
@@ -32,13 +34,19 @@ class SeedExecutor(Executor):
         configuration = fetch_configuration(interface, context)
         setting_values = settings(interface, configuration)
         options = mount_options(interface, configuration)
-        # The command may name the settings, but not the secret ones (command_arguments refuses them).
-        arguments = command_arguments(interface, {**setting_values, **environment})
+        # The command may name the settings, but not the secret ones (command_arguments refuses them). Checked
+        # before any download; the resources' amounts, which depend on the inputs' size, are known after it.
+        command_arguments(interface, {**setting_values, **environment,
+                                      **allocated_environment(allocations(interface, 0))})
         work = context.scratch_dir / "seed"
         input_dir, output_dir = work / "inputs", work / "outputs"
         output_dir.mkdir(parents=True)
         self.download(context, inputs, input_dir)
         context.check_cancelled()
+        allocated = allocations(interface, input_mib(input_dir))
+        environment.update(allocated_environment(allocated))
+        options += limit_options(allocated)
+        arguments = command_arguments(interface, {**setting_values, **environment})
         environment_file = work / "environment"
         try:
             options += write_environment_file(environment_file, setting_values)

@@ -1,0 +1,44 @@
+"""The manifest's scalar resources: what the job is allocated, given to the container as ``ALLOCATED_<NAME>``
+(the standard's variable injection), and the two docker can limit a container to applied (``cpus``, ``mem``).
+
+A resource's amount is its ``value`` plus its ``inputMultiplier`` times the MiB of the job's input files, as the
+standard computes it. Nothing checks that the node has that much: docker refuses a limit beyond the machine's
+(the job then fails with its message)."""
+import math
+from pathlib import Path
+
+from .interface import SeedInterface
+
+# Docker refuses a memory limit under 6 MiB: a smaller ask gets that much rather than a failed job.
+DOCKER_MIN_MEMORY_MIB = 6
+
+
+def input_mib(input_dir: Path) -> float:
+    """The size of the downloaded input files, in MiB."""
+    return sum(path.stat().st_size for path in input_dir.rglob("*") if path.is_file()) / 2**20
+
+
+def allocations(interface: SeedInterface, input_size_mib: float) -> dict[str, float]:
+    return {resource.name: resource.value + resource.input_multiplier * input_size_mib
+            for resource in interface.resources}
+
+
+def allocated_environment(allocated: dict[str, float]) -> dict[str, str]:
+    """``ALLOCATED_`` and the name upper-cased, ``-`` as ``_`` (as Scale injects them, and as Seed validation
+    checks them for collisions); the amount in the shortest form (``1.5``, ``244``)."""
+    return {f"ALLOCATED_{name.upper().replace('-', '_')}": _amount(amount) for name, amount in allocated.items()}
+
+
+def limit_options(allocated: dict[str, float]) -> list[str]:
+    """``--cpus`` and ``--memory`` (MiB) for a positive ``cpus`` and ``mem``; the others are not limits docker
+    sets on a container (``disk``, ``sharedMem``, ``gpus``, custom ones): given as variables only."""
+    options = []
+    if allocated.get("cpus", 0) > 0:
+        options += ["--cpus", format(round(allocated["cpus"], 3) or 0.001, "f").rstrip("0").rstrip(".")]
+    if allocated.get("mem", 0) > 0:
+        options += ["--memory", f"{max(math.ceil(allocated['mem']), DOCKER_MIN_MEMORY_MIB)}m"]
+    return options
+
+
+def _amount(amount: float) -> str:
+    return str(int(amount)) if float(amount).is_integer() else repr(float(amount))
