@@ -1,4 +1,5 @@
-"""Job fixtures: the ECHO template, jobs bob creates from it, and nodes of alice's to work them."""
+"""Job fixtures: the ECHO template, jobs bob creates from it, and nodes of alice's to work them; an app without
+the secret settings' key."""
 import dataclasses
 import logging
 
@@ -8,7 +9,7 @@ import webtest
 from job_helpers import ECHO, register
 from tcp_proxy import TcpProxy
 from ufdl_pyramid.models import get_engine
-from ufdl_pyramid.testing import make_test_app
+from ufdl_pyramid.testing import ApiClient, make_test_app
 
 
 @pytest.fixture
@@ -72,3 +73,10 @@ def retried(caplog):
     caplog.set_level(logging.INFO, logger="ufdl_pyramid.views.errors")
     return lambda: [record.getMessage() for record in caplog.records
                     if record.name == "ufdl_pyramid.views.errors" and record.getMessage().startswith("retrying")]
+
+
+@pytest.fixture
+def keyless(engine):
+    """A client of an app configured without ufdl.seed.secret_key."""
+    app = webtest.TestApp(make_test_app(engine, **{"ufdl.seed.secret_key": ""}))
+    return lambda client: ApiClient(app, client.token, client.refresh_token, user_id=client.user_id)

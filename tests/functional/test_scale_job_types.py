@@ -520,15 +520,6 @@ def test_a_setting_that_a_new_manifest_makes_secret_leaves_the_configuration(adm
         "DB_HOST": "som.host.name", "DB_PASS": "secret_password"}
 
 
-@pytest.fixture
-def keyless(engine):
-    """A client of an app configured without ufdl.seed.secret_key."""
-    import webtest
-    from ufdl_pyramid.testing import ApiClient, make_test_app
-    app = webtest.TestApp(make_test_app(engine, **{"ufdl.seed.secret_key": ""}))
-    return lambda client: ApiClient(app, client.token, client.refresh_token, user_id=client.user_id)
-
-
 def test_secret_values_without_a_key_are_a_clear_503(admin, keyless):
     refused = keyless(admin).post("/v6/job-types/", SPEC_POST, status=503).json
     assert refused == {"detail": "Secret setting values cannot be stored: the server has no encryption key. Set "

@@ -73,3 +73,13 @@ def test_an_older_revisions_job_gets_only_what_its_manifest_declares(admin, alic
     node = register(alice)
     node.get(f"/v1/jobs/{pk}/acquire")
     assert node.get(f"/v1/jobs/{pk}/seed-configuration").json == SPEC_CONFIGURATION
+
+
+def test_a_server_without_the_key_that_stored_the_secrets_is_a_clear_503(admin, alice, bob, keyless):
+    pk = seed_job(admin, bob)
+    node = register(alice)
+    node.get(f"/v1/jobs/{pk}/acquire")
+    refused = keyless(alice).as_node(node.node_id).get(f"/v1/jobs/{pk}/seed-configuration", status=503)
+    assert refused.json == {"detail": "Secret setting values cannot be read: the server has no encryption key. "
+                                      "Set ufdl.seed.secret_key (or the environment variable UFDL_SEED_SECRET_KEY) "
+                                      "to the Fernet key that stored them."}

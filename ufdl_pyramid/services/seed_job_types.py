@@ -99,6 +99,9 @@ class SecretsUnavailable(ServiceUnavailable):
 
 NO_SECRET_KEY = ("Secret setting values cannot be stored: the server has no encryption key. Set "
                  "ufdl.seed.secret_key (or the environment variable UFDL_SEED_SECRET_KEY) to a Fernet key.")
+NO_KEY_TO_READ = ("Secret setting values cannot be read: the server has no encryption key. Set "
+                  "ufdl.seed.secret_key (or the environment variable UFDL_SEED_SECRET_KEY) to the Fernet key that "
+                  "stored them.")
 WRONG_SECRET_KEY = ("The stored secret setting values cannot be decrypted with the server's key "
                     "(ufdl.seed.secret_key was changed).")
 
@@ -116,7 +119,7 @@ class SecretBox:
 
     def open(self, token: str) -> dict:
         if self.key is None:
-            raise SecretsUnavailable(NO_SECRET_KEY)
+            raise SecretsUnavailable(NO_KEY_TO_READ)
         try:
             return json.loads(Fernet(self.key).decrypt(token.encode()))
         except InvalidToken:
