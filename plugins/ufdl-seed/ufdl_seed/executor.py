@@ -48,12 +48,12 @@ class SeedExecutor(Executor):
         options += limit_options(allocated)
         arguments = command_arguments(interface, {**setting_values, **environment})
         environment_file = work / "environment"
+        options += write_environment_file(environment_file, setting_values)
+        run = DockerRun(interface.image, arguments, environment,
+                        [Mount(input_dir, CONTAINER_INPUTS, True), Mount(output_dir, OUTPUT_DIR, False)],
+                        name=f"ufdl-seed-job-{context.job.get('pk')}-{uuid.uuid4().hex[:12]}", options=options)
+        stdout, stderr = work / "stdout", work / "stderr"
         try:
-            options += write_environment_file(environment_file, setting_values)
-            run = DockerRun(interface.image, arguments, environment,
-                            [Mount(input_dir, CONTAINER_INPUTS, True), Mount(output_dir, OUTPUT_DIR, False)],
-                            name=f"ufdl-seed-job-{context.job.get('pk')}-{uuid.uuid4().hex[:12]}", options=options)
-            stdout, stderr = work / "stdout", work / "stderr"
             status, stopped = run.run(interface.timeout, context, stdout, stderr)
         finally:
             environment_file.unlink(missing_ok=True)  # the setting values stay no longer than the run
