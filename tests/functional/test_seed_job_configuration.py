@@ -1,6 +1,7 @@
 """``GET /v1/jobs/{pk}/seed-configuration``: a Scale job type's settings (secret ones decrypted) and mounts, for
 the node that holds the job while it is QUEUED or RUNNING, and no one else."""
 import copy
+import logging
 
 from job_helpers import register
 from test_scale_job_types import SPEC_POST, run_job, template_of
@@ -15,13 +16,15 @@ def seed_job(admin, client) -> int:
     return run_job(client, template_of(client, created))["pk"]
 
 
-def test_the_holding_node_gets_the_configuration_with_secrets_decrypted_and_not_cached(admin, alice, bob):
+def test_the_holding_node_gets_the_configuration_with_secrets_decrypted_and_not_cached(admin, alice, bob, caplog):
     pk = seed_job(admin, bob)
     node = register(alice)
     node.get(f"/v1/jobs/{pk}/acquire")
+    caplog.set_level(logging.DEBUG)
     answer = node.get(f"/v1/jobs/{pk}/seed-configuration")
     assert answer.json == SPEC_CONFIGURATION
     assert answer.headers["Cache-Control"] == "no-store"
+    assert "secret_password" not in caplog.text
     node.post(f"/v1/jobs/{pk}/start", {})
     # The job type's configuration as it is when the node asks; a setting the job's manifest does not declare
     # is not given (the validation warns UNKNOWN_SETTING, and Scale ignores it too).
