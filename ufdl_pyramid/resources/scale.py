@@ -9,7 +9,7 @@ from .base import Container, Resource, parse_pk, require_caller
 
 
 def seed_job_type_service(request) -> SeedJobTypeService:
-    return SeedJobTypeService(request.db, SecretBox(request.registry.settings.get("ufdl.seed.secret_key")))
+    return SeedJobTypeService(request.db, SecretBox.from_settings(request.registry.settings))
 
 
 def _segment(key: str, longest: int) -> str:

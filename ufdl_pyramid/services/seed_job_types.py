@@ -112,6 +112,10 @@ class SecretBox:
 
     key: str | None
 
+    @classmethod
+    def from_settings(cls, settings: dict) -> "SecretBox":
+        return cls(settings.get("ufdl.seed.secret_key"))
+
     def seal(self, values: dict) -> str:
         if self.key is None:
             raise SecretsUnavailable(NO_SECRET_KEY)

@@ -100,7 +100,7 @@ def cancel(context, request):
 @api_view(context=JobItem, name="seed-configuration", request_method="GET", permission=Permission.ACT)
 def seed_configuration(context, request):
     """The settings (secret ones decrypted) and mounts of a Scale job type's job, for the node running it."""
-    secrets = SecretBox(request.registry.settings.get("ufdl.seed.secret_key"))
+    secrets = SecretBox.from_settings(request.registry.settings)
     answer = SeedJobConfiguration(request.db, secrets).for_node(context.row, request.node)
     request.response.cache_control = "no-store"  # secret values: no proxy or client cache keeps them
     return answer
