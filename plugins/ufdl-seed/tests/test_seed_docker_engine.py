@@ -1,6 +1,6 @@
 """The Seed executor against a real Docker engine: the image is a busybox root file system imported on the spot
-(``docker import``: no registry needed), so that mounts, variables, exit codes, timeouts and cancellation are
-docker's own, not the fake client's. Skipped when no engine answers (``.ci/run`` starts one where it can)."""
+(``docker import``: no registry needed), so that mounts, variables, settings, limits, exit codes, timeouts and
+cancellation are docker's own, not the fake client's. Skipped when no engine answers (``.ci/run`` starts one where it can)."""
 import json
 import shutil
 import subprocess
@@ -140,3 +140,27 @@ def test_a_cancelled_job_stops_and_removes_its_container(image):
         SeedExecutor().execute(recorded)
     canceller.join()
     assert seen and containers_of(recorded) == ""
+
+
+def test_settings_mounts_and_resources_reach_the_container(image, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "model.txt").write_text("weights\n")
+    seed = manifest("sh -c 'echo $GREETING $TOKEN $ALLOCATED_CPUS $ALLOCATED_MEM; cat /models/model.txt; "
+                    "echo kept > /scratch/f && cat /scratch/f; touch /models/x || echo models read-only; "
+                    "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null; "
+                    "exit 0'")
+    seed["job"]["interface"]["settings"] = [{"name": "GREETING"}, {"name": "TOKEN", "secret": True}]
+    seed["job"]["interface"]["mounts"] = [{"name": "MODELS", "path": "/models", "mode": "ro"},
+                                          {"name": "SCRATCH", "path": "/scratch", "mode": "rw"}]
+    seed["job"]["resources"] = {"scalar": [{"name": "cpus", "value": 0.5}, {"name": "mem", "value": 64}]}
+    configuration = {"settings": {"GREETING": "hello there", "TOKEN": "s3cret"},
+                     "mounts": {"MODELS": {"type": "host", "host_path": str(shared)},
+                                "SCRATCH": {"type": "volume"}}}
+    recorded = RecordingContext({"input": {}}, {"seed_image": image, "seed_manifest": seed},
+                                job={"pk": uuid.uuid4().int % 10**9}, fetchable={"seed-configuration": configuration})
+    SeedExecutor().execute(recorded)
+    assert recorded.outputs[("stdout", "BLOB")].decode().splitlines() == [
+        "hello there s3cret 0.5 64", "weights", "kept", "models read-only", str(64 * 2**20)]
+    assert not (shared / "x").exists()
+    assert not (recorded.scratch_dir / "seed" / "environment").exists()  # the setting values went with the run
