@@ -431,6 +431,28 @@ def test_bad_create_fields_are_400(admin, body, field):
     assert admin.get("/v6/job-types/").json["count"] == 0
 
 
+def test_a_docker_image_must_be_an_image_reference(admin, spec_job):
+    """docker run reads the image as an argument: "--privileged" was stored and given to docker as an option."""
+    for image in ("--privileged", "-v/:/host", "ubuntu\n", "Ubuntu", "ubuntu latest", "ubuntu:", "a//b",
+                  "ubuntu@sha256:abc", "a" * 256):
+        refused = admin.post("/v6/job-types/", {**SPEC_POST, "docker_image": image}, status=400).json
+        assert refused["is_valid"] is False and [error["name"] for error in refused["errors"]] == [
+            "INVALID_DOCKER_IMAGE"]
+        assert refused["detail"].startswith("INVALID_DOCKER_IMAGE: docker_image ")
+        changed = admin.patch("/v6/job-types/test/1.0.0/", {"docker_image": image}, status=400).json
+        assert changed["errors"] == refused["errors"]
+    assert admin.get("/v6/job-types/test/1.0.0/").json == spec_job.json
+    assert admin.get("/v6/job-types/test/1.0.0/revisions/").json["count"] == 1
+    for image in ("ubuntu", "library/ubuntu:22.04", "localhost:5000/a/b-c__d.e:1.0_rc-1", "[::1]:5000/seed",
+                  "registry.example/x@sha256:" + "0" * 64):
+        assert admin.patch("/v6/job-types/test/1.0.0/", {"docker_image": image}, status=200).json["is_valid"]
+
+
+def test_an_invalid_docker_image_is_reported_beside_the_manifests_errors(admin):
+    refused = add(admin, manifest("random-number", job_name="status"), image="-it", status=400).json
+    assert [error["name"] for error in refused["errors"]] == ["INVALID_JOB_TYPE_NAME", "INVALID_DOCKER_IMAGE"]
+
+
 def test_a_reserved_name_is_refused(admin):
     for name in ("validation", "status", "pending", "running", "system-failures"):
         assert "reserved" in add(admin, manifest("random-number", job_name=name), status=400).json["detail"]

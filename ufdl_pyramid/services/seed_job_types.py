@@ -21,6 +21,7 @@ from ..models import Node, SeedJobType, SeedJobTypeRevision
 from ..models.meta import MAX_ID, utcnow
 from ..models.seed_job_types import (DOCKER_IMAGE_LENGTH, ICON_CODE_LENGTH, NAME_LENGTH, SCALE_TEMPLATE_PREFIX,
                                      VERSION_LENGTH)
+from .docker_references import IMAGE_REFERENCE, is_image_reference
 from .seed_validation import secret_setting_names, validate_configuration, validate_manifest
 from .templates import TemplateService
 from .type_registry import type_registry
@@ -279,6 +280,16 @@ def _unacceptable(job: dict) -> list[dict]:
     return errors
 
 
+def image_errors(body: dict) -> list[dict]:
+    """The body's ``docker_image``, if given, must be an image reference: ``docker run`` reads it as an argument,
+    where ``--privileged`` would be an option."""
+    image = body.get("docker_image")
+    if image is None or is_image_reference(image):
+        return []
+    shown = json.dumps(image if len(image) <= 80 else image[:77] + "...")
+    return [{"name": "INVALID_DOCKER_IMAGE", "description": f"docker_image {shown} must be {IMAGE_REFERENCE}"}]
+
+
 def _job(manifest: dict) -> dict:
     return manifest["job"]
 
@@ -344,6 +355,7 @@ class SeedJobTypeService:
         validate(CREATE, body)
         manifest = body["manifest"]
         errors, warnings = validation_result(manifest, body.get("configuration"))
+        errors += image_errors(body)
         if errors:
             raise InvalidSeed(errors, warnings)
         name, version = _job(manifest)["name"], _job(manifest)["jobVersion"]
@@ -383,6 +395,7 @@ class SeedJobTypeService:
                 errors.append({"name": "MISMATCHED_JOB_TYPE", "description": (
                     f"The manifest's job.name and job.jobVersion ({job.get('name')!r}, {job.get('jobVersion')!r}) "
                     f"must be those of the job type edited ({row.name!r}, {row.version!r})")})
+        errors += image_errors(body)  # only a new one: an image stored before the check was made stays editable
         if errors:
             raise InvalidSeed(errors, warnings)
         self._new_revisions = []

@@ -226,6 +226,15 @@ def test_a_template_without_the_image_or_the_manifest_fails_clearly(docker, para
     assert docker.calls() == []
 
 
+@pytest.mark.parametrize("image", ["--privileged", "-v/:/host", "ubuntu\n", "Ubuntu", "two words"])
+def test_an_image_that_is_no_image_reference_runs_nothing(docker, image):
+    """A template imported by hand may name any seed_image: docker would read "--privileged" as an option."""
+    parameters = {"seed_image": image, "seed_manifest": manifest(docker.command())}
+    with pytest.raises(ExecutionError, match="^the parameter 'seed_image' must be a Docker image reference"):
+        SeedExecutor().execute(RecordingContext({"input": {}}, parameters))
+    assert docker.calls() == []
+
+
 def test_a_placeholder_that_names_no_variable_fails_the_job(docker):
     seed = manifest(docker.command("${DB_HOST}"))
     with pytest.raises(ExecutionError) as refused:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ufdl_pyramid.executors import ExecutionError
+from ufdl_pyramid.services.docker_references import IMAGE_REFERENCE, is_image_reference
 
 CONTAINER_INPUTS = "/seed/inputs"
 OUTPUT_DIR = "/seed/outputs"  # the container's OUTPUT_DIR
@@ -106,6 +107,10 @@ class SeedInterface:
         if not isinstance(image, str) or not image:
             raise ExecutionError("the parameter 'seed_image' must name the Seed image (the template of a Scale "
                                  "job type's revision sets it)")
+        if not is_image_reference(image):
+            # The server checks a job type's image, but a template imported by hand may name any: docker must
+            # not read it as an option (--privileged).
+            raise ExecutionError(f"the parameter 'seed_image' must be {IMAGE_REFERENCE}, not {image[:80]!r}")
         job = manifest.get("job") if isinstance(manifest, dict) else None
         if not isinstance(job, dict):
             raise ExecutionError("the parameter 'seed_manifest' must be a Seed manifest (with a 'job' object)")
