@@ -53,6 +53,41 @@ def test_error_reset_and_retry(worker, job):
     assert worker.post(path(job, "finish"), {}).json["status"] == "COMPLETED"
 
 
+
+def error_events(engine, job) -> list:
+    from sqlalchemy import text
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT transition_data FROM job_events WHERE job_id = :job "
+                                       "AND transition = 'error' ORDER BY id"), {"job": job["pk"]}).scalars()
+        return [json.loads(data) if isinstance(data, str) else data for data in rows]
+
+
+@pytest.mark.parametrize("body, category", [({"error": "bad pixels", "error_category": "DATA"}, "DATA"),
+                                            ({"error": "crashed", "error_category": "ALGORITHM"}, "ALGORITHM"),
+                                            ({"error": "crashed"}, "ALGORITHM")])
+def test_a_failing_finish_gives_the_error_category(worker, job, engine, body, category):
+    run_to_running(worker, job)
+    failed = worker.post(path(job, "finish"), body).json
+    assert (failed["status"], failed["error_reason"], failed["error_category"]) == ("FAILED", body["error"], category)
+    assert worker.get(path(job)).json == failed
+    assert error_events(engine, job) == [{"category": category}]
+
+
+@pytest.mark.parametrize("body, detail", [
+    ({"error": "lost", "error_category": "SYSTEM"}, "error_category: 'SYSTEM' is not one of ['ALGORITHM', 'DATA']"),
+    ({"error": "x", "error_category": "data"}, "error_category: 'data' is not one of"),
+    ({"error": "x", "error_category": None}, "error_category: None is not one of"),
+    ({"error": "x", "error_category": 5}, "error_category: 5 is not one of"),
+    ({"error_category": "DATA"}, "error_category: it goes with an error"),
+    ({"error": None, "error_category": "DATA"}, "error_category: it goes with an error"),
+])
+def test_a_finish_with_a_wrong_error_category_is_400_and_changes_nothing(worker, job, engine, body, detail):
+    running = run_to_running(worker, job)
+    assert worker.post(path(job, "finish"), body, status=400).json["detail"].startswith(detail)
+    assert worker.get(path(job)).json == running
+    assert error_events(engine, job) == []
+
+
 def test_release(worker, other_worker, job):
     worker.get(path(job, "acquire"))
     released = worker.delete(path(job, "release")).json

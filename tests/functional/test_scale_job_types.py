@@ -742,8 +742,8 @@ def counted_jobs(admin, bob, alice, engine, spec_job):
     admin.post("/v6/job-types/", changed, status=201)
     second = template_of(bob, spec_job.json, 2)
     jobs = {name: run_job(bob, first if index % 2 else second)["pk"] for index, name in enumerate(
-        ("pending", "pending_old", "running", "running_old", "algorithm", "system_1", "system_2", "system_3",
-         "completed", "completed_old"))}
+        ("pending", "pending_old", "running", "running_old", "algorithm", "data", "system_1", "system_2",
+         "system_3", "completed", "completed_old"))}
     admin.patch("/v6/job-types/test/1.0.0/", {"max_scheduled": None}, status=200)  # two are worked at once
     node = register(alice)
     node.get(f"/v1/jobs/{jobs['running']}/acquire")
@@ -752,6 +752,10 @@ def counted_jobs(admin, bob, alice, engine, spec_job):
     other.get(f"/v1/jobs/{jobs['algorithm']}/acquire")
     other.post(f"/v1/jobs/{jobs['algorithm']}/start", {})
     other.post(f"/v1/jobs/{jobs['algorithm']}/finish", {"error": "bad input"})
+    third = register(alice, "10.0.0.3")
+    third.get(f"/v1/jobs/{jobs['data']}/acquire")
+    third.post(f"/v1/jobs/{jobs['data']}/start", {})
+    third.post(f"/v1/jobs/{jobs['data']}/finish", {"error": "unreadable image", "error_category": "DATA"})
     now = utcnow()
     day_ago = now - timedelta(days=1)
     set_job(engine, jobs["pending_old"], last_status_change=day_ago)
@@ -776,13 +780,13 @@ def test_status_counts(alice, spec_job, counted_jobs):
         "unmet_resources"}
     counts = {(count["status"], count["category"]): count["count"] for count in spec["job_counts"]}
     # The last 3 hours by default, and every RUNNING job whenever it started.
-    assert counts == {("COMPLETED", None): 1, ("FAILED", "ALGORITHM"): 1, ("FAILED", "SYSTEM"): 2,
-                      ("PENDING", None): 1, ("RUNNING", None): 2}
+    assert counts == {("COMPLETED", None): 1, ("FAILED", "ALGORITHM"): 1, ("FAILED", "DATA"): 1,
+                      ("FAILED", "SYSTEM"): 2, ("PENDING", None): 1, ("RUNNING", None): 2}
     assert all(count["most_recent"].endswith("Z") for count in spec["job_counts"])
     wider = alice.get("/v6/job-types/status/?started=P2D").json["results"][1]["job_counts"]
     assert {(count["status"], count["category"]): count["count"] for count in wider} == {
-        ("COMPLETED", None): 2, ("FAILED", "ALGORITHM"): 1, ("FAILED", "SYSTEM"): 3, ("PENDING", None): 2,
-        ("RUNNING", None): 2}
+        ("COMPLETED", None): 2, ("FAILED", "ALGORITHM"): 1, ("FAILED", "DATA"): 1, ("FAILED", "SYSTEM"): 3,
+        ("PENDING", None): 2, ("RUNNING", None): 2}
     narrow = alice.get("/v6/job-types/status/?started=2000-01-01T00:00:00Z&ended=2000-01-02T00:00:00").json
     assert {count["status"] for count in narrow["results"][1]["job_counts"]} == {"RUNNING"}
     assert alice.get("/v6/job-types/status/?is_active=false").json["count"] == 0

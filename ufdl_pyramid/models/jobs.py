@@ -19,8 +19,9 @@ FINAL_STATUSES = (COMPLETED, FAILED, CANCELED)
 STATUSES = (PENDING, QUEUED, RUNNING, COMPLETED, FAILED, CANCELED)
 ALGORITHM = "ALGORITHM"  # the executor reported an error
 SYSTEM = "SYSTEM"  # the infrastructure failed the job (lost node, expired lease)
-DATA = "DATA"  # design.md's third category; nothing sets it yet
+DATA = "DATA"  # the executor blamed the job's input data
 ERROR_CATEGORIES = (SYSTEM, ALGORITHM, DATA)
+NODE_ERROR_CATEGORIES = (ALGORITHM, DATA)  # what a node's finish may say: SYSTEM is the server's own verdict
 OUTPUT_NAME_LENGTH = 200
 
 

@@ -19,8 +19,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from ..errors import Forbidden, InvalidInput, WrongState
 from ..models import Job, JobEvent, JobOutput, JobTemplate, Node, User, mark_written
-from ..models.jobs import (ALGORITHM, CANCELED, COMPLETED, FAILED, FINAL_STATUSES, PENDING, QUEUED, RUNNING,
-                           SYSTEM)
+from ..models.jobs import (ALGORITHM, CANCELED, COMPLETED, FAILED, FINAL_STATUSES, NODE_ERROR_CATEGORIES, PENDING,
+                           QUEUED, RUNNING, SYSTEM)
 from ..models.meta import utcnow
 from ..types import InvalidType, is_subtype
 from .auth import ActingNode
@@ -303,7 +303,10 @@ class JobLifecycle:
         self.meta.child_progressed(job)
         return job
 
-    def finish(self, job: Job, node: ActingNode | None, error: str | None, data: dict | None = None) -> Job:
+    def finish(self, job: Job, node: ActingNode | None, error: str | None, category: str = ALGORITHM) -> Job:
+        """Completes the job, or with ``error`` fails it in the node's ``category`` (ALGORITHM or DATA)."""
+        if category not in NODE_ERROR_CATEGORIES:  # SYSTEM is the server's verdict (a lost lease), not a node's
+            raise InvalidInput(f"error_category: {category!r} is not one of {', '.join(NODE_ERROR_CATEGORIES)}")
         node = self._require_node(node, "finish")
         if job.node_id != node.id or job.status in (CANCELED, PENDING):
             # Cancelled (the node may still hold it) or aborted while the node had it: the node's finish
@@ -320,14 +323,14 @@ class JobLifecycle:
         self._free_node(job)  # first: its statement would flush the job's changes early, a second UPDATE
         job.end_time = utcnow()
         if error is not None:
-            job.error_reason, job.error_category = error, ALGORITHM
+            job.error_reason, job.error_category = error, category
             self._set_status(job, FAILED)
-            record_event(self.db, job, "error", data=data)
+            record_event(self.db, job, "error", data={"category": category})
             self.meta.child_failed(job)
         else:
             job.progress = 1.0
             self._set_status(job, COMPLETED)
-            record_event(self.db, job, "finish", data=data)
+            record_event(self.db, job, "finish")
             self.meta.child_completed(job)
         return job
 

@@ -3,6 +3,7 @@ from pyramid.httpexceptions import HTTPMethodNotAllowed
 from pyramid.response import Response
 
 from ..errors import InvalidInput
+from ..models.jobs import ALGORITHM, NODE_ERROR_CATEGORIES
 from ..models.meta import utcnow
 from ..permissions import Permission
 from ..representations import job_json
@@ -16,7 +17,8 @@ from .api import api_view, read_json, read_json_object
 # Upstream requires these fields but ignores them; we accept them and need none.
 START = compile_schema({"type": "object", "properties": {"send_notification": {}}})
 FINISH = compile_schema({"type": "object", "properties": {
-    "success": {}, "send_notification": {}, "error": {"type": ["string", "null"], "maxLength": 100000}}})
+    "success": {}, "send_notification": {}, "error": {"type": ["string", "null"], "maxLength": 100000},
+    "error_category": {"enum": list(NODE_ERROR_CATEGORIES)}}})
 ACQUIRE_NEXT = compile_schema({"type": "object", "additionalProperties": False, "required": ["executors"],
                                "properties": {"executors": {"type": "array", "maxItems": 1000,
                                                             "items": {"type": "string", "maxLength": 200}}}})
@@ -79,7 +81,11 @@ def progress(context, request):
 def finish(context, request):
     body = read_json_object(request, optional=True)
     validate(FINISH, body)
-    return job_json(lifecycle(request).finish(context.row, request.node, body.get("error")))
+    error = body.get("error")
+    if "error_category" in body and error is None:
+        raise InvalidInput("error_category: it goes with an error (a finish without one completes the job)")
+    return job_json(lifecycle(request).finish(context.row, request.node, error,
+                                              body.get("error_category", ALGORITHM)))
 
 
 @api_view(context=JobItem, name="reset", request_method="DELETE", permission=Permission.ACT)
