@@ -14,8 +14,22 @@ from pathlib import Path
 from typing import Any
 
 
+# The error categories a node may give a failed job (SYSTEM is the server's own: lost leases, aborts).
+ALGORITHM = "ALGORITHM"  # the executor's, or what it runs: the default
+DATA = "DATA"  # the job's input data
+ERROR_CATEGORIES = (ALGORITHM, DATA)
+
+
 class ExecutionError(Exception):
-    """A failure the executor explains itself; its text becomes the job's error."""
+    """A failure the executor explains itself; its text becomes the job's error, and ``category`` (ALGORITHM,
+    DATA, or None for the default, ALGORITHM) the job's ``error_category``."""
+
+    def __init__(self, *args, category: str | None = None):
+        if category is not None and category not in ERROR_CATEGORIES:  # else the server would refuse the finish
+            raise ValueError(f"an ExecutionError's category is one of {', '.join(ERROR_CATEGORIES)}, not "
+                             f"{category!r}")
+        super().__init__(*args)
+        self.category = category
 
 
 class JobCancelled(ExecutionError):

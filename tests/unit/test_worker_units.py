@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from ufdl_pyramid.executors import Executor, RecordingContext, output_bytes
+from ufdl_pyramid.executors import ExecutionError, Executor, RecordingContext, output_bytes
 from ufdl_pyramid.worker.api import UfdlApi
 from ufdl_pyramid.worker.context import merged_parameters
 from ufdl_pyramid.worker.runner import Backoff, Worker, WorkerOptions
@@ -207,6 +207,29 @@ def test_an_executor_error_is_sent_as_the_server_can_store_it():
     action, body = api.sent[-1]
     assert action == "finish" and len(body["error"]) == 100_000
     assert body["error"].startswith("caf? xxx") and body["error"].endswith("x\u2026")
+
+
+@pytest.mark.parametrize("raised, sent", [
+    (ExecutionError("bad pixels", category="DATA"), {"error": "bad pixels", "error_category": "DATA"}),
+    (ExecutionError("crashed", category="ALGORITHM"), {"error": "crashed", "error_category": "ALGORITHM"}),
+    (ExecutionError("crashed"), {"error": "crashed"}),
+    (RuntimeError("crashed"), {"error": "crashed"})])
+def test_an_execution_errors_category_is_sent_with_the_finish(raised, sent):
+    class Failing(Executor):
+        def execute(self, context):
+            raise raised
+
+    api = FakeApi()
+    worker = Worker(api, {"x.Boom": Failing}, WorkerOptions(heartbeat=60), threading.Event())
+    worker.node_id = 5
+    worker.run_job(dict(api.job))
+    assert api.sent[-1] == ("finish", sent)
+
+
+def test_an_execution_error_takes_only_a_category_the_server_takes():
+    assert ExecutionError("x").category is None and str(ExecutionError("x", category="DATA")) == "x"
+    with pytest.raises(ValueError, match="category is one of ALGORITHM, DATA, not 'SYSTEM'"):
+        ExecutionError("x", category="SYSTEM")
 
 
 def test_a_job_that_cannot_be_started_is_given_back_and_the_worker_pauses():

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..executors import ERROR_CATEGORIES, ExecutionError
 from .api import ApiError, ServerUnavailable, UfdlApi
 from .context import HttpExecutionContext, merged_parameters, resolved_inputs
 
@@ -258,7 +259,7 @@ class Worker:
         heartbeat = Heartbeat(self.api, pk, self.node_id, self.options.heartbeat)
         heartbeat.start()
         scratch = Path(tempfile.mkdtemp(prefix=f"ufdl-job-{pk}-", dir=self.options.scratch_root))
-        error = None
+        error = category = None
         def retrying(what, call):  # the job is ours now: it must get through, stopping or not
             return self.retrying(what, call, give_up_on_stop=False)
 
@@ -272,6 +273,7 @@ class Worker:
         # Whatever the executor raises fails the job with its text, sys.exit() too: the worker lives on.
         except (Exception, SystemExit, KeyboardInterrupt) as raised:
             error = str(raised) or type(raised).__name__
+            category = getattr(raised, "category", None) if isinstance(raised, ExecutionError) else None
         finally:
             heartbeat.stop()
             shutil.rmtree(scratch, ignore_errors=True)
@@ -287,7 +289,7 @@ class Worker:
                 log.warning("job %s: cannot reset: %s", pk, reset_error)
             self.release(pk, "the worker is stopping")
         elif error is not None:
-            self.finish(pk, error)
+            self.finish(pk, error, category=category)
             log.info("job %s failed: %s", pk, error.splitlines()[0] if error else error)
         else:
             self.finish(pk, None)
@@ -305,8 +307,10 @@ class Worker:
                     return current
             raise
 
-    def finish(self, pk: int, error: str | None, give_up_on_stop: bool = True) -> None:
+    def finish(self, pk: int, error: str | None, give_up_on_stop: bool = True, category: str | None = None) -> None:
         body = {} if error is None else {"error": storable_error(error)}
+        if error is not None and category in ERROR_CATEGORIES:  # another (set after raising) would be a 400
+            body["error_category"] = category
         try:
             self.retrying("finishing", lambda: self.api.job_action(pk, "finish", body),
                           give_up_on_stop=give_up_on_stop)
