@@ -363,6 +363,8 @@ def test_concurrency_runs_jobs_side_by_side_as_several_nodes(e2e, tmp_path):
 
 READ_BYTES = """
 import json, os, sys
+if int(sys.argv[2]) < 0:
+    sys.exit("a negative length")  # status 1: the manifest's error data-issue (category data)
 text = open(sys.argv[1], "rb").read()[:int(sys.argv[2])]
 open(os.path.join(os.environ["OUTPUT_DIR"], "output_text.txt"), "wb").write(text)
 json.dump({"TOTAL_INPUT": len(text)}, open(os.path.join(os.environ["OUTPUT_DIR"], "seed.outputs.json"), "w"))
@@ -402,5 +404,13 @@ def test_a_scale_job_types_job_runs_its_seed_image(e2e, tmp_path):
 
     failing = e2e.create_job(f"seed-job-type-{job_type['id']}", {"INPUT_TEXT": source["pk"]}, "JSON")
     assert finished(e2e.worker("--once", env={"UFDL_SEED_DOCKER": str(docker)})) == 0
-    assert e2e.wait_for(failing["pk"], "FAILED", seconds=5)["error_reason"] == (
-        "the required input 'READ_LENGTH' is missing")
+    failed = e2e.wait_for(failing["pk"], "FAILED", seconds=5)
+    assert (failed["error_reason"], failed["error_category"]) == ("the required input 'READ_LENGTH' is missing",
+                                                                  "ALGORITHM")
+    # An exit status that the manifest names as an error of category data: the job's error category is DATA.
+    bad_data = e2e.create_job(f"seed-job-type-{job_type['id']}", {"INPUT_TEXT": source["pk"], "READ_LENGTH": -1},
+                              "JSON")
+    assert finished(e2e.worker("--once", env={"UFDL_SEED_DOCKER": str(docker)})) == 0
+    failed = e2e.wait_for(bad_data["pk"], "FAILED", seconds=5)
+    assert failed["error_category"] == "DATA" and failed["error_reason"].startswith(
+        "read-bytes:1 exited with status 1, the manifest's error data-issue (data)")

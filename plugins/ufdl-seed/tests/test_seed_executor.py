@@ -340,19 +340,19 @@ ERRORS = [{"code": 3, "name": "data-issue", "category": "data", "title": "Data i
           {"code": 4, "name": "bare"}]
 
 
-@pytest.mark.parametrize("code, message", [
+@pytest.mark.parametrize("code, message, category", [
     (3, f"{IMAGE} exited with status 3, the manifest's error data-issue (data): There was a problem with input "
-        f"data: it broke"),
-    (4, f"{IMAGE} exited with status 4, the manifest's error bare (job): it broke"),
-    (5, f"{IMAGE} exited with status 5: it broke"),
+        f"data: it broke", "DATA"),
+    (4, f"{IMAGE} exited with status 4, the manifest's error bare (job): it broke", "ALGORITHM"),
+    (5, f"{IMAGE} exited with status 5: it broke", None),  # named by no error: the worker's default
 ])
-def test_an_exit_status_fails_the_job_naming_the_manifests_error(docker, code, message):
+def test_an_exit_status_fails_the_job_naming_the_manifests_error(docker, code, message, category):
     docker.job("print('it broke', file=sys.stderr)", exit=code)
     seed = manifest(docker.command(), outputs={"files": [{"name": "OUT", "pattern": "*"}]}, errors=ERRORS)
     recorded = context(seed, {})
     with pytest.raises(ExecutionError) as failed:
         SeedExecutor().execute(recorded)
-    assert str(failed.value) == message
+    assert str(failed.value) == message and failed.value.category == category
     assert set(recorded.outputs) == {("stdout", "BLOB"), ("stderr", "BLOB")}  # the logs, and no output
 
 

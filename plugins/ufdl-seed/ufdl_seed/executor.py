@@ -66,7 +66,7 @@ class SeedExecutor(Executor):
             raise ExecutionError(f"{interface.image} timed out after {interface.timeout:g} s (the manifest's "
                                  f"timeout) and was stopped")
         if status != 0:
-            raise ExecutionError(self.failure(interface, status, stderr))
+            raise ExecutionError(self.failure(interface, status, stderr), category=interface.error_category(status))
         for output in capture(interface, output_dir):
             context.add_output(output.name, output.type, output.data)
 

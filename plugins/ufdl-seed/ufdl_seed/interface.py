@@ -9,7 +9,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from ufdl_pyramid.executors import ExecutionError
+from ufdl_pyramid.executors import ALGORITHM, DATA, ExecutionError
 from ufdl_pyramid.services.docker_references import IMAGE_REFERENCE, is_image_reference
 
 CONTAINER_INPUTS = "/seed/inputs"
@@ -197,6 +197,14 @@ class SeedInterface:
         text = f"{entry['name']} ({entry.get('category') or 'job'})"
         detail = entry.get("description") or entry.get("title")
         return f"{text}: {detail}" if detail else text
+
+    def error_category(self, code: int) -> str | None:
+        """The job's error category for an exit code the manifest names: its error's ``data`` is DATA, ``job``
+        (the default) ALGORITHM; None for a code it does not name (the worker's default)."""
+        entry = self.errors.get(code)
+        if entry is None:
+            return None
+        return DATA if entry.get("category") == "data" else ALGORITHM
 
 
 @dataclass
