@@ -112,6 +112,7 @@ def test_an_exit_code_is_named_by_the_manifest(image):
         SeedExecutor().execute(recorded)
     assert str(failed.value) == (f"{image} exited with status 3, the manifest's error bad-input (data): "
                                  "Unreadable: bad input")
+    assert failed.value.category == "DATA"  # the job's error_category, as the manifest's error says
     assert recorded.outputs[("stderr", "BLOB")] == b"bad input\n"
 
 
