@@ -81,6 +81,17 @@ def test_a_call_that_must_get_through_is_retried_even_while_stopping():
     assert worker.retrying("finishing", call, give_up_on_stop=False) == "finished" and not answers
 
 
+def _three_tries(what, call):
+    """The worker's ``retrying`` cut short: a call tried up to three times while the server is unavailable."""
+    from ufdl_pyramid.worker.api import ServerUnavailable
+
+    for _ in range(3):
+        try:
+            return call()
+        except ServerUnavailable:
+            continue
+
+
 def test_an_upload_is_sent_again_while_the_server_is_unavailable(tmp_path):
     from ufdl_pyramid.worker.api import ServerUnavailable
     from ufdl_pyramid.worker.context import HttpExecutionContext
@@ -93,14 +104,7 @@ def test_an_upload_is_sent_again_while_the_server_is_unavailable(tmp_path):
             if len(sent) == 1:
                 raise ServerUnavailable("503: the bytes were removed meanwhile")
 
-    def retrying(what, call):
-        for _ in range(3):
-            try:
-                return call()
-            except ServerUnavailable:
-                continue
-
-    context = HttpExecutionContext(Api(), {"pk": 7}, {}, {}, tmp_path, lambda: False, retrying)
+    context = HttpExecutionContext(Api(), {"pk": 7}, {}, {}, tmp_path, lambda: False, _three_tries)
     context.add_output("model", "BLOB", b"bytes")
     assert sent == [(7, "model", "BLOB", b"bytes")] * 2
 
@@ -120,14 +124,7 @@ def test_an_executor_downloads_any_output_and_a_cut_download_is_written_afresh(t
             if len(asked) == 1:
                 raise ServerUnavailable("the connection was cut")
 
-    def retrying(what, call):
-        for _ in range(3):
-            try:
-                return call()
-            except ServerUnavailable:
-                continue
-
-    context = HttpExecutionContext(Api(), {"pk": 7}, {}, {}, tmp_path, lambda: False, retrying)
+    context = HttpExecutionContext(Api(), {"pk": 7}, {}, {}, tmp_path, lambda: False, _three_tries)
     context.download_output(12, tmp_path / "twelve")
     assert asked == [12, 12] and (tmp_path / "twelve").read_bytes() == b"whole"
     recording = RecordingContext(downloads={12: b"twelve"})
