@@ -14,7 +14,8 @@ import pytest
 from ufdl_pyramid.executors import ExecutionError, JobCancelled, RecordingContext
 from ufdl_seed import SeedExecutor
 
-IMAGE = "ufdl-test/seed-busybox:1"
+# A tag of its own per run: test runs side by side share the engine, and each removes its image at the end.
+IMAGE = f"ufdl-test/seed-busybox:{uuid.uuid4().hex[:12]}"
 TOOLS = ("sh", "cat", "wc", "tr", "echo", "sleep", "printf", "touch", "id")
 
 
