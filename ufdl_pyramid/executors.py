@@ -5,6 +5,9 @@ A plugin registers executor classes (``ufdl_register_executors``); a job templat
 once per job. Whatever ``execute`` raises finishes the job as failed, with the exception's text as the error;
 returning normally finishes it as completed. No Pyramid and no HTTP here: the worker backs the context with its
 HTTP client, and tests back it with ``RecordingContext``.
+
+The server, when it has the executor installed too, asks ``check_job`` at create-job whether the job could ever
+run, so that a job its executor would refuse anyway is a 400 rather than a failed job later.
 """
 import copy
 import os
@@ -87,6 +90,19 @@ class ExecutionContext:
             raise JobCancelled()
 
 
+def merged_parameters(job: Mapping, all_parameters: Mapping) -> dict:
+    """The template's defaults (``get-all-parameters``), overridden by the job's own parameter values: what an
+    executor gets as ``parameters``, from the worker and from the server's ``check_job`` call alike."""
+    values = {}
+    for name, spec in (all_parameters or {}).items():
+        default = (spec or {}).get("default")
+        if isinstance(default, Mapping) and "value" in default:
+            values[name] = default["value"]
+    for name, given in (job.get("parameter_values") or {}).items():
+        values[name] = given["value"] if isinstance(given, Mapping) and "value" in given else given
+    return values
+
+
 def output_bytes(data: "bytes | str | os.PathLike") -> bytes:
     """An output's content: bytes as given, text as UTF-8, a ``Path`` (or ``os.PathLike``) read from disk.
     A plain ``str`` is text, never a file name: pass ``Path(name)`` for a file."""
@@ -105,6 +121,17 @@ class Executor:
 
     def execute(self, context: ExecutionContext) -> None:
         raise NotImplementedError(f"{type(self).__qualname__} does not implement execute(context)")
+
+    @classmethod
+    def check_job(cls, parameters: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
+        """Raise ``ExecutionError`` for a job this executor could never run; the server calls it at create-job
+        (when the executor is installed there too) and answers 400 with the error's text, creating nothing.
+
+        ``parameters`` are merged as ``context.parameters`` are; ``inputs`` are the job's input values by name
+        as the job holds them (a ``JobOutput<T>`` input is its pk: nothing is downloaded). Pure checks only: no
+        scratch directory, no server, no downloads, nothing slow. Share the code with ``execute`` so that both
+        refuse alike. Anything else it raises is logged by the server and the job created unchecked. The
+        default accepts every job."""
 
     @classmethod
     def dotted_name(cls) -> str:

@@ -6,9 +6,8 @@ import time
 
 import pytest
 
-from ufdl_pyramid.executors import ExecutionError, Executor, RecordingContext, output_bytes
+from ufdl_pyramid.executors import ExecutionError, Executor, RecordingContext, merged_parameters, output_bytes
 from ufdl_pyramid.worker.api import UfdlApi
-from ufdl_pyramid.worker.context import merged_parameters
 from ufdl_pyramid.worker.runner import Backoff, Worker, WorkerOptions
 
 

@@ -11,18 +11,6 @@ from .api import ApiError, ServerUnavailable, UfdlApi
 log = logging.getLogger(__name__)
 
 
-def merged_parameters(job: Mapping, all_parameters: Mapping) -> dict:
-    """The template's defaults (``get-all-parameters``), overridden by the job's own parameter values."""
-    values = {}
-    for name, spec in (all_parameters or {}).items():
-        default = (spec or {}).get("default")
-        if isinstance(default, Mapping) and "value" in default:
-            values[name] = default["value"]
-    for name, given in (job.get("parameter_values") or {}).items():
-        values[name] = given["value"] if isinstance(given, Mapping) and "value" in given else given
-    return values
-
-
 def resolved_inputs(api: UfdlApi, job: Mapping, scratch_dir: Path) -> dict:
     """Input name → value; a ``JobOutput<T>`` input's output is downloaded and its value is the local path."""
     inputs = {}

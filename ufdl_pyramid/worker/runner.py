@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..executors import ERROR_CATEGORIES, ExecutionError
+from ..executors import ERROR_CATEGORIES, ExecutionError, merged_parameters
 from .api import ApiError, ServerUnavailable, UfdlApi
-from .context import HttpExecutionContext, merged_parameters, resolved_inputs
+from .context import HttpExecutionContext, resolved_inputs
 
 log = logging.getLogger("ufdl_pyramid.worker")
 MAX_ERROR = 100_000  # characters of a finish's error the server takes
