@@ -658,9 +658,14 @@ def template_of(client, job_type: dict, revision: int = 1) -> dict:
     return template
 
 
+# An input the spec's manifest takes (its executor checks it at create-job): a file input's job-output pk, which
+# only a run would download, and an integer.
+SPEC_INPUT = {"INPUT_TEXT": 12, "READ_LENGTH": 5}
+
+
 def run_job(client, template: dict) -> dict:
     return client.post(f"/v1/job-templates/{template['pk']}/create-job",
-                       {"input_values": {"input": {"value": {"bytes": 10}, "type": "JSON"}}}, status=201).json
+                       {"input_values": {"input": {"value": SPEC_INPUT, "type": "JSON"}}}, status=201).json
 
 
 def set_job(engine, pk: int, **values) -> None:

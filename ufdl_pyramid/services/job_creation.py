@@ -1,5 +1,5 @@
-"""``create-job``: checking a job's inputs and parameters against its template, and creating the job (for a
-meta-template: the parent and every child that waits on no other)."""
+"""``create-job``: checking a job's inputs and parameters against its template (and its executor's own rules),
+and creating the job (for a meta-template: the parent and every child that waits on no other)."""
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -9,6 +9,7 @@ from ..errors import InvalidInput, NotFound
 from ..models import Job, JobOutput, JobTemplate
 from ..models.meta import MAX_ID, utcnow
 from ..types import is_subtype
+from .executor_checks import ExecutorChecks
 from .notifications import actions_schema
 from .outputs import withheld
 from .templates import TemplateService
@@ -34,9 +35,10 @@ CREATE_JOB = compile_schema({
 
 
 class JobCreator:
-    def __init__(self, db: Session, templates: TemplateService):
+    def __init__(self, db: Session, templates: TemplateService, checks: ExecutorChecks):
         self.db = db
         self.templates = templates
+        self.checks = checks
 
     def create(self, template: JobTemplate, body, creator_id: int) -> Job:
         validate(CREATE_JOB, body)
@@ -52,6 +54,7 @@ class JobCreator:
         inputs = self._check_inputs(template, body.get("input_values", {}))
         parameters = self._check_parameters(template, body.get("parameter_values") or {})
         self._check_child_overrides(template, body.get("child_notification_overrides"))
+        self.checks.check(template, inputs, parameters)
         notifications = {key: body[key] for key in ("notification_override", "child_notification_overrides")
                          if key in body}
         template_id = template.id  # the session cannot read it again after a failed flush
@@ -66,7 +69,8 @@ class JobCreator:
             raise NotFound(f"Template {template_id} was deleted at the same moment") from None
         set_committed_value(job, "outputs", [])  # a new job has none: answering it needs no query for them
         if template.is_meta:
-            create_ready_children(self.db, job, template, inputs, parameters, notifications)
+            # The first steps are checked as they are made: a refusal is this request's 400, nothing created.
+            create_ready_children(self.db, job, template, inputs, parameters, notifications, self.checks)
         return job
 
     @staticmethod
@@ -145,13 +149,14 @@ class JobCreator:
 
 
 def create_ready_children(db: Session, parent: Job, template: JobTemplate, inputs: dict, parameters: dict,
-                          notifications: dict) -> None:
-    """Create the children whose inputs are all given now: those with no predecessor in the graph."""
+                          notifications: dict, checks: ExecutorChecks | None = None) -> None:
+    """Create the children whose inputs are all given now: those with no predecessor in the graph (each checked
+    by its executor, with ``checks``)."""
     waiting = {dependency["to_node"] for dependency in template.spec["dependencies"]}
     for node, spec in template.spec["nodes"].items():
         if node in waiting:
             continue
-        create_child_job(db, parent, node, spec, inputs, parameters, notifications, wired={})
+        create_child_job(db, parent, node, spec, inputs, parameters, notifications, wired={}, checks=checks)
 
 
 def active_child_template(db: Session, spec: dict) -> JobTemplate | None:
@@ -176,9 +181,10 @@ def deleted_first_template(db: Session, spec: dict) -> dict | None:
 
 
 def create_child_job(db: Session, parent: Job, node: str, spec: dict, inputs: dict, parameters: dict,
-                     notifications: dict, wired: dict) -> Job:
+                     notifications: dict, wired: dict, checks: ExecutorChecks | None = None) -> Job:
     """One child job of a meta-job, for graph node ``node``: its inputs and parameters are the parent's
-    ``node:name`` ones, ``wired`` holds the inputs filled from predecessors' outputs."""
+    ``node:name`` ones, ``wired`` holds the inputs filled from predecessors' outputs. With ``checks`` (at the
+    parent's create-job), the child's executor may refuse it: ``InvalidInput``."""
     child_template = active_child_template(db, spec)
     if child_template is None:
         raise InvalidInput(f"Child template '{spec['name']}' version {spec['version']} is no longer active")
@@ -189,6 +195,8 @@ def create_child_job(db: Session, parent: Job, node: str, spec: dict, inputs: di
                         if name.startswith(prefix)}
     for name, override in spec.get("parameter_default_overrides", {}).items():
         child_parameters.setdefault(name, override)
+    if checks is not None:
+        checks.check(child_template, child_inputs, child_parameters, f"graph node {node}: ")
     overrides = notifications.get("child_notification_overrides", {})
     override = overrides.get(node, overrides.get(spec["name"]))
     child = Job(template_id=child_template.id, parent_id=parent.id, graph_node=node,
@@ -205,5 +213,5 @@ def create_child_job(db: Session, parent: Job, node: str, spec: dict, inputs: di
         # With the child's own settings, as its later steps get them (``MetaJobOrchestrator``): overrides
         # name the children of one graph, so none reaches a graph nested in it.
         create_ready_children(db, child, child_template, child_inputs, child_parameters,
-                              child.notification_override or {})
+                              child.notification_override or {}, checks)
     return child

@@ -7,6 +7,7 @@ from ..errors import InvalidInput
 from ..permissions import Permission
 from ..representations import job_json, template_json
 from ..resources.templates import JobTemplates, TemplateItem
+from ..services.executor_checks import ExecutorChecks
 from ..services.job_creation import JobCreator
 from ..services.template_documents import json_compatible, parse_yaml, to_json, to_yaml
 from ..services.template_registry import RegistrySync
@@ -109,8 +110,9 @@ def get_all_matching_templates(context, request):
 
 @api_view(context=TemplateItem, name="create-job", request_method="POST", permission=Permission.CREATE_JOB)
 def create_job(context, request):
-    job = JobCreator(request.db, template_service(request)).create(context.row, read_json_object(request),
-                                                                   request.identity.user_id)
+    checks = ExecutorChecks(request.registry["ufdl.plugins"].executors)
+    job = JobCreator(request.db, template_service(request), checks).create(context.row, read_json_object(request),
+                                                                           request.identity.user_id)
     request.response.status_int = 201
     request.response.location = request.resource_url(request.root["v1"]["jobs"]).rstrip("/") + f"/{job.id}"
     return job_json(job)

@@ -27,9 +27,7 @@ class SeedExecutor(Executor):
     output and error (``stdout``, ``stderr``, BLOB, when not empty)."""
 
     def execute(self, context: ExecutionContext) -> None:
-        interface = SeedInterface.from_parameters(context.parameters)
-        interface.check_output_names()
-        inputs = interface.bind(context.inputs.get("input"))
+        interface, inputs = self.bound(context.parameters, context.inputs)
         environment = inputs.environment()
         configuration = fetch_configuration(interface, context)
         setting_values = settings(interface, configuration)
@@ -69,6 +67,19 @@ class SeedExecutor(Executor):
             raise ExecutionError(self.failure(interface, status, stderr), category=interface.error_category(status))
         for output in capture(interface, output_dir):
             context.add_output(output.name, output.type, output.data)
+
+    @classmethod
+    def check_job(cls, parameters: dict, inputs: dict) -> None:
+        """At create-job, what ``execute`` checks first, with the same code: the image, the manifest and its
+        output names, and the ``input`` object against the manifest's inputs."""
+        cls.bound(parameters, inputs)
+
+    @staticmethod
+    def bound(parameters: dict, inputs: dict) -> tuple[SeedInterface, BoundInputs]:
+        """The manifest's interface, and the job's ``input`` bound to it; ``ExecutionError`` if unusable."""
+        interface = SeedInterface.from_parameters(parameters)
+        interface.check_output_names()
+        return interface, interface.bind(inputs.get("input"))
 
     @staticmethod
     def download(context: ExecutionContext, inputs: BoundInputs, input_dir: Path) -> None:

@@ -1,0 +1,39 @@
+"""Create-job asks the job's executor (``Executor.check_job``) whether it could ever run the job, when the
+executor is installed on the server too: a job its executor would refuse is a 400 now, not a failed job later."""
+import logging
+from collections.abc import Mapping
+
+from ..errors import InvalidInput
+from ..executors import ExecutionError, merged_parameters
+from ..models import JobTemplate
+
+log = logging.getLogger(__name__)
+
+
+class ExecutorChecks:
+    """``executors``: the executor classes installed on the server, by dotted name (the plugin registry's)."""
+
+    def __init__(self, executors: Mapping[str, type]):
+        self.executors = executors
+
+    def check(self, template: JobTemplate, input_values: dict, parameter_values: dict, where: str = "") -> None:
+        """Raise ``InvalidInput`` (prefixed by ``where``) if the template's executor refuses the job of these
+        checked ``{name: {value, type}}`` values. An executor not installed here checks nothing."""
+        if template.is_meta:
+            return
+        executor = self.executors.get(template.executor_class)
+        check = getattr(executor, "check_job", None)  # a registered class need not derive from Executor
+        if check is None:
+            return
+        # The defaults in get-all-parameters' nested form: the worker merges that answer with the same code.
+        defaults = {name: {"default": {"value": spec["default"]}} for name, spec in template.parameters.items()
+                    if "default" in spec}
+        parameters = merged_parameters({"parameter_values": parameter_values}, defaults)
+        inputs = {name: entry["value"] for name, entry in input_values.items()}
+        try:
+            check(parameters, inputs)
+        except ExecutionError as refusal:
+            raise InvalidInput(f"{where}{template.executor_class} refuses the job: {refusal}") from None
+        except Exception:  # a plugin's bug must not stop job creation: the job runs, and fails, as before
+            log.exception("%s.check_job raised; job of template %s created unchecked", template.executor_class,
+                          template.id)
