@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ufdl_pyramid.testing import UserFactory, create_test_engine
-from ufdl_pyramid.worker.api import UfdlApi
+from ufdl_pyramid.worker.api import ApiError, UfdlApi
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = ROOT / "templates_registry"
@@ -402,11 +402,11 @@ def test_a_scale_job_types_job_runs_its_seed_image(e2e, tmp_path):
     assert e2e.output(job["pk"], "stdout", "BLOB") == b"secret_password db.example mounted\n"
     assert json.loads(e2e.output(job["pk"], "output", "JSON")) == {"total_input": 5}
 
-    failing = e2e.create_job(f"seed-job-type-{job_type['id']}", {"INPUT_TEXT": source["pk"]}, "JSON")
-    assert finished(e2e.worker("--once", env={"UFDL_SEED_DOCKER": str(docker)})) == 0
-    failed = e2e.wait_for(failing["pk"], "FAILED", seconds=5)
-    assert (failed["error_reason"], failed["error_category"]) == ("the required input 'READ_LENGTH' is missing",
-                                                                  "ALGORITHM")
+    # An input the executor could never run: the server, which has the Seed plugin too, refuses the job.
+    with pytest.raises(ApiError) as refused:
+        e2e.create_job(f"seed-job-type-{job_type['id']}", {"INPUT_TEXT": source["pk"]}, "JSON")
+    assert (refused.value.status, refused.value.detail) == (
+        400, "ufdl_seed.SeedExecutor refuses the job: the required input 'READ_LENGTH' is missing")
     # An exit status that the manifest names as an error of category data: the job's error category is DATA.
     bad_data = e2e.create_job(f"seed-job-type-{job_type['id']}", {"INPUT_TEXT": source["pk"], "READ_LENGTH": -1},
                               "JSON")
