@@ -70,10 +70,11 @@ class Picky(Executor):
 
 
 class Buggy(Executor):
-    """A check with a bug of its own."""
+    """A check with a bug of its own, which first meddles with the input it was given."""
 
     @staticmethod
     def check_job(parameters, inputs):
+        inputs["input"].clear()
         raise KeyError("a bug")
 
 
@@ -89,10 +90,11 @@ def ufdl_register_executors():
     return [Picky, Buggy, Unchecked]
 
 
-def template(admin, name: str, executor_class: str, parameters: dict | None = None) -> dict:
+def template(admin, name: str, executor_class: str, parameters: dict | None = None,
+             job_type: str = "Process<str, str>") -> dict:
     return admin.post("/v1/job-templates/import", {
         "name": name, "version": 1, "scope": "public", "licence": "MIT",
-        "specific": {"job_type": "Process<str, str>", "executor_class": executor_class, "required_packages": "",
+        "specific": {"job_type": job_type, "executor_class": executor_class, "required_packages": "",
                      "parameters": parameters or {}}}, status=201).json
 
 
@@ -129,9 +131,11 @@ def test_the_check_sees_the_defaults_merged_with_the_jobs_parameters(admin, plug
 
 
 def test_a_check_that_raises_something_else_is_logged_and_the_job_created(admin, plugged, caplog):
-    buggy = template(admin, "buggy", f"{__name__}.Buggy")
+    buggy = template(admin, "buggy", f"{__name__}.Buggy", job_type="Process<JSON, str>")
     caplog.set_level(logging.ERROR, logger="ufdl_pyramid.services.executor_checks")
-    job = text_job(plugged, buggy, "text", 201).json
+    job = create_job(plugged, buggy, {"keep": "me"}, 201).json
     [record] = [record for record in caplog.records if record.name == "ufdl_pyramid.services.executor_checks"]
     assert f"{__name__}.Buggy.check_job raised" in record.getMessage() and "KeyError: 'a bug'" in record.exc_text
-    assert [listed["pk"] for listed in plugged.post("/v1/jobs/list").json] == [job["pk"]]
+    [listed] = plugged.post("/v1/jobs/list").json
+    # The check was given a copy: the job keeps its input as given.
+    assert listed["pk"] == job["pk"] and listed["input_values"]["input"]["value"] == {"keep": "me"}

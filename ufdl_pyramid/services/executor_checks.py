@@ -1,5 +1,6 @@
 """Create-job asks the job's executor (``Executor.check_job``) whether it could ever run the job, when the
 executor is installed on the server too: a job its executor would refuse is a 400 now, not a failed job later."""
+import copy
 import logging
 from collections.abc import Mapping
 
@@ -31,7 +32,8 @@ class ExecutorChecks:
         parameters = merged_parameters({"parameter_values": parameter_values}, defaults)
         inputs = {name: entry["value"] for name, entry in input_values.items()}
         try:
-            check(parameters, inputs)
+            # Copies: the values are the job's and the template's own, which a check must not change.
+            check(copy.deepcopy(parameters), copy.deepcopy(inputs))
         except ExecutionError as refusal:
             raise InvalidInput(f"{where}{template.executor_class} refuses the job: {refusal}") from None
         except Exception:  # a plugin's bug must not stop job creation: the job runs, and fails, as before
