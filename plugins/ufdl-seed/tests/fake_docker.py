@@ -1,20 +1,27 @@
-"""A stand-in for the docker client, for tests on a machine without a Docker engine.
+"""A stand-in for the docker client, for tests on a machine without a Docker engine. Its "containers" are JSON
+files in ``fake-containers`` next to this script.
 
-``run --rm --name NAME [-v HOST:CONTAINER[:ro|:rw]] ... [-e VARIABLE=VALUE] ... [--env-file FILE]
-[--mount type=volume,...] [--cpus N] [--memory Nm] IMAGE ARGS...`` runs ARGS as a local command (it replaces this
-process, so its exit status and process group are the container's), with every container path in the variables
-and the arguments mapped back to its host path; the image is given to it as FAKE_DOCKER_IMAGE. The environment
-file is read as docker reads it (``NAME=VALUE`` lines, ``#`` comments, a bare ``NAME`` from the client's
-environment), and refused unless only its owner may read it; a volume mount, ``--cpus`` and ``--memory`` are
-checked for form and otherwise ignored. ``rm -f NAME`` does nothing. When FAKE_DOCKER_LOG names a file, each
-call's arguments are appended to it as a JSON line. Anything else is refused with status 125, as docker refuses
-what it cannot run."""
+``create --pull never --rm --name NAME [-v HOST:CONTAINER[:ro|:rw]] ... [-e VARIABLE=VALUE] ... [--env-file FILE]
+[--mount type=volume,...] [--cpus N] [--memory Nm] IMAGE ARGS...`` checks the options and records the container
+(a name taken is refused); ``start --attach NAME`` runs its ARGS as a local command (it replaces this process, so
+its exit status and process group are the container's; the record is removed first, as ``--rm`` would after),
+with every container path in the variables and the arguments mapped back to its host path; the image is given to
+it as FAKE_DOCKER_IMAGE. The environment file is read as docker reads it (``NAME=VALUE`` lines, ``#`` comments, a
+bare ``NAME`` from the client's environment), and refused unless only its owner may read it; a volume mount,
+``--cpus`` and ``--memory`` are checked for form and otherwise ignored. ``rm -f NAME`` removes the record.
+``image inspect IMAGE`` finds every image, unless FAKE_DOCKER_PULL_SECONDS is set: then none, and ``pull IMAGE``
+takes that long. When FAKE_DOCKER_LOG names a file, each call's arguments are appended to it as a JSON line.
+Anything else is refused with status 125, as docker refuses what it cannot run."""
 import csv
 import json
 import os
 import re
 import stat
 import sys
+import time
+from pathlib import Path
+
+CONTAINERS = Path(__file__).resolve().with_name("fake-containers")
 
 
 def refuse(message: str) -> int:
@@ -27,10 +34,22 @@ def main(arguments: list[str]) -> int:
         with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
             log.write(json.dumps(arguments) + "\n")
     if len(arguments) == 3 and arguments[:2] == ["rm", "-f"]:
+        (CONTAINERS / arguments[2]).unlink(missing_ok=True)
         return 0
-    if arguments[:2] != ["run", "--rm"]:
-        return refuse(f"unsupported call {arguments[:2]}")
-    paths, variables, index = {}, {}, 2
+    if len(arguments) == 3 and arguments[:2] == ["image", "inspect"]:
+        return 1 if os.environ.get("FAKE_DOCKER_PULL_SECONDS") else 0
+    if len(arguments) == 2 and arguments[0] == "pull":
+        time.sleep(float(os.environ.get("FAKE_DOCKER_PULL_SECONDS", "0")))
+        return 0
+    if len(arguments) == 3 and arguments[:2] == ["start", "--attach"]:
+        return start(arguments[2])
+    if arguments[:5] != ["create", "--pull", "never", "--rm", "--name"] or len(arguments) < 6:
+        return refuse(f"unsupported call {arguments[:5]}")
+    return create(arguments[5], arguments[6:])
+
+
+def create(name: str, arguments: list[str]) -> int:
+    paths, variables, index = {}, {}, 0
     while index < len(arguments) and arguments[index].startswith("-"):
         if index + 1 >= len(arguments):
             return refuse(f"{arguments[index]} without a value")
@@ -68,19 +87,36 @@ def main(arguments: list[str]) -> int:
         elif option == "--memory":
             if not re.fullmatch(r"[0-9]+m", value):
                 return refuse(f"bad --memory {value!r}")
-        elif option != "--name":
+        else:
             return refuse(f"unsupported option {option}")
     if index + 1 >= len(arguments):
         return refuse("an image and a command are needed (the fake runs no image's own command)")
-    image, command = arguments[index], arguments[index + 1:]
+    CONTAINERS.mkdir(exist_ok=True)
+    try:
+        with open(CONTAINERS / name, "x") as record:
+            json.dump({"paths": paths, "variables": variables, "image": arguments[index],
+                       "command": arguments[index + 1:]}, record)
+    except FileExistsError:
+        return refuse(f"the container name {name!r} is already in use")
+    print(name)
+    return 0
+
+
+def start(name: str) -> int:
+    try:
+        container = json.loads((CONTAINERS / name).read_text())
+    except FileNotFoundError:
+        return refuse(f"no such container: {name}")
+    (CONTAINERS / name).unlink()
+    paths, command = container["paths"], container["command"]
 
     def host(text: str) -> str:
-        for container in sorted(paths, key=len, reverse=True):
-            text = text.replace(container, paths[container])
+        for path in sorted(paths, key=len, reverse=True):
+            text = text.replace(path, paths[path])
         return text
 
-    environment = {**os.environ, **{name: host(value) for name, value in variables.items()},
-                   "FAKE_DOCKER_IMAGE": image}
+    environment = {**os.environ, **{variable: host(value) for variable, value in container["variables"].items()},
+                   "FAKE_DOCKER_IMAGE": container["image"]}
     try:
         os.execvpe(command[0], [host(word) for word in command], environment)
     except OSError as error:

@@ -1,6 +1,7 @@
 """The Seed executor against a real Docker engine: the image is a busybox root file system imported on the spot
 (``docker import``: no registry needed), so that mounts, variables, settings, limits, exit codes, timeouts and
 cancellation are docker's own, not the fake client's. Skipped when no engine answers (``.ci/run`` starts one where it can)."""
+import io
 import json
 import shutil
 import subprocess
@@ -41,14 +42,7 @@ def image(tmp_path_factory):
         pytest.skip("no busybox to build the test image from (Debian's busybox-static)")
     tar_path = tmp_path_factory.mktemp("image") / "rootfs.tar"
     with tarfile.open(tar_path, "w") as tar:
-        tar.add(busybox, "bin/busybox")
-        for tool in TOOLS:
-            link = tarfile.TarInfo(f"bin/{tool}")
-            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(link)
-        folder = tarfile.TarInfo("tmp")
-        folder.type, folder.mode = tarfile.DIRTYPE, 0o1777
-        tar.addfile(folder)
+        _add_busybox(tar)
     subprocess.run(["docker", "import", str(tar_path), IMAGE], check=True, capture_output=True, timeout=120)
     ran = subprocess.run(["docker", "run", "--rm", IMAGE, "sh", "-c", "exit 0"], capture_output=True, timeout=120)
     if ran.returncode:
@@ -57,8 +51,50 @@ def image(tmp_path_factory):
     subprocess.run(["docker", "rmi", "-f", IMAGE], capture_output=True, timeout=120)
 
 
+@pytest.fixture(scope="module")
+def slow_image(image, tmp_path_factory):
+    """The image with 10 000 small files more, and how long the engine takes to create a container of it: with
+    the vfs storage driver (the CI's) it copies the image's files for each container, long enough (a second or
+    so) for a stop to land while the container is being made. (With overlay2 the create is quick: the tests
+    below then stop the run later.)"""
+    name = f"{IMAGE}-slow"
+    tar_path = tmp_path_factory.mktemp("slow") / "slow.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        _add_busybox(tar)
+        for index in range(10_000):
+            ballast = tarfile.TarInfo(f"ballast/{index // 1000}/{index}")
+            ballast.size = 100
+            tar.addfile(ballast, io.BytesIO(b"x" * 100))
+    subprocess.run(["docker", "import", str(tar_path), name], check=True, capture_output=True, timeout=600)
+    began = time.monotonic()
+    probe = f"ufdl-seed-probe-{uuid.uuid4().hex[:12]}"
+    subprocess.run(["docker", "create", "--name", probe, name, "true"], check=True, capture_output=True, timeout=600)
+    create_seconds = time.monotonic() - began
+    subprocess.run(["docker", "rm", "-f", probe], capture_output=True, timeout=120)
+    yield name, create_seconds
+    subprocess.run(["docker", "rmi", "-f", name], capture_output=True, timeout=120)
+
+
+def settled_containers_of(recorded: RecordingContext, create_seconds: float) -> str:
+    """containers_of, once a create the executor's client was killed in the middle of has had the time to end
+    (the daemon goes on with it): twice what one takes, and a second."""
+    time.sleep(2 * create_seconds + 1)
+    return containers_of(recorded)
+
+
+def _add_busybox(tar: tarfile.TarFile) -> None:
+    tar.add(shutil.which("busybox"), "bin/busybox")
+    for tool in TOOLS:
+        link = tarfile.TarInfo(f"bin/{tool}")
+        link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+        tar.addfile(link)
+    folder = tarfile.TarInfo("tmp")
+    folder.type, folder.mode = tarfile.DIRTYPE, 0o1777
+    tar.addfile(folder)
+
+
 def manifest(command: str, inputs: dict | None = None, outputs: dict | None = None, errors: list | None = None,
-             timeout: int = 60) -> dict:
+             timeout: float = 60) -> dict:
     job = {"name": "engine-test", "jobVersion": "1.0.0", "packageVersion": "1.0.0", "title": "Engine test",
            "description": "A Seed job run by a real Docker engine", "timeout": timeout,
            "maintainer": {"name": "Jo", "email": "jo@example.com"},
@@ -166,3 +202,22 @@ def test_settings_mounts_and_resources_reach_the_container(image, tmp_path):
         "hello there s3cret 0.5 64", "weights", "kept", "models read-only", str(64 * 2**20)]
     assert not (shared / "x").exists()
     assert not (recorded.scratch_dir / "seed" / "environment").exists()  # the setting values went with the run
+
+
+def test_a_timeout_while_the_container_is_created_leaves_no_container(slow_image):
+    """Killing the client while the daemon makes the container (the old ``docker run``) left it Created for
+    ever: ``rm -f`` came before it existed."""
+    name, create_seconds = slow_image
+    recorded = context(name, manifest("sleep 600", timeout=max(create_seconds / 4, 0.2)), {})
+    with pytest.raises(ExecutionError, match="timed out after"):
+        SeedExecutor().execute(recorded)
+    assert settled_containers_of(recorded, create_seconds) == ""
+
+
+def test_a_cancellation_while_the_container_is_created_leaves_no_container(slow_image):
+    name, create_seconds = slow_image
+    recorded = context(name, manifest("sleep 600"), {})
+    threading.Timer(max(create_seconds / 4, 0.2), recorded.cancel).start()
+    with pytest.raises(JobCancelled):
+        SeedExecutor().execute(recorded)
+    assert settled_containers_of(recorded, create_seconds) == ""

@@ -32,7 +32,8 @@ sys.exit(int(os.environ.get("EXIT", "0")))
 
 @pytest.fixture
 def docker(tmp_path, monkeypatch):
-    """The fake client as UFDL_SEED_DOCKER; ``calls()`` lists the argument lists it was called with."""
+    """The fake client as UFDL_SEED_DOCKER; ``calls()`` lists the argument lists it was called with, ``created()``
+    the one ``create`` call, ``containers()`` the names of the containers the fake holds."""
     binary = tmp_path / "docker"
     binary.write_text(f"#!{sys.executable}\n" + FAKE_DOCKER.read_text())
     binary.chmod(0o755)
@@ -48,6 +49,16 @@ def docker(tmp_path, monkeypatch):
         @staticmethod
         def calls() -> list[list[str]]:
             return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+        @staticmethod
+        def created() -> list[str]:
+            [call] = [call for call in Docker.calls() if call[0] == "create"]
+            return call
+
+        @staticmethod
+        def containers() -> list[str]:
+            folder = tmp_path / "fake-containers"
+            return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
 
         @staticmethod
         def command(arguments: str = "") -> str:
@@ -121,14 +132,17 @@ def test_a_run_from_inputs_to_outputs(docker):
                                      ("stdout", "BLOB"), ("stderr", "BLOB")}
     # What docker was asked: the image, the inputs read-only and the output folder mounted, the standard's
     # variables (container paths), the command split with its placeholders replaced.
-    [call] = docker.calls()
+    name = docker.created()[5]
+    assert name.startswith("ufdl-seed-job-7-")
+    assert docker.calls() == [["image", "inspect", IMAGE], docker.created(), ["start", "--attach", name],
+                              ["rm", "-f", name]]
+    call = docker.created()[5:]
     scratch = recorded.scratch_dir / "seed"
-    assert call[:4] == ["run", "--rm", "--name", call[3]] and call[3].startswith("ufdl-seed-job-7-")
-    assert call[4:16] == ["-v", f"{scratch}/inputs:/seed/inputs:ro", "-v", f"{scratch}/outputs:/seed/outputs",
+    assert call[1:13] == ["-v", f"{scratch}/inputs:/seed/inputs:ro", "-v", f"{scratch}/outputs:/seed/outputs",
                           "-e", "INPUT_TEXT=/seed/inputs/INPUT_TEXT/12", "-e", "READ_LENGTH=5",
                           "-e", "LABEL=two words", "-e", "OUTPUT_DIR=/seed/outputs"]
-    assert call[16] == IMAGE
-    assert call[17:] == [sys.executable, str(docker.path.with_name("program.py")), "/seed/inputs/INPUT_TEXT/12",
+    assert call[13] == IMAGE
+    assert call[14:] == [sys.executable, str(docker.path.with_name("program.py")), "/seed/inputs/INPUT_TEXT/12",
                          "5", "/seed/outputs"]
     # ... which the container saw as its own paths (here mapped back to the host's by the fake).
     seen = printed(recorded)
@@ -258,7 +272,7 @@ def test_settings_are_the_containers_environment_and_never_on_the_command_line(d
     assert seen["argv"] == ["db.example", "last"]
     assert seen["env"]["DB_HOST"] == "db.example" and seen["env"]["DB_PASS"] == SECRET
     assert "UNSET" not in seen["env"] and "UNDECLARED" not in seen["env"]
-    [call] = docker.calls()
+    call = docker.created()
     assert SECRET not in json.dumps(call) and "db.example" in call  # only through the command
     environment_file = recorded.scratch_dir / "seed" / "environment"
     assert call[call.index("--env-file") + 1] == str(environment_file)
@@ -267,7 +281,7 @@ def test_settings_are_the_containers_environment_and_never_on_the_command_line(d
 
 def test_a_job_type_without_settings_or_mounts_asks_for_no_configuration(docker):
     recorded = run(manifest(docker.command("x")), {})
-    assert recorded.fetched == [] and "--env-file" not in docker.calls()[0]
+    assert recorded.fetched == [] and "--env-file" not in docker.created()
 
 
 def test_a_secret_setting_in_the_command_fails_the_job(docker):
@@ -309,7 +323,7 @@ def test_mounts_are_mounted_as_configured(docker, tmp_path):
         "VOL": {"type": "volume", "driver": "local", "driver_opts": {"type": "nfs", "o": "addr=10.0.0.1,rw"}}}}
     run(manifest(docker.command("/ref/data.txt /scratch"), mounts=MOUNTS), {}, configuration=configuration)
     assert (scratch / "copy").read_text() == "reference data"
-    [call] = docker.calls()
+    call = docker.created()
     options = call[call.index("-e"):call.index(IMAGE)]
     assert options[2:] == ["-v", f"{reference}:/ref:ro", "-v", f"{scratch}:/scratch:rw", "--mount",
                            'type=volume,target=/vol,readonly,volume-driver=local,volume-opt=type=nfs,'
@@ -423,8 +437,8 @@ def test_the_manifests_timeout_stops_the_container(docker):
     assert set(recorded.outputs) == {("stdout", "BLOB")}
     assert recorded.outputs[("stdout", "BLOB")].endswith(b"started\n")
     # The client killed, and the container (which the daemon would run on) removed by its name.
-    run_call, remove_call = docker.calls()
-    assert remove_call == ["rm", "-f", run_call[3]]
+    name = docker.created()[5]
+    assert docker.calls()[-2:] == [["start", "--attach", name], ["rm", "-f", name]] and docker.containers() == []
 
 
 def test_cancellation_stops_the_container(docker):
@@ -435,8 +449,21 @@ def test_cancellation_stops_the_container(docker):
     with pytest.raises(JobCancelled):
         SeedExecutor().execute(recorded)
     assert time.monotonic() - began < 10
-    run_call, remove_call = docker.calls()
-    assert remove_call == ["rm", "-f", run_call[3]]
+    name = docker.created()[5]
+    assert docker.calls()[-2:] == [["start", "--attach", name], ["rm", "-f", name]] and docker.containers() == []
+
+
+def test_a_missing_image_is_pulled_and_a_timeout_during_the_pull_creates_no_container(docker, monkeypatch):
+    monkeypatch.setenv("FAKE_DOCKER_PULL_SECONDS", "30")
+    recorded = context(manifest(docker.command(), timeout=1), {})
+    with pytest.raises(ExecutionError, match="timed out after 1 s"):
+        SeedExecutor().execute(recorded)
+    # Killing a pull leaves no container: nothing was asked to create one.
+    assert docker.calls() == [["image", "inspect", IMAGE], ["pull", IMAGE]]
+    monkeypatch.setenv("FAKE_DOCKER_PULL_SECONDS", "0")
+    recorded = run(manifest(docker.command("x")), {})
+    assert printed(recorded)["argv"] == ["x"]
+    assert [call[0] for call in docker.calls()[2:]] == ["image", "pull", "create", "start", "rm"]
 
 
 def test_a_job_cancelled_before_it_runs_runs_nothing(docker):
@@ -459,7 +486,7 @@ def test_resources_are_allocated_variables_and_cpus_and_mem_docker_limits(docker
     assert {name: value for name, value in seen["env"].items() if name.startswith("ALLOCATED_")} == {
         "ALLOCATED_CPUS": "1.5", "ALLOCATED_MEM": "246", "ALLOCATED_DISK": "11", "ALLOCATED_GPUS": "1",
         "ALLOCATED_MY_THING": "0.25"}
-    [call] = docker.calls()
+    call = docker.created()
     assert call[call.index("--cpus"):call.index(IMAGE)] == ["--cpus", "1.5", "--memory", "246m"]
 
 
@@ -467,7 +494,7 @@ def test_a_tiny_memory_ask_gets_dockers_least(docker):
     seed = manifest(docker.command("x"))
     seed["job"]["resources"] = {"scalar": [{"name": "mem", "value": 0.5}]}
     run(seed, {})
-    [call] = docker.calls()
+    call = docker.created()
     assert call[call.index("--memory") + 1] == "6m" and "--cpus" not in call
 
 

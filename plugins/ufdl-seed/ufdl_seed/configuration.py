@@ -1,5 +1,5 @@
 """What the job type's configuration adds to a run: its settings, as the container's environment, and its mounts,
-as ``docker run`` options. The node fetches the configuration from the server (``seed-configuration``), which
+as ``docker create`` options. The node fetches the configuration from the server (``seed-configuration``), which
 gives it to the node holding the job and no one else.
 
 Setting values never go on the docker command line, which any local user can read (``ps``): they go through an

@@ -1,19 +1,26 @@
-"""``docker run`` of a Seed image, watched: killed on timeout or cancellation.
+"""A Seed image's run with the docker client, watched: stopped on timeout or cancellation.
 
 Killing the ``docker`` client does not stop its container (the daemon runs it), so a stopped run also removes
-its container by name (``docker rm -f``)."""
+its container by name (``docker rm -f``). That is only sure once the container exists: a client killed while its
+create request is on its way leaves the daemon to make a container after the removal, never started nor removed.
+So the run is three steps: the image pulled when missing (``docker pull``: killing it leaves no container), the
+container created (``docker create --pull never --rm``: waited for, never killed, so the name is the daemon's
+before anything is removed) and started attached (``docker start --attach``: killed, then removed)."""
 import os
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from ufdl_pyramid.executors import ExecutionContext, ExecutionError
 
 DOCKER_VARIABLE = "UFDL_SEED_DOCKER"  # the docker binary (default: docker on the PATH)
 _POLL_SECONDS = 0.1
 _REMOVE_SECONDS = 60
+# A create asked to stop is waited for this long at most (a volume driver could hang it), then killed.
+_CREATE_GRACE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -37,13 +44,13 @@ class DockerRun:
     environment: dict[str, str]
     mounts: list[Mount]
     name: str  # the container's, to remove it by
-    options: list[str] = field(default_factory=list)  # more of docker run's (mounts, --env-file, limits)
+    options: list[str] = field(default_factory=list)  # more of docker create's (mounts, --env-file, limits)
 
     def __post_init__(self):
         self.docker = docker_binary()
 
-    def argv(self) -> list[str]:
-        argv = [self.docker, "run", "--rm", "--name", self.name]
+    def create_argv(self) -> list[str]:
+        argv = [self.docker, "create", "--pull", "never", "--rm", "--name", self.name]
         for mount in self.mounts:
             argv += ["-v", mount.option()]
         for variable, value in self.environment.items():
@@ -51,24 +58,74 @@ class DockerRun:
         return [*argv, *self.options, self.image, *self.arguments]
 
     def run(self, timeout: float, context: ExecutionContext, stdout: Path, stderr: Path) -> tuple[int, str | None]:
-        """The exit status, and why the run was stopped (``"timeout"``, ``"cancelled"``) or None. The client
-        runs in its own process group, which is killed whole."""
+        """The exit status, and why the run was stopped (``"timeout"``, ``"cancelled"``) or None. The timeout
+        counts from the pull (or the create). Docker's own messages (a pull's, a refused create's) go to
+        ``stderr`` before the container's, as ``docker run`` writes them."""
+        deadline = time.monotonic() + timeout
+
+        def stop_reason() -> str | None:
+            return ("cancelled" if context.is_cancelled() else
+                    "timeout" if time.monotonic() >= deadline else None)
+
         with open(stdout, "wb") as out, open(stderr, "wb") as err:
-            try:
-                process = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                           start_new_session=True)
-            except OSError as error:
-                raise ExecutionError(f"cannot run {self.docker!r}: {error.strerror or error}") from None
-            deadline = time.monotonic() + timeout
-            while process.poll() is None:
-                reason = ("cancelled" if context.is_cancelled() else
-                          "timeout" if time.monotonic() >= deadline else None)
+            if self._quiet(["image", "inspect", self.image]) != 0:
+                # docker pull prints its progress on stdout: docker's words, not the container's.
+                status, reason = self._watch(["pull", self.image], err, err, stop_reason)
                 if reason:
+                    return status, reason
+                # A failed pull: the create below answers docker's 125 (no such image), as docker run would.
+            status, reason = self._create(err, stop_reason)
+            if status != 0 or reason:
+                return status, reason
+            try:
+                return self._watch(["start", "--attach", self.name], out, err, stop_reason)
+            finally:
+                # Gone already after an exit (--rm); a killed client's container, or one that failed to start,
+                # is not.
+                self.remove()
+
+    def _create(self, err: IO, stop_reason) -> tuple[int, str | None]:
+        """``docker create``, waited for even when the run is to stop meanwhile (see above), then removed."""
+        process = self._popen(self.create_argv()[1:], subprocess.DEVNULL, err)  # its stdout: the container's id
+        reason, asked = None, None
+        while process.poll() is None:
+            reason = reason or stop_reason()
+            if reason:
+                asked = asked or time.monotonic()
+                if time.monotonic() - asked > _CREATE_GRACE_SECONDS:
                     _kill_group(process)
-                    self.remove()
-                    return process.returncode, reason
-                time.sleep(_POLL_SECONDS)
+                    break
+            time.sleep(_POLL_SECONDS)
+        if reason:
+            self.remove()
+        return process.returncode, reason
+
+    def _watch(self, arguments: list[str], out: IO, err: IO, stop_reason) -> tuple[int, str | None]:
+        """The client's exit status, or its process group killed when the run is to stop."""
+        process = self._popen(arguments, out, err)
+        while process.poll() is None:
+            reason = stop_reason()
+            if reason:
+                _kill_group(process)
+                return process.returncode, reason
+            time.sleep(_POLL_SECONDS)
         return process.returncode, None
+
+    def _popen(self, arguments: list[str], out, err) -> subprocess.Popen:
+        try:
+            return subprocess.Popen([self.docker, *arguments], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    start_new_session=True)
+        except OSError as error:
+            raise ExecutionError(f"cannot run {self.docker!r}: {error.strerror or error}") from None
+
+    def _quiet(self, arguments: list[str]) -> int:
+        try:
+            return subprocess.run([self.docker, *arguments], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, timeout=_REMOVE_SECONDS).returncode
+        except subprocess.TimeoutExpired:
+            return 1
+        except OSError as error:
+            raise ExecutionError(f"cannot run {self.docker!r}: {error.strerror or error}") from None
 
     def remove(self) -> None:
         """Best effort: a container that never started, or already ended, is no error."""

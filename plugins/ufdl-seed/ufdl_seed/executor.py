@@ -1,4 +1,4 @@
-"""``SeedExecutor``: one job of a Scale job type's revision, run as its Seed image with ``docker run``."""
+"""``SeedExecutor``: one job of a Scale job type's revision, run as its Seed image with docker (create, then start)."""
 import uuid
 from pathlib import Path
 
