@@ -228,6 +228,34 @@ def test_an_input_output_that_cannot_be_downloaded_fails_naming_it(docker):
     assert docker.calls() == []
 
 
+def test_an_input_name_that_is_a_path_writes_nothing_outside_the_scratch_directory(docker):
+    """A template imported by hand may hold any manifest: its input's name became a folder under the inputs."""
+    seed = manifest(docker.command(), {"files": [{"name": "../../../escaped"}]})
+    recorded = context(seed, {"../../../escaped": 3}, {3: b"data"})
+    with pytest.raises(ExecutionError) as refused:
+        SeedExecutor().execute(recorded)
+    assert str(refused.value) == ("the manifest's input name '../../../escaped' is not a Seed name (only letters, "
+                                  "digits, '-' and '_')")
+    assert not (recorded.scratch_dir.parent / "escaped").exists() and docker.calls() == []
+
+
+@pytest.mark.parametrize("interface, kind, name", [
+    ({"settings": [{"name": "TOKEN\nPATH"}]}, "setting", "TOKEN\nPATH"),  # a second line of the environment file
+    ({"inputs": {"json": [{"name": "LD_PRELOAD=/tmp/x.so X", "type": "string", "required": False}]}}, "input",
+     "LD_PRELOAD=/tmp/x.so X"),  # -e LD_PRELOAD=/tmp/x.so X=value
+    ({"outputs": {"files": [{"name": "a/b", "pattern": "*"}]}}, "output", "a/b"),
+    ({"mounts": [{"name": "M N", "path": "/m"}]}, "mount", "M N"),
+])
+def test_a_name_docker_would_misread_fails_before_anything_runs(docker, interface, kind, name):
+    seed = manifest(docker.command())
+    seed["job"]["interface"].update(interface)
+    with pytest.raises(ExecutionError) as refused:
+        run(seed, {}, configuration={"settings": {"TOKEN\nPATH": "x"}, "mounts": {"M N": {"type": "volume"}}})
+    assert str(refused.value) == (f"the manifest's {kind} name {name!r} is not a Seed name (only letters, digits, "
+                                  f"'-' and '_')")
+    assert docker.calls() == []
+
+
 @pytest.mark.parametrize("parameters, message", [
     ({"seed_manifest": manifest("true")}, "the parameter 'seed_image' must name the Seed image"),
     ({"seed_image": IMAGE}, "the parameter 'seed_manifest' must be a Seed manifest"),

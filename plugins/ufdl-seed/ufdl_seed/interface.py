@@ -22,6 +22,7 @@ ALL_JSON_OUTPUT = "output"
 
 # ${NAME}: the standard's placeholder (names are [a-zA-Z0-9_-]+).
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_-]+)\}")
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 _JSON_TYPES = {
     "string": lambda value: isinstance(value, str),
@@ -120,7 +121,7 @@ class SeedInterface:
         interface = _object(job.get("interface"))
         inputs, outputs = _object(interface.get("inputs")), _object(interface.get("outputs"))
         command = interface.get("command")
-        return cls(
+        created = cls(
             image=image, title=f"{job.get('name')} {job.get('jobVersion')}", timeout=float(timeout),
             command=command if isinstance(command, str) else None,
             file_inputs=[FileInput(entry["name"], entry.get("multiple", False) is True,
@@ -143,6 +144,21 @@ class SeedInterface:
             resources=[Resource(entry["name"], entry["value"], _number(entry.get("inputMultiplier")))
                        for entry in _entries(_object(job.get("resources")).get("scalar"))
                        if _number(entry.get("value")) == entry["value"]])
+        created.check_names()
+        return created
+
+    def check_names(self) -> None:
+        """The standard's names only ([A-Za-z0-9_-]+, as the job type API checks them): a template imported by
+        hand may hold any, and a name becomes a folder under /seed/inputs (a '../..' would write outside the
+        scratch directory), a variable (``-e A=B=x`` sets A; a line break in the environment file makes another
+        variable) and an output's name."""
+        for kind, entries in (("input", [*self.file_inputs, *self.json_inputs]),
+                              ("output", [*self.file_outputs, *self.json_outputs]), ("setting", self.settings),
+                              ("mount", self.mounts), ("resource", self.resources)):
+            for entry in entries:
+                if not isinstance(entry.name, str) or not _NAME.fullmatch(entry.name):
+                    raise ExecutionError(f"the manifest's {kind} name {str(entry.name)[:80]!r} is not a Seed name "
+                                         f"(only letters, digits, '-' and '_')")
 
     def check_output_names(self) -> None:
         """Refuses, before running anything, the outputs that the executor's own would collide with."""
