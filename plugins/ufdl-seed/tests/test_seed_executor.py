@@ -358,6 +358,19 @@ def test_mounts_are_mounted_as_configured(docker, tmp_path):
                            '"volume-opt=o=addr=10.0.0.1,rw"']
 
 
+@pytest.mark.parametrize("path", ["/seed/outputs", "/seed", "/seed/inputs/extra", "/models/../seed", "/"])
+def test_a_mount_over_the_executors_own_folders_fails_before_it_runs(docker, tmp_path, path):
+    """Over /seed docker made /seed/inputs and /seed/outputs in the mounted host folder (or failed on a read-only
+    one); over /seed/outputs it refused a duplicate; under either it made a mount point in our folders."""
+    seed = manifest(docker.command(), mounts=[{"name": "SHARED", "path": path, "mode": "rw"}])
+    configuration = {"mounts": {"SHARED": {"type": "host", "host_path": str(tmp_path)}}}
+    with pytest.raises(ExecutionError) as refused:
+        run(seed, {}, configuration=configuration)
+    assert str(refused.value) == (f"the manifest's mount 'SHARED': its path {path!r} overlaps the executor's own "
+                                  f"/seed (/seed/inputs, /seed/outputs)")
+    assert docker.calls() == []
+
+
 @pytest.mark.parametrize("mounts, message", [
     ({"REF": {"type": "host", "host_path": "/r"}, "SCRATCH": {"type": "host", "host_path": "/s"}},
      "the manifest's mount 'VOL' (/vol) is not configured: the job type's configuration gives no mounts.VOL"),

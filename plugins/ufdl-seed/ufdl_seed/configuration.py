@@ -13,9 +13,10 @@ from typing import Any
 
 from ufdl_pyramid.executors import ExecutionContext, ExecutionError
 
-from .interface import SeedInterface
+from .interface import CONTAINER_INPUTS, OUTPUT_DIR, SeedInterface
 
 CONFIGURATION = "seed-configuration"  # GET /v1/jobs/{pk}/seed-configuration
+SEED_ROOT = posixpath.dirname(OUTPUT_DIR)  # /seed: the inputs' and the outputs' mounts
 
 
 def fetch_configuration(interface: SeedInterface, context: ExecutionContext) -> dict:
@@ -61,6 +62,11 @@ def mount_options(interface: SeedInterface, configuration: dict) -> list[str]:
         where = f"the manifest's mount {mount.name!r}"
         if not isinstance(mount.path, str) or not posixpath.isabs(mount.path) or ":" in mount.path:
             raise ExecutionError(f"{where}: its path {mount.path!r} is not an absolute path without ':'")
+        if _overlaps_ours(mount.path):
+            # Over /seed/outputs docker refuses a duplicate, over /seed it makes our folders in the host's (or
+            # fails on a read-only one), under either it makes its mount point in our folders.
+            raise ExecutionError(f"{where}: its path {mount.path!r} overlaps the executor's own {SEED_ROOT} "
+                                 f"({CONTAINER_INPUTS}, {OUTPUT_DIR})")
         if mount.name not in given:
             raise ExecutionError(f"{where} ({mount.path}) is not configured: the job type's configuration gives "
                                  f"no mounts.{mount.name}")
@@ -93,6 +99,12 @@ def write_environment_file(path: Path, variables: dict[str, str]) -> list[str]:
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
         file.writelines(f"{name}={value}\n" for name, value in variables.items())
     return ["--env-file", str(path)]
+
+
+def _overlaps_ours(path: str) -> bool:
+    """At, above or under /seed: the root (or a path that cleans to it) holds /seed too."""
+    path = posixpath.normpath(path)
+    return path == "/" or path == SEED_ROOT or path.startswith(SEED_ROOT + "/")
 
 
 def _csv(fields: list[str]) -> str:
