@@ -221,3 +221,12 @@ def test_a_cancellation_while_the_container_is_created_leaves_no_container(slow_
     with pytest.raises(JobCancelled):
         SeedExecutor().execute(recorded)
     assert settled_containers_of(recorded, create_seconds) == ""
+
+
+def test_the_least_cpus_and_memory_a_manifest_asks_for_start_a_container(image):
+    """0.001 CPUs made a CPU quota the kernel refuses: the container failed to start."""
+    seed = manifest("sh -c 'echo started'")
+    seed["job"]["resources"] = {"scalar": [{"name": "cpus", "value": 0.001}, {"name": "mem", "value": 1}]}
+    recorded = context(image, seed, {})
+    SeedExecutor().execute(recorded)
+    assert recorded.outputs[("stdout", "BLOB")] == b"started\n"

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from .interface import SeedInterface
 
-# Docker refuses a memory limit under 6 MiB: a smaller ask gets that much rather than a failed job.
+# Docker refuses a memory limit under 6 MiB, and the kernel a CPU quota under 1 ms per 100 ms period (the
+# container fails to start): a smaller ask gets that much rather than a failed job.
 DOCKER_MIN_MEMORY_MIB = 6
+DOCKER_MIN_CPUS = 0.01
 
 
 def input_mib(input_dir: Path) -> float:
@@ -34,7 +36,7 @@ def limit_options(allocated: dict[str, float]) -> list[str]:
     sets on a container (``disk``, ``sharedMem``, ``gpus``, custom ones): given as variables only."""
     options = []
     if allocated.get("cpus", 0) > 0:
-        options += ["--cpus", format(round(allocated["cpus"], 3) or 0.001, "f").rstrip("0").rstrip(".")]
+        options += ["--cpus", format(max(round(allocated["cpus"], 3), DOCKER_MIN_CPUS), "f").rstrip("0").rstrip(".")]
     if allocated.get("mem", 0) > 0:
         options += ["--memory", f"{max(math.ceil(allocated['mem']), DOCKER_MIN_MEMORY_MIB)}m"]
     return options
