@@ -1,22 +1,24 @@
 """A stand-in for the docker client, for tests on a machine without a Docker engine. Its "containers" are JSON
 files in ``fake-containers`` next to this script.
 
-``create --pull never --rm --name NAME [-v HOST:CONTAINER[:ro|:rw]] ... [-e VARIABLE=VALUE] ... [--env-file FILE]
+``create --pull never --name NAME [-v HOST:CONTAINER[:ro|:rw]] ... [-e VARIABLE=VALUE] ... [--env-file FILE]
 [--mount type=volume,...] [--cpus N] [--memory Nm] IMAGE ARGS...`` checks the options and records the container
-(a name taken is refused); ``start --attach NAME`` runs its ARGS as a local command (it replaces this process, so
-its exit status and process group are the container's; the record is removed first, as ``--rm`` would after),
-with every container path in the variables and the arguments mapped back to its host path; the image is given to
-it as FAKE_DOCKER_IMAGE. The environment file is read as docker reads it (``NAME=VALUE`` lines, ``#`` comments, a
-bare ``NAME`` from the client's environment), and refused unless only its owner may read it; a volume mount,
-``--cpus`` and ``--memory`` are checked for form and otherwise ignored. ``rm -f NAME`` removes the record.
-``image inspect IMAGE`` finds every image, unless FAKE_DOCKER_PULL_SECONDS is set: then none, and ``pull IMAGE``
-takes that long. When FAKE_DOCKER_LOG names a file, each call's arguments are appended to it as a JSON line.
-Anything else is refused with status 125, as docker refuses what it cannot run."""
+(a name taken is refused); ``start --attach NAME`` runs its ARGS as a local command (in this process group, so
+killing the client's group kills it), with every container path in the variables and the arguments mapped back to
+its host path, the image given to it as FAKE_DOCKER_IMAGE, and records its exit status, which ``inspect --format
+{{.State.ExitCode}} NAME`` prints (as docker's, a command that cannot run is 127, and ``start`` answers 1). The
+environment file is read as docker reads it (``NAME=VALUE`` lines, ``#`` comments, a bare ``NAME`` from the
+client's environment), and refused unless only its owner may read it; a volume mount, ``--cpus`` and ``--memory``
+are checked for form and otherwise ignored. ``rm -f -v NAME`` removes the record. ``image inspect IMAGE`` finds
+every image, unless FAKE_DOCKER_PULL_SECONDS is set: then none, and ``pull IMAGE`` takes that long. When
+FAKE_DOCKER_LOG names a file, each call's arguments are appended to it as a JSON line. Anything else is refused
+with status 125, as docker refuses what it cannot run."""
 import csv
 import json
 import os
 import re
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,8 +35,14 @@ def main(arguments: list[str]) -> int:
     if os.environ.get("FAKE_DOCKER_LOG"):
         with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
             log.write(json.dumps(arguments) + "\n")
-    if len(arguments) == 3 and arguments[:2] == ["rm", "-f"]:
-        (CONTAINERS / arguments[2]).unlink(missing_ok=True)
+    if len(arguments) == 4 and arguments[:3] == ["rm", "-f", "-v"]:
+        (CONTAINERS / arguments[3]).unlink(missing_ok=True)
+        return 0
+    if arguments[:3] == ["inspect", "--format", "{{.State.ExitCode}}"] and len(arguments) == 4:
+        try:
+            print(json.loads((CONTAINERS / arguments[3]).read_text())["exit_code"])
+        except FileNotFoundError:
+            return refuse(f"no such container: {arguments[3]}")
         return 0
     if len(arguments) == 3 and arguments[:2] == ["image", "inspect"]:
         return 1 if os.environ.get("FAKE_DOCKER_PULL_SECONDS") else 0
@@ -43,9 +51,9 @@ def main(arguments: list[str]) -> int:
         return 0
     if len(arguments) == 3 and arguments[:2] == ["start", "--attach"]:
         return start(arguments[2])
-    if arguments[:5] != ["create", "--pull", "never", "--rm", "--name"] or len(arguments) < 6:
-        return refuse(f"unsupported call {arguments[:5]}")
-    return create(arguments[5], arguments[6:])
+    if arguments[:4] != ["create", "--pull", "never", "--name"] or len(arguments) < 5:
+        return refuse(f"unsupported call {arguments[:4]}")
+    return create(arguments[4], arguments[5:])
 
 
 def create(name: str, arguments: list[str]) -> int:
@@ -95,7 +103,7 @@ def create(name: str, arguments: list[str]) -> int:
     try:
         with open(CONTAINERS / name, "x") as record:
             json.dump({"paths": paths, "variables": variables, "image": arguments[index],
-                       "command": arguments[index + 1:]}, record)
+                       "command": arguments[index + 1:], "exit_code": 0}, record)
     except FileExistsError:
         return refuse(f"the container name {name!r} is already in use")
     print(name)
@@ -103,11 +111,11 @@ def create(name: str, arguments: list[str]) -> int:
 
 
 def start(name: str) -> int:
+    record = CONTAINERS / name
     try:
-        container = json.loads((CONTAINERS / name).read_text())
+        container = json.loads(record.read_text())
     except FileNotFoundError:
         return refuse(f"no such container: {name}")
-    (CONTAINERS / name).unlink()
     paths, command = container["paths"], container["command"]
 
     def host(text: str) -> str:
@@ -118,10 +126,14 @@ def start(name: str) -> int:
     environment = {**os.environ, **{variable: host(value) for variable, value in container["variables"].items()},
                    "FAKE_DOCKER_IMAGE": container["image"]}
     try:
-        os.execvpe(command[0], [host(word) for word in command], environment)
+        status = subprocess.run([host(word) for word in command], env=environment).returncode
     except OSError as error:
         print(f"fake docker: cannot run {command[0]!r}: {error}", file=sys.stderr)
-        return 127  # as docker answers a command the container cannot find
+        status, container["exit_code"] = 1, 127  # the daemon's status for a command not found; start's is 1
+    else:
+        container["exit_code"] = status
+    record.write_text(json.dumps(container))
+    return status
 
 
 if __name__ == "__main__":

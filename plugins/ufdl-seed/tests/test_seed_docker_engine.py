@@ -230,3 +230,21 @@ def test_the_least_cpus_and_memory_a_manifest_asks_for_start_a_container(image):
     recorded = context(image, seed, {})
     SeedExecutor().execute(recorded)
     assert recorded.outputs[("stdout", "BLOB")] == b"started\n"
+
+
+def test_a_command_the_container_cannot_find_is_dockers_127_not_an_exit_status_the_manifest_names(image):
+    """``docker start`` answers 1 for a container that could not start: the daemon's state says 127."""
+    seed = manifest("no-such-command", errors=[{"code": 1, "name": "bad-input", "category": "data"}])
+    recorded = context(image, seed, {})
+    with pytest.raises(ExecutionError, match=f"^{image} exited with status 127: .*no-such-command") as failed:
+        SeedExecutor().execute(recorded)
+    assert failed.value.category is None and containers_of(recorded) == ""
+
+
+def test_a_container_docker_refuses_to_create_is_dockers_125_not_an_exit_status_the_manifest_names(image):
+    seed = manifest("sh -c 'exit 0'", errors=[{"code": 1, "name": "bad-input", "category": "data"}])
+    seed["job"]["resources"] = {"scalar": [{"name": "cpus", "value": 100000}]}  # more than any machine has
+    recorded = context(image, seed, {})
+    with pytest.raises(ExecutionError, match=f"^{image} exited with status 125: .*Range of CPUs") as failed:
+        SeedExecutor().execute(recorded)
+    assert failed.value.category is None and containers_of(recorded) == ""

@@ -132,11 +132,11 @@ def test_a_run_from_inputs_to_outputs(docker):
                                      ("stdout", "BLOB"), ("stderr", "BLOB")}
     # What docker was asked: the image, the inputs read-only and the output folder mounted, the standard's
     # variables (container paths), the command split with its placeholders replaced.
-    name = docker.created()[5]
+    name = docker.created()[4]
     assert name.startswith("ufdl-seed-job-7-")
     assert docker.calls() == [["image", "inspect", IMAGE], docker.created(), ["start", "--attach", name],
-                              ["rm", "-f", name]]
-    call = docker.created()[5:]
+                              ["inspect", "--format", "{{.State.ExitCode}}", name], ["rm", "-f", "-v", name]]
+    call = docker.created()[4:]
     scratch = recorded.scratch_dir / "seed"
     assert call[1:13] == ["-v", f"{scratch}/inputs:/seed/inputs:ro", "-v", f"{scratch}/outputs:/seed/outputs",
                           "-e", "INPUT_TEXT=/seed/inputs/INPUT_TEXT/12", "-e", "READ_LENGTH=5",
@@ -478,8 +478,9 @@ def test_the_manifests_timeout_stops_the_container(docker):
     assert set(recorded.outputs) == {("stdout", "BLOB")}
     assert recorded.outputs[("stdout", "BLOB")].endswith(b"started\n")
     # The client killed, and the container (which the daemon would run on) removed by its name.
-    name = docker.created()[5]
-    assert docker.calls()[-2:] == [["start", "--attach", name], ["rm", "-f", name]] and docker.containers() == []
+    name = docker.created()[4]
+    assert docker.calls()[-2:] == [["start", "--attach", name], ["rm", "-f", "-v", name]]
+    assert docker.containers() == []
 
 
 def test_cancellation_stops_the_container(docker):
@@ -490,8 +491,9 @@ def test_cancellation_stops_the_container(docker):
     with pytest.raises(JobCancelled):
         SeedExecutor().execute(recorded)
     assert time.monotonic() - began < 10
-    name = docker.created()[5]
-    assert docker.calls()[-2:] == [["start", "--attach", name], ["rm", "-f", name]] and docker.containers() == []
+    name = docker.created()[4]
+    assert docker.calls()[-2:] == [["start", "--attach", name], ["rm", "-f", "-v", name]]
+    assert docker.containers() == []
 
 
 def test_a_missing_image_is_pulled_and_a_timeout_during_the_pull_creates_no_container(docker, monkeypatch):
@@ -504,7 +506,7 @@ def test_a_missing_image_is_pulled_and_a_timeout_during_the_pull_creates_no_cont
     monkeypatch.setenv("FAKE_DOCKER_PULL_SECONDS", "0")
     recorded = run(manifest(docker.command("x")), {})
     assert printed(recorded)["argv"] == ["x"]
-    assert [call[0] for call in docker.calls()[2:]] == ["image", "pull", "create", "start", "rm"]
+    assert [call[0] for call in docker.calls()[2:]] == ["image", "pull", "create", "start", "inspect", "rm"]
 
 
 def test_a_job_cancelled_before_it_runs_runs_nothing(docker):

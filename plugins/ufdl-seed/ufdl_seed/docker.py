@@ -1,11 +1,14 @@
 """A Seed image's run with the docker client, watched: stopped on timeout or cancellation.
 
 Killing the ``docker`` client does not stop its container (the daemon runs it), so a stopped run also removes
-its container by name (``docker rm -f``). That is only sure once the container exists: a client killed while its
-create request is on its way leaves the daemon to make a container after the removal, never started nor removed.
-So the run is three steps: the image pulled when missing (``docker pull``: killing it leaves no container), the
-container created (``docker create --pull never --rm``: waited for, never killed, so the name is the daemon's
-before anything is removed) and started attached (``docker start --attach``: killed, then removed)."""
+its container by name (``docker rm -f``). That is only sure once the container exists: a ``docker run`` client
+killed while its create request is on its way leaves the daemon to make a container after the removal, never
+started nor removed. So the run is steps: the image pulled when missing (``docker pull``: killing it leaves no
+container), the container created (``docker create --pull never``: waited for, never killed, so the name is the
+daemon's before anything is removed), started attached (``docker start --attach``: killed on a stop), its exit
+status read from the daemon (``docker inspect``: ``start`` answers 1 for a container that could not start, where
+the daemon holds 127 for a command not found, as ``docker run`` answers) and removed with its anonymous volumes
+(``docker rm -f -v``), whatever happened: ``--rm`` would remove it before its state could be read."""
 import os
 import signal
 import subprocess
@@ -17,6 +20,7 @@ from typing import IO
 from ufdl_pyramid.executors import ExecutionContext, ExecutionError
 
 DOCKER_VARIABLE = "UFDL_SEED_DOCKER"  # the docker binary (default: docker on the PATH)
+DOCKER_REFUSED = 125  # docker run's status when the daemon refuses the container
 _POLL_SECONDS = 0.1
 _REMOVE_SECONDS = 60
 # A create asked to stop is waited for this long at most (a volume driver could hang it), then killed.
@@ -50,7 +54,7 @@ class DockerRun:
         self.docker = docker_binary()
 
     def create_argv(self) -> list[str]:
-        argv = [self.docker, "create", "--pull", "never", "--rm", "--name", self.name]
+        argv = [self.docker, "create", "--pull", "never", "--name", self.name]
         for mount in self.mounts:
             argv += ["-v", mount.option()]
         for variable, value in self.environment.items():
@@ -75,13 +79,14 @@ class DockerRun:
                     return status, reason
                 # A failed pull: the create below answers docker's 125 (no such image), as docker run would.
             status, reason = self._create(err, stop_reason)
-            if status != 0 or reason:
+            if reason:
                 return status, reason
+            if status != 0:  # the client answers 1; docker run, and so the Seed standard's images, 125
+                return DOCKER_REFUSED, None
             try:
-                return self._watch(["start", "--attach", self.name], out, err, stop_reason)
+                status, reason = self._watch(["start", "--attach", self.name], out, err, stop_reason)
+                return (status if reason else self._exit_code(status)), reason
             finally:
-                # Gone already after an exit (--rm); a killed client's container, or one that failed to start,
-                # is not.
                 self.remove()
 
     def _create(self, err: IO, stop_reason) -> tuple[int, str | None]:
@@ -111,6 +116,16 @@ class DockerRun:
             time.sleep(_POLL_SECONDS)
         return process.returncode, None
 
+    def _exit_code(self, client_status: int) -> int:
+        """The container's exit status as the daemon holds it (the client's when it cannot be read)."""
+        try:
+            answer = subprocess.run([self.docker, "inspect", "--format", "{{.State.ExitCode}}", self.name],
+                                    stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                    timeout=_REMOVE_SECONDS)
+            return int(answer.stdout) if answer.returncode == 0 else client_status
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            return client_status
+
     def _popen(self, arguments: list[str], out, err) -> subprocess.Popen:
         try:
             return subprocess.Popen([self.docker, *arguments], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
@@ -130,7 +145,7 @@ class DockerRun:
     def remove(self) -> None:
         """Best effort: a container that never started, or already ended, is no error."""
         try:
-            subprocess.run([self.docker, "rm", "-f", self.name], stdin=subprocess.DEVNULL,
+            subprocess.run([self.docker, "rm", "-f", "-v", self.name], stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=_REMOVE_SECONDS)
         except (OSError, subprocess.TimeoutExpired):
             pass
