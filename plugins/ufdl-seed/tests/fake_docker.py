@@ -1,7 +1,7 @@
 """A stand-in for the docker client, for tests on a machine without a Docker engine. Its "containers" are JSON
 files in ``fake-containers`` next to this script.
 
-``create --pull never --name NAME [-v HOST:CONTAINER[:ro|:rw]] ... [-e VARIABLE=VALUE] ... [--env-file FILE]
+``create --pull never --log-driver none --name NAME [-v HOST:CONTAINER[:ro|:rw]] ... [-e VARIABLE=VALUE] ... [--env-file FILE]
 [--mount type=volume,...] [--cpus N] [--memory Nm] IMAGE ARGS...`` checks the options and records the container
 (a name taken is refused); ``start --attach NAME`` runs its ARGS as a local command (in this process group, so
 killing the client's group kills it), with every container path in the variables and the arguments mapped back to
@@ -51,9 +51,9 @@ def main(arguments: list[str]) -> int:
         return 0
     if len(arguments) == 3 and arguments[:2] == ["start", "--attach"]:
         return start(arguments[2])
-    if arguments[:4] != ["create", "--pull", "never", "--name"] or len(arguments) < 5:
-        return refuse(f"unsupported call {arguments[:4]}")
-    return create(arguments[4], arguments[5:])
+    if arguments[:6] != ["create", "--pull", "never", "--log-driver", "none", "--name"] or len(arguments) < 7:
+        return refuse(f"unsupported call {arguments[:6]}")
+    return create(arguments[6], arguments[7:])
 
 
 def create(name: str, arguments: list[str]) -> int:

@@ -248,3 +248,37 @@ def test_a_container_docker_refuses_to_create_is_dockers_125_not_an_exit_status_
     with pytest.raises(ExecutionError, match=f"^{image} exited with status 125: .*Range of CPUs") as failed:
         SeedExecutor().execute(recorded)
     assert failed.value.category is None and containers_of(recorded) == ""
+
+
+def test_the_containers_output_kept_is_bounded(image, monkeypatch):
+    """The output is kept up to UFDL_SEED_MAX_LOG_SIZE bytes (each stream); the container still runs to its end."""
+    monkeypatch.setenv("UFDL_SEED_MAX_LOG_SIZE", "1000")
+    seed = manifest("sh -c 'i=0; while [ $i -lt 5000 ]; do echo line-$i; i=$((i+1)); done; echo finished >&2'")
+    recorded = context(image, seed, {})
+    SeedExecutor().execute(recorded)
+    expected = "".join(f"line-{index}\n" for index in range(5000)).encode()[:1000]
+    assert recorded.outputs[("stdout", "BLOB")] == expected
+    assert recorded.outputs[("stderr", "BLOB")] == b"finished\n"
+
+
+def test_the_daemon_keeps_no_log_of_its_own(image):
+    """Its json-file log of an endless output would grow on the daemon's disk as long as the container ran."""
+    recorded = context(image, manifest("sleep 600"), {})
+    seen = []
+
+    def inspect_once_running():
+        for _ in range(600):  # the container is up within a minute, or the test fails below
+            names = containers_of(recorded)
+            if names:
+                seen.append(subprocess.run(["docker", "inspect", "--format", "{{.HostConfig.LogConfig.Type}}",
+                                            names], capture_output=True, text=True, timeout=30).stdout.strip())
+                break
+            time.sleep(0.1)
+        recorded.cancel()
+
+    inspector = threading.Thread(target=inspect_once_running)
+    inspector.start()
+    with pytest.raises(JobCancelled):
+        SeedExecutor().execute(recorded)
+    inspector.join()
+    assert seen == ["none"]

@@ -132,11 +132,11 @@ def test_a_run_from_inputs_to_outputs(docker):
                                      ("stdout", "BLOB"), ("stderr", "BLOB")}
     # What docker was asked: the image, the inputs read-only and the output folder mounted, the standard's
     # variables (container paths), the command split with its placeholders replaced.
-    name = docker.created()[4]
+    name = docker.created()[6]
     assert name.startswith("ufdl-seed-job-7-")
     assert docker.calls() == [["image", "inspect", IMAGE], docker.created(), ["start", "--attach", name],
                               ["inspect", "--format", "{{.State.ExitCode}}", name], ["rm", "-f", "-v", name]]
-    call = docker.created()[4:]
+    call = docker.created()[6:]
     scratch = recorded.scratch_dir / "seed"
     assert call[1:13] == ["-v", f"{scratch}/inputs:/seed/inputs:ro", "-v", f"{scratch}/outputs:/seed/outputs",
                           "-e", "INPUT_TEXT=/seed/inputs/INPUT_TEXT/12", "-e", "READ_LENGTH=5",
@@ -422,6 +422,13 @@ def test_no_docker_client_fails_clearly(docker, monkeypatch, tmp_path):
         run(manifest("true"), {})
 
 
+def test_an_unreadable_log_size_setting_fails_before_docker_runs(docker, monkeypatch):
+    monkeypatch.setenv("UFDL_SEED_MAX_LOG_SIZE", "64M")
+    with pytest.raises(ExecutionError, match="^UFDL_SEED_MAX_LOG_SIZE must be a number of bytes, not '64M'$"):
+        run(manifest(docker.command()), {})
+    assert docker.calls() == []
+
+
 @pytest.mark.parametrize("job, outputs, message", [
     ("", {"files": [{"name": "OUT", "pattern": "*.txt"}]},
      "the required output 'OUT' is missing: no file matches '*.txt' in OUTPUT_DIR"),
@@ -478,7 +485,7 @@ def test_the_manifests_timeout_stops_the_container(docker):
     assert set(recorded.outputs) == {("stdout", "BLOB")}
     assert recorded.outputs[("stdout", "BLOB")].endswith(b"started\n")
     # The client killed, and the container (which the daemon would run on) removed by its name.
-    name = docker.created()[4]
+    name = docker.created()[6]
     assert docker.calls()[-2:] == [["start", "--attach", name], ["rm", "-f", "-v", name]]
     assert docker.containers() == []
 
@@ -491,7 +498,7 @@ def test_cancellation_stops_the_container(docker):
     with pytest.raises(JobCancelled):
         SeedExecutor().execute(recorded)
     assert time.monotonic() - began < 10
-    name = docker.created()[4]
+    name = docker.created()[6]
     assert docker.calls()[-2:] == [["start", "--attach", name], ["rm", "-f", "-v", name]]
     assert docker.containers() == []
 

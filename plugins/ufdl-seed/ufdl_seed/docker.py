@@ -12,6 +12,7 @@ the daemon holds 127 for a command not found, as ``docker run`` answers) and rem
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,10 @@ from typing import IO
 from ufdl_pyramid.executors import ExecutionContext, ExecutionError
 
 DOCKER_VARIABLE = "UFDL_SEED_DOCKER"  # the docker binary (default: docker on the PATH)
+# A container's stdout and stderr are kept as outputs, in memory on their way to the server: bounded.
+MAX_LOG_SIZE_VARIABLE = "UFDL_SEED_MAX_LOG_SIZE"
+DEFAULT_MAX_LOG_SIZE = 64 * 2**20
+_CHUNK = 2**16
 DOCKER_REFUSED = 125  # docker run's status when the daemon refuses the container
 _POLL_SECONDS = 0.1
 _REMOVE_SECONDS = 60
@@ -54,7 +59,9 @@ class DockerRun:
         self.docker = docker_binary()
 
     def create_argv(self) -> list[str]:
-        argv = [self.docker, "create", "--pull", "never", "--name", self.name]
+        # No log driver: the daemon's json-file copy of the output would grow without bound on its disk (the
+        # attached client gets the streams all the same).
+        argv = [self.docker, "create", "--pull", "never", "--log-driver", "none", "--name", self.name]
         for mount in self.mounts:
             argv += ["-v", mount.option()]
         for variable, value in self.environment.items():
@@ -65,6 +72,7 @@ class DockerRun:
         """The exit status, and why the run was stopped (``"timeout"``, ``"cancelled"``) or None. The timeout
         counts from the pull (or the create). Docker's own messages (a pull's, a refused create's) go to
         ``stderr`` before the container's, as ``docker run`` writes them."""
+        limit = max_log_size()
         deadline = time.monotonic() + timeout
 
         def stop_reason() -> str | None:
@@ -84,7 +92,7 @@ class DockerRun:
             if status != 0:  # the client answers 1; docker run, and so the Seed standard's images, 125
                 return DOCKER_REFUSED, None
             try:
-                status, reason = self._watch(["start", "--attach", self.name], out, err, stop_reason)
+                status, reason = self._watch(["start", "--attach", self.name], out, err, stop_reason, limit)
                 return (status if reason else self._exit_code(status)), reason
             finally:
                 self.remove()
@@ -105,16 +113,30 @@ class DockerRun:
             self.remove()
         return process.returncode, reason
 
-    def _watch(self, arguments: list[str], out: IO, err: IO, stop_reason) -> tuple[int, str | None]:
-        """The client's exit status, or its process group killed when the run is to stop."""
-        process = self._popen(arguments, out, err)
+    def _watch(self, arguments: list[str], out: IO, err: IO, stop_reason,
+               limit: int | None = None) -> tuple[int, str | None]:
+        """The client's exit status, or its process group killed when the run is to stop. With ``limit``, only
+        the first ``limit`` bytes of each stream are written; the rest is read and dropped (the container
+        goes on)."""
+        if limit is None:
+            process = self._popen(arguments, out, err)
+            copies = []
+        else:
+            process = self._popen(arguments, subprocess.PIPE, subprocess.PIPE)
+            copies = [threading.Thread(target=_copy, args=(pipe, file, limit), daemon=True)
+                      for pipe, file in ((process.stdout, out), (process.stderr, err))]
+            for copy in copies:
+                copy.start()
+        reason = None
         while process.poll() is None:
             reason = stop_reason()
             if reason:
                 _kill_group(process)
-                return process.returncode, reason
+                break
             time.sleep(_POLL_SECONDS)
-        return process.returncode, None
+        for copy in copies:
+            copy.join()
+        return process.returncode, reason
 
     def _exit_code(self, client_status: int) -> int:
         """The container's exit status as the daemon holds it (the client's when it cannot be read)."""
@@ -149,6 +171,26 @@ class DockerRun:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=_REMOVE_SECONDS)
         except (OSError, subprocess.TimeoutExpired):
             pass
+
+
+def max_log_size() -> int:
+    """The bytes of a container's standard output, and of its error, kept (the rest is dropped)."""
+    try:
+        return max(int(os.environ.get(MAX_LOG_SIZE_VARIABLE) or DEFAULT_MAX_LOG_SIZE), 0)
+    except ValueError:
+        raise ExecutionError(f"{MAX_LOG_SIZE_VARIABLE} must be a number of bytes, not "
+                             f"{os.environ[MAX_LOG_SIZE_VARIABLE]!r}") from None
+
+
+def _copy(pipe: IO[bytes], file: IO[bytes], limit: int) -> None:
+    """Up to ``limit`` bytes of the pipe to the file, then the rest read to its end and dropped, so that the
+    container never blocks on a full pipe."""
+    with pipe:
+        kept = 0
+        while chunk := pipe.read1(_CHUNK):
+            if kept < limit:
+                file.write(chunk[:limit - kept])
+                kept += len(chunk[:limit - kept])
 
 
 def _kill_group(process: subprocess.Popen) -> None:
