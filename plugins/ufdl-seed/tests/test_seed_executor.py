@@ -447,6 +447,15 @@ def test_an_unreadable_log_size_setting_fails_before_docker_runs(docker, monkeyp
      "output 'OUT': 'a.txt' is outside the output directory"),
     ("", {"files": [{"name": "OUT", "pattern": "../std*"}]},
      "output 'OUT': '../stderr' is outside the output directory"),
+    # What a run leaves is read in bounds: each file of a multiple output is an output on the server, and
+    # seed.outputs.json is parsed in memory; a loop of links is no file.
+    ("[open(f'{out}/p{i}.txt', 'w') for i in range(1001)]",
+     {"files": [{"name": "PARTS", "pattern": "*.txt", "multiple": True}]},
+     "output 'PARTS': more than 1000 paths match '*.txt'"),
+    ("open(out + '/seed.outputs.json', 'w').write('{\"count\": 1, \"pad\": \"' + 'x' * 2**24 + '\"}')",
+     {"json": [{"name": "count", "type": "integer"}]}, "seed.outputs.json is larger than 16 MiB"),
+    ("os.symlink('a.txt', out + '/a.txt')", {"files": [{"name": "OUT", "pattern": "*.txt"}]},
+     "output 'OUT': 'a.txt' is a link that leads nowhere"),
 ])
 def test_missing_or_bad_outputs_fail_the_job_and_none_is_kept(docker, job, outputs, message):
     docker.job(job)

@@ -2,6 +2,7 @@
 pattern (BLOB), JSON values from ``seed.outputs.json`` (JSON). Everything is checked before anything is kept,
 so that a run with a missing or bad output adds none of its outputs."""
 import glob
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -15,6 +16,10 @@ from .interface import ALL_JSON_OUTPUT, OUTPUTS_MANIFEST, FileOutput, SeedInterf
 # The server's output names are [A-Za-z0-9_.:-]{1,200}: a file of a `multiple` output is NAME:its/path with
 # each '/' a ':' and any other character the server refuses an '_'.
 MAX_NAME = 200
+# What a run may leave to be read: the paths a pattern matches (each file of a `multiple` output is an output of
+# its own on the server) and the size of seed.outputs.json (parsed in memory).
+MAX_MATCHES = 1000
+MAX_OUTPUTS_MANIFEST_SIZE = 16 * 2**20
 _REFUSED = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -37,9 +42,15 @@ def capture(interface: SeedInterface, output_dir: Path) -> list[Captured]:
 
 def _files(output: FileOutput, output_dir: Path) -> list[Captured]:
     root = output_dir.resolve()
+    found = list(itertools.islice(glob.iglob(output.pattern, root_dir=output_dir), MAX_MATCHES + 1))
+    if len(found) > MAX_MATCHES:
+        raise ExecutionError(f"output {output.name!r}: more than {MAX_MATCHES} paths match {output.pattern!r}")
     matches = []
-    for relative in sorted(glob.glob(output.pattern, root_dir=output_dir)):
-        path = (output_dir / relative).resolve()
+    for relative in sorted(found):
+        try:
+            path = (output_dir / relative).resolve()
+        except (OSError, RuntimeError):  # a loop of links
+            raise ExecutionError(f"output {output.name!r}: {relative!r} is a link that leads nowhere") from None
         if not path.is_relative_to(root):  # a '..' in the pattern, or a link the container made
             raise ExecutionError(f"output {output.name!r}: {relative!r} is outside the output directory")
         if path.is_file():
@@ -73,7 +84,9 @@ def _json_values(interface: SeedInterface, output_dir: Path) -> dict[str, Any]:
         return {}
     path = output_dir / OUTPUTS_MANIFEST
     document = {}
-    if path.is_file() and path.resolve().is_relative_to(output_dir.resolve()):
+    if path.is_file() and _inside(path, output_dir):
+        if path.stat().st_size > MAX_OUTPUTS_MANIFEST_SIZE:
+            raise ExecutionError(f"{OUTPUTS_MANIFEST} is larger than {MAX_OUTPUTS_MANIFEST_SIZE // 2**20} MiB")
         try:
             document = json.loads(path.read_bytes())
         except ValueError as error:
@@ -92,3 +105,10 @@ def _json_values(interface: SeedInterface, output_dir: Path) -> dict[str, Any]:
         check_json_output(output, document[output.key])
         values[output.name] = document[output.key]
     return values
+
+
+def _inside(path: Path, output_dir: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(output_dir.resolve())
+    except (OSError, RuntimeError):  # a loop of links
+        return False
