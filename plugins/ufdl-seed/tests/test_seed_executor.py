@@ -380,6 +380,10 @@ def test_a_mount_over_the_executors_own_folders_fails_before_it_runs(docker, tmp
      "the manifest's mount 'REF': the host path '/a:b' is not an absolute path without ':'"),
     ({"REF": {"type": "tmpfs"}},
      "the manifest's mount 'REF': its configuration's type 'tmpfs' is neither host nor volume"),
+    ({"REF": {"type": "volume", "driver_opts": {"o=uid": "0"}}},  # docker read volume-opt=o=uid=0 as o
+     "the manifest's mount 'REF': the volume driver option 'o=uid' is not a name without '=' with a string value"),
+    ({"REF": {"type": "volume", "driver_opts": {"size": 5}}},
+     "the manifest's mount 'REF': the volume driver option 'size' is not a name without '=' with a string value"),
 ])
 def test_mounts_missing_or_unusable_fail_the_job_before_it_runs(docker, mounts, message):
     seed = manifest(docker.command("x"), {"files": [{"name": "F"}]}, mounts=MOUNTS)

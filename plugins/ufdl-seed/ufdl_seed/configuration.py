@@ -82,7 +82,12 @@ def mount_options(interface: SeedInterface, configuration: dict) -> list[str]:
             driver = configured.get("driver")
             if driver:
                 fields.append(f"volume-driver={driver}")
-            fields += [f"volume-opt={name}={value}" for name, value in _object(configured.get("driver_opts")).items()]
+            for name, value in _object(configured.get("driver_opts")).items():
+                if not name or "=" in name or not isinstance(value, str):
+                    # docker splits volume-opt=NAME=VALUE at the first '=': o=x=y would be the option o.
+                    raise ExecutionError(f"{where}: the volume driver option {name[:80]!r} is not a name without "
+                                         f"'=' with a string value")
+                fields.append(f"volume-opt={name}={value}")
             options += ["--mount", _csv(fields)]
         else:
             raise ExecutionError(f"{where}: its configuration's type {configured.get('type')!r} is neither host "
