@@ -1,8 +1,8 @@
 """A stand-in for the docker client, for tests on a machine without a Docker engine. Its "containers" are JSON
 files in ``fake-containers`` next to this script.
 
-``create --pull never --log-driver none --name NAME [-v HOST:CONTAINER[:ro|:rw]] ... [-e VARIABLE=VALUE] ... [--env-file FILE]
-[--mount type=volume,...] [--cpus N] [--memory Nm] IMAGE ARGS...`` checks the options and records the container
+``create --pull never --log-driver none --name NAME [-v HOST:CONTAINER[:ro|:rw]] ... [-e VARIABLE=VALUE] ...
+[--env-file FILE] [--mount type=volume,...] [--cpus N] [--memory Nm] IMAGE ARGS...`` checks the options and records the container
 (a name taken is refused); ``start --attach NAME`` runs its ARGS as a local command (in this process group, so
 killing the client's group kills it), with every container path in the variables and the arguments mapped back to
 its host path, the image given to it as FAKE_DOCKER_IMAGE, and records its exit status, which ``inspect --format

@@ -358,6 +358,23 @@ def test_mounts_are_mounted_as_configured(docker, tmp_path):
                            '"volume-opt=o=addr=10.0.0.1,rw"']
 
 
+def test_a_host_mount_outside_the_workers_host_paths_fails_before_it_runs(docker, tmp_path, monkeypatch):
+    allowed, other = tmp_path / "allowed", tmp_path / "other"
+    (allowed / "models").mkdir(parents=True)
+    other.mkdir()
+    (allowed / "escape").symlink_to(other)
+    monkeypatch.setenv("UFDL_SEED_HOST_PATHS", f"/nonexistent:{allowed}")
+    seed = manifest(docker.command("/ref"), mounts=[{"name": "REF", "path": "/ref"}])
+    for host_path in (other, allowed / ".." / "other", allowed / "escape", "/", tmp_path / "allowed-not"):
+        with pytest.raises(ExecutionError) as refused:
+            run(seed, {}, configuration={"mounts": {"REF": {"type": "host", "host_path": str(host_path)}}})
+        assert str(refused.value) == (f"the manifest's mount 'REF': the host path {str(host_path)!r} is not "
+                                      f"within the worker's UFDL_SEED_HOST_PATHS (/nonexistent:{allowed})")
+    assert docker.calls() == []
+    recorded = run(seed, {}, configuration={"mounts": {"REF": {"type": "host", "host_path": str(allowed / "models")}}})
+    assert printed(recorded)["argv"] == [str(allowed / "models")]  # the fake maps /ref back to the host's
+
+
 @pytest.mark.parametrize("path", ["/seed/outputs", "/seed", "/seed/inputs/extra", "/models/../seed", "/"])
 def test_a_mount_over_the_executors_own_folders_fails_before_it_runs(docker, tmp_path, path):
     """Over /seed docker made /seed/inputs and /seed/outputs in the mounted host folder (or failed on a read-only

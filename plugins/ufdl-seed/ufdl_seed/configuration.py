@@ -16,6 +16,9 @@ from ufdl_pyramid.executors import ExecutionContext, ExecutionError
 from .interface import CONTAINER_INPUTS, OUTPUT_DIR, SeedInterface
 
 CONFIGURATION = "seed-configuration"  # GET /v1/jobs/{pk}/seed-configuration
+# The worker's folders a job type's host mount may name (':'-separated); unset, any: a host mount of / or of the
+# docker socket is root on the worker, so whoever configures job types has it.
+HOST_PATHS_VARIABLE = "UFDL_SEED_HOST_PATHS"
 SEED_ROOT = posixpath.dirname(OUTPUT_DIR)  # /seed: the inputs' and the outputs' mounts
 
 
@@ -76,6 +79,7 @@ def mount_options(interface: SeedInterface, configuration: dict) -> list[str]:
             host_path = configured.get("host_path")
             if not isinstance(host_path, str) or not posixpath.isabs(host_path) or ":" in host_path:
                 raise ExecutionError(f"{where}: the host path {host_path!r} is not an absolute path without ':'")
+            _check_host_path(where, host_path)
             options += ["-v", f"{host_path}:{mount.path}:{mode}"]
         elif configured.get("type") == "volume":
             fields = ["type=volume", f"target={mount.path}"] + (["readonly"] if mount.read_only else [])
@@ -104,6 +108,19 @@ def write_environment_file(path: Path, variables: dict[str, str]) -> list[str]:
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
         file.writelines(f"{name}={value}\n" for name, value in variables.items())
     return ["--env-file", str(path)]
+
+
+def _check_host_path(where: str, host_path: str) -> None:
+    """Within one of the worker's UFDL_SEED_HOST_PATHS when it is set, links and '..' resolved (as docker
+    resolves them on the same host)."""
+    allowed = os.environ.get(HOST_PATHS_VARIABLE)
+    if allowed is None:
+        return
+    real = os.path.realpath(host_path)
+    roots = [os.path.realpath(root) for root in allowed.split(":") if os.path.isabs(root)]
+    if not any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots):
+        raise ExecutionError(f"{where}: the host path {host_path!r} is not within the worker's "
+                             f"{HOST_PATHS_VARIABLE} ({allowed})")
 
 
 def _overlaps_ours(path: str) -> bool:
