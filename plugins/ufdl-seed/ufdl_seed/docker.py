@@ -3,7 +3,7 @@
 Killing the ``docker`` client does not stop its container (the daemon runs it), so a stopped run also removes
 its container by name (``docker rm -f``). That is only sure once the container exists: a ``docker run`` client
 killed while its create request is on its way leaves the daemon to make a container after the removal, never
-started nor removed. So the run is steps: the image pulled when missing (``docker pull``: killing it leaves no
+started nor removed. So the run goes in steps: the image pulled when missing (``docker pull``: killing it leaves no
 container), the container created (``docker create --pull never``: waited for, never killed, so the name is the
 daemon's before anything is removed), started attached (``docker start --attach``: killed on a stop), its exit
 status read from the daemon (``docker inspect``: ``start`` answers 1 for a container that could not start, where
@@ -89,7 +89,7 @@ class DockerRun:
             status, reason = self._create(err, stop_reason)
             if reason:
                 return status, reason
-            if status != 0:  # the client answers 1; docker run, and so the Seed standard's images, 125
+            if status != 0:  # the client answers 1; docker run's 125 tells docker's refusal from the image's
                 return DOCKER_REFUSED, None
             try:
                 status, reason = self._watch(["start", "--attach", self.name], out, err, stop_reason, limit)
@@ -98,7 +98,7 @@ class DockerRun:
                 self.remove()
 
     def _create(self, err: IO, stop_reason) -> tuple[int, str | None]:
-        """``docker create``, waited for even when the run is to stop meanwhile (see above), then removed."""
+        """``docker create``, waited for even when the run is to stop meanwhile (see above), and then removed."""
         process = self._popen(self.create_argv()[1:], subprocess.DEVNULL, err)  # its stdout: the container's id
         reason, asked = None, None
         while process.poll() is None:
