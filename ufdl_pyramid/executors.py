@@ -11,6 +11,8 @@ run, so that a job its executor would refuse anyway is a 400 rather than a faile
 """
 import copy
 import os
+import signal
+import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -114,6 +116,16 @@ def output_bytes(data: "bytes | str | os.PathLike") -> bytes:
         return Path(data).read_bytes()
     raise TypeError(f"an output is bytes, str or a path, not {type(data).__name__}")
 
+
+
+def kill_process_group(process: subprocess.Popen) -> None:
+    """Kill a child started with ``start_new_session=True`` and everything it started (its process group), and
+    reap it: an executor's command may have children of its own that a kill of the child alone leaves running."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 class Executor:
     """The base class of executors. Subclasses implement ``execute``; ``name`` is the dotted name a template's

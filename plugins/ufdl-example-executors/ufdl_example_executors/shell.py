@@ -1,14 +1,12 @@
 """``ShellExecutor``: runs one command line (no shell) with the job's input text on its standard input."""
-import os
 import re
 import shlex
-import signal
 import subprocess
 import threading
 import time
 from pathlib import Path
 
-from ufdl_pyramid.executors import ExecutionContext, ExecutionError, Executor, JobCancelled
+from ufdl_pyramid.executors import ExecutionContext, ExecutionError, Executor, JobCancelled, kill_process_group
 
 # {name}, or {{name}}: the text {name} (a word in braces is otherwise always a placeholder).
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}|\{(\w+)\}")
@@ -93,7 +91,7 @@ class ShellExecutor(Executor):
             reason = ("cancelled" if context.is_cancelled() else
                       "timeout" if time.monotonic() >= deadline else None)
             if reason:
-                _kill_group(process)
+                kill_process_group(process)
                 return reason
             time.sleep(_POLL_SECONDS)
         return None
@@ -109,11 +107,3 @@ def _feed(process: subprocess.Popen, data: bytes) -> None:
             process.stdin.close()
         except OSError:
             pass
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()

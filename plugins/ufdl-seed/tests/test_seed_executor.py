@@ -6,7 +6,6 @@ import re
 import shlex
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest

@@ -10,7 +10,6 @@ status read from the daemon (``docker inspect``: ``start`` answers 1 for a conta
 the daemon holds 127 for a command not found, as ``docker run`` answers) and removed with its anonymous volumes
 (``docker rm -f -v``), whatever happened: ``--rm`` would remove it before its state could be read."""
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from ufdl_pyramid.executors import ExecutionContext, ExecutionError
+from ufdl_pyramid.executors import ExecutionContext, ExecutionError, kill_process_group
 
 DOCKER_VARIABLE = "UFDL_SEED_DOCKER"  # the docker binary (default: docker on the PATH)
 # A container's stdout and stderr are kept as outputs, in memory on their way to the server: bounded.
@@ -106,7 +105,7 @@ class DockerRun:
             if reason:
                 asked = asked or time.monotonic()
                 if time.monotonic() - asked > _CREATE_GRACE_SECONDS:
-                    _kill_group(process)
+                    kill_process_group(process)
                     break
             time.sleep(_POLL_SECONDS)
         if reason:
@@ -131,7 +130,7 @@ class DockerRun:
         while process.poll() is None:
             reason = stop_reason()
             if reason:
-                _kill_group(process)
+                kill_process_group(process)
                 break
             time.sleep(_POLL_SECONDS)
         for copy in copies:
@@ -191,11 +190,3 @@ def _copy(pipe: IO[bytes], file: IO[bytes], limit: int) -> None:
             if kept < limit:
                 file.write(chunk[:limit - kept])
                 kept += len(chunk[:limit - kept])
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
