@@ -56,7 +56,9 @@ class ExecutionContext:
     - ``add_output(name, type, data)``: upload an output from ``bytes``, ``str`` (UTF-8 text) or a ``Path``;
     - ``download_output(pk, path)``: write the content of the job output ``pk`` (of any job) to the file
       ``path``, for an executor whose inputs name outputs inside a JSON value (the worker downloads only the
-      inputs typed ``JobOutput<T>`` itself);
+      inputs typed ``JobOutput<T>`` itself); answers the file name the server offers for it (its
+      ``Content-Disposition``) as ``safe_filename`` makes it, None when there is none (a context made before it
+      answered one answers None too);
     - ``fetch(name)``: the JSON answer of ``GET /v1/jobs/{pk}/{name}``, asked as the node that holds the job:
       what the server gives the node running a job and no one else (the Seed executor's
       ``seed-configuration``); a refusal (403, 404) raises. The answer may hold secrets: do not log it;
@@ -77,7 +79,7 @@ class ExecutionContext:
     def add_output(self, name: str, type: str, data: "bytes | str | os.PathLike") -> None:
         raise NotImplementedError
 
-    def download_output(self, pk: int, path: str | os.PathLike) -> None:
+    def download_output(self, pk: int, path: str | os.PathLike) -> str | None:
         raise NotImplementedError
 
     def fetch(self, name: str) -> Any:
@@ -103,6 +105,22 @@ def merged_parameters(job: Mapping, all_parameters: Mapping) -> dict:
     for name, given in (job.get("parameter_values") or {}).items():
         values[name] = given["value"] if isinstance(given, Mapping) and "value" in given else given
     return values
+
+
+# A file name is at most 255 bytes on the usual file systems (ext4, xfs, tmpfs).
+_MAX_FILENAME_BYTES = 255
+
+
+def safe_filename(name: str | None) -> str | None:
+    """``name`` as one file name in a folder: a '/' (or NUL) is an '_'; None for no name, '.', '..' or a name too
+    long for a file system. The server offers an output's name, but another server, or a name stored before the
+    names were checked, could offer '../x': the caller falls back to a name of its own."""
+    if not isinstance(name, str):
+        return None
+    name = name.replace("/", "_").replace("\0", "_")
+    if name in ("", ".", "..") or len(name.encode("utf-8", "surrogateescape")) > _MAX_FILENAME_BYTES:
+        return None
+    return name
 
 
 def output_bytes(data: "bytes | str | os.PathLike") -> bytes:
@@ -154,13 +172,15 @@ class RecordingContext(ExecutionContext):
     """A context with no server behind it, for tests: records progress and outputs; ``cancel()`` cancels.
 
     ``scratch_dir`` defaults to a new temporary directory; ``downloads`` maps the job-output pks that
-    ``download_output`` can fetch to their content (another pk is a ``LookupError``, as the server's 404);
+    ``download_output`` can fetch to their content, ``bytes`` (no file name offered) or ``(filename, bytes)``
+    (the name goes through ``safe_filename``, as the worker's does); another pk is a ``LookupError``, as the
+    server's 404;
     ``fetchable`` maps the names ``fetch`` answers to their JSON (another name is a ``LookupError`` too), and
     ``fetched`` lists the names asked for."""
 
     def __init__(self, inputs: Mapping[str, Any] | None = None, parameters: Mapping[str, Any] | None = None,
                  scratch_dir: str | os.PathLike | None = None, job: Mapping | None = None,
-                 downloads: Mapping[int, bytes] | None = None, fetchable: Mapping[str, Any] | None = None):
+                 downloads: Mapping[int, "bytes | tuple[str | None, bytes]"] | None = None, fetchable: Mapping[str, Any] | None = None):
         super().__init__(job or {"pk": 0}, inputs or {}, parameters or {},
                          scratch_dir or tempfile.mkdtemp(prefix="ufdl-scratch-"))
         self.progress_reports: list[tuple[float, dict]] = []
@@ -178,10 +198,13 @@ class RecordingContext(ExecutionContext):
     def add_output(self, name: str, type: str, data) -> None:
         self.outputs[(name, type)] = output_bytes(data)
 
-    def download_output(self, pk: int, path) -> None:
+    def download_output(self, pk: int, path) -> str | None:
         if pk not in self.downloads:
             raise LookupError(f"Job output {pk} does not exist")
-        Path(path).write_bytes(self.downloads[pk])
+        given = self.downloads[pk]
+        filename, content = given if isinstance(given, tuple) else (None, given)
+        Path(path).write_bytes(content)
+        return safe_filename(filename)
 
     def fetch(self, name: str) -> Any:
         self.fetched.append(name)

@@ -110,11 +110,13 @@ def test_an_upload_is_sent_again_while_the_server_is_unavailable(tmp_path):
 
 def test_an_executor_downloads_any_output_and_a_cut_download_is_written_afresh(tmp_path):
     """``download_output``, for the outputs an executor finds named inside a JSON input (the Seed executor's
-    file inputs): the worker's client writes it to the path, a try that the server cut is started again."""
+    file inputs): the worker's client writes it to the path, a try that the server cut is started again; it
+    answers the file name the server offered, made one file name (None: none offered)."""
     from ufdl_pyramid.worker.api import ServerUnavailable
     from ufdl_pyramid.worker.context import HttpExecutionContext
 
     asked = []
+    offered = {12: "twelve.txt", 13: "../../etc/x", 14: "..", 15: None}
 
     class Api:
         def download_output(self, pk, file):
@@ -122,13 +124,17 @@ def test_an_executor_downloads_any_output_and_a_cut_download_is_written_afresh(t
             file.write(b"part" if len(asked) == 1 else b"whole")
             if len(asked) == 1:
                 raise ServerUnavailable("the connection was cut")
+            return offered[pk]
 
     context = HttpExecutionContext(Api(), {"pk": 7}, {}, {}, tmp_path, lambda: False, _three_tries)
-    context.download_output(12, tmp_path / "twelve")
+    assert context.download_output(12, tmp_path / "twelve") == "twelve.txt"
     assert asked == [12, 12] and (tmp_path / "twelve").read_bytes() == b"whole"
-    recording = RecordingContext(downloads={12: b"twelve"})
-    recording.download_output(12, tmp_path / "recorded")
+    assert [context.download_output(pk, tmp_path / "other") for pk in (13, 14, 15)] == [".._.._etc_x", None, None]
+    recording = RecordingContext(downloads={12: b"twelve", 11: ("a/b.png", b"eleven")})
+    assert recording.download_output(12, tmp_path / "recorded") is None
     assert (tmp_path / "recorded").read_bytes() == b"twelve"
+    assert recording.download_output(11, tmp_path / "recorded") == "a_b.png"
+    assert (tmp_path / "recorded").read_bytes() == b"eleven"
     with pytest.raises(LookupError, match="Job output 13 does not exist"):
         recording.download_output(13, tmp_path / "none")
 
@@ -518,3 +524,43 @@ def test_a_download_cut_short_of_its_content_length_is_no_download(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_download_answers_the_file_name_its_content_disposition_offers(tmp_path):
+    """The server offers an output's name (``attachment; filename="NAME"``); the client answers it as given
+    (quoted or not, RFC 2231's ``filename*`` too), None when there is none."""
+    import http.server
+
+    answers = iter(['attachment; filename="a b:c.png"', "attachment; filename=plain.txt",
+                    "attachment; filename*=UTF-8''%C3%A9t%C3%A9.csv", "attachment", None])
+
+    class Offering(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            disposition = next(answers)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/data")
+            self.send_header("Content-Length", "4")
+            if disposition is not None:
+                self.send_header("Content-Disposition", disposition)
+            self.end_headers()
+            self.wfile.write(b"data")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Offering)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = UfdlApi(f"http://127.0.0.1:{server.server_port}", "u", "p")
+    api.access = "token"
+    try:
+        names = []
+        for _ in range(5):
+            with open(tmp_path / "input", "wb") as file:
+                names.append(api.download_output(1, file))
+            assert (tmp_path / "input").read_bytes() == b"data"
+    finally:
+        api.close()
+        server.shutdown()
+        server.server_close()
+    assert names == ["a b:c.png", "plain.txt", "été.csv", None, None]

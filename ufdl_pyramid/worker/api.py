@@ -7,6 +7,7 @@ import socket
 import threading
 import urllib.parse
 from collections.abc import Mapping
+from email.message import Message
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,13 @@ class UfdlApi:
                 node: bool = True):
         """An authenticated request; answers the decoded JSON (or None for an empty body, or the raw bytes
         for a non-JSON answer). Raises ``ApiError`` for 4xx/5xx, ``ServerUnavailable`` when unreachable."""
+        return self.exchange(method, path, payload, body=body, content_type=content_type, headers=headers,
+                             stream_to=stream_to, node=node)[0]
+
+    def exchange(self, method: str, path: str, payload=None, *, body: bytes | None = None,
+                 content_type: str | None = None, headers: Mapping | None = None, stream_to=None,
+                 node: bool = True) -> tuple:
+        """``request``, and the answer's headers (lower-cased names) with it."""
         if self.access is None:
             with self._token_lock:
                 if self.access is None:
@@ -161,10 +169,10 @@ class UfdlApi:
                 continue
             self._check(status, data, method, path)
             if status == 204 or not data:
-                return None
+                return None, answer_headers
             if answer_headers.get("content-type", "").startswith("application/json"):
-                return json.loads(data)
-            return data
+                return json.loads(data), answer_headers
+            return data, answer_headers
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -199,12 +207,24 @@ class UfdlApi:
         return self.request("POST", path, body=data, content_type="application/data",
                             headers={"Content-Disposition": f"attachment; filename={name}"})
 
-    def download_output(self, output_pk: int, file) -> None:
-        self.request("POST", f"/v1/job-outputs/{output_pk}/download", body=b'{"params": {}}',
-                     content_type="application/json", stream_to=file)
+    def download_output(self, output_pk: int, file) -> str | None:
+        """Writes the output's content to ``file``; answers the file name the server offers (its
+        ``Content-Disposition``), as given: None when it offers none."""
+        _, headers = self.exchange("POST", f"/v1/job-outputs/{output_pk}/download", body=b'{"params": {}}',
+                                   content_type="application/json", stream_to=file)
+        return offered_filename(headers.get("content-disposition"))
 
     def template_parameters(self, template_pk: int) -> dict:
         return self.request("GET", f"/v1/job-templates/{template_pk}/get-all-parameters")
 
     def template(self, template_pk: int) -> dict:
         return self.request("GET", f"/v1/job-templates/{template_pk}")
+
+
+def offered_filename(content_disposition: str | None) -> str | None:
+    """The ``filename`` (or RFC 2231 ``filename*``) of a ``Content-Disposition`` header, None without one."""
+    if not content_disposition:
+        return None
+    header = Message()  # the standard library's parser of MIME parameters (quoting, RFC 2231)
+    header["Content-Disposition"] = content_disposition
+    return header.get_filename()

@@ -5,7 +5,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import quote
 
-from ..executors import ExecutionContext, output_bytes
+from ..executors import ExecutionContext, output_bytes, safe_filename
 from .api import ApiError, ServerUnavailable, UfdlApi
 
 log = logging.getLogger(__name__)
@@ -78,12 +78,12 @@ class HttpExecutionContext(ExecutionContext):
 
         self._retrying(f"adding output {name}", send)
 
-    def download_output(self, pk: int, path) -> None:
+    def download_output(self, pk: int, path) -> str | None:
         def fetch():  # each try writes the file afresh
             with open(path, "wb") as file:
-                self.api.download_output(int(pk), file)
+                return self.api.download_output(int(pk), file)
 
-        self._retrying(f"downloading output {pk}", fetch)
+        return safe_filename(self._retrying(f"downloading output {pk}", fetch))
 
     def fetch(self, name: str):
         # Retried as a download is; the answer is the executor's alone (it may hold secrets): never logged.
