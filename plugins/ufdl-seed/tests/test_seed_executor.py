@@ -122,7 +122,8 @@ def test_the_plugin_registers_it_under_the_name_the_templates_use():
 def test_a_run_from_inputs_to_outputs(docker):
     docker.job(READ_JOB)
     seed = manifest(docker.command("${INPUT_TEXT} ${READ_LENGTH} ${OUTPUT_DIR}"), READ_BYTES, READ_OUTPUTS)
-    recorded = run(seed, {"INPUT_TEXT": 12, "READ_LENGTH": 5, "LABEL": "two words"}, {12: b"hello world"})
+    recorded = run(seed, {"INPUT_TEXT": 12, "READ_LENGTH": 5, "LABEL": "two words"},
+                   {12: ("text.txt", b"hello world")})
     assert recorded.outputs[("OUTPUT_TEXT", "BLOB")] == b"hello"
     assert json.loads(recorded.outputs[("total_input", "JSON")]) == 5
     assert json.loads(recorded.outputs[("output", "JSON")]) == {"total_input": 5}
@@ -130,7 +131,8 @@ def test_a_run_from_inputs_to_outputs(docker):
     assert set(recorded.outputs) == {("OUTPUT_TEXT", "BLOB"), ("total_input", "JSON"), ("output", "JSON"),
                                      ("stdout", "BLOB"), ("stderr", "BLOB")}
     # What docker was asked: the image, the inputs read-only and the output folder mounted, the standard's
-    # variables (container paths), the command split with its placeholders replaced.
+    # variables (container paths: the input under the file name the server offered), the command split with its
+    # placeholders replaced.
     name = docker.created()[6]
     assert name.startswith("ufdl-seed-job-7-")
     assert docker.calls() == [["image", "inspect", IMAGE], docker.created(), ["start", "--attach", name],
@@ -138,16 +140,16 @@ def test_a_run_from_inputs_to_outputs(docker):
     call = docker.created()[6:]
     scratch = recorded.scratch_dir / "seed"
     assert call[1:13] == ["-v", f"{scratch}/inputs:/seed/inputs:ro", "-v", f"{scratch}/outputs:/seed/outputs",
-                          "-e", "INPUT_TEXT=/seed/inputs/INPUT_TEXT/12", "-e", "READ_LENGTH=5",
+                          "-e", "INPUT_TEXT=/seed/inputs/INPUT_TEXT/12/text.txt", "-e", "READ_LENGTH=5",
                           "-e", "LABEL=two words", "-e", "OUTPUT_DIR=/seed/outputs"]
     assert call[13] == IMAGE
-    assert call[14:] == [sys.executable, str(docker.path.with_name("program.py")), "/seed/inputs/INPUT_TEXT/12",
-                         "5", "/seed/outputs"]
+    assert call[14:] == [sys.executable, str(docker.path.with_name("program.py")),
+                         "/seed/inputs/INPUT_TEXT/12/text.txt", "5", "/seed/outputs"]
     # ... which the container saw as its own paths (here mapped back to the host's by the fake).
     seen = printed(recorded)
-    assert seen["argv"] == [f"{scratch}/inputs/INPUT_TEXT/12", "5", f"{scratch}/outputs"]
+    assert seen["argv"] == [f"{scratch}/inputs/INPUT_TEXT/12/text.txt", "5", f"{scratch}/outputs"]
     assert {name: seen["env"][name] for name in ("INPUT_TEXT", "READ_LENGTH", "LABEL", "OUTPUT_DIR")} == {
-        "INPUT_TEXT": f"{scratch}/inputs/INPUT_TEXT/12", "READ_LENGTH": "5", "LABEL": "two words",
+        "INPUT_TEXT": f"{scratch}/inputs/INPUT_TEXT/12/text.txt", "READ_LENGTH": "5", "LABEL": "two words",
         "OUTPUT_DIR": f"{scratch}/outputs"}
 
 
@@ -163,20 +165,55 @@ def test_a_word_keeps_its_placeholders_value_whole_and_json_values_are_json(dock
 
 
 def test_multiple_files_in_and_out(docker):
+    """A multiple input's folder holds a folder per pk, each with its file: under the name the server offered,
+    else the pk."""
     docker.job("""
-for name in sorted(os.listdir(sys.argv[1])):
-    open(os.path.join(out, "part-" + name + ".txt"), "wb").write(open(os.path.join(sys.argv[1], name), "rb").read())
+for pk in sorted(os.listdir(sys.argv[1])):
+    [name] = os.listdir(os.path.join(sys.argv[1], pk))
+    data = open(os.path.join(sys.argv[1], pk, name), "rb").read()
+    open(os.path.join(out, "part-" + pk + "-" + name + ".txt"), "wb").write(data)
 os.mkdir(os.path.join(out, "sub dir"))
 open(os.path.join(out, "sub dir", "part-x.txt"), "w").write("x")
 """)
     seed = manifest(docker.command("${PARTS}"), {"files": [{"name": "PARTS", "multiple": True}]},
                     {"files": [{"name": "PIECES", "pattern": "*/part-*.txt", "multiple": True, "required": False},
                                {"name": "PART", "pattern": "part-*.txt", "multiple": True}]})
-    recorded = run(seed, {"PARTS": [3, 4, 3]}, {3: b"three", 4: b"four"})
+    recorded = run(seed, {"PARTS": [3, 4, 3]}, {3: ("three.csv", b"three"), 4: b"four"})
     assert printed(recorded)["env"]["PARTS"].endswith("/seed/inputs/PARTS")
     assert {key: value for key, value in recorded.outputs.items() if key[1] == "BLOB" and key[0] != "stdout"} == {
-        ("PART:part-3.txt", "BLOB"): b"three", ("PART:part-4.txt", "BLOB"): b"four",
+        ("PART:part-3-three.csv.txt", "BLOB"): b"three", ("PART:part-4-4.txt", "BLOB"): b"four",
         ("PIECES:sub_dir:part-x.txt", "BLOB"): b"x"}
+
+
+@pytest.mark.parametrize("offered, filename", [
+    ("image.png", "image.png"), ("PARTS:sub_dir:a b.txt", "PARTS:sub_dir:a b.txt"), ("../../x", ".._.._x"),
+    ("..", "12"), (".", "12"), ("", "12"), (None, "12"), ("x" * 256, "12"),
+])
+def test_an_input_file_keeps_the_name_offered_made_a_file_name_else_its_pk(docker, offered, filename):
+    """The name the server offers (its Content-Disposition) is one file name in the pk's folder: never a path
+    out of it, never '.' or '..'; without a usable one, the pk."""
+    seed = manifest(docker.command("${FILE}"), {"files": [{"name": "FILE"}]})
+    recorded = run(seed, {"FILE": 12}, {12: (offered, b"content")})
+    [path] = printed(recorded)["argv"]
+    assert path == f"{recorded.scratch_dir}/seed/inputs/FILE/12/{filename}"
+    assert Path(path).read_bytes() == b"content"
+    inputs = recorded.scratch_dir / "seed" / "inputs"
+    assert [str(found.relative_to(inputs)) for found in inputs.rglob("*") if found.is_file()] == [
+        f"FILE/12/{filename}"]
+
+
+def test_a_name_a_context_answers_unchecked_is_made_a_file_name_too(docker):
+    """A context of another plugin may answer the name as a server sent it: '..' stays in the pk's folder."""
+    class Unchecked(RecordingContext):
+        def download_output(self, pk, path):
+            super().download_output(pk, path)
+            return "../.."
+
+    seed = manifest(docker.command("${FILE}"), {"files": [{"name": "FILE"}]})
+    recorded = Unchecked({"input": {"FILE": 12}}, {"seed_image": IMAGE, "seed_manifest": seed},
+                         downloads={12: b"content"})
+    SeedExecutor().execute(recorded)
+    assert printed(recorded)["argv"] == [f"{recorded.scratch_dir}/seed/inputs/FILE/12/.._.."]
 
 
 def test_an_optional_input_left_out_is_empty_and_its_lone_placeholder_no_argument(docker):

@@ -2,7 +2,7 @@
 import uuid
 from pathlib import Path
 
-from ufdl_pyramid.executors import ExecutionContext, ExecutionError, Executor, JobCancelled
+from ufdl_pyramid.executors import ExecutionContext, ExecutionError, Executor, JobCancelled, safe_filename
 
 from .configuration import fetch_configuration, mount_options, settings, write_environment_file
 from .docker import DockerRun, Mount
@@ -16,11 +16,12 @@ _STDERR_TAIL = 2000
 class SeedExecutor(Executor):
     """Parameters (the revision's template sets both, constant): ``seed_image`` and ``seed_manifest``. The input
     ``input`` is a JSON object of the manifest's inputs by name: a JSON input's value, a file input's job-output
-    pk (a list of them when ``multiple``). The files are downloaded and mounted read-only under /seed/inputs, an
-    empty output directory at /seed/outputs (OUTPUT_DIR); the job type's settings are the container's
-    environment (never on the command line) and its mounts are mounted, as the server gives them to the node
-    holding the job (``seed-configuration``); the manifest's resources are ``ALLOCATED_*`` variables, ``cpus``
-    and ``mem`` also docker's limits; the command is the manifest's, ``${NAME}`` replaced.
+    pk (a list of them when ``multiple``). The files are downloaded and mounted read-only under /seed/inputs
+    (``NAME/PK/FILENAME``, the file name the server offers for the output), an empty output directory at
+    /seed/outputs (OUTPUT_DIR); the job type's settings are the container's environment (never on the command
+    line) and its mounts are mounted, as the server gives them to the node holding the job
+    (``seed-configuration``); the manifest's resources are ``ALLOCATED_*`` variables, ``cpus`` and ``mem`` also
+    docker's limits; the command is the manifest's, ``${NAME}`` replaced.
     The manifest's ``timeout`` (seconds) and a cancellation stop the container. A non-zero exit fails the job,
     naming the manifest's error of that code. The outputs are the manifest's files (BLOB) and
     ``seed.outputs.json`` values (JSON), all of the latter as ``output`` (JSON), and the container's standard
@@ -28,18 +29,18 @@ class SeedExecutor(Executor):
 
     def execute(self, context: ExecutionContext) -> None:
         interface, inputs = self.bound(context.parameters, context.inputs)
-        environment = inputs.environment()
         configuration = fetch_configuration(interface, context)
         setting_values = settings(interface, configuration)
         options = mount_options(interface, configuration)
         # The command may name the settings, but not the secret ones (command_arguments refuses them). Checked
-        # before any download; the resources' amounts, which depend on the inputs' size, are known after it.
-        command_arguments(interface, {**setting_values, **environment,
+        # before any download, with the values at hand: the input files' names and the resources' amounts (which
+        # depend on the inputs' size) are known after it.
+        command_arguments(interface, {**setting_values, **inputs.environment({}),
                                       **allocated_environment(allocations(interface, 0))})
         work = context.scratch_dir / "seed"
         input_dir, output_dir = work / "inputs", work / "outputs"
         output_dir.mkdir(parents=True)
-        self.download(context, inputs, input_dir)
+        environment = inputs.environment(self.download(context, inputs, input_dir))
         context.check_cancelled()
         allocated = allocations(interface, input_mib(input_dir))
         environment.update(allocated_environment(allocated))
@@ -82,21 +83,30 @@ class SeedExecutor(Executor):
         return interface, interface.bind(inputs.get("input"))
 
     @staticmethod
-    def download(context: ExecutionContext, inputs: BoundInputs, input_dir: Path) -> None:
-        """Each file input's job outputs into its own folder, named by their pks (always made, so that an empty
-        ``multiple`` input is an empty folder)."""
+    def download(context: ExecutionContext, inputs: BoundInputs, input_dir: Path) -> dict[int, str]:
+        """Each file input's job outputs into its own folder, each in a folder named by its pk, under the file
+        name the server offers (images may tell a file's type by its extension), else its pk. Answers the file
+        names by pk. An input's folder is always made, so that an empty ``multiple`` input is an empty folder."""
         input_dir.mkdir(parents=True)
+        # Downloaded beside the inputs, then moved: the name is known once the download is done.
+        partial = input_dir.with_name("download")
+        filenames = {}
         for name, (_, pks) in inputs.files.items():
             folder = input_dir / name
             folder.mkdir()
             for pk in pks:
                 context.check_cancelled()
                 try:
-                    context.download_output(pk, folder / str(pk))
+                    offered = context.download_output(pk, partial)
                 except ExecutionError:
                     raise
                 except Exception as error:  # a pk that names no output: the server's 404, say
                     raise ExecutionError(f"input {name!r}: cannot download job output {pk}: {error}") from None
+                # Made safe again: a context of another plugin may answer the name as the server sent it.
+                filenames[pk] = safe_filename(offered) or str(pk)
+                (folder / str(pk)).mkdir()
+                partial.rename(folder / str(pk) / filenames[pk])
+        return filenames
 
     @staticmethod
     def failure(interface: SeedInterface, status: int, stderr: Path) -> str:

@@ -6,6 +6,7 @@ the run needs, and anything unusable still fails the job with a message rather t
 import json
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,13 +229,14 @@ class BoundInputs:
     files: dict[str, tuple[FileInput, list[int]]] = field(default_factory=dict)
     json: dict[str, Any] = field(default_factory=dict)
 
-    def environment(self) -> dict[str, str]:
-        """The standard's variables: each input by its name (a file: its path in the container, the folder of
-        its files when ``multiple``; JSON: the value, a string as it is, anything else as JSON) and
-        OUTPUT_DIR."""
+    def environment(self, filenames: Mapping[int, str]) -> dict[str, str]:
+        """The standard's variables: each input by its name (a file: its path in the container,
+        ``NAME/PK/FILENAME`` with ``filenames`` by pk (the pk when it has none), the folder of its files'
+        folders when ``multiple``; JSON: the value, a string as it is, anything else as JSON) and OUTPUT_DIR."""
         environment = {}
         for name, (entry, pks) in self.files.items():
-            environment[name] = input_folder(name) if entry.multiple else f"{input_folder(name)}/{pks[0]}"
+            environment[name] = (input_folder(name) if entry.multiple
+                                 else f"{input_folder(name)}/{pks[0]}/{filenames.get(pks[0], pks[0])}")
         for name, value in self.json.items():
             environment[name] = value if isinstance(value, str) else json.dumps(value)
         environment["OUTPUT_DIR"] = OUTPUT_DIR
@@ -242,7 +244,7 @@ class BoundInputs:
 
 
 def input_folder(name: str) -> str:
-    """The container's folder of a file input's files, each named by its job-output pk."""
+    """The container's folder of a file input's files, each in a folder named by its job-output pk."""
     return f"{CONTAINER_INPUTS}/{name}"
 
 
