@@ -369,6 +369,7 @@ text = open(sys.argv[1], "rb").read()[:int(sys.argv[2])]
 open(os.path.join(os.environ["OUTPUT_DIR"], "output_text.txt"), "wb").write(text)
 json.dump({"TOTAL_INPUT": len(text)}, open(os.path.join(os.environ["OUTPUT_DIR"], "seed.outputs.json"), "w"))
 print(os.environ["DB_PASS"], sys.argv[3], open(sys.argv[4]).read())  # a secret setting, another, a mount's file
+print("/".join(sys.argv[1].split("/")[-3:]))  # the input: NAME/PK/FILENAME
 """
 
 
@@ -376,7 +377,8 @@ def test_a_scale_job_types_job_runs_its_seed_image(e2e, tmp_path):
     """The job type's revision template, a job of it created through v1 with a JSON input that names a job
     output, and a worker whose Seed executor downloads it, fetches the job type's settings (a secret one
     decrypted) and mounts, runs the image (a fake docker client that runs the command here) and keeps the
-    manifest's outputs."""
+    manifest's outputs. The input file is named as the server offers its download (the shell job's output
+    'output')."""
     text = e2e.create_job("shell", "hello world", command="cat")
     assert finished(e2e.worker("--once")) == 0
     [source] = e2e.wait_for(text["pk"], "COMPLETED", seconds=5)["outputs"]
@@ -399,7 +401,8 @@ def test_a_scale_job_types_job_runs_its_seed_image(e2e, tmp_path):
     assert sorted((output["name"], output["type"]) for output in job["outputs"]) == [
         ("OUTPUT_TEXT", "BLOB"), ("output", "JSON"), ("stdout", "BLOB"), ("total_input", "JSON")]
     assert e2e.output(job["pk"], "OUTPUT_TEXT", "BLOB") == b"hello"
-    assert e2e.output(job["pk"], "stdout", "BLOB") == b"secret_password db.example mounted\n"
+    assert e2e.output(job["pk"], "stdout", "BLOB") == (b"secret_password db.example mounted\n"
+                                                       + f"INPUT_TEXT/{source['pk']}/output\n".encode())
     assert json.loads(e2e.output(job["pk"], "output", "JSON")) == {"total_input": 5}
 
     # An input the executor could never run: the server, which has the Seed plugin too, refuses the job.

@@ -119,17 +119,28 @@ def containers_of(recorded: RecordingContext) -> str:
 def test_inputs_mounted_variables_set_and_outputs_collected(image):
     seed = manifest(
         "sh -c 'tr a-z A-Z < ${TEXT} > ${OUTPUT_DIR}/upper.txt; "
-        "printf \"{\\\"LENGTH\\\": %s}\" $(wc -c < ${TEXT}) > ${OUTPUT_DIR}/seed.outputs.json; echo $LABEL'",
+        "printf \"{\\\"LENGTH\\\": %s}\" $(wc -c < ${TEXT}) > ${OUTPUT_DIR}/seed.outputs.json; echo $LABEL; "
+        "echo $TEXT'",
         {"files": [{"name": "TEXT"}], "json": [{"name": "LABEL", "type": "string"}]},
         {"files": [{"name": "UPPER", "pattern": "upper.txt"}],
          "json": [{"name": "length", "key": "LENGTH", "type": "integer"}]})
-    recorded = context(image, seed, {"TEXT": 5, "LABEL": "two words"}, {5: b"hello engine\n"})
+    recorded = context(image, seed, {"TEXT": 5, "LABEL": "two words"}, {5: ("hello.txt", b"hello engine\n")})
     SeedExecutor().execute(recorded)
     assert recorded.outputs[("UPPER", "BLOB")] == b"HELLO ENGINE\n"
     assert json.loads(recorded.outputs[("length", "JSON")]) == 13
     assert json.loads(recorded.outputs[("output", "JSON")]) == {"length": 13}
-    assert recorded.outputs[("stdout", "BLOB")] == b"two words\n"
+    # The input under the file name its download offered.
+    assert recorded.outputs[("stdout", "BLOB")] == b"two words\n/seed/inputs/TEXT/5/hello.txt\n"
     assert containers_of(recorded) == ""  # --rm
+
+
+def test_a_multiple_input_is_a_folder_of_a_folder_per_pk(image):
+    """Each with its file, named as its download offered (else by its pk)."""
+    seed = manifest("sh -c 'for file in ${PARTS}/*/*; do echo $file: $(cat $file); done'",
+                    {"files": [{"name": "PARTS", "multiple": True}]})
+    recorded = context(image, seed, {"PARTS": [3, 4]}, {3: ("a.png", b"three"), 4: b"four"})
+    SeedExecutor().execute(recorded)
+    assert recorded.outputs[("stdout", "BLOB")] == b"/seed/inputs/PARTS/3/a.png: three\n/seed/inputs/PARTS/4/4: four\n"
 
 
 def test_the_inputs_are_read_only_in_the_container(image):
