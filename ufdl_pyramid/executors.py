@@ -180,7 +180,8 @@ class RecordingContext(ExecutionContext):
 
     def __init__(self, inputs: Mapping[str, Any] | None = None, parameters: Mapping[str, Any] | None = None,
                  scratch_dir: str | os.PathLike | None = None, job: Mapping | None = None,
-                 downloads: Mapping[int, "bytes | tuple[str | None, bytes]"] | None = None, fetchable: Mapping[str, Any] | None = None):
+                 downloads: Mapping[int, "bytes | tuple[str | None, bytes]"] | None = None,
+                 fetchable: Mapping[str, Any] | None = None):
         super().__init__(job or {"pk": 0}, inputs or {}, parameters or {},
                          scratch_dir or tempfile.mkdtemp(prefix="ufdl-scratch-"))
         self.progress_reports: list[tuple[float, dict]] = []

@@ -2,8 +2,8 @@
 files in ``fake-containers`` next to this script.
 
 ``create --pull never --log-driver none --name NAME [-v HOST:CONTAINER[:ro|:rw]] ... [-e VARIABLE=VALUE] ...
-[--env-file FILE] [--mount type=volume,...] [--cpus N] [--memory Nm] IMAGE ARGS...`` checks the options and records the container
-(a name taken is refused); ``start --attach NAME`` runs its ARGS as a local command (in this process group, so
+[--env-file FILE] [--mount type=volume,...] [--cpus N] [--memory Nm] IMAGE ARGS...`` checks the options and
+records the container (a name taken is refused); ``start --attach NAME`` runs its ARGS as a local command (in this process group, so
 killing the client's group kills it), with every container path in the variables and the arguments mapped back to
 its host path, the image given to it as FAKE_DOCKER_IMAGE, and records its exit status, which ``inspect --format
 {{.State.ExitCode}} NAME`` prints (as docker's, a command that cannot run is 127, and ``start`` answers 1). The

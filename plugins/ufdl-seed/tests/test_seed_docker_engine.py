@@ -1,6 +1,7 @@
 """The Seed executor against a real Docker engine: the image is a busybox root file system imported on the spot
 (``docker import``: no registry needed), so that mounts, variables, settings, limits, exit codes, timeouts and
-cancellation are docker's own, not the fake client's. Skipped when no engine answers (``.ci/run`` starts one where it can)."""
+cancellation are docker's own, not the fake client's. Skipped when no engine answers (``.ci/run`` starts one
+where it can)."""
 import io
 import json
 import shutil
