@@ -1,5 +1,6 @@
 """The worker's pieces without a server: defaults merged into parameters, back-off, and a worker that waits
 for a server that is down and stops cleanly when asked to."""
+import contextlib
 import logging
 import threading
 import time
@@ -493,6 +494,23 @@ def test_only_an_idle_worker_waits_out_a_500_and_no_worker_a_refusal():
         assert answers == ["done"]
 
 
+@contextlib.contextmanager
+def _logged_in_api(handler):
+    """A client with an access token, against a local HTTP server answering with ``handler``."""
+    import http.server
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = UfdlApi(f"http://127.0.0.1:{server.server_port}", "u", "p")
+    api.access = "token"
+    try:
+        yield api
+    finally:
+        api.close()
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_download_cut_short_of_its_content_length_is_no_download(tmp_path):
     """The server closes the connection when a blob fails mid-stream (its status already sent), and http.client
     answers such a cut as a plain end of the body: the job ran on a truncated input as if it were whole."""
@@ -513,17 +531,9 @@ def test_a_download_cut_short_of_its_content_length_is_no_download(tmp_path):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Cutting)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    api = UfdlApi(f"http://127.0.0.1:{server.server_port}", "u", "p")
-    api.access = "token"
-    try:
-        with open(tmp_path / "input", "wb") as file:
-            with pytest.raises(ServerUnavailable, match="the body ended 60 bytes short of its Content-Length"):
-                api.download_output(1, file)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _logged_in_api(Cutting) as api, open(tmp_path / "input", "wb") as file:
+        with pytest.raises(ServerUnavailable, match="the body ended 60 bytes short of its Content-Length"):
+            api.download_output(1, file)
 
 
 def test_a_download_answers_the_file_name_its_content_disposition_offers(tmp_path):
@@ -549,18 +559,10 @@ def test_a_download_answers_the_file_name_its_content_disposition_offers(tmp_pat
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Offering)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    api = UfdlApi(f"http://127.0.0.1:{server.server_port}", "u", "p")
-    api.access = "token"
-    try:
-        names = []
+    names = []
+    with _logged_in_api(Offering) as api:
         for _ in range(5):
             with open(tmp_path / "input", "wb") as file:
                 names.append(api.download_output(1, file))
             assert (tmp_path / "input").read_bytes() == b"data"
-    finally:
-        api.close()
-        server.shutdown()
-        server.server_close()
     assert names == ["a b:c.png", "plain.txt", "été.csv", None, None]

@@ -117,6 +117,28 @@ def containers_of(recorded: RecordingContext) -> str:
                            "--format", "{{.Names}}"], capture_output=True, text=True, timeout=30).stdout.strip()
 
 
+def cancelled_once_up(recorded: RecordingContext, look) -> list:
+    """Runs the job, cancelled once its container is up (within a minute), and answers what ``look`` saw of it
+    then (given the container's name), in a list: empty if it never came up."""
+    seen = []
+
+    def cancel_once_up():
+        for _ in range(600):
+            names = containers_of(recorded)
+            if names:
+                seen.append(look(names))
+                break
+            time.sleep(0.1)
+        recorded.cancel()
+
+    canceller = threading.Thread(target=cancel_once_up)
+    canceller.start()
+    with pytest.raises(JobCancelled):
+        SeedExecutor().execute(recorded)
+    canceller.join()
+    return seen
+
+
 def test_inputs_mounted_variables_set_and_outputs_collected(image):
     seed = manifest(
         "sh -c 'tr a-z A-Z < ${TEXT} > ${OUTPUT_DIR}/upper.txt; "
@@ -174,21 +196,7 @@ def test_the_manifests_timeout_stops_and_removes_the_container(image):
 
 def test_a_cancelled_job_stops_and_removes_its_container(image):
     recorded = context(image, manifest("sleep 600"), {})
-    seen = []
-
-    def cancel_once_running():
-        for _ in range(600):  # the container is up within a minute, or the test fails below
-            if containers_of(recorded):
-                seen.append(True)
-                break
-            time.sleep(0.1)
-        recorded.cancel()
-
-    canceller = threading.Thread(target=cancel_once_running)
-    canceller.start()
-    with pytest.raises(JobCancelled):
-        SeedExecutor().execute(recorded)
-    canceller.join()
+    seen = cancelled_once_up(recorded, lambda names: names)
     assert seen and containers_of(recorded) == ""
 
 
@@ -276,21 +284,7 @@ def test_the_containers_output_kept_is_bounded(image, monkeypatch):
 def test_the_daemon_keeps_no_log_of_its_own(image):
     """Its json-file log of an endless output would grow on the daemon's disk as long as the container ran."""
     recorded = context(image, manifest("sleep 600"), {})
-    seen = []
-
-    def inspect_once_running():
-        for _ in range(600):  # the container is up within a minute, or the test fails below
-            names = containers_of(recorded)
-            if names:
-                seen.append(subprocess.run(["docker", "inspect", "--format", "{{.HostConfig.LogConfig.Type}}",
-                                            names], capture_output=True, text=True, timeout=30).stdout.strip())
-                break
-            time.sleep(0.1)
-        recorded.cancel()
-
-    inspector = threading.Thread(target=inspect_once_running)
-    inspector.start()
-    with pytest.raises(JobCancelled):
-        SeedExecutor().execute(recorded)
-    inspector.join()
+    seen = cancelled_once_up(recorded, lambda names: subprocess.run(
+        ["docker", "inspect", "--format", "{{.HostConfig.LogConfig.Type}}", names], capture_output=True, text=True,
+        timeout=30).stdout.strip())
     assert seen == ["none"]
