@@ -49,7 +49,7 @@ class ExecutionContext:
 
     - ``job``: the job's JSON as the server sent it (pk, template, input_values, ...);
     - ``inputs``: input name → value; a ``JobOutput<T>`` input has been downloaded into ``scratch_dir`` and its
-      value is the local path (a ``str``);
+      value is the local path (a ``str``), ``inputs/NAME/FILENAME`` under the output's offered file name;
     - ``parameters``: parameter name → value, the template's defaults merged with the job's own values;
     - ``scratch_dir``: a private directory, removed after the job;
     - ``progress(fraction, **data)``: report progress in [0, 1], with optional JSON data;

@@ -566,3 +566,27 @@ def test_a_download_answers_the_file_name_its_content_disposition_offers(tmp_pat
                 names.append(api.download_output(1, file))
             assert (tmp_path / "input").read_bytes() == b"data"
     assert names == ["a b:c.png", "plain.txt", "été.csv", None, None]
+
+
+def test_a_job_output_input_keeps_the_file_name_its_download_offers(tmp_path):
+    """``inputs/NAME/FILENAME``: tools that open a file by its type read its extension (it was ``inputs/NAME``)."""
+    from ufdl_pyramid.worker.context import resolved_inputs
+
+    offered = {4: "photo.png", 5: None, 6: "../escape"}
+
+    class Api:
+        def download_output(self, pk, file):
+            file.write(f"output {pk}".encode())
+            return offered[pk]
+
+    job = {"input_values": {"image": {"value": 4, "type": "JobOutput<BLOB>"},
+                            "unnamed": {"value": 5, "type": "JobOutput<BLOB>"},
+                            "odd": {"value": 6, "type": "JobOutput<BLOB>"},
+                            "text": {"value": "as is", "type": "str"}}}
+    inputs = resolved_inputs(Api(), job, tmp_path)
+    assert inputs == {"image": str(tmp_path / "inputs" / "image" / "photo.png"),
+                      "unnamed": str(tmp_path / "inputs" / "unnamed" / "unnamed"),
+                      "odd": str(tmp_path / "inputs" / "odd" / ".._escape"),
+                      "text": "as is"}
+    assert (tmp_path / "inputs" / "image" / "photo.png").read_bytes() == b"output 4"
+    assert sorted(path.name for path in (tmp_path / "inputs").iterdir()) == ["image", "odd", "unnamed"]

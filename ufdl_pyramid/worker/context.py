@@ -12,16 +12,20 @@ log = logging.getLogger(__name__)
 
 
 def resolved_inputs(api: UfdlApi, job: Mapping, scratch_dir: Path) -> dict:
-    """Input name → value; a ``JobOutput<T>`` input's output is downloaded and its value is the local path."""
+    """Input name → value; a ``JobOutput<T>`` input's output is downloaded and its value is the local path,
+    ``inputs/NAME/FILENAME``: the file name the server offers (the output's, with its extension, which tools
+    that open a file by its type read), else the input's name."""
     inputs = {}
     for name, given in (job.get("input_values") or {}).items():
         value, kind = given.get("value"), given.get("type", "")
         if kind.startswith("JobOutput") and value is not None:
-            folder = scratch_dir / "inputs"
-            folder.mkdir(exist_ok=True)
-            path = folder / name
-            with open(path, "wb") as file:
-                api.download_output(int(value), file)
+            folder = scratch_dir / "inputs" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            download = folder.with_name(f"{name}.download")  # the name is known once the download is done
+            with open(download, "wb") as file:
+                offered = safe_filename(api.download_output(int(value), file))
+            path = folder / (offered or name)
+            download.replace(path)
             value = str(path)
         inputs[name] = value
     return inputs
