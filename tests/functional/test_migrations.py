@@ -152,7 +152,7 @@ def test_0009_gives_sqlite_tables_autoincrement_keeping_every_row_and_link(tmp_p
     rows, before = every_row(engine), sqlite_schema(engine)
     assert len(rows["jobs"]) == 2 and len(rows["job_outputs"]) == 1 and len(rows["job_events"]) == 4
 
-    schema.upgrade(engine)
+    schema.upgrade(engine, "0009")
     assert every_row(engine) == rows
     assert sqlite_schema(engine) == before
     with engine.connect() as connection:
@@ -162,6 +162,7 @@ def test_0009_gives_sqlite_tables_autoincrement_keeping_every_row_and_link(tmp_p
     assert autoincrement_tables(engine) == {
         table.name for table in Base.metadata.sorted_tables if table.dialect_options["sqlite"]["autoincrement"]}
 
+    schema.upgrade(engine)
     # The newest job is the meta-job's step: deleting the meta-job for good deletes it too.
     [meta] = admin.post("/v1/jobs/list", {"expressions": [{"type": "isnull", "field": "parent"}]}).json
     admin.delete(f"/v1/jobs/{meta['pk']}/hard")
@@ -188,4 +189,27 @@ def test_an_upgrade_that_would_leave_rows_pointing_at_no_row_is_rolled_back_whol
         assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0007"
         assert connection.scalar(text("SELECT count(*) FROM sqlite_master WHERE name = 'seed_job_types'")) == 0
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
+
+
+def test_0010_gives_existing_revisions_their_manifests_memory(tmp_path):
+    from test_scale_job_types import SPEC_POST  # its manifest asks 244 MiB
+
+    engine = get_engine({"sqlalchemy.url": f"sqlite:///{tmp_path}/seed.sqlite"})
+    schema.upgrade(engine)
+    admin = populate(engine, tmp_path)
+    without = {**SPEC_POST, "manifest": {**SPEC_POST["manifest"], "job": {
+        **SPEC_POST["manifest"]["job"], "name": "no-memory", "resources": {"scalar": [{"name": "cpus", "value": 1}]}}}}
+    for document in (SPEC_POST, without):
+        admin.post("/v6/job-types/", document, status=201)
+    schema.downgrade(engine, "0009")
+    with engine.connect() as connection:
+        assert "needed_mem_mib" not in {row[1] for row in connection.exec_driver_sql(
+            "PRAGMA table_info(seed_job_type_revisions)")}
+    assert "seed_job_type_revisions" in autoincrement_tables(engine)  # dropped in place, not rebuilt
+
+    schema.upgrade(engine)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT needed_mem_mib FROM seed_job_type_revisions ORDER BY id")).scalars(
+            ).all() == [244, None]
     engine.dispose()

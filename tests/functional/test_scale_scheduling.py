@@ -160,3 +160,40 @@ def test_a_reset_is_held_back_as_an_acquire_is(admin, alice, bob):
     admin.patch(JOB_TYPE, {"is_paused": False}, status=200)
     reset = node.delete(f"/v1/jobs/{first}/reset").json
     assert (reset["status"], reset["node"]) == ("QUEUED", node.node_id)
+
+
+def node_with_memory(client, ip: str, mib: float | None):
+    """A node registered with ``mib`` MiB of memory (in bytes, as the job launcher and the worker send it)."""
+    body = {"ip": ip, "index": 0, **({"cpu_mem": int(mib * 2**20)} if mib is not None else {})}
+    return client.as_node(client.post("/v1/nodes/create", body, status=201).json["pk"])
+
+
+def test_a_node_acquires_no_job_whose_manifest_asks_more_memory_than_it_has(admin, alice, bob):
+    """The spec's manifest asks 244 MiB (``mem``): a node that registered less is passed over; one that registered
+    nothing is not held back (it did not say)."""
+    created = job_type(admin, max_scheduled=None)
+    first, second, third = jobs_of(bob, created, 3)
+    small = node_with_memory(alice, "10.4.0.1", 243.5)
+    refused = small.get(f"/v1/jobs/{first}/acquire", status=406).json
+    assert refused == {"detail": f"Cannot acquire job {first}: it needs 244 MiB of memory (its job type test "
+                                 "1.0.0's manifest), the node has 243.5 MiB"}
+    assert untouched(bob, first)
+    acquire_next(small, 204)
+    echo = admin.post("/v1/job-templates/import", ECHO, status=201).json
+    other = bob.post(f"/v1/job-templates/{echo['pk']}/create-job",
+                     {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
+    assert acquire_next(small, executors=(SEED_EXECUTOR, ECHO["specific"]["executor_class"])).json["pk"] == other
+    assert untouched(bob, first) and untouched(bob, second) and untouched(bob, third)
+
+    assert acquire_next(node_with_memory(alice, "10.4.0.2", 244)).json["pk"] == first  # just enough
+    assert node_with_memory(alice, "10.4.0.3", 8192).get(f"/v1/jobs/{second}/acquire").json["status"] == "QUEUED"
+    assert acquire_next(node_with_memory(alice, "10.4.0.4", None)).json["pk"] == third
+
+
+def test_a_manifest_asking_no_memory_holds_back_no_node(admin, alice, bob):
+    spec = copy.deepcopy(SPEC_POST)
+    spec["manifest"]["job"]["resources"]["scalar"] = [
+        resource for resource in spec["manifest"]["job"]["resources"]["scalar"] if resource["name"] != "mem"]
+    created = admin.post("/v6/job-types/", spec, status=201).json
+    job = run_job(bob, template_of(bob, created))["pk"]
+    assert acquire_next(node_with_memory(alice, "10.5.0.1", 1)).json["pk"] == job

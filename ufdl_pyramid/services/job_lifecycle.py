@@ -192,7 +192,7 @@ class JobLifecycle:
         if job.node_id == node.id and job.status in (QUEUED, RUNNING, FAILED):
             return job  # the holder asking again (a lost answer, a retry): nothing changes
         if job.status == PENDING and job.node_id is None:  # else the UPDATE below fails and says why
-            reason = self._held_back(job.template_id, job.template.name)
+            reason = self._held_back(job.template_id, job.template.name, node)
             if reason is not None:
                 raise WrongState(f"Cannot acquire job {job.id}: {reason}")
         now = utcnow()
@@ -211,10 +211,13 @@ class JobLifecycle:
         record_event(self.db, job, "acquire")
         return job
 
-    def _held_back(self, template_id: int, template_name: str) -> str | None:
+    def _held_back(self, template_id: int, template_name: str, node: ActingNode | None) -> str | None:
         """Why a job of the template may not be acquired now: its Scale job type is paused or has its
-        ``max_scheduled`` jobs scheduled. For any other template, only its name is read (no statement)."""
-        return refusal(self.db, template_id) if may_be_a_revision(template_name) else None
+        ``max_scheduled`` jobs scheduled, or ``node`` (None: any) has not the memory its manifest asks. For any
+        other template, only its name is read (no statement)."""
+        if not may_be_a_revision(template_name):
+            return None
+        return refusal(self.db, template_id, node.cpu_mem if node is not None else None)
 
     def acquire_next(self, node: ActingNode | None, executors: list[str], reader) -> Job | None:
         """The oldest pending job this node can run (of a template ``reader`` may read: see ``acquire``),
@@ -235,7 +238,8 @@ class JobLifecycle:
                       .join(JobTemplate, Job.template_id == JobTemplate.id)
                       .where(Job.status == PENDING, Job.node_id.is_(None), Job.is_cancelled.is_(False),
                              Job.deletion_time.is_(None), JobTemplate.executor_class.in_(executors),
-                             JobTemplate.visible_condition(reader.user_id, reader.is_admin), ~held_back())
+                             JobTemplate.visible_condition(reader.user_id, reader.is_admin),
+                             ~held_back(node.cpu_mem))
                       .order_by(Job.id).limit(5))
         if self.db.get_bind().dialect.name == "postgresql":
             # Racing nodes skip the row another has locked instead of queueing behind it. One row: a node that
@@ -247,7 +251,7 @@ class JobLifecycle:
             found = self.db.execute(candidates.where(Job.id.not_in(refused)) if refused else candidates).all()
             for job_id, template_id, template_name in found:
                 # The query read the job types unlocked: a node racing for the last place may have taken it.
-                if self._held_back(template_id, template_name) is not None:
+                if self._held_back(template_id, template_name, node) is not None:
                     refused.append(job_id)
                     continue
                 won = self._write(
@@ -342,8 +346,9 @@ class JobLifecycle:
         if not job.is_active:
             raise WrongState(f"Cannot reset job {job.id}: it is deleted")
         # Back in QUEUED, the job is scheduled again: held back as an acquire is (a paused job type, or one with
-        # its max_scheduled jobs queued or running, which FAILED ones are not).
-        reason = self._held_back(job.template_id, job.template.name)
+        # its max_scheduled jobs queued or running, which FAILED ones are not). Its node, which keeps it, had the
+        # memory when it acquired it.
+        reason = self._held_back(job.template_id, job.template.name, None)
         if reason is not None:
             raise WrongState(f"Cannot reset job {job.id}: {reason}")
         self._back_to_start(job)

@@ -213,6 +213,21 @@ def order_clauses(order: list[str], fields: dict) -> list:
     return clauses
 
 
+def scalar_resources(manifest: Any) -> dict[str, float]:
+    """The manifest's scalar resources that ask for something (a positive number), by name."""
+    job = manifest.get("job") if isinstance(manifest, dict) else None
+    resources = job.get("resources") if isinstance(job, dict) else None
+    scalars = resources.get("scalar") if isinstance(resources, dict) else None
+    found = {}
+    for resource in scalars if isinstance(scalars, list) else ():
+        if not isinstance(resource, dict) or not isinstance(resource.get("name"), str):
+            continue
+        value = resource.get("value")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            found[resource["name"]] = value
+    return found
+
+
 @dataclass
 class NodeCapacity:
     """What the registered nodes offer, for ``unmet_resources``: the most memory and whether any has a GPU."""
@@ -230,15 +245,9 @@ class NodeCapacity:
 
     def unmet(self, manifest: Any) -> str | None:
         """The manifest's scalar resources that no node offers, comma-separated (None: all are met)."""
-        job = manifest.get("job") if isinstance(manifest, dict) else None
-        resources = job.get("resources") if isinstance(job, dict) else None
-        scalars = resources.get("scalar") if isinstance(resources, dict) else None
         unmet = []
-        for resource in scalars if isinstance(scalars, list) else ():
-            if not isinstance(resource, dict) or not isinstance(resource.get("name"), str):
-                continue
-            name, value = resource["name"], resource.get("value")
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0 or name in self.ASSUMED:
+        for name, value in scalar_resources(manifest).items():
+            if name in self.ASSUMED:
                 continue
             if name == "mem":
                 met = self.most_memory_mib is not None and self.most_memory_mib >= value
@@ -423,7 +432,8 @@ class SeedJobTypeService:
     def _add_revision(self, row: SeedJobType, number: int, docker_image: str, manifest: dict,
                       now: datetime) -> None:
         revision = SeedJobTypeRevision(job_type=row, revision_num=number, docker_image=docker_image,
-                                       manifest=manifest, created=now)
+                                       manifest=manifest, needed_mem_mib=scalar_resources(manifest).get("mem"),
+                                       created=now)
         self.db.add(revision)
         self._new_revisions.append(revision)
 
