@@ -2,7 +2,7 @@
 files in ``fake-containers`` next to this script.
 
 ``create --pull never --log-driver none --name NAME [-v HOST:CONTAINER[:ro|:rw]] ... [-e VARIABLE=VALUE] ...
-[--env-file FILE] [--mount type=volume,...] [--cpus N] [--memory Nm] IMAGE ARGS...`` checks the options and
+[--env-file FILE] [--mount type=volume,...] [--cpus N] [--memory Nm] [--shm-size Nm] IMAGE ARGS...`` checks the options and
 records the container (a name taken is refused); ``start --attach NAME`` runs its ARGS as a local command (in this process group, so
 killing the client's group kills it), with every container path in the variables and the arguments mapped back to
 its host path, the image given to it as FAKE_DOCKER_IMAGE, and records its exit status, which ``inspect --format
@@ -92,9 +92,9 @@ def create(name: str, arguments: list[str]) -> int:
         elif option == "--cpus":
             if not re.fullmatch(r"[0-9]+(\.[0-9]{1,9})?", value):
                 return refuse(f"bad --cpus {value!r}")
-        elif option == "--memory":
+        elif option in ("--memory", "--shm-size"):
             if not re.fullmatch(r"[0-9]+m", value):
-                return refuse(f"bad --memory {value!r}")
+                return refuse(f"bad {option} {value!r}")
         else:
             return refuse(f"unsupported option {option}")
     if index + 1 >= len(arguments):

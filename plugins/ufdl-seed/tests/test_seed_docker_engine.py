@@ -18,7 +18,7 @@ from ufdl_seed import SeedExecutor
 
 # A tag of its own per run: test runs side by side share the engine, and each removes its image at the end.
 IMAGE = f"ufdl-test/seed-busybox:{uuid.uuid4().hex[:12]}"
-TOOLS = ("sh", "cat", "wc", "tr", "echo", "sleep", "printf", "touch", "id")
+TOOLS = ("sh", "cat", "wc", "tr", "echo", "sleep", "printf", "touch", "id", "df")
 
 
 def _engine_answers() -> bool:
@@ -250,6 +250,15 @@ def test_the_least_cpus_and_memory_a_manifest_asks_for_start_a_container(image):
     recorded = context(image, seed, {})
     SeedExecutor().execute(recorded)
     assert recorded.outputs[("stdout", "BLOB")] == b"started\n"
+
+
+def test_shared_memory_is_the_size_of_dev_shm(image):
+    """Docker gives a container 64 MiB of /dev/shm unless told otherwise: a manifest's sharedMem is that size."""
+    seed = manifest("df -k /dev/shm")
+    seed["job"]["resources"] = {"scalar": [{"name": "sharedMem", "value": 96}]}
+    recorded = context(image, seed, {})
+    SeedExecutor().execute(recorded)
+    assert recorded.outputs[("stdout", "BLOB")].decode().splitlines()[1].split()[1] == str(96 * 1024)
 
 
 def test_a_command_the_container_cannot_find_is_dockers_127_not_an_exit_status_the_manifest_names(image):

@@ -587,10 +587,10 @@ def test_a_job_cancelled_before_it_runs_runs_nothing(docker):
     assert docker.calls() == []
 
 
-def test_resources_are_allocated_variables_and_cpus_and_mem_docker_limits(docker):
+def test_resources_are_allocated_variables_and_cpus_mem_and_shared_mem_given_by_docker(docker):
     resources = {"scalar": [{"name": "cpus", "value": 1.5}, {"name": "mem", "value": 244, "inputMultiplier": 2},
                             {"name": "disk", "value": 11}, {"name": "gpus", "value": 1},
-                            {"name": "my-thing", "value": 0.25}]}
+                            {"name": "sharedMem", "value": 127.5}, {"name": "my-thing", "value": 0.25}]}
     seed = manifest(docker.command("${ALLOCATED_CPUS} ${ALLOCATED_MEM}"), {"files": [{"name": "F"}]})
     seed["job"]["resources"] = resources
     recorded = run(seed, {"F": 3}, {3: b"x" * 2**20})  # 1 MiB of input: mem is 244 + 2 * 1
@@ -598,9 +598,9 @@ def test_resources_are_allocated_variables_and_cpus_and_mem_docker_limits(docker
     assert seen["argv"] == ["1.5", "246"]
     assert {name: value for name, value in seen["env"].items() if name.startswith("ALLOCATED_")} == {
         "ALLOCATED_CPUS": "1.5", "ALLOCATED_MEM": "246", "ALLOCATED_DISK": "11", "ALLOCATED_GPUS": "1",
-        "ALLOCATED_MY_THING": "0.25"}
+        "ALLOCATED_SHAREDMEM": "127.5", "ALLOCATED_MY_THING": "0.25"}
     call = docker.created()
-    assert call[call.index("--cpus"):call.index(IMAGE)] == ["--cpus", "1.5", "--memory", "246m"]
+    assert call[call.index("--cpus"):call.index(IMAGE)] == ["--cpus", "1.5", "--memory", "246m", "--shm-size", "128m"]
 
 
 def test_a_tiny_memory_ask_gets_dockers_least(docker):

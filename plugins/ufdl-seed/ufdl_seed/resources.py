@@ -1,5 +1,6 @@
 """The manifest's scalar resources: what the job is allocated, given to the container as ``ALLOCATED_<NAME>``
-(the standard's variable injection), and the two docker can limit a container to applied (``cpus``, ``mem``).
+(the standard's variable injection), and those docker can give a container applied (``cpus``, ``mem``,
+``sharedMem``).
 
 A resource's amount is its ``value`` plus its ``inputMultiplier`` times the MiB of the job's input files, as the
 standard computes it. Nothing checks that the node has that much: docker refuses a limit beyond the machine's
@@ -32,13 +33,16 @@ def allocated_environment(allocated: dict[str, float]) -> dict[str, str]:
 
 
 def limit_options(allocated: dict[str, float]) -> list[str]:
-    """``--cpus`` and ``--memory`` (MiB) for a positive ``cpus`` and ``mem``; the others are not limits docker
-    sets on a container (``disk``, ``sharedMem``, ``gpus``, custom ones): given as variables only."""
+    """``--cpus``, ``--memory`` (MiB) and ``--shm-size`` (MiB: the size of ``/dev/shm``, 64 MiB by default) for
+    a positive ``cpus``, ``mem`` and ``sharedMem``; the others are not limits docker sets on a container
+    (``disk``, ``gpus``, custom ones): given as variables only."""
     options = []
     if allocated.get("cpus", 0) > 0:
         options += ["--cpus", format(max(round(allocated["cpus"], 3), DOCKER_MIN_CPUS), "f").rstrip("0").rstrip(".")]
     if allocated.get("mem", 0) > 0:
         options += ["--memory", f"{max(math.ceil(allocated['mem']), DOCKER_MIN_MEMORY_MIB)}m"]
+    if allocated.get("sharedMem", 0) > 0:
+        options += ["--shm-size", f"{math.ceil(allocated['sharedMem'])}m"]
     return options
 
 
