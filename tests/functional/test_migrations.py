@@ -1,18 +1,22 @@
 """The migrations build exactly the schema the models describe, keep the data they find, and ``ufdl db
 revision`` writes the next one."""
+import json
+import pathlib
 import re
 import sqlite3
 
 import pytest
 import webtest
-from sqlalchemy import text
+from sqlalchemy import delete, select, text, update
 
 from ufdl_pyramid.cli import main as ufdl
 from ufdl_pyramid.errors import Conflict
-from ufdl_pyramid.models import Base, get_engine
+from ufdl_pyramid.models import Base, JobTemplate, JobType, TemplateTypeReference, get_engine
 from ufdl_pyramid.services import schema
 from ufdl_pyramid.testing import TEST_SETTINGS, ApiClient, UserFactory, make_test_app
 from job_helpers import CONSUME, PIPELINE, PRODUCE, register
+
+MANIFESTS = pathlib.Path(__file__).parent / "seed_manifests"
 
 
 def test_the_models_and_the_migrations_agree(engine, tmp_path, capsys):
@@ -192,7 +196,65 @@ def test_an_upgrade_that_would_leave_rows_pointing_at_no_row_is_rolled_back_whol
     engine.dispose()
 
 
-def test_0010_gives_existing_revisions_their_manifests_memory(tmp_path):
+def template_rows(engine, name: str) -> dict:
+    """Per version of the template: its spec, its parameters and the type names it references."""
+    with engine.connect() as connection:
+        found = {}
+        for template in connection.execute(select(JobTemplate.id, JobTemplate.version, JobTemplate.spec,
+                                                  JobTemplate.parameters).where(JobTemplate.name == name)):
+            referenced = set(connection.scalars(
+                select(JobType.name).join(TemplateTypeReference, TemplateTypeReference.job_type_id == JobType.id)
+                .where(TemplateTypeReference.template_id == template.id)))
+            found[template.version] = (template.spec, template.parameters, referenced)
+        return found
+
+
+def test_0010_gives_old_job_type_templates_their_seed_parameters(engine, admin):
+    """Templates made before seed_image and seed_manifest existed had none, and create-job refused their jobs.
+    On the session's database (SQLite or PostgreSQL): its schema at 0009 is the newest one's."""
+    post = json.loads((MANIFESTS / "spec_add_seed_image.json").read_text())
+    job_type = admin.post("/v6/job-types/", post, status=201).json
+    changed = {**post, "docker_image": "test-1.0.0-seed:1.0.1"}  # a second revision, another image
+    admin.patch("/v6/job-types/test/1.0.0/", {"docker_image": changed["docker_image"]}, status=200)
+    hand_made = {"name": "hand-made", "version": 1, "scope": "public", "licence": "MIT", "specific": {
+        "job_type": "Process<JSON, JSON>", "executor_class": "ufdl_seed.SeedExecutor", "required_packages": "",
+        "parameters": {}}}
+    admin.post("/v1/job-templates/import", hand_made, status=201)
+    name = f"seed-job-type-{job_type['id']}"
+    made_now = template_rows(engine, name)  # as the code makes them today
+
+    schema.downgrade(engine, "0009")
+    try:
+        with engine.begin() as connection:  # the revisions' templates as they were made before
+            old = {"job_type": "Process<JSON, JSON>", "executor_class": "ufdl_seed.SeedExecutor",
+                   "required_packages": "", "parameters": {}}
+            connection.execute(update(JobTemplate).where(JobTemplate.name == name).values(spec=old, parameters={}))
+            connection.execute(delete(TemplateTypeReference).where(TemplateTypeReference.job_type_id.in_(
+                select(JobType.id).where(JobType.name == "str"))))
+        templates = {row["version"]: row["pk"] for row in admin.post("/v1/job-templates/list", {"expressions": [
+            {"type": "exact", "field": "name", "value": name}]}).json}
+        job = {"input_values": {"input": {"value": {"INPUT_TEXT": 12, "READ_LENGTH": 5}, "type": "JSON"}}}
+        refused = admin.post(f"/v1/job-templates/{templates[1]}/create-job", job, status=400).json
+        assert "the parameter 'seed_image' must name the Seed image" in refused["detail"]
+    finally:
+        schema.upgrade(engine)
+
+    assert template_rows(engine, name) == made_now
+    for version, image in ((1, post["docker_image"]), (2, changed["docker_image"])):
+        parameters = admin.get(f"/v1/job-templates/{templates[version]}/get-all-parameters").json
+        assert parameters["seed_image"]["default"]["value"] == image
+        assert parameters["seed_manifest"]["default"]["value"] == post["manifest"]
+        created = admin.post(f"/v1/job-templates/{templates[version]}/create-job", job, status=201).json
+        assert created["template"]["pk"] == templates[version]
+    # A template no revision links to is left as it was: its jobs are still refused, saying why.
+    assert template_rows(engine, "hand-made")[1][1] == {}
+    hand_made_pk = admin.post("/v1/job-templates/list", {"expressions": [
+        {"type": "exact", "field": "name", "value": "hand-made"}]}).json[0]["pk"]
+    refused = admin.post(f"/v1/job-templates/{hand_made_pk}/create-job", job, status=400).json
+    assert "the parameter 'seed_image' must name the Seed image" in refused["detail"]
+
+
+def test_0011_gives_existing_revisions_their_manifests_memory(tmp_path):
     from test_scale_job_types import SPEC_POST  # its manifest asks 244 MiB
 
     engine = get_engine({"sqlalchemy.url": f"sqlite:///{tmp_path}/seed.sqlite"})
@@ -202,7 +264,7 @@ def test_0010_gives_existing_revisions_their_manifests_memory(tmp_path):
         **SPEC_POST["manifest"]["job"], "name": "no-memory", "resources": {"scalar": [{"name": "cpus", "value": 1}]}}}}
     for document in (SPEC_POST, without):
         admin.post("/v6/job-types/", document, status=201)
-    schema.downgrade(engine, "0009")
+    schema.downgrade(engine, "0010")
     with engine.connect() as connection:
         assert "needed_mem_mib" not in {row[1] for row in connection.exec_driver_sql(
             "PRAGMA table_info(seed_job_type_revisions)")}

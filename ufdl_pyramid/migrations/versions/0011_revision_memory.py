@@ -1,7 +1,7 @@
 """a revision's memory need: seed_job_type_revisions.needed_mem_mib
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-04
 
 The manifest's ``mem`` resource (MiB) as a column, so that acquiring passes over the jobs a node has not the
@@ -11,8 +11,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0010'
-down_revision = '0009'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
