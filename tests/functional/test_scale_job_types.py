@@ -476,6 +476,57 @@ def test_validation_refuses_what_creation_refuses(alice, admin, document, name):
     assert refused["is_valid"] is False and refused["errors"] == answer["errors"]
 
 
+def with_command(command: str, version: str = "1.0.0") -> dict:
+    """The spec's manifest with another command: its inputs INPUT_TEXT and READ_LENGTH, its settings DB_HOST and
+    DB_PASS (secret), its resources cpus, mem, sharedMem and disk, and here my-gpus too."""
+    document = copy.deepcopy(SPEC_POST["manifest"])
+    document["job"]["jobVersion"] = version
+    document["job"]["interface"]["command"] = command
+    document["job"]["resources"]["scalar"].append({"name": "my-gpus", "value": 1})
+    return document
+
+
+@pytest.mark.parametrize("command, name, named", [
+    ("${INPUT_TEXT} ${INPUT_FILES} ${READ_LENGTH}", "UNKNOWN_COMMAND_VARIABLE", "${INPUT_FILES}"),  # the spec's
+    ("run ${input_text}", "UNKNOWN_COMMAND_VARIABLE", "${input_text}"),  # as the manifest spells it
+    ("run ${ALLOCATED_my-gpus}", "UNKNOWN_COMMAND_VARIABLE", "${ALLOCATED_my-gpus}"),
+    ("run ${cpus}", "UNKNOWN_COMMAND_VARIABLE", "${cpus}"),
+    ("run --password=${DB_PASS}", "SECRET_COMMAND_VARIABLE", "${DB_PASS}"),
+    ("run 'unbalanced", "INVALID_COMMAND", "No closing quotation"),
+])
+def test_a_command_that_no_run_could_fill_is_refused(alice, admin, spec_job, command, name, named):
+    """The Seed executor fails such a job when it runs (a ${NAME} that is no variable of the run, or whose value
+    would be on the command line): known from the manifest alone, so validation says so and nothing is made."""
+    answer = alice.post("/v6/job-types/validation/", {"manifest": with_command(command)}).json
+    assert answer["is_valid"] is False and [error["name"] for error in answer["errors"]] == [name]
+    assert named in answer["errors"][0]["description"]
+    # Neither a new version, nor a new revision by creation or by an edit.
+    assert add(admin, with_command(command, "2.0.0"), status=400).json["errors"] == answer["errors"]
+    assert add(admin, with_command(command), status=400).json["errors"] == answer["errors"]
+    edited = admin.patch("/v6/job-types/test/1.0.0/", {"manifest": with_command(command)}, status=400).json
+    assert edited["errors"] == answer["errors"]
+    assert admin.get("/v6/job-types/").json["count"] == 1
+    assert admin.get("/v6/job-types/test/1.0.0/").json == spec_job.json
+
+
+def test_a_command_may_name_every_variable_of_a_run(alice):
+    command = ("run ${INPUT_TEXT} ${READ_LENGTH} ${DB_HOST} ${OUTPUT_DIR} ${ALLOCATED_CPUS} ${ALLOCATED_MEM} "
+               "${ALLOCATED_SHAREDMEM} ${ALLOCATED_DISK} --gpus=${ALLOCATED_MY_GPUS} '$HOME' \"$DB_PASS\"")
+    answer = alice.post("/v6/job-types/validation/", {"manifest": with_command(command)}).json
+    assert answer["is_valid"] is True and answer["errors"] == []
+
+
+def test_a_job_type_stored_with_such_a_command_stays_editable(admin, engine, spec_job):
+    """Stored before validation checked the command: its flags can still be changed; a new manifest is checked."""
+    from sqlalchemy import update
+    with engine.begin() as connection:
+        connection.execute(update(SeedJobType).values(manifest=with_command("run ${INPUT_FILES}")))
+    answer = admin.patch("/v6/job-types/test/1.0.0/", {"is_paused": True}, status=200).json
+    assert answer == {"is_valid": True, "errors": [], "warnings": answer["warnings"]}
+    admin.patch("/v6/job-types/test/1.0.0/", {"manifest": with_command("run ${INPUT_FILES}")}, status=400)
+    admin.patch("/v6/job-types/test/1.0.0/", {"manifest": with_command("run ${INPUT_TEXT}")}, status=200)
+
+
 def test_max_scheduled_null_and_integral_float(admin, spec_job):
     assert '"max_scheduled": 5,' in add(admin, manifest("random-number"), max_scheduled=5.0).text
     admin.patch("/v6/job-types/test/1.0.0/", {"max_scheduled": 7.0}, status=200)

@@ -19,6 +19,16 @@ passes, the semantic checks. Errors:
 - ``INVALID_OUTPUT_PATTERN``: an output file pattern that is absolute or climbs out with ``..``: outputs are
   captured relative to OUTPUT_DIR.
 
+Command (``validate_command``, on a manifest that passed the above): what would fail every job of it when it
+runs, as the Seed executor splits the command like a POSIX shell and replaces each ``${NAME}`` in its words.
+Errors:
+
+- ``INVALID_COMMAND``: the command cannot be split (an unclosed quote, a final backslash).
+- ``UNKNOWN_COMMAND_VARIABLE``: a ``${NAME}`` that is no input, setting, ``ALLOCATED_`` resource variable or
+  ``OUTPUT_DIR``, spelt as the run spells them.
+- ``SECRET_COMMAND_VARIABLE``: a secret setting's ``${NAME}``: its value would be on the command line, which any
+  local user reads (``ps``); the container reads it from its environment.
+
 Configuration (``validate_configuration``): the "Job Type Configuration JSON" of the v6 docs, checked on its own
 and then, when the manifest is valid, against it. Errors:
 
@@ -42,8 +52,9 @@ Where we differ from Scale, and why:
   ``DEPRECATED_WORKSPACE`` do not arise.
 - No configuration (``None``) is read as an empty one, as Scale does: the manifest's mounts, settings and file
   outputs are then reported missing, as warnings.
-- ``UNKNOWN_OUTPUT``, ``DUPLICATE_MOUNT_PATHS``, ``DUPLICATE_ERROR_CODES``, ``DUPLICATE_ERROR_NAMES`` and
-  ``INVALID_OUTPUT_PATTERN`` are ours (Scale does not check these); the names follow Scale's pattern.
+- ``UNKNOWN_OUTPUT``, ``DUPLICATE_MOUNT_PATHS``, ``DUPLICATE_ERROR_CODES``, ``DUPLICATE_ERROR_NAMES``,
+  ``INVALID_OUTPUT_PATTERN`` and the command's are ours (Scale does not check these); the names follow Scale's
+  pattern. Scale's documentation example names ``${INPUT_FILES}``, none of its inputs: it is refused.
 - Structure Scale's schema leaves loose is checked by the standard's text: ``resources`` needs ``scalar``
   (Scale's schema misplaces that ``required``); ``timeout`` is at least 1 second and resource values are not
   negative. As in Scale, ``seedVersion`` must be ``1.0.0`` and a JSON input or output's ``type`` is one of the
@@ -57,6 +68,7 @@ Where we differ from Scale, and why:
 import json
 import posixpath
 import re
+import shlex
 from collections import Counter
 from itertools import islice
 
@@ -78,6 +90,8 @@ _IDENTIFIER = r"(0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
 _SEMVER = (rf"\A{_NUMBER}\.{_NUMBER}\.{_NUMBER}(-{_IDENTIFIER}(\.{_IDENTIFIER})*)?"
            r"(\+[0-9a-zA-Z-]+(\.[0-9a-zA-Z-]+)*)?\Z")
 _VALUE_TYPES = ["array", "boolean", "integer", "number", "object", "string"]
+# The Seed executor's placeholder in the command's words (plugins/ufdl-seed, interface.py).
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_-]+)\}")
 
 
 def _name(description: str = _NAME_TEXT) -> dict:
@@ -196,6 +210,36 @@ def validate_configuration(configuration, manifest, *,
     if manifest_is_valid:  # against an invalid manifest every comparison would be noise
         warnings = _listed(_configuration_warnings(configuration, manifest))
     return errors, warnings
+
+
+def validate_command(manifest: dict) -> list[dict]:
+    """Errors of a valid manifest's command: what would fail each of its jobs when it runs."""
+    job = manifest["job"]
+    interface = job.get("interface", {})
+    if not interface.get("command"):
+        return []
+    try:
+        words = shlex.split(interface["command"])
+    except ValueError as error:
+        return [_item("INVALID_COMMAND", f"The command cannot be split into words as a POSIX shell would: {error}")]
+    inputs, settings = interface.get("inputs", {}), interface.get("settings", [])
+    # The run's variables, as the executor names them: ALLOCATED_ and the resource upper-cased, '-' as '_'.
+    known = {"OUTPUT_DIR", *(item["name"] for item in inputs.get("files", []) + inputs.get("json", []) + settings),
+             *("ALLOCATED_" + item["name"].upper().replace("-", "_")
+               for item in job.get("resources", {}).get("scalar", []))}
+    secret = secret_setting_names(manifest)
+    errors = []
+    for name in dict.fromkeys(name for word in words for name in _PLACEHOLDER.findall(word)):
+        placeholder = _cut("${" + name + "}")
+        if name in secret:
+            errors.append(_item("SECRET_COMMAND_VARIABLE", (
+                f"The command names the secret setting {placeholder}: its value would be on the command line, "
+                "which any local user reads; the container reads it from its environment")))
+        elif name not in known:
+            errors.append(_item("UNKNOWN_COMMAND_VARIABLE", (
+                f"The command names {placeholder}, which is no input, setting or resource variable "
+                "(ALLOCATED_NAME) of the manifest and not OUTPUT_DIR")))
+    return _listed(errors)
 
 
 def secret_setting_names(manifest) -> set[str]:
