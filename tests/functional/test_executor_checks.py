@@ -39,6 +39,25 @@ def test_a_v6_job_the_seed_executor_would_refuse_is_400_and_not_created(bob, see
     assert create_job(bob, seed_template, SPEC_INPUT, 201).json["input_values"]["input"]["value"] == SPEC_INPUT
 
 
+@pytest.mark.parametrize("command, problem", [
+    ("${INPUT_TEXT} ${INPUT_FILES} ${READ_LENGTH}", "the manifest's command names ${INPUT_FILES}, which is no "
+                                                    "input, setting or resource variable of test 1.0.0"),
+    ("run --password=${DB_PASS}", "the manifest's command names the secret setting ${DB_PASS}"),
+])
+def test_a_template_whose_command_no_run_could_fill_is_refused(bob, engine, seed_template, command, problem):
+    """A job type made before validation checked the command: its revision's template holds such a manifest."""
+    from sqlalchemy import select, update
+    from ufdl_pyramid.models import JobTemplate
+    with engine.begin() as connection:
+        parameters = connection.scalar(select(JobTemplate.parameters).where(JobTemplate.id == seed_template["pk"]))
+        parameters["seed_manifest"]["default"]["job"]["interface"]["command"] = command
+        connection.execute(update(JobTemplate).where(JobTemplate.id == seed_template["pk"])
+                           .values(parameters=parameters))
+    detail = create_job(bob, seed_template, SPEC_INPUT, 400).json["detail"]
+    assert detail.startswith("ufdl_seed.SeedExecutor refuses the job: ") and problem in detail
+    assert bob.post("/v1/jobs/list").json == []
+
+
 def test_a_meta_jobs_first_step_is_checked_by_its_executor(admin, bob, seed_template):
     graph = admin.post("/v1/job-templates/import", {
         "name": "seed-graph", "version": 1, "scope": "public", "licence": "MIT",

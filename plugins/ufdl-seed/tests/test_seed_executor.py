@@ -320,6 +320,9 @@ def test_a_placeholder_that_names_no_variable_fails_the_job(docker):
     assert str(refused.value) == ("the manifest's command names ${DB_HOST}, which is no input, setting or "
                                   "resource variable of read-bytes 1.0.0 and not OUTPUT_DIR")
     assert docker.calls() == []
+    # Known from the manifest: create-job's check refuses it too.
+    with pytest.raises(ExecutionError, match=re.escape(str(refused.value))):
+        SeedExecutor.check_job({"seed_image": IMAGE, "seed_manifest": seed}, {"input": {}})
 
 
 SETTINGS = [{"name": "DB_HOST"}, {"name": "DB_PASS", "secret": True}, {"name": "UNSET"}]
@@ -355,6 +358,8 @@ def test_a_secret_setting_in_the_command_fails_the_job(docker):
     assert str(refused.value) == ("the manifest's command names the secret setting ${DB_PASS}: its value would "
                                   "be visible on the command line; the container reads it from its environment")
     assert docker.calls() == []
+    with pytest.raises(ExecutionError, match=re.escape(str(refused.value))):
+        SeedExecutor.check_job({"seed_image": IMAGE, "seed_manifest": seed}, {"input": {}})
 
 
 def test_a_setting_value_an_environment_cannot_hold_fails_naming_the_setting_only(docker):

@@ -32,11 +32,6 @@ class SeedExecutor(Executor):
         configuration = fetch_configuration(interface, context)
         setting_values = settings(interface, configuration)
         options = mount_options(interface, configuration)
-        # The command may name the settings, but not the secret ones (command_arguments refuses them). Checked
-        # before any download, with the values at hand: the input files' names and the resources' amounts (which
-        # depend on the inputs' size) are known after it.
-        command_arguments(interface, {**setting_values, **inputs.environment({}),
-                                      **allocated_environment(allocations(interface, 0))})
         work = context.scratch_dir / "seed"
         input_dir, output_dir = work / "inputs", work / "outputs"
         output_dir.mkdir(parents=True)
@@ -71,8 +66,8 @@ class SeedExecutor(Executor):
 
     @classmethod
     def check_job(cls, parameters: dict, inputs: dict) -> None:
-        """At create-job, what ``execute`` checks first, with the same code: the image, the manifest and its
-        output names, and the ``input`` object against the manifest's inputs."""
+        """At create-job, what ``execute`` checks first, with the same code: the image, the manifest, its output
+        names and its command's placeholders, and the ``input`` object against the manifest's inputs."""
         cls.bound(parameters, inputs)
 
     @staticmethod
@@ -80,7 +75,13 @@ class SeedExecutor(Executor):
         """The manifest's interface, and the job's ``input`` bound to it; ``ExecutionError`` if unusable."""
         interface = SeedInterface.from_parameters(parameters)
         interface.check_output_names()
-        return interface, interface.bind(inputs.get("input"))
+        bound = interface.bind(inputs.get("input"))
+        # The command may name the inputs, the settings (not the secret ones), the resources and OUTPUT_DIR:
+        # checked with the values known before any download. The input files' names and the resources' amounts
+        # (which depend on the inputs' size) come after it, and a setting's value (the node fetches them) changes
+        # a word, not whether the command can be filled; the run fills it again with every value.
+        command_arguments(interface, {**bound.environment({}), **allocated_environment(allocations(interface, 0))})
+        return interface, bound
 
     @staticmethod
     def download(context: ExecutionContext, inputs: BoundInputs, input_dir: Path) -> dict[int, str]:
