@@ -254,24 +254,25 @@ def test_0010_gives_old_job_type_templates_their_seed_parameters(engine, admin):
     assert "the parameter 'seed_image' must name the Seed image" in refused["detail"]
 
 
-def test_0011_gives_existing_revisions_their_manifests_memory(tmp_path):
+def test_0011_gives_existing_revisions_their_manifests_memory_and_gpus(tmp_path):
     from test_scale_job_types import SPEC_POST  # its manifest asks 244 MiB
 
     engine = get_engine({"sqlalchemy.url": f"sqlite:///{tmp_path}/seed.sqlite"})
     schema.upgrade(engine)
     admin = populate(engine, tmp_path)
     without = {**SPEC_POST, "manifest": {**SPEC_POST["manifest"], "job": {
-        **SPEC_POST["manifest"]["job"], "name": "no-memory", "resources": {"scalar": [{"name": "cpus", "value": 1}]}}}}
+        **SPEC_POST["manifest"]["job"], "name": "no-memory", "resources": {"scalar": [
+            {"name": "cpus", "value": 1}, {"name": "gpus", "value": 2}]}}}}
     for document in (SPEC_POST, without):
         admin.post("/v6/job-types/", document, status=201)
     schema.downgrade(engine, "0010")
     with engine.connect() as connection:
-        assert "needed_mem_mib" not in {row[1] for row in connection.exec_driver_sql(
+        assert not {"needed_mem_mib", "needed_gpus"} & {row[1] for row in connection.exec_driver_sql(
             "PRAGMA table_info(seed_job_type_revisions)")}
     assert "seed_job_type_revisions" in autoincrement_tables(engine)  # dropped in place, not rebuilt
 
     schema.upgrade(engine)
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT needed_mem_mib FROM seed_job_type_revisions ORDER BY id")).scalars(
-            ).all() == [244, None]
+        assert connection.execute(text("SELECT needed_mem_mib, needed_gpus FROM seed_job_type_revisions ORDER BY id")
+                                  ).all() == [(244, None), (None, 2)]
     engine.dispose()

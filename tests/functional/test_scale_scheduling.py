@@ -162,9 +162,11 @@ def test_a_reset_is_held_back_as_an_acquire_is(admin, alice, bob):
     assert (reset["status"], reset["node"]) == ("QUEUED", node.node_id)
 
 
-def node_with_memory(client, ip: str, mib: float | None):
-    """A node registered with ``mib`` MiB of memory (in bytes, as the job launcher and the worker send it)."""
-    body = {"ip": ip, "index": 0, **({"cpu_mem": int(mib * 2**20)} if mib is not None else {})}
+def node_with_memory(client, ip: str, mib: float | None, gpu_mib: float | None = None):
+    """A node registered with ``mib`` MiB of memory and ``gpu_mib`` of GPU memory (in bytes, as the job launcher
+    and the worker send them)."""
+    body = {"ip": ip, "index": 0, **({"cpu_mem": int(mib * 2**20)} if mib is not None else {}),
+            **({"gpu_mem": int(gpu_mib * 2**20)} if gpu_mib is not None else {})}
     return client.as_node(client.post("/v1/nodes/create", body, status=201).json["pk"])
 
 
@@ -197,3 +199,20 @@ def test_a_manifest_asking_no_memory_holds_back_no_node(admin, alice, bob):
     created = admin.post("/v6/job-types/", spec, status=201).json
     job = run_job(bob, template_of(bob, created))["pk"]
     assert acquire_next(node_with_memory(alice, "10.5.0.1", 1)).json["pk"] == job
+
+
+def test_a_job_whose_manifest_asks_a_gpu_goes_only_to_a_node_with_one(admin, alice, bob):
+    spec = copy.deepcopy(SPEC_POST)
+    spec["manifest"]["job"]["resources"]["scalar"].append({"name": "gpus", "value": 1})
+    created = admin.post("/v6/job-types/", spec, status=201).json
+    first, second = (run_job(bob, template_of(bob, created))["pk"] for _ in range(2))
+    for gpu_mib, ip in ((None, "10.6.0.1"), (0, "10.6.0.2")):  # did not say; said none
+        node = node_with_memory(alice, ip, 4096, gpu_mib)
+        assert node.get(f"/v1/jobs/{first}/acquire", status=406).json == {
+            "detail": f"Cannot acquire job {first}: it needs 1 GPU (its job type test 1.0.0's manifest), the node "
+                      "has none"}
+        acquire_next(node, 204)
+    assert untouched(bob, first) and untouched(bob, second)
+    assert acquire_next(node_with_memory(alice, "10.6.0.3", 4096, 8192)).json["pk"] == first
+    # Memory is still matched on a node with a GPU.
+    node_with_memory(alice, "10.6.0.4", 100, 8192).get(f"/v1/jobs/{second}/acquire", status=406)

@@ -58,12 +58,13 @@ class ActingNode:
     owner_id: int
     current_job_id: int | None
     cpu_mem: int | None  # bytes, as registered (None: the node did not say)
+    gpu_mem: int | None  # likewise (None or 0: no GPU)
 
 
 _USERS = User.__table__
 _NODES = Node.__table__
 _ACTIVE_USER = select(_USERS.c.id, _USERS.c.is_admin, _USERS.c.is_active).where(_USERS.c.id == bindparam("id"))
-_NODE_COLUMNS = (_NODES.c.id, _NODES.c.owner_id, _NODES.c.current_job_id, _NODES.c.cpu_mem)
+_NODE_COLUMNS = (_NODES.c.id, _NODES.c.owner_id, _NODES.c.current_job_id, _NODES.c.cpu_mem, _NODES.c.gpu_mem)
 _SEE_NODE = (update(_NODES).where(_NODES.c.id == bindparam("node_id")).values(last_seen=bindparam("now"))
              .returning(*_NODE_COLUMNS))
 # A node's request checks its user and its node, and marks the node seen, in this one statement: the node is
@@ -230,7 +231,7 @@ class AuthService:
                 mark_written(self.db)
         if row is None:
             return None
-        return ActiveUser(user_id, bool(row.is_admin)), ActingNode(row.id, row.owner_id, row.current_job_id, row.cpu_mem)
+        return ActiveUser(user_id, bool(row.is_admin)), ActingNode(row.id, row.owner_id, row.current_job_id, row.cpu_mem, row.gpu_mem)
 
     def see_node(self, node_id: int) -> ActingNode | None:
         """The node, marked seen; None if there is none."""

@@ -213,11 +213,11 @@ class JobLifecycle:
 
     def _held_back(self, template_id: int, template_name: str, node: ActingNode | None) -> str | None:
         """Why a job of the template may not be acquired now: its Scale job type is paused or has its
-        ``max_scheduled`` jobs scheduled, or ``node`` (None: any) has not the memory its manifest asks. For any
-        other template, only its name is read (no statement)."""
+        ``max_scheduled`` jobs scheduled, or ``node`` (None: any) has not the memory or the GPU its manifest asks.
+        For any other template, only its name is read (no statement)."""
         if not may_be_a_revision(template_name):
             return None
-        return refusal(self.db, template_id, node.cpu_mem if node is not None else None)
+        return refusal(self.db, template_id, node)
 
     def acquire_next(self, node: ActingNode | None, executors: list[str], reader) -> Job | None:
         """The oldest pending job this node can run (of a template ``reader`` may read: see ``acquire``),
@@ -239,7 +239,7 @@ class JobLifecycle:
                       .where(Job.status == PENDING, Job.node_id.is_(None), Job.is_cancelled.is_(False),
                              Job.deletion_time.is_(None), JobTemplate.executor_class.in_(executors),
                              JobTemplate.visible_condition(reader.user_id, reader.is_admin),
-                             ~held_back(node.cpu_mem))
+                             ~held_back(node))
                       .order_by(Job.id).limit(5))
         if self.db.get_bind().dialect.name == "postgresql":
             # Racing nodes skip the row another has locked instead of queueing behind it. One row: a node that

@@ -435,9 +435,10 @@ class SeedJobTypeService:
 
     def _add_revision(self, row: SeedJobType, number: int, docker_image: str, manifest: dict,
                       now: datetime) -> None:
+        needs = scalar_resources(manifest)
         revision = SeedJobTypeRevision(job_type=row, revision_num=number, docker_image=docker_image,
-                                       manifest=manifest, needed_mem_mib=scalar_resources(manifest).get("mem"),
-                                       created=now)
+                                       manifest=manifest, needed_mem_mib=needs.get("mem"),
+                                       needed_gpus=needs.get("gpus"), created=now)
         self.db.add(revision)
         self._new_revisions.append(revision)
 

@@ -1,13 +1,15 @@
 """What holds back the jobs of a Scale job type (design notes §1): while it is paused no node acquires them, at
 most ``max_scheduled`` of them (over all its revisions' templates) are QUEUED or RUNNING at once, and a node
 acquires none whose revision's manifest asks more memory (``mem``, MiB) than the node registered (``cpu_mem``,
-bytes; a node that registered none is not held back)."""
+bytes; a node that registered none is not held back), nor one that asks ``gpus`` unless the node registered a
+GPU (``gpu_mem``)."""
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from ..models import Job, SeedJobType, SeedJobTypeRevision
 from ..models.jobs import QUEUED, RUNNING
 from ..models.seed_job_types import SCALE_TEMPLATE_PREFIX
+from .auth import ActingNode
 
 SCHEDULED = (QUEUED, RUNNING)
 
@@ -26,30 +28,33 @@ def _scheduled_count(job_type_id) -> ColumnElement:
             .where(revision.job_type_id == job_type_id, scheduled.status.in_(SCHEDULED)).scalar_subquery())
 
 
-def held_back(node_memory: int | None) -> ColumnElement:
+def held_back(node: ActingNode) -> ColumnElement:
     """True for a job (of the enclosing query's ``Job``) whose job type is paused or has its ``max_scheduled``
-    jobs scheduled, or that needs more than ``node_memory`` (bytes): acquire-next passes over it. It reads the
-    rows as they are; ``refusal`` decides, locked."""
+    jobs scheduled, or that needs more memory or a GPU than ``node`` has: acquire-next passes over it. It reads
+    the rows as they are; ``refusal`` decides, locked."""
     reasons = [SeedJobType.is_paused.is_(True),
                and_(SeedJobType.max_scheduled.is_not(None),
                     _scheduled_count(SeedJobType.id) >= SeedJobType.max_scheduled)]
-    if node_memory is not None:
-        reasons.append(SeedJobTypeRevision.needed_mem_mib > node_memory / 2**20)
+    if node.cpu_mem is not None:
+        reasons.append(SeedJobTypeRevision.needed_mem_mib > node.cpu_mem / 2**20)
+    if not node.gpu_mem:
+        reasons.append(SeedJobTypeRevision.needed_gpus > 0)
     return exists().where(
         SeedJobTypeRevision.template_id == Job.template_id, SeedJobType.id == SeedJobTypeRevision.job_type_id,
         or_(*reasons))
 
 
-def refusal(db: Session, template_id: int, node_memory: int | None = None) -> str | None:
-    """Why a job of the template may not be acquired now (its job type's pause or limit, or more memory than
-    ``node_memory``, in bytes), or None.
+def refusal(db: Session, template_id: int, node: ActingNode | None) -> str | None:
+    """Why a job of the template may not be acquired now (its job type's pause or limit, or more memory or a GPU
+    than ``node`` has; None: any node), or None.
 
     The job type's row is locked (PostgreSQL; SQLite's writers take turns) until the acquiring commits, so that
     nodes acquiring its jobs at the same moment count one after the other: never more than ``max_scheduled``.
     Lock order (see job_lifecycle.py): after the node and the job."""
     # The columns decided on only, not its documents (the manifest, the configuration).
     job_type = db.execute(select(SeedJobType.id, SeedJobType.name, SeedJobType.version, SeedJobType.is_paused,
-                                 SeedJobType.max_scheduled, SeedJobTypeRevision.needed_mem_mib)
+                                 SeedJobType.max_scheduled, SeedJobTypeRevision.needed_mem_mib,
+                                 SeedJobTypeRevision.needed_gpus)
                           .join(SeedJobTypeRevision, SeedJobTypeRevision.job_type_id == SeedJobType.id)
                           .where(SeedJobTypeRevision.template_id == template_id)
                           .with_for_update(of=SeedJobType)).one_or_none()
@@ -57,10 +62,13 @@ def refusal(db: Session, template_id: int, node_memory: int | None = None) -> st
         return None
     if job_type.is_paused:
         return f"its job type {job_type.name} {job_type.version} is paused"
+    manifest = f"its job type {job_type.name} {job_type.version}'s manifest"
     needed = job_type.needed_mem_mib
-    if node_memory is not None and needed is not None and needed > node_memory / 2**20:
-        return (f"it needs {needed:g} MiB of memory (its job type {job_type.name} {job_type.version}'s manifest), "
-                f"the node has {round(node_memory / 2**20, 1):g} MiB")
+    if node is not None and node.cpu_mem is not None and needed is not None and needed > node.cpu_mem / 2**20:
+        return (f"it needs {needed:g} MiB of memory ({manifest}), the node has "
+                f"{round(node.cpu_mem / 2**20, 1):g} MiB")
+    if node is not None and not node.gpu_mem and job_type.needed_gpus:
+        return f"it needs {job_type.needed_gpus:g} GPU ({manifest}), the node has none"
     if job_type.max_scheduled is not None:
         count = db.scalar(select(_scheduled_count(job_type.id)))
         if count >= job_type.max_scheduled:
