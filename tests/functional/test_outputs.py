@@ -699,30 +699,12 @@ def test_200_mib_up_and_down_with_flat_server_memory(engine, worker, bob, runnin
     streamed, and the server's peak RSS grows by less than 50 MiB."""
     import hashlib
     import http.client
-    import socket
-    import subprocess
-    import sys
-    import time
+
+    from serve_outputs import served
 
     size, chunk = 200 << 20, 1 << 20
     block = os.urandom(chunk)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = open(tmp_path / "server.log", "w+")
-    server = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "serve_outputs.py"),
-                               engine.url.render_as_string(hide_password=False), str(port),
-                               str(tmp_path / "outputs")], stdout=subprocess.DEVNULL, stderr=log)
-    try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, log.seek(0) or log.read()
-                time.sleep(0.1)
-
+    with served(engine, tmp_path) as (port, server):
         def call(client, method, path, body=None, headers=None):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             connection.request(method, path, body=body, headers={**client.headers(), **(headers or {})})
@@ -754,10 +736,6 @@ def test_200_mib_up_and_down_with_flat_server_memory(engine, worker, bob, runnin
             received += len(piece)
         connection.close()
         after_download = _memory_kib(server.pid)
-    finally:
-        server.terminate()
-        server.wait(10)
-        log.close()
     expected = hashlib.sha256()
     for _ in range(size // chunk):
         expected.update(block)
