@@ -6,7 +6,8 @@ import threading
 class TcpProxy:
     """Forwards 127.0.0.1:``port`` to ``target``. ``sever`` drops the open connections (a restarted database
     or a broken network: the pool's connections are dead), ``cut`` also refuses new ones until ``restore``.
-    ``sever_at(marker)`` severs them when a client next sends bytes holding ``marker`` (which never arrive)."""
+    ``sever_at(marker, times)`` severs them when a client next sends bytes holding ``marker`` (which never arrive),
+    the next ``times`` times it does."""
 
     def __init__(self, target: tuple[str, int]):
         self.target = target
@@ -16,6 +17,7 @@ class TcpProxy:
         self.open: list[socket.socket] = []
         self.refusing = False
         self.marker: bytes | None = None
+        self.severs_left = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -37,7 +39,9 @@ class TcpProxy:
         try:
             while data := source.recv(65536):
                 if from_client and self.marker is not None and self.marker in data:
-                    self.marker = None
+                    self.severs_left -= 1
+                    if not self.severs_left:
+                        self.marker = None
                     self.sever()
                     return
                 sink.sendall(data)
@@ -59,8 +63,8 @@ class TcpProxy:
                 end.close()
             self.open = []
 
-    def sever_at(self, marker: bytes):
-        self.marker = marker
+    def sever_at(self, marker: bytes, times: int = 1):
+        self.marker, self.severs_left = marker, times
 
     def cut(self):
         with self.lock:

@@ -536,6 +536,35 @@ def test_a_download_cut_short_of_its_content_length_is_no_download(tmp_path):
             api.download_output(1, file)
 
 
+def test_a_file_output_goes_with_its_content_length_from_its_first_byte(tmp_path):
+    """A file body has no length http.client knows: it was sent chunked (a proxy may refuse that, and the server's
+    size limit could not refuse it up front). Its size is the Content-Length, sent from its first byte wherever the
+    file stands."""
+    import http.server
+
+    seen = []
+
+    class Storing(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"] or 0))
+            seen.append((self.headers["Content-Length"], self.headers["Transfer-Encoding"], body == content))
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    content = bytes(range(256)) * 1000
+    (tmp_path / "model").write_bytes(content)
+    with _logged_in_api(Storing) as api, open(tmp_path / "model", "rb") as file:
+        file.seek(1000)  # a try cut off after 1000 bytes
+        assert api.add_output(1, "model", "BLOB", file) == {}
+    assert seen == [(str(len(content)), None, True)]
+
+
 def test_a_download_answers_the_file_name_its_content_disposition_offers(tmp_path):
     """The server offers an output's name (``attachment; filename="NAME"``); the client answers it as given
     (quoted or not, RFC 2231's ``filename*`` too), None when there is none."""

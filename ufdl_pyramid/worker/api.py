@@ -3,11 +3,13 @@ the node is known. Standard library only (``http.client``), one connection per t
 import http.client
 import json
 import logging
+import os
 import socket
 import threading
 import urllib.parse
 from collections.abc import Mapping
 from email.message import Message
+from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ class ServerUnavailable(Exception):
 
 # The resolver's answers that a name does not exist (a typo), unlike EAI_AGAIN: no answer for now.
 _NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+# The blocks a file body is read and sent in (http.client's default, 8 KiB, is a system call per 8 KiB).
+_BLOCK = 1 << 16
 
 
 class UfdlApi:
@@ -59,7 +63,8 @@ class UfdlApi:
         connection = getattr(self._local, "connection", None)
         if connection is None:
             cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-            connection = self._local.connection = cls(self.host, self.port, timeout=self.timeout)
+            connection = self._local.connection = cls(self.host, self.port, timeout=self.timeout,
+                                                      blocksize=_BLOCK)
         return connection
 
     def _drop_connection(self) -> None:
@@ -71,14 +76,23 @@ class UfdlApi:
     def close(self) -> None:
         self._drop_connection()
 
-    def raw(self, method: str, path: str, body: bytes | None = None, headers: Mapping | None = None,
+    def raw(self, method: str, path: str, body: bytes | BinaryIO | None = None, headers: Mapping | None = None,
             stream_to=None) -> tuple[int, bytes, dict]:
-        """One request; retries once on a stale keep-alive connection. ``stream_to``: a binary file the body of a
-        2xx answer is copied to instead of being returned."""
+        """One request; retries once on a stale keep-alive connection. ``body``: bytes, or a seekable binary file
+        sent whole, from its first byte on every try (one cut off may have sent part of it), as it is read: an
+        output may be several GiB. ``stream_to``: a binary file the body of a 2xx answer is copied to instead of
+        being returned."""
+        headers = dict(headers or {})
+        if hasattr(body, "read"):
+            # Its size, else http.client sends a file chunked: waitress takes that, a proxy in front may not, and
+            # the server could refuse an output over its size limit only once that much was sent, not up front.
+            headers["Content-Length"] = str(body.seek(0, os.SEEK_END))
         for attempt in (1, 2):
             connection = self._connection()
+            if hasattr(body, "read"):
+                body.seek(0)
             try:
-                connection.request(method, self.prefix + path, body=body, headers=dict(headers or {}))
+                connection.request(method, self.prefix + path, body=body, headers=headers)
                 response = connection.getresponse()
                 if stream_to is not None and 200 <= response.status < 300:
                     while chunk := response.read(1 << 16):
@@ -135,7 +149,7 @@ class UfdlApi:
         return self.access
 
     # -- API -------------------------------------------------------------------------------------------------
-    def request(self, method: str, path: str, payload=None, *, body: bytes | None = None,
+    def request(self, method: str, path: str, payload=None, *, body: bytes | BinaryIO | None = None,
                 content_type: str | None = None, headers: Mapping | None = None, stream_to=None,
                 node: bool = True):
         """An authenticated request; answers the decoded JSON (or None for an empty body, or the raw bytes
@@ -143,7 +157,7 @@ class UfdlApi:
         return self.exchange(method, path, payload, body=body, content_type=content_type, headers=headers,
                              stream_to=stream_to, node=node)[0]
 
-    def exchange(self, method: str, path: str, payload=None, *, body: bytes | None = None,
+    def exchange(self, method: str, path: str, payload=None, *, body: bytes | BinaryIO | None = None,
                  content_type: str | None = None, headers: Mapping | None = None, stream_to=None,
                  node: bool = True) -> tuple:
         """``request``, and the answer's headers (lower-cased names) with it."""
@@ -202,7 +216,8 @@ class UfdlApi:
     def progress(self, pk: int, fraction: float, data: Mapping | None = None) -> dict:
         return self.request("POST", f"/v1/jobs/{pk}/progress/{float(fraction)!s}", dict(data or {}))
 
-    def add_output(self, pk: int, name: str, type_: str, data: bytes) -> dict:
+    def add_output(self, pk: int, name: str, type_: str, data: bytes | BinaryIO) -> dict:
+        """``data``: the bytes, or a binary file sent from disk (see ``raw``)."""
         path = f"/v1/jobs/{pk}/outputs/{urllib.parse.quote(name, safe='')}/{urllib.parse.quote(type_, safe=chr(39) + ',')}"
         return self.request("POST", path, body=data, content_type="application/data",
                             headers={"Content-Disposition": f"attachment; filename={name}"})

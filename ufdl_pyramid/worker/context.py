@@ -1,6 +1,7 @@
 """The execution context a worker gives an executor: inputs downloaded, defaults merged, progress and outputs
 sent to the server."""
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import quote
@@ -66,7 +67,15 @@ class HttpExecutionContext(ExecutionContext):
                 raise
 
     def add_output(self, name: str, type: str, data) -> None:
-        body = output_bytes(data)
+        if isinstance(data, os.PathLike):
+            # Sent from disk as it is read, never whole in memory (a model may be several GiB); the client sends
+            # it from its first byte on every try.
+            with open(data, "rb") as file:
+                self._send_output(name, type, file)
+        else:
+            self._send_output(name, type, output_bytes(data))
+
+    def _send_output(self, name: str, type: str, body) -> None:
         tries = []
 
         def send():
