@@ -473,6 +473,28 @@ def test_an_exit_status_fails_the_job_naming_the_manifests_error(docker, code, m
     assert set(recorded.outputs) == {("stdout", "BLOB"), ("stderr", "BLOB")}  # the logs, and no output
 
 
+def test_a_failure_reads_the_tail_of_standard_error_alone(tmp_path):
+    """The kept standard error may be UFDL_SEED_MAX_LOG_SIZE (64 MiB) long: it was read whole for its tail."""
+    import tracemalloc
+
+    from ufdl_seed.interface import SeedInterface
+
+    stderr = tmp_path / "stderr"
+    with open(stderr, "wb") as file:
+        file.truncate(32 << 20)
+        file.seek(0, 2)
+        file.write(b"x" * 3000 + b"the last words\n")
+    interface = SeedInterface.from_parameters({"seed_image": IMAGE, "seed_manifest": manifest("true")})
+    tracemalloc.start()
+    try:
+        message = SeedExecutor.failure(interface, 1, stderr)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert message == f"{IMAGE} exited with status 1: " + "x" * 1985 + "the last words"
+    assert peak < 1 << 20
+
+
 def test_a_command_the_container_cannot_find_fails(docker):
     with pytest.raises(ExecutionError, match=f"^{re.escape(IMAGE)} exited with status 127: fake docker: cannot run"):
         run(manifest("no-such-program-xyz"), {})

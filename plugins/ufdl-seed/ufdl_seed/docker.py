@@ -20,7 +20,8 @@ from typing import IO
 from ufdl_pyramid.executors import ExecutionContext, ExecutionError, kill_process_group
 
 DOCKER_VARIABLE = "UFDL_SEED_DOCKER"  # the docker binary (default: docker on the PATH)
-# A container's stdout and stderr are kept as outputs, in memory on their way to the server: bounded.
+# A container's stdout and stderr are kept as outputs (files in the job's scratch directory, uploaded from
+# disk): bounded, for a container may write without end, to the disk and past the server's output size limit.
 MAX_LOG_SIZE_VARIABLE = "UFDL_SEED_MAX_LOG_SIZE"
 DEFAULT_MAX_LOG_SIZE = 64 * 2**20
 _CHUNK = 2**16

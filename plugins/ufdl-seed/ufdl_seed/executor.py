@@ -1,4 +1,5 @@
 """``SeedExecutor``: one job of a Scale job type's revision, run as its Seed image with docker (create, then start)."""
+import os
 import uuid
 from pathlib import Path
 
@@ -112,6 +113,8 @@ class SeedExecutor(Executor):
     @staticmethod
     def failure(interface: SeedInterface, status: int, stderr: Path) -> str:
         meaning = interface.error_text(status)
-        tail = stderr.read_bytes()[-_STDERR_TAIL:].decode("utf-8", "replace").strip()
+        with open(stderr, "rb") as file:  # its tail alone: it may be UFDL_SEED_MAX_LOG_SIZE long
+            file.seek(max(file.seek(0, os.SEEK_END) - _STDERR_TAIL, 0))
+            tail = file.read().decode("utf-8", "replace").strip()
         return (f"{interface.image} exited with status {status}" + (f", the manifest's error {meaning}" if meaning
                                                                      else "") + (f": {tail}" if tail else ""))
