@@ -4,6 +4,7 @@ a clean stop on SIGTERM (at once, or after a grace period), and a worker killed 
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -169,6 +170,22 @@ def test_the_node_registers_its_memory_in_bytes(e2e):
     [node] = e2e.api.request("POST", "/v1/nodes/list", {"expressions": [
         {"type": "exact", "field": "ip", "value": "127.0.0.1"}, {"type": "exact", "field": "index", "value": 7}]})
     assert node["cpu_mem"] == total_kib * 1024
+
+
+def test_the_node_registers_its_largest_gpus_memory_and_the_driver(e2e, tmp_path):
+    """From nvidia-smi, as a Scale job asking gpus needs; a machine without one registers none (gpu_mem null)."""
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\n"
+                    "[ \"$*\" = '--query-gpu=memory.total,driver_version --format=csv,noheader,nounits' ] || exit 9\n"
+                    "printf '8192, 535.54.03\\n24576, 535.54.03\\n'\n")
+    fake.chmod(0o755)
+    for index, env in ((8, {"PATH": f"{tmp_path}:{os.environ['PATH']}"}), (9, None)):
+        assert finished(e2e.worker("--once", index=index, env=env)) == 0
+    nodes = {node["index"]: node for node in e2e.api.request("POST", "/v1/nodes/list", {"expressions": [
+        {"type": "exact", "field": "ip", "value": "127.0.0.1"}]})}
+    assert (nodes[8]["gpu_mem"], nodes[8]["driver_version"]) == (24576 * 2**20, "535.54.03")
+    if shutil.which("nvidia-smi") is None:
+        assert (nodes[9]["gpu_mem"], nodes[9]["driver_version"]) == (None, None)
 
 
 def test_a_failing_command_fails_the_job_with_its_error(e2e):

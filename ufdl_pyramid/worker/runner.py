@@ -5,6 +5,7 @@ interrupted, finished with an error, reset and released so that another node run
 import logging
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -82,6 +83,29 @@ def memory_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def gpu_facts() -> dict:
+    """The machine's NVIDIA GPUs as a node registers them: ``gpu_mem``, the largest one's memory in bytes (a
+    Scale job asking ``gpus`` goes only to a node with one), and ``driver_version``; nothing without
+    ``nvidia-smi`` or when it fails (no driver loaded, say)."""
+    nvidia_smi = shutil.which("nvidia-smi")
+    if nvidia_smi is None:
+        return {}
+    try:
+        answer = subprocess.run([nvidia_smi, "--query-gpu=memory.total,driver_version",
+                                 "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=30)
+        if answer.returncode != 0:
+            raise ValueError(answer.stderr.strip()[:200] or f"exit status {answer.returncode}")
+        gpus = [[field.strip() for field in line.split(",")] for line in answer.stdout.splitlines() if line.strip()]
+        memory_mib = max(float(fields[0]) for fields in gpus)  # ValueError when there is none
+    except (OSError, subprocess.SubprocessError, ValueError) as error:
+        log.warning("nvidia-smi gave no GPU memory (%s): the node registers no GPU", error)
+        return {}
+    facts = {"gpu_mem": min(int(memory_mib * 2**20), 2**63 - 1)} if memory_mib > 0 else {}
+    if facts and len(gpus[0]) > 1 and gpus[0][1]:
+        facts["driver_version"] = gpus[0][1][:32]  # the column's length
+    return facts
 
 
 class Heartbeat(threading.Thread):
@@ -162,7 +186,7 @@ class Worker:
     # -- start-up --------------------------------------------------------------------------------------------
     def register_node(self) -> int:
         ip = self.options.ip or local_ip_towards(self.api.host, self.api.port)
-        facts = {"cpu_mem": memory_bytes()}
+        facts = {"cpu_mem": memory_bytes(), **gpu_facts()}
         facts = {key: value for key, value in facts.items() if value is not None}
         self.api.node_id = None
         try:

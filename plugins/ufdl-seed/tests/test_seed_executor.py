@@ -614,7 +614,7 @@ def test_a_job_cancelled_before_it_runs_runs_nothing(docker):
     assert docker.calls() == []
 
 
-def test_resources_are_allocated_variables_and_cpus_mem_and_shared_mem_given_by_docker(docker):
+def test_resources_are_allocated_variables_and_cpus_mem_shared_mem_and_gpus_given_by_docker(docker):
     resources = {"scalar": [{"name": "cpus", "value": 1.5}, {"name": "mem", "value": 244, "inputMultiplier": 2},
                             {"name": "disk", "value": 11}, {"name": "gpus", "value": 1},
                             {"name": "sharedMem", "value": 127.5}, {"name": "my-thing", "value": 0.25}]}
@@ -627,7 +627,8 @@ def test_resources_are_allocated_variables_and_cpus_mem_and_shared_mem_given_by_
         "ALLOCATED_CPUS": "1.5", "ALLOCATED_MEM": "246", "ALLOCATED_DISK": "11", "ALLOCATED_GPUS": "1",
         "ALLOCATED_SHAREDMEM": "127.5", "ALLOCATED_MY_THING": "0.25"}
     call = docker.created()
-    assert call[call.index("--cpus"):call.index(IMAGE)] == ["--cpus", "1.5", "--memory", "246m", "--shm-size", "128m"]
+    assert call[call.index("--cpus"):call.index(IMAGE)] == [
+        "--cpus", "1.5", "--memory", "246m", "--shm-size", "128m", "--gpus", "1"]
 
 
 def test_a_tiny_memory_ask_gets_dockers_least(docker):

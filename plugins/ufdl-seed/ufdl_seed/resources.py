@@ -1,6 +1,6 @@
 """The manifest's scalar resources: what the job is allocated, given to the container as ``ALLOCATED_<NAME>``
 (the standard's variable injection), and those docker can give a container applied (``cpus``, ``mem``,
-``sharedMem``).
+``sharedMem``, ``gpus``).
 
 A resource's amount is its ``value`` plus its ``inputMultiplier`` times the MiB of the job's input files, as the
 standard computes it. Nothing checks that the node has that much: docker refuses a limit beyond the machine's
@@ -33,9 +33,10 @@ def allocated_environment(allocated: dict[str, float]) -> dict[str, str]:
 
 
 def limit_options(allocated: dict[str, float]) -> list[str]:
-    """``--cpus``, ``--memory`` (MiB) and ``--shm-size`` (MiB: the size of ``/dev/shm``, 64 MiB by default) for
-    a positive ``cpus``, ``mem`` and ``sharedMem``; the others are not limits docker sets on a container
-    (``disk``, ``gpus``, custom ones): given as variables only."""
+    """``--cpus``, ``--memory`` (MiB), ``--shm-size`` (MiB: the size of ``/dev/shm``, 64 MiB by default) and
+    ``--gpus`` (a whole number: docker gives whole GPUs) for a positive ``cpus``, ``mem``, ``sharedMem`` and
+    ``gpus``; the others are not limits docker sets on a container (``disk``, custom ones): given as variables
+    only."""
     options = []
     if allocated.get("cpus", 0) > 0:
         options += ["--cpus", format(max(round(allocated["cpus"], 3), DOCKER_MIN_CPUS), "f").rstrip("0").rstrip(".")]
@@ -43,6 +44,8 @@ def limit_options(allocated: dict[str, float]) -> list[str]:
         options += ["--memory", f"{max(math.ceil(allocated['mem']), DOCKER_MIN_MEMORY_MIB)}m"]
     if allocated.get("sharedMem", 0) > 0:
         options += ["--shm-size", f"{math.ceil(allocated['sharedMem'])}m"]
+    if allocated.get("gpus", 0) > 0:
+        options += ["--gpus", str(math.ceil(allocated["gpus"]))]
     return options
 
 
