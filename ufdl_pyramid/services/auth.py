@@ -231,7 +231,8 @@ class AuthService:
                 mark_written(self.db)
         if row is None:
             return None
-        return ActiveUser(user_id, bool(row.is_admin)), ActingNode(row.id, row.owner_id, row.current_job_id, row.cpu_mem, row.gpu_mem)
+        return ActiveUser(user_id, bool(row.is_admin)), ActingNode(row.id, row.owner_id, row.current_job_id,
+                                                                   row.cpu_mem, row.gpu_mem)
 
     def see_node(self, node_id: int) -> ActingNode | None:
         """The node, marked seen; None if there is none."""

@@ -238,8 +238,7 @@ class JobLifecycle:
                       .join(JobTemplate, Job.template_id == JobTemplate.id)
                       .where(Job.status == PENDING, Job.node_id.is_(None), Job.is_cancelled.is_(False),
                              Job.deletion_time.is_(None), JobTemplate.executor_class.in_(executors),
-                             JobTemplate.visible_condition(reader.user_id, reader.is_admin),
-                             ~held_back(node))
+                             JobTemplate.visible_condition(reader.user_id, reader.is_admin), ~held_back(node))
                       .order_by(Job.id).limit(5))
         if self.db.get_bind().dialect.name == "postgresql":
             # Racing nodes skip the row another has locked instead of queueing behind it. One row: a node that
@@ -347,7 +346,7 @@ class JobLifecycle:
             raise WrongState(f"Cannot reset job {job.id}: it is deleted")
         # Back in QUEUED, the job is scheduled again: held back as an acquire is (a paused job type, or one with
         # its max_scheduled jobs queued or running, which FAILED ones are not). Its node, which keeps it, had the
-        # memory when it acquired it.
+        # memory and the GPU when it acquired it.
         reason = self._held_back(job.template_id, job.template.name, None)
         if reason is not None:
             raise WrongState(f"Cannot reset job {job.id}: {reason}")
