@@ -10,7 +10,9 @@ The server, when it has the executor installed too, asks ``check_job`` at create
 run, so that a job its executor would refuse anyway is a 400 rather than a failed job later.
 """
 import copy
+import mimetypes
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -53,7 +55,8 @@ class ExecutionContext:
     - ``parameters``: parameter name → value, the template's defaults merged with the job's own values;
     - ``scratch_dir``: a private directory, removed after the job;
     - ``progress(fraction, **data)``: report progress in [0, 1], with optional JSON data;
-    - ``add_output(name, type, data)``: upload an output from ``bytes``, ``str`` (UTF-8 text) or a ``Path``;
+    - ``add_output(name, type, data, content_type=None)``: upload an output from ``bytes``, ``str`` (UTF-8 text)
+      or a ``Path``, with the Content-Type its download answers (see ``output_content_type`` for the default);
     - ``download_output(pk, path)``: write the content of the job output ``pk`` (of any job) to the file
       ``path``, for an executor whose inputs name outputs inside a JSON value (the worker downloads only the
       inputs typed ``JobOutput<T>`` itself); answers the file name the server offers for it (its
@@ -76,7 +79,8 @@ class ExecutionContext:
     def progress(self, fraction: float, **data) -> None:
         raise NotImplementedError
 
-    def add_output(self, name: str, type: str, data: "bytes | str | os.PathLike") -> None:
+    def add_output(self, name: str, type: str, data: "bytes | str | os.PathLike",
+                   content_type: str | None = None) -> None:
         raise NotImplementedError
 
     def download_output(self, pk: int, path: str | os.PathLike) -> str | None:
@@ -135,6 +139,40 @@ def output_bytes(data: "bytes | str | os.PathLike") -> bytes:
     raise TypeError(f"an output is bytes, str or a path, not {type(data).__name__}")
 
 
+# An output's Content-Type when the executor gives none and no file name tells it: the UFDL client's own.
+DEFAULT_CONTENT_TYPE = "application/data"
+# What the server keeps as a Content-Type (anything else it replaces): printable ASCII, as a header carries it.
+_CONTENT_TYPE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,199}")
+# A compressed file's own type: mimetypes names the type of what it holds (a .tar.gz is "application/x-tar");
+# another compression (brotli: no registered type) tells nothing.
+_COMPRESSED_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz",
+                     "compress": "application/x-compress"}
+
+
+def guessed_content_type(filename: str | os.PathLike) -> str | None:
+    """The media type a file name's extension tells (Python's ``mimetypes``, which reads the system's
+    mime.types too), None when it tells none."""
+    kind, encoding = mimetypes.guess_type(filename)
+    return _COMPRESSED_TYPES.get(encoding) if encoding else kind
+
+
+def checked_content_type(content_type: Any) -> str:
+    """``content_type`` if the server keeps it as it is (and a header can carry it), else a ``ValueError``: an
+    executor's mistake, not to be replaced silently."""
+    if not isinstance(content_type, str) or not _CONTENT_TYPE.fullmatch(content_type):
+        raise ValueError(f"a content type is printable ASCII (at most 200 characters), not "
+                         f"{str(content_type)[:80]!r}")
+    return content_type
+
+
+def output_content_type(data: "bytes | str | os.PathLike", content_type: str | None = None) -> str:
+    """The Content-Type an output is uploaded with: ``content_type`` when given (checked); else, for a path, the
+    type its file name tells; else ``application/data``."""
+    if content_type is not None:
+        return checked_content_type(content_type)
+    guessed = guessed_content_type(data) if isinstance(data, os.PathLike) else None
+    return guessed or DEFAULT_CONTENT_TYPE
+
 
 def kill_process_group(process: subprocess.Popen) -> None:
     """Kill a child started with ``start_new_session=True`` and everything it started (its process group), and
@@ -169,7 +207,8 @@ class Executor:
 
 
 class RecordingContext(ExecutionContext):
-    """A context with no server behind it, for tests: records progress and outputs; ``cancel()`` cancels.
+    """A context with no server behind it, for tests: records progress and outputs (``content_types`` the
+    Content-Type each would be uploaded with, keyed as ``outputs``); ``cancel()`` cancels.
 
     ``scratch_dir`` defaults to a new temporary directory; ``downloads`` maps the job-output pks that
     ``download_output`` can fetch to their content, ``bytes`` (no file name offered) or ``(filename, bytes)``
@@ -186,6 +225,7 @@ class RecordingContext(ExecutionContext):
                          scratch_dir or tempfile.mkdtemp(prefix="ufdl-scratch-"))
         self.progress_reports: list[tuple[float, dict]] = []
         self.outputs: dict[tuple[str, str], bytes] = {}
+        self.content_types: dict[tuple[str, str], str] = {}
         self.downloads = dict(downloads or {})
         self.fetchable = dict(fetchable or {})
         self.fetched: list[str] = []
@@ -196,7 +236,8 @@ class RecordingContext(ExecutionContext):
             raise ValueError(f"progress must be in [0, 1], not {fraction}")
         self.progress_reports.append((fraction, data))
 
-    def add_output(self, name: str, type: str, data) -> None:
+    def add_output(self, name: str, type: str, data, content_type: str | None = None) -> None:
+        self.content_types[(name, type)] = output_content_type(data, content_type)
         self.outputs[(name, type)] = output_bytes(data)
 
     def download_output(self, pk: int, path) -> str | None:

@@ -80,6 +80,25 @@ def test_a_file_output_is_sent_from_disk(worker, running, port, tmp_path):
     api.close()
 
 
+def test_an_outputs_content_type_is_stored_and_served(worker, running, port, tmp_path):
+    """Through the worker's client to the server: the content type an executor gives, else what a path's name
+    tells, else the UFDL client's application/data; each is the output's content_type and its download's."""
+    (tmp_path / "plot.png").write_bytes(b"\x89PNG")
+    api = worker_api(worker, port)
+    context = HttpExecutionContext(api, running, {}, {}, tmp_path, lambda: False)
+    context.add_output("given", "BLOB", b"a,b\n", "text/csv; header=present")
+    context.add_output("guessed", "BLOB", tmp_path / "plot.png")
+    context.add_output("bytes", "BLOB", b"raw")
+    expected = {"given": "text/csv; header=present", "guessed": "image/png", "bytes": "application/data"}
+    for name, content_type in expected.items():
+        _, headers = api.exchange("GET", f"/v1/jobs/{running['pk']}/outputs/{name}/BLOB")
+        assert headers["content-type"] == content_type
+    stored = [api.request("GET", f"/v1/job-outputs/{output['pk']}")
+              for output in api.request("GET", f"/v1/jobs/{running['pk']}")["outputs"]]
+    assert {output["name"]: output["content_type"] for output in stored} == expected
+    api.close()
+
+
 def test_a_file_upload_cut_off_is_sent_again_from_its_start(worker, running, port, tmp_path):
     """The client's own retry (a stale keep-alive connection) is cut off too, then the context's retry (the
     server unavailable) goes through: each try sends the file from its first byte, with its Content-Length."""

@@ -34,6 +34,28 @@ def test_outputs_are_bytes_text_or_files(tmp_path):
     assert output_bytes(tmp_path / "f") == b"file"
 
 
+def test_an_outputs_content_type_is_the_one_given_else_its_file_names_else_application_data(tmp_path):
+    """Three arguments, as executors written before the content type call it: bytes and text are the UFDL
+    client's application/data, a path what its name tells; a given one goes as it is, one the server would not
+    keep is refused."""
+    for name in ("plot.png", "table.csv", "model.tar.gz", "stdout"):
+        (tmp_path / name).write_bytes(b"1")
+    recorded = RecordingContext()
+    recorded.add_output("bytes", "BLOB", b"1")
+    recorded.add_output("text", "BLOB", "1")
+    for name in ("plot.png", "table.csv", "model.tar.gz", "stdout"):
+        recorded.add_output(name, "BLOB", tmp_path / name)
+    recorded.add_output("given", "BLOB", tmp_path / "plot.png", "text/csv; header=present")
+    assert recorded.content_types == {
+        ("bytes", "BLOB"): "application/data", ("text", "BLOB"): "application/data",
+        ("plot.png", "BLOB"): "image/png", ("table.csv", "BLOB"): "text/csv",
+        ("model.tar.gz", "BLOB"): "application/gzip", ("stdout", "BLOB"): "application/data",
+        ("given", "BLOB"): "text/csv; header=present"}
+    for refused in ("text/plain\r\nX-Injected: 1", "", "x" * 201, b"text/plain"):
+        with pytest.raises(ValueError, match="^a content type is printable ASCII"):
+            recorded.add_output("bad", "BLOB", b"1", refused)
+
+
 def test_the_base_executor_must_be_implemented():
     class Nothing(Executor):
         pass
@@ -99,14 +121,14 @@ def test_an_upload_is_sent_again_while_the_server_is_unavailable(tmp_path):
     sent = []
 
     class Api:
-        def add_output(self, pk, name, type_, data):
-            sent.append((pk, name, type_, data))
+        def add_output(self, pk, name, type_, data, content_type):
+            sent.append((pk, name, type_, data, content_type))
             if len(sent) == 1:
                 raise ServerUnavailable("503: the bytes were removed meanwhile")
 
     context = HttpExecutionContext(Api(), {"pk": 7}, {}, {}, tmp_path, lambda: False, _three_tries)
     context.add_output("model", "BLOB", b"bytes")
-    assert sent == [(7, "model", "BLOB", b"bytes")] * 2
+    assert sent == [(7, "model", "BLOB", b"bytes", "application/data")] * 2
 
 
 def test_an_executor_downloads_any_output_and_a_cut_download_is_written_afresh(tmp_path):

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from email.message import Message
 from typing import BinaryIO
 
+from ..executors import DEFAULT_CONTENT_TYPE
+
 log = logging.getLogger(__name__)
 
 
@@ -216,10 +218,12 @@ class UfdlApi:
     def progress(self, pk: int, fraction: float, data: Mapping | None = None) -> dict:
         return self.request("POST", f"/v1/jobs/{pk}/progress/{float(fraction)!s}", dict(data or {}))
 
-    def add_output(self, pk: int, name: str, type_: str, data: bytes | BinaryIO) -> dict:
-        """``data``: the bytes, or a binary file sent from disk (see ``raw``)."""
+    def add_output(self, pk: int, name: str, type_: str, data: bytes | BinaryIO,
+                   content_type: str = DEFAULT_CONTENT_TYPE) -> dict:
+        """``data``: the bytes, or a binary file sent from disk (see ``raw``); ``content_type``: what its download
+        answers."""
         path = f"/v1/jobs/{pk}/outputs/{urllib.parse.quote(name, safe='')}/{urllib.parse.quote(type_, safe=chr(39) + ',')}"
-        return self.request("POST", path, body=data, content_type="application/data",
+        return self.request("POST", path, body=data, content_type=content_type,
                             headers={"Content-Disposition": f"attachment; filename={name}"})
 
     def download_output(self, output_pk: int, file) -> str | None:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import quote
 
-from ..executors import ExecutionContext, output_bytes, safe_filename
+from ..executors import ExecutionContext, output_bytes, output_content_type, safe_filename
 from .api import ApiError, ServerUnavailable, UfdlApi
 
 log = logging.getLogger(__name__)
@@ -66,22 +66,23 @@ class HttpExecutionContext(ExecutionContext):
             else:
                 raise
 
-    def add_output(self, name: str, type: str, data) -> None:
+    def add_output(self, name: str, type: str, data, content_type: str | None = None) -> None:
+        content_type = output_content_type(data, content_type)
         if isinstance(data, os.PathLike):
             # Sent from disk as it is read, never whole in memory (a model may be several GiB); the client sends
             # it from its first byte on every try.
             with open(data, "rb") as file:
-                self._send_output(name, type, file)
+                self._send_output(name, type, file, content_type)
         else:
-            self._send_output(name, type, output_bytes(data))
+            self._send_output(name, type, output_bytes(data), content_type)
 
-    def _send_output(self, name: str, type: str, body) -> None:
+    def _send_output(self, name: str, type: str, body, content_type: str) -> None:
         tries = []
 
         def send():
             tries.append(1)
             try:
-                return self.api.add_output(self.pk, name, type, body)
+                return self.api.add_output(self.pk, name, type, body, content_type)
             except ApiError as error:
                 if error.status == 409 and len(tries) > 1:
                     # An earlier try was stored and its answer lost (the server stopping, say): it is there.
