@@ -567,6 +567,36 @@ def test_an_output_named_as_the_executors_own_is_refused_before_running(docker):
     assert docker.calls() == []
 
 
+def test_outputs_carry_their_media_types(docker):
+    """A file output's Content-Type is its manifest's mediaType, else what its file name tells (else the
+    worker's default); JSON values are application/json, the container's logs text/plain."""
+    docker.job("for name in ('a.bin', 'b.csv', 'c.tar.gz', 'parts/x.json', 'parts/y'):\n"
+               "    os.makedirs(os.path.dirname(os.path.join(out, name)), exist_ok=True)\n"
+               "    open(os.path.join(out, name), 'w').write('1')\n"
+               "open(out + '/seed.outputs.json', 'w').write('{\"n\": 1}')\n"
+               "print('oops', file=sys.stderr)")
+    recorded = run(manifest(docker.command(), outputs={
+        "files": [{"name": "A", "pattern": "a.bin", "mediaType": "image/png"}, {"name": "B", "pattern": "b.csv"},
+                  {"name": "C", "pattern": "c.tar.gz"},
+                  {"name": "PARTS", "pattern": "parts/*", "multiple": True}],
+        "json": [{"name": "n", "type": "integer"}]}), {})
+    assert recorded.content_types == {
+        ("A", "BLOB"): "image/png", ("B", "BLOB"): "text/csv", ("C", "BLOB"): "application/gzip",
+        ("PARTS:parts:x.json", "BLOB"): "application/json", ("PARTS:parts:y", "BLOB"): "application/data",
+        ("n", "JSON"): "application/json", ("output", "JSON"): "application/json",
+        ("stdout", "BLOB"): "text/plain", ("stderr", "BLOB"): "text/plain"}
+
+
+@pytest.mark.parametrize("media_type", ["text/plain\r\nX-Injected: 1", 5, ""])
+def test_a_media_type_the_server_would_not_keep_fails_before_running(docker, media_type):
+    seed = manifest(docker.command(), outputs={"files": [{"name": "OUT", "pattern": "*", "mediaType": media_type}]})
+    with pytest.raises(ExecutionError, match="^the manifest's output 'OUT' has an unusable mediaType: "):
+        run(seed, {})
+    with pytest.raises(ExecutionError, match="unusable mediaType"):
+        SeedExecutor.check_job({"seed_image": IMAGE, "seed_manifest": seed}, {"input": {}})
+    assert docker.calls() == []
+
+
 def test_the_manifests_timeout_stops_the_container(docker):
     docker.job("print('started', flush=True); time.sleep(30); print('fin' + 'ished')")
     recorded = context(manifest(docker.command(), timeout=1), {})

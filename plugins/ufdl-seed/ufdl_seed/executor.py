@@ -24,9 +24,10 @@ class SeedExecutor(Executor):
     (``seed-configuration``); the manifest's resources are ``ALLOCATED_*`` variables, ``cpus`` and ``mem`` also
     docker's limits; the command is the manifest's, ``${NAME}`` replaced.
     The manifest's ``timeout`` (seconds) and a cancellation stop the container. A non-zero exit fails the job,
-    naming the manifest's error of that code. The outputs are the manifest's files (BLOB) and
-    ``seed.outputs.json`` values (JSON), all of the latter as ``output`` (JSON), and the container's standard
-    output and error (``stdout``, ``stderr``, BLOB, when not empty)."""
+    naming the manifest's error of that code. The outputs are the manifest's files (BLOB, as their
+    ``mediaType``, else the type their name tells) and ``seed.outputs.json`` values (JSON, as
+    ``application/json``), all of the latter as ``output`` (JSON), and the container's standard output and
+    error (``stdout``, ``stderr``, BLOB as ``text/plain``, when not empty)."""
 
     def execute(self, context: ExecutionContext) -> None:
         interface, inputs = self.bound(context.parameters, context.inputs)
@@ -54,7 +55,7 @@ class SeedExecutor(Executor):
             environment_file.unlink(missing_ok=True)  # the setting values stay no longer than the run
         for name, path in zip(LOG_OUTPUTS, (stdout, stderr)):
             if path.stat().st_size:
-                context.add_output(name, "BLOB", path)
+                context.add_output(name, "BLOB", path, "text/plain")
         if stopped == "cancelled":
             raise JobCancelled()
         if stopped == "timeout":
@@ -63,7 +64,7 @@ class SeedExecutor(Executor):
         if status != 0:
             raise ExecutionError(self.failure(interface, status, stderr), category=interface.error_category(status))
         for output in capture(interface, output_dir):
-            context.add_output(output.name, output.type, output.data)
+            context.add_output(output.name, output.type, output.data, output.content_type)
 
     @classmethod
     def check_job(cls, parameters: dict, inputs: dict) -> None:
@@ -75,7 +76,7 @@ class SeedExecutor(Executor):
     def bound(parameters: dict, inputs: dict) -> tuple[SeedInterface, BoundInputs]:
         """The manifest's interface, and the job's ``input`` bound to it; ``ExecutionError`` if unusable."""
         interface = SeedInterface.from_parameters(parameters)
-        interface.check_output_names()
+        interface.check_outputs()
         bound = interface.bind(inputs.get("input"))
         # The command may name the inputs, the settings (not the secret ones), the resources and OUTPUT_DIR:
         # checked with the values known before any download. The input files' names and the resources' amounts

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ufdl_pyramid.executors import ALGORITHM, DATA, ExecutionError
+from ufdl_pyramid.executors import ALGORITHM, DATA, ExecutionError, checked_content_type
 from ufdl_pyramid.services.docker_references import IMAGE_REFERENCE, is_image_reference
 
 CONTAINER_INPUTS = "/seed/inputs"
@@ -57,6 +57,7 @@ class FileOutput:
     pattern: str
     multiple: bool
     required: bool
+    media_type: Any  # the manifest's mediaType (None: none given), its files' Content-Type
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class SeedInterface:
             json_inputs=[JsonInput(entry["name"], entry.get("type"), entry.get("required", True) is not False)
                          for entry in _entries(inputs.get("json"))],
             file_outputs=[FileOutput(entry["name"], entry.get("pattern", ""), entry.get("multiple", False) is True,
-                                     entry.get("required", True) is not False)
+                                     entry.get("required", True) is not False, entry.get("mediaType"))
                           for entry in _entries(outputs.get("files"))],
             json_outputs=[JsonOutput(entry["name"], entry.get("key") or entry["name"], entry.get("type"),
                                      entry.get("required", True) is not False)
@@ -161,13 +162,22 @@ class SeedInterface:
                     raise ExecutionError(f"the manifest's {kind} name {str(entry.name)[:80]!r} is not a Seed name "
                                          f"(only letters, digits, '-' and '_')")
 
-    def check_output_names(self) -> None:
-        """Refuses, before running anything, the outputs that the executor's own would collide with."""
+    def check_outputs(self) -> None:
+        """Refuses, before running anything, the outputs that the executor's own would collide with, and a
+        ``mediaType`` that the server would not keep as the files' Content-Type (a template imported by hand may
+        hold any: the job type API checks only that it is a string)."""
         taken = [output.name for output in self.file_outputs if output.name in LOG_OUTPUTS]
         taken += [output.name for output in self.json_outputs if output.name == ALL_JSON_OUTPUT]
         if taken:
             raise ExecutionError(f"the manifest's output {taken[0]!r} cannot be kept: the Seed executor's own "
                                  f"outputs are {', '.join(LOG_OUTPUTS)} (BLOB) and {ALL_JSON_OUTPUT} (JSON)")
+        for output in self.file_outputs:
+            if output.media_type is not None:
+                try:
+                    checked_content_type(output.media_type)
+                except ValueError as error:
+                    raise ExecutionError(f"the manifest's output {output.name!r} has an unusable mediaType: "
+                                         f"{error}") from None
 
     def bind(self, given: Any) -> "BoundInputs":
         """The job's ``input`` object checked against the manifest: required inputs present, JSON inputs of

@@ -1,5 +1,6 @@
 """The outputs a Seed run left in its output directory, as the manifest's ``outputs`` name them: files by glob
-pattern (BLOB), JSON values from ``seed.outputs.json`` (JSON). Everything is checked before anything is kept,
+pattern (BLOB, as their ``mediaType``, else the type their file name tells), JSON values from
+``seed.outputs.json`` (JSON, as ``application/json``). Everything is checked before anything is kept,
 so that a run with a missing or bad output adds none of its outputs."""
 import glob
 import itertools
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ufdl_pyramid.executors import ExecutionError
+from ufdl_pyramid.executors import DEFAULT_CONTENT_TYPE, ExecutionError, guessed_content_type
 
 from .interface import ALL_JSON_OUTPUT, OUTPUTS_MANIFEST, FileOutput, SeedInterface, check_json_output
 
@@ -21,6 +22,7 @@ MAX_NAME = 200
 MAX_MATCHES = 1000
 MAX_OUTPUTS_MANIFEST_SIZE = 16 * 2**20
 _REFUSED = re.compile(r"[^A-Za-z0-9_.-]")
+JSON_CONTENT_TYPE = "application/json"
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Captured:
     name: str
     type: str
     data: Any  # a Path (BLOB) or JSON text
+    content_type: str
 
 
 def capture(interface: SeedInterface, output_dir: Path) -> list[Captured]:
@@ -35,8 +38,8 @@ def capture(interface: SeedInterface, output_dir: Path) -> list[Captured]:
     for output in interface.file_outputs:
         captured += _files(output, output_dir)
     values = _json_values(interface, output_dir)
-    captured += [Captured(name, "JSON", json.dumps(value)) for name, value in values.items()]
-    captured.append(Captured(ALL_JSON_OUTPUT, "JSON", json.dumps(values)))
+    captured += [Captured(name, "JSON", json.dumps(value), JSON_CONTENT_TYPE) for name, value in values.items()]
+    captured.append(Captured(ALL_JSON_OUTPUT, "JSON", json.dumps(values), JSON_CONTENT_TYPE))
     return captured
 
 
@@ -64,7 +67,7 @@ def _files(output: FileOutput, output_dir: Path) -> list[Captured]:
         if len(matches) > 1:
             raise ExecutionError(f"output {output.name!r} is one file, and {len(matches)} match "
                                  f"{output.pattern!r}: {', '.join(relative for relative, _ in matches[:5])}")
-        return [Captured(output.name, "BLOB", matches[0][1])]
+        return [Captured(output.name, "BLOB", matches[0][1], _content_type(output, matches[0][0]))]
     captured, seen = [], {}
     for relative, path in matches:
         name = ":".join([output.name, *(_REFUSED.sub("_", part) for part in Path(relative).parts)])
@@ -75,8 +78,16 @@ def _files(output: FileOutput, output_dir: Path) -> list[Captured]:
             raise ExecutionError(f"output {output.name!r}: the files {seen[name]!r} and {relative!r} would both be "
                                  f"the output {name!r}")
         seen[name] = relative
-        captured.append(Captured(name, "BLOB", path))
+        captured.append(Captured(name, "BLOB", path, _content_type(output, relative)))
     return captured
+
+
+def _content_type(output: FileOutput, relative: str) -> str:
+    """The manifest's ``mediaType``, else what the name the container gave the file tells (not a link's
+    target's), else the worker's default."""
+    if output.media_type is not None:
+        return output.media_type
+    return guessed_content_type(relative) or DEFAULT_CONTENT_TYPE
 
 
 def _json_values(interface: SeedInterface, output_dir: Path) -> dict[str, Any]:
