@@ -141,8 +141,9 @@ def output_bytes(data: "bytes | str | os.PathLike") -> bytes:
 
 # An output's Content-Type when the executor gives none and no file name tells it: the UFDL client's own.
 DEFAULT_CONTENT_TYPE = "application/data"
-# What the server keeps as a Content-Type (anything else it replaces): printable ASCII, as a header carries it.
-_CONTENT_TYPE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,199}")
+# What the server keeps as an output's Content-Type (anything else it replaces): printable ASCII, as a header
+# carries it, and no header injection.
+CONTENT_TYPE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,199}")
 # A compressed file's own type: mimetypes names the type of what it holds (a .tar.gz is "application/x-tar");
 # another compression (brotli: no registered type) tells nothing.
 _COMPRESSED_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2", "xz": "application/x-xz",
@@ -159,7 +160,7 @@ def guessed_content_type(filename: str | os.PathLike) -> str | None:
 def checked_content_type(content_type: Any) -> str:
     """``content_type`` if the server keeps it as it is (and a header can carry it), else a ``ValueError``: an
     executor's mistake, not to be replaced silently."""
-    if not isinstance(content_type, str) or not _CONTENT_TYPE.fullmatch(content_type):
+    if not isinstance(content_type, str) or not CONTENT_TYPE.fullmatch(content_type):
         raise ValueError(f"a content type is printable ASCII (at most 200 characters), not "
                          f"{str(content_type)[:80]!r}")
     return content_type

@@ -63,6 +63,15 @@ def worker(alice):
 
 
 @pytest.fixture
+def running(make_job, worker):
+    """bob's job, acquired and started by ``worker``."""
+    job = make_job()
+    worker.get(f"/v1/jobs/{job['pk']}/acquire")
+    worker.post(f"/v1/jobs/{job['pk']}/start", {})
+    return job
+
+
+@pytest.fixture
 def other_worker(alice):
     return register(alice, "10.0.0.2")
 

@@ -26,14 +26,6 @@ def out(job, name="model", type_text=MODEL, action=""):
 
 
 @pytest.fixture
-def running(make_job, worker):
-    job = make_job()
-    worker.get(f"/v1/jobs/{job['pk']}/acquire")
-    worker.post(f"/v1/jobs/{job['pk']}/start", {})
-    return job
-
-
-@pytest.fixture
 def storage(wsgi_app):
     return wsgi_app.registry["ufdl.storage"]
 

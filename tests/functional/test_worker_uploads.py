@@ -20,14 +20,6 @@ MARKER = b"<cut the upload off here>"
 
 
 @pytest.fixture
-def running(make_job, worker):
-    job = make_job()
-    worker.get(f"/v1/jobs/{job['pk']}/acquire")
-    worker.post(f"/v1/jobs/{job['pk']}/start", {})
-    return job
-
-
-@pytest.fixture
 def port(engine, tmp_path):
     with served(engine, tmp_path) as (port, _):
         yield port

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError, WrongState
+from ..executors import CONTENT_TYPE
 from ..models import Job, JobOutput, Node, User, write_from_here
 from ..models.jobs import FINAL_STATUSES, OUTPUT_NAME_LENGTH, RUNNING
 from ..models.meta import utcnow
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 
 OUTPUT_NAME = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{OUTPUT_NAME_LENGTH}}}")
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
-_CONTENT_TYPE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,199}")
 
 
 class NotStarted(WrongState):
@@ -50,7 +50,7 @@ def check_output_name(name: str) -> str:
 def clean_content_type(value: str | None) -> str:
     """The Content-Type to keep: printable ASCII (no header injection), else the generic binary type."""
     value = (value or "").strip()
-    return value if _CONTENT_TYPE.fullmatch(value) else DEFAULT_CONTENT_TYPE
+    return value if CONTENT_TYPE.fullmatch(value) else DEFAULT_CONTENT_TYPE
 
 
 def withheld(db: Session, output: JobOutput) -> str | None:
