@@ -2,17 +2,17 @@
 files in ``fake-containers`` next to this script.
 
 ``create --pull never --log-driver none --name NAME [-v HOST:CONTAINER[:ro|:rw]] ... [-e VARIABLE=VALUE] ...
-[--env-file FILE] [--mount type=volume,...] [--cpus N] [--memory Nm] [--shm-size Nm] [--gpus N] IMAGE ARGS...``
-checks the options and records the container (a name taken is refused); ``start --attach NAME`` runs its ARGS as a
-local command (in this process group, so killing the client's group kills it), with every container path in the
-variables and the arguments mapped back to its host path, the image given to it as FAKE_DOCKER_IMAGE, and records
-its exit status, which ``inspect --format {{.State.ExitCode}} NAME`` prints (as docker's, a command that cannot run
-is 127, and ``start`` answers 1). The environment file is read as docker reads it (``NAME=VALUE`` lines, ``#``
-comments, a bare ``NAME`` from the client's environment), and refused unless only its owner may read it; a volume
-mount and the limits are checked for form and otherwise ignored. ``rm -f -v NAME`` removes the record. ``image
-inspect IMAGE`` finds every image, unless FAKE_DOCKER_PULL_SECONDS is set: then none, and ``pull IMAGE`` takes that
-long. When FAKE_DOCKER_LOG names a file, each call's arguments are appended to it as a JSON line. Anything else is
-refused with status 125, as docker refuses what it cannot run."""
+[--env-file FILE] [--mount type=volume,...] [--cpus N] [--memory Nm] [--shm-size Nm] [--gpus N] [--user U] IMAGE
+ARGS...`` checks the options and records the container (a name taken is refused); ``start --attach NAME`` runs its
+ARGS as a local command (in this process group, so killing the client's group kills it), with every container path
+in the variables and the arguments mapped back to its host path, the image given to it as FAKE_DOCKER_IMAGE, and
+records its exit status, which ``inspect --format {{.State.ExitCode}} NAME`` prints (as docker's, a command that
+cannot run is 127, and ``start`` answers 1). The environment file is read as docker reads it (``NAME=VALUE`` lines,
+``#`` comments, a bare ``NAME`` from the client's environment), and refused unless only its owner may read it; a
+volume mount and the limits are checked for form and otherwise ignored. ``rm -f -v NAME`` removes the record.
+``image inspect IMAGE`` finds every image, unless FAKE_DOCKER_PULL_SECONDS is set: then none, and ``pull IMAGE``
+takes that long. When FAKE_DOCKER_LOG names a file, each call's arguments are appended to it as a JSON line.
+Anything else is refused with status 125, as docker refuses what it cannot run."""
 import csv
 import json
 import os
@@ -95,6 +95,9 @@ def create(name: str, arguments: list[str]) -> int:
         elif option in ("--memory", "--shm-size"):
             if not re.fullmatch(r"[0-9]+m", value):
                 return refuse(f"bad {option} {value!r}")
+        elif option == "--user":
+            if not re.fullmatch(r"[A-Za-z0-9_.:-]+", value):
+                return refuse(f"bad --user {value!r}")
         elif option == "--gpus":
             if not re.fullmatch(r"[1-9][0-9]*", value):
                 return refuse(f"bad --gpus {value!r}")

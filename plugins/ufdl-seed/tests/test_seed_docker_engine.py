@@ -84,6 +84,9 @@ def settled_containers_of(recorded: RecordingContext, create_seconds: float) -> 
 
 
 def _add_busybox(tar: tarfile.TarFile) -> None:
+    folder = tarfile.TarInfo("bin")  # searchable by any user (a container may run as one: UFDL_SEED_USER)
+    folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+    tar.addfile(folder)
     tar.add(shutil.which("busybox"), "bin/busybox")
     for tool in TOOLS:
         link = tarfile.TarInfo(f"bin/{tool}")
@@ -259,6 +262,19 @@ def test_shared_memory_is_the_size_of_dev_shm(image):
     recorded = context(image, seed, {})
     SeedExecutor().execute(recorded)
     assert recorded.outputs[("stdout", "BLOB")].decode().splitlines()[1].split()[1] == str(96 * 1024)
+
+
+def test_the_workers_seed_user_runs_the_container_and_owns_its_outputs(image, monkeypatch):
+    """The image's user (root here) owns what it writes in the scratch directory: a worker running as another
+    user could not remove it."""
+    monkeypatch.setenv("UFDL_SEED_USER", "4321:4321")
+    seed = manifest("sh -c 'id -u; echo kept > $OUTPUT_DIR/kept.txt'",
+                    outputs={"files": [{"name": "KEPT", "pattern": "kept.txt"}]})
+    recorded = context(image, seed, {})
+    SeedExecutor().execute(recorded)
+    assert recorded.outputs[("stdout", "BLOB")] == b"4321\n"
+    assert recorded.outputs[("KEPT", "BLOB")] == b"kept\n"
+    assert (recorded.scratch_dir / "seed" / "outputs" / "kept.txt").stat().st_uid == 4321
 
 
 def test_a_command_the_container_cannot_find_is_dockers_127_not_an_exit_status_the_manifest_names(image):

@@ -2,6 +2,7 @@
 container's command locally with the container paths mapped back): inputs downloaded and mounted, the
 environment and ``${NAME}`` substitution, outputs collected, exit codes named, timeout and cancellation."""
 import json
+import os
 import re
 import shlex
 import sys
@@ -688,3 +689,20 @@ json.dump({"TOTAL_INPUT": len(text)}, open(os.path.join(out, "seed.outputs.json"
     assert {name: printed(recorded)["env"][name] for name in ("DB_HOST", "DB_PASS", "ALLOCATED_DISK")} == {
         "DB_HOST": "som.host.name", "DB_PASS": "secret_password", "ALLOCATED_DISK": str(11 + 4 * 8 / 2**20)}
     assert json.loads(recorded.outputs[("output", "JSON")]) == {"total_input": 4}
+
+
+@pytest.mark.parametrize(("user", "option"), [
+    ("", None), ("worker", f"{os.getuid()}:{os.getgid()}"), ("1000:1000", "1000:1000"), ("seed", "seed")])
+def test_the_workers_seed_user_runs_the_container(docker, monkeypatch, user, option):
+    monkeypatch.setenv("UFDL_SEED_USER", user)
+    run(manifest(docker.command("x")), {})
+    call = docker.created()
+    assert (call[call.index("--user") + 1] if "--user" in call else None) == option
+
+
+@pytest.mark.parametrize("user", ["--privileged", "a b", "root:", ":0", "x" * 65])
+def test_a_seed_user_docker_could_misread_fails_the_job_before_it_runs(docker, monkeypatch, user):
+    monkeypatch.setenv("UFDL_SEED_USER", user)
+    with pytest.raises(ExecutionError, match="^the worker's UFDL_SEED_USER must be 'worker', USER or USER:GROUP"):
+        run(manifest(docker.command("x")), {})
+    assert docker.calls() == []

@@ -10,6 +10,7 @@ status read from the daemon (``docker inspect``: ``start`` answers 1 for a conta
 the daemon holds 127 for a command not found, as ``docker run`` answers) and removed with its anonymous volumes
 (``docker rm -f -v``), whatever happened: ``--rm`` would remove it before its state could be read."""
 import os
+import re
 import subprocess
 import threading
 import time
@@ -20,6 +21,10 @@ from typing import IO
 from ufdl_pyramid.executors import ExecutionContext, ExecutionError, kill_process_group
 
 DOCKER_VARIABLE = "UFDL_SEED_DOCKER"  # the docker binary (default: docker on the PATH)
+# Whom containers run as: unset, the image's user (often root, whose files in the scratch directory a worker of
+# another user cannot remove); ``worker``, the worker's own uid:gid; else docker's ``--user`` value as it is.
+USER_VARIABLE = "UFDL_SEED_USER"
+_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})?")
 # A container's stdout and stderr are kept as outputs (files in the job's scratch directory, uploaded from
 # disk): bounded, for a container may write without end, to the disk and past the server's output size limit.
 MAX_LOG_SIZE_VARIABLE = "UFDL_SEED_MAX_LOG_SIZE"
@@ -44,6 +49,19 @@ class Mount:
 
 def docker_binary() -> str:
     return os.environ.get(DOCKER_VARIABLE) or "docker"
+
+
+def user_options() -> list[str]:
+    """``--user`` as the worker's UFDL_SEED_USER asks (nothing when it is unset or empty)."""
+    user = os.environ.get(USER_VARIABLE, "")
+    if not user:
+        return []
+    if user == "worker":
+        return ["--user", f"{os.getuid()}:{os.getgid()}"]
+    if not _USER.fullmatch(user):
+        raise ExecutionError(f"the worker's {USER_VARIABLE} must be 'worker', USER or USER:GROUP (names or "
+                             f"numbers), not {user[:80]!r}")
+    return ["--user", user]
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 from ufdl_pyramid.executors import ExecutionContext, ExecutionError, Executor, JobCancelled, safe_filename
 
 from .configuration import fetch_configuration, mount_options, settings, write_environment_file
-from .docker import DockerRun, Mount
+from .docker import DockerRun, Mount, user_options
 from .interface import CONTAINER_INPUTS, LOG_OUTPUTS, OUTPUT_DIR, BoundInputs, SeedInterface, command_arguments
 from .outputs import capture
 from .resources import allocated_environment, allocations, input_mib, limit_options
@@ -33,10 +33,15 @@ class SeedExecutor(Executor):
         interface, inputs = self.bound(context.parameters, context.inputs)
         configuration = fetch_configuration(interface, context)
         setting_values = settings(interface, configuration)
-        options = mount_options(interface, configuration)
+        user = user_options()
+        options = user + mount_options(interface, configuration)
         work = context.scratch_dir / "seed"
         input_dir, output_dir = work / "inputs", work / "outputs"
         output_dir.mkdir(parents=True)
+        if user:
+            # The container's user may be another than the worker's: it writes its outputs here. The scratch
+            # directory above is the worker's alone (mode 0700), so no other local user reaches it.
+            output_dir.chmod(0o777)
         environment = inputs.environment(self.download(context, inputs, input_dir))
         context.check_cancelled()
         allocated = allocations(interface, input_mib(input_dir))
