@@ -21,8 +21,9 @@ class SeedExecutor(Executor):
     (``NAME/PK/FILENAME``, the file name the server offers for the output), an empty output directory at
     /seed/outputs (OUTPUT_DIR); the job type's settings are the container's environment (never on the command
     line) and its mounts are mounted, as the server gives them to the node holding the job
-    (``seed-configuration``); the manifest's resources are ``ALLOCATED_*`` variables, ``cpus`` and ``mem`` also
-    docker's limits; the command is the manifest's, ``${NAME}`` replaced.
+    (``seed-configuration``); the manifest's resources are ``ALLOCATED_*`` variables, and ``cpus``, ``mem``,
+    ``sharedMem`` and ``gpus`` are given by docker too; the command is the manifest's, ``${NAME}`` replaced; the
+    container runs as the worker's UFDL_SEED_USER says (``docker.user_options``).
     The manifest's ``timeout`` (seconds) and a cancellation stop the container. A non-zero exit fails the job,
     naming the manifest's error of that code. The outputs are the manifest's files (BLOB, as their
     ``mediaType``, else the type their name tells) and ``seed.outputs.json`` values (JSON, as
