@@ -71,6 +71,18 @@ def test_a_timestamp_without_a_time_zone_is_400(alice):
                                        "zone (e.g. Z)"}
 
 
+def test_a_contains_filter_longer_than_a_like_pattern_may_be_is_400(alice):
+    """SQLite refuses a LIKE pattern over 50,000 bytes ("pattern too complex"): a 500 on SQLite alone."""
+    def contains(text):
+        return {"expressions": [{"type": "contains", "field": "description", "sub_string": text,
+                                 "case_insensitive": True}]}
+
+    refused = alice.post("/v1/domains/list", contains("x" * 10_001), status=400).json["detail"]
+    assert refused.startswith("expressions[0].sub_string: 'xxx") and "is too long" in refused
+    # At the limit, in characters of four UTF-8 bytes each, it is a filter like any other.
+    assert alice.post("/v1/domains/list", contains("\U0001F600" * 10_000)).json == []
+
+
 def test_order_by_puts_nulls_first_or_last_as_asked(admin, alice):
     admin.delete("/v1/domains/2")
 

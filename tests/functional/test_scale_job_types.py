@@ -271,6 +271,14 @@ def test_many_keywords_or_orders_are_no_server_error(alice, spec_job, path):
     assert alice.get(f"{path}?{'&'.join(['order=-name'] * 3000)}").json["count"] == 1
 
 
+@pytest.mark.parametrize("path", ["/v6/job-types/", "/v6/job-type-names/"])
+def test_a_keyword_longer_than_a_like_pattern_may_be_is_400(alice, spec_job, path):
+    """SQLite refuses a LIKE pattern over 50,000 bytes ("pattern too complex"): a 500 on SQLite alone."""
+    refused = alice.get(f"{path}?keyword=job&keyword={'k' * 10_001}", status=400).json
+    assert refused == {"detail": "keyword: at most 10000 characters, not 10001"}
+    assert alice.get(f"{path}?keyword={'%F0%9F%98%80' * 10_000}").json["count"] == 0
+
+
 @pytest.mark.parametrize("query", ["page=x", "page_size=y", "is_active=2"])
 def test_malformed_paging_of_versions_and_revisions_is_400(alice, spec_job, query):
     alice.get(f"/v6/job-types/test/?{query}", status=400)

@@ -29,6 +29,9 @@ from .validation import validate
 _FIELD = {"type": "string", "minLength": 1, "maxLength": 200}
 _INVERT = {"type": "boolean"}
 _SCALAR = {"type": ["string", "number", "boolean"]}
+# SQLite refuses a LIKE pattern over 50,000 bytes ("pattern too complex", a 500): this many characters of at
+# most four UTF-8 bytes each, escaped or not, stay under it.
+MAX_SUB_STRING = 10_000
 
 FILTER_SCHEMA = {
     "$defs": {
@@ -44,7 +47,8 @@ FILTER_SCHEMA = {
                 {"if": {"properties": {"type": {"const": "contains"}}},
                  "then": {"required": ["field", "sub_string"], "additionalProperties": False,
                           "properties": {"type": True, "field": _FIELD, "invert": _INVERT,
-                                         "sub_string": {"type": "string", "minLength": 1},
+                                         "sub_string": {"type": "string", "minLength": 1,
+                                                        "maxLength": MAX_SUB_STRING},
                                          "case_insensitive": {"type": "boolean"}}}},
                 {"if": {"properties": {"type": {"const": "isnull"}}},
                  "then": {"required": ["field"], "additionalProperties": False,

@@ -22,6 +22,7 @@ from ..models.meta import MAX_ID, utcnow
 from ..models.seed_job_types import (DOCKER_IMAGE_LENGTH, ICON_CODE_LENGTH, NAME_LENGTH, SCALE_TEMPLATE_PREFIX,
                                      VERSION_LENGTH)
 from .docker_references import IMAGE_REFERENCE, is_image_reference
+from .listing import MAX_SUB_STRING
 from .seed_validation import secret_setting_names, validate_command, validate_configuration, validate_manifest
 from .templates import TemplateService
 from .type_registry import type_registry
@@ -33,6 +34,8 @@ INVALID_PAGE = "Invalid page."
 MAX_PAGE_SIZE = 1000
 # As many as a v1 list body's expressions: each is two LIKEs in one OR, which SQLite nests 1,000 deep at most.
 MAX_KEYWORDS = 100
+# Each is a LIKE pattern, which SQLite refuses over 50,000 bytes (a 500), as a list filter's ``contains``.
+MAX_KEYWORD_LENGTH = MAX_SUB_STRING
 
 # The fields ``order`` may name on the job-type list (Scale's), and on the list of names.
 ORDER_FIELDS = {name: getattr(SeedJobType, name) for name in (

@@ -17,8 +17,8 @@ from ..representations import (seed_job_type_brief_json, seed_job_type_details_j
 from ..resources.scale import (JobTypeName, JobTypeNames, JobTypeRevision, JobTypeRevisions, JobTypeVersion,
                                ScaleJobTypes, seed_job_type_service)
 from ..services.seed_job_counts import status_counts, status_oldest, system_failures
-from ..services.seed_job_types import (INVALID_PAGE, MAX_KEYWORDS, MAX_PAGE_SIZE, Filters, NodeCapacity, Page,
-                                       page_of_list, page_of_query)
+from ..services.seed_job_types import (INVALID_PAGE, MAX_KEYWORD_LENGTH, MAX_KEYWORDS, MAX_PAGE_SIZE, Filters,
+                                       NodeCapacity, Page, page_of_list, page_of_query)
 from ..services.validation import unstorable
 from .api import api_view, read_json_object
 
@@ -58,6 +58,8 @@ def filters(request) -> Filters:
     if len(keywords) > MAX_KEYWORDS:
         raise InvalidInput(f"keyword: at most {MAX_KEYWORDS} may be given, not {len(keywords)}")
     for keyword in keywords:
+        if len(keyword) > MAX_KEYWORD_LENGTH:
+            raise InvalidInput(f"keyword: at most {MAX_KEYWORD_LENGTH} characters, not {len(keyword)}")
         if unstorable(keyword):
             raise InvalidInput("keyword: holds a character that cannot be searched for (NUL, or half of a "
                                "surrogate pair)")
