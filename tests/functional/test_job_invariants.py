@@ -234,6 +234,8 @@ def test_nodes_and_admins_at_the_same_time_keep_the_invariants(wsgi_app, retried
             for action, response in loop(random.Random(index), own(client)):
                 with lock:
                     answers[action, response.status_int] += 1
+                    if response.status_int >= 500:  # the answer's detail says why (a 503 has several causes)
+                        errors.append(f"{action}: {response.status_int} {response.text}")
         except Exception as error:  # reported below: a thread's failure must fail the test
             errors.append(error)
 
