@@ -180,6 +180,10 @@ def test_a_collision_names_who_collides():
     ({"errors": [{"code": 1, "name": "a"}, {"code": 2, "name": "a"}]}, "DUPLICATE_ERROR_NAMES"),
     ({"outputs": {"files": [{"name": "O", "pattern": "/etc/*"}]}}, "INVALID_OUTPUT_PATTERN"),
     ({"outputs": {"files": [{"name": "O", "pattern": "sub/../../*"}]}}, "INVALID_OUTPUT_PATTERN"),
+    ({"outputs": {"files": [{"name": "O", "pattern": "*", "mediaType": "text/plain\r\nX-Evil: 1"}]}},
+     "INVALID_MEDIA_TYPE"),
+    ({"outputs": {"files": [{"name": "O", "pattern": "*", "mediaType": "image/" + "x" * 195}]}}, "INVALID_MEDIA_TYPE"),
+    ({"outputs": {"files": [{"name": "O", "pattern": "*", "mediaType": "t\u00e9xt/plain"}]}}, "INVALID_MEDIA_TYPE"),
 ])
 def test_each_semantic_error_has_its_name(interface, name):
     assert names(errors_of(minimal(**interface))) == [name]

@@ -18,6 +18,8 @@ passes, the semantic checks. Errors:
   one error only) or a name (the standard calls it the error's unique name).
 - ``INVALID_OUTPUT_PATTERN``: an output file pattern that is absolute or climbs out with ``..``: outputs are
   captured relative to OUTPUT_DIR.
+- ``INVALID_MEDIA_TYPE``: an output file's ``mediaType`` that cannot be its Content-Type (not printable ASCII, or
+  over 200 characters): the Seed executor would refuse every job.
 
 Command (``validate_command``, on a manifest that passed the above): what would fail every job of it when it
 runs, as the Seed executor splits the command like a POSIX shell and replaces each ``${NAME}`` in its words.
@@ -53,7 +55,7 @@ Where we differ from Scale, and why:
 - No configuration (``None``) is read as an empty one, as Scale does: the manifest's mounts, settings and file
   outputs are then reported missing, as warnings.
 - ``UNKNOWN_OUTPUT``, ``DUPLICATE_MOUNT_PATHS``, ``DUPLICATE_ERROR_CODES``, ``DUPLICATE_ERROR_NAMES``,
-  ``INVALID_OUTPUT_PATTERN`` and the command's are ours (Scale does not check these); the names follow Scale's
+  ``INVALID_OUTPUT_PATTERN``, ``INVALID_MEDIA_TYPE`` and the command's are ours (Scale does not check these); the names follow Scale's
   pattern. Scale's documentation example names ``${INPUT_FILES}``, none of its inputs: it is refused.
 - Structure Scale's schema leaves loose is checked by the standard's text: ``resources`` needs ``scalar``
   (Scale's schema misplaces that ``required``); ``timeout`` is at least 1 second and resource values are not
@@ -74,6 +76,7 @@ from itertools import islice
 
 from jsonschema import Draft4Validator
 
+from ..executors import CONTENT_TYPE
 from .validation import UNSTORABLE, holds_unstorable
 
 MAX_ERRORS = 100  # problems listed one by one; the rest are counted in one more item (per name)
@@ -292,6 +295,10 @@ def _manifest_problems(manifest: dict) -> list[dict]:
             errors.append(_item("INVALID_OUTPUT_PATTERN", f"Output {_show(output['name'])} has the pattern "
                                                           f"{_show(pattern)}: patterns are relative to OUTPUT_DIR "
                                                           "and stay inside it"))
+        if "mediaType" in output and not CONTENT_TYPE.fullmatch(output["mediaType"]):
+            errors.append(_item("INVALID_MEDIA_TYPE", f"Output {_show(output['name'])} has the mediaType "
+                                                      f"{_show(output['mediaType'])}: a Content-Type is printable "
+                                                      "ASCII, at most 200 characters"))
 
     declared = job.get("errors", [])
     for code, names in _duplicates((error["code"], error["name"]) for error in declared):
