@@ -997,3 +997,12 @@ def test_bent_v6_requests_never_get_a_server_error(testapp, admin, alice, anonym
         statuses[response.status_int] = statuses.get(response.status_int, 0) + 1
     assert sum(count for status, count in statuses.items() if status < 300) > 60, statuses
     assert {400, 401, 403, 404} <= set(statuses), statuses
+
+
+def test_an_output_media_type_no_download_could_carry_is_refused(alice):
+    """The Seed executor refuses every job of it (it would be the output's Content-Type)."""
+    manifest = copy.deepcopy(SPEC_POST["manifest"])
+    manifest["job"]["interface"]["outputs"]["files"][0]["mediaType"] = "text/plain\r\nSet-Cookie: x=1"
+    answer = alice.post("/v6/job-types/validation/", {"manifest": manifest}).json
+    assert answer["is_valid"] is False and [error["name"] for error in answer["errors"]] == ["INVALID_MEDIA_TYPE"]
+    assert "OUTPUT_TEXT" in answer["errors"][0]["description"]

@@ -23,7 +23,7 @@ from ..models.seed_job_types import (DOCKER_IMAGE_LENGTH, ICON_CODE_LENGTH, NAME
                                      VERSION_LENGTH)
 from .docker_references import IMAGE_REFERENCE, is_image_reference
 from .listing import MAX_SUB_STRING
-from .seed_validation import secret_setting_names, validate_command, validate_configuration, validate_manifest
+from .seed_validation import secret_setting_names, validate_configuration, validate_manifest, validate_runnable
 from .templates import TemplateService
 from .type_registry import type_registry
 from .validation import compile_schema, validate
@@ -264,14 +264,14 @@ class NodeCapacity:
 
 
 def validation_result(manifest: Any, configuration: Any, *,
-                      check_command: bool = True) -> tuple[list[dict], list[dict]]:
+                      check_runnable: bool = True) -> tuple[list[dict], list[dict]]:
     """Every error and warning of a manifest and a configuration for it (design notes §7: every error, so a
     configuration's own are reported beside an invalid manifest's; its warnings need a valid manifest).
-    ``check_command``: False for a stored manifest, which may predate that check."""
+    ``check_runnable``: False for a stored manifest, which may predate those checks (``validate_runnable``)."""
     errors, warnings = validate_manifest(manifest)
     manifest_is_valid = not errors
     if manifest_is_valid:
-        errors = _unacceptable(_job(manifest)) + (validate_command(manifest) if check_command else [])
+        errors = _unacceptable(_job(manifest)) + (validate_runnable(manifest) if check_runnable else [])
     config_errors, config_warnings = validate_configuration(configuration, manifest,
                                                             manifest_is_valid=manifest_is_valid)
     return errors + config_errors, warnings + config_warnings
@@ -402,9 +402,10 @@ class SeedJobTypeService:
         self.db.refresh(row, with_for_update=True)
         manifest = body.get("manifest", row.manifest)
         configuration = body.get("configuration", row.configuration)
-        # A stored manifest whose command predates its check stays editable (create-job refuses its jobs).
+        # A stored manifest whose command or media types predate their checks stays editable (create-job
+        # refuses its jobs).
         errors, warnings = validation_result(manifest, self._with_stored_secrets(row, configuration, manifest),
-                                             check_command="manifest" in body)
+                                             check_runnable="manifest" in body)
         if not errors:
             job = _job(manifest)
             if (job.get("name"), job.get("jobVersion")) != (row.name, row.version):

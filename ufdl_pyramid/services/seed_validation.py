@@ -18,18 +18,18 @@ passes, the semantic checks. Errors:
   one error only) or a name (the standard calls it the error's unique name).
 - ``INVALID_OUTPUT_PATTERN``: an output file pattern that is absolute or climbs out with ``..``: outputs are
   captured relative to OUTPUT_DIR.
-- ``INVALID_MEDIA_TYPE``: an output file's ``mediaType`` that cannot be its Content-Type (not printable ASCII, or
-  over 200 characters): the Seed executor would refuse every job.
 
-Command (``validate_command``, on a manifest that passed the above): what would fail every job of it when it
-runs, as the Seed executor splits the command like a POSIX shell and replaces each ``${NAME}`` in its words.
-Errors:
+What would fail every job of a manifest that passed the above when it runs (``validate_runnable``): its
+command, as the Seed executor splits it like a POSIX shell and replaces each ``${NAME}`` in its words, and the
+media types of its outputs. Errors:
 
 - ``INVALID_COMMAND``: the command cannot be split (an unclosed quote, a final backslash).
 - ``UNKNOWN_COMMAND_VARIABLE``: a ``${NAME}`` that is no input, setting, ``ALLOCATED_`` resource variable or
   ``OUTPUT_DIR``, spelt as the run spells them.
 - ``SECRET_COMMAND_VARIABLE``: a secret setting's ``${NAME}``: its value would be on the command line, which any
   local user reads (``ps``); the container reads it from its environment.
+- ``INVALID_MEDIA_TYPE``: an output file's ``mediaType`` that cannot be its Content-Type (not printable ASCII, or
+  over 200 characters).
 
 Configuration (``validate_configuration``): the "Job Type Configuration JSON" of the v6 docs, checked on its own
 and then, when the manifest is valid, against it. Errors:
@@ -215,8 +215,19 @@ def validate_configuration(configuration, manifest, *,
     return errors, warnings
 
 
-def validate_command(manifest: dict) -> list[dict]:
-    """Errors of a valid manifest's command: what would fail each of its jobs when it runs."""
+def validate_runnable(manifest: dict) -> list[dict]:
+    """Errors of a valid manifest that would fail each of its jobs when it runs: its command's, its outputs'
+    media types'."""
+    errors = []
+    for output in manifest["job"].get("interface", {}).get("outputs", {}).get("files", []):
+        if "mediaType" in output and not CONTENT_TYPE.fullmatch(output["mediaType"]):
+            errors.append(_item("INVALID_MEDIA_TYPE", f"Output {_show(output['name'])} has the mediaType "
+                                                      f"{_show(output['mediaType'])}: a Content-Type is printable "
+                                                      "ASCII, at most 200 characters"))
+    return _listed(_command_errors(manifest) + errors)
+
+
+def _command_errors(manifest: dict) -> list[dict]:
     job = manifest["job"]
     interface = job.get("interface", {})
     if not interface.get("command"):
@@ -242,7 +253,7 @@ def validate_command(manifest: dict) -> list[dict]:
             errors.append(_item("UNKNOWN_COMMAND_VARIABLE", (
                 f"The command names {placeholder}, which is no input, setting or resource variable "
                 "(ALLOCATED_NAME) of the manifest and not OUTPUT_DIR")))
-    return _listed(errors)
+    return errors
 
 
 def secret_setting_names(manifest) -> set[str]:
@@ -295,10 +306,6 @@ def _manifest_problems(manifest: dict) -> list[dict]:
             errors.append(_item("INVALID_OUTPUT_PATTERN", f"Output {_show(output['name'])} has the pattern "
                                                           f"{_show(pattern)}: patterns are relative to OUTPUT_DIR "
                                                           "and stay inside it"))
-        if "mediaType" in output and not CONTENT_TYPE.fullmatch(output["mediaType"]):
-            errors.append(_item("INVALID_MEDIA_TYPE", f"Output {_show(output['name'])} has the mediaType "
-                                                      f"{_show(output['mediaType'])}: a Content-Type is printable "
-                                                      "ASCII, at most 200 characters"))
 
     declared = job.get("errors", [])
     for code, names in _duplicates((error["code"], error["name"]) for error in declared):
