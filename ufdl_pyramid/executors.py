@@ -192,15 +192,18 @@ class Executor:
         raise NotImplementedError(f"{type(self).__qualname__} does not implement execute(context)")
 
     @classmethod
-    def check_job(cls, parameters: Mapping[str, Any], inputs: Mapping[str, Any]) -> None:
+    def check_job(cls, parameters: Mapping[str, Any], inputs: Mapping[str, Any]) -> Mapping[str, list[int]] | None:
         """Raise ``ExecutionError`` for a job this executor could never run; the server calls it at create-job
         (when the executor is installed there too) and answers 400 with the error's text, creating nothing.
 
         ``parameters`` are merged as ``context.parameters`` are; ``inputs`` are the job's input values by name
         as the job holds them (a ``JobOutput<T>`` input is its pk: nothing is downloaded). Pure checks only: no
         scratch directory, no server, no downloads, nothing slow. Share the code with ``execute`` so that both
-        refuse alike. Anything else it raises is logged by the server and the job created unchecked. The
-        default accepts every job."""
+        refuse alike. Anything else it raises is logged by the server and the job created unchecked.
+
+        It may answer the job outputs that ``execute`` would download (``download_output``) by what names them,
+        ``{"input 'images'": [3, 4]}``: the server refuses the job (400) when one is not there or deleted, as it
+        does a ``JobOutput<T>`` value. The default accepts every job and answers None."""
 
     @classmethod
     def dotted_name(cls) -> str:

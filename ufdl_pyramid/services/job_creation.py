@@ -6,12 +6,12 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..errors import InvalidInput, NotFound
-from ..models import Job, JobOutput, JobTemplate
-from ..models.meta import MAX_ID, utcnow
+from ..models import Job, JobTemplate
+from ..models.meta import utcnow
 from ..types import is_subtype
 from .executor_checks import ExecutorChecks
 from .notifications import actions_schema
-from .outputs import withheld
+from .outputs import servable_output
 from .templates import TemplateService
 from .type_registry import resolve
 from .validation import compile_schema, validate
@@ -118,9 +118,8 @@ class JobCreator:
         given = self.templates.registry.resolve(type_text)
         if given.name != "JobOutput":
             return
-        known = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
-        output = self.db.get(JobOutput, value) if known else None
-        if output is None or withheld(self.db, output):
+        output = servable_output(self.db, value)
+        if output is None:
             raise InvalidInput(f"{where}: there is no job output {value}")
         if given.args:
             produced = resolve(self.templates.registry, output.type, where)

@@ -20,7 +20,7 @@ from ..errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError, 
 from ..executors import CONTENT_TYPE
 from ..models import Job, JobOutput, Node, User, write_from_here
 from ..models.jobs import FINAL_STATUSES, OUTPUT_NAME_LENGTH, RUNNING
-from ..models.meta import utcnow
+from ..models.meta import MAX_ID, utcnow
 from ..storage import BlobTooLarge, OutputStorage
 from ..types import MAX_TYPE_LENGTH
 from .auth import ActingNode
@@ -61,6 +61,13 @@ def withheld(db: Session, output: JobOutput) -> str | None:
     if db.get(Job, output.job_id).deletion_time is not None:
         return f"Output {output.id} is of job {output.job_id}, which is deleted"
     return None
+
+
+def servable_output(db: Session, value) -> JobOutput | None:
+    """The output a create-job value names by its pk, or None: no pk, no such output, or one `withheld`."""
+    known = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
+    output = db.get(JobOutput, value) if known else None
+    return None if output is None or withheld(db, output) else output
 
 
 class JobOutputService:

@@ -110,7 +110,7 @@ def get_all_matching_templates(context, request):
 
 @api_view(context=TemplateItem, name="create-job", request_method="POST", permission=Permission.CREATE_JOB)
 def create_job(context, request):
-    checks = ExecutorChecks(request.registry["ufdl.plugins"].executors)
+    checks = ExecutorChecks(request.registry["ufdl.plugins"].executors, request.db)
     job = JobCreator(request.db, template_service(request), checks).create(context.row, read_json_object(request),
                                                                            request.identity.user_id)
     request.response.status_int = 201
