@@ -72,6 +72,29 @@ def running(make_job, worker):
 
 
 @pytest.fixture
+def source_output(admin) -> int:
+    """The pk of an output of a completed job of admin's (of a template of its own), worked by a node of
+    admin's: what a job names to read a file (create-job checks that it is there)."""
+    template = admin.post("/v1/job-templates/import", {**ECHO, "name": "source"}, status=201).json
+    job = admin.post(f"/v1/job-templates/{template['pk']}/create-job",
+                     {"input_values": {"input": {"value": "source", "type": "str"}}}, status=201).json["pk"]
+    node = register(admin, "10.99.0.1")
+    node.get(f"/v1/jobs/{job}/acquire")
+    node.post(f"/v1/jobs/{job}/start", {})
+    output = node.request("POST", f"/v1/jobs/{job}/outputs/source.txt/BLOB", body=b"some text",
+                          content_type="text/plain").json["pk"]
+    node.post(f"/v1/jobs/{job}/finish", {})
+    return output
+
+
+@pytest.fixture
+def spec_input(source_output) -> dict:
+    """An input of the spec's manifest (seed_manifests/spec_add_seed_image.json): its file input INPUT_TEXT an output,
+    READ_LENGTH an integer."""
+    return {"INPUT_TEXT": source_output, "READ_LENGTH": 5}
+
+
+@pytest.fixture
 def other_worker(alice):
     return register(alice, "10.0.0.2")
 

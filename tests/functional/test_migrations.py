@@ -209,7 +209,7 @@ def template_rows(engine, name: str) -> dict:
         return found
 
 
-def test_0010_gives_old_job_type_templates_their_seed_parameters(engine, admin):
+def test_0010_gives_old_job_type_templates_their_seed_parameters(engine, admin, spec_input):
     """Templates made before seed_image and seed_manifest existed had none, and create-job refused their jobs.
     On the session's database (SQLite or PostgreSQL): its schema at 0009 is the newest one's."""
     post = json.loads((MANIFESTS / "spec_add_seed_image.json").read_text())
@@ -233,7 +233,7 @@ def test_0010_gives_old_job_type_templates_their_seed_parameters(engine, admin):
                 select(JobType.id).where(JobType.name == "str"))))
         templates = {row["version"]: row["pk"] for row in admin.post("/v1/job-templates/list", {"expressions": [
             {"type": "exact", "field": "name", "value": name}]}).json}
-        job = {"input_values": {"input": {"value": {"INPUT_TEXT": 12, "READ_LENGTH": 5}, "type": "JSON"}}}
+        job = {"input_values": {"input": {"value": spec_input, "type": "JSON"}}}
         refused = admin.post(f"/v1/job-templates/{templates[1]}/create-job", job, status=400).json
         assert "the parameter 'seed_image' must name the Seed image" in refused["detail"]
     finally:

@@ -717,14 +717,10 @@ def template_of(client, job_type: dict, revision: int = 1) -> dict:
     return template
 
 
-# An input the spec's manifest takes (its executor checks it at create-job): a file input's job-output pk, which
-# only a run would download, and an integer.
-SPEC_INPUT = {"INPUT_TEXT": 12, "READ_LENGTH": 5}
-
-
-def run_job(client, template: dict) -> dict:
+def run_job(client, template: dict, value: dict) -> dict:
+    """A job of the template, of input ``value`` (``spec_input``: the spec's job type)."""
     return client.post(f"/v1/job-templates/{template['pk']}/create-job",
-                       {"input_values": {"input": {"value": SPEC_INPUT, "type": "JSON"}}}, status=201).json
+                       {"input_values": {"input": {"value": value, "type": "JSON"}}}, status=201).json
 
 
 def set_job(engine, pk: int, **values) -> None:
@@ -741,14 +737,14 @@ def seed_parameters(client, template: dict) -> dict:
             for name, spec in answer.items()}
 
 
-def test_each_revision_is_a_workable_job_template(admin, bob, spec_job):
+def test_each_revision_is_a_workable_job_template(admin, bob, spec_job, spec_input):
     template = template_of(bob, spec_job.json)
     assert (template["type"], template["executor_class"], template["version"]) == (
         "Process<JSON, JSON>", "ufdl_seed.SeedExecutor", 1)
     assert seed_parameters(bob, template) == {
         "seed_image": ({"str": {"type": "string"}}, "test-1.0.0-seed:1.0.0", "str", True),
         "seed_manifest": ({"JSON": {}}, SPEC_POST["manifest"], "JSON", True)}
-    assert run_job(bob, template)["template"]["pk"] == template["pk"]
+    assert run_job(bob, template, spec_input)["template"]["pk"] == template["pk"]
     changed = copy.deepcopy(SPEC_POST)
     changed["manifest"]["job"]["title"] = "Second"
     admin.post("/v6/job-types/", changed, status=201)
@@ -794,7 +790,7 @@ def test_an_import_may_not_take_the_name_of_a_job_types_template(admin, spec_job
         {"type": "exact", "field": "name", "value": f"seed-job-type-{number}"}]}).json[0]["version"] == 1
 
 @pytest.fixture
-def counted_jobs(admin, bob, alice, engine, spec_job):
+def counted_jobs(admin, bob, alice, engine, spec_job, spec_input):
     """Jobs of the spec's job type in every state, from both its revisions; another job type without jobs."""
     from datetime import timedelta
     from job_helpers import register
@@ -805,7 +801,7 @@ def counted_jobs(admin, bob, alice, engine, spec_job):
     changed["manifest"]["job"]["title"] = "Second"
     admin.post("/v6/job-types/", changed, status=201)
     second = template_of(bob, spec_job.json, 2)
-    jobs = {name: run_job(bob, first if index % 2 else second)["pk"] for index, name in enumerate(
+    jobs = {name: run_job(bob, first if index % 2 else second, spec_input)["pk"] for index, name in enumerate(
         ("pending", "pending_old", "running", "running_old", "algorithm", "data", "system_1", "system_2",
          "system_3", "completed", "completed_old"))}
     admin.patch("/v6/job-types/test/1.0.0/", {"max_scheduled": None}, status=200)  # two are worked at once

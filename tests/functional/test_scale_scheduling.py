@@ -22,10 +22,10 @@ def job_type(admin, **fields) -> dict:
     return created
 
 
-def jobs_of(client, created: dict, count: int) -> list[int]:
-    """``count`` jobs, from the job type's two revisions in turn."""
+def jobs_of(client, created: dict, count: int, value: dict) -> list[int]:
+    """``count`` jobs of input ``value``, from the job type's two revisions in turn."""
     templates = [template_of(client, created, 1), template_of(client, created, 2)]
-    return [run_job(client, templates[index % 2])["pk"] for index in range(count)]
+    return [run_job(client, templates[index % 2], value)["pk"] for index in range(count)]
 
 
 def acquire_next(node, status: int = 200, executors=(SEED_EXECUTOR,)):
@@ -37,9 +37,9 @@ def untouched(client, pk: int) -> bool:
     return job["status"] == "PENDING" and job["node"] is None
 
 
-def test_the_jobs_of_a_paused_job_type_are_not_acquired(admin, alice, bob):
+def test_the_jobs_of_a_paused_job_type_are_not_acquired(admin, alice, bob, spec_input):
     created = job_type(admin, max_scheduled=None)
-    first, second = jobs_of(bob, created, 2)
+    first, second = jobs_of(bob, created, 2, spec_input)
     admin.patch(JOB_TYPE, {"is_paused": True}, status=200)
     node = register(alice)
     refused = node.get(f"/v1/jobs/{first}/acquire", status=406).json
@@ -58,9 +58,9 @@ def test_the_jobs_of_a_paused_job_type_are_not_acquired(admin, alice, bob):
     assert acquire_next(register(alice, "10.0.0.3")).json["pk"] == second
 
 
-def test_max_scheduled_caps_the_queued_and_running_jobs_of_all_its_revisions(admin, alice, bob):
+def test_max_scheduled_caps_the_queued_and_running_jobs_of_all_its_revisions(admin, alice, bob, spec_input):
     created = job_type(admin)  # max_scheduled 1
-    first, second, third = jobs_of(bob, created, 3)
+    first, second, third = jobs_of(bob, created, 3, spec_input)
     node, other = register(alice), register(alice, "10.0.0.2")
     node.get(f"/v1/jobs/{first}/acquire")
     limit = "its job type test 1.0.0 already has 1 jobs queued or running (max_scheduled 1)"
@@ -79,14 +79,14 @@ def test_max_scheduled_caps_the_queued_and_running_jobs_of_all_its_revisions(adm
     # A higher limit lets the next one go; a released job frees its place.
     admin.patch(JOB_TYPE, {"max_scheduled": 2}, status=200)
     assert acquire_next(node).json["pk"] == third
-    register(alice, "10.0.0.3").get(f"/v1/jobs/{jobs_of(bob, created, 1)[0]}/acquire", status=406)
+    register(alice, "10.0.0.3").get(f"/v1/jobs/{jobs_of(bob, created, 1, spec_input)[0]}/acquire", status=406)
     other.delete(f"/v1/jobs/{second}/release")
     assert acquire_next(other).json["pk"] == second
 
 
-def test_8_nodes_racing_for_8_jobs_with_max_scheduled_2_schedule_exactly_2(wsgi_app, admin, alice, bob):
+def test_8_nodes_racing_for_8_jobs_with_max_scheduled_2_schedule_exactly_2(wsgi_app, admin, alice, bob, spec_input):
     created = job_type(admin, max_scheduled=2)
-    jobs = jobs_of(bob, created, 8)
+    jobs = jobs_of(bob, created, 8, spec_input)
     nodes = [register(alice, f"10.2.0.{index}") for index in range(8)]
 
     def acquire(index):
@@ -99,9 +99,9 @@ def test_8_nodes_racing_for_8_jobs_with_max_scheduled_2_schedule_exactly_2(wsgi_
     assert sum(not untouched(bob, pk) for pk in jobs) == 2
 
 
-def test_8_nodes_racing_acquire_next_with_max_scheduled_2_get_exactly_2(wsgi_app, admin, alice, bob):
+def test_8_nodes_racing_acquire_next_with_max_scheduled_2_get_exactly_2(wsgi_app, admin, alice, bob, spec_input):
     created = job_type(admin, max_scheduled=2)
-    jobs_of(bob, created, 8)
+    jobs_of(bob, created, 8, spec_input)
     nodes = [register(alice, f"10.3.0.{index}") for index in range(8)]
     lock, won = threading.Lock(), []
 
@@ -139,11 +139,11 @@ def test_acquiring_any_other_job_asks_nothing_of_the_job_types(engine, admin, al
     assert sent and not any("seed_job_type" in statement for statement in sent)
 
 
-def test_a_reset_is_held_back_as_an_acquire_is(admin, alice, bob):
+def test_a_reset_is_held_back_as_an_acquire_is(admin, alice, bob, spec_input):
     """A reset puts a FAILED job back in QUEUED on its node, scheduled again: it went past the job type's
     max_scheduled (a FAILED job does not count) and its pause."""
     created = job_type(admin)  # max_scheduled 1
-    first, second = jobs_of(bob, created, 2)
+    first, second = jobs_of(bob, created, 2, spec_input)
     node, other = register(alice), register(alice, "10.0.0.2")
     node.get(f"/v1/jobs/{first}/acquire")
     node.post(f"/v1/jobs/{first}/start", {})
@@ -170,11 +170,11 @@ def node_with_memory(client, ip: str, mib: float | None, gpu_mib: float | None =
     return client.as_node(client.post("/v1/nodes/create", body, status=201).json["pk"])
 
 
-def test_a_node_acquires_no_job_whose_manifest_asks_more_memory_than_it_has(admin, alice, bob):
+def test_a_node_acquires_no_job_whose_manifest_asks_more_memory_than_it_has(admin, alice, bob, spec_input):
     """The spec's manifest asks 244 MiB (``mem``): a node that registered less is passed over; one that registered
     nothing is not held back (it did not say)."""
     created = job_type(admin, max_scheduled=None)
-    first, second, third = jobs_of(bob, created, 3)
+    first, second, third = jobs_of(bob, created, 3, spec_input)
     small = node_with_memory(alice, "10.4.0.1", 243.5)
     refused = small.get(f"/v1/jobs/{first}/acquire", status=406).json
     assert refused == {"detail": f"Cannot acquire job {first}: it needs 244 MiB of memory (its job type test "
@@ -192,20 +192,20 @@ def test_a_node_acquires_no_job_whose_manifest_asks_more_memory_than_it_has(admi
     assert acquire_next(node_with_memory(alice, "10.4.0.4", None)).json["pk"] == third
 
 
-def test_a_manifest_asking_no_memory_holds_back_no_node(admin, alice, bob):
+def test_a_manifest_asking_no_memory_holds_back_no_node(admin, alice, bob, spec_input):
     spec = copy.deepcopy(SPEC_POST)
     spec["manifest"]["job"]["resources"]["scalar"] = [
         resource for resource in spec["manifest"]["job"]["resources"]["scalar"] if resource["name"] != "mem"]
     created = admin.post("/v6/job-types/", spec, status=201).json
-    job = run_job(bob, template_of(bob, created))["pk"]
+    job = run_job(bob, template_of(bob, created), spec_input)["pk"]
     assert acquire_next(node_with_memory(alice, "10.5.0.1", 1)).json["pk"] == job
 
 
-def test_a_job_whose_manifest_asks_a_gpu_goes_only_to_a_node_with_one(admin, alice, bob):
+def test_a_job_whose_manifest_asks_a_gpu_goes_only_to_a_node_with_one(admin, alice, bob, spec_input):
     spec = copy.deepcopy(SPEC_POST)
     spec["manifest"]["job"]["resources"]["scalar"].append({"name": "gpus", "value": 1})
     created = admin.post("/v6/job-types/", spec, status=201).json
-    first, second = (run_job(bob, template_of(bob, created))["pk"] for _ in range(2))
+    first, second = (run_job(bob, template_of(bob, created), spec_input)["pk"] for _ in range(2))
     for gpu_mib, ip in ((None, "10.6.0.1"), (0, "10.6.0.2")):  # did not say; said none
         node = node_with_memory(alice, ip, 4096, gpu_mib)
         assert node.get(f"/v1/jobs/{first}/acquire", status=406).json == {

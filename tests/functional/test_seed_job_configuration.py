@@ -11,13 +11,14 @@ SPEC_CONFIGURATION = {"settings": {"DB_HOST": "som.host.name", "DB_PASS": "secre
                       "mounts": {"MOUNT_PATH": {"type": "host", "host_path": "/path/on/host"}}}
 
 
-def seed_job(admin, client) -> int:
+def seed_job(admin, client, value: dict) -> int:
     created = admin.post("/v6/job-types/", SPEC_POST, status=201).json
-    return run_job(client, template_of(client, created))["pk"]
+    return run_job(client, template_of(client, created), value)["pk"]
 
 
-def test_the_holding_node_gets_the_configuration_with_secrets_decrypted_and_not_cached(admin, alice, bob, caplog):
-    pk = seed_job(admin, bob)
+def test_the_holding_node_gets_the_configuration_with_secrets_decrypted_and_not_cached(admin, alice, bob, caplog,
+                                                                                      spec_input):
+    pk = seed_job(admin, bob, spec_input)
     node = register(alice)
     node.get(f"/v1/jobs/{pk}/acquire")
     caplog.set_level(logging.DEBUG)
@@ -33,16 +34,16 @@ def test_the_holding_node_gets_the_configuration_with_secrets_decrypted_and_not_
         "settings": {"DB_HOST": "other.host", "DB_PASS": "secret_password"}, "mounts": {}}
 
 
-def test_no_configuration_is_scales_defaults(admin, alice, bob):
+def test_no_configuration_is_scales_defaults(admin, alice, bob, spec_input):
     created = admin.post("/v6/job-types/", {**SPEC_POST, "configuration": None}, status=201).json
-    pk = run_job(bob, template_of(bob, created))["pk"]
+    pk = run_job(bob, template_of(bob, created), spec_input)["pk"]
     node = register(alice)
     node.get(f"/v1/jobs/{pk}/acquire")
     assert node.get(f"/v1/jobs/{pk}/seed-configuration").json == {"settings": {}, "mounts": {}}
 
 
-def test_no_one_but_the_holding_node_of_a_queued_or_running_job_gets_it(admin, alice, bob):
-    pk = seed_job(admin, bob)
+def test_no_one_but_the_holding_node_of_a_queued_or_running_job_gets_it(admin, alice, bob, spec_input):
+    pk = seed_job(admin, bob, spec_input)
     path = f"/v1/jobs/{pk}/seed-configuration"
     node, other = register(alice), register(alice, "10.0.0.2")
     assert node.get(path, status=403).json == {"detail": f"Node {node.node_id} does not hold job {pk}"}  # PENDING
@@ -66,8 +67,8 @@ def test_a_job_of_another_template_has_none(alice, job):
         "detail": f"Job {job['pk']} is not a Scale job type's job: it has no Seed configuration"}
 
 
-def test_an_older_revisions_job_gets_only_what_its_manifest_declares(admin, alice, bob):
-    pk = seed_job(admin, bob)
+def test_an_older_revisions_job_gets_only_what_its_manifest_declares(admin, alice, bob, spec_input):
+    pk = seed_job(admin, bob, spec_input)
     changed = copy.deepcopy(SPEC_POST)
     settings = changed["manifest"]["job"]["interface"]["settings"]
     settings.append({"name": "NEW_SETTING"})
@@ -78,8 +79,8 @@ def test_an_older_revisions_job_gets_only_what_its_manifest_declares(admin, alic
     assert node.get(f"/v1/jobs/{pk}/seed-configuration").json == SPEC_CONFIGURATION
 
 
-def test_a_server_without_the_key_that_stored_the_secrets_is_a_clear_503(admin, alice, bob, keyless):
-    pk = seed_job(admin, bob)
+def test_a_server_without_the_key_that_stored_the_secrets_is_a_clear_503(admin, alice, bob, keyless, spec_input):
+    pk = seed_job(admin, bob, spec_input)
     node = register(alice)
     node.get(f"/v1/jobs/{pk}/acquire")
     refused = keyless(alice).as_node(node.node_id).get(f"/v1/jobs/{pk}/seed-configuration", status=503)

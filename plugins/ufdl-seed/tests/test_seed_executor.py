@@ -257,6 +257,17 @@ def test_a_multiple_input_takes_a_list(docker):
     assert docker.calls() == []
 
 
+def test_the_check_answers_the_outputs_its_file_inputs_name():
+    """create-job's check answers them (the server refuses a job naming one that is not there): each once, the
+    optional input that was not given naming none."""
+    seed = manifest("run", {"files": [{"name": "PARTS", "multiple": True}, {"name": "ONE"},
+                                      {"name": "SPARE", "required": False}],
+                            "json": [{"name": "N", "type": "integer"}]})
+    answered = SeedExecutor.check_job({"seed_image": IMAGE, "seed_manifest": seed},
+                                      {"input": {"PARTS": [4, 3, 4], "ONE": 5, "N": 3}})
+    assert answered == {"input 'PARTS'": [4, 3], "input 'ONE'": [5]}
+
+
 def test_an_input_output_that_cannot_be_downloaded_fails_naming_it(docker):
     seed = manifest(docker.command(), READ_BYTES)
     with pytest.raises(ExecutionError) as refused:

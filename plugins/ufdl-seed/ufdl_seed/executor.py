@@ -73,10 +73,12 @@ class SeedExecutor(Executor):
             context.add_output(output.name, output.type, output.data, output.content_type)
 
     @classmethod
-    def check_job(cls, parameters: dict, inputs: dict) -> None:
+    def check_job(cls, parameters: dict, inputs: dict) -> dict[str, list[int]]:
         """At create-job, what ``execute`` checks first, with the same code: the image, the manifest, its output
-        names and its command's placeholders, and the ``input`` object against the manifest's inputs."""
-        cls.bound(parameters, inputs)
+        names and its command's placeholders, and the ``input`` object against the manifest's inputs. Answers
+        the job outputs that its file inputs name, which the server checks are there."""
+        _, bound = cls.bound(parameters, inputs)
+        return {f"input {name!r}": pks for name, (_, pks) in bound.files.items()}
 
     @staticmethod
     def bound(parameters: dict, inputs: dict) -> tuple[SeedInterface, BoundInputs]:
