@@ -23,7 +23,7 @@ def user_json(user: User) -> dict:
 def node_json(node: Node) -> dict:
     return {"pk": node.id, "ip": node.ip, "index": node.index, "driver_version": node.driver_version,
             "hardware_generation": node.hardware_generation, "gpu_mem": node.gpu_mem, "cpu_mem": node.cpu_mem,
-            "last_seen": timestamp(node.last_seen), "current_job": node.current_job_id, "owner": node.owner_id}
+            "cpus": node.cpus, "gpus": node.gpus, "last_seen": timestamp(node.last_seen), "current_job": node.current_job_id, "owner": node.owner_id}
 
 
 def licence_json(licence: Licence) -> dict:

@@ -276,3 +276,26 @@ def test_0011_gives_existing_revisions_their_manifests_memory_and_gpus(tmp_path)
         assert connection.execute(text("SELECT needed_mem_mib, needed_gpus FROM seed_job_type_revisions ORDER BY id")
                                   ).all() == [(244, None), (None, 2)]
     engine.dispose()
+
+
+def test_0012_gives_existing_revisions_their_manifests_cores_and_keeps_every_node_link(tmp_path):
+    from test_scale_job_types import SPEC_POST  # its manifest asks 1.5 cores
+
+    engine = get_engine({"sqlalchemy.url": f"sqlite:///{tmp_path}/seed.sqlite"})
+    schema.upgrade(engine)
+    admin = populate(engine, tmp_path)  # a step running on a node
+    admin.post("/v6/job-types/", SPEC_POST, status=201)
+    rows = every_row(engine)
+    schema.downgrade(engine, "0011")
+    with engine.connect() as connection:
+        assert not {"cpus", "gpus"} & {row[1] for row in connection.exec_driver_sql("PRAGMA table_info(nodes)")}
+    # Dropped in place, not rebuilt: a rebuild would lose AUTOINCREMENT and null the jobs' node.
+    assert {"nodes", "seed_job_type_revisions"} <= autoincrement_tables(engine)
+    assert every_row(engine)["jobs"] == rows["jobs"]
+
+    schema.upgrade(engine)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT needed_cpus FROM seed_job_type_revisions")).all() == [(1.5,)]
+        assert connection.execute(text("SELECT cpus, gpus FROM nodes")).all() == [(None, None)]
+    assert every_row(engine)["jobs"] == rows["jobs"]
+    engine.dispose()

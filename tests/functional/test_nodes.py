@@ -11,7 +11,8 @@ def node(alice):
 
 
 def test_a_user_registers_a_node(alice, node):
-    assert node == {"pk": node["pk"], **NODE, "last_seen": None, "current_job": None, "owner": alice.user_id}
+    assert node == {"pk": node["pk"], **NODE, "cpus": None, "gpus": None, "last_seen": None, "current_job": None,
+                    "owner": alice.user_id}
     assert alice.get(f"/v1/nodes/{node['pk']}").json == node
     assert alice.post("/v1/nodes/list").json == [node]
 
@@ -25,6 +26,16 @@ def test_whole_numbers_written_as_floats_are_answered_as_the_integers_stored(ali
     assert alice.get(f"/v1/nodes/{node['pk']}").json == node
     changed = alice.patch(f"/v1/nodes/{node['pk']}", {"cpu_mem": 2.0}, status=200).json
     assert changed["cpu_mem"] == 2 and isinstance(changed["cpu_mem"], int)
+
+
+def test_a_node_may_say_how_many_cores_and_gpus_it_has(alice):
+    """Our extension (a Scale job's manifest asks ``cpus`` and ``gpus``): whole numbers, or null for not said."""
+    node = alice.post("/v1/nodes/create", {"ip": "10.4.4.5", "index": 0, "cpus": 16, "gpus": 2.0}, status=201).json
+    assert (node["cpus"], node["gpus"]) == (16, 2) and isinstance(node["gpus"], int)
+    assert alice.patch(f"/v1/nodes/{node['pk']}", {"gpus": None}, status=200).json["gpus"] is None
+    for wrong in ({"cpus": -1}, {"gpus": 1.5}, {"cpus": "16"}, {"cpus": 2**31}):
+        assert alice.patch(f"/v1/nodes/{node['pk']}", wrong, status=400).json["detail"].startswith(next(iter(wrong)))
+    assert alice.get(f"/v1/nodes/{node['pk']}").json["cpus"] == 16
 
 
 def test_minimal_node_and_ipv6(alice):

@@ -149,7 +149,7 @@ def test_revisions(admin, alice, spec_job):
     assert set(first) == {"id", "job_type", "revision_num", "docker_image", "created"}
     assert first["job_type"] == {"id": second["id"], "name": "test", "version": "1.0.0", "title": "A new title",
                                  "description": second["description"], "is_active": True, "is_paused": False,
-                                 "is_published": False, "icon_code": "f1c5", "unmet_resources": "mem"}
+                                 "is_published": False, "icon_code": "f1c5", "unmet_resources": "cpus,mem"}
     assert revisions["results"][1]["created"] == second["last_modified"]  # the revision is the change
     one = alice.get("/v6/job-types/test/1.0.0/revisions/1/").json
     assert one["manifest"] == SPEC_POST["manifest"] and one["docker_image"] == "test-1.0.0-seed:1.0.0"
@@ -157,14 +157,22 @@ def test_revisions(admin, alice, spec_job):
 
 
 def test_unmet_resources_lists_what_no_node_offers(admin, alice):
+    """What no registered node would acquire a job for (a node that did not say is not held back); disk and
+    sharedMem are taken as offered, nodes do not report them."""
     document = manifest("random-number")
-    document["job"]["resources"] = {"scalar": [{"name": "cpus", "value": 1}, {"name": "mem", "value": 1024},
-                                               {"name": "gpus", "value": 1}, {"name": "chocolate", "value": 2}]}
+    document["job"]["resources"] = {"scalar": [
+        {"name": "cpus", "value": 4}, {"name": "mem", "value": 1024}, {"name": "gpus", "value": 2},
+        {"name": "disk", "value": 10}, {"name": "sharedMem", "value": 1}, {"name": "chocolate", "value": 2}]}
     add(admin, document)
     path = "/v6/job-types/random-number-gen/0.1.0/"
-    assert alice.get(path).json["unmet_resources"] == "mem,gpus,chocolate"
-    alice.post("/v1/nodes/create", {"ip": "10.0.0.1", "index": 0, "driver_version": "1", "hardware_generation":
-                                    "Pascal", "gpu_mem": 8 * 2**30, "cpu_mem": 2 * 2**30}, status=201)
+    assert alice.get(path).json["unmet_resources"] == "cpus,mem,gpus,chocolate"
+    small = alice.post("/v1/nodes/create", {"ip": "10.0.0.1", "index": 0, "cpu_mem": 2**29, "cpus": 2,
+                                            "gpu_mem": 8 * 2**30, "gpus": 1}, status=201).json
+    assert alice.get(path).json["unmet_resources"] == "cpus,mem,gpus,chocolate"
+    alice.patch(f"/v1/nodes/{small['pk']}", {"cpus": 4, "gpus": None}, status=200)  # a GPU at least, of no count
+    assert alice.get(path).json["unmet_resources"] == "mem,chocolate"
+    alice.post("/v1/nodes/create", {"ip": "10.0.0.2", "index": 0, "driver_version": "1", "hardware_generation":
+                                    "Pascal", "cpu_mem": 2 * 2**30}, status=201)
     assert alice.get(path).json["unmet_resources"] == "chocolate"
 
 

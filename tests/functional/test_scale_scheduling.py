@@ -162,11 +162,11 @@ def test_a_reset_is_held_back_as_an_acquire_is(admin, alice, bob, spec_input):
     assert (reset["status"], reset["node"]) == ("QUEUED", node.node_id)
 
 
-def node_with_memory(client, ip: str, mib: float | None, gpu_mib: float | None = None):
+def node_with_memory(client, ip: str, mib: float | None, gpu_mib: float | None = None, **counts):
     """A node registered with ``mib`` MiB of memory and ``gpu_mib`` of GPU memory (in bytes, as the job launcher
-    and the worker send them)."""
+    and the worker send them), and ``counts`` (``cpus``, ``gpus``)."""
     body = {"ip": ip, "index": 0, **({"cpu_mem": int(mib * 2**20)} if mib is not None else {}),
-            **({"gpu_mem": int(gpu_mib * 2**20)} if gpu_mib is not None else {})}
+            **({"gpu_mem": int(gpu_mib * 2**20)} if gpu_mib is not None else {}), **counts}
     return client.as_node(client.post("/v1/nodes/create", body, status=201).json["pk"])
 
 
@@ -216,3 +216,30 @@ def test_a_job_whose_manifest_asks_a_gpu_goes_only_to_a_node_with_one(admin, ali
     assert acquire_next(node_with_memory(alice, "10.6.0.3", 4096, 8192)).json["pk"] == first
     # Memory is still matched on a node with a GPU.
     node_with_memory(alice, "10.6.0.4", 100, 8192).get(f"/v1/jobs/{second}/acquire", status=406)
+
+
+def test_a_node_acquires_no_job_whose_manifest_asks_more_cores_or_gpus_than_it_has(admin, alice, bob, spec_input):
+    """The spec's manifest asks 1.5 cores (``cpus``), and 2 GPUs here: a node that registered fewer is passed
+    over; one that did not say is not held back (for GPUs: one that registered GPU memory, of no count)."""
+    spec = copy.deepcopy(SPEC_POST)
+    spec["manifest"]["job"]["resources"]["scalar"].append({"name": "gpus", "value": 2})
+    created = admin.post("/v6/job-types/", {**spec, "max_scheduled": None}, status=201).json
+    first, second, third = (run_job(bob, template_of(bob, created), spec_input)["pk"] for _ in range(3))
+    manifest = "its job type test 1.0.0's manifest"
+    for counts, has in (({"cpus": 1, "gpus": 4}, "it needs 1.5 cores ({}), the node has 1"),
+                        ({"cpus": 0, "gpus": 4}, "it needs 1.5 cores ({}), the node has none"),
+                        ({"cpus": 8, "gpus": 1}, "it needs 2 GPUs ({}), the node has 1"),
+                        ({"gpus": 0}, "it needs 2 GPUs ({}), the node has none")):
+        node = node_with_memory(alice, f"10.7.0.{len(counts)}{counts.get('cpus', 9)}", 4096, 8192, **counts)
+        assert node.get(f"/v1/jobs/{first}/acquire", status=406).json == {
+            "detail": f"Cannot acquire job {first}: {has.format(manifest)}"}
+        acquire_next(node, 204)
+    assert untouched(bob, first) and untouched(bob, second) and untouched(bob, third)
+    assert acquire_next(node_with_memory(alice, "10.7.1.1", 4096, 8192)).json["pk"] == first  # said no count
+    assert acquire_next(node_with_memory(alice, "10.7.1.2", 4096, None, cpus=2, gpus=2)).json["pk"] == second
+    # Only a job type that asks is held back: a node of 1 core and no GPU takes the others.
+    asks_nothing = copy.deepcopy(SPEC_POST)
+    asks_nothing["manifest"]["job"].update(name="asks-nothing", resources={"scalar": []})
+    job = run_job(bob, template_of(bob, admin.post("/v6/job-types/", asks_nothing, status=201).json),
+                  spec_input)["pk"]
+    assert acquire_next(node_with_memory(alice, "10.7.1.3", None, cpus=1, gpus=0)).json["pk"] == job

@@ -162,7 +162,7 @@ def test_once_with_nothing_to_do_exits_0(e2e):
     assert "no job to run" in worker.log_path.read_text()
 
 
-def test_the_node_registers_its_memory_in_bytes(e2e):
+def test_the_node_registers_its_memory_in_bytes_and_its_cores(e2e):
     """The API's unit, as the job launcher sends it; the worker sent MiB (a 24 GiB machine: cpu_mem 24105)."""
     total_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                      if line.startswith("MemTotal:"))
@@ -170,9 +170,10 @@ def test_the_node_registers_its_memory_in_bytes(e2e):
     [node] = e2e.api.request("POST", "/v1/nodes/list", {"expressions": [
         {"type": "exact", "field": "ip", "value": "127.0.0.1"}, {"type": "exact", "field": "index", "value": 7}]})
     assert node["cpu_mem"] == total_kib * 1024
+    assert node["cpus"] == os.cpu_count()
 
 
-def test_the_node_registers_its_largest_gpus_memory_and_the_driver(e2e, tmp_path):
+def test_the_node_registers_its_largest_gpus_memory_its_gpus_and_the_driver(e2e, tmp_path):
     """From nvidia-smi, as a Scale job asking gpus needs; a machine without one registers none (gpu_mem null)."""
     fake = tmp_path / "nvidia-smi"
     fake.write_text("#!/bin/sh\n"
@@ -183,9 +184,9 @@ def test_the_node_registers_its_largest_gpus_memory_and_the_driver(e2e, tmp_path
         assert finished(e2e.worker("--once", index=index, env=env)) == 0
     nodes = {node["index"]: node for node in e2e.api.request("POST", "/v1/nodes/list", {"expressions": [
         {"type": "exact", "field": "ip", "value": "127.0.0.1"}]})}
-    assert (nodes[8]["gpu_mem"], nodes[8]["driver_version"]) == (24576 * 2**20, "535.54.03")
+    assert (nodes[8]["gpu_mem"], nodes[8]["gpus"], nodes[8]["driver_version"]) == (24576 * 2**20, 2, "535.54.03")
     if shutil.which("nvidia-smi") is None:
-        assert (nodes[9]["gpu_mem"], nodes[9]["driver_version"]) == (None, None)
+        assert (nodes[9]["gpu_mem"], nodes[9]["gpus"], nodes[9]["driver_version"]) == (None, None, None)
 
 
 def test_a_failing_command_fails_the_job_with_its_error(e2e):

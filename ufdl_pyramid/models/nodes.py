@@ -26,6 +26,9 @@ class Node(Base):
     hardware_generation: Mapped[str | None] = mapped_column(String(32))
     gpu_mem: Mapped[int | None] = mapped_column(MEMORY)
     cpu_mem: Mapped[int | None] = mapped_column(MEMORY)
+    # Our extension: how many cores and GPUs the node has (null: it did not say), for the Scale jobs' manifests.
+    cpus: Mapped[int | None] = mapped_column(Integer)
+    gpus: Mapped[int | None] = mapped_column(Integer)
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The job this node is working on.
     current_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL",

@@ -57,9 +57,11 @@ class SeedJobTypeRevision(Base):
     revision_num: Mapped[int] = mapped_column(Integer)
     docker_image: Mapped[str] = mapped_column(String(DOCKER_IMAGE_LENGTH))
     manifest: Mapped[dict] = mapped_column(JSON)
-    # The manifest's ``mem`` (MiB) and ``gpus`` resources, null when it asks none: columns, so that acquire-next
-    # passes over the jobs a node has not the memory or a GPU for in its query, as over a paused job type's.
+    # The manifest's ``mem`` (MiB), ``cpus`` and ``gpus`` resources, null when it asks none: columns, so that
+    # acquire-next passes over the jobs a node has not the memory, the cores or the GPUs for in its query, as
+    # over a paused job type's.
     needed_mem_mib: Mapped[float | None] = mapped_column(Float)
+    needed_cpus: Mapped[float | None] = mapped_column(Float)
     needed_gpus: Mapped[float | None] = mapped_column(Float)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # The workable job template this revision is (design notes §1): its jobs are the job type's.

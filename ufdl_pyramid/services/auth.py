@@ -59,12 +59,15 @@ class ActingNode:
     current_job_id: int | None
     cpu_mem: int | None  # bytes, as registered (None: the node did not say)
     gpu_mem: int | None  # likewise (None or 0: no GPU)
+    cpus: int | None  # cores, as registered (None: the node did not say)
+    gpus: int | None  # GPUs, likewise (None: one at least if it has gpu_mem, none otherwise)
 
 
 _USERS = User.__table__
 _NODES = Node.__table__
 _ACTIVE_USER = select(_USERS.c.id, _USERS.c.is_admin, _USERS.c.is_active).where(_USERS.c.id == bindparam("id"))
-_NODE_COLUMNS = (_NODES.c.id, _NODES.c.owner_id, _NODES.c.current_job_id, _NODES.c.cpu_mem, _NODES.c.gpu_mem)
+_NODE_COLUMNS = (_NODES.c.id, _NODES.c.owner_id, _NODES.c.current_job_id, _NODES.c.cpu_mem, _NODES.c.gpu_mem,
+                 _NODES.c.cpus, _NODES.c.gpus)
 _SEE_NODE = (update(_NODES).where(_NODES.c.id == bindparam("node_id")).values(last_seen=bindparam("now"))
              .returning(*_NODE_COLUMNS))
 # A node's request checks its user and its node, and marks the node seen, in this one statement: the node is
@@ -232,7 +235,7 @@ class AuthService:
         if row is None:
             return None
         return ActiveUser(user_id, bool(row.is_admin)), ActingNode(row.id, row.owner_id, row.current_job_id,
-                                                                   row.cpu_mem, row.gpu_mem)
+                                                                   row.cpu_mem, row.gpu_mem, row.cpus, row.gpus)
 
     def see_node(self, node_id: int) -> ActingNode | None:
         """The node, marked seen; None if there is none."""

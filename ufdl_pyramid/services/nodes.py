@@ -11,6 +11,7 @@ from .records import RecordService
 MAX_INDEX = 1024  # a node's index: the highest a server takes
 _OPTIONAL_TEXT = {"type": ["string", "null"], "maxLength": 32}
 _OPTIONAL_MEMORY = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**63 - 1}  # bytes, or MB
+_OPTIONAL_COUNT = {"type": ["integer", "null"], "minimum": 0, "maximum": 2**31 - 1}
 
 
 class NodeService(RecordService):
@@ -23,7 +24,8 @@ class NodeService(RecordService):
         "properties": {"ip": {"type": "string", "maxLength": 39}, "index": {"type": "integer", "minimum": 0,
                                                                           "maximum": MAX_INDEX},
                        "driver_version": _OPTIONAL_TEXT, "hardware_generation": _OPTIONAL_TEXT,
-                       "gpu_mem": _OPTIONAL_MEMORY, "cpu_mem": _OPTIONAL_MEMORY},
+                       "gpu_mem": _OPTIONAL_MEMORY, "cpu_mem": _OPTIONAL_MEMORY,
+                       "cpus": _OPTIONAL_COUNT, "gpus": _OPTIONAL_COUNT},
     }
 
     def check(self, data, row=None):

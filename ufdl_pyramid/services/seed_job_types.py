@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -231,35 +231,43 @@ def scalar_resources(manifest: Any) -> dict[str, float]:
     return found
 
 
+@dataclass(frozen=True)
+class Offer:
+    """What the registered nodes offer of one resource, as acquiring judges it: the most any of them registered,
+    and whether one did not say (it is not held back: it offers any amount)."""
+
+    most: float | None
+    unbounded: bool
+
+    def meets(self, value: float) -> bool:
+        return self.unbounded or (self.most is not None and self.most >= value)
+
+
 @dataclass
 class NodeCapacity:
-    """What the registered nodes offer, for ``unmet_resources``: the most memory and whether any has a GPU."""
+    """What the registered nodes offer, for ``unmet_resources``: a resource is met when some node would not be
+    held back by it (seed_scheduling.py); ``mem``, ``cpus`` and ``gpus`` are judged."""
 
-    most_memory_mib: float | None
-    has_gpu: bool
+    offers: dict[str, Offer]
 
     @classmethod
     def read(cls, db: Session) -> "NodeCapacity":
-        cpu_mem, gpu_mem = db.execute(select(func.max(Node.cpu_mem), func.max(Node.gpu_mem))).one()
-        return cls(None if cpu_mem is None else cpu_mem / 2**20, bool(gpu_mem))
+        gpus_untold = and_(Node.gpus.is_(None), Node.gpu_mem > 0)  # one GPU at least, of no known count
+        row = db.execute(select(
+            func.max(Node.cpu_mem), func.count(Node.id) - func.count(Node.cpu_mem),
+            func.max(Node.cpus), func.count(Node.id) - func.count(Node.cpus),
+            func.max(Node.gpus), func.count(case((gpus_untold, 1))))).one()
+        memory, memory_untold, cpus, cpus_untold, gpus, gpus_untold_count = row
+        return cls({"mem": Offer(None if memory is None else memory / 2**20, memory_untold > 0),
+                    "cpus": Offer(cpus, cpus_untold > 0), "gpus": Offer(gpus, gpus_untold_count > 0)})
 
     # Every node is taken to offer these (nodes do not report them); a resource of any other name is unmet.
-    ASSUMED = frozenset({"cpus", "disk", "sharedMem"})
+    ASSUMED = frozenset({"disk", "sharedMem"})
 
     def unmet(self, manifest: Any) -> str | None:
         """The manifest's scalar resources that no node offers, comma-separated (None: all are met)."""
-        unmet = []
-        for name, value in scalar_resources(manifest).items():
-            if name in self.ASSUMED:
-                continue
-            if name == "mem":
-                met = self.most_memory_mib is not None and self.most_memory_mib >= value
-            elif name == "gpus":
-                met = self.has_gpu
-            else:
-                met = False
-            if not met:
-                unmet.append(name)
+        unmet = [name for name, value in scalar_resources(manifest).items()
+                 if name not in self.ASSUMED and not (name in self.offers and self.offers[name].meets(value))]
         return ",".join(unmet) or None
 
 
@@ -442,7 +450,7 @@ class SeedJobTypeService:
         needs = scalar_resources(manifest)
         revision = SeedJobTypeRevision(job_type=row, revision_num=number, docker_image=docker_image,
                                        manifest=manifest, needed_mem_mib=needs.get("mem"),
-                                       needed_gpus=needs.get("gpus"), created=now)
+                                       needed_cpus=needs.get("cpus"), needed_gpus=needs.get("gpus"), created=now)
         self.db.add(revision)
         self._new_revisions.append(revision)
 

@@ -3,6 +3,7 @@ outputs → finish, with heartbeats while a job runs, exponential back-off while
 stop when asked to: no new job, and the running one either left to finish (during a grace period) or
 interrupted, finished with an error, reset and released so that another node runs it again."""
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -86,9 +87,9 @@ def memory_bytes() -> int | None:
 
 
 def gpu_facts() -> dict:
-    """The machine's NVIDIA GPUs as a node registers them: ``gpu_mem``, the largest one's memory in bytes (a
-    Scale job asking ``gpus`` goes only to a node with one), and ``driver_version``; nothing without
-    ``nvidia-smi`` or when it fails (no driver loaded, say)."""
+    """The machine's NVIDIA GPUs as a node registers them: ``gpu_mem``, the largest one's memory in bytes, and
+    ``gpus``, how many (a Scale job asking ``gpus`` goes only to a node with as many), and ``driver_version``;
+    nothing without ``nvidia-smi`` or when it fails (no driver loaded, say)."""
     nvidia_smi = shutil.which("nvidia-smi")
     if nvidia_smi is None:
         return {}
@@ -102,7 +103,7 @@ def gpu_facts() -> dict:
     except (OSError, subprocess.SubprocessError, ValueError) as error:
         log.warning("nvidia-smi gave no GPU memory (%s): the node registers no GPU", error)
         return {}
-    facts = {"gpu_mem": min(int(memory_mib * 2**20), 2**63 - 1)} if memory_mib > 0 else {}
+    facts = {"gpu_mem": min(int(memory_mib * 2**20), 2**63 - 1), "gpus": len(gpus)} if memory_mib > 0 else {}
     if facts and len(gpus[0]) > 1 and gpus[0][1]:
         facts["driver_version"] = gpus[0][1][:32]  # the column's length
     return facts
@@ -186,7 +187,8 @@ class Worker:
     # -- start-up --------------------------------------------------------------------------------------------
     def register_node(self) -> int:
         ip = self.options.ip or local_ip_towards(self.api.host, self.api.port)
-        facts = {"cpu_mem": memory_bytes(), **gpu_facts()}
+        # The cores as docker counts them when it limits a container's (``--cpus``, a Seed job's ``cpus``).
+        facts = {"cpu_mem": memory_bytes(), "cpus": os.cpu_count(), **gpu_facts()}
         facts = {key: value for key, value in facts.items() if value is not None}
         self.api.node_id = None
         try:

@@ -3,9 +3,9 @@
 ``sharedMem``, ``gpus``).
 
 A resource's amount is its ``value`` plus its ``inputMultiplier`` times the MiB of the job's input files, as the
-standard computes it. The server gives a job only to a node that registered its ``mem`` value and, when it asks
-``gpus``, a GPU; beyond that (an ``inputMultiplier``'s share, more CPUs or GPUs than the machine has) docker
-refuses a limit beyond the machine's, and the job fails with its message."""
+standard computes it. The server gives a job only to a node that registered its ``mem``, ``cpus`` and ``gpus``
+values (or did not say); beyond that (an ``inputMultiplier``'s share, a node that did not say) docker refuses a
+limit beyond the machine's, and the job fails with its message."""
 import math
 from pathlib import Path
 
