@@ -222,7 +222,8 @@ class UfdlApi:
                    content_type: str = DEFAULT_CONTENT_TYPE) -> dict:
         """``data``: the bytes, or a binary file sent from disk (see ``raw``); ``content_type``: what its download
         answers."""
-        path = f"/v1/jobs/{pk}/outputs/{urllib.parse.quote(name, safe='')}/{urllib.parse.quote(type_, safe=chr(39) + ',')}"
+        quoted_type = urllib.parse.quote(type_, safe=chr(39) + ',')  # a type's quotes and commas (Domain<'ic'>) kept
+        path = f"/v1/jobs/{pk}/outputs/{urllib.parse.quote(name, safe='')}/{quoted_type}"
         return self.request("POST", path, body=data, content_type=content_type,
                             headers={"Content-Disposition": f"attachment; filename={name}"})
 
