@@ -299,3 +299,22 @@ def test_0012_gives_existing_revisions_their_manifests_cores_and_keeps_every_nod
         assert connection.execute(text("SELECT cpus, gpus FROM nodes")).all() == [(None, None)]
     assert every_row(engine)["jobs"] == rows["jobs"]
     engine.dispose()
+
+
+def test_0013_tells_existing_job_type_templates_what_their_input_holds(tmp_path):
+    from test_scale_job_types import SPEC_POST, template_of
+
+    engine = get_engine({"sqlalchemy.url": f"sqlite:///{tmp_path}/seed.sqlite"})
+    schema.upgrade(engine)
+    admin = populate(engine, tmp_path)
+    template = template_of(admin, admin.post("/v6/job-types/", SPEC_POST, status=201).json)
+    made_now = admin.get(f"/v1/job-templates/{template['pk']}/get-inputs").json
+    assert made_now["input"]["help"].startswith("The inputs of test 1.0.0, a JSON object by name: INPUT_TEXT")
+    others = {row["pk"]: row["inputs"] for row in admin.post("/v1/job-templates/list").json}
+    schema.downgrade(engine, "0012")
+    assert admin.get(f"/v1/job-templates/{template['pk']}/get-inputs").json == {
+        "input": {"types": ["JSON"], "help": "The value to process."}}  # as made before
+    schema.upgrade(engine)
+    assert admin.get(f"/v1/job-templates/{template['pk']}/get-inputs").json == made_now
+    assert {row["pk"]: row["inputs"] for row in admin.post("/v1/job-templates/list").json} == others
+    engine.dispose()

@@ -784,6 +784,24 @@ def test_a_job_types_template_holds_no_setting_value(admin, bob, spec_job):
 
 
 
+def test_the_templates_input_says_what_the_manifests_inputs_are(admin, bob, spec_job):
+    assert bob.get(f"/v1/job-templates/{template_of(bob, spec_job.json)['pk']}/get-inputs").json == {
+        "input": {"types": ["JSON"], "help": "The inputs of test 1.0.0, a JSON object by name: INPUT_TEXT: a "
+                                             "job-output pk (a file, text/plain); READ_LENGTH: a JSON integer."}}
+    document = manifest("random-number")
+    document["job"].setdefault("interface", {})["inputs"] = {
+        "files": [{"name": "PARTS", "multiple": True, "required": False, "mediaTypes": ["image/png", "image/gif"]}],
+        "json": [{"name": "SEED", "type": "integer", "required": False}, {"name": "LABEL", "type": "string"}]}
+    made = add(admin, document).json
+    assert bob.get(f"/v1/job-templates/{template_of(bob, made)['pk']}/get-inputs").json["input"]["help"] == (
+        "The inputs of random-number-gen 0.1.0, a JSON object by name: PARTS: a list of job-output pks (files, "
+        "optional, image/png, image/gif); SEED: a JSON integer (optional); LABEL: a JSON string.")
+    document["job"]["interface"]["inputs"] = {}
+    add(admin, document, "registry/job:2", status=201)  # a new revision
+    assert bob.get(f"/v1/job-templates/{template_of(bob, made, 2)['pk']}/get-inputs").json["input"]["help"] == (
+        "random-number-gen 0.1.0 takes no inputs: an empty JSON object.")
+
+
 def test_an_import_may_not_take_the_name_of_a_job_types_template(admin, spec_job):
     """A template imported as seed-job-type-{id} stood in for that job type's (or made its next revision's
     template a 409 conflict, so that the job type could not be changed)."""

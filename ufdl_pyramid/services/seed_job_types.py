@@ -84,6 +84,27 @@ def template_specific(revision: SeedJobTypeRevision) -> dict:
                                   "default": revision.manifest, "default_type": "JSON", "const": True}}}
 
 
+def input_help(manifest: dict) -> str:
+    """What the template's one input holds, from the manifest's interface (``get-inputs`` shows it): the Seed
+    executor binds the input object's entries to the manifest's inputs by name (ufdl_seed/interface.py)."""
+    job = manifest["job"]
+    inputs = job.get("interface", {}).get("inputs", {})
+    entries = []
+    for entry in inputs.get("files", []):
+        notes = ["a file" if not entry.get("multiple") else "files"]
+        notes += ["optional"] if entry.get("required") is False else []
+        notes += entry.get("mediaTypes") or []
+        kind = "a list of job-output pks" if entry.get("multiple") else "a job-output pk"
+        entries.append(f"{entry['name']}: {kind} ({', '.join(notes)})")
+    for entry in inputs.get("json", []):
+        optional = " (optional)" if entry.get("required") is False else ""
+        entries.append(f"{entry['name']}: a JSON {entry['type']}{optional}")
+    title = f"{job['name']} {job['jobVersion']}"
+    if not entries:
+        return f"{title} takes no inputs: an empty JSON object."
+    return f"The inputs of {title}, a JSON object by name: {'; '.join(entries)}."
+
+
 def template_name(job_type: SeedJobType) -> str:
     return f"{SCALE_TEMPLATE_PREFIX}{job_type.id}"
 
@@ -464,6 +485,8 @@ class SeedJobTypeService:
                 "scope": "public", "domain": None, "licence": TEMPLATE_LICENCE,
                 "specific": template_specific(revision)},
                 None, scale=True)
+            template.inputs = {**template.inputs, "input": {**template.inputs["input"],
+                                                            "help": input_help(revision.manifest)}}
             revision.template_id = template.id
         self._new_revisions = []
 
