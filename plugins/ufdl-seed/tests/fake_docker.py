@@ -101,6 +101,9 @@ def create(name: str, arguments: list[str]) -> int:
         elif option == "--gpus":
             if not re.fullmatch(r"[1-9][0-9]*", value):
                 return refuse(f"bad --gpus {value!r}")
+        elif option == "--network":
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+                return refuse(f"bad --network {value!r}")
         else:
             return refuse(f"unsupported option {option}")
     if index + 1 >= len(arguments):

@@ -4,6 +4,7 @@ cancellation are docker's own, not the fake client's. Skipped when no engine ans
 where it can)."""
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -275,6 +276,18 @@ def test_the_workers_seed_user_runs_the_container_and_owns_its_outputs(image, mo
     assert recorded.outputs[("stdout", "BLOB")] == b"4321\n"
     assert recorded.outputs[("KEPT", "BLOB")] == b"kept\n"
     assert (recorded.scratch_dir / "seed" / "outputs" / "kept.txt").stat().st_uid == 4321
+
+
+def test_the_workers_seed_network_is_the_one_the_container_joins(image, monkeypatch):
+    """``none`` leaves the container its loopback only; ``host`` (docker's own) shows it the machine's."""
+    def interfaces(network: str) -> list[str]:
+        monkeypatch.setenv("UFDL_SEED_NETWORK", network)
+        recorded = context(image, manifest("sh -c 'for name in /sys/class/net/*; do echo ${name##*/}; done'"), {})
+        SeedExecutor().execute(recorded)
+        return recorded.outputs[("stdout", "BLOB")].decode().split()
+
+    assert interfaces("none") == ["lo"]
+    assert interfaces("host") == sorted(os.listdir("/sys/class/net"))
 
 
 def test_a_command_the_container_cannot_find_is_dockers_127_not_an_exit_status_the_manifest_names(image):

@@ -711,6 +711,22 @@ def test_the_workers_seed_user_runs_the_container(docker, monkeypatch, user, opt
     assert (call[call.index("--user") + 1] if "--user" in call else None) == option
 
 
+@pytest.mark.parametrize(("network", "option"), [("", None), ("none", "none"), ("ufdl-jobs.v2", "ufdl-jobs.v2")])
+def test_the_workers_seed_network_is_the_containers(docker, monkeypatch, network, option):
+    monkeypatch.setenv("UFDL_SEED_NETWORK", network)
+    run(manifest(docker.command("x")), {})
+    call = docker.created()
+    assert (call[call.index("--network") + 1] if "--network" in call else None) == option
+
+
+@pytest.mark.parametrize("network", ["--privileged", "container:other", "a b", "-x", "x" * 129])
+def test_a_seed_network_docker_could_misread_fails_the_job_before_it_runs(docker, monkeypatch, network):
+    monkeypatch.setenv("UFDL_SEED_NETWORK", network)
+    with pytest.raises(ExecutionError, match="^the worker's UFDL_SEED_NETWORK must be 'none' or a docker network"):
+        run(manifest(docker.command("x")), {})
+    assert docker.calls() == []
+
+
 @pytest.mark.parametrize("user", ["--privileged", "a b", "root:", ":0", "x" * 65])
 def test_a_seed_user_docker_could_misread_fails_the_job_before_it_runs(docker, monkeypatch, user):
     monkeypatch.setenv("UFDL_SEED_USER", user)

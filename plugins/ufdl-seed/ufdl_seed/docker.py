@@ -25,6 +25,10 @@ DOCKER_VARIABLE = "UFDL_SEED_DOCKER"  # the docker binary (default: docker on th
 # another user cannot remove); ``worker``, the worker's own uid:gid; else docker's ``--user`` value as it is.
 USER_VARIABLE = "UFDL_SEED_USER"
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})?")
+# The network containers join (docker's ``--network``): unset, docker's default; ``none`` cuts a job off from
+# every network, a network's name (``docker network create``) gives it that one.
+NETWORK_VARIABLE = "UFDL_SEED_NETWORK"
+_NETWORK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # docker's names; no "container:..." mode
 # A container's stdout and stderr are kept as outputs (files in the job's scratch directory, uploaded from
 # disk): bounded, for a container may write without end, to the disk and past the server's output size limit.
 MAX_LOG_SIZE_VARIABLE = "UFDL_SEED_MAX_LOG_SIZE"
@@ -51,17 +55,27 @@ def docker_binary() -> str:
     return os.environ.get(DOCKER_VARIABLE) or "docker"
 
 
+def _setting(variable: str, pattern: re.Pattern, wanted: str) -> str:
+    """The worker's setting of a docker option ('' when unset), refused unless ``pattern`` matches it whole: a
+    value docker could read as another option (``--privileged``) fails the job before anything runs."""
+    value = os.environ.get(variable, "")
+    if value and not pattern.fullmatch(value):
+        raise ExecutionError(f"the worker's {variable} must be {wanted}, not {value[:80]!r}")
+    return value
+
+
 def user_options() -> list[str]:
     """``--user`` as the worker's UFDL_SEED_USER asks (nothing when it is unset or empty)."""
-    user = os.environ.get(USER_VARIABLE, "")
-    if not user:
-        return []
-    if user == "worker":
+    if os.environ.get(USER_VARIABLE) == "worker":
         return ["--user", f"{os.getuid()}:{os.getgid()}"]
-    if not _USER.fullmatch(user):
-        raise ExecutionError(f"the worker's {USER_VARIABLE} must be 'worker', USER or USER:GROUP (names or "
-                             f"numbers), not {user[:80]!r}")
-    return ["--user", user]
+    user = _setting(USER_VARIABLE, _USER, "'worker', USER or USER:GROUP (names or numbers)")
+    return ["--user", user] if user else []
+
+
+def network_options() -> list[str]:
+    """``--network`` as the worker's UFDL_SEED_NETWORK asks (nothing when it is unset or empty)."""
+    network = _setting(NETWORK_VARIABLE, _NETWORK, "'none' or a docker network's name")
+    return ["--network", network] if network else []
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 from ufdl_pyramid.executors import ExecutionContext, ExecutionError, Executor, JobCancelled, safe_filename
 
 from .configuration import fetch_configuration, mount_options, settings, write_environment_file
-from .docker import DockerRun, Mount, user_options
+from .docker import DockerRun, Mount, network_options, user_options
 from .interface import CONTAINER_INPUTS, LOG_OUTPUTS, OUTPUT_DIR, BoundInputs, SeedInterface, command_arguments
 from .outputs import capture
 from .resources import allocated_environment, allocations, input_mib, limit_options
@@ -23,7 +23,7 @@ class SeedExecutor(Executor):
     line) and its mounts are mounted, as the server gives them to the node holding the job
     (``seed-configuration``); the manifest's resources are ``ALLOCATED_*`` variables, and ``cpus``, ``mem``,
     ``sharedMem`` and ``gpus`` are given by docker too; the command is the manifest's, ``${NAME}`` replaced; the
-    container runs as the worker's UFDL_SEED_USER says (``docker.user_options``).
+    container runs as the worker's UFDL_SEED_USER says (``docker.user_options``), on its UFDL_SEED_NETWORK.
     The manifest's ``timeout`` (seconds) and a cancellation stop the container. A non-zero exit fails the job,
     naming the manifest's error of that code. The outputs are the manifest's files (BLOB, as their
     ``mediaType``, else the type their name tells) and ``seed.outputs.json`` values (JSON, as
@@ -35,7 +35,7 @@ class SeedExecutor(Executor):
         configuration = fetch_configuration(interface, context)
         setting_values = settings(interface, configuration)
         user = user_options()
-        options = user + mount_options(interface, configuration)
+        options = user + network_options() + mount_options(interface, configuration)
         work = context.scratch_dir / "seed"
         input_dir, output_dir = work / "inputs", work / "outputs"
         output_dir.mkdir(parents=True)
