@@ -83,6 +83,20 @@ def test_a_contains_filter_longer_than_a_like_pattern_may_be_is_400(alice):
     assert alice.post("/v1/domains/list", contains("\U0001F600" * 10_000)).json == []
 
 
+def test_case_insensitive_filters_fold_every_letter_on_sqlite_as_on_postgresql(admin, alice):
+    """SQLite's own lower() folds ASCII letters only: "Élan" did not match "élan"."""
+    pk = admin.post("/v1/domains/create", {"name": "el", "description": "Élan ÜBER Straße"}, status=201).json["pk"]
+
+    def listed(expression):
+        return [row["pk"] for row in alice.post("/v1/domains/list", {"expressions": [
+            {**expression, "field": "description", "case_insensitive": True}]}).json]
+
+    for text in ("élan", "über", "ÉLAN ü", "straße"):
+        assert listed({"type": "contains", "sub_string": text}) == [pk], text
+    assert listed({"type": "exact", "value": "élan über straße"}) == [pk]
+    assert listed({"type": "contains", "sub_string": "elan"}) == []  # folded, not stripped of accents
+
+
 def test_order_by_puts_nulls_first_or_last_as_asked(admin, alice):
     admin.delete("/v1/domains/2")
 

@@ -3,7 +3,7 @@ secret settings, permissions and bad input."""
 import copy
 import json
 import pathlib
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -212,6 +212,19 @@ def test_paging(admin, alice):
 
 
 # Filters and order
+
+def test_a_keyword_matches_one_tag_or_the_name_in_any_letters_case(admin, alice):
+    document = manifest("random-number")
+    document["job"]["tags"] = ["Übersetzung", "image", "processing"]
+    add(admin, document)
+
+    def count(keyword: str) -> int:
+        return alice.get(f"/v6/job-types/?{urlencode({'keyword': keyword})}").json["count"]
+
+    assert count("übersetzung") == count("ÜBERSETZUNG") == count("bersetz") == 1
+    assert count("image") == count("processing") == 1
+    assert count("e\np") == count("image\nprocessing") == 0  # across two tags
+
 
 def test_filters(admin, alice, spec_job):
     add(admin, manifest("complete"))

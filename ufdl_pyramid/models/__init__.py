@@ -52,6 +52,9 @@ def _configure_sqlite(engine: Engine) -> None:
         # LIKE is case-insensitive on SQLite by default; PostgreSQL's is not. Make them agree.
         cursor.execute("PRAGMA case_sensitive_like=ON")
         cursor.close()
+        # SQLite's lower() folds ASCII letters only, PostgreSQL's every one: the case-insensitive filters
+        # lower both sides, the value in Python. No index is built on lower(), so replacing it changes none.
+        dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def on_begin(connection):
@@ -59,6 +62,10 @@ def _configure_sqlite(engine: Engine) -> None:
         # locked" at once); sessions that may write therefore take it at BEGIN and wait their turn.
         immediate = connection.get_execution_options().get("sqlite_immediate")
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _lower(value):
+    return value.lower() if isinstance(value, str) else value
 
 
 def get_engine(settings: dict, prefix: str = "sqlalchemy.") -> Engine:

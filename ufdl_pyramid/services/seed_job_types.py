@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy import Select, and_, case, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -210,10 +210,12 @@ class Filters:
     def conditions(self) -> list:
         conditions = []
         if self.keywords:
-            # Case-insensitive LIKE on the name and the tags; % and _ are meant literally.
+            # Case-insensitive LIKE on the name and the tags; % and _ are meant literally. The tags are kept one
+            # per line: a keyword holding a line break would match the end of one tag and the start of another.
             conditions.append(or_(*(condition for keyword in self.keywords for condition in (
                 func.lower(SeedJobType.name).contains(keyword.lower(), autoescape=True),
-                func.lower(SeedJobType.tags).contains(keyword.lower(), autoescape=True)))))
+                func.lower(SeedJobType.tags).contains(keyword.lower(), autoescape=True) if "\n" not in keyword
+                else false()))))
         if self.ids is not None:
             conditions.append(SeedJobType.id.in_(self.ids))
         if self.is_active is not None:
