@@ -319,6 +319,21 @@ def test_validation(alice):
     assert alice.post("/v6/job-types/validation", spec).json["is_valid"] is True
 
 
+def test_a_settings_value_is_never_in_an_error(admin, alice, caplog):
+    """A setting's value may be a secret: a wrong one is named by its JSON type only, in the answer and in
+    what the server logs."""
+    secret = "hunter2-SECRET"
+    for settings, problem in (({**SPEC_POST["configuration"]["settings"], "DB_PASS": [secret]},
+                               'configuration.settings.DB_PASS: an array is not of type "string"'),
+                              ([secret], 'configuration.settings: an array is not of type "object"')):
+        body = {**SPEC_POST, "configuration": {**SPEC_POST["configuration"], "settings": settings}}
+        answer = alice.post("/v6/job-types/validation/", {key: body[key] for key in ("manifest", "configuration")})
+        assert problem + " (the value is not shown)" in [error["description"] for error in answer.json["errors"]]
+        refused = admin.post("/v6/job-types/", body, status=400)
+        assert secret not in answer.text and secret not in refused.text
+    assert secret not in caplog.text
+
+
 def test_a_request_checks_the_manifest_against_the_schema_once(admin, alice, monkeypatch):
     """The configuration's check asked validate_manifest again, for the schema's whole walk over the manifest:
     twice per validation, creation or edit. Nothing else shows it, so the schema's checks are counted."""

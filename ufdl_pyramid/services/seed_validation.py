@@ -198,7 +198,8 @@ def validate_configuration(configuration, manifest, *,
     schema is the costly part: checked once per request)."""
     if configuration is None:
         configuration = {}
-    errors = _schema_errors(_CONFIGURATION_VALIDATOR, configuration, "configuration", "INVALID_CONFIGURATION")
+    errors = _schema_errors(_CONFIGURATION_VALIDATOR, configuration, "configuration", "INVALID_CONFIGURATION",
+                            concealed="settings")
     if not isinstance(configuration, dict):
         return errors, []
     version = configuration.get("version")
@@ -393,20 +394,39 @@ def _configuration_warnings(configuration: dict, manifest: dict) -> list[dict]:
 
 # --- schema errors, made short and safe ---
 
-def _schema_errors(validator: Draft4Validator, instance, document: str, name: str) -> list[dict]:
+def _schema_errors(validator: Draft4Validator, instance, document: str, name: str,
+                   concealed: str | None = None) -> list[dict]:
+    """``concealed``: the member whose values an error names by their JSON type only (the settings: a value may
+    be a secret, and the answer and the logs would hold it)."""
     if _nested_deeper_than(instance, MAX_DEPTH):
         return [_item(name, f"{document}: nested more than {MAX_DEPTH} levels deep")]
     if not isinstance(instance, dict):
         return [_item(name, f"{document}: {_show(instance)} is not an object")]
     found = list(islice(validator.iter_errors(instance), 10 * MAX_ERRORS))
     found.sort(key=lambda error: [(isinstance(part, str), part) for part in error.absolute_path])  # [2] < [10]
-    errors = [_item(name, f"{document}{_path(error.absolute_path)}: {_message(error)}")
+    errors = [_item(name, f"{document}{_path(error.absolute_path)}: "
+                          f"{_concealed(error) if tuple(error.absolute_path)[:1] == (concealed,) else _message(error)}")
               for error in found[:MAX_ERRORS]]
     if len(found) > MAX_ERRORS:
         errors.append(_item(name, f"{document}: more problems not listed (only the first {MAX_ERRORS} are)"))
     if holds_unstorable(instance):
         errors.append(_item(name, f"{document}: {UNSTORABLE}"))
     return errors
+
+
+def _concealed(error) -> str:
+    """What is wrong, without the value."""
+    if error.validator == "type":
+        return f"{_json_type(error.instance)} is not of type {_show(error.validator_value)} (the value is not shown)"
+    return f"the value (not shown) does not meet the schema's {_show(error.validator)} rule"
+
+
+def _json_type(value) -> str:
+    for kind, article, name in ((bool, "a", "boolean"), ((int, float), "a", "number"), (str, "a", "string"),
+                                (list, "an", "array"), (dict, "an", "object")):
+        if isinstance(value, kind):
+            return f"{article} {name}"
+    return "null" if value is None else type(value).__name__
 
 
 def _message(error) -> str:
