@@ -5,6 +5,7 @@ far, chosen by `storage_from_settings`. `parse_range` turns an HTTP ``Range`` he
 answer with. No Pyramid and no database here: the storage knows bytes and keys, nothing about jobs.
 """
 import abc
+import contextlib
 import errno
 import hashlib
 import logging
@@ -97,6 +98,16 @@ class StoredBlob:
     sha256: str
 
 
+@dataclass(frozen=True)
+class StagedBlob:
+    """Bytes read in full and kept where no reader, listing or `delete` sees them: `publish` puts them under
+    ``key``, `discard` drops them. ``location`` is the backend's own (a temporary file, a temporary object)."""
+    key: str
+    size: int
+    sha256: str
+    location: str
+
+
 class ReadableStream(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
@@ -106,21 +117,27 @@ class OutputStorage(abc.ABC):
 
     Contract for every implementation (an object store such as S3 would be added by subclassing this):
 
-    * `store` consumes a stream to EOF and answers a `StoredBlob` whose ``key`` is the only way back to the
-      bytes. Keys are opaque to callers: keep them as given, never build or parse them. Storing must be
-      all-or-nothing: on any error (including `BlobTooLarge`) nothing readable is left under any key. An
-      OSError reading the stream is the sender's, raised as `UnreadableStream`.
-    * What a request waits on (`store`, `open`, `size`, and `iter_range` until it answers) raises a failure of
-      the backend itself as `StorageFull` for a full disk, else as `StorageUnavailable` (`storage_unavailable`):
-      never a bare OSError, which would answer 500. The iterator `iter_range` answers raises an OSError as is:
-      the answer has started, and the view can only cut it short. The upkeep calls (`prepare`, `keys`,
-      `delete`) raise the OSError as is too, for their caller to report (start-up stops, the sweep says why,
-      the clean-up logs it).
+    * Storing is two steps: `stage` consumes a stream to EOF into a place of its own (nothing readable under
+      any key yet) and answers a `StagedBlob`; `publish` then puts it under its ``key`` and answers a
+      `StoredBlob`, or `discard` drops it. `store` does both at once. The ``key`` is the only way back to the
+      bytes. Keys are opaque to callers: keep them as given, never build or parse them. Each step is
+      all-or-nothing: on any error of `stage` (including `BlobTooLarge`) nothing of the stream is kept, and
+      on one of `publish` nothing of the staged bytes is left but (at worst) the blob under its key, which a
+      caller that has no row for it deletes as any unreferenced blob. An OSError reading the stream is the
+      sender's, raised as `UnreadableStream`. What a crash leaves staged, `prepare` removes at the next start.
+    * What a request waits on (`stage`, `publish`, `store`, `open`, `size`, and `iter_range` until it answers)
+      raises a failure of
+      the backend itself as `StorageFull` for a full disk, else as `StorageUnavailable`
+      (`storage_unavailable`): never a bare OSError, which would answer 500. The iterator `iter_range` answers
+      raises an OSError as is: the answer has started, and the view can only cut it short. The upkeep calls
+      (`prepare`, `keys`, `delete`, `discard`) raise the OSError as is too, for their caller to report
+      (start-up stops, the sweep says why, the clean-up logs it).
     * Identical bytes may share one key (deduplication). Hence reference counting is NOT the storage's job:
       the database knows which outputs point at a key, and the caller deletes a blob only once no row refers
-      to it any more. A `delete` racing with a `store` of the same bytes can remove the blob the store just
-      answered, so callers must serialise the two for a key (e.g. delete from the same worker/transaction that
-      checked no row refers to it).
+      to it any more. A `delete` racing with a `publish` of the same bytes can remove the blob just published,
+      so callers serialise the two for a key: they `publish` only under the key's lock, held until their row
+      is committed, and delete under it once no row refers to the key. Staging needs no lock (the key is only
+      known once the bytes are read), and a staged blob is out of a deletion's reach.
     * `iter_range` raises `DamagedBlob` for a range that ends beyond the blob: callers ask for ranges within
       the size `store` answered, so the blob has lost bytes since.
     * `open`, `size` and `iter_range` raise `BlobNotFound` for an unknown key; `exists` answers False and
@@ -132,12 +149,28 @@ class OutputStorage(abc.ABC):
     """
 
     @abc.abstractmethod
-    def store(self, stream: ReadableStream, *, max_size: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> StoredBlob:
-        """Read `stream` chunk by chunk until EOF and keep its bytes, with their SHA-256 and size.
+    def stage(self, stream: ReadableStream, *, max_size: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> StagedBlob:
+        """Read `stream` chunk by chunk until EOF and keep its bytes, with their SHA-256 and size, out of sight
+        until `publish` or `discard`.
 
         Reads at most ``max_size + 1`` bytes: one byte past the limit is how an oversized stream is told from
         one of exactly ``max_size`` bytes, and reading then stops with `BlobTooLarge`.
         """
+
+    @abc.abstractmethod
+    def publish(self, staged: StagedBlob) -> StoredBlob:
+        """Put the staged bytes under their key (identical bytes may be there already: they stay so); the staged
+        copy is gone afterwards, whether this succeeds or fails."""
+
+    @abc.abstractmethod
+    def discard(self, staged: StagedBlob) -> None:
+        """Drop staged bytes that will not be published; for a caller that fails between `stage` and
+        `publish`."""
+
+    def store(self, stream: ReadableStream, *, max_size: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> StoredBlob:
+        """`stage` then `publish` at once: for a caller that need not serialise with deletions (see above)."""
+        staged = self.stage(stream, max_size=max_size, chunk_size=chunk_size)
+        return self.publish(staged)
 
     @abc.abstractmethod
     def open(self, key: str) -> BinaryIO:
@@ -157,7 +190,7 @@ class OutputStorage(abc.ABC):
 
     def prepare(self) -> int:
         """Called once at start-up: raise OSError if blobs cannot be stored, and remove what uploads that a
-        crash interrupted left behind (answers how many). Nothing to do by default."""
+        crash interrupted left behind, staged or half-read (answers how many). Nothing to do by default."""
         return 0
 
     def keys(self, *, stored_before: float) -> Iterator[str]:
@@ -225,11 +258,12 @@ class LocalDirectoryStorage(OutputStorage):
       `InvalidBlobKey` before the filesystem is touched, so a key cannot traverse out of `root`.
     * Storing the same bytes twice keeps one file and answers the same key (deduplication; see
       `OutputStorage` for why deleting is then the caller's decision).
-    * Writes go to a temporary file in ``root/tmp/`` (same filesystem, so the final rename is atomic), are
-      fsynced, then `os.replace`-d onto the final name: a reader sees the whole blob or none. A failed store
-      removes its temporary file; one interrupted by a crash leaves an ``upload-*`` file in ``root/tmp/`` that
-      is never visible as a blob, and that `prepare` removes at the next start once it is an hour old.
-    * A full disk (or quota) is `StorageFull` (507), any other OS error of `store`, `open` or `size`
+    * `stage` writes a temporary file in ``root/tmp/`` (same filesystem, so the final rename is atomic) and
+      fsyncs it; `publish` `os.replace`-s it onto the final name: a reader sees the whole blob or none. A
+      failed stage or publish, and `discard`, remove the temporary file; a crash leaves an ``upload-*`` file in
+      ``root/tmp/`` that is never visible as a blob, and that `prepare` removes at the next start once it is
+      an hour old.
+    * A full disk (or quota) is `StorageFull` (507), any other OS error of `stage`, `publish`, `open` or `size`
       `StorageUnavailable` (503); nothing is kept, but for one case: the fsync of the blob's directory,
       after the rename, failing. The blob then stays (the same bytes may be another output's already: it is
       not ours to delete); `ufdl outputs sweep` removes it if no output refers to it.
@@ -244,18 +278,14 @@ class LocalDirectoryStorage(OutputStorage):
         self.root = os.path.abspath(root)
         self.temporary_directory = os.path.join(self.root, "tmp")
 
-    def store(self, stream: ReadableStream, *, max_size: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> StoredBlob:
+    def stage(self, stream: ReadableStream, *, max_size: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> StagedBlob:
         _require_positive_chunk_size(chunk_size)
         if max_size < 0:
             raise ValueError(f"max_size must not be negative, not {max_size}")
-        try:
-            return self._store(stream, max_size, chunk_size)
-        except OSError as error:
-            if error.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFull() from error
-            raise storage_unavailable(self.root, "storing a blob", error) from error
+        with self._storage_errors("storing a blob"):
+            return self._stage(stream, max_size, chunk_size)
 
-    def _store(self, stream: ReadableStream, max_size: int, chunk_size: int) -> StoredBlob:
+    def _stage(self, stream: ReadableStream, max_size: int, chunk_size: int) -> StagedBlob:
         os.makedirs(self.temporary_directory, exist_ok=True)
         descriptor, temporary_path = tempfile.mkstemp(prefix=_TEMPORARY_PREFIX, dir=self.temporary_directory)
         try:
@@ -263,16 +293,36 @@ class LocalDirectoryStorage(OutputStorage):
                 digest, size = _copy_with_limit(stream, temporary_file, max_size, chunk_size)
                 temporary_file.flush()
                 os.fsync(temporary_file.fileno())
-            key = digest.hexdigest()
-            final_path = self._path_for(key)
-            os.makedirs(os.path.dirname(final_path), exist_ok=True)
-            os.replace(temporary_path, final_path)
         except BaseException:
             # BaseException too: an interrupted upload (KeyboardInterrupt, a greenlet kill) must not leak a file.
             _remove_if_present(temporary_path)
             raise
-        _fsync_directory(os.path.dirname(final_path))
-        return StoredBlob(key=key, size=size, sha256=key)
+        key = digest.hexdigest()
+        return StagedBlob(key=key, size=size, sha256=key, location=temporary_path)
+
+    def publish(self, staged: StagedBlob) -> StoredBlob:
+        final_path = self._path_for(staged.key)
+        with self._storage_errors("storing a blob"):
+            try:
+                os.makedirs(os.path.dirname(final_path), exist_ok=True)
+                os.replace(staged.location, final_path)
+            except BaseException:
+                _remove_if_present(staged.location)
+                raise
+            _fsync_directory(os.path.dirname(final_path))
+        return StoredBlob(key=staged.key, size=staged.size, sha256=staged.sha256)
+
+    def discard(self, staged: StagedBlob) -> None:
+        _remove_if_present(staged.location)
+
+    @contextlib.contextmanager
+    def _storage_errors(self, doing: str):
+        try:
+            yield
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull() from error
+            raise storage_unavailable(self.root, doing, error) from error
 
     def prepare(self, *, stale_after: float = STALE_UPLOAD_SECONDS) -> int:
         """At start-up: make sure blobs can be written here (OSError otherwise), and remove the temporary files

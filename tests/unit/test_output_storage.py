@@ -178,6 +178,41 @@ def test_concurrent_identical_stores_all_succeed(storage):
     assert storage.open(results[0].key).read() == content
 
 
+def test_staged_bytes_are_out_of_sight_until_published(storage):
+    """What lets an upload read its bytes before it takes the key's lock: a deletion of the key meanwhile (the
+    clean-up of identical bytes) cannot remove them, and the sweep does not list them."""
+    staged = storage.stage(io.BytesIO(b"content"), max_size=100)
+    assert staged.key == hashlib.sha256(b"content").hexdigest() and staged.size == 7
+    assert not storage.exists(staged.key)
+    assert list(storage.keys(stored_before=float("inf"))) == []
+    storage.delete(staged.key)
+    blob = storage.publish(staged)
+    assert (blob.key, blob.size, blob.sha256) == (staged.key, staged.size, staged.sha256)
+    assert storage.open(blob.key).read() == b"content"
+    assert os.listdir(storage.temporary_directory) == []
+
+
+def test_discarded_bytes_leave_nothing(storage):
+    storage.discard(storage.stage(io.BytesIO(b"content"), max_size=100))
+    assert files_under(storage.root) == []
+
+
+def test_a_failed_publish_leaves_nothing_staged(storage, monkeypatch):
+    import errno
+
+    from ufdl_pyramid.storage import StorageUnavailable
+
+    staged = storage.stage(io.BytesIO(b"content"), max_size=100)
+
+    def failing_disk(source, target):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", failing_disk)
+    with pytest.raises(StorageUnavailable):
+        storage.publish(staged)
+    assert files_under(storage.root) == []
+
+
 def test_storing_64_mib_keeps_memory_flat(storage):
     total = 64 * MiB
     expected = hashlib.sha256()
