@@ -607,16 +607,16 @@ def children_of(client, parent) -> list[int]:
 
 
 def storing_held_up(monkeypatch, storage):
-    """Uploads wait inside the store until ``go`` is set; ``storing`` is set once one does."""
-    store = storage.store
+    """Uploads wait inside the stage (reading their bytes) until ``go`` is set; ``storing`` is set once one does."""
+    stage = storage.stage
     storing, go = threading.Event(), threading.Event()
 
     def held_up(*args, **kwargs):
         storing.set()
         assert go.wait(60)
-        return store(*args, **kwargs)
+        return stage(*args, **kwargs)
 
-    monkeypatch.setattr(storage, "store", held_up)
+    monkeypatch.setattr(storage, "stage", held_up)
     return storing, go
 
 

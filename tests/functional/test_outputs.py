@@ -773,14 +773,14 @@ def test_an_upload_being_stored_holds_up_no_other_write(wsgi_app, make_job, work
     other = make_job()
     other_worker.get(f"/v1/jobs/{other['pk']}/acquire")
     storing, go = threading.Event(), threading.Event()
-    store = storage.store
+    stage = storage.stage
 
     def held_up(*args, **kwargs):
         storing.set()
         assert go.wait(120)
-        return store(*args, **kwargs)
+        return stage(*args, **kwargs)
 
-    monkeypatch.setattr(storage, "store", held_up)
+    monkeypatch.setattr(storage, "stage", held_up)
     answers = {}
     uploading = threading.Thread(target=lambda: answers.setdefault("upload", upload(worker, running, status="*")))
     uploading.start()
@@ -817,8 +817,9 @@ def test_a_blob_stored_by_a_request_that_fails_later_is_removed(worker, running,
 def test_a_hard_delete_racing_an_upload_of_the_same_bytes(on_postgresql, wsgi_app, admin, alice, make_job, storage,
                                                           monkeypatch, pause):
     """Output a of job A holds bytes X; while job B's upload of X is between its store and its commit, an admin
-    hard-deletes a. The blob must outlive the deletion if B's row commits (B took the key's lock first), or B
-    must be told to send X again (the blob went before B's lock)."""
+    hard-deletes a. The blob must outlive the deletion either way: B took the key's lock first (the clean-up
+    waits and sees B's row), or the clean-up went first (B's bytes were still staged; B was answered 503 "send it
+    again" when it stored them under the key before its lock)."""
     import threading
 
     from ufdl_pyramid.services import outputs
@@ -867,12 +868,57 @@ def test_a_hard_delete_racing_an_upload_of_the_same_bytes(on_postgresql, wsgi_ap
     uploader["thread"].join(10)
     deleter.join(10)
     assert answers["delete"].status_int == 200
-    if pause == "before the lock":
-        assert answers["upload"].status_int == 503  # the blob went first: send it again
-        upload(workers[1], jobs[1], data=b"X" * 1000, name="b", type_text="BLOB")
-    else:
-        assert answers["upload"].status_int == 201
+    assert answers["upload"].status_int == 201
     assert workers[1].get(out(jobs[1], "b", "BLOB")).body == b"X" * 1000
+
+
+def test_a_failed_upload_of_the_same_bytes_does_not_remove_a_pending_upload_s_blob(wsgi_app, admin, alice,
+                                                                                  make_job, storage, monkeypatch):
+    """Jobs A and B take the same bytes X from two nodes. Both uploads have read X and wait for the database;
+    A's job is cancelled, so A fails (406) and its clean-up finds no row referring to X. B must still succeed
+    with its bytes kept: it was answered 503 "send it again" (seen in the storm of
+    test_nodes_and_admins_at_the_same_time_keep_the_invariants)."""
+    import threading
+
+    from ufdl_pyramid.services import outputs
+
+    workers = [register(alice, f"10.0.4.{i}") for i in range(2)]
+    jobs = [make_job() for _ in workers]
+    for node, job in zip(workers, jobs):
+        node.get(f"/v1/jobs/{job['pk']}/acquire")
+        node.post(f"/v1/jobs/{job['pk']}/start", {})
+    real_write_from_here = outputs.write_from_here
+    paused = {index: threading.Event() for index in range(2)}
+    resume = {index: threading.Event() for index in range(2)}
+
+    def write_from_here(session):  # where an upload, its bytes read, waits for the database
+        index = {"upload 0": 0, "upload 1": 1}.get(threading.current_thread().name)
+        if index is not None:
+            paused[index].set()
+            assert resume[index].wait(10)
+        real_write_from_here(session)
+
+    monkeypatch.setattr(outputs, "write_from_here", write_from_here)
+    answers = {}
+
+    def send(index):
+        answers[index] = webtest.TestApp(wsgi_app).post(
+            out(jobs[index], "x", "BLOB"), b"X" * 1000,
+            headers=workers[index].headers({"Content-Type": "application/data"}), expect_errors=True)
+
+    uploaders = {index: threading.Thread(target=send, args=(index,), name=f"upload {index}") for index in range(2)}
+    for index in (1, 0):  # B reads X first, then A
+        uploaders[index].start()
+        assert paused[index].wait(10)
+    admin.delete(f"/v1/jobs/{jobs[0]['pk']}/cancel")
+    resume[0].set()
+    uploaders[0].join(10)
+    assert answers[0].status_int == 406, answers[0].text  # its clean-up has run: no row refers to X
+    resume[1].set()
+    uploaders[1].join(10)
+    assert answers[1].status_int == 201, answers[1].text
+    assert workers[1].get(out(jobs[1], "x", "BLOB")).body == b"X" * 1000
+    assert os.listdir(storage.temporary_directory) == []
 
 
 def test_a_storage_path_that_cannot_be_written_stops_the_start(engine, tmp_path):

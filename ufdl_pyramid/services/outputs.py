@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..errors import Conflict, Forbidden, InvalidInput, NotFound, ServiceError, WrongState
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound, WrongState
 from ..executors import CONTENT_TYPE
 from ..models import Job, JobOutput, Node, User, write_from_here
 from ..models.jobs import FINAL_STATUSES, OUTPUT_NAME_LENGTH, RUNNING
@@ -115,29 +115,17 @@ class JobOutputService:
             raise ValueError("JobOutputService.add needs max_size")
         if declared_size is not None and declared_size > self.max_size:
             raise BlobTooLarge(self.max_size)
-        blob = self.storage.store(stream, max_size=self.max_size)
-        BlobCleanup.note_stored(self.db, blob.key)
-        # The node was marked seen without holding its row (nor SQLite's write lock) while the bytes streamed in
-        # (its heartbeats keep its lease meanwhile): its row is locked now, before the job's (the lock order,
-        # see job_lifecycle.py).
-        write_from_here(self.db)
-        if self.db.scalar(select(Node.id).where(Node.id == node.id).with_for_update()) is None:
-            raise Forbidden(f"Node {node.id} does not exist")
-        # The job was read, unlocked, before the bytes streamed in: an abort or a cancel may have come since
-        # (the abort clears the outputs: one added after it would wait for the next run). Read again, locked
-        # from here to our commit, it must still be open to outputs.
-        job_id = job.id
+        # Staged, the bytes are out of reach of a clean-up of identical bytes (after another upload of them that
+        # failed, or a deletion for good): they go under their key only once we hold its lock, to our commit.
+        staged = self.storage.stage(stream, max_size=self.max_size)
         try:
-            self.db.refresh(job, with_for_update={"of": Job})
-        except InvalidRequestError:  # deleted for good meanwhile
-            raise NotFound(f"Job {job_id} was deleted at the same moment") from None
-        self._check_open(job, node)
-        # From here to our commit no clean-up can delete the blob (it waits for the lock, then sees our row);
-        # one that ran between the store and the lock may have deleted it already: then send it again.
-        lock_blob_keys(self.db.connection(), [blob.key])
-        if not self.storage.exists(blob.key):
-            raise BlobRaced("The output's bytes were removed at the same moment by the deletion of another "
-                            "output holding the same bytes: send it again")
+            self._lock_open_job(job, node)
+            lock_blob_keys(self.db.connection(), [staged.key])
+        except BaseException:
+            self.storage.discard(staged)
+            raise
+        BlobCleanup.note_stored(self.db, staged.key)
+        blob = self.storage.publish(staged)
         output = JobOutput(job_id=job.id, name=name, type=canonical, content_type=clean_content_type(content_type),
                            blob_key=blob.key, size=blob.size, creation_time=utcnow(),
                            creator_id=creator_id)
@@ -151,6 +139,23 @@ class JobOutputService:
         self.db.expire(job, ["outputs"])
         record_event(self.db, job, "add_output", data={"name": name, "type": canonical, "pk": output.id})
         return output
+
+    def _lock_open_job(self, job: Job, node: ActingNode) -> None:
+        """Lock the node's row, then the job's (the lock order, see job_lifecycle.py), to our commit; the job,
+        read again, must still take outputs from the node."""
+        # The node was marked seen without holding its row (nor SQLite's write lock) while the bytes streamed in
+        # (its heartbeats keep its lease meanwhile).
+        write_from_here(self.db)
+        if self.db.scalar(select(Node.id).where(Node.id == node.id).with_for_update()) is None:
+            raise Forbidden(f"Node {node.id} does not exist")
+        # The job was read, unlocked, before the bytes streamed in: an abort or a cancel may have come since
+        # (the abort clears the outputs: one added after it would wait for the next run).
+        job_id = job.id
+        try:
+            self.db.refresh(job, with_for_update={"of": Job})
+        except InvalidRequestError:  # deleted for good meanwhile
+            raise NotFound(f"Job {job_id} was deleted at the same moment") from None
+        self._check_open(job, node)
 
     @staticmethod
     def _check_open(job: Job, node: ActingNode | None) -> None:
@@ -200,13 +205,6 @@ def download_filename(name: str, filetype: str | None = None) -> str:
         raise InvalidInput(f"Invalid filetype {filetype!r}")
     stem, dot, _ = name.rpartition(".")
     return f"{stem if dot and stem else name}.{extension}"
-
-
-class BlobRaced(ServiceError):
-    """The blob just stored was deleted before our lock on its key (identical bytes deleted at that moment):
-    503, so that the node sends the output again."""
-
-    status = 503
 
 
 def lock_blob_keys(connection, keys) -> None:
@@ -271,8 +269,8 @@ class BlobCleanup:
     after the commit it deletes those of the keys that no row, active or soft-deleted, still refers to. Blobs
     stored by a transaction that ends without committing (an error, whatever raised it) are checked the same
     way when it ends. The check and the deletion run in a transaction of their own that holds the keys' locks
-    (`lock_blob_keys`), which an upload of the same bytes takes too and keeps until it commits: the check then
-    sees the upload's row, or the upload sees that the blob is gone and asks for the bytes again.
+    (`lock_blob_keys`), which an upload of the same bytes takes too, before it publishes them under the key,
+    and keeps until it commits: the check sees the upload's row, or runs before the upload's bytes are there.
     """
 
     DELETED = "ufdl.deleted_blob_keys"
