@@ -75,6 +75,9 @@ def servable_output(db: Session, value) -> JobOutput | None:
 # reads (reloading them cost a third of the upload's CPU). Built once, as the job's other lookups are.
 _LOCKED_JOB = (select(Job).options(lazyload(Job.template), lazyload(Job.outputs)).where(Job.id == bindparam("pk"))
                .with_for_update(of=Job).execution_options(populate_existing=True))
+# Its node's row, locked before the job's: a plain Core read on the session's connection (through the ORM's
+# execution it cost as much as reading the whole job).
+_LOCKED_NODE = select(Node.id).where(Node.id == bindparam("pk")).with_for_update()
 
 
 class JobOutputService:
@@ -153,7 +156,7 @@ class JobOutputService:
         # The node was marked seen without holding its row (nor SQLite's write lock) while the bytes streamed in
         # (its heartbeats keep its lease meanwhile).
         write_from_here(self.db)
-        if self.db.scalar(select(Node.id).where(Node.id == node.id).with_for_update()) is None:
+        if self.db.connection().execute(_LOCKED_NODE, {"pk": node.id}).first() is None:
             raise Forbidden(f"Node {node.id} does not exist")
         # The job was read, unlocked, before the bytes streamed in: an abort or a cancel may have come since
         # (the abort clears the outputs: one added after it would wait for the next run).
