@@ -72,7 +72,7 @@ def servable_output(db: Session, value) -> JobOutput | None:
 
 # The job read again, locked, once an upload's bytes are stored: its own row (``populate_existing`` overwrites
 # what the unlocked read saw), not its template and outputs, which the first read loaded and which nothing after
-# reads (reloading them cost a third of the upload's CPU). Built once, as the job's other lookups are.
+# reads (``db.refresh`` reloaded them: a tenth of the upload's CPU). Built once, as the job's other lookups are.
 _LOCKED_JOB = (select(Job).options(lazyload(Job.template), lazyload(Job.outputs)).where(Job.id == bindparam("pk"))
                .with_for_update(of=Job).execution_options(populate_existing=True))
 # Its node's row, locked before the job's: a plain Core read on the session's connection (through the ORM's
