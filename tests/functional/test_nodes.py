@@ -75,6 +75,30 @@ def test_only_the_owner_or_an_admin_changes_a_node(alice, bob, admin, node):
     alice.get(f"/v1/nodes/{pk}", status=404)
 
 
+def test_put_replaces_a_node_resetting_the_fields_it_leaves_out(alice, admin):
+    """PUT set only the fields given: a worker could not clear a stale cpus or gpus, which acquiring matches jobs
+    against. Now what it leaves out is reset as create sets it (null); the server's own fields stay."""
+    from job_helpers import ECHO, register
+
+    worker = register(alice)
+    alice.patch(f"/v1/nodes/{worker.node_id}", {"gpu_mem": 5, "cpus": 4, "gpus": 1, "driver_version": "1"})
+    template = admin.post("/v1/job-templates/import", ECHO, status=201).json["pk"]
+    job = alice.post(f"/v1/job-templates/{template}/create-job",
+                     {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
+    worker.get(f"/v1/jobs/{job}/acquire")
+    worker.post(f"/v1/jobs/{job}/start", {})
+    before = alice.get(f"/v1/nodes/{worker.node_id}").json
+    assert before["last_seen"] is not None and before["current_job"] == job
+
+    replaced = alice.put(f"/v1/nodes/{worker.node_id}", {"ip": "10.0.0.2", "index": 0}).json
+    assert replaced == {**before, "ip": "10.0.0.2", "index": 0, "driver_version": None, "hardware_generation": None,
+                        "gpu_mem": None, "cpu_mem": None, "cpus": None, "gpus": None}
+    assert alice.get(f"/v1/nodes/{worker.node_id}").json == replaced
+    # The fields a node must have stay required; PATCH still changes only those given.
+    assert "index" in alice.put(f"/v1/nodes/{worker.node_id}", {"ip": "10.0.0.1"}, status=400).json["detail"]
+    assert alice.patch(f"/v1/nodes/{worker.node_id}", {"cpus": 8}).json == {**replaced, "cpus": 8}
+
+
 def test_a_node_holding_a_job_cannot_be_deleted(admin, alice):
     from job_helpers import ECHO, register
 

@@ -28,6 +28,11 @@ def whole_integers(schema: dict, data: dict) -> dict:
     return data
 
 
+def _column_default(column) -> Any:
+    default = column.default
+    return default.arg if default is not None and default.is_scalar else None
+
+
 class RecordService:
     model: ClassVar[type]
     # JSON schema of a full body (create and PUT); PATCH uses it with nothing required.
@@ -67,12 +72,21 @@ class RecordService:
 
     def update(self, row, data: Any, *, partial: bool):
         validate(self._validator(partial), data)
+        if not partial:  # PUT replaces the record: what it leaves out is reset, as create would set it
+            data = {**self._optional_defaults(), **data}
         values = self.check(whole_integers(self.schema, data), row)
         self._check_unique(values, row)
         for name, value in values.items():
             setattr(row, name, value)
         self._flush()
         return row
+
+    def _optional_defaults(self) -> dict[str, Any]:
+        """The fields a body may leave out, at what create gives them: the column's default, else null. Fields
+        no body sets (pk, owner, last_seen, ...) are not in the schema: they are not the client's to reset."""
+        columns = self.model.__table__.columns
+        return {name: _column_default(columns[name]) for name in self.schema.get("properties", {})
+                if name not in self.schema.get("required", ())}
 
     def destroy(self, row):
         """Soft-delete where the model supports it, otherwise delete for good."""
