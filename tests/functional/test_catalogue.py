@@ -52,7 +52,8 @@ def test_hard_delete(admin):
 
 
 def test_job_types_have_no_soft_delete_actions(admin):
-    pk = admin.post("/v1/job-types/create", {"name": "s", "pkg": "builtins", "cls": "str"}, status=201).json["pk"]
+    any_type = {"name": "Any", "pkg": "ufdl_pyramid.types", "cls": "AnyType"}
+    pk = admin.post("/v1/job-types/create", any_type, status=201).json["pk"]
     admin.delete(f"/v1/job-types/{pk}/reinstate", status=404)
     admin.delete(f"/v1/job-types/{pk}/hard", status=404)
 

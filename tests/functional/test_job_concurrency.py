@@ -462,7 +462,8 @@ def test_a_graph_imported_while_its_child_is_deleted_for_good_is_refused_cleanly
     assert statuses == {"import": 201, "delete": 409}
 
 
-@pytest.mark.parametrize("change", [("DELETE", None), ("PATCH", {"name": "Bytes"})], ids=["deleted", "renamed"])
+@pytest.mark.parametrize("change", [("DELETE", None), ("PATCH", {"name": "Any", "pkg": "ufdl_pyramid.types",
+                                                                  "cls": "AnyType"})], ids=["deleted", "renamed"])
 def test_a_template_imported_while_a_job_type_it_names_is_deleted_or_renamed_is_refused_cleanly(
         on_postgresql, monkeypatch, wsgi_app, engine, admin, change):
     """The deletion (or rename) of BLOB found no template naming it and holds its row. The import of a template

@@ -3,8 +3,9 @@ import pytest
 
 from ufdl_pyramid.models import JobType
 
-STR = {"name": "str", "pkg": "builtins", "cls": "str"}
-ORDERED = {"name": "OrderedDict", "pkg": "collections", "cls": "collections.OrderedDict"}
+STR = {"name": "str", "pkg": "ufdl_core_types.values", "cls": "String"}
+# cls may be prefixed with pkg
+INT = {"name": "int", "pkg": "ufdl_core_types.values", "cls": "ufdl_core_types.values.Integer"}
 
 
 @pytest.fixture(autouse=True)
@@ -26,7 +27,7 @@ def test_admin_creates_and_retrieves(admin, job_type):
 
 
 def test_create_answers_201_with_location(admin):
-    response = admin.post("/v1/job-types/create", ORDERED, status=201)
+    response = admin.post("/v1/job-types/create", INT, status=201)
     assert response.headers["Location"].endswith(f"/v1/job-types/{response.json['pk']}")
 
 
@@ -53,8 +54,8 @@ def test_users_read_but_do_not_write(alice, job_type):
     pk = job_type["pk"]
     assert alice.post("/v1/job-types/list").json == [job_type]
     assert alice.get(f"/v1/job-types/{pk}").json == job_type
-    for call in (lambda: alice.post("/v1/job-types/create", ORDERED, status=403),
-                 lambda: alice.put(f"/v1/job-types/{pk}", ORDERED, status=403),
+    for call in (lambda: alice.post("/v1/job-types/create", INT, status=403),
+                 lambda: alice.put(f"/v1/job-types/{pk}", INT, status=403),
                  lambda: alice.patch(f"/v1/job-types/{pk}", {"name": "s"}, status=403),
                  lambda: alice.delete(f"/v1/job-types/{pk}", status=403)):
         assert call().json == {"detail": "You do not have permission to perform this action."}
@@ -63,11 +64,35 @@ def test_users_read_but_do_not_write(alice, job_type):
 
 def test_update_and_partial_update(admin, job_type):
     pk = job_type["pk"]
-    assert admin.put(f"/v1/job-types/{pk}", ORDERED).json == {"pk": pk, **ORDERED}
-    assert admin.patch(f"/v1/job-types/{pk}", {"name": "odict"}).json == {"pk": pk, **ORDERED, "name": "odict"}
+    assert admin.put(f"/v1/job-types/{pk}", INT).json == {"pk": pk, **INT}
+    assert admin.patch(f"/v1/job-types/{pk}", {"cls": "Integer"}).json == {"pk": pk, **INT, "cls": "Integer"}
     # PUT needs every field; PATCH takes any of them, none included (it then changes nothing).
     assert "pkg" in admin.put(f"/v1/job-types/{pk}", {"name": "x", "cls": "str"}, status=400).json["detail"]
-    assert admin.patch(f"/v1/job-types/{pk}", {}).json == {"pk": pk, **ORDERED, "name": "odict"}
+    assert admin.patch(f"/v1/job-types/{pk}", {}).json == {"pk": pk, **INT, "cls": "Integer"}
+
+
+def test_a_row_that_would_be_no_type_is_400(admin, alice, job_type):
+    """Any importable class was taken, but the type registry skips a row whose class is no UFDL type of that
+    name: the name then resolved to no type. The API refuses what the registry would skip."""
+    pk = job_type["pk"]
+    for body, detail in (
+            ({"name": "Text", "pkg": "ufdl_core_types.values", "cls": "String"},
+             "'String' in package 'ufdl_core_types.values' is the UFDL type 'str', not 'Text'"),
+            ({"name": "Dict", "pkg": "collections", "cls": "OrderedDict"},
+             "'OrderedDict' in package 'collections' is not a UFDL type"),
+            ({"name": "UFDLType", "pkg": "ufdl_pyramid.types", "cls": "UFDLType"},  # the base: no name, no type
+             "'UFDLType' in package 'ufdl_pyramid.types' is not a UFDL type")):
+        assert admin.post("/v1/job-types/create", body, status=400).json == {"detail": detail}
+        assert admin.put(f"/v1/job-types/{pk}", body, status=400).json == {"detail": detail}
+    for change, detail in (({"cls": "Integer"}, "'Integer' in package 'ufdl_core_types.values' is the UFDL type "
+                                               "'int', not 'str'"),
+                           ({"name": "str2"}, "'String' in package 'ufdl_core_types.values' is the UFDL type 'str', "
+                                              "not 'str2'"),
+                           ({"pkg": "builtins", "cls": "str"}, "'str' in package 'builtins' is not a UFDL type")):
+        assert admin.patch(f"/v1/job-types/{pk}", change, status=400).json == {"detail": detail}
+    assert alice.post("/v1/job-types/list").json == [job_type]
+    # Renamed and re-pointed together, the row names a type again.
+    assert admin.patch(f"/v1/job-types/{pk}", INT).json == {"pk": pk, **INT}
 
 
 def test_destroy(admin, job_type):
@@ -115,8 +140,8 @@ def test_a_json_key_given_twice_is_400_naming_it_at_any_depth(admin):
 def test_duplicate_name_is_409(admin, job_type):
     response = admin.post("/v1/job-types/create", STR, status=409)
     assert response.json == {"detail": "A job type with name 'str' already exists"}
-    other = admin.post("/v1/job-types/create", ORDERED, status=201).json
-    admin.patch(f"/v1/job-types/{other['pk']}", {"name": "str"}, status=409)
+    other = admin.post("/v1/job-types/create", INT, status=201).json
+    admin.patch(f"/v1/job-types/{other['pk']}", STR, status=409)
 
 
 def test_unknown_and_malformed_pks_are_404(admin):
@@ -148,12 +173,15 @@ def test_get_all_values_is_400_until_the_type_system_exists(alice):
 
 
 @pytest.fixture
-def many(admin):
-    """The primary keys of five job types, by name."""
-    return {name: admin.post("/v1/job-types/create", {"name": name, "pkg": pkg, "cls": cls}, status=201).json["pk"]
-            for name, pkg, cls in (("a_str", "builtins", "str"), ("b_int", "builtins", "int"),
-                                   ("c_dict", "collections", "OrderedDict"), ("d_counter", "collections", "Counter"),
-                                   ("E_deque", "collections", "deque"))}
+def many(engine):
+    """The primary keys of five job types, by name: rows written as they are (the API takes UFDL types only), to
+    list them."""
+    rows = (("a_str", "builtins", "str"), ("b_int", "builtins", "int"), ("c_dict", "collections", "OrderedDict"),
+            ("d_counter", "collections", "Counter"), ("E_deque", "collections", "deque"))
+    with engine.begin() as connection:
+        return {name: connection.execute(JobType.__table__.insert().values(name=name, pkg=pkg, cls=cls)
+                                         .returning(JobType.id)).scalar_one()
+                for name, pkg, cls in rows}
 
 
 def names(response):
@@ -304,10 +332,11 @@ def test_a_value_of_the_wrong_kind_for_its_field_is_400(alice, many):
     alice.post("/v1/job-types/list", body, status=400)
 
 
-def test_rows_are_listed_by_pk_after_one_changed(admin, alice, many):
+def test_rows_are_listed_by_pk_after_one_changed(engine, alice, many):
     """PostgreSQL stores a changed row anew at the end of its table: only the final order by pk keeps the list
     (and its pages) in pk order."""
-    admin.patch(f"/v1/job-types/{many['a_str']}", {"cls": "bytes"})
+    with engine.begin() as connection:
+        connection.execute(JobType.__table__.update().where(JobType.id == many["a_str"]).values(cls="bytes"))
     assert [row["pk"] for row in alice.post("/v1/job-types/list").json] == sorted(many.values())
     body = {"order_by": [{"field": "pkg"}]}
     assert names(alice.post("/v1/job-types/list", body)) == ["a_str", "b_int", "c_dict", "d_counter", "E_deque"]
@@ -336,7 +365,7 @@ def test_a_page_size_alone_asks_for_the_first_page(alice, many):
 
 
 def test_a_dotted_name_followed_by_anything_else_is_not_one(admin):
-    for body, label, value in ((ORDERED | {"cls": "OrderedDict; x"}, "cls", "OrderedDict; x"),
-                               (ORDERED | {"pkg": "collections\n"}, "pkg", "collections\n")):
+    for body, label, value in ((INT | {"cls": "Integer; x"}, "cls", "Integer; x"),
+                               (INT | {"pkg": "ufdl_core_types\n"}, "pkg", "ufdl_core_types\n")):
         refused = admin.post("/v1/job-types/create", body, status=400).json
         assert refused == {"detail": f"{label} {value!r} is not a dotted Python name"}

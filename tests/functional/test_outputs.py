@@ -9,6 +9,7 @@ import pytest
 import webtest
 from sqlalchemy import text
 
+from ufdl_pyramid.models import JobType
 from ufdl_pyramid.testing import ApiClient, make_test_app
 from job_helpers import ECHO, register
 
@@ -929,7 +930,7 @@ def test_a_storage_path_that_cannot_be_written_stops_the_start(engine, tmp_path)
         make_test_app(engine, **{"ufdl.storage.path": str(tmp_path / "a-file" / "outputs")})
 
 
-def test_a_job_type_that_outputs_are_typed_with_cannot_be_deleted_or_renamed(admin, worker, running):
+def test_a_job_type_that_outputs_are_typed_with_cannot_be_deleted_or_renamed(engine, admin, worker, running):
     """Outputs are found by their type: once it no longer resolved, get, info and delete by name and type
     answered 400 for an output the job still listed."""
     upload(worker, running, b'{"a": 1}', name="doc", type_text="JSON")
@@ -937,7 +938,8 @@ def test_a_job_type_that_outputs_are_typed_with_cannot_be_deleted_or_renamed(adm
     types = {row["name"]: row["pk"] for row in admin.post("/v1/job-types/list").json}
     refused = admin.delete(f"/v1/job-types/{types['JSON']}", status=409).json
     assert refused == {"detail": "Job type 'JSON' is the type of 1 job output(s): it cannot be deleted"}
-    refused = admin.patch(f"/v1/job-types/{types['Array']}", {"name": "List"}, status=409).json
+    renamed = {"name": "Any", "pkg": "ufdl_pyramid.types", "cls": "AnyType"}  # a UFDL type of that name
+    refused = admin.patch(f"/v1/job-types/{types['Array']}", renamed, status=409).json
     assert refused == {"detail": "Job type 'Array' is the type of 1 job output(s): it cannot be renamed or "
                                  "re-pointed"}
     # A deleted output may be reinstated: it counts too.
@@ -945,8 +947,10 @@ def test_a_job_type_that_outputs_are_typed_with_cannot_be_deleted_or_renamed(adm
     admin.delete(f"/v1/job-types/{types['JSON']}", status=409)
     assert worker.get(out(running, "numbers", "Array<int>", "info")).json["type"] == "Array<int>"
     # A name that only appears inside another type's name is no reference.
-    arr = admin.post("/v1/job-types/create", {"name": "Arr", "pkg": "collections", "cls": "OrderedDict"}).json
-    admin.delete(f"/v1/job-types/{arr['pk']}")
+    with engine.begin() as connection:  # no UFDL type has such a name: the API would refuse the row
+        arr = connection.execute(JobType.__table__.insert().values(name="Arr", pkg="collections", cls="OrderedDict")
+                                 .returning(JobType.id)).scalar_one()
+    admin.delete(f"/v1/job-types/{arr}")
 
 
 def test_a_deleted_jobs_outputs_are_neither_offered_nor_taken_as_inputs(admin, bob, worker, running):

@@ -98,15 +98,15 @@ def test_the_core_types_are_in_the_job_types_table_and_import_back(alice):
 def test_start_up_puts_plugin_rows_back_and_keeps_the_others(engine, admin):
     before = job_types(admin)
     admin.delete(f"/v1/job-types/{before['Array']['pk']}")
-    admin.patch(f"/v1/job-types/{before['str']['pk']}", {"pkg": "builtins", "cls": "str"})
-    own = admin.post("/v1/job-types/create", {"name": "Tool", "pkg": "collections", "cls": "OrderedDict"},
+    admin.patch(f"/v1/job-types/{before['str']['pk']}", {"cls": "ufdl_core_types.values.String"})
+    own = admin.post("/v1/job-types/create", {"name": "Any", "pkg": "ufdl_pyramid.types", "cls": "AnyType"},
                      status=201).json
 
     after = job_types(client_of(make_test_app(engine), admin))
     assert after["str"] == before["str"]
     assert {key: after["Array"][key] for key in ("name", "pkg", "cls")} == {
         key: before["Array"][key] for key in ("name", "pkg", "cls")}
-    assert after["Tool"] == own
+    assert after["Any"] == own
 
 
 def test_plugin_objects_given_to_the_app_are_loaded_and_synced(engine, admin, install):
@@ -290,7 +290,7 @@ def test_start_up_logs_what_it_changed_in_the_job_types_table(engine, admin, cap
     assert "job types from plugins" not in caplog.text  # all there already: nothing to tell
     before = job_types(admin)
     admin.delete(f"/v1/job-types/{before['Array']['pk']}")
-    admin.patch(f"/v1/job-types/{before['str']['pk']}", {"pkg": "builtins", "cls": "str"})
+    admin.patch(f"/v1/job-types/{before['str']['pk']}", {"cls": "ufdl_core_types.values.String"})
     make_test_app(engine)
     assert "job types from plugins: added Array; updated str" in caplog.text
 

@@ -438,7 +438,9 @@ def test_job_types_in_use_cannot_be_destroyed_renamed_or_re_pointed(admin, alice
     response = admin.delete(f"/v1/job-types/{pk}", status=409)
     assert response.json == {"detail": "Job type 'Train' is used by 1 job template(s): it cannot be deleted"}
     # The templates name it and were checked against its class: they would no longer resolve.
-    for change in ({"name": "Training"}, {"cls": "Predict"}):
+    # (Only a row that still names a UFDL type of its name gets this far: others are 400.)
+    for change in ({"name": "Any", "pkg": "ufdl_pyramid.types", "cls": "AnyType"},
+                   {"cls": "ufdl_core_types.contracts.Train"}):
         refused = admin.patch(f"/v1/job-types/{pk}", change, status=409)
         assert refused.json["detail"].endswith("it cannot be renamed or re-pointed")
     assert admin.patch(f"/v1/job-types/{pk}", {"name": "Train"}).json == types["Train"]  # no change: fine
@@ -698,13 +700,25 @@ def test_a_job_type_named_any_does_not_break_the_type_system(admin, alice):
     assert [row["name"] for row in all_values(alice, "Domain<'ic'>")] == ["ic"]
 
 
-def test_a_job_type_naming_an_ordinary_class_is_no_type(admin, alice):
-    """Job types may name any importable class; those that are not UFDL types stay rows of the table."""
-    admin.post("/v1/job-types/create", {"name": "OrderedDict", "pkg": "collections", "cls": "OrderedDict"},
-               status=201)
-    admin.post("/v1/job-templates/import", TRAIN, status=201)
-    response = alice.app.get("/v1/job-types/get-all-values/OrderedDict", headers=alice.headers(), status=400)
-    assert "unknown type 'OrderedDict'" in response.json["detail"]
+def test_a_job_type_row_the_registry_would_skip_is_refused(admin, alice):
+    """Any importable class was taken (201, 200), but the type registry skips a row whose class is no UFDL type
+    of that name: the name, an output's type or a server-resident type like Domain, then was an unknown type."""
+    types = {row["name"]: row for row in admin.post("/v1/job-types/list").json}
+    for body, detail in (({"name": "Text", "pkg": "ufdl_core_types.values", "cls": "String"},
+                          "'String' in package 'ufdl_core_types.values' is the UFDL type 'str', not 'Text'"),
+                         ({"name": "Dict", "pkg": "collections", "cls": "OrderedDict"},
+                          "'OrderedDict' in package 'collections' is not a UFDL type")):
+        assert admin.post("/v1/job-types/create", body, status=400).json == {"detail": detail}
+    for name, change, detail in (
+            ("Domain", {"cls": "Framework"}, "'Framework' in package 'ufdl_core_types.records' is the UFDL type "
+                                             "'Framework', not 'Domain'"),
+            ("Model", {"name": "Model2"}, "'Model' in package 'ufdl_core_types.records' is the UFDL type 'Model', "
+                                          "not 'Model2'")):
+        refused = admin.patch(f"/v1/job-types/{types[name]['pk']}", change, status=400).json
+        assert refused == {"detail": detail}
+    assert admin.post("/v1/job-types/list").json == list(types.values())
+    assert [row["name"] for row in all_values(alice, "Domain")] == ["ic", "od", "is", "sp", "tc"]
+    admin.post("/v1/job-templates/import", TRAIN, status=201)  # it names Model, which still resolves
 
 
 def test_a_job_type_whose_plugin_is_gone_leaves_the_other_types_working(engine, admin, alice, caplog):
@@ -747,11 +761,14 @@ def test_a_template_naming_a_type_whose_plugin_is_gone_is_a_clear_error_not_a_50
     assert alice.post("/v1/jobs/list").json == []
 
 
-def test_a_type_is_known_by_its_own_row_only(admin):
+def test_a_type_is_known_by_its_own_row_only(engine, admin):
     """Another row naming the same class does not keep a deleted job type a type."""
+    from ufdl_pyramid.models import JobType
+
     types = {row["name"]: row["pk"] for row in admin.post("/v1/job-types/list").json}
-    admin.post("/v1/job-types/create", {"name": "Training", "pkg": "ufdl_core_types.contracts", "cls": "Train"},
-               status=201)
+    with engine.begin() as connection:  # the API refuses such a row; one written before is skipped
+        connection.execute(JobType.__table__.insert().values(name="Training", pkg="ufdl_core_types.contracts",
+                                                             cls="Train"))
     admin.delete(f"/v1/job-types/{types['Train']}")
     refused = admin.post("/v1/job-templates/import", TRAIN, status=400)
     assert "unknown type 'Train'" in refused.json["detail"]

@@ -1,4 +1,4 @@
-"""The job-types table: names of types mapped to the importable classes that implement them."""
+"""The job-types table: names of UFDL types mapped to the classes that implement them."""
 import importlib
 import re
 
@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from ..errors import Conflict, InvalidInput
 from ..models import JobOutput, JobType, TemplateTypeReference
-from ..types import type_names
+from ..types import UFDLType, type_names
 from .records import RecordService
 
 _DOTTED = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
@@ -32,6 +32,18 @@ def import_type_class(pkg: str, cls: str) -> type:
     return found
 
 
+def import_ufdl_type(name: str, pkg: str, cls: str) -> type[UFDLType]:
+    """The UFDL type a job-types row names: (pkg, cls) must be a UFDL type class called ``name``. The API refuses
+    (400) a row the type registry would skip, and the registry skips what this refuses: one rule, so that no
+    row the API took leaves its name an unknown type."""
+    found = import_type_class(pkg, cls)
+    if not issubclass(found, UFDLType) or not hasattr(found, "name"):  # the UFDLType base itself has no name
+        raise InvalidInput(f"'{cls}' in package '{pkg}' is not a UFDL type")
+    if found.name != name:
+        raise InvalidInput(f"'{cls}' in package '{pkg}' is the UFDL type '{found.name}', not '{name}'")
+    return found
+
+
 class JobTypeService(RecordService):
     model = JobType
     unique_together = (("name",),)
@@ -46,9 +58,8 @@ class JobTypeService(RecordService):
     }
 
     def check(self, data, row=None):
-        pkg = data.get("pkg", row.pkg if row is not None else None)
-        cls = data.get("cls", row.cls if row is not None else None)
-        import_type_class(pkg, cls)
+        # A PATCH is checked for the row it leaves.
+        import_ufdl_type(*(data[name] if name in data else getattr(row, name) for name in ("name", "pkg", "cls")))
         if row is not None and any(data.get(name, getattr(row, name)) != getattr(row, name)
                                    for name in ("name", "pkg", "cls")):
             # Templates name the type and were checked against its class: renamed or re-pointed, they

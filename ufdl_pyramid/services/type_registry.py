@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from ..errors import InvalidInput
 from ..models import JobType
-from ..types import InvalidType, TypeInstance, TypeRegistry, UFDLType
-from .job_types import import_type_class
+from ..types import InvalidType, TypeInstance, TypeRegistry
+from .job_types import import_ufdl_type
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,11 @@ def type_registry(db: Session) -> TypeRegistry:
     registry = TypeRegistry()
     for name, pkg, cls in rows:
         try:
-            found = import_type_class(pkg, cls)
-        except InvalidInput as error:
+            found = import_ufdl_type(name, pkg, cls)
+        except InvalidInput as error:  # a plugin since uninstalled, say: the other types still work
             log.warning("job type %s cannot be loaded: %s", name, error.detail)
             continue
-        # Rows naming ordinary classes (not UFDL types) are kept in the table but are no types.
-        if isinstance(found, type) and issubclass(found, UFDLType) and found.name == name and name not in registry:
+        if name not in registry:  # 'Any' is every registry's own
             registry.register(found)
     with _lock:
         _cached = (rows, registry)
