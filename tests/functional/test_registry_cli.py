@@ -557,6 +557,90 @@ def test_the_templates_of_scale_job_types_are_no_registrys_to_prune_or_export(sy
     assert sync_cli("export", exported)[0] == 0
     assert sorted(path.name for path in exported.iterdir()) == sorted(name for name, _ in ALL)
 
+def _scale_template(admin) -> str:
+    """A v6 job type's template (``seed-job-type-{id}`` version 1), made as the v6 API makes it."""
+    with open(os.path.join(os.path.dirname(__file__), "seed_manifests", "random-number.manifest.json")) as file:
+        manifest = json.load(file)
+    job_type = admin.post("/v6/job-types/", {"docker_image": "random:1", "manifest": manifest}, status=201).json
+    return f"seed-job-type-{job_type['id']}"
+
+
+def _mix(scale: str, version=1) -> dict:
+    """A meta-template of a registry template and a Scale job type's."""
+    return {"name": "mix", "version": 1, "description": "", "scope": "public", "domain": None,
+            "licence": "Apache-2.0", "specific": {"nodes": {"a": {"name": "shell", "version": 1},
+                                                             "b": {"name": scale, "version": version}},
+                                                   "dependencies": []}}
+
+
+def test_a_meta_template_using_a_scale_job_types_template_round_trips(sync_cli, ufdl, registry, engine, admin,
+                                                                     tmp_path):
+    """Its child lives on the server, not in the registry (no file may hold a Scale job type's template): export
+    wrote the meta-template alone, and validate, diff and sync refused what it wrote (the child "is not in the
+    registry"), so the meta-template could never be synced."""
+    scale = _scale_template(admin)
+    assert sync_cli("sync", registry)[0] == 0
+    admin.post("/v1/job-templates/import", _mix(scale), status=201)
+    exported = tmp_path / "exported"
+    code, out, err = sync_cli("export", exported)
+    assert code == 0, out + err
+    assert sorted(path.name for path in exported.iterdir()) == sorted({name for name, _ in ALL} | {"mix"})
+
+    code, out, err = ufdl("validate", exported)
+    assert code == 0, out + err
+    assert out == (f"mix/1.yaml:13: note: specific.nodes.b: template '{scale}' version 1 is a Scale job type's, "
+                   f"which lives on the server: this graph is not checked offline (diff and sync check it against "
+                   f"the server's templates)\n")
+    assert "4 template(s): valid, 1 graph(s) not checked offline" in err
+    code, out, err = sync_cli("diff", exported, "--prune")
+    assert code == 0 and "identical mix/1.yaml" in out, out + err
+    code, out, err = sync_cli("sync", exported, "--prune")
+    assert code == 0, out + err
+    assert templates(engine) == ALL | {("mix", 1), (scale, 1)}
+
+
+def test_a_registrys_meta_template_finds_a_scale_job_types_template_on_the_server(sync_cli, ufdl, registry, engine,
+                                                                                 admin):
+    """diff and sync look it up among the server's templates: a missing one is a problem of the file, and
+    nothing is applied; it must be named with its version (the server's newest differs between servers)."""
+    scale = _scale_template(admin)
+    (registry / "mix").mkdir()
+    for child, version, problem in (("seed-job-type-99999", 1, "no template 'seed-job-type-99999' version 1"),
+                                    (scale, 2, f"no template '{scale}' version 2")):
+        (registry / "mix" / "1.yaml").write_text(yaml.safe_dump(_mix(child, version), sort_keys=False))
+        assert ufdl("validate", registry)[0] == 0
+        for command in ("diff", "sync"):
+            code, out, err = sync_cli(command, registry)
+            assert code == 1 and f"mix/1.yaml:13: specific.nodes.b: {problem}" in out, (command, out, err)
+        assert templates(engine) == {(scale, 1)}
+
+    unversioned = _mix(scale)
+    del unversioned["specific"]["nodes"]["b"]["version"]
+    (registry / "mix" / "1.yaml").write_text(yaml.safe_dump(unversioned, sort_keys=False))
+    for command in ("validate", "diff", "sync"):
+        code, out, err = (ufdl if command == "validate" else sync_cli)(command, registry)
+        assert code == 1 and (f"mix/1.yaml:13: specific.nodes.b: template '{scale}' is a Scale job type's, which "
+                              f"lives on the server: name its version") in out, (command, out, err)
+
+    (registry / "mix" / "1.yaml").write_text(yaml.safe_dump(_mix(scale), sort_keys=False))
+    outer = {**_mix(scale), "name": "outer", "specific": {"nodes": {"inner": {"name": "mix", "version": 1}},
+                                                          "dependencies": []}}
+    (registry / "outer").mkdir()
+    (registry / "outer" / "1.yaml").write_text(yaml.safe_dump(outer, sort_keys=False))
+    code, out, err = ufdl("validate", registry)
+    assert code == 0 and "outer/1.yaml:10: note: specific.nodes.inner: template 'mix' version 1 is not checked " \
+                         "offline either: this graph is not checked offline" in out, out + err
+    assert sync_cli("diff", registry)[0] == 3
+    code, out, err = sync_cli("sync", registry)
+    assert code == 0 and "create    mix/1.yaml" in out and "create    outer/1.yaml" in out, out + err
+    assert templates(engine) == ALL | {("mix", 1), ("outer", 1), (scale, 1)}
+    # The graph was checked on import: a Scale job type's template may not be pruned, nor its users' children.
+    shutil.rmtree(registry / "outer")
+    code, out, err = sync_cli("sync", registry, "--prune")
+    assert code == 0 and out == "prune     outer/1\n", out + err
+    assert templates(engine) == ALL | {("mix", 1), (scale, 1)}
+
+
 def test_prune_keeps_the_children_of_templates_that_stay(sync_cli, registry, engine, tmp_path):
     assert sync_cli("sync", registry)[0] == 0
     only_meta_missing = tmp_path / "partial"

@@ -17,7 +17,7 @@ from ..services.template_documents import check_document, to_yaml
 from ..services.template_registry import (NOTHING_TO_PRUNE_AGAINST, SETTINGS_FILE, Problem, RegistryConflicts,
                                           RegistryInvalid, RegistrySync, case_collision, case_collisions,
                                           export_documents, read_registry, registry_files, registry_warnings,
-                                          summary, validate_offline, write_registry)
+                                          summary, unchecked_offline, validate_offline, write_registry)
 from ..services.validation import compile_schema
 from ..worker.api import ApiError, ServerUnavailable, UfdlApi
 from .environment import password_of
@@ -140,11 +140,14 @@ def run_validate(args, environment) -> int:
     plugins = load_plugins(strict=False)
     problems = validate_offline(registry, plugins.type_registry())
     warnings = registry_warnings(registry, plugins.executors)
-    for problem in problems + warnings:
+    notes = sorted(unchecked_offline(registry).values(), key=lambda note: note.path.split("/"))
+    for problem in problems + warnings + notes:
         print(problem)
     if not problems:
         print(f"{len(registry.entries)} template(s): valid"
-              + (f", {len(warnings)} warning(s)" if warnings else ""), file=sys.stderr)
+              + (f", {len(warnings)} warning(s)" if warnings else "")
+              + (f", {len(notes)} graph(s) not checked offline (they use Scale job types' templates, which live "
+                 f"on the server)" if notes else ""), file=sys.stderr)
     return 1 if problems else 0
 
 

@@ -2,10 +2,10 @@
 
 ``read_registry`` reads a directory and ``parse_registry`` the same files sent over HTTP (every problem named
 with its file and line), ``validate_offline`` checks it without a database (schema, type strings against a
-given type registry, meta graphs, cycles between templates), ``plan_sync`` compares it with the templates a
-server has, and ``RegistrySync`` applies it in the caller's transaction. Importing goes through
-``TemplateService``, so the rules are the API's (identical = no-op, same version with other content =
-conflict).
+given type registry, meta graphs, cycles between templates; not the graphs using a Scale job type's template,
+which lives on the server), ``plan_sync`` compares it with the templates a server has, and ``RegistrySync``
+applies it in the caller's transaction. Importing goes through ``TemplateService``, so the rules are the API's
+(identical = no-op, same version with other content = conflict).
 """
 import contextlib
 import copy
@@ -356,6 +356,13 @@ def _check_entry(document, node, path: str, name: str, version: int) -> list[Pro
     return problems
 
 
+def is_server_reference(name: str) -> bool:
+    """A child that lives on the server, not in the registry: a Scale job type's template (``seed-job-type-{id}``,
+    made and kept by the v6 API; no registry file may hold one). ``diff`` and ``sync`` find it among the server's
+    templates; ``validate``, offline, leaves the graphs that use one unchecked."""
+    return name.startswith(SCALE_TEMPLATE_PREFIX)
+
+
 def _child_key(spec: dict, versions: dict[str, list[int]]) -> Key | None:
     if "version" in spec:
         return spec["name"], spec["version"]
@@ -364,7 +371,9 @@ def _child_key(spec: dict, versions: dict[str, list[int]]) -> Key | None:
 
 
 def _ordered(entries: list[RegistryEntry], problems: list[Problem]) -> list[RegistryEntry]:
-    """Children before parents; problems for children missing from the registry and for cycles.
+    """Children before parents; problems for children missing from the registry and for cycles. A Scale job
+    type's template (``is_server_reference``) is no registry's: a child so named is left to the server, with its
+    version (no problem for it here, none in the order).
 
     A child named without a version gets the registry's newest here, when the registry is read: validate, diff
     and sync then agree on it, whatever newer versions the server has. The walk keeps its own stack (a chain of
@@ -380,6 +389,12 @@ def _ordered(entries: list[RegistryEntry], problems: list[Problem]) -> list[Regi
         if not is_meta(specific):
             continue
         for node_name, spec in sorted(specific["nodes"].items()):
+            if is_server_reference(spec["name"]):
+                if "version" not in spec:  # the server's newest would differ from server to server, and in time
+                    problems.append(Problem(entry.path, entry.line(f"specific.nodes.{node_name}.name"),
+                                            f"specific.nodes.{node_name}: template '{spec['name']}' is a Scale job "
+                                            f"type's, which lives on the server: name its version"))
+                continue
             key = _child_key(spec, versions)
             if key is None or key not in by_key:
                 wanted = f"'{spec['name']}'" + (f" version {spec['version']}" if "version" in spec else "")
@@ -446,11 +461,44 @@ class _OfflineTemplates(TemplateService):
         return max(child.depth for child in children.values()), sum(child.steps for child in children.values())
 
 
+def unchecked_offline(registry: Registry) -> dict[Key, Problem]:
+    """The meta-templates whose graphs ``validate_offline`` leaves unchecked, with a note each: those naming a
+    template that lives on the server (a Scale job type's), and those whose children are such meta-templates.
+    Without the child's inputs and outputs, their wiring cannot be checked; ``diff`` and ``sync`` check it."""
+    unchecked: dict[Key, Problem] = {}
+    for entry in registry.entries:  # children before parents
+        specific = entry.document["specific"]
+        if not is_meta(specific):
+            continue
+        for node_name, spec in sorted(specific["nodes"].items()):
+            child = (spec["name"], spec.get("version"))
+            if is_server_reference(spec["name"]):
+                why = "is a Scale job type's, which lives on the server"
+            elif child in unchecked:
+                why = "is not checked offline either"
+            else:
+                continue
+            unchecked[entry.key] = Problem(
+                entry.path, entry.line(f"specific.nodes.{node_name}.name"),
+                f"note: specific.nodes.{node_name}: template '{child[0]}' version {child[1]} {why}: this graph is "
+                f"not checked offline (diff and sync check it against the server's templates)")
+            break
+    return unchecked
+
+
 def validate_offline(registry: Registry, types: TypeRegistry) -> list[Problem]:
-    """Every template checked as the server's import would, with ``types`` (the installed plugins' types)."""
+    """Every template checked as the server's import would, with ``types`` (the installed plugins' types), but
+    for the graphs ``unchecked_offline`` names (their documents' schema is checked all the same)."""
     problems = []
     service = _OfflineTemplates(types)
+    unchecked = unchecked_offline(registry)
     for entry in registry.entries:
+        if entry.key in unchecked:
+            try:
+                check_not_scale_name(entry.document["name"])
+            except InvalidInput as error:
+                problems.append(Problem(entry.path, entry.line("name"), error.detail))
+            continue
         try:
             normalised = service.normalise(copy.deepcopy(entry.document))
             check_not_scale_name(normalised.name)  # as the import will
