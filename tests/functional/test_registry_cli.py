@@ -641,6 +641,52 @@ def test_a_registrys_meta_template_finds_a_scale_job_types_template_on_the_serve
     assert templates(engine) == ALL | {("mix", 1), (scale, 1)}
 
 
+def test_an_export_writes_a_meta_template_whose_child_was_deleted_and_says_it_does_not_validate(
+        sync_cli, ufdl, registry, engine, admin, tmp_path):
+    """It cannot be recreated elsewhere, but left out of the export, a sync --prune of it on this very server
+    deleted it. Written, with a warning and exit 1: the registry fails validate (and sync) until someone
+    reinstates the child or deletes the meta-template too. The deleted child is not exported: a sync would
+    reinstate it."""
+    assert sync_cli("sync", registry)[0] == 0
+    [count] = admin.post("/v1/job-templates/list", {"expressions": [
+        {"type": "exact", "field": "name", "value": "word-count"}]}).json
+    admin.delete(f"/v1/job-templates/{count['pk']}")
+    exported = tmp_path / "exported"
+    code, out, err = sync_cli("export", exported)
+    assert code == 1, out + err
+    assert sorted(str(path.relative_to(exported)) for path in exported.rglob("*.yaml")) == [
+        "shell-then-count/1.yaml", "shell/1.yaml"]
+    assert (f"warning: shell-then-count/1.yaml: specific.nodes.count: its child word-count/1 is deleted on the "
+            f"server: written all the same (left out, a sync --prune of {exported} would delete shell-then-count/1 "
+            f"here), but {exported} does not validate until the child is reinstated (then export again) or "
+            f"shell-then-count/1 is deleted too\n") in err
+    assert "1 meta-template(s) with a deleted child (the registry does not validate)" in err
+    code, out, err = ufdl("validate", exported)
+    assert code == 1 and "template 'word-count' version 1 is not in the registry" in out
+    code, out, err = sync_cli("sync", exported, "--prune")
+    assert code == 1, out + err
+    assert templates(engine) == {("shell", 1), ("shell-then-count", 1)}
+
+    admin.delete(f"/v1/job-templates/{count['pk']}/reinstate")
+    code, out, err = sync_cli("export", exported)
+    assert code == 0 and "warning" not in err, out + err
+    assert ufdl("validate", exported)[0] == 0
+    assert sync_cli("sync", exported, "--prune")[0] == 0
+    assert templates(engine) == ALL
+
+
+def test_an_export_warns_of_a_meta_template_whose_scale_child_was_deleted(sync_cli, registry, engine, admin,
+                                                                          tmp_path):
+    scale = _scale_template(admin)
+    assert sync_cli("sync", registry)[0] == 0
+    admin.post("/v1/job-templates/import", _mix(scale), status=201)
+    [template] = admin.post("/v1/job-templates/list", {"expressions": [
+        {"type": "exact", "field": "name", "value": scale}]}).json
+    admin.delete(f"/v1/job-templates/{template['pk']}")
+    code, out, err = sync_cli("export", tmp_path / "exported")
+    assert code == 1 and f"warning: mix/1.yaml: specific.nodes.b: its child {scale}/1 is deleted" in err, out + err
+
+
 def test_prune_keeps_the_children_of_templates_that_stay(sync_cli, registry, engine, tmp_path):
     assert sync_cli("sync", registry)[0] == 0
     only_meta_missing = tmp_path / "partial"

@@ -16,8 +16,9 @@ from ..services.job_type_sync import sync_job_types_on
 from ..services.template_documents import check_document, to_yaml
 from ..services.template_registry import (NOTHING_TO_PRUNE_AGAINST, SETTINGS_FILE, Problem, RegistryConflicts,
                                           RegistryInvalid, RegistrySync, case_collision, case_collisions,
-                                          export_documents, read_registry, registry_files, registry_warnings,
-                                          summary, unchecked_offline, validate_offline, write_registry)
+                                          deleted_children, export_documents, exported_keys, read_registry,
+                                          registry_files, registry_warnings, summary, unchecked_offline,
+                                          validate_offline, write_registry)
 from ..services.validation import compile_schema
 from ..worker.api import ApiError, ServerUnavailable, UfdlApi
 from .environment import password_of
@@ -241,12 +242,19 @@ def run_export(args, environment) -> int:
     if _stray_remote_options(args):
         return 2
     if args.url:
-        files = _remote(args).export(args.all_versions, Progress("exporting"))
+        files, orphans = _remote(args).export(args.all_versions, Progress("exporting"))
     else:
         with environment.session() as db:
-            files = export_documents(db, args.all_versions)
+            files, orphans = export_documents(db, args.all_versions)
     for names in case_collisions(path.split("/")[0] for path in files):
         print(f"warning: {case_collision(names)}", file=sys.stderr)
+    # Written all the same: left out, the meta-template would be deleted by a `sync --prune` of DIR on this very
+    # server. Kept in, DIR does not validate (nor sync) until someone decides: an exit 1 stops a pipeline.
+    for orphan in orphans:
+        meta = orphan.path.removesuffix(".yaml")
+        print(f"warning: {orphan}: written all the same (left out, a sync --prune of {args.directory} would "
+              f"delete {meta} here), but {args.directory} does not validate until the child is reinstated (then "
+              f"export again) or {meta} is deleted too", file=sys.stderr)
     try:
         written, problems = write_registry(args.directory, files)
     except OSError as error:  # DIR is a file, or cannot be made
@@ -265,8 +273,10 @@ def run_export(args, environment) -> int:
         print(f"kept      {path} (not exported: left as it was)")
     print(f"{len(files)} template(s) exported, {len(written)} file(s) written"
           + (f", {len(others)} other file(s) left as they were" if others else "")
-          + (f", {len(problems)} could not be written" if problems else ""), file=sys.stderr)
-    return 1 if problems else 0
+          + (f", {len(problems)} could not be written" if problems else "")
+          + (f", {len({orphan.path for orphan in orphans})} meta-template(s) with a deleted child (the registry "
+             f"does not validate)" if orphans else ""), file=sys.stderr)
+    return 1 if problems or orphans else 0
 
 
 _STRINGS = {"type": "array", "items": {"type": "string"}}
@@ -351,15 +361,18 @@ class RemoteServer:
         plan.pop("applied", None)
         return plan
 
-    def documents(self, progress=None) -> dict[tuple[str, int], dict]:
+    def documents(self, progress=None) -> tuple[dict[tuple[str, int], dict], set[tuple[str, int]]]:
+        """The documents of the templates a registry manages (as ``registry_templates``), and the keys of every
+        active template, Scale job types' included."""
         rows = self.checked(_TEMPLATES, self.request("POST", "/v1/job-templates/list", b"{}"))
+        active = {(row["name"], row["version"]) for row in rows}
         rows = [row for row in rows if not row["name"].startswith(SCALE_TEMPLATE_PREFIX)]  # as registry_templates
         documents = {}
         for count, row in enumerate(rows, 1):
             documents[(row["name"], row["version"])] = self.document(row["pk"])
             if progress:
                 progress(count, len(rows))
-        return documents
+        return documents, active
 
     def document(self, pk: int) -> dict:
         document = self.request("GET", f"/v1/job-templates/{pk}/export")
@@ -369,19 +382,10 @@ class RemoteServer:
             raise self.not_ufdl() from None
         return document
 
-    def export(self, all_versions: bool, progress=None) -> dict[str, str]:
-        documents = self.documents(progress)
-        chosen = set(documents)
-        if not all_versions:
-            latest: dict[str, int] = {}
-            for name, version in documents:
-                latest[name] = max(version, latest.get(name, 0))
-            chosen, stack = set(), list(latest.items())
-            while stack:
-                key = stack.pop()
-                if key in chosen or key not in documents:
-                    continue
-                chosen.add(key)
-                specific = documents[key]["specific"]
-                stack.extend((node["name"], node["version"]) for node in specific.get("nodes", {}).values())
-        return {f"{name}/{version}.yaml": to_yaml(documents[(name, version)]) for name, version in sorted(chosen)}
+    def export(self, all_versions: bool, progress=None) -> tuple[dict[str, str], list[Problem]]:
+        """As ``export_documents``, through the API."""
+        documents, active = self.documents(progress)
+        nodes = {key: document["specific"].get("nodes", {}) for key, document in documents.items()}
+        chosen = exported_keys(nodes, all_versions)
+        return ({f"{name}/{version}.yaml": to_yaml(documents[(name, version)]) for name, version in sorted(chosen)},
+                deleted_children(nodes, chosen, active))

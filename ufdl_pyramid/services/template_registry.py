@@ -731,26 +731,50 @@ class RegistrySync:
         self.db.flush()
 
 
-def export_documents(db: Session, all_versions: bool = False) -> dict[str, str]:
-    """``{relative path: YAML}`` of the active templates (the latest version of each, plus every version a
-    meta-template exported uses, unless ``all_versions``): a registry that ``sync`` accepts unchanged."""
-    rows = {(row.name, row.version): row for row in db.scalars(registry_templates())}
+def exported_keys(nodes: Mapping[Key, dict], all_versions: bool = False) -> set[Key]:
+    """The templates an export writes, of the active ones a registry manages (``nodes``: each one's graph nodes,
+    ``{}`` for a workable one): every one, or the latest version of each plus every version a meta-template
+    exported uses."""
     if all_versions:
-        chosen = set(rows)
-    else:
-        latest: dict[str, int] = {}
-        for name, version in rows:
-            latest[name] = max(version, latest.get(name, 0))
-        chosen, stack = set(), [(name, version) for name, version in latest.items()]
-        while stack:
-            key = stack.pop()
-            if key in chosen or key not in rows:
-                continue
-            chosen.add(key)
-            if rows[key].is_meta:
-                stack.extend((node["name"], node["version"]) for node in rows[key].spec["nodes"].values())
-    return {f"{name}/{version}.yaml": to_yaml(template_document(rows[(name, version)]))
-            for name, version in sorted(chosen)}
+        return set(nodes)
+    latest: dict[str, int] = {}
+    for name, version in nodes:
+        latest[name] = max(version, latest.get(name, 0))
+    chosen, stack = set(), list(latest.items())
+    while stack:
+        key = stack.pop()
+        if key in chosen or key not in nodes:
+            continue
+        chosen.add(key)
+        stack.extend((node["name"], node["version"]) for node in nodes[key].values())
+    return chosen
+
+
+def deleted_children(nodes: Mapping[Key, dict], chosen: Iterable[Key], active: set[Key]) -> list[Problem]:
+    """A problem for each graph node of an exported meta-template whose child is no active template (it was
+    soft-deleted since): a registry holding the meta-template does not validate, one leaving it out has a
+    ``sync --prune`` delete it. ``active``: the server's active templates, Scale job types' included."""
+    problems = []
+    for name, version in sorted(chosen):
+        for node_name, node in sorted(nodes[(name, version)].items()):
+            if (node["name"], node["version"]) not in active:
+                problems.append(Problem(f"{name}/{version}.yaml", None,
+                                        f"specific.nodes.{node_name}: its child {node['name']}/{node['version']} "
+                                        f"is deleted on the server"))
+    return problems
+
+
+def export_documents(db: Session, all_versions: bool = False) -> tuple[dict[str, str], list[Problem]]:
+    """``{relative path: YAML}`` of the active templates (``exported_keys``): a registry that ``sync`` accepts
+    unchanged, but for the meta-templates whose children were deleted (``deleted_children``, the second part)."""
+    rows = {(row.name, row.version): row for row in db.scalars(registry_templates())}
+    nodes = {key: row.spec["nodes"] if row.is_meta else {} for key, row in rows.items()}
+    chosen = exported_keys(nodes, all_versions)
+    active = set(rows) | {(name, version) for name, version in db.execute(
+        select(JobTemplate.name, JobTemplate.version).where(
+            JobTemplate.active(), JobTemplate.name.startswith(SCALE_TEMPLATE_PREFIX, autoescape=True)))}
+    return ({f"{name}/{version}.yaml": to_yaml(template_document(rows[(name, version)]))
+             for name, version in sorted(chosen)}, deleted_children(nodes, chosen, active))
 
 
 def write_registry(directory: str, files: dict[str, str]) -> tuple[list[str], list[Problem]]:
