@@ -658,9 +658,9 @@ def test_an_export_writes_a_meta_template_whose_child_was_deleted_and_says_it_do
         "shell-then-count/1.yaml", "shell/1.yaml"]
     assert (f"warning: shell-then-count/1.yaml: specific.nodes.count: its child word-count/1 is deleted on the "
             f"server: written all the same (left out, a sync --prune of {exported} would delete shell-then-count/1 "
-            f"here), but {exported} does not validate until the child is reinstated (then export again) or "
-            f"shell-then-count/1 is deleted too\n") in err
-    assert "1 meta-template(s) with a deleted child (the registry does not validate)" in err
+            f"here), but without the child's file a registry does not validate: reinstate the child (then export "
+            f"again), or delete shell-then-count/1 too\n") in err
+    assert "1 meta-template(s) with a deleted child" in err
     code, out, err = ufdl("validate", exported)
     assert code == 1 and "template 'word-count' version 1 is not in the registry" in out
     code, out, err = sync_cli("sync", exported, "--prune")

@@ -253,8 +253,8 @@ def run_export(args, environment) -> int:
     for orphan in orphans:
         meta = orphan.path.removesuffix(".yaml")
         print(f"warning: {orphan}: written all the same (left out, a sync --prune of {args.directory} would "
-              f"delete {meta} here), but {args.directory} does not validate until the child is reinstated (then "
-              f"export again) or {meta} is deleted too", file=sys.stderr)
+              f"delete {meta} here), but without the child's file a registry does not validate: reinstate the "
+              f"child (then export again), or delete {meta} too", file=sys.stderr)
     try:
         written, problems = write_registry(args.directory, files)
     except OSError as error:  # DIR is a file, or cannot be made
@@ -274,8 +274,8 @@ def run_export(args, environment) -> int:
     print(f"{len(files)} template(s) exported, {len(written)} file(s) written"
           + (f", {len(others)} other file(s) left as they were" if others else "")
           + (f", {len(problems)} could not be written" if problems else "")
-          + (f", {len({orphan.path for orphan in orphans})} meta-template(s) with a deleted child (the registry "
-             f"does not validate)" if orphans else ""), file=sys.stderr)
+          + (f", {len({orphan.path for orphan in orphans})} meta-template(s) with a deleted child" if orphans
+             else ""), file=sys.stderr)
     return 1 if problems or orphans else 0
 
 
