@@ -1,4 +1,7 @@
 """Licences and domains: seeded, read by users, managed by admins, soft-deleted and reinstated."""
+import json
+
+from job_helpers import ECHO
 
 
 def test_seeded_domains_and_licences(alice):
@@ -163,3 +166,69 @@ def test_every_field_is_required_and_not_empty(admin):
                                        status=400).json["detail"]
     assert "version" in admin.post("/v1/frameworks/create", {"name": "jax", "version": ""}, status=400).json[
         "detail"]
+
+
+# Templates name their licence and domain (design notes §3: immutable once they have jobs; export gives what
+# import takes): renaming or deleting them changed every template naming them.
+
+def echo_with_a_job(admin, alice) -> tuple[dict, str]:
+    template = admin.post("/v1/job-templates/import", {**ECHO, "domain": "ic"}, status=201).json
+    alice.post(f"/v1/job-templates/{template['pk']}/create-job",
+               {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201)
+    return template, admin.get(f"/v1/job-templates/{template['pk']}/export").text
+
+
+def test_a_licence_or_domain_that_templates_use_cannot_be_renamed_or_deleted(admin, alice):
+    """Renaming MIT answered 200 and the template then exported a licence that import refused (400); renaming or
+    soft-deleting its domain changed the template's domain likewise."""
+    template, exported = echo_with_a_job(admin, alice)
+    licence, domain = f"/v1/licences/{template['licence']}", "/v1/domains/1"  # its domain: ic
+    for path, named, body in ((licence, "Licence 'MIT'", {"name": "MIT-renamed"}),
+                              (domain, "Domain 'ic'", {"name": "zz"})):
+        before = admin.get(path).json
+        refused = admin.patch(path, body, status=409).json
+        assert refused == {"detail": f"{named} is used by 1 job template(s): it cannot be renamed"}
+        admin.put(path, {**{key: before[key] for key in ("name", "url", "description") if key in before},
+                         **body}, status=409)
+        for deletion in (path, f"{path}/hard"):
+            refused = admin.delete(deletion, status=409).json
+            assert refused == {"detail": f"{named} is used by 1 job template(s): it cannot be deleted"}
+        assert admin.get(path).json == before
+    # The other fields stay editable, and the name may be given unchanged.
+    assert admin.patch(licence, {"name": "MIT", "url": "https://mit-license.org/"}).json["url"] == (
+        "https://mit-license.org/")
+    assert admin.patch(domain, {"description": "Pictures"}).json["description"] == "Pictures"
+    assert admin.get(f"/v1/job-templates/{template['pk']}/export").text == exported
+    again = admin.post("/v1/job-templates/import", json.loads(exported), status=200).json
+    assert again["pk"] == template["pk"]  # identical: no new version
+
+
+def test_a_licence_that_only_deleted_templates_use_may_be_deleted_not_renamed(admin, alice):
+    """A deleted template may be reinstated: renamed, its licence would change it too. Deleted, the licence must
+    be reinstated before the template is."""
+    template, exported = echo_with_a_job(admin, alice)
+    licence, domain = f"/v1/licences/{template['licence']}", "/v1/domains/1"  # its domain: ic
+    admin.delete(f"/v1/job-templates/{template['pk']}")
+    refused = admin.patch(licence, {"name": "MIT-renamed"}, status=409).json
+    assert refused == {"detail": "Licence 'MIT' is used by 1 job template(s) (1 of them deleted, which may be "
+                                 "reinstated): it cannot be renamed"}
+    admin.delete(f"{domain}/hard", status=409)  # the template's foreign key needs it
+    admin.delete(licence, status=200)
+    admin.delete(domain, status=200)
+    refused = admin.delete(f"/v1/job-templates/{template['pk']}/reinstate", status=409).json
+    assert refused == {"detail": f"Template {template['pk']}'s licence 'MIT' is deleted: reinstate the licence "
+                                 "first"}
+    admin.delete(f"{licence}/reinstate")
+    refused = admin.delete(f"/v1/job-templates/{template['pk']}/reinstate", status=409).json
+    assert refused == {"detail": f"Template {template['pk']}'s domain 'ic' is deleted: reinstate the domain first"}
+    admin.delete(f"{domain}/reinstate")
+    assert admin.delete(f"/v1/job-templates/{template['pk']}/reinstate").json["deletion_time"] is None
+    assert admin.get(f"/v1/job-templates/{template['pk']}/export").text == exported
+
+
+def test_a_licence_or_domain_no_template_uses_may_be_renamed_and_deleted(admin):
+    licence = admin.post("/v1/licences/create", {"name": "WTFPL", "url": "http://www.wtfpl.net/"}, status=201).json
+    assert admin.patch(f"/v1/licences/{licence['pk']}", {"name": "WTFPL-2"}).json["name"] == "WTFPL-2"
+    assert admin.patch("/v1/domains/2", {"name": "ob"}).json["name"] == "ob"
+    admin.delete("/v1/domains/2")
+    assert admin.delete(f"/v1/licences/{licence['pk']}/hard").json["name"] == "WTFPL-2"

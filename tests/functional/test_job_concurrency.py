@@ -497,6 +497,38 @@ def test_a_template_imported_while_a_job_type_it_names_is_deleted_or_renamed_is_
     assert admin.post("/v1/job-templates/list", {"include_inactive": True}).json == []
 
 
+@pytest.mark.parametrize("change", [("DELETE", None), ("PATCH", {"name": "MIT-2"})], ids=["deleted", "renamed"])
+def test_a_template_imported_while_its_licence_is_deleted_or_renamed_is_refused_cleanly(
+        on_postgresql, monkeypatch, wsgi_app, engine, admin, change):
+    """The licence's rename (or deletion) found no template naming it and holds its row. An import naming it
+    waits for the row, then finds no licence of that name (400): it no longer makes a template whose licence
+    is then another name (or deleted)."""
+    from ufdl_pyramid.services.catalogue import NamedByTemplates
+
+    mit = admin.post("/v1/licences/list", {"expressions": [{"type": "exact", "field": "name", "value": "MIT"}]}
+                     ).json[0]["pk"]
+    checked, go = threading.Event(), threading.Event()
+    check = NamedByTemplates._refuse_if_named
+
+    def held(self, row, *args, **kwargs):  # the row is locked and found unused; not changed yet
+        check(self, row, *args, **kwargs)
+        checked.set()
+        assert go.wait(60)
+
+    monkeypatch.setattr(NamedByTemplates, "_refuse_if_named", held)
+    statuses = {}
+
+    def call(name, *request):
+        response = send(wsgi_app, admin, *request)
+        statuses[name] = response.status_int, response.json["detail"] if response.status_int >= 400 else None
+
+    method, body = change
+    held_then(engine, lambda: call("change", method, f"/v1/licences/{mit}", body), checked, go,
+              lambda: call("import", "POST", "/v1/job-templates/import", ECHO))
+    assert statuses == {"change": (200, None), "import": (400, "licence: unknown licence 'MIT'")}
+    assert admin.post("/v1/job-templates/list", {"include_inactive": True}).json == []
+
+
 def test_of_two_deletions_for_good_at_once_the_second_finds_nothing(wsgi_app, admin, alice):
     """The row is locked before it is deleted: the second deletion waits, then answers 404 (both answered 200
     before, the second having deleted nothing)."""

@@ -91,7 +91,9 @@ def test_a_deleted_version_keeps_its_number(admin, train):
 def test_a_deleted_licence_or_domain_is_unknown_to_an_import(admin):
     licence = admin.post("/v1/licences/create", {"name": "WTFPL", "url": "http://www.wtfpl.net/"}, status=201).json
     domain = admin.post("/v1/domains/create", {"name": "xx", "description": "Example"}, status=201).json
-    admin.post("/v1/job-templates/import", document(PREDICT, name="first", licence="WTFPL", domain="xx"), status=201)
+    first = admin.post("/v1/job-templates/import", document(PREDICT, name="first", licence="WTFPL", domain="xx"),
+                       status=201).json
+    admin.delete(f"/v1/job-templates/{first['pk']}")  # no active template names them: they may be deleted
     admin.delete(f"/v1/licences/{licence['pk']}")
     admin.delete(f"/v1/domains/{domain['pk']}")
     refused = admin.post("/v1/job-templates/import", document(PREDICT, licence="WTFPL"), status=400)
@@ -775,7 +777,7 @@ def test_a_type_is_known_by_its_own_row_only(engine, admin):
 
 
 def test_a_licence_or_domain_a_template_uses_cannot_be_hard_deleted(admin, train):
-    for path in (f"/v1/licences/{train['licence']}", "/v1/domains/1"):
+    for path, named in ((f"/v1/licences/{train['licence']}", "Licence 'MIT'"), ("/v1/domains/1", "Domain 'ic'")):
         refused = admin.delete(f"{path}/hard", status=409)
-        assert refused.json == {"detail": "The change was refused because it is still referenced"}
+        assert refused.json == {"detail": f"{named} is used by 1 job template(s): it cannot be deleted"}
         assert admin.get(path).json["deletion_time"] is None

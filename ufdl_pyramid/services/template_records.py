@@ -2,7 +2,7 @@
 from sqlalchemy import func, select
 
 from ..errors import Conflict
-from ..models import Job, JobTemplate, TemplateChild
+from ..models import DataDomain, Job, JobTemplate, Licence, TemplateChild
 from .records import RecordService
 
 
@@ -27,4 +27,11 @@ class TemplateRecords(RecordService):
         if clash is not None:
             raise Conflict(f"Template '{template.name}' version {template.version} is already active "
                            f"(template {clash})")
+        # Its licence and domain must be active, as import asks: else it would export names that import refuses.
+        # Share-locked: their deletion, which counts the active templates naming them, waits for the reinstatement.
+        for model, pk, kind in ((Licence, template.licence_id, "licence"), (DataDomain, template.domain_id, "domain")):
+            if pk is not None and self.db.scalar(select(model.id).where(model.id == pk, model.active())
+                                                 .with_for_update(read=True)) is None:
+                raise Conflict(f"Template {template.id}'s {kind} '{getattr(template, kind).name}' is deleted: "
+                               f"reinstate the {kind} first")
         return super().reinstate(template)

@@ -174,13 +174,16 @@ class TemplateService:
 
     def normalise(self, document) -> NormalisedTemplate:
         check_document(document)
-        licence = self.db.scalar(select(Licence).where(Licence.name == document["licence"], Licence.active()))
+        # Share-locked: a rename or deletion of the licence (or domain) that found no template naming it holds
+        # its row; this waits for it, then no longer finds the name (catalogue.NamedByTemplates).
+        licence = self.db.scalar(select(Licence).where(Licence.name == document["licence"], Licence.active())
+                                 .with_for_update(read=True))
         if licence is None:
             raise InvalidInput(f"licence: unknown licence '{document['licence']}'")
         domain = None
         if document.get("domain") is not None:
             domain = self.db.scalar(select(DataDomain).where(DataDomain.name == document["domain"],
-                                                             DataDomain.active()))
+                                                             DataDomain.active()).with_for_update(read=True))
             if domain is None:
                 raise InvalidInput(f"domain: unknown domain '{document['domain']}'")
         common = dict(name=document["name"], version=document.get("version"),
