@@ -830,6 +830,32 @@ def test_the_templates_input_says_what_the_manifests_inputs_are(admin, bob, spec
         "random-number-gen 0.1.0 takes no inputs: an empty JSON object.")
 
 
+def test_a_job_types_template_cannot_be_deleted_through_v1(admin, bob, engine, spec_job, spec_input):
+    """Hard-deleted through v1 (it had no jobs), the revision was still served with no template: it could never
+    run again, nor be made anew (an import may not take the name; the same manifest is no new revision)."""
+    template = admin.get(f"/v1/job-templates/{template_of(bob, spec_job.json)['pk']}").json
+    refused = {"detail": f"Template {template['pk']} is revision 1 of the Scale job type 'test' 1.0.0: the v6 API "
+                         "owns it. Pause or deactivate the job type instead (PATCH /v6/job-types/test/1.0.0/ with "
+                         "is_paused or is_active)"}
+    for path in (f"/v1/job-templates/{template['pk']}", f"/v1/job-templates/{template['pk']}/hard"):
+        assert admin.delete(path, status=409).json == refused
+    assert admin.get(f"/v1/job-templates/{template['pk']}").json == template
+    run_job(bob, template, spec_input)
+    # The v6 API's own changes still work, and a new revision gets a template of its own, as protected.
+    assert admin.patch("/v6/job-types/test/1.0.0/", {"is_paused": True, "is_active": False}).status_int == 200
+    admin.patch("/v6/job-types/test/1.0.0/", {"docker_image": "test-1.0.0-seed:1.0.1"}, status=200)
+    second = template_of(admin, spec_job.json, 2)
+    assert admin.delete(f"/v1/job-templates/{second['pk']}/hard", status=409).json["detail"].startswith(
+        f"Template {second['pk']} is revision 2 of the Scale job type 'test' 1.0.0")
+    # One soft-deleted before the refusal (an older database) may be reinstated.
+    from sqlalchemy import update
+    from ufdl_pyramid.models import JobTemplate
+    from ufdl_pyramid.models.meta import utcnow
+    with engine.begin() as connection:
+        connection.execute(update(JobTemplate).where(JobTemplate.id == second["pk"]).values(deletion_time=utcnow()))
+    assert admin.delete(f"/v1/job-templates/{second['pk']}/reinstate").json["deletion_time"] is None
+
+
 def test_an_import_may_not_take_the_name_of_a_job_types_template(admin, spec_job):
     """A template imported as seed-job-type-{id} stood in for that job type's (or made its next revision's
     template a 409 conflict, so that the job type could not be changed)."""

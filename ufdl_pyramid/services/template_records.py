@@ -2,7 +2,7 @@
 from sqlalchemy import func, select
 
 from ..errors import Conflict
-from ..models import DataDomain, Job, JobTemplate, Licence, TemplateChild
+from ..models import DataDomain, Job, JobTemplate, Licence, SeedJobTypeRevision, TemplateChild
 from .records import RecordService
 
 
@@ -10,7 +10,12 @@ class TemplateRecords(RecordService):
     model = JobTemplate
     schema = {}
 
+    def destroy(self, template: JobTemplate):
+        self._check_not_scale(template)
+        return super().destroy(template)
+
     def check_unreferenced(self, template: JobTemplate) -> None:
+        self._check_not_scale(template)
         jobs = self.db.scalar(select(func.count()).select_from(Job).where(Job.template_id == template.id))
         if jobs:
             raise Conflict(f"Template {template.id} is used by {jobs} job(s): hard-delete those first")
@@ -35,3 +40,15 @@ class TemplateRecords(RecordService):
                 raise Conflict(f"Template {template.id}'s {kind} '{getattr(template, kind).name}' is deleted: "
                                f"reinstate the {kind} first")
         return super().reinstate(template)
+
+    def _check_not_scale(self, template: JobTemplate) -> None:
+        """The template of a Scale job type's revision (design notes §1) is the v6 API's: deleted, the revision
+        could never run again, and nothing could make it anew."""
+        revision = self.db.scalar(select(SeedJobTypeRevision).where(SeedJobTypeRevision.template_id == template.id)
+                                  .limit(1))
+        if revision is not None:
+            job_type = revision.job_type
+            raise Conflict(f"Template {template.id} is revision {revision.revision_num} of the Scale job type "
+                           f"'{job_type.name}' {job_type.version}: the v6 API owns it. Pause or deactivate the job "
+                           f"type instead (PATCH /v6/job-types/{job_type.name}/{job_type.version}/ with is_paused "
+                           "or is_active)")
