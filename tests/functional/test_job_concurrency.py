@@ -474,24 +474,8 @@ def test_a_template_imported_while_a_job_type_it_names_is_deleted_or_renamed_is_
 
     blob = admin.post("/v1/job-types/list", {"expressions": [{"type": "exact", "field": "name", "value": "BLOB"}]}
                       ).json[0]["pk"]
-    checked, go = threading.Event(), threading.Event()
-    check = JobTypeService.check_unreferenced
-
-    def held(self, row, *args):  # the row is locked and found unused; not changed yet
-        check(self, row, *args)
-        checked.set()
-        assert go.wait(60)
-
-    monkeypatch.setattr(JobTypeService, "check_unreferenced", held)
-    statuses = {}
-
-    def call(name, *request):
-        response = send(wsgi_app, admin, *request)
-        statuses[name] = response.status_int, response.json["detail"] if response.status_int >= 400 else None
-
-    method, body = change
-    held_then(engine, lambda: call("change", method, f"/v1/job-types/{blob}", body), checked, go,
-              lambda: call("import", "POST", "/v1/job-templates/import", PRODUCE))
+    statuses = change_held_after_its_check(monkeypatch, JobTypeService, "check_unreferenced", wsgi_app, engine,
+                                           admin, (*change, f"/v1/job-types/{blob}"), PRODUCE)
     assert statuses["change"] == (200, None)
     assert statuses["import"][0] == 400 and "unknown type 'BLOB'" in statuses["import"][1]
     assert admin.post("/v1/job-templates/list", {"include_inactive": True}).json == []
@@ -507,24 +491,8 @@ def test_a_template_imported_while_its_licence_is_deleted_or_renamed_is_refused_
 
     mit = admin.post("/v1/licences/list", {"expressions": [{"type": "exact", "field": "name", "value": "MIT"}]}
                      ).json[0]["pk"]
-    checked, go = threading.Event(), threading.Event()
-    check = NamedByTemplates._refuse_if_named
-
-    def held(self, row, *args, **kwargs):  # the row is locked and found unused; not changed yet
-        check(self, row, *args, **kwargs)
-        checked.set()
-        assert go.wait(60)
-
-    monkeypatch.setattr(NamedByTemplates, "_refuse_if_named", held)
-    statuses = {}
-
-    def call(name, *request):
-        response = send(wsgi_app, admin, *request)
-        statuses[name] = response.status_int, response.json["detail"] if response.status_int >= 400 else None
-
-    method, body = change
-    held_then(engine, lambda: call("change", method, f"/v1/licences/{mit}", body), checked, go,
-              lambda: call("import", "POST", "/v1/job-templates/import", ECHO))
+    statuses = change_held_after_its_check(monkeypatch, NamedByTemplates, "_refuse_if_named", wsgi_app, engine,
+                                           admin, (*change, f"/v1/licences/{mit}"), ECHO)
     assert statuses == {"change": (200, None), "import": (400, "licence: unknown licence 'MIT'")}
     assert admin.post("/v1/job-templates/list", {"include_inactive": True}).json == []
 
@@ -538,6 +506,31 @@ def test_of_two_deletions_for_good_at_once_the_second_finds_nothing(wsgi_app, ad
                          {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json["pk"]
         for path in (f"/v1/jobs/{job}/hard", f"/v1/job-templates/{template}/hard"):
             assert sorted(race(wsgi_app, [(admin, "DELETE", path, None)] * 2)) == [200, 404], path
+
+
+def change_held_after_its_check(monkeypatch, service, check_name: str, wsgi_app, engine, admin, change: tuple,
+                                document: dict) -> dict:
+    """``change`` (method, body, path) held once ``service.check_name`` has locked the row and found it unused,
+    and not changed it yet, while a template ``document`` is imported; both answers, (status, detail) by name."""
+    checked, go = threading.Event(), threading.Event()
+    check = getattr(service, check_name)
+
+    def held(self, row, *args, **kwargs):
+        check(self, row, *args, **kwargs)
+        checked.set()
+        assert go.wait(60)
+
+    monkeypatch.setattr(service, check_name, held)
+    statuses = {}
+
+    def call(name, *request):
+        response = send(wsgi_app, admin, *request)
+        statuses[name] = response.status_int, response.json["detail"] if response.status_int >= 400 else None
+
+    method, body, path = change
+    held_then(engine, lambda: call("change", method, path, body), checked, go,
+              lambda: call("import", "POST", "/v1/job-templates/import", document))
+    return statuses
 
 
 def held_then(engine, first, held: threading.Event, go: threading.Event, second) -> None:
