@@ -126,8 +126,7 @@ class OutputStorage(abc.ABC):
       caller that has no row for it deletes as any unreferenced blob. An OSError reading the stream is the
       sender's, raised as `UnreadableStream`. What a crash leaves staged, `prepare` removes at the next start.
     * What a request waits on (`stage`, `publish`, `store`, `open`, `size`, and `iter_range` until it answers)
-      raises a failure of
-      the backend itself as `StorageFull` for a full disk, else as `StorageUnavailable`
+      raises a failure of the backend itself as `StorageFull` for a full disk, else as `StorageUnavailable`
       (`storage_unavailable`): never a bare OSError, which would answer 500. The iterator `iter_range` answers
       raises an OSError as is: the answer has started, and the view can only cut it short. The upkeep calls
       (`prepare`, `keys`, `delete`, `discard`) raise the OSError as is too, for their caller to report
