@@ -11,7 +11,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 import transaction
 import zope.sqlalchemy
-from zope.sqlalchemy.datamanager import _SESSION_STATE
+from zope.sqlalchemy.datamanager import _SESSION_STATE, STATUS_CHANGED
 
 from ..request_kinds import is_health_check, is_output_upload
 from ..settings import SettingsError
@@ -191,7 +191,10 @@ def includeme(config):
     # Tests pass their own engine so that the whole suite shares one connection pool.
     engine = settings.get("ufdl.db.engine") or get_engine(settings)
     session_factory = get_session_factory(engine)
-    zope.sqlalchemy.register(session_factory, transaction_manager=transaction.manager)
+    # A request that succeeds commits, whether or not it wrote: on PostgreSQL a ROLLBACK, zope.sqlalchemy's end of
+    # a session it thinks unchanged, makes psycopg forget the statements it prepared on that connection (and how
+    # often it saw the others), so that with readers among the writers no statement was ever prepared again.
+    zope.sqlalchemy.register(session_factory, transaction_manager=transaction.manager, initial_state=STATUS_CHANGED)
     config.registry["db.engine"] = engine
     config.registry["db.session_factory"] = session_factory
 
