@@ -1,8 +1,11 @@
 """Job lifecycles over real HTTP: K concurrent nodes each doing create-job -> acquire -> start -> 10 progress
 -> a 1 KiB output -> finish, against the same run's bare-Pyramid hello rate on the same waitress server.
 
-    python bench/lifecycle.py [--nodes 8] [--seconds 5] [--rounds 3] [--workers 1] [--threads 8]
+    python bench/lifecycle.py [--nodes 8] [--seconds 5] [--rounds 3] [--workers 1] [--threads 8] [--readers 0]
 Set UFDL_BENCH_DATABASE_URL to measure on PostgreSQL (default: a temporary SQLite file).
+
+``--readers R`` adds R users listing the newest jobs while the nodes work (their lists are not counted as
+lifecycle requests; their rate is printed apart).
 
 ``--progress-only`` measures a ceiling instead: each node starts one job, then only reports progress on it,
 so that every request is the cheapest one a node sends (one statement on PostgreSQL).
@@ -33,6 +36,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1, help="server processes (ufdl serve --workers)")
     parser.add_argument("--threads", type=int, default=8, help="threads per server process")
+    parser.add_argument("--readers", type=int, default=0,
+                        help="users listing the newest jobs (a page of 10) beside the nodes, as dashboards do")
     parser.add_argument("--progress-only", action="store_true",
                         help="each node reports progress on one started job, and does nothing else")
     args = parser.parse_args()
@@ -45,6 +50,7 @@ def main() -> None:
     latencies: list[float] = []
     by_kind: dict[str, list[float]] = {}  # the request's kind (its path's last word): its latencies
     lifecycles = [0]
+    reads = [0]
     failures: list[str] = []
     lock = threading.Lock()
 
@@ -103,6 +109,24 @@ def main() -> None:
                 by_kind.setdefault(kind, []).append(latency)
             lifecycles[0] += done
 
+    def reader_loop(port: int, stop: float) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port)
+        headers = {"Authorization": f"Bearer {token}", "Accept": "*/*", "Content-Type": "application/json"}
+        body = json.dumps({"page": 1, "page_size": 10, "order_by": [{"field": "pk", "ascending": False}]})
+        done = 0
+        while time.perf_counter() < stop:
+            connection.request("POST", "/v1/jobs/list", body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+            if response.status != 200:
+                with lock:
+                    failures.append(f"POST /v1/jobs/list: {response.status} {data[:200]!r}")
+                break
+            done += 1
+        connection.close()
+        with lock:
+            reads[0] += done
+
     hello_requests = hello_seconds = lifecycle_seconds = 0.0
     round_ratios = []
     with server(url, args.threads, args.workers) as port:
@@ -111,7 +135,8 @@ def main() -> None:
             hello = load(port, "GET", "/hello", {}, clients=args.nodes, seconds=args.seconds / 2)
             done_before = len(latencies)
             stop = time.perf_counter() + args.seconds
-            elapsed = run_threads([functools.partial(node_loop, port, node, stop) for node in nodes])
+            elapsed = run_threads([functools.partial(node_loop, port, node, stop) for node in nodes]
+                                  + [functools.partial(reader_loop, port, stop)] * args.readers)
             hello_requests += hello["requests"]
             hello_seconds += hello["requests"] / hello["rate"]
             lifecycle_seconds += elapsed
@@ -128,6 +153,8 @@ def main() -> None:
     print(f"{what}: {len(latencies)} ({rate:.0f}/s), p50 {p50:.2f} ms, p99 {p99:.2f} ms (p99/p50 {p99 / p50:.1f})")
     print(f"hello (bare Pyramid): {hello_rate:.0f} req/s; {what}/hello: {rate / hello_rate:.2f} "
           f"(rounds: {min(round_ratios):.2f}-{max(round_ratios):.2f})")
+    if args.readers:
+        print(f"readers: {args.readers}, {reads[0] / lifecycle_seconds:.0f} lists/s")
     # Where a lifecycle's time goes: each kind's mean, and its share of the summed latencies.
     total = sum(latencies)
     print("by request: " + ", ".join(f"{kind} {1000 * sum(times) / len(times):.2f} ms ({sum(times) / total:.0%})"
