@@ -16,7 +16,6 @@ websocket`` (``ChannelHandler`` only upgrades the channel path, after authentica
 TCP_NODELAY.
 """
 import base64
-import binascii
 import json
 import logging
 import os
@@ -167,7 +166,7 @@ def _malformed_upgrade(environ) -> tuple[str, str] | None:
         return "426 Upgrade Required", "Sec-WebSocket-Version must be 13"
     try:
         key = base64.b64decode(environ.get("HTTP_SEC_WEBSOCKET_KEY", "").strip(), validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, and the ValueError of a key that is not ASCII (it was a 500)
         key = b""
     if len(key) != 16:
         return "400 Bad Request", "Sec-WebSocket-Key must be 16 bytes in base64"
@@ -187,6 +186,13 @@ class ChannelHandler(WebSocketHandler):
             self.environ["ufdl.refusal"] = refusal
             return WSGIHandler.run_application(self)
         return super().run_application()
+
+    def format_request(self) -> str:
+        # gevent-websocket logs every request but the upgrades it accepts (at INFO) with its query string: one
+        # that gives a token (?access_token=, however spelt) is not written to the log.
+        line = super().format_request()
+        query = (self.environ or {}).get("QUERY_STRING", "")
+        return line.replace(f"?{query}", "?<hidden>", 1) if "access_token" in parse_qs(query) else line
 
 
 # gevent-websocket's handler builds its sockets from this module global: ours instead (the class only adds to

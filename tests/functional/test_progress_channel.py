@@ -34,15 +34,36 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Logging at INFO to stderr (development.ini's root level), where gevent-websocket's access log writes.
+ACCESS_LOG_INI = """
+[loggers]
+keys = root
+[handlers]
+keys = console
+[formatters]
+keys = generic
+[logger_root]
+level = INFO
+handlers = console
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+formatter = generic
+[formatter_generic]
+format = %(levelname)s [%(name)s] %(message)s
+"""
+
+
 class ListenerProcess:
-    def __init__(self, engine, tmp_path, launch=None, **extra_settings):
+    def __init__(self, engine, tmp_path, launch=None, access_log=False, **extra_settings):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
         settings = {**TEST_SETTINGS, "sqlalchemy.url": url, "ufdl.ws_ping_interval": str(PING_INTERVAL),
                     "ufdl.ws_poll_interval": "0.02", **extra_settings}
         ini = tmp_path / "listener.ini"
-        ini.write_text("[app:main]\nuse = egg:ufdl-pyramid\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+        ini.write_text("[app:main]\nuse = egg:ufdl-pyramid\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+                       + (ACCESS_LOG_INI if access_log else ""))
         self.log = open(tmp_path / "listener.log", "w+")
         argv = listener_argv(str(ini), f"127.0.0.1:{self.port}")
         if launch:
@@ -68,7 +89,7 @@ class ListenerProcess:
         self.process.terminate()
         self.process.wait(10)
         self.log.seek(0)
-        text = self.log.read()
+        self.text = text = self.log.read()
         self.log.close()
         assert "Traceback" not in text, text
 
@@ -323,9 +344,25 @@ def test_refused_upgrades_are_http_answers(listener, bob, job, query, headers, s
         assert refused.value.resp_headers["www-authenticate"] == "Bearer"
 
 
+def test_a_token_in_the_query_is_not_written_to_the_access_log(engine, tmp_path, bob, job):
+    listener = ListenerProcess(engine, tmp_path, access_log=True)
+    try:
+        for query in (f"?access_token={bob.token}", f"?after=x&access%5Ftoken={bob.token}"):  # refused: logged
+            with pytest.raises(websocket.WebSocketBadStatusException):
+                websocket.create_connection(channel_url(listener.url, 999999) + query, timeout=5)
+        urllib.request.urlopen(f"{listener.url}/v1/websocket/status?access_token={bob.token}", timeout=5).close()
+    finally:
+        listener.stop()
+    assert "GET /v1/jobs/999999?<hidden> HTTP/1.1\" 404" in listener.text
+    assert "GET /v1/jobs/999999?<hidden> HTTP/1.1\" 400" in listener.text
+    assert "GET /v1/websocket/status?<hidden> HTTP/1.1\" 200" in listener.text
+    assert bob.token not in listener.text and bob.token[-20:] not in listener.text
+
+
 @pytest.mark.parametrize("protocol, lines, status", [
     ("HTTP/1.1", ["Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: abc"], 400),  # not 16 bytes of base64
     ("HTTP/1.1", ["Sec-WebSocket-Version: 13"], 400),
+    ("HTTP/1.1", ["Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==é"], 400),  # was a 500
     ("HTTP/1.1", ["Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="], 426),
     ("HTTP/1.1", ["Sec-WebSocket-Version: 99", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="], 426),
     ("HTTP/1.0", ["Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="], 400),
