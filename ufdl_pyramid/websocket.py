@@ -126,6 +126,8 @@ class ChannelSocket(WebSocket):
             raise ProtocolError("reserved bits set")
         if header.opcode not in KNOWN_OPCODES:  # before its payload is read: reserved ones have no size check
             raise ProtocolError(f"unknown opcode {header.opcode}")
+        if not header.mask:  # RFC 6455 5.1: a client masks every frame, and a server closes on one that is not
+            raise ProtocolError("unmasked client frame")
         if header.opcode <= self.OPCODE_BINARY:  # data (control frames are 125 bytes at most)
             continued = self.message_bytes if header.opcode == self.OPCODE_CONTINUATION else 0
             self.message_bytes = continued + header.length

@@ -499,6 +499,17 @@ def test_a_client_message_past_the_limit_closes_that_channel_alone(listener, bob
     small.close()
 
 
+def test_an_unmasked_client_frame_closes_the_channel_with_1002(listener, bob, job):
+    # RFC 6455 5.1: a server must close on a frame a client did not mask (it was read like any other).
+    sender = connect(listener.url, bob.token, job["pk"])
+    json.loads(sender.recv())
+    sender.sock.sendall(bytes([0x80 | websocket.ABNF.OPCODE_TEXT, 1]) + b"a")  # FIN, text, no mask bit, "a"
+    sender.settimeout(5)
+    opcode, data = sender.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1002
+    sender.close()
+
+
 def test_dead_and_silent_peers_are_dropped(listener, bob, job):
     vanishing = connect(listener.url, bob.token, job["pk"])
     json.loads(vanishing.recv())
