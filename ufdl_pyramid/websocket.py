@@ -414,7 +414,7 @@ class Listener:
             body = {"watchers": sum(len(group) for group in self.watchers.values()),
                     "jobs": sum(1 for group in self.watchers.values() if group), "wakeups": self.wakeups,
                     "horizon": self.feed.horizon, "db_connections_in_use": self.engine.pool.checkedout()}
-            return self._json(start_response, "200 OK", body)
+            return self._json(environ, start_response, "200 OK", body)
         if refusal is None:
             refusal = ("404 Not Found", "The progress channel answers websocket upgrades on /v1/jobs/{pk} only")
         status, detail = refusal
@@ -423,14 +423,16 @@ class Listener:
             headers = [("Sec-WebSocket-Version", "13")]
         if status.startswith("503"):
             headers = [("Retry-After", str(RETRY_AFTER_OUTAGE))]
-        return self._json(start_response, status, {"detail": detail}, headers)
+        return self._json(environ, start_response, status, {"detail": detail}, headers)
 
     @staticmethod
-    def _json(start_response, status, body, headers=()):
+    def _json(environ, start_response, status, body, headers=()):
         data = json.dumps(body).encode()
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
                                 *headers])
-        return [data]
+        # A HEAD answer has GET's headers and no body (RFC 9110 9.3.2): pywsgi sent it, and a client on a
+        # kept-alive connection (a load balancer's check) read it as the start of its next answer.
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [data]
 
     def _snapshot(self, pk: int, after: int | None):
         """The job's state and whether events after ``after`` were pruned, from one snapshot."""

@@ -436,6 +436,20 @@ def test_only_the_channel_path_upgrades(listener, bob):
     assert plain.value.code == 404
 
 
+def test_a_head_answer_has_no_body_so_the_next_answer_on_the_connection_reads_whole(listener):
+    # A load balancer's HEAD check on a kept-alive connection read the body sent after it as its next answer.
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=5) as sock:
+        answers = sock.makefile("rb")
+        for path, status in (("/v1/websocket/status", b"200"), ("/v1/nothing", b"404")):
+            for method in ("HEAD", "GET"):
+                sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+                head = b"".join(iter(answers.readline, b"\r\n"))
+                assert head.startswith(b"HTTP/1.1 " + status), head
+                length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+                if method == "GET":
+                    assert json.loads(answers.read(length))
+
+
 def test_a_channel_path_with_a_trailing_newline_or_other_digits_is_404(listener, bob, job):
     """'$' matched before a final newline: /v1/jobs/7%0A opened job 7's channel."""
     for path in (f"/v1/jobs/{job['pk']}%0A", f"/v1/jobs/{job['pk']}/%0A", "/v1/jobs/%D9%A7"):  # '٧': seven
