@@ -162,6 +162,8 @@ def text_frame(text: str) -> bytes:
 def _malformed_upgrade(environ) -> tuple[str, str] | None:
     """What RFC 6455 (4.2.1) requires of an upgrade, checked before gevent-websocket sees it: its own
     refusals of these crash (a str body, an uncaught base64 error) instead of answering."""
+    if environ.get("REQUEST_METHOD") != "GET":  # gevent-websocket let it through (a 404) once authenticated
+        return "405 Method Not Allowed", "A websocket upgrade is a GET request"
     if environ.get("SERVER_PROTOCOL") != "HTTP/1.1":
         return "400 Bad Request", "A websocket upgrade needs HTTP/1.1"
     if environ.get("HTTP_SEC_WEBSOCKET_VERSION", "").strip() != "13":
@@ -421,6 +423,8 @@ class Listener:
         headers = [("WWW-Authenticate", "Bearer")] if status.startswith("401") else []
         if status.startswith("426"):
             headers = [("Sec-WebSocket-Version", "13")]
+        if status.startswith("405"):
+            headers = [("Allow", "GET")]
         if status.startswith("503"):
             headers = [("Retry-After", str(RETRY_AFTER_OUTAGE))]
         return self._json(environ, start_response, status, {"detail": detail}, headers)

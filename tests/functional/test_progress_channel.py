@@ -359,16 +359,19 @@ def test_a_token_in_the_query_is_not_written_to_the_access_log(engine, tmp_path,
     assert bob.token not in listener.text and bob.token[-20:] not in listener.text
 
 
-@pytest.mark.parametrize("protocol, lines, status", [
-    ("HTTP/1.1", ["Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: abc"], 400),  # not 16 bytes of base64
-    ("HTTP/1.1", ["Sec-WebSocket-Version: 13"], 400),
-    ("HTTP/1.1", ["Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==é"], 400),  # was a 500
-    ("HTTP/1.1", ["Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="], 426),
-    ("HTTP/1.1", ["Sec-WebSocket-Version: 99", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="], 426),
-    ("HTTP/1.0", ["Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="], 400),
+@pytest.mark.parametrize("method, protocol, lines, status", [
+    ("GET", "HTTP/1.1", ["Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: abc"], 400),  # not 16 bytes of base64
+    ("GET", "HTTP/1.1", ["Sec-WebSocket-Version: 13"], 400),
+    # A key that is not ASCII was a 500.
+    ("GET", "HTTP/1.1", ["Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==é"], 400),
+    ("GET", "HTTP/1.1", ["Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="], 426),
+    ("GET", "HTTP/1.1", ["Sec-WebSocket-Version: 99", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="], 426),
+    ("GET", "HTTP/1.0", ["Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="], 400),
+    # Answered 404 "upgrades on /v1/jobs/{pk} only" after the token was checked.
+    ("POST", "HTTP/1.1", ["Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="], 405),
 ])
-def test_malformed_upgrades_get_whole_json_answers(listener, bob, job, protocol, lines, status):
-    request = "\r\n".join([f"GET /v1/jobs/{job['pk']} {protocol}", f"Host: 127.0.0.1:{listener.port}",
+def test_malformed_upgrades_get_whole_json_answers(listener, bob, job, method, protocol, lines, status):
+    request = "\r\n".join([f"{method} /v1/jobs/{job['pk']} {protocol}", f"Host: 127.0.0.1:{listener.port}",
                             "Upgrade: websocket", "Connection: Upgrade", f"Authorization: Bearer {bob.token}",
                             *lines, "", ""])
     with socket.create_connection(("127.0.0.1", listener.port), timeout=5) as sock:
@@ -381,6 +384,8 @@ def test_malformed_upgrades_get_whole_json_answers(listener, bob, job, protocol,
     assert json.loads(body)["detail"]
     if status == 426:
         assert b"Sec-WebSocket-Version: 13" in head
+    if status == 405:
+        assert b"Allow: GET" in head
 
 
 def test_unknown_job_is_404_and_a_query_token_works(listener, admin, bob, job, monkeypatch):
