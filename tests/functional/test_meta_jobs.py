@@ -816,3 +816,32 @@ def test_a_meta_job_failed_before_any_step_started_goes_back_to_pending_and_star
     work(worker, step)
     state = bob.get(f"/v1/jobs/{parent['pk']}").json
     assert state["status"] == "RUNNING" and state["start_time"] is not None
+
+
+def test_a_meta_job_failed_before_any_step_started_goes_back_to_running_if_a_step_started_meanwhile(
+        admin, alice, bob, parallel, engine):
+    """As above, but another step started while the meta-job had failed: the abort of the failed step sends it
+    back to RUNNING, not PENDING (it said PENDING, with no start time, while its step ran)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from ufdl_pyramid.models import Job, Node
+    from ufdl_pyramid.models.meta import utcnow
+
+    parent, a, b = parallel()
+    lost, worker = register(alice), register(alice, "10.0.0.2")
+    lost.get(f"/v1/jobs/{a['pk']}/acquire")
+    with engine.begin() as connection:  # its third lease (ufdl.max_tries) is about to be lost, before its start
+        past = utcnow() - timedelta(hours=1)
+        connection.execute(update(Node).where(Node.id == lost.node_id).values(last_seen=past))
+        connection.execute(update(Job).where(Job.id == a["pk"]).values(last_status_change=past, lost_leases=2))
+    worker.post("/v1/jobs/acquire-next", {"executors": []}, status=204)
+    assert bob.get(f"/v1/jobs/{parent['pk']}").json["status"] == "FAILED"
+    worker.get(f"/v1/jobs/{b['pk']}/acquire")
+    worker.post(f"/v1/jobs/{b['pk']}/start", {})
+    started = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert started["status"] == "FAILED" and started["start_time"] is not None  # its work began
+    admin.delete(f"/v1/jobs/{a['pk']}/abort")
+    state = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert (state["status"], state["start_time"]) == ("RUNNING", started["start_time"])

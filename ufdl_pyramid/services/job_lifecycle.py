@@ -486,8 +486,10 @@ class MetaJobOrchestrator:
         parent = self._parent(child)
         if parent is None:
             return
+        # Also while it has failed (a queued step lost its last lease first): its work has begun, so the abort
+        # of that step sends it back to RUNNING (it went back to PENDING while this step ran).
+        parent.start_time = parent.start_time or utcnow()
         if parent.status == PENDING:
-            parent.start_time = parent.start_time or utcnow()
             self.lifecycle._set_status(parent, RUNNING)
             record_event(self.db, parent, "start", data={"child": child.id})
         self.child_started(parent)
