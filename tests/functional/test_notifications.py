@@ -59,6 +59,7 @@ class Pigeons:
     def __init__(self):
         self.flown = []
         self.broken = False
+        self.raises = RuntimeError  # what a broken pigeon raises
         self.cleared = threading.Event()  # a pigeon waits for this before it flies
         self.cleared.set()
 
@@ -69,7 +70,7 @@ class Pigeons:
     def fly(self, message, job, notification):
         self.cleared.wait(10)
         if self.broken:
-            raise RuntimeError("the pigeon got lost")
+            raise self.raises("the pigeon got lost")
         self.flown.append((message, job["pk"], job["status"], notification))
 
 
@@ -274,6 +275,23 @@ def test_a_failing_notification_never_fails_the_request(app, clients, smtp, pige
     assert worker.post(f"/v1/jobs/{job['pk']}/finish", {"error": "x"}).json["status"] == "FAILED"
     notifications_sent(app)
     assert any("email notification" in record.getMessage() for record in caplog.records)
+
+
+def test_a_notifier_that_raises_system_exit_stops_no_later_notification(app, clients, pigeons, printed, caplog):
+    """A plugin's notifier that calls sys.exit() (or raises any BaseException) is logged like any failure: it
+    ended the thread that sends them, and every later notification of the process waited for ever."""
+    pigeons.broken, pigeons.raises = True, SystemExit
+    job = create(clients)
+    worker, pk = clients["worker"], job["pk"]
+    worker.get(f"/v1/jobs/{pk}/acquire")
+    worker.post(f"/v1/jobs/{pk}/start", {})
+    worker.post(f"/v1/jobs/{pk}/finish", {})
+    again = create(clients)["pk"]
+    worker.get(f"/v1/jobs/{again}/acquire")
+    assert printed() == [f"acquired {pk} by node {clients['node']} (echo v1) {{nope}}", f"started {pk}",
+                         f"finished {pk}: COMPLETED 1.0",
+                         f"acquired {again} by node {clients['node']} (echo v1) {{nope}}"]
+    assert any(record.getMessage() == f"pigeon notification for job {pk} failed" for record in caplog.records)
 
 
 def test_a_slow_notification_never_holds_the_request(app, clients, pigeons, printed):

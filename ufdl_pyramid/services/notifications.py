@@ -350,7 +350,7 @@ class Notifier:
                 self.plugin_notifiers[kind](prepared.message, prepared.job, prepared.notification)
             else:
                 log.warning("unknown notification type %r for job %s", kind, prepared.job.get("pk"))
-        except Exception:
+        except BaseException:  # noqa: BLE001 - a plugin's sys.exit() too: it ended the sending thread for good
             log.exception("%s notification for job %s failed", kind, prepared.job.get("pk"))
 
     def send_email(self, prepared: PreparedNotification) -> None:
