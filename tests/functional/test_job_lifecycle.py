@@ -111,6 +111,21 @@ def test_acquiring_twice_and_acquiring_a_held_job(worker, other_worker, job):
     assert worker.get(path(job, "acquire")).json == failed and failed["status"] == "FAILED"
 
 
+def test_acquiring_an_ended_job_another_node_worked_names_its_state(admin, worker, other_worker, make_job):
+    """A completed or cancelled job keeps the node that worked it, which no longer holds it: the 406 says why it
+    cannot be taken (it said 'node N holds it')."""
+    for end, status in (("finish", "COMPLETED"), ("cancel", "CANCELED")):
+        job = make_job()
+        worker.get(path(job, "acquire"))
+        worker.post(path(job, "start"), {})
+        if end == "finish":
+            worker.post(path(job, "finish"), {})
+        else:
+            admin.delete(path(job, "cancel"))
+        response = other_worker.get(path(job, "acquire"), status=406)
+        assert response.json == {"detail": f"Cannot acquire job {job['pk']}: it is {status}"}
+
+
 def test_abort_by_admin_and_the_running_nodes_late_finish(admin, worker, other_worker, bob, job):
     run_to_running(worker, job)
     bob.delete(path(job, "abort"), status=403)

@@ -202,7 +202,8 @@ class JobLifecycle:
             .values(status=QUEUED, node_id=node.id, last_status_change=now)).rowcount
         if not won:
             self.db.refresh(job)
-            if job.node_id is not None and job.node_id != node.id:
+            # A completed or cancelled job keeps the node that worked it, which holds it no more.
+            if job.node_id is not None and job.node_id != node.id and job.status not in (COMPLETED, CANCELED):
                 raise WrongState(f"Cannot acquire job {job.id}: node {job.node_id} holds it")
             raise WrongState(f"Cannot acquire job {job.id}: it is {job.status}")
         # The row holds what the UPDATE wrote: the loaded job learns it without reading the row again.
