@@ -95,6 +95,8 @@ def test_a_child_that_finishes_without_the_wired_output_fails_the_parent(alice, 
     work(worker, children_of(bob, parent)["produce"], output=None)
     state = bob.get(f"/v1/jobs/{parent['pk']}").json
     assert state["status"] == "FAILED" and "without its output 'output'" in state["error_reason"]
+    # Its progress still counts the step that completed (it stayed at the step's last report, 0.25).
+    assert state["progress"] == 0.5
 
 
 def test_cancelling_the_parent_cancels_its_children(alice, bob, parent):

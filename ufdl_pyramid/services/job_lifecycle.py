@@ -549,9 +549,10 @@ class MetaJobOrchestrator:
             return
         children = self._children(parent)
         done = sum(job.status == COMPLETED for job in children.values())
+        # First: should the next steps fail it (a missing output), its progress still counts this step's.
+        self._update_progress(parent, children)
         if not self._create_ready_steps(parent, children):
             return
-        self._update_progress(parent, children)
         if done == len(parent.template.spec["nodes"]):
             self._complete(parent, children)
         else:
