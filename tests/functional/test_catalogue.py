@@ -112,6 +112,18 @@ def test_order_by_puts_nulls_first_or_last_as_asked(admin, alice):
     assert ordered(False) == ["od", "ic", "is", "sp", "tc"]
 
 
+def test_order_by_sorts_nulls_above_every_value_unless_asked(admin, alice):
+    """As PostgreSQL (upstream's database) does, on SQLite too, which sorted them below: one order everywhere."""
+    admin.delete("/v1/domains/2")
+
+    def ordered(ascending):
+        body = {"include_inactive": True, "order_by": [{"field": "deletion_time", "ascending": ascending}]}
+        return [row["name"] for row in alice.post("/v1/domains/list", body).json]
+
+    assert ordered(True) == ["od", "ic", "is", "sp", "tc"]
+    assert ordered(False) == ["ic", "is", "sp", "tc", "od"]
+
+
 def test_a_domain_name_is_exactly_two_letters(admin):
     for name in ("icx", "i", "i1", "ic\n"):  # "$" matched before a final newline
         assert "name" in admin.post("/v1/domains/create", {"name": name, "description": "x"}, status=400).json[

@@ -265,6 +265,12 @@ def test_order(admin, alice):
         ("random-number-gen", "2.0.0"), ("image-watermark", "0.1.0"), ("random-number-gen", "1.0.0")]
     assert [row["name"] for row in alice.get("/v6/job-type-names/?order=-name").json["results"]] == [
         "random-number-gen", "image-watermark"]
+    # Nulls sort above every value, as on Scale's PostgreSQL, on SQLite too (which sorted them below).
+    admin.patch("/v6/job-types/random-number-gen/2.0.0/", {"is_active": False}, status=200)
+    assert order("?order=deprecated") == [("random-number-gen", "2.0.0"), ("random-number-gen", "1.0.0"),
+                                          ("image-watermark", "0.1.0")]
+    assert order("?order=-deprecated&order=name") == [("image-watermark", "0.1.0"), ("random-number-gen", "1.0.0"),
+                                                      ("random-number-gen", "2.0.0")]
     # The docs' example, order=name&order=version, holds for the names too (it was a 400 there).
     for query in ("?order=name&order=version", "?order=-version&order=name"):
         assert [row["name"] for row in alice.get("/v6/job-type-names/" + query).json["results"]] == [

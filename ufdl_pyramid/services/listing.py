@@ -288,10 +288,13 @@ def run_list(db: Session, query: Select, model: type, body: dict | None, *, page
         column, table_column = resolver.column(order["field"])
         if not isinstance(table_column.type, _ORDERABLE):
             raise InvalidInput(f"Field '{order['field']}' cannot be ordered by")
-        ordering = column.asc() if order.get("ascending", True) else column.desc()
-        if order.get("nulls_first") is not None:
-            ordering = ordering.nulls_first() if order["nulls_first"] else ordering.nulls_last()
-        orderings.append(ordering)
+        ascending = order.get("ascending", True)
+        ordering = column.asc() if ascending else column.desc()
+        # Not given, nulls sort as PostgreSQL (upstream's database) sorts them, above every value, on SQLite too
+        # (which sorts them below): one order whatever the database.
+        nulls_first = order.get("nulls_first")
+        nulls_first = not ascending if nulls_first is None else nulls_first
+        orderings.append(ordering.nulls_first() if nulls_first else ordering.nulls_last())
     # A final order on the primary key keeps pages stable when the asked-for order has ties.
     orderings.extend(default_order if default_order is not None else model.__mapper__.primary_key)
 

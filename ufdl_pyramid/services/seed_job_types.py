@@ -227,7 +227,8 @@ class Filters:
 
 def order_clauses(order: list[str], fields: dict) -> list:
     """``order`` values (``-`` in front: descending) as ORDER BY clauses; an unknown field is a 400. A field
-    named again changes nothing (and thousands of terms are more than SQLite takes)."""
+    named again changes nothing (and thousands of terms are more than SQLite takes). Nulls (``deprecated``,
+    ``paused``, ...) sort above every value as on Scale's PostgreSQL, on SQLite too (which sorts them below)."""
     clauses, seen = [], set()
     for value in order:
         name = value.removeprefix("-")
@@ -235,7 +236,8 @@ def order_clauses(order: list[str], fields: dict) -> list:
             raise InvalidInput(f"order: unknown field {name!r}; one of {', '.join(sorted(fields))}")
         if name not in seen and fields[name] is not None:
             seen.add(name)
-            clauses.append(fields[name].desc() if value.startswith("-") else fields[name].asc())
+            clauses.append(fields[name].desc().nulls_first() if value.startswith("-")
+                           else fields[name].asc().nulls_last())
     return clauses
 
 
