@@ -933,6 +933,11 @@ def test_status_counts(alice, spec_job, counted_jobs):
     assert {(count["status"], count["category"]): count["count"] for count in wider} == {
         ("COMPLETED", None): 2, ("FAILED", "ALGORITHM"): 1, ("FAILED", "DATA"): 1, ("FAILED", "SYSTEM"): 3,
         ("PENDING", None): 2, ("RUNNING", None): 2}
+    # ISO 8601 (and Scale's parser) let any component of a duration have a fraction, after a point or a comma.
+    fraction = alice.get("/v6/job-types/status/?started=PT1.5H").json["results"][1]["job_counts"]
+    assert {(count["status"], count["category"]): count["count"] for count in fraction}[("FAILED", "SYSTEM")] == 1
+    assert alice.get("/v6/job-types/status/?started=P1,5D").json["results"][1]["job_counts"] == wider
+    assert alice.get("/v6/job-types/status/?started=P1.5DT0.5H").json["results"][1]["job_counts"] == wider
     narrow = alice.get("/v6/job-types/status/?started=2000-01-01T00:00:00Z&ended=2000-01-02T00:00:00").json
     assert {count["status"] for count in narrow["results"][1]["job_counts"]} == {"RUNNING"}
     assert alice.get("/v6/job-types/status/?is_active=false").json["count"] == 0
@@ -962,7 +967,8 @@ def test_counts_without_jobs_are_empty(alice, spec_job):
     assert alice.get("/v6/job-types/status/").json["results"][0]["job_counts"] == []
 
 
-@pytest.mark.parametrize("query", ["started=yesterday", "ended=PT", "started=P", "started=PT3X",
+@pytest.mark.parametrize("query", ["started=yesterday", "ended=PT", "started=P", "started=PT3X", "started=PT1.H",
+                                   "started=PT.5H", "started=PT1.5.5H",
                                    "started=P999999999D", "ended=2015-13-01T00:00:00Z", "started=%00",
                                    "page=x", "is_active=maybe",
                                    # Valid ISO-8601, but out of range once in UTC (a 500 before).

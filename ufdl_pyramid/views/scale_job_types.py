@@ -157,9 +157,11 @@ def edit_job_type(context, request):
 
 # The job counts (design notes §1): the jobs of the job templates that the job types' revisions are.
 
-# [0-9], not \d: float() reads every script's digits, and an ISO-8601 duration is written in ASCII ones.
-_DURATION = re.compile(
-    r"\AP(?:([0-9]{1,9})D)?(?:T(?:([0-9]{1,9})H)?(?:([0-9]{1,9})M)?(?:([0-9]{1,9}(?:\.[0-9]{1,9})?)S)?)?\Z")
+# [0-9], not \d: float() reads every script's digits, and an ISO-8601 duration is written in ASCII ones. Any
+# component may have a decimal fraction, after a point or a comma (PT1.5H, P0,5D), as ISO 8601 and Scale's parser
+# allow.
+_NUMBER = r"([0-9]{1,9}(?:[.,][0-9]{1,9})?)"
+_DURATION = re.compile(rf"\AP(?:{_NUMBER}D)?(?:T(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?\Z")
 
 
 def query_moment(request, name: str, now: datetime, default: datetime) -> datetime:
@@ -171,7 +173,7 @@ def query_moment(request, name: str, now: datetime, default: datetime) -> dateti
     try:
         duration = _DURATION.match(text.upper())
         if duration and any(duration.groups()):
-            days, hours, minutes, seconds = (float(part or 0) for part in duration.groups())
+            days, hours, minutes, seconds = (float((part or "0").replace(",", ".")) for part in duration.groups())
             return now - timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
         moment = datetime.fromisoformat(text)
         # In UTC here, where an overflow (0001-01-01T00:00:00+05:00) is the caller's 400, not the database's 500.
