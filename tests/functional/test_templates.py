@@ -688,6 +688,15 @@ def test_get_all_values_of_a_framework_and_version(alice):
     assert all_values(alice, "Framework<'tensorflow', '3.0'>") == []
 
 
+def test_get_all_values_takes_a_type_whose_literal_holds_a_slash(admin, alice):
+    """As upstream's get-all-values/(?P<type_string>.*), the type is the rest of the path: a framework may be named
+    "tf/keras", and traversal split its type into two segments (a 400 asking for a type), encoded or not."""
+    admin.post("/v1/frameworks/create", {"name": "tf/keras", "version": "2.1"}, status=201)
+    for type_text in ("Framework<'tf/keras', '2.1'>", "Framework%3C'tf%2Fkeras'%3E", "Framework<'tf/keras'>/"):
+        assert [(row["name"], row["version"]) for row in all_values(alice, type_text)] == [("tf/keras", "2.1")]
+    assert all_values(alice, "Framework<'tf/keras', '2.2'>") == []
+
+
 def test_get_all_values_are_in_pk_order_after_a_change(admin, alice):
     """PostgreSQL stores a changed row anew at the end of its table: the order is the query's, by pk."""
     admin.delete("/v1/domains/1")

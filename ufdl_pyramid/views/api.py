@@ -48,6 +48,13 @@ def refuse_subpath(view, info):
 refuse_subpath.options = ("takes_subpath",)
 
 
+def rest_of_path(request) -> str:
+    """What follows a ``takes_subpath`` view's name in the path, slashes included (a trailing one dropped), as
+    upstream's ``get-all-values/(?P<type_string>.*)`` takes it: a type's literal may hold a ``/``
+    (``Framework<'tf/keras', '2.1'>``), which traversal splits into segments."""
+    return request.path_info.partition(f"/{request.view_name}/")[2].removesuffix("/")
+
+
 def read_body(request, limit_setting: str = "ufdl.max_json_size") -> bytes:
     """The request body, refused with 413 beyond the size the setting allows (without reading all of it)."""
     limit = request.registry.settings[limit_setting]

@@ -4,12 +4,13 @@ from ..permissions import Permission
 from ..resources.job_types import JobTypes
 from ..services.resident_values import all_values
 from ..services.type_registry import type_registry
-from .api import api_view
+from .api import api_view, rest_of_path
 
 
 @api_view(context=JobTypes, name="get-all-values", request_method="GET", permission=Permission.VIEW,
           takes_subpath=True)
 def get_all_values(context, request):
-    if len(request.subpath) != 1:
+    type_text = rest_of_path(request)
+    if not type_text:
         raise InvalidInput("Give the type: /v1/job-types/get-all-values/{TYPE}")
-    return all_values(request.db, type_registry(request.db), request.subpath[0])
+    return all_values(request.db, type_registry(request.db), type_text)

@@ -14,7 +14,7 @@ from ..services.template_registry import RegistrySync
 from ..services.templates import TemplateService, template_document
 from ..services.type_registry import resolve, type_registry
 from ..services.validation import compile_schema, validate
-from .api import api_view, read_body, read_json, read_json_object
+from .api import api_view, read_body, read_json, read_json_object, rest_of_path
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
@@ -97,14 +97,15 @@ def get_inputs(context, request):
 @api_view(context=JobTemplates, name="get-all-matching-templates", request_method="GET",
           permission=Permission.VIEW, takes_subpath=True)
 def get_all_matching_templates(context, request):
-    if len(request.subpath) != 1:
+    contract = rest_of_path(request)
+    if not contract:
         raise InvalidInput("Give the contract: /v1/job-templates/get-all-matching-templates/{CONTRACT}")
     service = template_service(request)
     # The UFDL client sends the query string unencoded (spaces, quotes, <>): parse_qsl decodes leniently.
     raw_query = request.environ.get("QUERY_STRING", "")
     wanted = {name: resolve(service.registry, value, f"input '{name}'")
               for name, value in parse_qsl(raw_query, keep_blank_values=True)}
-    templates = service.matching(context.query(), request.subpath[0], wanted)
+    templates = service.matching(context.query(), contract, wanted)
     return [template_json(template) for template in templates]
 
 
