@@ -156,7 +156,11 @@ def test_an_export_chosen_by_accept_varies_on_accept(admin, train):
     the YAML it stored to a client asking for JSON."""
     export = f"/v1/job-templates/{train['pk']}/export"
     for accept, content_type in (("application/yaml", "application/yaml"), ("application/json", "application/json"),
-                                 ("*/*", "application/json"), (None, "application/json")):
+                                 ("*/*", "application/json"), (None, "application/json"),
+                                 # A type named beats one reached through a wildcard of the same quality.
+                                 ("application/yaml, */*", "application/yaml"), ("*/*, text/yaml", "application/yaml"),
+                                 ("application/*, application/json", "application/json"),
+                                 ("application/yaml;q=0.5, */*", "application/json")):
         answer = admin.get(export, headers={"Accept": accept} if accept else {})
         assert answer.content_type == content_type
         assert answer.headers["Vary"] == "Accept"

@@ -57,14 +57,24 @@ def sync_registry(context, request):
     return {**plan.as_json(), "applied": not body.get("dry_run")}
 
 
+def _accept_prefers_yaml(accept) -> bool:
+    offers = accept.acceptable_offers(["application/json", *YAML_TYPES])
+    if not offers:
+        return False
+    tied = [offer for offer, quality in offers if quality == offers[0][1]]
+    # Of the types rated alike, one the client names beats one it reaches through a wildcard: "application/yaml,
+    # */*" asks for YAML (webob breaks the tie by the order of the offers, which put JSON first).
+    named = {media_range.lower() for media_range, *_ in getattr(accept, "parsed", None) or ()}
+    return ([offer for offer in tied if offer in named] or tied)[0] in YAML_TYPES
+
+
 @api_view(context=TemplateItem, name="export", request_method="GET", permission=Permission.ADMIN)
 def export_template(context, request):
     document = template_document(context.row)
     chosen = request.GET.get("format")
     if chosen is not None and chosen not in ("json", "yaml"):  # was answered JSON, as if it had been understood
         raise InvalidInput(f"format must be json or yaml, not {chosen!r}")
-    offers = request.accept.acceptable_offers(["application/json", *YAML_TYPES])
-    wants_yaml = chosen == "yaml" or (chosen is None and offers and offers[0][0] in YAML_TYPES)
+    wants_yaml = chosen == "yaml" or (chosen is None and _accept_prefers_yaml(request.accept))
     if wants_yaml:
         response = Response(to_yaml(document), content_type="application/yaml", charset="utf-8")
     else:
