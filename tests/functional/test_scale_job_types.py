@@ -144,13 +144,14 @@ def test_revisions(admin, alice, spec_job):
     second = admin.post("/v6/job-types/", changed, status=201).json
     assert second["revision_num"] == 2 and second["id"] == spec_job.json["id"] and second["title"] == "A new title"
     revisions = alice.get("/v6/job-types/test/1.0.0/revisions/").json
-    assert revisions["count"] == 2 and [row["revision_num"] for row in revisions["results"]] == [1, 2]
-    first = revisions["results"][0]
+    # Newest first, as Scale's view lists them (order -revision_num).
+    assert revisions["count"] == 2 and [row["revision_num"] for row in revisions["results"]] == [2, 1]
+    first = revisions["results"][1]
     assert set(first) == {"id", "job_type", "revision_num", "docker_image", "created"}
     assert first["job_type"] == {"id": second["id"], "name": "test", "version": "1.0.0", "title": "A new title",
                                  "description": second["description"], "is_active": True, "is_paused": False,
                                  "is_published": False, "icon_code": "f1c5", "unmet_resources": "cpus,mem"}
-    assert revisions["results"][1]["created"] == second["last_modified"]  # the revision is the change
+    assert revisions["results"][0]["created"] == second["last_modified"]  # the revision is the change
     one = alice.get("/v6/job-types/test/1.0.0/revisions/1/").json
     assert one["manifest"] == SPEC_POST["manifest"] and one["docker_image"] == "test-1.0.0-seed:1.0.0"
     assert alice.get("/v6/job-types/test/1.0.0/revisions/2").json["manifest"] == changed["manifest"]
@@ -1015,7 +1016,7 @@ def test_concurrent_edits_each_make_their_own_revision(admin, spec_job):
 
     in_threads(8, edit)
     revisions = admin.get("/v6/job-types/test/1.0.0/revisions/").json["results"]
-    assert [row["revision_num"] for row in revisions] == list(range(1, 10))
+    assert [row["revision_num"] for row in revisions] == list(range(9, 0, -1))
 
 
 def test_concurrent_creations_of_one_job_type_make_one(admin):

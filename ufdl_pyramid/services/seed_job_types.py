@@ -387,8 +387,9 @@ class SeedJobTypeService:
             SeedJobTypeRevision.job_type_id == job_type.id, SeedJobTypeRevision.revision_num == revision_num))
 
     def revisions_query(self, job_type: SeedJobType) -> Select:
+        # Newest first, as Scale lists them (its docs say no order; its view orders by -revision_num).
         return (select(SeedJobTypeRevision).where(SeedJobTypeRevision.job_type_id == job_type.id)
-                .order_by(SeedJobTypeRevision.revision_num.asc()))
+                .order_by(SeedJobTypeRevision.revision_num.desc()))
 
     # Validation, creation, editing
 
