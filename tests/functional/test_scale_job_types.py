@@ -90,8 +90,8 @@ def test_lists(admin, alice, spec_job):
         {"name": "test", "title": "Job to demonstrate job type APIs", "description": SPEC_POST["manifest"]["job"][
             "description"], "icon_code": "f1c5", "is_published": False, "versions": ["1.0.0"],
          "latest_version": "1.0.0"}]}
-    versions = alice.get("/v6/job-types/my-job/").json
-    assert [row["version"] for row in versions["results"]] == ["1.0.0", "1.1.0"]
+    versions = alice.get("/v6/job-types/my-job/").json  # newest first, as Scale's view lists them
+    assert [row["version"] for row in versions["results"]] == ["1.1.0", "1.0.0"]
     assert versions["count"] == 2 and "unmet_resources" in versions["results"][0]
 
 
@@ -118,6 +118,8 @@ def test_latest_version_follows_semantic_versioning(admin, alice):
     assert names["versions"] == ["1.9.0", "1.10.0-alpha", "1.10.0-alpha.2", "1.10.0-alpha.10", "1.10.0",
                                  "1.10.0+build.7"]
     assert names["latest_version"] == "1.10.0+build.7"
+    assert [row["version"] for row in alice.get("/v6/job-types/random-number-gen/").json["results"]] == list(
+        reversed(names["versions"]))
 
 
 @pytest.mark.parametrize("version", ["1.0.0-alpha", "1.0.0+build.1", "2.0.0-rc.1+exp.sha.5114f85"])

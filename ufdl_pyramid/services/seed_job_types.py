@@ -361,9 +361,10 @@ class SeedJobTypeService:
         return self.db.scalar(select(SeedJobType).where(SeedJobType.name == name, SeedJobType.version == version))
 
     def versions(self, name: str) -> list[SeedJobType]:
-        """The versions of one name, by semantic-version precedence."""
+        """The versions of one name, newest first by semantic-version precedence (Scale's view lists them by
+        -version, newest first, but compares them as text: 1.10.0 before 1.9.0)."""
         query = select(SeedJobType).where(SeedJobType.name == name)
-        return sorted(self.db.scalars(query), key=lambda row: version_key(row.version))
+        return sorted(self.db.scalars(query), key=lambda row: version_key(row.version), reverse=True)
 
     def list_query(self, filters: Filters, order: list[str]) -> Select:
         # The id last, so that rows alike in every ordered field keep one order from page to page.
