@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tcp_proxy import TcpProxy
 
 from ufdl_pyramid.testing import UserFactory, create_test_engine
 from ufdl_pyramid.worker.api import ApiError, UfdlApi
@@ -51,11 +52,12 @@ class Server:
         self.workers: list[subprocess.Popen] = []
         self.started = 0  # names each worker's log, across tests
 
-    def worker(self, *arguments: str, index: int = 0, env: dict | None = None) -> subprocess.Popen:
+    def worker(self, *arguments: str, index: int = 0, env: dict | None = None, url: str | None = None
+               ) -> subprocess.Popen:
         self.started += 1
         log = open(self.folder / f"worker-{self.started}.log", "w")
         process = subprocess.Popen(
-            [UFDL, "worker", "--url", self.url, "--username", "worker", "--ip", "127.0.0.1", "--index", str(index),
+            [UFDL, "worker", "--url", url or self.url, "--username", "worker", "--ip", "127.0.0.1", "--index", str(index),
              "--poll", "0.2", "--heartbeat", "0.4", "--max-backoff", "1", *arguments],
             env={**os.environ, "UFDL_PASSWORD": PASSWORD, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
@@ -293,6 +295,25 @@ def test_sigterm_stops_the_worker_and_puts_the_job_back(e2e, grace):
     try:
         assert (job["status"], job["node"]) == ("PENDING", None), worker.log_path.read_text()
     finally:
+        e2e.api.request("DELETE", f"/v1/jobs/{job['pk']}/cancel")
+
+
+def test_a_second_signal_ends_a_stopping_worker_that_cannot_reach_the_server(e2e):
+    """Stopping, the worker must get its finish through and waits out a server that is down; a second signal
+    (Ctrl-C again) gives that up and leaves the job to its lease, instead of a worker only SIGKILL ends."""
+    proxy = TcpProxy(("127.0.0.1", int(e2e.url.rsplit(":", 1)[1])))
+    job = e2e.create_job("shell", "", command="sleep 30")
+    try:
+        worker = e2e.worker(url=f"http://127.0.0.1:{proxy.port}", index=3)
+        e2e.wait_for(job["pk"], "RUNNING")
+        proxy.cut()
+        worker.send_signal(signal.SIGINT)
+        wait_for_log(worker, " again in ")  # finishing (or, cut sooner, reading the parameters)
+        worker.send_signal(signal.SIGINT)
+        assert finished(worker, 15) == 1
+        assert f"job {job['pk']} left to its lease" in worker.log_path.read_text()
+    finally:
+        proxy.close()
         e2e.api.request("DELETE", f"/v1/jobs/{job['pk']}/cancel")
 
 

@@ -74,11 +74,15 @@ def run_worker(args, environment) -> int:
         print(f"ufdl: --index {args.index} with --concurrency {args.concurrency} needs node indexes up to "
               f"{args.index + args.concurrency - 1}; a server takes 0 to {MAX_INDEX}", file=sys.stderr)
         return 2
-    stop, interrupt = threading.Event(), threading.Event()
+    stop, interrupt, abandon = threading.Event(), threading.Event(), threading.Event()
     log = logging.getLogger("ufdl_pyramid.worker")
 
     def on_signal(number, frame):
         name = signal.Signals(number).name
+        if interrupt.is_set():  # the job is being stopped already: give up waiting for a server that is down
+            log.info("signal %s: no more waiting for the server to take the job back", name)
+            abandon.set()
+            return
         if stop.is_set() or not args.grace:
             log.info("signal %s: stopping, and stopping the running job", name)
             stop.set()
@@ -96,4 +100,4 @@ def run_worker(args, environment) -> int:
     options = WorkerOptions(ip=args.ip, index=args.index, once=args.once, poll=args.poll,
                             heartbeat=args.heartbeat, max_backoff=args.max_backoff)
     return run_workers(lambda: UfdlApi(args.url, args.username, password), executors, options,
-                       args.concurrency, stop, interrupt)
+                       args.concurrency, stop, interrupt, abandon)

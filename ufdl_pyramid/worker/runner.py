@@ -9,7 +9,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,11 @@ QUEUED, RUNNING = "QUEUED", "RUNNING"
 
 class WorkerStopped(Exception):
     """The worker was asked to stop while waiting for the server."""
+
+
+class WorkerAbandoned(BaseException):
+    """Asked to stop once more while a call of its job waited for the server: the job is left to its lease.
+    Not an ``Exception``, so that no executor's ``except Exception`` takes it for the job's own failure."""
 
 
 @dataclass
@@ -143,15 +147,18 @@ class Worker:
     """One node's loop. ``executors``: dotted name → executor class (the installed plugins')."""
 
     def __init__(self, api: UfdlApi, executors: Mapping[str, type], options: WorkerOptions,
-                 stop: threading.Event | None = None, interrupt: threading.Event | None = None):
+                 stop: threading.Event | None = None, interrupt: threading.Event | None = None,
+                 abandon: threading.Event | None = None):
         self.api = api
         self.executors = dict(executors)
         self.options = options
         self.stop_event = stop or threading.Event()  # take no new job
         self.interrupt_event = interrupt or self.stop_event  # and stop the running one (by default: at once)
+        self.abandon_event = abandon or threading.Event()  # and give up waiting for a server that is down
         self.backoff = Backoff(options.max_backoff)
         self.node_id: int | None = None
         self.jobs_done = 0
+        self.current_job: int | None = None  # the job run_job holds, for the message when it is abandoned
 
     # -- plumbing --------------------------------------------------------------------------------------------
     @property
@@ -180,7 +187,10 @@ class Worker:
                 delay = self.backoff.next()
                 log.warning("server unavailable (%s); %s again in %.1f s", error, what, delay)
                 if not give_up_on_stop:
-                    time.sleep(delay)  # it must get through (a finish, an upload): a stop does not cut the wait
+                    # It must get through (a finish, an upload): a stop does not cut the wait, only another
+                    # signal does (else a server that stays down leaves a worker that only SIGKILL ends).
+                    if self.abandon_event.wait(delay):
+                        raise WorkerAbandoned() from None
                 elif self.stop_event.wait(delay):
                     raise WorkerStopped() from None
 
@@ -255,11 +265,16 @@ class Worker:
                     return 0
         except WorkerStopped:
             pass
+        except WorkerAbandoned:
+            log.error("worker stopped without reaching the server: job %s left to its lease (PENDING again "
+                      "ufdl.node_timeout seconds after the server is back, or when this node's worker restarts)",
+                      self.current_job)
+            return 1
         log.info("worker stopped")
         return 0
 
     def run_job(self, job: dict) -> None:
-        pk = job["pk"]
+        pk = self.current_job = job["pk"]
         template = job.get("template") or {}
         log.info("job %s acquired (%s v%s)", pk, template.get("name"), template.get("version"))
         try:
@@ -352,10 +367,11 @@ class Worker:
 
 
 def run_workers(make_api: Callable[[], UfdlApi], executors: Mapping[str, type], options: WorkerOptions,
-                concurrency: int, stop: threading.Event, interrupt: threading.Event | None = None) -> int:
+                concurrency: int, stop: threading.Event, interrupt: threading.Event | None = None,
+                abandon: threading.Event | None = None) -> int:
     """``concurrency`` workers, each its own node (indexes ``index``, ``index + 1``, ...), in threads."""
     if concurrency <= 1:
-        return Worker(make_api(), executors, options, stop, interrupt).run()
+        return Worker(make_api(), executors, options, stop, interrupt, abandon).run()
     results = []
 
     def one(offset: int):
@@ -363,7 +379,7 @@ def run_workers(make_api: Callable[[], UfdlApi], executors: Mapping[str, type], 
         # A node that cannot run makes the process fail, not hide it; a refusal (bad credentials, say) is one
         # line per node, as with one node, and only the unexpected gets a traceback.
         try:
-            results.append(Worker(make_api(), executors, slot, stop, interrupt).run())
+            results.append(Worker(make_api(), executors, slot, stop, interrupt, abandon).run())
         except ApiError as error:
             log.error("worker %d (index %d) stopped: %s", offset, slot.index, error)
             results.append(1)
