@@ -317,6 +317,27 @@ def test_a_second_signal_ends_a_stopping_worker_that_cannot_reach_the_server(e2e
         e2e.api.request("DELETE", f"/v1/jobs/{job['pk']}/cancel")
 
 
+def test_a_heartbeat_that_cannot_reach_the_server_is_logged(e2e, tmp_path):
+    """The lease hangs on the heartbeats: one that fails is a warning in the worker's log (it was a DEBUG line,
+    so the log said nothing while a job's lease ran out), and one that gets through again says so."""
+    proxy = TcpProxy(("127.0.0.1", int(e2e.url.rsplit(":", 1)[1])))
+    flag = tmp_path / "slow"
+    flag.touch()
+    job = e2e.create_job("shell", "", command=f"sh -c 'while [ -e {flag} ]; do sleep 0.1; done; echo done'")
+    try:
+        worker = e2e.worker(url=f"http://127.0.0.1:{proxy.port}", index=4)
+        e2e.wait_for(job["pk"], "RUNNING")
+        proxy.cut()
+        wait_for_log(worker, f"heartbeat for job {job['pk']} failed")
+        proxy.restore()
+        wait_for_log(worker, f"heartbeat for job {job['pk']} got through again")
+        flag.unlink()
+        assert e2e.wait_for(job["pk"], "COMPLETED")["error_reason"] is None
+    finally:
+        proxy.close()
+        flag.unlink(missing_ok=True)
+
+
 def test_a_killed_workers_job_goes_back_to_pending_and_another_worker_finishes_it(e2e, tmp_path):
     flag = tmp_path / "slow"
     flag.touch()

@@ -124,12 +124,20 @@ class Heartbeat(threading.Thread):
         self.lost: str | None = None  # why the job is no longer ours
 
     def run(self) -> None:
+        failing = False
         while not self.finished.wait(self.interval):
             try:
                 job = self.api.get_job(self.pk)
             except (ServerUnavailable, ApiError) as error:
-                log.debug("heartbeat for job %s failed: %s", self.pk, error)
+                # Once per run of failures: the lease runs out ufdl.node_timeout seconds after the last one that
+                # got through, and the operator should see why in the log (it was a DEBUG line).
+                (log.debug if failing else log.warning)(
+                    "heartbeat for job %s failed: %s (the lease runs out without one)", self.pk, error)
+                failing = True
                 continue
+            if failing:
+                log.info("heartbeat for job %s got through again", self.pk)
+                failing = False
             if job.get("is_cancelled"):
                 self.lost = "cancelled"
             elif job.get("node") != self.node_id or job.get("status") != RUNNING:
