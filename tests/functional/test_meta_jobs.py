@@ -683,6 +683,34 @@ def test_a_graph_whose_outputs_would_bear_names_too_long_to_store_is_refused(adm
     assert sorted(map(len, outputs)) == [199, 200]
 
 
+def test_a_step_cannot_add_an_output_whose_copy_in_its_meta_job_would_be_too_long(alice, bob, parent, nested):
+    """Any output a step adds is copied, not only its template's: one of 200 characters became 'first:' and 200 in
+    the meta-job, and the last step's finish was a 500 on PostgreSQL (again on each retry), the graph stuck."""
+    worker = register(alice)
+    first = children_of(bob, parent)["produce"]
+    worker.get(f"/v1/jobs/{first['pk']}/acquire")
+    worker.post(f"/v1/jobs/{first['pk']}/start", {})
+    longest = "y" * (200 - len("first:"))
+    refused = worker.request("POST", f"/v1/jobs/{first['pk']}/outputs/{longest}y/BLOB", body=b"y", status=400)
+    assert refused.json["detail"].startswith(f"Invalid output name '{longest}y': job {first['pk']} is a step of a "
+                                             "graph, whose meta-job would carry it as 'first:yyy")
+    worker.request("POST", f"/v1/jobs/{first['pk']}/outputs/{longest}/BLOB", body=b"y", status=201)
+    worker.request("POST", f"/v1/jobs/{first['pk']}/outputs/output/BLOB", body=b"x", status=201)
+    worker.post(f"/v1/jobs/{first['pk']}/finish", {})
+    work(worker, children_of(bob, parent)["consume"], b"from second")
+    finished = bob.get(f"/v1/jobs/{parent['pk']}").json
+    assert finished["status"] == "COMPLETED" and f"first:{longest}" in [out["name"] for out in finished["outputs"]]
+    # Up a nested graph, each meta-job adds its node's name.
+    top, inner = nested
+    step = children_of(bob, inner)["produce"]
+    worker.get(f"/v1/jobs/{step['pk']}/acquire")
+    worker.post(f"/v1/jobs/{step['pk']}/start", {})
+    assert "'inner:first:yyy" in worker.request("POST", f"/v1/jobs/{step['pk']}/outputs/{longest}/BLOB",
+                                                 body=b"y", status=400).json["detail"]
+    worker.request("POST", f"/v1/jobs/{step['pk']}/outputs/{'y' * (200 - len('inner:first:'))}/BLOB", body=b"y",
+                   status=201)
+
+
 def test_the_job_launchers_poll_filter_finds_the_workable_jobs_a_node_may_take(alice, bob, parent, pipeline):
     """ufdl-job-launcher polls ``POST /v1/jobs/list`` with Django's names for the template's sub-records
     (``template.workabletemplate``): they were unknown fields (400), so the launcher never found a job."""

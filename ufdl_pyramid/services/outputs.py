@@ -119,6 +119,7 @@ class JobOutputService:
         ``declared_size`` (the Content-Length) past the limit is refused before any byte is stored."""
         self._check_open(job, node)
         check_output_name(name)
+        self._check_copied_name(job, name)
         canonical = self.canonical_type(type_text)
         self._check_unique(job, name, canonical)
         if self.max_size is None:
@@ -164,6 +165,18 @@ class JobOutputService:
         if self.db.scalar(_LOCKED_JOB, {"pk": job_id}) is None:  # deleted for good meanwhile
             raise NotFound(f"Job {job_id} was deleted at the same moment")
         self._check_open(job, node)
+
+    def _check_copied_name(self, job: Job, name: str) -> None:
+        """A graph's step's output is copied to its meta-job as ``node:name`` (``outer:node:name`` from an inner
+        graph): the copy must fit an output name too, else the graph's completion fails (a 500 on PostgreSQL)."""
+        copied, parent_id, graph_node = name, job.parent_id, job.graph_node
+        while parent_id is not None:
+            copied = f"{graph_node}:{copied}"
+            row = self.db.execute(select(Job.parent_id, Job.graph_node).where(Job.id == parent_id)).first()
+            parent_id, graph_node = row if row is not None else (None, None)
+        if len(copied) > OUTPUT_NAME_LENGTH:
+            raise InvalidInput(f"Invalid output name {name!r}: job {job.id} is a step of a graph, whose meta-job "
+                               f"would carry it as {copied[:60]!r}..., longer than {OUTPUT_NAME_LENGTH} characters")
 
     @staticmethod
     def _check_open(job: Job, node: ActingNode | None) -> None:
