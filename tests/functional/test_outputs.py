@@ -114,6 +114,16 @@ def test_bad_types_are_400(worker, running, type_text):
     assert "output type" in upload(worker, running, type_text=type_text, status=400).json["detail"]
 
 
+def test_a_type_holding_a_nul_is_400(worker, bob, running):
+    """A NUL in a literal of the TYPE segment was stored on SQLite, and a 500 on PostgreSQL (upload and lookup)."""
+    refused = {"detail": "output type: a string holds a character that cannot be stored (NUL, or half of a "
+                         "surrogate pair)"}
+    assert upload(worker, running, type_text="Domain<'\x00'>", status=400).json == refused
+    assert bob.get(out(running, type_text="Domain<'\x00'>"), status=400).json == refused
+    assert bob.get("/v1/job-types/get-all-values/Domain%3C'%00'%3E", status=400).json["detail"].startswith("TYPE: ")
+    assert bob.post("/v1/job-outputs/list").json == []
+
+
 def test_no_output_for_a_deleted_job(admin, worker, running):
     admin.delete(f"/v1/jobs/{running['pk']}")  # aborted: the node holds it no more
     assert upload(worker, running, status=403).json["detail"].endswith(f"does not hold job {running['pk']}")

@@ -13,6 +13,7 @@ from ..errors import InvalidInput
 from ..models import JobType
 from ..types import InvalidType, TypeInstance, TypeRegistry
 from .job_types import import_ufdl_type
+from .validation import UNSTORABLE, unstorable
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ def resolve(registry: TypeRegistry, text, where: str) -> TypeInstance:
     """A type string resolved, or a 400 naming the field it came from."""
     if not isinstance(text, str):
         raise InvalidInput(f"{where}: a type must be a string")
+    if unstorable(text):
+        # A URL segment (an output's TYPE, get-all-values') is no JSON body, which is checked for these already:
+        # a NUL in a literal reached PostgreSQL and answered 500.
+        raise InvalidInput(f"{where}: {UNSTORABLE}")
     try:
         return registry.resolve(text)
     except InvalidType as error:
