@@ -328,7 +328,10 @@ def test_an_output_stored_with_a_name_no_header_can_hold_is_still_downloaded(wor
     assert download.headers["Content-Disposition"] == 'attachment; filename="first_:_out___"'
 
 
-@pytest.mark.parametrize("body", [{"filetype": 5}, {"params": {"filetype": ["zip"]}}, [1], "zip", 5, None])
+@pytest.mark.parametrize("body", [{"filetype": 5}, {"params": {"filetype": ["zip"]}}, [1], "zip", 5, None,
+                                  # falsy ones were taken as no filetype: the original filename, without a word
+                                  {"filetype": 0}, {"filetype": False}, {"filetype": []},
+                                  {"params": {"filetype": {}}}, {"filetype": "zip", "params": {"filetype": 0}}])
 def test_a_download_body_of_the_wrong_shape_is_400(worker, bob, running, body):
     output = upload(worker, running).json
     bob.request("POST", f"/v1/job-outputs/{output['pk']}/download", body=json.dumps(body).encode(),  # null too

@@ -66,9 +66,11 @@ def download(context, request):
     params = body.get("params", {})
     if not isinstance(params, dict):  # null too: it was taken as no params, as any other value was
         raise InvalidInput("params must be a JSON object, such as {} or {\"filetype\": \"zip\"}")
-    filetype = body.get("filetype") or params.get("filetype") or request.GET.get("filetype")
-    if filetype is not None and not isinstance(filetype, str):
+    given = (body.get("filetype"), params.get("filetype"))
+    # Each checked, not only the one taken: a 0, false, [] or {} was taken as no filetype without a word.
+    if any(value is not None and not isinstance(value, str) for value in given):
         raise InvalidInput("filetype must be a string")
+    filetype = given[0] or given[1] or request.GET.get("filetype")
     output = output_service(request).servable(context.row)
     return stream_output(request, output, download_filename(output.name, filetype))
 
