@@ -299,6 +299,19 @@ def test_validate_finds_cycles_between_templates(ufdl, registry):
     assert "loop/1.yaml:9: templates refer to each other in a cycle: loop/1 -> loop/1" in out
 
 
+def test_validate_and_sync_refuse_a_type_too_long_once_written_in_canonical_form(sync_cli, ufdl, registry, engine):
+    """1,000 characters as written, 1,001 in canonical form (', ' between arguments), which export would write:
+    the import refused it, and validate, offline, passed it."""
+    long_type = f"Process<Framework<'{'a' * 969}','1'>,JSON>"
+    assert len(long_type) == 1000
+    _replace(registry / "shell" / "1.yaml", "job_type: Process<str, BLOB>", f"job_type: {long_type}")
+    for code, out, err in (ufdl("validate", registry), sync_cli("sync", registry)):
+        assert code == 1
+        assert "shell/1.yaml:10: specific.job_type: type Process<Framework<" in out, out
+        assert "is longer than 1000 characters once written in canonical form" in out
+    assert templates(engine) == set()
+
+
 def test_validate_and_sync_refuse_graphs_nested_too_deep(sync_cli, ufdl, registry, engine):
     """A registry checks nesting as the server's import does: offline (validate) by the registry's own graphs."""
     from ufdl_pyramid.services.templates import MAX_NESTING

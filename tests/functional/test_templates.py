@@ -664,6 +664,12 @@ def test_numbers_and_strings_past_what_export_can_give_back_are_400(admin):
     assert len(long_type) == 1000
     refused = admin.post("/v1/job-templates/import", document(PREDICT, specific__job_type=long_type), status=400)
     assert "canonical form" in refused.json["detail"]
+    # A default's type too: export wrote it, and the import of the export refused it (longer than a type may be).
+    long_type = f"Array<Framework<'{'a' * 976}','1'>>"
+    parameter = {"types": ["Array"], "help": "", "default": [], "default_type": long_type}
+    refused = admin.post("/v1/job-templates/import", document(PREDICT, specific__parameters={"p": parameter}),
+                         status=400).json["detail"]
+    assert refused.startswith("specific.parameters.p.default_type: type Array<Framework<") and "canonical" in refused
 
 
 def test_yaml_export_gives_back_every_line_break(admin):

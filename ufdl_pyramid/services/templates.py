@@ -72,6 +72,16 @@ class NormalisedTemplate:
         return strings
 
 
+def canonical(type_string: str, where: str) -> str:
+    """A type string as normalising writes it, or a 400 naming ``where``: the canonical spelling (', ' between
+    arguments) may outgrow the limit the text was checked against, and export writes it (the contract column holds
+    it), so import must take it back. Checked in normalising, so that the offline ``validate`` refuses it too."""
+    if len(type_string) > MAX_TYPE_LENGTH:
+        raise InvalidInput(f"{where}: type {type_string[:60]}... is longer than {MAX_TYPE_LENGTH} characters once "
+                           "written in canonical form")
+    return type_string
+
+
 def template_document(template: JobTemplate) -> dict:
     """The export form: exactly what import accepts."""
     return {"name": template.name, "version": template.version, "description": template.description,
@@ -100,12 +110,6 @@ class TemplateService:
         normalised = self.normalise(document)
         if not scale:
             check_not_scale_name(normalised.name)
-        for type_string in normalised.type_strings():
-            # The canonical spelling (', ' between arguments) may outgrow the limit the text was checked against;
-            # export writes it (and the contract column holds it), so import must take it back.
-            if len(type_string) > MAX_TYPE_LENGTH:
-                raise InvalidInput(f"type {type_string[:60]}...: longer than {MAX_TYPE_LENGTH} characters once "
-                                   "written in canonical form")
         self._lock_name(normalised.name)
         existing = self._existing_version(normalised)
         if existing is not None:
@@ -199,9 +203,12 @@ class TemplateService:
         if not issubclass(contract.cls, Contract):
             raise InvalidInput(f"specific.job_type: '{contract}' is not a contract")
         specialised = contract.cls.specialise(contract, self.registry)
-        inputs = {name: {"types": [str(option) for option in options], "help": contract.cls.inputs[name].help}
-                  for name, options in specialised.inputs.items()}
-        outputs = {name: str(output) for name, output in specialised.outputs.items()}
+        where = "specific.job_type"
+        canonical(str(contract), where)
+        inputs = {name: {"types": [canonical(str(option), f"{where} (input {name})") for option in options],
+                         "help": contract.cls.inputs[name].help} for name, options in specialised.inputs.items()}
+        outputs = {name: canonical(str(output), f"{where} (output {name})")
+                   for name, output in specialised.outputs.items()}
         parameters = {name: self._normalise_parameter(parameter, f"specific.parameters.{name}")
                       for name, parameter in specific["parameters"].items()}
         spec = {"job_type": str(contract), "executor_class": specific["executor_class"],
@@ -212,12 +219,12 @@ class TemplateService:
                                   required_packages=specific["required_packages"])
 
     def _normalise_parameter(self, parameter: dict, where: str) -> dict:
-        types = [str(resolve(self.registry, text, f"{where}.types[{i}]"))
+        types = [canonical(str(resolve(self.registry, text, f"{where}.types[{i}]")), f"{where}.types[{i}]")
                  for i, text in enumerate(parameter["types"])]
         normalised = {"types": types, "help": parameter["help"]}
         if "default" in parameter:
-            default_type = self.check_value(parameter["default"], parameter.get("default_type", types[0]), types,
-                                            f"{where}.default")
+            default_type = canonical(self.check_value(parameter["default"], parameter.get("default_type", types[0]),
+                                                      types, f"{where}.default"), f"{where}.default_type")
             normalised.update(default=parameter["default"], default_type=default_type)
         elif "default_type" in parameter:
             raise InvalidInput(f"{where}.default_type: given without a default")
@@ -255,8 +262,9 @@ class TemplateService:
                         raise InvalidInput(f"{where}: template '{child.name}' has no parameter '{parameter}'")
                     if child.parameters[parameter].get("const"):
                         raise InvalidInput(f"{where}: the parameter is constant")
-                    override["type"] = self.check_value(override["value"], override["type"],
-                                                        child.parameters[parameter]["types"], where)
+                    override["type"] = canonical(self.check_value(override["value"], override["type"],
+                                                                  child.parameters[parameter]["types"], where),
+                                                 f"{where}.type")
                 nodes[node]["parameter_default_overrides"] = dict(sorted(overrides.items()))
 
         wired: set[tuple[str, str]] = set()
