@@ -1,7 +1,7 @@
 """create-job: inputs and parameters checked against the template; meta-jobs create their ready children."""
 import pytest
 
-from templates_fixtures import DATASET, PREDICT, TRAIN, TRAIN_THEN_PREDICT
+from templates_fixtures import DATASET, PREDICT, TRAIN, TRAIN_THEN_PREDICT, document
 
 
 @pytest.fixture
@@ -120,6 +120,23 @@ def test_whole_numbers_written_as_floats_are_kept_as_integers(alice, train):
     for entry in (job["input_values"]["dataset"], job["parameter_values"]["epochs"]):
         assert isinstance(entry["value"], int), entry
     assert alice.get(f"/v1/jobs/{job['pk']}").json == job
+
+
+def test_whole_numbers_written_as_floats_in_templates_are_kept_as_integers(admin, alice):
+    """As a value given at create-job: a default, and a graph's override of one, written 9.0 for an int were kept
+    as 9.0, and the override reached the step's executor as a float."""
+    train = admin.post("/v1/job-templates/import", document(TRAIN, specific__parameters__epochs__default=5.0),
+                       status=201).json
+    assert type(train["parameters"]["epochs"]["default"]) is int
+    admin.post("/v1/job-templates/import", PREDICT, status=201)
+    meta = admin.post("/v1/job-templates/import", document(
+        TRAIN_THEN_PREDICT, specific__nodes__train__parameter_default_overrides__epochs__value=9.0), status=201).json
+    assert type(meta["parameters"]["train:epochs"]["default"]) is int
+    parent = create(alice, meta, {"input_values": {"train:dataset": DATASET, "predict:dataset": DATASET},
+                                  "parameter_values": {"train:tag": {"value": "t", "type": "str"}}}).json
+    child = next(job for job in alice.post("/v1/jobs/list").json if job["parent"] == parent["pk"])
+    assert child["parameter_values"]["epochs"] == {"value": 9, "type": "int"}
+    assert type(child["parameter_values"]["epochs"]["value"]) is int
 
 
 def test_int_is_accepted_where_float_is_expected(admin, alice):

@@ -98,20 +98,10 @@ class JobCreator:
             where = f"input_values.{name}"
             type_text = self.templates.check_value(entry["value"], entry["type"], template.inputs[name]["types"],
                                                    where)
-            value = self._whole_number(entry["value"], type_text)
+            value = self.templates.whole_number(entry["value"], type_text)
             self._check_job_output(value, type_text, where)
             checked[name] = {"value": value, "type": type_text}
         return checked
-
-    def _whole_number(self, value, type_text: str):
-        """The value as the job keeps it: of a type whose values are integers (int, a primary key, JobOutput<T>),
-        ``5.0``, which JSON Schema takes for an integer, is the integer 5 (the executor, or the output's lookup,
-        would get a float)."""
-        if isinstance(value, float) and value.is_integer():
-            types = self.templates.registry.resolve(type_text).json_schema().get("type")
-            if "integer" in (types if isinstance(types, list) else [types]):
-                return int(value)
-        return value
 
     def _check_job_output(self, value, type_text: str, where: str) -> None:
         """A JobOutput<T> value must name an existing, active output whose type is a T."""
@@ -141,7 +131,7 @@ class JobCreator:
                 raise InvalidInput(f"{where}: the parameter is constant and cannot be set")
             entry = given[name]
             type_text = self.templates.check_value(entry["value"], entry["type"], spec["types"], where)
-            value = self._whole_number(entry["value"], type_text)
+            value = self.templates.whole_number(entry["value"], type_text)
             self._check_job_output(value, type_text, where)  # as for an input: one that exists, of its type
             checked[name] = {"value": value, "type": type_text}
         return checked

@@ -225,7 +225,7 @@ class TemplateService:
         if "default" in parameter:
             default_type = canonical(self.check_value(parameter["default"], parameter.get("default_type", types[0]),
                                                       types, f"{where}.default"), f"{where}.default_type")
-            normalised.update(default=parameter["default"], default_type=default_type)
+            normalised.update(default=self.whole_number(parameter["default"], default_type), default_type=default_type)
         elif "default_type" in parameter:
             raise InvalidInput(f"{where}.default_type: given without a default")
         if parameter.get("const"):
@@ -242,6 +242,16 @@ class TemplateService:
             raise InvalidInput(f"{where}: type '{given}' is not one of {', '.join(allowed)}")
         check_json_value(value, given.json_schema(), f"{where}: value")
         return str(given)
+
+    def whole_number(self, value, type_text: str):
+        """The value as a job (or a template's default) keeps it: of a type whose values are integers (int, a
+        primary key, JobOutput<T>), ``5.0``, which JSON Schema takes for an integer, is the integer 5 (the executor,
+        or the output's lookup, would get a float)."""
+        if isinstance(value, float) and value.is_integer():
+            types = self.registry.resolve(type_text).json_schema().get("type")
+            if "integer" in (types if isinstance(types, list) else [types]):
+                return int(value)
+        return value
 
     def _normalise_meta(self, specific: dict, common: dict) -> NormalisedTemplate:
         children: dict[str, JobTemplate] = {}
@@ -265,6 +275,7 @@ class TemplateService:
                     override["type"] = canonical(self.check_value(override["value"], override["type"],
                                                                   child.parameters[parameter]["types"], where),
                                                  f"{where}.type")
+                    override["value"] = self.whole_number(override["value"], override["type"])
                 nodes[node]["parameter_default_overrides"] = dict(sorted(overrides.items()))
 
         wired: set[tuple[str, str]] = set()
