@@ -202,7 +202,11 @@ class TemplateService:
         contract = resolve(self.registry, specific["job_type"], "specific.job_type")
         if not issubclass(contract.cls, Contract):
             raise InvalidInput(f"specific.job_type: '{contract}' is not a contract")
-        specialised = contract.cls.specialise(contract, self.registry)
+        try:
+            specialised = contract.cls.specialise(contract, self.registry)
+        except InvalidType as error:  # a type its slots name is not registered (its job-types row deleted, say)
+            raise InvalidInput(f"specific.job_type: the inputs and outputs of '{contract}' do not resolve: "
+                               f"{error}") from None
         where = "specific.job_type"
         canonical(str(contract), where)
         inputs = {name: {"types": [canonical(str(option), f"{where} (input {name})") for option in options],
