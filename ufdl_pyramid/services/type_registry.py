@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import InvalidInput
 from ..models import JobType
-from ..types import InvalidType, TypeDefinitionError, TypeInstance, TypeRegistry
+from ..types import InvalidType, TypeInstance, TypeRegistry
 from .job_types import import_ufdl_type
 from .validation import UNSTORABLE, unstorable
 
@@ -29,44 +29,18 @@ def type_registry(db: Session) -> TypeRegistry:
     with _lock:
         if _cached is not None and _cached[0] == rows:
             return _cached[1]
-    classes = []
+    registry = TypeRegistry()
     for name, pkg, cls in rows:
         try:
-            classes.append(import_ufdl_type(name, pkg, cls))
+            found = import_ufdl_type(name, pkg, cls)
         except InvalidInput as error:  # a plugin since uninstalled, say: the other types still work
             log.warning("job type %s cannot be loaded: %s", name, error.detail)
-    registry = _with_resolving_bounds(classes)
+            continue
+        if name not in registry:  # 'Any' is every registry's own
+            registry.register(found)
     with _lock:
         _cached = (rows, registry)
     return registry
-
-
-def _with_resolving_bounds(classes: list) -> TypeRegistry:
-    """A registry of the classes whose parameters' bounds resolve in it. A bound naming a type the table lacks
-    (its row deleted, or its plugin uninstalled: ``Dataset<D>`` bound by ``Domain``) raised TypeDefinitionError,
-    a 500, whenever the type was given arguments: such a type is left out, unknown like one that cannot be loaded,
-    and with it those whose bounds name it."""
-    while True:
-        registry = TypeRegistry()
-        for cls in classes:
-            if cls.name not in registry:  # 'Any' is every registry's own
-                registry.register(cls)
-        broken = [cls for cls in classes if not _bounds_resolve(registry, cls)]
-        if not broken:
-            return registry
-        for cls in broken:
-            log.warning("job type %s cannot be used: a bound of its parameters does not resolve", cls.name)
-        classes = [cls for cls in classes if cls not in broken]
-
-
-def _bounds_resolve(registry: TypeRegistry, cls) -> bool:
-    try:
-        for parameter in cls.parameters:
-            if not parameter.is_literal:
-                registry.bound_of(cls, parameter)
-    except TypeDefinitionError:
-        return False
-    return True
 
 
 def resolve(registry: TypeRegistry, text, where: str) -> TypeInstance:

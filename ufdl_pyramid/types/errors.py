@@ -50,3 +50,16 @@ class TypeDefinitionError(Exception):
 
 class DuplicateTypeError(TypeDefinitionError):
     """Two classes claim the same type name in one registry."""
+
+
+class UnresolvedBoundError(TypeDefinitionError, UnknownTypeError):
+    """A parameter's bound names a type the registry does not hold. A definition error in a registry of fixed
+    types; but the server's registry is its job-types table, whose rows an admin may delete (or whose plugin may be
+    uninstalled): there, ``Dataset<D>`` bounded by ``Domain`` once ``Domain`` is gone is as unknown as a name in
+    the text would be (an ``InvalidType``, a 400, not a 500)."""
+
+    def __init__(self, text: str, name: str, cls_name: str, parameter: str, bound: str,
+                 position: int | None = None):
+        InvalidType.__init__(self, text, f"the bound {bound!r} of parameter {parameter!r} of {cls_name} names the "
+                                         f"unknown type {name!r}", position)
+        self.name = name

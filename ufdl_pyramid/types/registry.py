@@ -1,6 +1,6 @@
 """The registry of type classes by name, and resolution of type strings into checked TypeInstances."""
 from .errors import (DuplicateTypeError, InvalidType, TypeArgumentError, TypeDefinitionError,
-                     UnknownTypeError)
+                     UnknownTypeError, UnresolvedBoundError)
 from .model import ANY_BOUND, AnyType, TypeInstance, TypeParameter, UFDLType, is_subtype
 from .syntax import NAME_PATTERN, Literal, TypeExpression, parse_type
 
@@ -66,6 +66,9 @@ class TypeRegistry:
         self._resolving_bounds.add(key)
         try:
             bound = self.resolve(parameter.bound)
+        except UnknownTypeError as error:
+            raise UnresolvedBoundError(parameter.bound, error.name, cls.name, parameter.name,
+                                       parameter.bound) from None
         except InvalidType as error:
             raise TypeDefinitionError(f"The bound {parameter.bound!r} of parameter {parameter.name!r} of "
                                       f"{cls.name} does not resolve: {error}") from None
@@ -122,7 +125,11 @@ class _Resolution:
         if isinstance(arg, Literal):
             raise TypeArgumentError(self.text, f"{label} must be a type, got the literal {arg}", self.position(arg))
         instance = self.resolve(arg)
-        bound = self.registry.bound_of(cls, parameter)
+        try:
+            bound = self.registry.bound_of(cls, parameter)
+        except UnresolvedBoundError as error:  # quoting the text resolved, not the bound
+            raise UnresolvedBoundError(self.text, error.name, cls.name, parameter.name, parameter.bound,
+                                       self.position(arg)) from None
         if not is_subtype(instance, bound):
             raise TypeArgumentError(self.text, f"{label} must be a subtype of {bound}, got {instance}",
                                     self.position(arg))
