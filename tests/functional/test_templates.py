@@ -525,7 +525,7 @@ specific:
     ("[" * 150 + "]" * 150, "nested more than"),
     ('"a\\0b"', "cannot be stored"),                          # PostgreSQL stores no NUL in text or JSON
     ('{"a\\0": 1}', "cannot be stored"),
-    ('"\\ud800"', "cannot be stored"),                          # half of a surrogate pair: not UTF-8
+    ('"\\ud800"', "Invalid YAML"),                 # half of a surrogate pair: not UTF-8 (libyaml refuses the escape)
 ])
 def test_yaml_values_json_cannot_hold_are_400(admin, default, needle):
     refused = yaml_import(admin, JSON_PARAMETER.replace("DEFAULT", default), 400)
@@ -567,6 +567,14 @@ def test_brackets_in_text_do_not_hide_nesting(admin):
     assert "nested more than 100 levels deep" in yaml_import(admin, text, 400).json["detail"]
 
 
+def test_tabs_between_tokens_are_read_as_the_templates_registry_reads_them(admin):
+    """YAML allows a tab where a space separates tokens. PyYAML's own scanner refused ``key:<tab>value``, which
+    libyaml (the registry's reader) accepts: validate and sync took a file whose import was then a 400."""
+    text = JSON_PARAMETER.replace("scope: public", "scope:\tpublic\t# a tab each side").replace(
+        "DEFAULT", "[1,\t2]")
+    assert yaml_import(admin, text, 201).json["parameters"]["value"]["default"] == [1, 2]
+
+
 def test_block_style_nests_as_deep_as_flow_style(admin):
     """Indentation and '- ' nest as brackets do (up to 100 levels). PyYAML's composer recursed once per level:
     5,000 levels of them were a RecursionError, and a 500."""
@@ -577,9 +585,9 @@ def test_block_style_nests_as_deep_as_flow_style(admin):
         default = default[0]
     assert default == "x"
     refused = yaml_import(admin, nested(101), 400).json["detail"]
-    assert "nested more than 100 levels deep" in refused and "line 14" in refused, refused
+    assert "nested more than 100 levels deep" in refused, refused  # with a line only where PyYAML composes
     for deep in ("- " * 5000 + "x\n", "".join(" " * level + "a:\n" for level in range(1000))):
-        assert "nested more than 100 levels deep" in yaml_import(admin, deep, 400).json["detail"]
+        assert "nest" in yaml_import(admin, deep, 400).json["detail"]  # libyaml stops at 1,000 levels itself
 
 
 def test_an_alias_bomb_is_400(admin):

@@ -320,7 +320,9 @@ class BoundedNesting:
         return self._deeper(super().compose_mapping_node, anchor)
 
 
-class UniqueKeysLoader(BoundedNesting, FittingTags, UniqueKeys, yaml.SafeLoader):
+# libyaml's loader when there is one, as the templates registry reads its files: PyYAML's own scanner refuses a tab
+# that YAML allows between tokens (``key:<tab>value``), so an import refused what validate and sync accepted.
+class UniqueKeysLoader(BoundedNesting, FittingTags, UniqueKeys, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     pass
 
 
