@@ -422,6 +422,18 @@ def test_an_action_followed_by_more_path_is_404_and_does_nothing(admin, alice, t
     assert alice.get("/v1/job-types/get-all-values/Domain<'ic'>").json[0]["name"] == "ic"
 
 
+def test_more_path_is_404_before_the_permission_check(admin, alice, anonymous, train):
+    """A caller refused the action (not an admin) got 403 for a path that names nothing; an anonymous caller is
+    still 401 first, and a template that does not exist is 404 as ever."""
+    pk = train["pk"]
+    for method, path in (("GET", f"/v1/job-templates/{pk}/export/x"), ("DELETE", f"/v1/job-templates/{pk}/hard/x"),
+                         ("POST", "/v1/job-templates/import/x"), ("GET", "/v1/job-templates/999999/export/x")):
+        assert alice.request(method, path, status=404).json == {"detail": "Not found."}, path
+        anonymous.request(method, path, status=401)
+    alice.get(f"/v1/job-templates/{pk}/export", status=403)  # the action's own path: refused as before
+    assert admin.get(f"/v1/job-templates/{pk}").json["pk"] == pk  # not deleted
+
+
 def test_list_filters_on_templates(alice, train, predict, meta):
     body = {"expressions": [{"type": "exact", "field": "domain.name", "value": "ic"},
                             {"type": "contains", "field": "name", "sub_string": "tiny"}],

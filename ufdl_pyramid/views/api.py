@@ -10,11 +10,13 @@ from urllib.parse import urlencode
 
 from pyramid.httpexceptions import HTTPNotFound
 from pyramid.view import view_config
+from pyramid.viewderivers import INGRESS
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import InvalidInput, PayloadTooLarge
 from ..models import database_error_line
 from ..permissions import Permission
+from ..resources.base import require_caller
 from ..services.listing import LIST_BATCH_SIZE
 from ..services.template_documents import MAX_NESTING
 from ..services.validation import MAX_INT_DIGITS, UNSTORABLE, holds_unstorable
@@ -33,12 +35,18 @@ def api_view(*, permission: Permission, takes_subpath: bool = False, **settings)
 def refuse_subpath(view, info):
     """A view deriver: an API view answers its own path, not that path with more segments (traversal hands them to
     the view as ``request.subpath``). Upstream's URL patterns end there, and ``DELETE /v1/jobs/5/hard/6`` deleted
-    job 5 for good. Views that read a value there (``progress/{P}``) are declared with ``takes_subpath``."""
+    job 5 for good. Views that read a value there (``progress/{P}``) are declared with ``takes_subpath``.
+
+    It runs before the permission check (``includeme``): a path that names no view is 404 to whoever may not use the
+    view it extends too (it was 403). An anonymous caller is still 401 first, as on any path under a collection."""
     if info.options.get("takes_subpath", True):  # the error views, which api_view does not declare, too
         return view
+    public = info.options.get("permission") in (Permission.AUTHENTICATE, Permission.PROBE)
 
     def view_of_its_own_path(context, request):
         if request.subpath:
+            if not public:
+                require_caller(request)
             raise HTTPNotFound()
         return view(context, request)
 
@@ -199,7 +207,7 @@ def _not_a_cut_answer(record: logging.LogRecord) -> bool:
 
 
 def includeme(config):
-    config.add_view_deriver(refuse_subpath)
+    config.add_view_deriver(refuse_subpath, under=INGRESS, over="secured_view")
     waitress_log = logging.getLogger("waitress")
     if _not_a_cut_answer not in waitress_log.filters:  # one app per process, but tests build many
         waitress_log.addFilter(_not_a_cut_answer)
