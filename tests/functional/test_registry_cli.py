@@ -114,6 +114,15 @@ def test_validate_needs_no_database(registry, capsys, tmp_path):
     assert main(["-c", str(tmp_path / "missing.ini"), "templates", "validate", str(registry)]) == 0
 
 
+def test_a_file_instead_of_the_registry_directory_is_said(ufdl, registry, tmp_path):
+    """It said "no such directory" of a file that is there."""
+    code, out, err = ufdl("validate", registry / "shell" / "1.yaml")
+    assert code == 1 and out == ""
+    assert err == (f"ufdl: {registry / 'shell' / '1.yaml'}: not a directory (give the registry's directory, not one "
+                   f"of its files)\n")
+    assert ufdl("diff", tmp_path / "missing")[2] == f"ufdl: {tmp_path / 'missing'}: no such directory\n"
+
+
 def _replace(path, old, new):
     text = path.read_text()
     assert old in text

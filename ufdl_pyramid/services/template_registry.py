@@ -160,7 +160,9 @@ def registry_files(directory: str) -> tuple[dict[str, str], list[Problem]]:
     Refused unread: a symbolic link to outside the directory, what is not a regular file (a FIFO would block the
     read), a file over ``MAX_FILE_SIZE``."""
     if not os.path.isdir(directory):
-        raise InvalidInput(f"{directory}: no such directory")
+        # One template's file given for the registry (validate shell/1.yaml) was "no such directory" too.
+        raise InvalidInput(f"{directory}: not a directory (give the registry's directory, not one of its files)"
+                           if os.path.exists(directory) else f"{directory}: no such directory")
     root = os.path.realpath(directory)
     files: dict[str, str] = {}
     problems: list[Problem] = []
