@@ -90,8 +90,9 @@ def test_an_age_below_0_is_a_usage_error(storage_path, sweep, age):
     the future), exit 0; "inf" was a traceback. 0s stays: every orphan, however recent."""
     storage = LocalDirectoryStorage(storage_path)
     recent_orphan = storage.store(io.BytesIO(b"an upload still committing"), max_size=100).key
-    assert sweep(f"--older-than={age}") == (2, "", "ufdl: --older-than must be an age of 0 or above such as 30d, "
-                                                   f"12h, 15m or 90s, not {age!r}\n")
+    for given in ([f"--older-than={age}"], ["--older-than", age]):  # the second was argparse's "expected one argument"
+        assert sweep(*given) == (2, "", "ufdl: --older-than must be an age of 0 or above such as 30d, 12h, 15m or 90s, "
+                                        f"not {age!r}\n"), given
     assert storage.exists(recent_orphan)
 
 

@@ -1,6 +1,7 @@
 """The ``ufdl`` command: ``ufdl [-c INI] AREA ACTION ...``. Each area lives in its own module."""
 import argparse
 import logging
+import re
 import sys
 
 from sqlalchemy.exc import DBAPIError
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_attach_negative_ages(sys.argv[1:] if argv is None else argv))
     environment = CliEnvironment(args.config or DEFAULT_CONFIG, given=args.config is not None)
     try:
         return args.handler(args, environment) or 0
@@ -50,6 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C in long work (a sync, an export, a sweep): it was a traceback
         print("ufdl: interrupted", file=sys.stderr)
         return INTERRUPTED
+
+
+def _attach_negative_ages(argv: list[str]) -> list[str]:
+    """``--older-than -1h`` as ``--older-than=-1h``: argparse takes a value starting with '-' for an option (unless it
+    is a bare number), and answered "expected one argument" where the age's own check says what is wrong."""
+    argv = list(argv)
+    for index in range(len(argv) - 2, -1, -1):
+        if argv[index] == "--older-than" and re.match(r"-[\d.]", argv[index + 1]):
+            argv[index:index + 2] = [f"--older-than={argv[index + 1]}"]
+    return argv
 
 
 def _schema_hint(args, environment) -> str:
