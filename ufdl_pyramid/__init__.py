@@ -7,7 +7,7 @@ from pyramid.renderers import JSON
 from .models.meta import utcnow
 from .services import schema
 from .services.lease_clock import mark_resumed
-from .settings import load_settings
+from .settings import SettingsError, load_settings
 
 
 def json_renderer() -> JSON:
@@ -34,7 +34,10 @@ def make_config(settings: dict) -> Configurator:
 
 def main(global_config, **settings):
     """The WSGI application factory named in the INI files."""
-    app = make_config(settings).make_wsgi_app()
+    try:
+        app = make_config(settings).make_wsgi_app()
+    except SettingsError as error:  # one line and exit status 1, as `ufdl serve`: pserve printed a traceback
+        raise SystemExit(f"ufdl: {error}") from None
     engine = app.registry["db.engine"]
     if schema.is_current(engine):  # else the app serves what there is (see plugins_config.py)
         # A start: no node could reach the server while it was down (services/lease_clock.py).

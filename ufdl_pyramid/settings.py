@@ -153,7 +153,8 @@ SETTINGS = (
     Setting("ufdl.max_json_size", "1M", _size, "Largest JSON request body (413 beyond)."),
     Setting("ufdl.max_registry_size", "64M", _size, "Largest templates registry a remote sync may send "
             "(POST /v1/job-templates/sync; 413 beyond)."),
-    Setting("ufdl.max_page_size", 1000, _positive(int), "Largest page a list request may ask for."),
+    # A page size is a LIMIT, a 64-bit integer: one beyond answered a list asking for that many with a 500.
+    Setting("ufdl.max_page_size", 1000, _whole(1, 2**63 - 1), "Largest page a list request may ask for."),
     Setting("ufdl.node_timeout", 120, _seconds, "Seconds without a request from a node before its jobs "
             "are aborted (a lost lease)."),
     Setting("ufdl.leases.check_interval", 30.0, _seconds_or_off, "Seconds between each server process's own "
@@ -216,6 +217,12 @@ def load_settings(raw: Mapping[str, Any], environ: Mapping[str, str] | None = No
         raise SettingsError("no database: set sqlalchemy.url in the INI file or UFDL_DATABASE_URL")
     if not settings.get("ufdl.auth.secret"):
         raise SettingsError("no token secret: set ufdl.auth.secret in the INI file or UFDL_AUTH_SECRET")
+    # pyramid_retry's own check (int(), an assert) stopped the start with a traceback; blank is its default.
+    if str(settings.get("retry.attempts", "")).strip():
+        try:
+            settings["retry.attempts"] = _positive(int)(settings["retry.attempts"])
+        except ValueError as error:
+            raise SettingsError(f"setting retry.attempts: {error}") from None
     if len(settings["ufdl.auth.secret"].encode()) < 32:
         raise SettingsError("ufdl.auth.secret must be at least 32 bytes long (HS256 keys shorter than the hash "
                             "are weak)")

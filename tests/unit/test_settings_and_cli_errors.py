@@ -64,6 +64,9 @@ def test_good_settings_load():
     ("postgresql+psycopg://postgres@127.0.0.1:1/nothing", "ufdl: database error: "),
     ("mysql://x/y", "ufdl: the database URL cannot be used: "),
     ("nosuchdialect://x/y", "ufdl: the database URL cannot be used: "),
+    # A port that is no number, an IPv6 address without brackets: a ValueError traceback.
+    ("postgresql+psycopg://postgres@127.0.0.1:notaport/db", "ufdl: the database URL cannot be used: invalid literal"),
+    ("postgresql+psycopg://postgres@::1:5432/db", "ufdl: the database URL cannot be used: invalid literal"),
     # A SQLite file whose folder cannot be made (a file in its way): a FileExistsError traceback.
     ("sqlite:///{tmp_path}/cli.ini/ufdl.sqlite", "ufdl: the database URL cannot be used: cannot make the folder "
                                                  "{tmp_path}/cli.ini of its SQLite file: File exists"),
@@ -77,6 +80,41 @@ def test_a_database_the_cli_cannot_use_is_one_line(tmp_path, monkeypatch, capsys
     assert ufdl(["-c", str(ini), "db", "upgrade"]) == 1
     error = capsys.readouterr().err
     assert error.startswith(expected) and error.count("\n") == 1, error
+
+
+@pytest.mark.parametrize("line, environ, expected", [
+    # A page size is a LIMIT: one past 64 bits was taken, and a list asking for that many answered 500.
+    ("", {"UFDL_MAX_PAGE_SIZE": str(2**63)}, "ufdl: setting ufdl.max_page_size (UFDL_MAX_PAGE_SIZE): must be a whole "
+                                             f"number from 1 to {2**63 - 1}, not '{2**63}'"),
+    # pyramid_retry's own int() and assert: a ConfigurationExecutionError traceback at the start.
+    ("retry.attempts = 0\n", {}, "ufdl: setting retry.attempts: must be a finite number above 0, not '0'"),
+    ("retry.attempts = three\n", {}, "ufdl: setting retry.attempts: must be a whole number above 0, not 'three'"),
+])
+def test_a_setting_that_cannot_work_stops_the_cli_with_one_line(tmp_path, monkeypatch, capsys, line, environ,
+                                                                  expected):
+    ini = tmp_path / "cli.ini"
+    ini.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = sqlite:///{tmp_path / 'db.sqlite'}\n"
+                   f"ufdl.auth.secret = {'y' * 32}\n{line}")
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert ufdl(["-c", str(ini), "db", "upgrade"]) == 1
+    assert capsys.readouterr().err == f"{expected}\n"
+
+
+def test_pserve_refuses_a_bad_setting_in_one_line(tmp_path):
+    """The app factory's SettingsError reached pserve as a traceback (`ufdl serve` said it on one line)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ini = tmp_path / "pserve.ini"
+    ini.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = sqlite:///{tmp_path / 'db.sqlite'}\n"
+                   f"ufdl.auth.secret = {'y' * 32}\nufdl.max_tries = 0\n"
+                   "[server:main]\nuse = egg:waitress#main\nlisten = 127.0.0.1:0\n")
+    done = subprocess.run([str(Path(sys.executable).with_name("pserve")), str(ini)], capture_output=True, text=True,
+                          timeout=120)
+    assert (done.returncode, done.stderr) == (1, "ufdl: setting ufdl.max_tries (UFDL_MAX_TRIES): must be a finite "
+                                                 "number above 0, not '0'\n")
 
 
 @pytest.mark.parametrize("text, reason", [

@@ -7,7 +7,6 @@ from functools import cached_property
 import transaction
 from plaster.exceptions import PlasterError
 from pyramid.paster import get_appsettings, setup_logging
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ..errors import InvalidInput
 from ..models import get_engine, get_session_factory, get_tm_session
@@ -54,10 +53,7 @@ class CliEnvironment:
 
     @cached_property
     def engine(self):
-        try:
-            return get_engine(self.settings)
-        except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as error:  # no driver here can use it
-            raise SettingsError(f"the database URL cannot be used: {error}") from None
+        return get_engine(self.settings)  # a URL it cannot use is a SettingsError
 
     @contextmanager
     def session(self):

@@ -6,7 +6,7 @@ import sqlite3
 import psycopg
 from sqlalchemy import engine_from_config, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 import transaction
@@ -94,7 +94,12 @@ def get_engine(settings: dict, prefix: str = "sqlalchemy.") -> Engine:
         # SQLAlchemy's echo adds a handler of its own besides, and each statement was logged twice.
         statements.setLevel(logging.INFO)
         echo = False
-    engine = engine_from_config({"url": url}, prefix="", echo=echo, **options)
+    try:
+        engine = engine_from_config({"url": url}, prefix="", echo=echo, **options)
+    # No driver here can use it, or its port is no number ('host:port' of an IPv6 address without brackets):
+    # the CLI, `ufdl serve` and pserve printed a traceback (or misnamed the setting).
+    except (ArgumentError, ModuleNotFoundError, ValueError) as error:
+        raise SettingsError(f"the database URL cannot be used: {error}") from None
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     return engine
