@@ -196,6 +196,27 @@ def test_an_upgrade_that_would_leave_rows_pointing_at_no_row_is_rolled_back_whol
     engine.dispose()
 
 
+def test_upgrades_started_at_once_on_one_sqlite_file_all_succeed(tmp_path):
+    """Each read the version in a deferred transaction, then wrote: those that lost the race failed at once
+    with "database is locked" (PostgreSQL's advisory lock serialises them)."""
+    import subprocess
+    import sys
+
+    ufdl_command = str(pathlib.Path(sys.executable).with_name("ufdl"))
+    ini = tmp_path / "upgrade.ini"
+    for round_number in range(3):
+        database = tmp_path / f"round{round_number}.sqlite"
+        ini.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = sqlite:///{database}\n"
+                       f"ufdl.auth.secret = {TEST_SETTINGS['ufdl.auth.secret']}\n")
+        upgrades = [subprocess.Popen([ufdl_command, "-c", str(ini), "db", "upgrade"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        ended = [(upgrade.wait(timeout=120), upgrade.stderr.read()) for upgrade in upgrades]
+        assert all(code == 0 for code, _ in ended), ended
+        engine = get_engine({"sqlalchemy.url": f"sqlite:///{database}"})
+        assert schema.is_current(engine)
+        engine.dispose()
+
+
 def template_rows(engine, name: str) -> dict:
     """Per version of the template: its spec, its parameters and the type names it references."""
     with engine.connect() as connection:

@@ -33,6 +33,9 @@ def run_migrations_online() -> None:
             # Batch mode rebuilds a SQLite table (copy it, DROP the old one, rename the copy): with foreign keys
             # on, the DROP deletes or nulls every row pointing at the old one (a job's events, outputs, steps).
             sqlite_foreign_keys(connection, on=False)
+            # BEGIN IMMEDIATE: a second upgrade at once waits for the first (the busy timeout), then finds the
+            # schema current. With a deferred BEGIN both read the version, and one failed "database is locked".
+            connection.execution_options(sqlite_immediate=True)
         try:
             # One transaction for the whole upgrade on SQLite too (alembic commits each migration on its own
             # there by default): the foreign key check below can still undo all of it.
