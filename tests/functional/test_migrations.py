@@ -217,6 +217,22 @@ def test_upgrades_started_at_once_on_one_sqlite_file_all_succeed(tmp_path):
         engine.dispose()
 
 
+def test_upgrading_a_database_a_newer_release_migrated_is_one_line(tmp_path, monkeypatch, capsys):
+    """Its revision is unknown here: alembic's CommandError was a traceback."""
+    database = tmp_path / "newer.sqlite"
+    engine = get_engine({"sqlalchemy.url": f"sqlite:///{database}"})
+    schema.upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    ini = tmp_path / "newer.ini"
+    ini.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = sqlite:///{database}\n"
+                   f"ufdl.auth.secret = {TEST_SETTINGS['ufdl.auth.secret']}\n")
+    assert ufdl(["-c", str(ini), "db", "upgrade"]) == 1
+    assert capsys.readouterr().err == ("ufdl: Can't locate revision identified by '9999' (a newer ufdl-pyramid "
+                                       "migrated this database: run that one)\n")
+
+
 def template_rows(engine, name: str) -> dict:
     """Per version of the template: its spec, its parameters and the type names it references."""
     with engine.connect() as connection:

@@ -20,7 +20,13 @@ def register(areas) -> None:
 
 
 def run_upgrade(args, environment) -> int:
-    schema.upgrade(environment.engine)
+    try:
+        schema.upgrade(environment.engine)
+    except CommandError as error:  # it was a traceback
+        # A revision this code does not know: a newer release migrated the database (it has no downgrade here).
+        newer = " (a newer ufdl-pyramid migrated this database: run that one)" if "Can't locate" in str(error) else ""
+        print(f"ufdl: {error}{newer}", file=sys.stderr)
+        return 1
     print(f"database at the newest schema ({environment.engine.url.render_as_string(hide_password=True)})")
     return 0
 
