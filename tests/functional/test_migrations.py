@@ -109,6 +109,18 @@ def test_going_down_to_0004_and_up_again_keeps_every_row(tmp_path):
     engine.dispose()
 
 
+def test_going_down_to_0001_and_up_again_keeps_the_nodes(tmp_path):
+    """0002's downgrade dropped the jobs but left a node's current job naming one: the upgrade back was refused
+    (rows point at no row: nodes -> jobs on SQLite, a ForeignKeyViolation on PostgreSQL)."""
+    engine = get_engine({"sqlalchemy.url": f"sqlite:///{tmp_path}/populated.sqlite"})
+    schema.upgrade(engine)
+    populate(engine, tmp_path)
+    schema.downgrade(engine, "0001")
+    schema.upgrade(engine)
+    assert counts(engine) == {"jobs": 0, "job_outputs": 0, "job_events": 0, "nodes": 1, "current jobs": 0}
+    engine.dispose()
+
+
 def every_row(engine) -> dict:
     with engine.connect() as connection:
         tables = connection.scalars(text(

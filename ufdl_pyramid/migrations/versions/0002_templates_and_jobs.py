@@ -179,6 +179,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_jobs_deletion_time'))
         batch_op.drop_index(batch_op.f('ix_jobs_creator_id'))
 
+    # The jobs go: a node's current job would name no row, and the upgrade's foreign key refused them all.
+    op.execute("UPDATE nodes SET current_job_id = NULL")
     op.drop_table('jobs')
     with op.batch_alter_table('job_template_type_refs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_job_template_type_refs_job_type_id'))
