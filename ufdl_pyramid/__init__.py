@@ -5,6 +5,7 @@ from pyramid.config import Configurator
 from pyramid.renderers import JSON
 
 from .models.meta import utcnow
+from .plugins import PluginError
 from .services import schema
 from .services.lease_clock import mark_resumed
 from .settings import SettingsError, load_settings
@@ -36,7 +37,7 @@ def main(global_config, **settings):
     """The WSGI application factory named in the INI files."""
     try:
         app = make_config(settings).make_wsgi_app()
-    except SettingsError as error:  # one line and exit status 1, as `ufdl serve`: pserve printed a traceback
+    except (SettingsError, PluginError) as error:  # one line and status 1, as `ufdl serve`: pserve printed a traceback
         raise SystemExit(f"ufdl: {error}") from None
     engine = app.registry["db.engine"]
     if schema.is_current(engine):  # else the app serves what there is (see plugins_config.py)

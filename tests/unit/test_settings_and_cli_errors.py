@@ -101,20 +101,35 @@ def test_a_setting_that_cannot_work_stops_the_cli_with_one_line(tmp_path, monkey
     assert capsys.readouterr().err == f"{expected}\n"
 
 
-def test_pserve_refuses_a_bad_setting_in_one_line(tmp_path):
-    """The app factory's SettingsError reached pserve as a traceback (`ufdl serve` said it on one line)."""
+@pytest.mark.parametrize("line, expected", [
+    ("ufdl.max_tries = 0\n",
+     "ufdl: setting ufdl.max_tries (UFDL_MAX_TRIES): must be a finite number above 0, not '0'"),
+    ("ufdl.plugins.strict = true\n",
+     "ufdl: plugin 'ufdl_broken_plugin' (ufdl-broken 0.9) failed to load: cannot import 'ufdl_broken_plugin': "
+     "RuntimeError: the plugin is broken (ufdl.plugins.strict is set)"),
+])
+def test_pserve_refuses_a_bad_setting_in_one_line(tmp_path, line, expected):
+    """The app factory's SettingsError (or PluginError) reached pserve as a traceback (`ufdl serve` said it on one
+    line)."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
 
+    # A plugin distribution that fails to import, found through PYTHONPATH (ignored unless strict).
+    (tmp_path / "ufdl_broken_plugin.py").write_text('raise RuntimeError("the plugin is broken")\n')
+    info = tmp_path / "ufdl_broken-0.9.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ufdl-broken\nVersion: 0.9\n")
+    (info / "entry_points.txt").write_text("[ufdl_pyramid]\nufdl_broken_plugin = ufdl_broken_plugin\n")
     ini = tmp_path / "pserve.ini"
     ini.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = sqlite:///{tmp_path / 'db.sqlite'}\n"
-                   f"ufdl.auth.secret = {'y' * 32}\nufdl.max_tries = 0\n"
+                   f"ufdl.auth.secret = {'y' * 32}\n{line}"
                    "[server:main]\nuse = egg:waitress#main\nlisten = 127.0.0.1:0\n")
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("UFDL_")}
     done = subprocess.run([str(Path(sys.executable).with_name("pserve")), str(ini)], capture_output=True, text=True,
-                          timeout=120)
-    assert (done.returncode, done.stderr) == (1, "ufdl: setting ufdl.max_tries (UFDL_MAX_TRIES): must be a finite "
-                                                 "number above 0, not '0'\n")
+                          timeout=120, env={**environ, "PYTHONPATH": str(tmp_path)})
+    assert (done.returncode, done.stderr) == (1, f"{expected}\n")
 
 
 @pytest.mark.parametrize("text, reason", [
