@@ -19,12 +19,17 @@ from job_helpers import CONSUME, PIPELINE, PRODUCE, register
 MANIFESTS = pathlib.Path(__file__).parent / "seed_manifests"
 
 
+def cli_ini(path: pathlib.Path, url: str) -> pathlib.Path:
+    """An INI for the ``ufdl`` command naming the database ``url`` (``%`` escaped by the caller)."""
+    path.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = {url}\n"
+                    f"ufdl.auth.secret = {TEST_SETTINGS['ufdl.auth.secret']}\n")
+    return path
+
+
 def test_the_models_and_the_migrations_agree(engine, tmp_path, capsys):
     """Autogenerating against the migrated test database finds nothing to do (on either database)."""
     url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
-    ini = tmp_path / "cli.ini"
-    ini.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = {url}\n"
-                   f"ufdl.auth.secret = {TEST_SETTINGS['ufdl.auth.secret']}\n")
+    ini = cli_ini(tmp_path / "cli.ini", url)
     assert ufdl(["-c", str(ini), "db", "revision", "-m", "nothing changed", "--dir", str(tmp_path)]) == 0
     assert "review it before committing" in capsys.readouterr().out
     [written] = tmp_path.glob("*_nothing_changed.py")
@@ -42,9 +47,7 @@ def test_a_revision_writes_what_the_models_changed_and_empty_writes_nothing(tmp_
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE job_event_retention"))
     engine.dispose()
-    ini = tmp_path / "cli.ini"
-    ini.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = sqlite:///{database}\n"
-                   f"ufdl.auth.secret = {TEST_SETTINGS['ufdl.auth.secret']}\n")
+    ini = cli_ini(tmp_path / "cli.ini", f"sqlite:///{database}")
     for name, flags in (("found", []), ("empty", ["--empty"])):
         folder = tmp_path / name
         folder.mkdir()
@@ -58,9 +61,7 @@ def test_a_revision_against_a_database_not_at_the_newest_schema_is_refused(tmp_p
     engine = get_engine({"sqlalchemy.url": f"sqlite:///{database}"})
     schema.upgrade(engine, "0004")
     engine.dispose()
-    ini = tmp_path / "cli.ini"
-    ini.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = sqlite:///{database}\n"
-                   f"ufdl.auth.secret = {TEST_SETTINGS['ufdl.auth.secret']}\n")
+    ini = cli_ini(tmp_path / "cli.ini", f"sqlite:///{database}")
     assert ufdl(["-c", str(ini), "db", "revision", "-m", "too early", "--dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("ufdl: ") and "not up to date" in err and err.count("\n") == 1, err
@@ -218,8 +219,7 @@ def test_upgrades_started_at_once_on_one_sqlite_file_all_succeed(tmp_path):
     ini = tmp_path / "upgrade.ini"
     for round_number in range(3):
         database = tmp_path / f"round{round_number}.sqlite"
-        ini.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = sqlite:///{database}\n"
-                       f"ufdl.auth.secret = {TEST_SETTINGS['ufdl.auth.secret']}\n")
+        cli_ini(ini, f"sqlite:///{database}")
         upgrades = [subprocess.Popen([ufdl_command, "-c", str(ini), "db", "upgrade"], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True) for _ in range(4)]
         ended = [(upgrade.wait(timeout=120), upgrade.stderr.read()) for upgrade in upgrades]
@@ -237,9 +237,7 @@ def test_upgrading_a_database_a_newer_release_migrated_is_one_line(tmp_path, mon
     with engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
-    ini = tmp_path / "newer.ini"
-    ini.write_text(f"[app:main]\nuse = egg:ufdl-pyramid\nsqlalchemy.url = sqlite:///{database}\n"
-                   f"ufdl.auth.secret = {TEST_SETTINGS['ufdl.auth.secret']}\n")
+    ini = cli_ini(tmp_path / "newer.ini", f"sqlite:///{database}")
     assert ufdl(["-c", str(ini), "db", "upgrade"]) == 1
     assert capsys.readouterr().err == ("ufdl: Can't locate revision identified by '9999' (a newer ufdl-pyramid "
                                        "migrated this database: run that one)\n")
