@@ -28,7 +28,7 @@ def make_config(settings: dict) -> Configurator:
     config.include(".registry_config")  # sync ufdl.templates_registry, when set
     config.include(".outputs_config")  # output storage, blob clean-up after commit
     config.include(".notifications_config")  # notifications sent after commit
-    config.include(".progress_express_config")  # progress reports in one statement, when all is in order
+    config.include(".express_lanes_config")  # a node's plain requests in one statement each
     config.include(".views")  # the API, area by area
     return config
 

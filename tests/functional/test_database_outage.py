@@ -191,13 +191,13 @@ def test_each_return_from_an_outage_holds_leases_back(admin, job, worker, other_
 
 def test_the_express_lane_logs_an_unreachable_database_in_one_line(job, worker, proxy, through_proxy, caplog):
     """A traceback is for a failure to look into; the database being away is said in one line."""
-    caplog.set_level(logging.WARNING, logger="ufdl_pyramid.progress_express_config")
+    caplog.set_level(logging.WARNING, logger="ufdl_pyramid.express_lanes_config")
     node = through_proxy(worker)
     node.get(f"/v1/jobs/{job['pk']}/acquire", status=200)
     node.post(f"/v1/jobs/{job['pk']}/start", {}, status=200)
     node.post(f"/v1/jobs/{job['pk']}/progress/0.25", {}, status=200)
     proxy.cut()
     node.post(f"/v1/jobs/{job['pk']}/progress/0.5", {}, status=503)
-    [record] = [record for record in caplog.records if record.name == "ufdl_pyramid.progress_express_config"]
-    assert record.getMessage().startswith("progress express lane failed; the full stack answers instead: ")
+    [record] = [record for record in caplog.records if record.name == "ufdl_pyramid.express_lanes_config"]
+    assert record.getMessage().startswith("express lane for progress failed; the full stack answers instead: ")
     assert not record.exc_info

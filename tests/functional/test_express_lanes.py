@@ -1,5 +1,6 @@
-"""The progress express lane (PostgreSQL): a report in order is one statement and answers what the full stack
-answers; every other report falls through to the full stack, whose answers the lifecycle tests check."""
+"""The express lanes (PostgreSQL): an acquire, start, progress report or finish in order is one statement and
+answers what the full stack answers; every other request falls through to the full stack, whose answers the
+lifecycle tests check (on PostgreSQL, through the lanes)."""
 import json
 
 import pytest
@@ -54,7 +55,7 @@ def test_a_report_in_order_is_answered_by_the_lane(on_postgresql, engine, statem
 def test_a_report_with_an_empty_body_is_recorded_with_no_data(engine, worker, job):
     """The lane (PostgreSQL) and the full stack alike: an empty object is stored as no data, not as ``{}``."""
     running(worker, job)
-    full = on(make_test_app(engine, **{"ufdl.progress_express": "false"}), worker)
+    full = on(make_test_app(engine, **{"ufdl.express_lanes": "false"}), worker)
     worker.post(f"/v1/jobs/{job['pk']}/progress/0.25", {})
     full.post(f"/v1/jobs/{job['pk']}/progress/0.5", {})
     with engine.connect() as connection:  # through the model: SQLite keeps a JSON null as the text 'null'
@@ -92,7 +93,7 @@ def test_the_lane_answers_what_the_full_stack_answers(on_postgresql, engine, sta
     worker.request("POST", f"/v1/jobs/{job['pk']}/outputs/log/str", body=b"text", status=201)
     worker.request("DELETE", f"/v1/jobs/{job['pk']}/outputs/log/str", status=200)
     worker.request("POST", f"/v1/jobs/{job['pk']}/outputs/metrics/str", body=b"0.9", status=201)
-    full = on(make_test_app(engine, **{"ufdl.progress_express": "false"}), worker)
+    full = on(make_test_app(engine, **{"ufdl.express_lanes": "false"}), worker)
     statements.clear()
     express = worker.post(f"/v1/jobs/{job['pk']}/progress/0.5", {"step": 1})
     assert statements == []
@@ -165,7 +166,7 @@ def test_the_lane_and_the_full_stack_read_progress_values_alike(engine, statemen
     and the lane (whose path is the raw, undecoded one) agreed only by falling back on it. Bad values are 400 on
     both."""
     running(worker, job)
-    full = on(make_test_app(engine, **{"ufdl.progress_express": "false"}), worker)
+    full = on(make_test_app(engine, **{"ufdl.express_lanes": "false"}), worker)
     lane_on = engine.dialect.name == "postgresql"  # the lane is PostgreSQL's alone: on SQLite both are the stack
     for spelling in NOT_JSON_NUMBERS + OUT_OF_RANGE:
         answers = [client.post(f"/v1/jobs/{job['pk']}/progress/{spelling}", {}, status="*")
@@ -261,14 +262,212 @@ def test_a_database_error_in_the_lane_hands_the_report_to_the_full_stack(on_post
     they too leave the report to the full stack (one escaped the app as a bare 500 before)."""
     from psycopg.errors import DeadlockDetected
 
-    from ufdl_pyramid.services import progress_express
+    from ufdl_pyramid.services import express_lanes
 
     def deadlocked(*args, **kwargs):
         raise DeadlockDetected("deadlock detected")
 
     running(worker, job)
-    monkeypatch.setattr(progress_express, "report", deadlocked)
+    monkeypatch.setattr(express_lanes, "run", deadlocked)
     statements.clear()
     assert worker.post(f"/v1/jobs/{job['pk']}/progress/0.75", {}).json["progress"] == 0.75
     assert statements  # the full stack wrote it
     assert [event[0] for event in progress_events(engine, job)] == [0.75]
+
+
+# The acquire, start and finish lanes.
+
+def node_state(engine, node_id: int):
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT current_job_id, last_seen FROM nodes WHERE id = :id"),
+                                  {"id": node_id}).one()
+
+
+def events_of(engine, job) -> list:
+    """A job's events as they compare between jobs (no ids, no times)."""
+    with engine.connect() as connection:  # through the model: the full stack writes no data as JSON's null
+        return connection.execute(select(
+            JobEvent.transition, JobEvent.status, JobEvent.progress, JobEvent.node_id, JobEvent.error,
+            JobEvent.transition_data).where(JobEvent.job_id == job["pk"]).order_by(JobEvent.id)).all()
+
+
+def comparable(answer: dict) -> dict:
+    """A job's JSON without what differs between two jobs run one after the other."""
+    return {key: value for key, value in answer.items()
+            if key not in ("pk", "start_time", "end_time", "last_status_change", "creation_time")}
+
+
+def test_a_plain_lifecycle_is_one_statement_per_request_answering_what_the_full_stack_answers(
+        on_postgresql, engine, statements, bob, worker, other_worker, make_job):
+    """The same lifecycle through the lanes (``worker``) and through the full stack (``other_worker``): the same
+    answers, the same events, the same node's current job after each step."""
+    full = on(make_test_app(engine, **{"ufdl.express_lanes": "false"}), other_worker)
+    express_job, stacked_job = make_job(), make_job()
+    steps = [("acquire", "GET", None), ("start", "POST", {"send_notification": True}), ("progress/0.5", "POST", {}),
+             ("finish", "POST", {"success": True, "send_notification": True})]
+    for step, method, body in steps:
+        seen_before = node_state(engine, worker.node_id).last_seen
+        answers = []
+        for client, job, lane in ((worker, express_job, True), (full, stacked_job, False)):
+            path = f"/v1/jobs/{job['pk']}/{step}"
+            statements.clear()
+            answers.append(client.get(path) if method == "GET" else client.post(path, body))
+            assert (statements == []) == lane, step
+            assert answers[-1].json == bob.get(f"/v1/jobs/{job['pk']}").json, step
+        express, stacked = answers
+        assert comparable(express.json) == {**comparable(stacked.json), "node": worker.node_id}, step
+        assert (express.status, express.content_type) == (stacked.status, stacked.content_type), step
+        express_node, stacked_node = (node_state(engine, node) for node in (worker.node_id, other_worker.node_id))
+        assert express_node.last_seen not in (None, seen_before), step  # marked seen
+        assert (express_node.current_job_id, stacked_node.current_job_id) == (
+            (express_job["pk"], stacked_job["pk"]) if step in ("start", "progress/0.5") else (None, None)), step
+    answer = bob.get(f"/v1/jobs/{express_job['pk']}").json
+    assert (answer["status"], answer["progress"], answer["node"]) == ("COMPLETED", 1.0, worker.node_id)
+    assert answer["start_time"] and answer["end_time"] and answer["start_time"] <= answer["end_time"]
+    express_events = events_of(engine, express_job)
+    assert express_events == [
+        ("acquire", "QUEUED", 0.0, worker.node_id, None, None),
+        ("start", "RUNNING", 0.0, worker.node_id, None, None),
+        ("progress", "RUNNING", 0.5, worker.node_id, None, None),
+        ("finish", "COMPLETED", 1.0, worker.node_id, None, None)]
+    assert events_of(engine, stacked_job) == [(*event[:3], other_worker.node_id, *event[4:])
+                                              for event in express_events]
+
+
+def test_each_lane_announces_its_event_on_the_event_channel(on_postgresql, engine, statements, worker, job):
+    heard = []
+    listening = engine.raw_connection()
+    try:
+        connection = listening.driver_connection
+        connection.autocommit = True
+        connection.add_notify_handler(lambda notify: heard.append(notify.payload))
+        connection.execute("LISTEN ufdl_job_events")
+        statements.clear()
+        worker.get(f"/v1/jobs/{job['pk']}/acquire")
+        worker.post(f"/v1/jobs/{job['pk']}/start", {})
+        worker.post(f"/v1/jobs/{job['pk']}/finish", {})
+        assert statements == []
+        connection.execute("SELECT 1")  # delivers what arrived meanwhile
+        assert heard == [str(job["pk"])] * 3
+    finally:
+        connection.execute("UNLISTEN *")
+        connection.autocommit = False
+        listening.close()
+
+
+def test_an_admin_may_work_a_job_as_a_node_of_anyone(on_postgresql, statements, admin, worker, job):
+    node = admin.as_node(worker.node_id)
+    statements.clear()
+    assert node.get(f"/v1/jobs/{job['pk']}/acquire").json["status"] == "QUEUED"
+    assert node.post(f"/v1/jobs/{job['pk']}/start", {}).json["status"] == "RUNNING"
+    assert node.post(f"/v1/jobs/{job['pk']}/finish", {}).json["status"] == "COMPLETED"
+    assert statements == []
+
+
+@pytest.mark.parametrize("case", [
+    "acquire: held by another node", "acquire: asked again by its holder", "acquire: deleted",
+    "acquire: private template", "acquire: HEAD", "acquire: inactive user", "start: other node",
+    "start: not acquired", "start: node still runs another", "start: a list body", "finish: other node",
+    "finish: an error", "finish: a category without an error", "finish: not started", "finish: aborted"])
+def test_requests_out_of_the_ordinary_get_the_full_stacks_answer(engine, statements, users, admin, alice, bob,
+                                                                  worker, other_worker, make_job, case):
+    """Run on both databases: what a lane leaves to the full stack answers exactly as without the lanes."""
+    job = make_job()
+    path = f"/v1/jobs/{job['pk']}"
+    lane_on = engine.dialect.name == "postgresql"
+    transition, _ = case.split(":")
+    if transition != "acquire":
+        worker.get(f"{path}/acquire")
+    if transition == "finish" and case != "finish: not started":
+        worker.post(f"{path}/start", {})
+    statements.clear()
+    if case == "acquire: held by another node":
+        other_worker.get(f"{path}/acquire")
+        assert f"node {other_worker.node_id} holds it" in worker.get(f"{path}/acquire", status=406).json["detail"]
+    elif case == "acquire: asked again by its holder":
+        worker.get(f"{path}/acquire")
+        events = events_of(engine, job)
+        assert worker.get(f"{path}/acquire").json["status"] == "QUEUED"
+        assert events_of(engine, job) == events  # nothing changed
+    elif case == "acquire: deleted":
+        admin.delete(path)
+        assert "deleted" in worker.get(f"{path}/acquire", status=406).json["detail"]
+    elif case == "acquire: private template":
+        private = admin.post("/v1/job-templates/import", {**ECHO, "name": "private", "scope": "user"}).json
+        job = admin.post(f"/v1/job-templates/{private['pk']}/create-job",
+                         {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json
+        assert "private" in worker.get(f"/v1/jobs/{job['pk']}/acquire", status=403).json["detail"]
+    elif case == "acquire: HEAD":
+        worker.app.head(f"{path}/acquire", headers=worker.headers(), status=405)
+    elif case == "acquire: inactive user":
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE users SET is_active = false WHERE id = :id"), {"id": alice.user_id})
+        worker.get(f"{path}/acquire", status=401)
+    elif case == "start: other node":
+        other_worker.post(f"{path}/start", {}, status=403)
+    elif case == "start: not acquired":
+        job = make_job()
+        worker.post(f"/v1/jobs/{job['pk']}/start", {}, status=403)
+    elif case == "start: node still runs another":
+        first = make_job()
+        worker.get(f"/v1/jobs/{first['pk']}/acquire")
+        worker.post(f"/v1/jobs/{first['pk']}/start", {})
+        statements.clear()
+        detail = worker.post(f"{path}/start", {}, status=406).json["detail"]
+        assert f"still working on job {first['pk']}" in detail
+    elif case == "start: a list body":
+        worker.post(f"{path}/start", [1], status=400)
+    elif case == "finish: other node":
+        other_worker.post(f"{path}/finish", {}, status=403)
+    elif case == "finish: an error":
+        answer = worker.post(f"{path}/finish", {"error": "out of memory", "error_category": "DATA"}).json
+        assert (answer["status"], answer["error_reason"], answer["error_category"]) == (
+            "FAILED", "out of memory", "DATA")
+        assert node_state(engine, worker.node_id).current_job_id is None
+    elif case == "finish: a category without an error":
+        worker.post(f"{path}/finish", {"error_category": "DATA"}, status=400)
+    elif case == "finish: not started":
+        assert "QUEUED" in worker.post(f"{path}/finish", {}, status=406).json["detail"]
+    else:
+        admin.delete(f"{path}/abort")
+        statements.clear()
+        assert worker.post(f"{path}/finish", {}).json["status"] == "PENDING"  # changes nothing but frees the node
+        assert node_state(engine, worker.node_id).current_job_id is None
+    assert statements or not lane_on  # the full stack answered
+
+
+@pytest.mark.parametrize("transition", ["acquire", "start", "finish"])
+def test_a_job_with_its_own_notifications_for_a_transition_goes_through_the_full_stack(
+        bob, worker, template, capsys, transition):
+    job = bob.post(f"/v1/job-templates/{template['pk']}/create-job", {
+        "input_values": {"input": {"value": "x", "type": "str"}},
+        "notification_override": {"actions": {f"on_{transition}": [
+            {"type": "print", "message": "{transition}: {status}"}]}}}, status=201).json
+    capsys.readouterr()
+    worker.get(f"/v1/jobs/{job['pk']}/acquire")
+    worker.post(f"/v1/jobs/{job['pk']}/start", {})
+    worker.post(f"/v1/jobs/{job['pk']}/finish", {})
+    notifications_sent(worker.app.app)
+    status = {"acquire": "QUEUED", "start": "RUNNING", "finish": "COMPLETED"}[transition]
+    assert capsys.readouterr().out.splitlines() == [f"{transition}: {status}"]
+
+
+def test_server_notifications_turn_off_the_lane_of_their_transition_alone(on_postgresql, engine, statements,
+                                                                          admin, alice, bob, capsys):
+    defaults = {"on_start": [{"type": "print", "message": "job {pk} started"}]}
+    app = make_test_app(engine, **{"ufdl.notifications.defaults": json.dumps(defaults)})
+    admin, bob, worker = on(app, admin), on(app, bob), register(on(app, alice))
+    template = admin.post("/v1/job-templates/import", ECHO, status=201).json
+    job = bob.post(f"/v1/job-templates/{template['pk']}/create-job",
+                   {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json
+    capsys.readouterr()
+    statements.clear()
+    worker.get(f"/v1/jobs/{job['pk']}/acquire")
+    assert statements == []
+    worker.post(f"/v1/jobs/{job['pk']}/start", {})
+    assert statements
+    statements.clear()
+    worker.post(f"/v1/jobs/{job['pk']}/finish", {})
+    assert statements == []
+    notifications_sent(app)
+    assert capsys.readouterr().out.splitlines() == [f"job {job['pk']} started"]

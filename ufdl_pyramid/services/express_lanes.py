@@ -1,0 +1,145 @@
+"""The express lanes (PostgreSQL): a node's acquire, start, progress report and finish, each in one autocommitted
+statement when all is in order.
+
+A node sends these 13 times per job (ten of them progress reports), and the full stack costs each several round
+trips and most of 3 ms of CPU: BEGIN, the node marked seen, the job and its meta-jobs loaded through the ORM
+under their row locks, the checks, the writes, the event, COMMIT. Yet for the common case the whole of a
+transition fits in one statement, atomic without a transaction block of its own. Each lane's statement
+
+- locks the node, if the token's user is active and owns it (or is an admin), and marks it seen, as the full
+  stack does first on every node request (the lock order: the node, then the job; see ``job_lifecycle.py``);
+- moves the job, if the conditions the full stack would check all hold (the lane's ``conditions``), and no
+  notification of the server's or of the job's own is due for the transition (those are sent by the full stack
+  after its commit);
+- writes the node's current job where the transition changes it (start sets it, finish clears it);
+- sends ``NOTIFY ufdl_job_events`` and writes the event as ``record_event`` does;
+- answers the job as ``job_json`` writes it.
+
+Each condition is part of the statement, so a change committed meanwhile (an abort, a cancel) is seen. When any
+fails nothing of the job is written (the node may have been marked seen) and ``run`` answers None: the full
+stack then handles the request, checks everything again and answers as it always does, the precise error or
+the cases the lanes leave to it (meta-jobs and their steps, Scale job types, a failing finish, a node asking
+again for a job it holds). So the lanes hold only the plain case of each transition; the state machine stays
+``JobLifecycle``'s, and ``tests/functional/test_express_lanes.py`` runs each lane against it.
+"""
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from types import SimpleNamespace
+
+from psycopg.types.json import Json
+from sqlalchemy.engine import Connection
+
+from ..models import Job
+from ..models.jobs import COMPLETED, PENDING, QUEUED, RUNNING
+from ..models.seed_job_types import SCALE_TEMPLATE_PREFIX
+from ..models.templates import META
+from ..representations import job_json
+from .events import EVENT_COLUMNS, NOTIFY_CHANNEL
+
+_JOB_COLUMNS = [column.name for column in Job.__table__.c]
+_CALLER = "(SELECT id FROM caller)"
+
+
+def _no_notification(transition: str) -> str:
+    """The job's own notifications for the transition: none when the path is absent or holds null or []."""
+    path = f"'{{notification_override,actions,on_{transition}}}'"
+    return f"COALESCE(CAST(jobs.notification_override AS jsonb) #> {path}, '[]') IN ('[]', 'null')"
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One transition's plain case: ``sets`` and ``conditions`` are SQL on ``jobs`` (``caller``: the node's id
+    and current job, locked); ``current_job``, if given, is the node's new current job (SQL, ``moved`` holding
+    the job's row if it moved)."""
+    transition: str
+    sets: str
+    conditions: str
+    current_job: str | None = None
+
+    @cached_property
+    def statement(self) -> str:
+        # psycopg's own placeholders: the statement goes to the driver as it is (see ``run``).
+        current_job = f", current_job_id = {self.current_job}" if self.current_job else ""
+        return f"""
+            WITH caller AS (
+                SELECT nodes.id, nodes.current_job_id FROM nodes
+                WHERE nodes.id = %(node)s AND EXISTS (
+                    SELECT 1 FROM users WHERE users.id = %(user)s AND users.is_active
+                    AND (users.id = nodes.owner_id OR users.is_admin))
+                FOR NO KEY UPDATE OF nodes),
+            moved AS (
+                UPDATE jobs SET {self.sets}
+                WHERE jobs.id = %(job)s AND EXISTS (SELECT 1 FROM caller) AND {self.conditions}
+                AND {_no_notification(self.transition)}
+                RETURNING jobs.*),
+            seen AS (
+                UPDATE nodes SET last_seen = %(now)s{current_job} WHERE nodes.id = {_CALLER}),
+            announced AS (SELECT pg_notify(%(channel)s, CAST(id AS text)) FROM moved),
+            written AS (
+                INSERT INTO job_events ({EVENT_COLUMNS})
+                SELECT id, '{self.transition}', status, progress, node_id, error_reason, %(data)s, %(now)s,
+                       pg_current_xact_id()::text::bigint
+                FROM moved CROSS JOIN announced
+                RETURNING id)
+            SELECT {", ".join(f"moved.{name}" for name in _JOB_COLUMNS)}, templates.name, templates.version,
+                (SELECT json_agg(json_build_object('pk', outputs.id, 'name', outputs.name, 'type', outputs.type)
+                                 ORDER BY outputs.id)
+                 FROM job_outputs AS outputs WHERE outputs.job_id = moved.id AND outputs.deletion_time IS NULL)
+            FROM moved JOIN job_templates AS templates ON templates.id = moved.template_id CROSS JOIN written
+            """
+
+
+# Each lane's conditions are those of the JobLifecycle method of the same name that its plain case passes.
+ACQUIRE = Lane(
+    "acquire", f"status = '{QUEUED}', node_id = {_CALLER}, last_status_change = %(now)s",
+    # Pending and free; a workable template (not a meta-job's) that the caller may read (a worker reads the
+    # template it runs), and no Scale job type's (whose pause and max_scheduled the full stack checks).
+    f"""jobs.status = '{PENDING}' AND jobs.node_id IS NULL AND NOT jobs.is_cancelled
+        AND jobs.deletion_time IS NULL AND EXISTS (
+            SELECT 1 FROM job_templates AS templates JOIN users ON users.id = %(user)s
+            WHERE templates.id = jobs.template_id AND templates.kind <> '{META}'
+            AND NOT starts_with(templates.name, '{SCALE_TEMPLATE_PREFIX}')
+            AND (users.is_admin OR templates.scope <> 'user' OR templates.creator_id = users.id))""")
+START = Lane(
+    "start", f"status = '{RUNNING}', start_time = %(now)s, last_status_change = %(now)s",
+    # Held by the node, which works on no other job; no meta-job's step (its meta-job starts with it).
+    f"""jobs.node_id = {_CALLER} AND jobs.status = '{QUEUED}' AND jobs.parent_id IS NULL
+        AND jobs.deletion_time IS NULL
+        AND EXISTS (SELECT 1 FROM caller WHERE current_job_id IS NULL OR current_job_id = jobs.id)
+        AND jobs.template_id IN (SELECT id FROM job_templates WHERE kind <> '{META}')""",
+    current_job="CASE WHEN EXISTS (SELECT 1 FROM moved) THEN %(job)s ELSE nodes.current_job_id END")
+PROGRESS = Lane(
+    "progress", "progress = %(progress)s",
+    # No meta-job's step: its meta-job's progress follows.
+    f"jobs.node_id = {_CALLER} AND jobs.status = '{RUNNING}' AND jobs.parent_id IS NULL")
+FINISH = Lane(
+    # A success only: a failure may retry, fail a meta-job or run its reset; the full stack has those.
+    "finish", f"status = '{COMPLETED}', progress = 1.0, end_time = %(now)s, last_status_change = %(now)s",
+    f"jobs.node_id = {_CALLER} AND jobs.status = '{RUNNING}' AND jobs.parent_id IS NULL",
+    current_job="CASE WHEN nodes.current_job_id = %(job)s AND EXISTS (SELECT 1 FROM moved) THEN NULL "
+                "ELSE nodes.current_job_id END")
+LANES = {lane.transition: lane for lane in (ACQUIRE, START, PROGRESS, FINISH)}
+
+
+def run(connection: Connection, lane: Lane, *, user_id: int, node_id: int, job_id: int, now: datetime,
+        data: dict | None = None, **values) -> dict | None:
+    """The job's JSON after the lane moved it (the connection must autocommit); None when the lane does not
+    apply, with nothing of the job written. ``values``: the lane's own placeholders (``progress``)."""
+    # Straight to psycopg: SQLAlchemy's result handling of 25 columns would cost more than the statement.
+    # Its types add nothing here: psycopg reads timestamptz as aware datetimes and json as Python values,
+    # which is what the ORM hands ``job_json`` on PostgreSQL too.
+    with connection.connection.driver_connection.cursor() as cursor:
+        cursor.execute(lane.statement, {"user": user_id, "node": node_id, "job": job_id, "now": now,
+                                        "channel": NOTIFY_CHANNEL, "data": Json(data) if data is not None else None,
+                                        **values})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    *columns, template_name, template_version, outputs = row
+    # job_json reads an ORM job; the row has the same attributes (the template's and outputs' as namespaces).
+    job = SimpleNamespace(**dict(zip(_JOB_COLUMNS, columns)))
+    job.template = SimpleNamespace(id=job.template_id, name=template_name, version=template_version)
+    job.outputs = [SimpleNamespace(id=output["pk"], name=output["name"], type=output["type"], is_active=True)
+                   for output in outputs or ()]
+    return job_json(job)
