@@ -1,35 +1,43 @@
 """Start-up for the express lanes (``services/express_lanes.py``): a tween in front of pyramid_tm that answers a
-node's acquire, start, progress report and finish itself when it can, and hands every other request, and every
-one it cannot answer, to the full stack unchanged.
+node's acquire, start, progress report, finish and output upload itself when it can, and hands every other
+request, and every one it cannot answer, to the full stack unchanged.
 
-They are on with PostgreSQL, unless ``ufdl.express_lanes`` is false; a lane is off when the server's default
-notifications have actions for its transition (the full stack sends those after its commit).
+They are on with PostgreSQL, unless ``ufdl.express_lanes`` is false; a transition's lane is off when the
+server's default notifications have actions for it (the full stack sends those after its commit).
 """
+import io
 import logging
 import re
 
 import psycopg
 from pyramid.renderers import render_to_response
+from pyramid.traversal import quote_path_segment
 from sqlalchemy.exc import DBAPIError
 
 from .errors import ServiceError
 from .models import database_unavailable
 from .models.meta import utcnow
+from .resources.jobs import MAX_SEGMENT
 from .security import bearer_token, node_id_of
 from .services import express_lanes
 from .services.auth import user_id_of_access_token
 from .services.job_lifecycle import parse_progress
 from .services.notifications import actions_for
 from .views.api import read_json
+from .views.errors import service_error
 
 log = logging.getLogger(__name__)
 
-# Only the plain spellings: anything else (extra segments, odd pks) is the full stack's to answer.
+# Only the plain spellings: anything else (extra segments, odd pks) is the full stack's to answer. The raw path:
+# webob's decoded one raises on bytes that are not UTF-8 (the full stack answers 400); a segment of an output
+# is printable ASCII here (the full stack decodes any other).
 _JOB = r"/v1/jobs/([1-9][0-9]{0,17})"
-_PATHS = {"acquire": ("GET", re.compile(_JOB + r"/acquire/?")),
-          "start": ("POST", re.compile(_JOB + r"/start/?")),
-          "progress": ("POST", re.compile(_JOB + r"/progress/([^/]{1,40})/?")),
-          "finish": ("POST", re.compile(_JOB + r"/finish/?"))}
+_SEGMENT = rf"([ -.0-~]{{1,{MAX_SEGMENT}}})"
+_TRANSITIONS = {"acquire": ("GET", re.compile(_JOB + r"/acquire/?")),
+                "start": ("POST", re.compile(_JOB + r"/start/?")),
+                "progress": ("POST", re.compile(_JOB + r"/progress/([^/]{1,40})/?")),
+                "finish": ("POST", re.compile(_JOB + r"/finish/?"))}
+_OUTPUT = re.compile(_JOB + rf"/outputs/{_SEGMENT}/{_SEGMENT}/?")
 
 
 def _values(transition: str, request, match) -> dict | None:
@@ -45,62 +53,108 @@ def _values(transition: str, request, match) -> dict | None:
     return {}  # the bodies of acquire and start, and a success's, name nothing the job keeps
 
 
+def _read_again_later(request, size: int) -> bytes:
+    """Up to ``size`` bytes of the body (fewer if the client went away), left in place for the full stack: it
+    reads the same bytes, and meets the same end, if the lane hands the request on."""
+    raw, chunks, remaining = request.body_file_raw, [], size
+    while remaining:
+        chunk = raw.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    body = b"".join(chunks)
+    request.body_file_raw = io.BytesIO(body)
+    return body
+
+
 def express_lanes_tween_factory(handler, registry):
     settings = registry.settings
     engine = registry["db.engine"]
     defaults = settings["ufdl.notifications.defaults"] or {}
-    lanes = {transition: _PATHS[transition] for transition in express_lanes.LANES
-             if not actions_for(defaults, None, transition)}
-    if not settings["ufdl.express_lanes"] or engine.dialect.name != "postgresql" or not lanes:
+    transitions = {transition: route for transition, route in _TRANSITIONS.items()
+                   if not actions_for(defaults, None, transition)}
+    if not settings["ufdl.express_lanes"] or engine.dialect.name != "postgresql":
         return handler
     # Connections of the same pool, in autocommit while checked out: the statement is its own transaction.
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     secret = registry["auth.config"].secret
+    storage = registry["ufdl.storage"]
+    max_output_size = settings["ufdl.max_output_size"]
 
-    def answer(request, transition: str, match):
+    def move(request, transition: str, match, user_id: int, node_id: int):
+        values = _values(transition, request, match)
+        if values is None:
+            return None
+        with autocommit.connect() as connection, express_lanes.dropped_if_broken(connection):
+            job = express_lanes.run(connection, express_lanes.LANES[transition], user_id=user_id,
+                                    node_id=node_id, job_id=int(match.group(1)), now=utcnow(), **values)
+        return render_to_response("json", job, request=request) if job is not None else None
+
+    def add_output(request, match, user_id: int, node_id: int):
+        size = request.content_length
+        if size is None or size > express_lanes.OUTPUT_BODY_LIMIT or size > max_output_size:
+            return None  # streamed in by the full stack, which holds no lock meanwhile (or refuses it: 413)
+        job_id, name, type_text = match.groups()
+        body = _read_again_later(request, size)
+        if len(body) < size:
+            return None  # the client went away: the full stack reads what came and answers that
+        try:
+            output = express_lanes.add_output(engine, storage, max_output_size, user_id=user_id, node_id=node_id,
+                                              job_id=int(job_id), name=name, type_text=type_text, body=body,
+                                              content_type=request.headers.get("Content-Type"), now=utcnow())
+        except express_lanes.Refused as refused:
+            return render_to_response("json", service_error(refused.error, request), request=request,
+                                      response=request.response)
+        if output is None:
+            return None
+        response = render_to_response("json", output, request=request)
+        response.status_int = 201
+        # As the full stack's: the output slot's URL (its segments as sent), then its info.
+        response.location = (f"{request.application_url}/v1/jobs/{job_id}/outputs/{quote_path_segment(name)}/"
+                             f"{quote_path_segment(type_text)}/info")
+        return response
+
+    def answer(request, lane: str, match):
         try:
             token = bearer_token(request)
             node_id = node_id_of(request)
             if token is None or node_id is None:
                 return None
             user_id = user_id_of_access_token(secret, token)
-            values = _values(transition, request, match)
+            if lane == "add_output":
+                return add_output(request, match, user_id, node_id)
+            return move(request, lane, match, user_id, node_id)
         except ServiceError:
-            return None  # the full stack answers the error
-        if values is None:
-            return None
-        try:
-            with autocommit.connect() as connection:
-                try:
-                    job = express_lanes.run(connection, express_lanes.LANES[transition], user_id=user_id,
-                                            node_id=node_id, job_id=int(match.group(1)), now=utcnow(), **values)
-                except psycopg.Error:
-                    if connection.connection.driver_connection.broken:
-                        # The database dropped it (a restart, say): the pool must not hand it out again. SQLAlchemy
-                        # does this itself for the statements it runs; this one went to psycopg directly.
-                        connection.invalidate()
-                    raise
+            return None  # the full stack answers the error (or meets the same trouble: a full disk, say)
         except (DBAPIError, psycopg.Error) as error:
-            # Nothing was written (the statement goes to psycopg itself: its errors come unwrapped, a deadlock
+            # Nothing was written (a statement sent to psycopg itself raises its errors unwrapped, a deadlock
             # say); the full stack meets the same trouble and answers it as usual (503 for a database it
             # cannot reach).
             unreachable = database_unavailable(error)
-            log.warning("express lane for %s failed; the full stack answers instead%s", transition,
+            log.warning("express lane for %s failed; the full stack answers instead%s", lane,
                         f": {error}" if unreachable else "", exc_info=not unreachable)
             return None
-        return render_to_response("json", job, request=request) if job is not None else None
+
+    def lane_of(request) -> tuple[str | None, re.Match | None]:
+        """The lane for the request (its transition, or ``add_output``) and its path's match."""
+        path = request.environ.get("PATH_INFO", "")
+        if request.method == "POST":  # an upload: no notification is ever due for it
+            match = _OUTPUT.fullmatch(path)
+            if match is not None:
+                return "add_output", match
+        for transition, (method, route) in transitions.items():
+            match = route.fullmatch(path) if request.method == method else None
+            if match is not None:
+                return transition, match
+        return None, None
 
     def express_lanes_tween(request):
-        for transition, (method, path) in lanes.items():
-            if request.method != method:
-                continue
-            # The raw path: webob's decoded one raises on bytes that are not UTF-8 (the full stack answers 400).
-            match = path.fullmatch(request.environ.get("PATH_INFO", ""))
-            if match is not None:
-                response = answer(request, transition, match)
-                if response is not None:
-                    return response
-                break
+        lane, match = lane_of(request)
+        if lane is not None:
+            response = answer(request, lane, match)
+            if response is not None:
+                return response
         return handler(request)
 
     return express_lanes_tween

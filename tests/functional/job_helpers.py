@@ -1,11 +1,13 @@
 """What the job tests share: minimal workable and meta templates, registering a node to act as, and leases."""
+import dataclasses
 from datetime import timedelta
 
+import webtest
 from sqlalchemy import update
 
 from ufdl_pyramid.models import Job, LeaseClock, Node
 from ufdl_pyramid.models.meta import utcnow
-from ufdl_pyramid.testing import ApiClient
+from ufdl_pyramid.testing import ApiClient, make_test_app
 
 ECHO = {"name": "echo", "version": 1, "scope": "public", "licence": "MIT",
         "specific": {"job_type": "Process<str, str>", "executor_class": "tests.Echo", "required_packages": "",
@@ -42,3 +44,10 @@ def server_came_back(engine, ago: timedelta) -> None:
     """Move the lease clock's mark of the server's last return ``ago`` into the past."""
     with engine.begin() as connection:
         connection.execute(update(LeaseClock).values(resumed_at=utcnow() - ago))
+
+
+def full_stack(engine, client: ApiClient) -> ApiClient:
+    """``client`` (same tokens, same node) on an app without the express lanes: on PostgreSQL too, what it asks
+    goes through the full stack (for tests of its internals)."""
+    app = webtest.TestApp(make_test_app(engine, **{"ufdl.express_lanes": "false"}))
+    return dataclasses.replace(client, app=app)

@@ -471,3 +471,137 @@ def test_server_notifications_turn_off_the_lane_of_their_transition_alone(on_pos
     assert statements == []
     notifications_sent(app)
     assert capsys.readouterr().out.splitlines() == [f"job {job['pk']} started"]
+
+
+# The upload lane.
+
+@pytest.fixture
+def storage(wsgi_app):
+    return wsgi_app.registry["ufdl.storage"]
+
+
+def upload(client, job, data=b"model bytes", name="model", type_text="BLOB", status=201, headers=None):
+    return client.request("POST", f"/v1/jobs/{job['pk']}/outputs/{name}/{type_text}", body=data,
+                          content_type="text/plain", status=status, headers=headers)
+
+
+def test_an_upload_in_order_is_answered_by_the_lane_as_the_full_stack_answers_it(
+        on_postgresql, engine, statements, bob, worker, other_worker, make_job):
+    full = on(make_test_app(engine, **{"ufdl.express_lanes": "false"}), other_worker)
+    answers, jobs = [], []
+    for client, lane in ((worker, True), (full, False)):
+        job = make_job()
+        client.get(f"/v1/jobs/{job['pk']}/acquire")
+        client.post(f"/v1/jobs/{job['pk']}/start", {})
+        statements.clear()
+        answers.append(upload(client, job, type_text="Array%3Cint%3E"))  # Array<int>, as clients send it
+        assert (statements == []) == lane
+        jobs.append(job)
+    express, stacked = answers
+    assert express.status_int == stacked.status_int == 201
+    assert express.content_type == stacked.content_type
+    assert express.headers["Location"] == stacked.headers["Location"].replace(
+        f"/jobs/{jobs[1]['pk']}/", f"/jobs/{jobs[0]['pk']}/")
+    differ = ("pk", "job", "creation_time")
+    assert {key: value for key, value in express.json.items() if key not in differ} == {
+        key: value for key, value in stacked.json.items() if key not in differ}
+    assert express.json["type"] == "Array<int>" and express.json["size"] == len(b"model bytes")
+    assert bob.get(express.headers["Location"]).json == express.json
+    assert bob.get(f"/v1/jobs/{jobs[0]['pk']}/outputs/model/Array%3Cint%3E").body == b"model bytes"
+    assert [(output["name"], output["type"]) for output in bob.get(f"/v1/jobs/{jobs[0]['pk']}").json["outputs"]] == [
+        ("model", "Array<int>")]
+    express_events, stacked_events = (events_of(engine, job)[-1] for job in jobs)
+    assert express_events[:3] == stacked_events[:3] == ("add_output", "RUNNING", 0.0)
+    assert express_events[5] == {"name": "model", "type": "Array<int>", "pk": express.json["pk"]}
+    assert stacked_events[5] == {"name": "model", "type": "Array<int>", "pk": stacked.json["pk"]}
+    assert node_state(engine, worker.node_id).last_seen is not None
+
+
+@pytest.mark.parametrize("case", ["other node", "not started", "duplicate", "bad name", "bad type", "no node header",
+                                  "over the limit", "larger than the lane takes", "short body", "deleted job"])
+def test_uploads_out_of_the_ordinary_get_the_full_stacks_answer(engine, statements, admin, alice, bob, worker,
+                                                                other_worker, make_job, case):
+    """Run on both databases: what the lane leaves to the full stack answers as without the lanes."""
+    from ufdl_pyramid.services.express_lanes import OUTPUT_BODY_LIMIT
+
+    job = make_job()
+    worker.get(f"/v1/jobs/{job['pk']}/acquire")
+    if case != "not started":
+        worker.post(f"/v1/jobs/{job['pk']}/start", {})
+    if case == "duplicate":
+        upload(worker, job)
+    statements.clear()
+    if case == "other node":
+        upload(other_worker, job, status=403)
+    elif case == "not started":
+        assert "not started" in upload(worker, job, status=417).json["detail"]
+    elif case == "duplicate":
+        assert "already has an output 'model'" in upload(worker, job, status=409).json["detail"]
+    elif case == "bad name":
+        upload(worker, job, name="a;b", status=400)
+    elif case == "bad type":
+        upload(worker, job, type_text="NoSuchType", status=400)
+    elif case == "no node header":
+        upload(alice, job, status=403)
+    elif case == "over the limit":
+        app = make_test_app(engine, **{"ufdl.max_output_size": "5"})
+        assert "5 bytes" in upload(on(app, worker), job, status=413).json["detail"]
+    elif case == "larger than the lane takes":
+        assert upload(worker, job, data=b"x" * (OUTPUT_BODY_LIMIT + 1)).json["size"] == OUTPUT_BODY_LIMIT + 1
+    elif case == "short body":
+        refused = upload(worker, job, headers={"Content-Length": "20"}, data=b"x" * 10, status=400).json
+        assert "10 more bytes were expected" in refused["detail"]
+    else:  # deleting it took it from the node
+        admin.delete(f"/v1/jobs/{job['pk']}")
+        statements.clear()
+        assert "does not hold" in upload(worker, job, status=403).json["detail"]
+    assert statements or engine.dialect.name != "postgresql"  # the full stack answered
+    outputs = bob.get(f"/v1/jobs/{job['pk']}").json["outputs"]
+    assert len(outputs) == (1 if case in ("duplicate", "larger than the lane takes") else 0)
+
+
+@pytest.mark.parametrize("pause", ["staged", "locked"])
+def test_a_hard_delete_racing_a_lane_upload_of_the_same_bytes_leaves_its_blob(on_postgresql, wsgi_app, statements,
+                                                                               admin, alice, make_job, storage,
+                                                                               monkeypatch, pause):
+    """Output a of job A holds bytes X; job B's upload of X, through the lane, pauses with its bytes staged (the
+    clean-up of a's hard deletion then runs first: X's blob goes, B's staged copy stays) or with the key's lock
+    held (the clean-up waits for B's commit and sees its row). Either way B's output keeps its bytes."""
+    import threading
+
+    nodes = [register(alice, f"10.0.5.{i}") for i in range(2)]
+    jobs = [make_job() for _ in nodes]
+    for node, job in zip(nodes, jobs):
+        node.get(f"/v1/jobs/{job['pk']}/acquire")
+        node.post(f"/v1/jobs/{job['pk']}/start", {})
+    first = upload(nodes[0], jobs[0], data=b"X" * 1000, name="a").json
+    paused, resume = threading.Event(), threading.Event()
+    real = getattr(storage, "stage" if pause == "staged" else "publish")
+
+    def held(*args, **kwargs):
+        answer = real(*args, **kwargs) if pause == "staged" else None
+        if threading.current_thread().name == "uploader":
+            paused.set()
+            assert resume.wait(10)
+        return answer if pause == "staged" else real(*args, **kwargs)
+
+    monkeypatch.setattr(storage, "stage" if pause == "staged" else "publish", held)
+    answers = {}
+    uploader = threading.Thread(name="uploader", target=lambda: answers.setdefault("upload", webtest.TestApp(
+        wsgi_app).post(f"/v1/jobs/{jobs[1]['pk']}/outputs/b/BLOB", b"X" * 1000,
+                       headers=nodes[1].headers({"Content-Type": "text/plain"}), expect_errors=True)))
+    uploader.start()
+    assert paused.wait(10)
+    deleter = threading.Thread(target=lambda: answers.setdefault("delete", webtest.TestApp(wsgi_app).delete(
+        f"/v1/job-outputs/{first['pk']}/hard", headers=admin.headers(), expect_errors=True)))
+    deleter.start()
+    deleter.join(1 if pause == "locked" else 10)  # with the lock held, its clean-up waits for the upload
+    assert deleter.is_alive() == (pause == "locked")
+    statements.clear()
+    resume.set()
+    uploader.join(10)
+    deleter.join(10)
+    assert answers["delete"].status_int == 200
+    assert answers["upload"].status_int == 201, answers["upload"].text
+    assert not any("job_outputs" in statement for statement in statements if "INSERT" in statement)  # the lane's
+    assert nodes[1].get(f"/v1/jobs/{jobs[1]['pk']}/outputs/b/BLOB").body == b"X" * 1000

@@ -1,5 +1,7 @@
 """Concurrency with real threads over the real WSGI app and database (run on PostgreSQL in CI, and SQLite)."""
+import dataclasses
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -11,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from ufdl_pyramid.services import job_lifecycle
+from ufdl_pyramid.testing import make_test_app
 
 from job_helpers import CONSUME, ECHO, PIPELINE, PRODUCE
 
@@ -371,25 +374,31 @@ def test_an_upload_racing_an_abort_leaves_no_output_on_the_pending_job(wsgi_app,
         node.post(f"/v1/jobs/{pk}/finish", {}, status=200)  # frees the node (it still had the job as current)
 
 
+@pytest.mark.parametrize("path", ["full stack", "express lane"])
 def test_an_abort_waiting_for_an_uploads_lock_clears_the_output_it_commits(on_postgresql, monkeypatch, engine,
-                                                                           wsgi_app, admin, alice):
+                                                                           admin, alice, path):
     """The abort reads the job locked: waiting for the upload's lock, its read (and the outputs loaded with
     it) dated from before the upload's commit, and the new output stayed active on the PENDING job."""
     from ufdl_pyramid.services import outputs
 
+    wsgi_app = make_test_app(engine, **{"ufdl.express_lanes": str(path == "express lane").lower()})
     pk = create_jobs(alice, admin, 1)[0]
     node = nodes_of(alice, 1)[0]
     node.get(f"/v1/jobs/{pk}/acquire", status=200)
     node.post(f"/v1/jobs/{pk}/start", {}, status=200)
     holding, go = threading.Event(), threading.Event()
-    lock_blob_keys = outputs.lock_blob_keys
+    # The upload holds the job's lock from there to its commit: the full stack's as it takes the blob's key,
+    # the lane's as it publishes the bytes under it.
+    owner, name = ((outputs, "lock_blob_keys") if path == "full stack"
+                   else (wsgi_app.registry["ufdl.storage"], "publish"))
+    real = getattr(owner, name)
 
-    def held(connection, keys):  # the upload holds the job's lock from here to its commit
+    def held(*args):
         holding.set()
         assert go.wait(60)
-        lock_blob_keys(connection, keys)
+        return real(*args)
 
-    monkeypatch.setattr(outputs, "lock_blob_keys", held)
+    monkeypatch.setattr(owner, name, held)
     statuses = {}
 
     def call(name, client, method, path):
@@ -691,14 +700,16 @@ def test_an_upload_being_stored_holds_up_neither_its_nodes_heartbeats_nor_its_le
     assert admin.get(f"/v1/jobs/{pk}").json["status"] == "RUNNING"
 
 
+@pytest.mark.parametrize("path", ["full stack", "express lane"])
 def test_a_job_deleted_for_good_while_an_upload_is_stored_answers_404_and_keeps_no_blob(on_postgresql, monkeypatch,
-                                                                                      wsgi_app, engine, admin,
-                                                                                      alice):
-    """The deletion no longer waits for the upload's node (see above): the upload finds the job gone."""
+                                                                                      engine, admin, alice, path):
+    """The deletion no longer waits for the upload's node (see above): the upload finds the job gone (the
+    full stack says so; the lane hands the request to it, whose traversal finds no job)."""
     import hashlib
 
+    wsgi_app = make_test_app(engine, **{"ufdl.express_lanes": str(path == "express lane").lower()})
     pk = create_jobs(alice, admin, 1)[0]
-    node = nodes_of(alice, 1)[0]
+    node = dataclasses.replace(nodes_of(alice, 1)[0], app=webtest.TestApp(wsgi_app))
     node.get(f"/v1/jobs/{pk}/acquire", status=200)
     node.post(f"/v1/jobs/{pk}/start", {}, status=200)
     storage = wsgi_app.registry["ufdl.storage"]
@@ -719,8 +730,10 @@ def test_a_job_deleted_for_good_while_an_upload_is_stored_answers_404_and_keeps_
     uploading.join(60)
     deleting.join(60)
     assert answers["delete"].status_int == 200
-    assert answers["upload"].status_int == 404 and "deleted" in answers["upload"].json["detail"]
+    assert answers["upload"].status_int == 404
+    assert ("deleted" if path == "full stack" else "Not found") in answers["upload"].json["detail"]
     assert not storage.exists(hashlib.sha256(b"bytes of a deleted job").hexdigest())
+    assert os.listdir(storage.temporary_directory) == []
     assert admin.get(f"/v1/nodes/{node.node_id}").json["current_job"] is None
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from ufdl_pyramid.models import JobType
 from ufdl_pyramid.testing import ApiClient, make_test_app
-from job_helpers import ECHO, register
+from job_helpers import ECHO, full_stack, register
 
 MODEL = "Model<Domain<'ic'>, Framework<'numpy', '1.26'>>"
 DATA = b"\x00model bytes\xff" * 100
@@ -815,7 +815,7 @@ def test_an_upload_being_stored_holds_up_no_other_write(wsgi_app, make_job, work
 
 
 @pytest.mark.allow_500
-def test_a_blob_stored_by_a_request_that_fails_later_is_removed(worker, running, storage, monkeypatch):
+def test_a_blob_stored_by_a_request_that_fails_later_is_removed(engine, worker, running, storage, monkeypatch):
     # Any error after the bytes were stored, not only one of the flush (pyramid_tm then closes the session).
     from ufdl_pyramid.services import outputs
 
@@ -823,17 +823,19 @@ def test_a_blob_stored_by_a_request_that_fails_later_is_removed(worker, running,
         raise RuntimeError("the event could not be written")
 
     monkeypatch.setattr(outputs, "record_event", broken)
-    upload(worker, running, data=b"never committed", status=500)
+    upload(full_stack(engine, worker), running, data=b"never committed", status=500)
     assert not storage.exists(output_key(storage, b"never committed"))
 
 
 @pytest.mark.parametrize("pause", ["before the lock", "after the lock"])
-def test_a_hard_delete_racing_an_upload_of_the_same_bytes(on_postgresql, wsgi_app, admin, alice, make_job, storage,
+def test_a_hard_delete_racing_an_upload_of_the_same_bytes(on_postgresql, engine, admin, alice, make_job, storage,
                                                           monkeypatch, pause):
     """Output a of job A holds bytes X; while job B's upload of X is between its store and its commit, an admin
     hard-deletes a. The blob must outlive the deletion either way: B took the key's lock first (the clean-up
     waits and sees B's row), or the clean-up went first (B's bytes were still staged; B was answered 503 "send it
-    again" when it stored them under the key before its lock)."""
+    again" when it stored them under the key before its lock). The full stack's upload (its express lane's:
+    test_express_lanes.py)."""
+    wsgi_app = make_test_app(engine, **{"ufdl.express_lanes": "false"})
     import threading
 
     from ufdl_pyramid.services import outputs
@@ -886,12 +888,14 @@ def test_a_hard_delete_racing_an_upload_of_the_same_bytes(on_postgresql, wsgi_ap
     assert workers[1].get(out(jobs[1], "b", "BLOB")).body == b"X" * 1000
 
 
-def test_a_failed_upload_of_the_same_bytes_does_not_remove_a_pending_upload_s_blob(wsgi_app, admin, alice,
+def test_a_failed_upload_of_the_same_bytes_does_not_remove_a_pending_upload_s_blob(engine, admin, alice,
                                                                                   make_job, storage, monkeypatch):
     """Jobs A and B take the same bytes X from two nodes. Both uploads have read X and wait for the database;
     A's job is cancelled, so A fails (406) and its clean-up finds no row referring to X. B must still succeed
     with its bytes kept: it was answered 503 "send it again" (seen in the storm of
-    test_nodes_and_admins_at_the_same_time_keep_the_invariants)."""
+    test_nodes_and_admins_at_the_same_time_keep_the_invariants). The full stack's uploads (the express lane's:
+    test_express_lanes.py)."""
+    wsgi_app = make_test_app(engine, **{"ufdl.express_lanes": "false"})
     import threading
 
     from ufdl_pyramid.services import outputs

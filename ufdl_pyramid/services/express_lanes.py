@@ -1,10 +1,10 @@
-"""The express lanes (PostgreSQL): a node's acquire, start, progress report and finish, each in one autocommitted
-statement when all is in order.
+"""The express lanes (PostgreSQL): a node's acquire, start, progress report, finish and small upload, each
+answered by one autocommitted statement (an upload: one short transaction) when all is in order.
 
-A node sends these 13 times per job (ten of them progress reports), and the full stack costs each several round
-trips and most of 3 ms of CPU: BEGIN, the node marked seen, the job and its meta-jobs loaded through the ORM
-under their row locks, the checks, the writes, the event, COMMIT. Yet for the common case the whole of a
-transition fits in one statement, atomic without a transaction block of its own. Each lane's statement
+A node sends these 14 times per job (ten of them progress reports), and the full stack costs each several round
+trips and most of 3 ms of CPU (an upload nearer 5): BEGIN, the node marked seen, the job and its meta-jobs loaded
+through the ORM under their row locks, the checks, the writes, the event, COMMIT. Yet for the common case the
+whole of a transition fits in one statement, atomic without a transaction block of its own. Each lane's statement
 
 - locks the node, if the token's user is active and owns it (or is an admin), and marks it seen, as the full
   stack does first on every node request (the lock order: the node, then the job; see ``job_lifecycle.py``);
@@ -16,29 +16,49 @@ transition fits in one statement, atomic without a transaction block of its own.
 - answers the job as ``job_json`` writes it.
 
 Each condition is part of the statement, so a change committed meanwhile (an abort, a cancel) is seen. When any
-fails nothing of the job is written (the node may have been marked seen) and ``run`` answers None: the full
+fails nothing of the job is written (the node may have been marked seen) and the lane answers None: the full
 stack then handles the request, checks everything again and answers as it always does, the precise error or
 the cases the lanes leave to it (meta-jobs and their steps, Scale job types, a failing finish, a node asking
-again for a job it holds). So the lanes hold only the plain case of each transition; the state machine stays
-``JobLifecycle``'s, and ``tests/functional/test_express_lanes.py`` runs each lane against it.
+again for a job it holds, a large upload). So the lanes hold only the plain case of each transition; the state
+machine stays ``JobLifecycle``'s (and ``JobOutputService``'s), and ``tests/functional/test_express_lanes.py``
+runs each lane against it.
 """
+import io
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from types import SimpleNamespace
 
+import psycopg
 from psycopg.types.json import Json
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
-from ..models import Job
+from ..errors import ServiceError
+from ..models import Job, JobOutput
 from ..models.jobs import COMPLETED, PENDING, QUEUED, RUNNING
 from ..models.seed_job_types import SCALE_TEMPLATE_PREFIX
 from ..models.templates import META
-from ..representations import job_json
+from ..representations import job_json, job_output_json
+from ..storage import OutputStorage
 from .events import EVENT_COLUMNS, NOTIFY_CHANNEL
+from .outputs import (blob_lock_key, canonical_output_type, check_output_name, clean_content_type,
+                      delete_unreferenced_blobs)
+from .type_registry import registry_of
+
+log = logging.getLogger(__name__)
 
 _JOB_COLUMNS = [column.name for column in Job.__table__.c]
+_OUTPUT_COLUMNS = [column.name for column in JobOutput.__table__.c]
 _CALLER = "(SELECT id FROM caller)"
+# The node, locked, if the token's user is active and owns it (or is an admin): every lane's first step.
+_CALLER_CTE = """caller AS (
+    SELECT nodes.id, nodes.current_job_id FROM nodes
+    WHERE nodes.id = %(node)s AND EXISTS (
+        SELECT 1 FROM users WHERE users.id = %(user)s AND users.is_active
+        AND (users.id = nodes.owner_id OR users.is_admin))
+    FOR NO KEY UPDATE OF nodes)"""
 
 
 def _no_notification(transition: str) -> str:
@@ -62,12 +82,7 @@ class Lane:
         # psycopg's own placeholders: the statement goes to the driver as it is (see ``run``).
         current_job = f", current_job_id = {self.current_job}" if self.current_job else ""
         return f"""
-            WITH caller AS (
-                SELECT nodes.id, nodes.current_job_id FROM nodes
-                WHERE nodes.id = %(node)s AND EXISTS (
-                    SELECT 1 FROM users WHERE users.id = %(user)s AND users.is_active
-                    AND (users.id = nodes.owner_id OR users.is_admin))
-                FOR NO KEY UPDATE OF nodes),
+            WITH {_CALLER_CTE},
             moved AS (
                 UPDATE jobs SET {self.sets}
                 WHERE jobs.id = %(job)s AND EXISTS (SELECT 1 FROM caller) AND {self.conditions}
@@ -122,6 +137,18 @@ FINISH = Lane(
 LANES = {lane.transition: lane for lane in (ACQUIRE, START, PROGRESS, FINISH)}
 
 
+@contextmanager
+def dropped_if_broken(connection: Connection):
+    """The lanes send their statements to psycopg itself: a connection the database dropped (a restart, say) is
+    taken out of the pool here, as SQLAlchemy does for the statements it runs."""
+    try:
+        yield
+    except psycopg.Error:
+        if connection.connection.driver_connection.broken:
+            connection.invalidate()
+        raise
+
+
 def run(connection: Connection, lane: Lane, *, user_id: int, node_id: int, job_id: int, now: datetime,
         data: dict | None = None, **values) -> dict | None:
     """The job's JSON after the lane moved it (the connection must autocommit); None when the lane does not
@@ -143,3 +170,119 @@ def run(connection: Connection, lane: Lane, *, user_id: int, node_id: int, job_i
     job.outputs = [SimpleNamespace(id=output["pk"], name=output["name"], type=output["type"], is_active=True)
                    for output in outputs or ()]
     return job_json(job)
+
+
+# Adding an output: the plain case of ``JobOutputService.add``, for a small body (see ``add_output``).
+OUTPUT_BODY_LIMIT = 1 << 20
+# The node marked seen; the job, locked, if the node holds it RUNNING (not cancelled, not deleted, no meta-job's
+# step, whose output names are checked against its graph's); its active outputs and the job-types table.
+_OPEN_FOR_OUTPUT = f"""
+    WITH {_CALLER_CTE},
+    seen AS (UPDATE nodes SET last_seen = %(now)s WHERE nodes.id = {_CALLER}),
+    job AS (
+        SELECT jobs.id FROM jobs
+        WHERE jobs.id = %(job)s AND jobs.node_id = {_CALLER} AND jobs.status = '{RUNNING}'
+        AND NOT jobs.is_cancelled AND jobs.deletion_time IS NULL AND jobs.parent_id IS NULL
+        FOR UPDATE OF jobs)
+    SELECT (SELECT json_agg(json_build_array(outputs.name, outputs.type)) FROM job_outputs AS outputs
+            WHERE outputs.job_id = job.id AND outputs.deletion_time IS NULL),
+           (SELECT json_agg(json_build_array(types.name, types.pkg, types.cls) ORDER BY types.name)
+            FROM job_types AS types)
+    FROM job"""
+# The blob's key locked (``lock_blob_keys``), the output's row and its event; no row if an output of that name
+# and type came first (the unique index).
+_ADD_OUTPUT = f"""
+    WITH locked AS (SELECT pg_advisory_xact_lock(%(lock)s)),
+    added AS (
+        INSERT INTO job_outputs (job_id, name, type, content_type, blob_key, size, creator_id, creation_time)
+        SELECT %(job)s, %(name)s, %(type)s, %(content_type)s, %(key)s, %(size)s, %(user)s, %(now)s FROM locked
+        ON CONFLICT DO NOTHING
+        RETURNING {", ".join(_OUTPUT_COLUMNS)}),
+    announced AS (SELECT pg_notify(%(channel)s, CAST(job_id AS text)) FROM added),
+    written AS (
+        INSERT INTO job_events ({EVENT_COLUMNS})
+        SELECT jobs.id, 'add_output', jobs.status, jobs.progress, jobs.node_id, jobs.error_reason,
+               json_build_object('name', added.name, 'type', added.type, 'pk', added.id), %(now)s,
+               pg_current_xact_id()::text::bigint
+        FROM jobs JOIN added ON added.job_id = jobs.id CROSS JOIN announced
+        RETURNING id)
+    SELECT {", ".join(f"added.{name}" for name in _OUTPUT_COLUMNS)} FROM added CROSS JOIN written"""
+
+
+class Refused(Exception):
+    """The lane's answer is this error (the storage's: the full stack would meet it again, and log it twice)."""
+
+    def __init__(self, error: ServiceError):
+        super().__init__(error.detail)
+        self.error = error
+
+
+def add_output(engine: Engine, storage: OutputStorage, max_size: int, *, user_id: int, node_id: int,
+               job_id: int, name: str, type_text: str, body: bytes, content_type: str | None,
+               now: datetime) -> dict | None:
+    """The output's JSON once it is stored and committed; None when the lane does not apply, with nothing
+    written (the node may have been marked seen; bytes stored under a key that no row refers to are removed);
+    ``Refused`` when the storage failed, with nothing written (but the node's being seen, if the staging
+    failed).
+
+    A small body only (``OUTPUT_BODY_LIMIT``, in memory), staged before any lock is taken, as the full stack
+    does. Then one transaction of four round trips: the locks and the checks; the key's lock, the row and the
+    event; the bytes published under their key while the key's lock is held (see ``lock_blob_keys``); COMMIT."""
+    if len(body) > max_size:
+        return None  # the full stack's 413
+    values = {"user": user_id, "node": node_id, "job": job_id, "now": now, "channel": NOTIFY_CHANNEL}
+    try:
+        staged, failed = storage.stage(io.BytesIO(body), max_size=max_size), None
+    except ServiceError as error:  # answered once the request is known to be in order otherwise
+        staged, failed = None, error
+    published = None
+    try:
+        with engine.connect() as connection, dropped_if_broken(connection), connection.begin() as transaction:
+            with connection.connection.driver_connection.cursor() as cursor:
+                cursor.execute(_OPEN_FOR_OUTPUT, values)
+                canonical = _new_output_type(cursor.fetchone(), name, type_text)
+                if canonical is None:
+                    transaction.rollback()
+                    return None
+                if failed is not None:
+                    transaction.commit()  # the node was seen, as the full stack records it before the bytes
+                    raise Refused(failed)
+                cursor.execute(_ADD_OUTPUT, {**values, "lock": blob_lock_key(staged.key), "name": name,
+                                             "type": canonical, "content_type": clean_content_type(content_type),
+                                             "key": staged.key, "size": staged.size})
+                added = cursor.fetchone()
+                if added is None:  # another upload of that name and type committed while we waited for the job
+                    transaction.rollback()
+                    return None
+                try:
+                    published = storage.publish(staged).key
+                except ServiceError as error:
+                    # Nothing is kept, as in the full stack (the node's being seen included, here).
+                    transaction.rollback()
+                    raise Refused(error) from None
+    except BaseException:
+        if published is not None:  # no commit: the bytes may be referred to by no row
+            try:
+                delete_unreferenced_blobs(engine, storage, {published})
+            except Exception:  # noqa: BLE001 - ``ufdl outputs sweep`` removes it later
+                log.warning("blob %s of a failed upload is left for 'ufdl outputs sweep'", published, exc_info=True)
+        raise
+    finally:
+        if staged is not None and published is None:
+            storage.discard(staged)
+    return job_output_json(SimpleNamespace(**dict(zip(_OUTPUT_COLUMNS, added))))
+
+
+def _new_output_type(row, name: str, type_text: str) -> str | None:
+    """The canonical type of the output to add, from ``_OPEN_FOR_OUTPUT``'s row; None if the full stack must
+    answer: the job does not take outputs from the node, the name or the type is refused, or the job has an
+    output of that name and type already (its 409)."""
+    if row is None:
+        return None
+    outputs, types = row
+    try:
+        check_output_name(name)
+        canonical = canonical_output_type(registry_of(types or ()), type_text)
+    except ServiceError:
+        return None
+    return None if [name, canonical] in (outputs or ()) else canonical

@@ -22,7 +22,7 @@ from ..models import Job, JobOutput, Node, User, write_from_here
 from ..models.jobs import FINAL_STATUSES, OUTPUT_NAME_LENGTH, RUNNING
 from ..models.meta import MAX_ID, utcnow
 from ..storage import BlobTooLarge, OutputStorage
-from ..types import MAX_TYPE_LENGTH
+from ..types import MAX_TYPE_LENGTH, TypeRegistry
 from .auth import ActingNode
 from .events import record_event
 from .type_registry import resolve, type_registry
@@ -70,6 +70,22 @@ def servable_output(db: Session, value) -> JobOutput | None:
     return None if output is None or withheld(db, output) else output
 
 
+def canonical_output_type(registry: TypeRegistry, type_text: str) -> str:
+    """An output's TYPE, as stored and answered."""
+    canonical = str(resolve(registry, type_text, "output type"))
+    # The canonical spelling (a space after each comma) may be longer than what was sent; it is what the
+    # API answers, so it must still fit a path segment, and the column.
+    if len(canonical) > MAX_TYPE_LENGTH:
+        raise InvalidInput(f"output type: its canonical form {canonical[:60]}... is longer than "
+                           f"{MAX_TYPE_LENGTH} characters")
+    return canonical
+
+
+def blob_lock_key(key: str) -> int:
+    """The advisory lock of a blob key (PostgreSQL): its first 60 bits."""
+    return int(key[:15], 16)
+
+
 # The job read again, locked, once an upload's bytes are stored: its own row (``populate_existing`` overwrites
 # what the unlocked read saw), not its template and outputs, which the first read loaded and which nothing after
 # reads (``db.refresh`` reloaded them: a tenth of the upload's CPU). Built once, as the job's other lookups are.
@@ -87,13 +103,7 @@ class JobOutputService:
         self.max_size = max_size
 
     def canonical_type(self, type_text: str) -> str:
-        canonical = str(resolve(type_registry(self.db), type_text, "output type"))
-        # The canonical spelling (a space after each comma) may be longer than what was sent; it is what the
-        # API answers, so it must still fit a path segment, and the column.
-        if len(canonical) > MAX_TYPE_LENGTH:
-            raise InvalidInput(f"output type: its canonical form {canonical[:60]}... is longer than "
-                               f"{MAX_TYPE_LENGTH} characters")
-        return canonical
+        return canonical_output_type(type_registry(self.db), type_text)
 
     def servable(self, output: JobOutput) -> JobOutput:
         """The output, if its bytes are served (see ``withheld``); NotFound otherwise."""
@@ -234,7 +244,7 @@ def lock_blob_keys(connection, keys) -> None:
     turns already, the clean-up taking the write lock too)."""
     if connection.dialect.name == "postgresql":
         for key in sorted(keys):  # one order everywhere: no deadlock between two holders of several keys
-            connection.execute(_LOCK_KEY, {"key": int(key[:15], 16)})
+            connection.execute(_LOCK_KEY, {"key": blob_lock_key(key)})
 
 
 _LOCK_KEY = text("SELECT pg_advisory_xact_lock(:key)")

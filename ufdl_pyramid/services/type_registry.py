@@ -23,9 +23,14 @@ _ROWS = select(JobType.name, JobType.pkg, JobType.cls).order_by(JobType.name)
 
 
 def type_registry(db: Session) -> TypeRegistry:
-    global _cached
     # The session's connection: a plain Core read, without the ORM's execution around it.
-    rows = tuple(tuple(row) for row in db.connection().execute(_ROWS))
+    return registry_of(db.connection().execute(_ROWS))
+
+
+def registry_of(rows) -> TypeRegistry:
+    """The registry of the job-types table's rows (name, pkg, cls), ordered by name."""
+    global _cached
+    rows = tuple(tuple(row) for row in rows)
     with _lock:
         if _cached is not None and _cached[0] == rows:
             return _cached[1]
