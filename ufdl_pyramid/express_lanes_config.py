@@ -38,6 +38,7 @@ _TRANSITIONS = {"acquire": ("GET", re.compile(_JOB + r"/acquire/?")),
                 "progress": ("POST", re.compile(_JOB + r"/progress/([^/]{1,40})/?")),
                 "finish": ("POST", re.compile(_JOB + r"/finish/?"))}
 _OUTPUT = re.compile(_JOB + rf"/outputs/{_SEGMENT}/{_SEGMENT}/?")
+_CREATE_JOB = re.compile(r"/v1/job-templates/([1-9][0-9]{0,17})/create-job/?")
 
 
 def _values(transition: str, request, match) -> dict | None:
@@ -81,6 +82,7 @@ def express_lanes_tween_factory(handler, registry):
     secret = registry["auth.config"].secret
     storage = registry["ufdl.storage"]
     max_output_size = settings["ufdl.max_output_size"]
+    executors = registry["ufdl.plugins"].executors
 
     def move(request, transition: str, match, user_id: int, node_id: int):
         values = _values(transition, request, match)
@@ -115,13 +117,27 @@ def express_lanes_tween_factory(handler, registry):
                              f"{quote_path_segment(type_text)}/info")
         return response
 
+    def create_job(request, match, user_id: int, node_id: int | None):
+        job = express_lanes.create_job(autocommit, executors, user_id=user_id, node_id=node_id,
+                                       template_id=int(match.group(1)), body=read_json(request), now=utcnow())
+        if job is None:
+            return None
+        response = render_to_response("json", job, request=request)
+        response.status_int = 201
+        response.location = f"{request.application_url}/v1/jobs/{job['pk']}"  # as the full stack's
+        return response
+
     def answer(request, lane: str, match):
         try:
             token = bearer_token(request)
             node_id = node_id_of(request)
-            if token is None or node_id is None:
+            if token is None or (node_id is None and lane != "create_job"):
                 return None
+            if node_id is None and request.headers.get("Node-Id", "").strip():
+                return None  # a malformed Node-Id: the full stack's 400
             user_id = user_id_of_access_token(secret, token)
+            if lane == "create_job":
+                return create_job(request, match, user_id, node_id)
             if lane == "add_output":
                 return add_output(request, match, user_id, node_id)
             return move(request, lane, match, user_id, node_id)
@@ -137,12 +153,13 @@ def express_lanes_tween_factory(handler, registry):
             return None
 
     def lane_of(request) -> tuple[str | None, re.Match | None]:
-        """The lane for the request (its transition, or ``add_output``) and its path's match."""
+        """The lane for the request (its transition, ``add_output`` or ``create_job``) and its path's match."""
         path = request.environ.get("PATH_INFO", "")
-        if request.method == "POST":  # an upload: no notification is ever due for it
-            match = _OUTPUT.fullmatch(path)
-            if match is not None:
-                return "add_output", match
+        if request.method == "POST":  # an upload or a creation: no notification is ever due for them
+            for lane, route in (("add_output", _OUTPUT), ("create_job", _CREATE_JOB)):
+                match = route.fullmatch(path)
+                if match is not None:
+                    return lane, match
         for transition, (method, route) in transitions.items():
             match = route.fullmatch(path) if request.method == method else None
             if match is not None:

@@ -605,3 +605,90 @@ def test_a_hard_delete_racing_a_lane_upload_of_the_same_bytes_leaves_its_blob(on
     assert answers["upload"].status_int == 201, answers["upload"].text
     assert not any("job_outputs" in statement for statement in statements if "INSERT" in statement)  # the lane's
     assert nodes[1].get(f"/v1/jobs/{jobs[1]['pk']}/outputs/b/BLOB").body == b"X" * 1000
+
+
+# The create-job lane.
+
+def created_by_the_lane(statements) -> bool:
+    """The lane writes the job with INSERT ... SELECT from its template (the full stack through the ORM)."""
+    return any(statement.startswith("INSERT INTO jobs") and "FROM job_templates" in statement
+               for statement in statements)
+
+
+@pytest.mark.parametrize("as_node", [False, True])
+def test_a_job_created_by_the_lane_is_the_full_stacks(on_postgresql, engine, statements, admin, bob, as_node):
+    template = admin.post("/v1/job-templates/import", {**ECHO, "specific": {
+        **ECHO["specific"], "parameters": {"tag": {"types": ["str"], "help": "", "default": "x"}}}}).json
+    full = on(make_test_app(engine, **{"ufdl.express_lanes": "false"}), bob)
+    creator = register(bob) if as_node else bob
+    if as_node:
+        full = full.as_node(creator.node_id)
+    body = {"input_values": {"input": {"value": "hello", "type": "str"}}, "description": "a run",
+            "parameter_values": {"tag": {"value": "y", "type": "str"}},
+            "notification_override": {"actions": {"on_finish": [{"type": "print"}]}, "keep_default": True}}
+    answers = []
+    for client, lane in ((creator, True), (full, False)):
+        statements.clear()
+        answers.append(client.post(f"/v1/job-templates/{template['pk']}/create-job", body, status=201))
+        assert created_by_the_lane(statements) == lane
+    express, stacked = answers
+    assert comparable(express.json) == comparable(stacked.json)
+    assert express.json == bob.get(f"/v1/jobs/{express.json['pk']}").json
+    assert express.headers["Location"].endswith(f"/v1/jobs/{express.json['pk']}")
+    assert (express.content_type, express.json["status"], express.json["creator"]) == (
+        stacked.content_type, "PENDING", bob.user_id)
+    if as_node:
+        assert node_state(engine, creator.node_id).last_seen is not None
+
+
+@pytest.mark.parametrize("case", ["meta-template", "deleted template", "private template", "bad input",
+                                  "child overrides", "malformed node header", "other users node", "list body",
+                                  "inactive user", "no such template"])
+def test_creations_out_of_the_ordinary_get_the_full_stacks_answer(engine, statements, admin, alice, bob, case):
+    """Run on both databases: what the lane leaves to the full stack answers as without the lanes."""
+    from job_helpers import CONSUME, PIPELINE, PRODUCE
+
+    template = admin.post("/v1/job-templates/import", ECHO, status=201).json
+    path = f"/v1/job-templates/{template['pk']}/create-job"
+    body = {"input_values": {"input": {"value": "x", "type": "str"}}}
+    statements.clear()
+    if case == "meta-template":
+        admin.post("/v1/job-templates/import", PRODUCE)
+        admin.post("/v1/job-templates/import", CONSUME)
+        meta = admin.post("/v1/job-templates/import", PIPELINE).json
+        statements.clear()
+        parent = bob.post(f"/v1/job-templates/{meta['pk']}/create-job", {"input_values": {
+            "first:input": {"value": "x", "type": "str"}}}, status=201).json
+        children = bob.post("/v1/jobs/list", {"expressions": [
+            {"type": "exact", "field": "parent", "value": parent["pk"]}]}).json
+        assert [child["template"]["name"] for child in children] == ["produce"]
+    elif case == "deleted template":
+        admin.delete(f"/v1/job-templates/{template['pk']}")
+        statements.clear()
+        assert "is deleted" in bob.post(path, body, status=400).json["detail"]
+    elif case == "private template":
+        private = admin.post("/v1/job-templates/import", {**ECHO, "name": "private", "scope": "user"}).json
+        statements.clear()
+        bob.post(f"/v1/job-templates/{private['pk']}/create-job", body, status=404)
+    elif case == "bad input":
+        refused = bob.post(path, {"input_values": {"input": {"value": 5, "type": "str"}}}, status=400).json
+        assert "input_values.input" in refused["detail"]
+    elif case == "child overrides":
+        refused = bob.post(path, {**body, "child_notification_overrides": {"a": {}}}, status=400).json
+        assert "only a meta-job" in refused["detail"]
+    elif case == "malformed node header":
+        bob.app.post_json(path, body, headers=bob.headers({"Node-Id": "one"}), status=400)
+    elif case == "other users node":
+        node = register(alice)
+        bob.as_node(node.node_id).post(path, body, status=403)
+    elif case == "list body":
+        bob.post(path, [body], status=400)
+    elif case == "inactive user":
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE users SET is_active = false WHERE id = :id"), {"id": bob.user_id})
+        bob.post(path, body, status=401)
+    else:
+        bob.post("/v1/job-templates/9999/create-job", body, status=404)
+    assert not created_by_the_lane(statements)
+    if case != "meta-template":
+        assert admin.post("/v1/jobs/list").json == []

@@ -33,19 +33,25 @@ from types import SimpleNamespace
 
 import psycopg
 from psycopg.types.json import Json
+from sqlalchemy import bindparam, insert, literal, select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
 
 from ..errors import ServiceError
-from ..models import Job, JobOutput
+from ..models import Job, JobOutput, JobTemplate
 from ..models.jobs import COMPLETED, PENDING, QUEUED, RUNNING
 from ..models.seed_job_types import SCALE_TEMPLATE_PREFIX
 from ..models.templates import META
 from ..representations import job_json, job_output_json
 from ..storage import OutputStorage
 from .events import EVENT_COLUMNS, NOTIFY_CHANNEL
+from .executor_checks import ExecutorChecks
+from .job_creation import CREATE_JOB, JobCreator
 from .outputs import (blob_lock_key, canonical_output_type, check_output_name, clean_content_type,
                       delete_unreferenced_blobs)
-from .type_registry import registry_of
+from .templates import TemplateService
+from .type_registry import registry_of, type_registry
+from .validation import validate
 
 log = logging.getLogger(__name__)
 
@@ -286,3 +292,62 @@ def _new_output_type(row, name: str, type_text: str) -> str | None:
     except ServiceError:
         return None
     return None if [name, canonical] in (outputs or ()) else canonical
+
+
+# Creating a job: the plain case of ``JobCreator.create``, a workable template's job.
+# The caller's being an admin, if the token's user is active (and owns the node it acts as, which is marked seen).
+_CALLER_ALONE = "SELECT users.is_admin FROM users WHERE users.id = %(user)s AND users.is_active"
+_CALLER_AS_NODE = f"""
+    WITH {_CALLER_CTE},
+    seen AS (UPDATE nodes SET last_seen = %(now)s WHERE nodes.id = {_CALLER})
+    SELECT users.is_admin FROM users WHERE users.id = %(user)s AND EXISTS (SELECT 1 FROM caller)"""
+_JOBS = Job.__table__
+_TEMPLATES = JobTemplate.__table__
+_NEW_JOB_VALUES = ("description", "input_values", "parameter_values", "notification_override")
+# One statement: the job's row, if its template is still not deleted, whose row it share-locks as the full stack
+# does until its commit (a registry prune deciding whether the template has jobs waits for it).
+_INSERT_JOB = insert(_JOBS).from_select(
+    ["template_id", "creator_id", "last_status_change", *_NEW_JOB_VALUES],
+    select(_TEMPLATES.c.id, bindparam("creator_id"), bindparam("now", type_=_JOBS.c.last_status_change.type),
+           *(bindparam(name, type_=_JOBS.c[name].type) for name in _NEW_JOB_VALUES))
+    .where(_TEMPLATES.c.id == bindparam("template_id"), _TEMPLATES.c.deletion_time.is_(None))
+    .with_for_update(read=True),
+    include_defaults=True).returning(*_JOBS.c)
+
+
+def create_job(engine: Engine, executors, *, user_id: int, node_id: int | None, template_id: int, body,
+               now: datetime) -> dict | None:
+    """The new job's JSON (``engine`` must autocommit); None when the lane does not apply, with nothing
+    written (the node may have been marked seen): a body or values the full stack refuses, a template that is
+    not there, not the caller's to see, deleted or a meta-template (whose children the full stack creates).
+    Statements of their own: the caller, the template, the job types, the job (with its template's check)."""
+    if not isinstance(body, dict) or "child_notification_overrides" in body:
+        return None  # only a meta-job has children: the full stack answers either
+    try:
+        validate(CREATE_JOB, body)
+    except ServiceError:
+        return None
+    with engine.connect() as connection, dropped_if_broken(connection), Session(bind=connection) as db:
+        with connection.connection.driver_connection.cursor() as cursor:
+            cursor.execute(_CALLER_AS_NODE if node_id is not None else _CALLER_ALONE,
+                           {"user": user_id, "node": node_id, "now": now})
+            caller = cursor.fetchone()
+        if caller is None:
+            return None
+        template = db.get(JobTemplate, template_id)
+        if (template is None or template.is_meta or not template.is_active
+                or not template.visible_to(user_id, bool(caller[0]))):
+            return None
+        creator = JobCreator(db, TemplateService(db, type_registry(db)), ExecutorChecks(executors, db))
+        try:
+            values = creator.job_values(template, body)
+        except ServiceError:
+            return None
+        row = connection.execute(_INSERT_JOB, {"template_id": template_id, "creator_id": user_id, "now": now,
+                                               **values}).first()
+        if row is None:  # deleted meanwhile: the full stack says so
+            return None
+        job = SimpleNamespace(**row._asdict())
+        job.template = SimpleNamespace(id=template.id, name=template.name, version=template.version)
+        job.outputs = []
+        return job_json(job)

@@ -51,16 +51,9 @@ class JobCreator:
             raise NotFound(f"Template {template.id} was deleted at the same moment")
         if locked.deletion_time is not None:
             raise InvalidInput(f"Template {template.id} is deleted: reinstate it to create jobs from it")
-        inputs = self._check_inputs(template, body.get("input_values", {}))
-        parameters = self._check_parameters(template, body.get("parameter_values") or {})
-        self._check_child_overrides(template, body.get("child_notification_overrides"))
-        self.checks.check(template, inputs, parameters)
-        notifications = {key: body[key] for key in ("notification_override", "child_notification_overrides")
-                         if key in body}
+        values = self.job_values(template, body)
         template_id = template.id  # the session cannot read it again after a failed flush
-        job = Job(template_id=template_id, description=body.get("description", ""), input_values=inputs,
-                  parameter_values=parameters or None, notification_override=notifications or None,
-                  creator_id=creator_id, last_status_change=utcnow())
+        job = Job(template_id=template_id, creator_id=creator_id, last_status_change=utcnow(), **values)
         self.db.add(job)
         try:
             self.db.flush()
@@ -70,8 +63,21 @@ class JobCreator:
         set_committed_value(job, "outputs", [])  # a new job has none: answering it needs no query for them
         if template.is_meta:
             # The first steps are checked as they are made: a refusal is this request's 400, nothing created.
-            create_ready_children(self.db, job, template, inputs, parameters, notifications, self.checks)
+            create_ready_children(self.db, job, template, values["input_values"], values["parameter_values"] or {},
+                                  values["notification_override"] or {}, self.checks)
         return job
+
+    def job_values(self, template: JobTemplate, body: dict) -> dict:
+        """The new job's description, inputs, parameters and notification settings from a create-job body
+        (already checked against ``CREATE_JOB``), checked against the template and its executor."""
+        inputs = self._check_inputs(template, body.get("input_values", {}))
+        parameters = self._check_parameters(template, body.get("parameter_values") or {})
+        self._check_child_overrides(template, body.get("child_notification_overrides"))
+        self.checks.check(template, inputs, parameters)
+        notifications = {key: body[key] for key in ("notification_override", "child_notification_overrides")
+                         if key in body}
+        return {"description": body.get("description", ""), "input_values": inputs,
+                "parameter_values": parameters or None, "notification_override": notifications or None}
 
     @staticmethod
     def _check_child_overrides(template: JobTemplate, overrides: dict | None) -> None:
