@@ -33,7 +33,7 @@ from types import SimpleNamespace
 
 import psycopg
 from psycopg.types.json import Json
-from sqlalchemy import bindparam, insert, literal, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
