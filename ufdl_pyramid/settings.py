@@ -161,9 +161,9 @@ SETTINGS = (
             "checks of the leases (each acquire-next checks them too); 0: only at acquire-next."),
     Setting("ufdl.max_tries", 3, _positive(int), "Lost leases after which a job fails instead of going back to "
             "PENDING."),
-    Setting("ufdl.express_lanes", True, _bool, "PostgreSQL: answer a node's acquire, start, progress report, "
-            "finish and small upload in one statement each (an upload: one short transaction) when all is in "
-            "order (false: always through the full stack)."),
+    Setting("ufdl.express_lanes", True, _bool, "PostgreSQL: answer create-job and a node's acquire, start, "
+            "progress report, finish and small upload ahead of the full stack (a transition in one statement) "
+            "when all is in order (false: always through the full stack)."),
     Setting("ufdl.db.pool_size", 10, _positive(int), "Connections kept per process (PostgreSQL)."),
     Setting("ufdl.db.connect_timeout", 10, _positive(int), "Seconds to wait for a new PostgreSQL connection "
             "(a host that does not answer: the request is answered 503 then, instead of waiting minutes)."),
