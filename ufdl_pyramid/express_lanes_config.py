@@ -1,6 +1,6 @@
-"""Start-up for the express lanes (``services/express_lanes.py``): a tween in front of pyramid_tm that answers a
-node's acquire, start, progress report, finish and output upload itself when it can, and hands every other
-request, and every one it cannot answer, to the full stack unchanged.
+"""Start-up for the express lanes (``services/express_lanes.py``): a tween in front of pyramid_tm that answers
+create-job and a node's acquire, start, progress report, finish and output upload itself when it can, and hands
+every other request, and every one it cannot answer, to the full stack unchanged.
 
 They are on with PostgreSQL, unless ``ufdl.express_lanes`` is false; a transition's lane is off when the
 server's default notifications have actions for it (the full stack sends those after its commit).
