@@ -154,6 +154,8 @@ def express_lanes_tween_factory(handler, registry):
 
     def lane_of(request) -> tuple[str | None, re.Match | None]:
         """The lane for the request (its transition, ``add_output`` or ``create_job``) and its path's match."""
+        if "HTTP_X_VHM_ROOT" in request.environ:  # a virtual root: traversal reads the path under it
+            return None, None
         path = request.environ.get("PATH_INFO", "")
         if request.method == "POST":  # an upload or a creation: no notification is ever due for them
             for lane, route in (("add_output", _OUTPUT), ("create_job", _CREATE_JOB)):

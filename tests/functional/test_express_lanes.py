@@ -692,3 +692,21 @@ def test_creations_out_of_the_ordinary_get_the_full_stacks_answer(engine, statem
     assert not created_by_the_lane(statements)
     if case != "meta-template":
         assert admin.post("/v1/jobs/list").json == []
+
+
+def test_a_virtual_root_applies_to_the_lanes_paths_as_to_traversal(engine, bob, worker, job):
+    """Pyramid's traversal honours ``X-Vhm-Root`` (a virtual root, which a proxy may set): under the root ``/v1``
+    the path ``/v1/jobs/{pk}/...`` names no job, and the full stack answers 404. The lanes matched the path
+    alone: they acquired, started, finished the job and took its output."""
+    path, vroot = f"/v1/jobs/{job['pk']}", {"X-Vhm-Root": "/v1"}
+    worker.get(f"{path}/acquire", headers=vroot, status=404)
+    assert bob.get(path).json["status"] == "PENDING"
+    worker.get(f"/jobs/{job['pk']}/acquire", headers=vroot)  # the job's path under that root
+    worker.post(f"{path}/start", {}, headers=vroot, status=404)
+    worker.post(f"{path}/start", {})
+    upload(worker, job, headers=vroot, status=404)
+    worker.post(f"{path}/progress/0.5", {}, headers=vroot, status=404)
+    worker.post(f"{path}/finish", {}, headers=vroot, status=404)
+    answer = bob.get(path).json
+    assert (answer["status"], answer["progress"], answer["outputs"]) == ("RUNNING", 0.0, [])
+    assert [event.transition for event in events_of(engine, job)] == ["acquire", "start"]
