@@ -710,3 +710,27 @@ def test_a_virtual_root_applies_to_the_lanes_paths_as_to_traversal(engine, bob, 
     answer = bob.get(path).json
     assert (answer["status"], answer["progress"], answer["outputs"]) == ("RUNNING", 0.0, [])
     assert [event.transition for event in events_of(engine, job)] == ["acquire", "start"]
+
+
+def test_a_failed_publish_keeps_no_blob_and_leaves_the_node_seen(engine, bob, worker, job, storage, monkeypatch):
+    """The bytes went under their key, then syncing the blob's directory failed (a dying disk): a 503 and no
+    row. The full stack then deletes the blob that no row refers to (``BlobCleanup``) and keeps the node's being
+    seen (committed before the bytes came in); the lane left the blob behind and the node unseen."""
+    import errno
+    import hashlib
+
+    from ufdl_pyramid import storage as storage_module
+
+    def failing(path):
+        raise OSError(errno.EIO, "Input/output error")
+
+    running(worker, job)
+    data = b"bytes whose directory cannot be synced"
+    seen_before = node_state(engine, worker.node_id).last_seen
+    monkeypatch.setattr(storage_module, "_fsync_directory", failing)
+    assert upload(worker, job, data=data, status=503).headers["Retry-After"] == "5"
+    monkeypatch.undo()
+    assert not storage.exists(hashlib.sha256(data).hexdigest())
+    assert bob.get(f"/v1/jobs/{job['pk']}").json["outputs"] == []
+    assert [event.transition for event in events_of(engine, job)] == ["acquire", "start"]
+    assert node_state(engine, worker.node_id).last_seen > seen_before

@@ -195,6 +195,8 @@ _OPEN_FOR_OUTPUT = f"""
            (SELECT json_agg(json_build_array(types.name, types.pkg, types.cls) ORDER BY types.name)
             FROM job_types AS types)
     FROM job"""
+# The node marked seen alone, as the full stack does before an upload's bytes come in.
+_SEEN = f"WITH {_CALLER_CTE} UPDATE nodes SET last_seen = %(now)s WHERE nodes.id = {_CALLER}"
 # The blob's key locked (``lock_blob_keys``), the output's row and its event; no row if an output of that name
 # and type came first (the unique index).
 _ADD_OUTPUT = f"""
@@ -228,8 +230,7 @@ def add_output(engine: Engine, storage: OutputStorage, max_size: int, *, user_id
                now: datetime) -> dict | None:
     """The output's JSON once it is stored and committed; None when the lane does not apply, with nothing
     written (the node may have been marked seen; bytes stored under a key that no row refers to are removed);
-    ``Refused`` when the storage failed, with nothing written (but the node's being seen, if the staging
-    failed).
+    ``Refused`` when the storage failed, with nothing written but the node's being seen (as the full stack).
 
     A small body only (``OUTPUT_BODY_LIMIT``, in memory), staged before any lock is taken, as the full stack
     does. Then one transaction of four round trips: the locks and the checks; the key's lock, the row and the
@@ -241,10 +242,10 @@ def add_output(engine: Engine, storage: OutputStorage, max_size: int, *, user_id
         staged, failed = storage.stage(io.BytesIO(body), max_size=max_size), None
     except ServiceError as error:  # answered once the request is known to be in order otherwise
         staged, failed = None, error
-    published = None
+    published = unpublished = None
     try:
-        with engine.connect() as connection, dropped_if_broken(connection), connection.begin() as transaction:
-            with connection.connection.driver_connection.cursor() as cursor:
+        with engine.connect() as connection, dropped_if_broken(connection):
+            with connection.begin() as transaction, connection.connection.driver_connection.cursor() as cursor:
                 cursor.execute(_OPEN_FOR_OUTPUT, values)
                 canonical = _new_output_type(cursor.fetchone(), name, type_text)
                 if canonical is None:
@@ -263,9 +264,14 @@ def add_output(engine: Engine, storage: OutputStorage, max_size: int, *, user_id
                 try:
                     published = storage.publish(staged).key
                 except ServiceError as error:
-                    # Nothing is kept, as in the full stack (the node's being seen included, here).
+                    # Nothing is kept but the node's being seen, as in the full stack (which commits that first);
+                    # the bytes may be under their key already (a failure after the rename): checked below.
                     transaction.rollback()
-                    raise Refused(error) from None
+                    published, unpublished = staged.key, error
+            if unpublished is not None:
+                with connection.begin(), connection.connection.driver_connection.cursor() as cursor:
+                    cursor.execute(_SEEN, values)
+                raise Refused(unpublished)
     except BaseException:
         if published is not None:  # no commit: the bytes may be referred to by no row
             try:
