@@ -6,11 +6,13 @@ They are on with PostgreSQL, unless ``ufdl.express_lanes`` is false; a transitio
 server's default notifications have actions for it (the full stack sends those after its commit).
 """
 import io
+import json
 import logging
 import re
 
 import psycopg
 from pyramid.renderers import render_to_response
+from pyramid.response import Response
 from pyramid.traversal import quote_path_segment
 from sqlalchemy.exc import DBAPIError
 
@@ -54,6 +56,12 @@ def _values(transition: str, request, match) -> dict | None:
     return {}  # the bodies of acquire and start, and a success's, name nothing the job keeps
 
 
+def _json_response(value: dict, status: int = 200) -> Response:
+    """What the ``json`` renderer makes of ``value`` (a job's or an output's JSON, which holds no value it would
+    adapt), at a quarter of its cost: no renderer lookup, no BeforeRender event."""
+    return Response(json.dumps(value).encode(), status=status, content_type="application/json")
+
+
 def _read_again_later(request, size: int) -> bytes:
     """Up to ``size`` bytes of the body (fewer if the client went away), left in place for the full stack: it
     reads the same bytes, and meets the same end, if the lane hands the request on."""
@@ -77,7 +85,8 @@ def express_lanes_tween_factory(handler, registry):
                    if not actions_for(defaults, None, transition)}
     if not settings["ufdl.express_lanes"] or engine.dialect.name != "postgresql":
         return handler
-    # Connections of the same pool, in autocommit while checked out: the statement is its own transaction.
+    # create-job's: connections of the same pool, in autocommit while checked out (each statement its own
+    # transaction), through SQLAlchemy, as the checks it shares with the full stack read through a session.
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     secret = registry["auth.config"].secret
     storage = registry["ufdl.storage"]
@@ -88,10 +97,10 @@ def express_lanes_tween_factory(handler, registry):
         values = _values(transition, request, match)
         if values is None:
             return None
-        with autocommit.connect() as connection, express_lanes.dropped_if_broken(connection):
+        with express_lanes.autocommitted(engine) as connection:
             job = express_lanes.run(connection, express_lanes.LANES[transition], user_id=user_id,
                                     node_id=node_id, job_id=int(match.group(1)), now=utcnow(), **values)
-        return render_to_response("json", job, request=request) if job is not None else None
+        return _json_response(job) if job is not None else None
 
     def add_output(request, match, user_id: int, node_id: int):
         size = request.content_length
@@ -110,8 +119,7 @@ def express_lanes_tween_factory(handler, registry):
                                       response=request.response)
         if output is None:
             return None
-        response = render_to_response("json", output, request=request)
-        response.status_int = 201
+        response = _json_response(output, 201)
         # As the full stack's: the output slot's URL (its segments as sent), then its info.
         response.location = (f"{request.application_url}/v1/jobs/{job_id}/outputs/{quote_path_segment(name)}/"
                              f"{quote_path_segment(type_text)}/info")
@@ -122,8 +130,7 @@ def express_lanes_tween_factory(handler, registry):
                                        template_id=int(match.group(1)), body=read_json(request), now=utcnow())
         if job is None:
             return None
-        response = render_to_response("json", job, request=request)
-        response.status_int = 201
+        response = _json_response(job, 201)
         response.location = f"{request.application_url}/v1/jobs/{job['pk']}"  # as the full stack's
         return response
 

@@ -155,14 +155,35 @@ def dropped_if_broken(connection: Connection):
         raise
 
 
-def run(connection: Connection, lane: Lane, *, user_id: int, node_id: int, job_id: int, now: datetime,
+@contextmanager
+def autocommitted(engine: Engine):
+    """A pooled connection's psycopg connection, in autocommit for one lane's statement. Set and reset by hand:
+    SQLAlchemy's switch of isolation level, made on every checkout and return, cost more than the rest of the
+    connection's round trip through the pool."""
+    pooled = engine.raw_connection()
+    driver = pooled.driver_connection
+    try:
+        driver.autocommit = True
+        yield driver
+    except psycopg.Error:
+        if driver.broken:  # the database dropped it (a restart, say): not back into the pool
+            pooled.invalidate()
+        raise
+    finally:
+        if not driver.closed and not driver.broken:
+            driver.autocommit = False
+        pooled.close()
+
+
+def run(connection: psycopg.Connection, lane: Lane, *, user_id: int, node_id: int, job_id: int, now: datetime,
         data: dict | None = None, **values) -> dict | None:
-    """The job's JSON after the lane moved it (the connection must autocommit); None when the lane does not
-    apply, with nothing of the job written. ``values``: the lane's own placeholders (``progress``)."""
+    """The job's JSON after the lane moved it (the connection must autocommit: see ``autocommitted``); None when
+    the lane does not apply, with nothing of the job written. ``values``: the lane's own placeholders
+    (``progress``)."""
     # Straight to psycopg: SQLAlchemy's result handling of 25 columns would cost more than the statement.
     # Its types add nothing here: psycopg reads timestamptz as aware datetimes and json as Python values,
     # which is what the ORM hands ``job_json`` on PostgreSQL too.
-    with connection.connection.driver_connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(lane.statement, {"user": user_id, "node": node_id, "job": job_id, "now": now,
                                         "channel": NOTIFY_CHANNEL, "data": Json(data) if data is not None else None,
                                         **values})
