@@ -17,6 +17,7 @@ from pyramid.traversal import quote_path_segment
 from sqlalchemy.exc import DBAPIError
 
 from .errors import ServiceError
+from .leases_config import request_began
 from .models import database_unavailable
 from .models.meta import utcnow
 from .resources.jobs import MAX_SEGMENT
@@ -178,6 +179,7 @@ def express_lanes_tween_factory(handler, registry):
     def express_lanes_tween(request):
         lane, match = lane_of(request)
         if lane is not None:
+            request_began(registry)
             response = answer(request, lane, match)
             if response is not None:
                 return response

@@ -8,10 +8,15 @@ from .services.lease_clock import DatabaseOutages
 from .services.lease_watch import LeaseWatch
 
 
-def on_request(event):
-    registry = event.request.registry
+def request_began(registry) -> None:
+    """What a request does first: mark a return from an outage, start the process's lease checks (the express
+    lanes call it too: they answer before Pyramid sends NewRequest)."""
     registry["db.outages"].record_return(registry["db.engine"], utcnow())
     registry["ufdl.lease_watch"].ensure_running()
+
+
+def on_request(event):
+    request_began(event.request.registry)
 
 
 def includeme(config):

@@ -734,3 +734,27 @@ def test_a_failed_publish_keeps_no_blob_and_leaves_the_node_seen(engine, bob, wo
     assert bob.get(f"/v1/jobs/{job['pk']}").json["outputs"] == []
     assert [event.transition for event in events_of(engine, job)] == ["acquire", "start"]
     assert node_state(engine, worker.node_id).last_seen > seen_before
+
+
+def test_a_process_whose_first_requests_are_a_lanes_starts_its_lease_checks(on_postgresql, engine, admin, worker,
+                                                                              other_worker, make_job):
+    """Pyramid sends NewRequest (where a process starts its lease checks, and marks a return from an outage)
+    below the tweens: the lanes answered without it, and a process serving only nodes at work checked no lease."""
+    import time
+
+    from job_helpers import silence
+
+    lost, busy = make_job(), make_job()
+    for node, job in ((other_worker, lost), (worker, busy)):
+        node.get(f"/v1/jobs/{job['pk']}/acquire")
+        node.post(f"/v1/jobs/{job['pk']}/start", {})
+    silence(engine, other_worker.node_id, lost["pk"])
+    app = make_test_app(engine, **{"ufdl.leases.check_interval": "0.1"})
+    try:
+        on(app, worker).post(f"/v1/jobs/{busy['pk']}/progress/0.5", {})  # the process's first request
+        deadline = time.monotonic() + 30
+        while admin.get(f"/v1/jobs/{lost['pk']}").json["status"] == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        app.registry["ufdl.lease_watch"].stop()
+    assert admin.get(f"/v1/jobs/{lost['pk']}").json["status"] == "PENDING"
