@@ -219,13 +219,19 @@ def test_a_job_with_its_own_progress_notifications_goes_through_the_full_stack(b
     assert capsys.readouterr().out.splitlines() == ["at 0.5"]
 
 
-def test_server_progress_notifications_turn_the_lane_off(engine, statements, admin, alice, bob, capsys):
-    defaults = {"on_progress": [{"type": "print", "message": "job {pk} at {progress}"}]}
+def with_default_notifications(engine, defaults: dict, admin, alice, bob):
+    """An app whose server-wide notifications are ``defaults``; alice's node there, and a job of bob's."""
     app = make_test_app(engine, **{"ufdl.notifications.defaults": json.dumps(defaults)})
     admin, bob, worker = on(app, admin), on(app, bob), register(on(app, alice))
     template = admin.post("/v1/job-templates/import", ECHO, status=201).json
     job = bob.post(f"/v1/job-templates/{template['pk']}/create-job",
                    {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json
+    return app, worker, job
+
+
+def test_server_progress_notifications_turn_the_lane_off(engine, statements, admin, alice, bob, capsys):
+    app, worker, job = with_default_notifications(
+        engine, {"on_progress": [{"type": "print", "message": "job {pk} at {progress}"}]}, admin, alice, bob)
     running(worker, job)
     capsys.readouterr()
     worker.post(f"/v1/jobs/{job['pk']}/progress/0.5", {})
@@ -454,12 +460,8 @@ def test_a_job_with_its_own_notifications_for_a_transition_goes_through_the_full
 
 def test_server_notifications_turn_off_the_lane_of_their_transition_alone(on_postgresql, engine, statements,
                                                                           admin, alice, bob, capsys):
-    defaults = {"on_start": [{"type": "print", "message": "job {pk} started"}]}
-    app = make_test_app(engine, **{"ufdl.notifications.defaults": json.dumps(defaults)})
-    admin, bob, worker = on(app, admin), on(app, bob), register(on(app, alice))
-    template = admin.post("/v1/job-templates/import", ECHO, status=201).json
-    job = bob.post(f"/v1/job-templates/{template['pk']}/create-job",
-                   {"input_values": {"input": {"value": "x", "type": "str"}}}, status=201).json
+    app, worker, job = with_default_notifications(
+        engine, {"on_start": [{"type": "print", "message": "job {pk} started"}]}, admin, alice, bob)
     capsys.readouterr()
     statements.clear()
     worker.get(f"/v1/jobs/{job['pk']}/acquire")
