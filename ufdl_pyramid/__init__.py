@@ -28,7 +28,7 @@ def make_config(settings: dict) -> Configurator:
     config.include(".registry_config")  # sync ufdl.templates_registry, when set
     config.include(".outputs_config")  # output storage, blob clean-up after commit
     config.include(".notifications_config")  # notifications sent after commit
-    config.include(".express_lanes_config")  # a node's plain requests in one statement each
+    config.include(".express_lanes_config")  # create-job and a node's requests, in order, ahead of the rest
     config.include(".views")  # the API, area by area
     return config
 

@@ -1,8 +1,9 @@
-"""The express lanes (PostgreSQL): a node's acquire, start, progress report, finish and small upload, each
-answered by one autocommitted statement (an upload: one short transaction) when all is in order.
+"""The express lanes (PostgreSQL): a node's acquire, start, progress report and finish, each answered by one
+autocommitted statement when all is in order; a small upload by one short transaction, a create-job by four
+statements (see ``add_output`` and ``create_job``).
 
-A node sends these 14 times per job (ten of them progress reports), and the full stack costs each several round
-trips and most of 3 ms of CPU (an upload nearer 5): BEGIN, the node marked seen, the job and its meta-jobs loaded
+A node sends the first four 13 times per job (ten of them progress reports), and the full stack costs each
+several round trips and most of 3 ms of CPU: BEGIN, the node marked seen, the job and its meta-jobs loaded
 through the ORM under their row locks, the checks, the writes, the event, COMMIT. Yet for the common case the
 whole of a transition fits in one statement, atomic without a transaction block of its own. Each lane's statement
 
@@ -19,9 +20,9 @@ Each condition is part of the statement, so a change committed meanwhile (an abo
 fails nothing of the job is written (the node may have been marked seen) and the lane answers None: the full
 stack then handles the request, checks everything again and answers as it always does, the precise error or
 the cases the lanes leave to it (meta-jobs and their steps, Scale job types, a failing finish, a node asking
-again for a job it holds, a large upload). So the lanes hold only the plain case of each transition; the state
-machine stays ``JobLifecycle``'s (and ``JobOutputService``'s), and ``tests/functional/test_express_lanes.py``
-runs each lane against it.
+again for a job it holds, a large upload, a meta-template). So the lanes hold only the plain case of each
+operation; the state machine stays ``JobLifecycle``'s (and ``JobOutputService``'s, ``JobCreator``'s), and
+``tests/functional/test_express_lanes.py`` runs each lane against it.
 """
 import io
 import logging
