@@ -375,8 +375,8 @@ def test_an_admin_may_work_a_job_as_a_node_of_anyone(on_postgresql, statements, 
     "acquire: private template", "acquire: HEAD", "acquire: inactive user", "start: other node",
     "start: not acquired", "start: node still runs another", "start: a list body", "finish: other node",
     "finish: an error", "finish: a category without an error", "finish: not started", "finish: aborted"])
-def test_requests_out_of_the_ordinary_get_the_full_stacks_answer(engine, statements, users, admin, alice, bob,
-                                                                  worker, other_worker, make_job, case):
+def test_requests_out_of_the_ordinary_get_the_full_stacks_answer(engine, statements, admin, alice, worker,
+                                                                  other_worker, make_job, case):
     """Run on both databases: what a lane leaves to the full stack answers exactly as without the lanes."""
     job = make_job()
     path = f"/v1/jobs/{job['pk']}"
